@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the one command CI runs (`.ci/run`) and the README shows.
+#
+#   scripts/test.sh
+#
+# Stages, in order, stopping at the first failure:
+#   1. install the tools the tests need (scripts/setup.sh, idempotent)
+#   2. cargo fmt --check, shellcheck on the scripts
+#   3. cargo clippy -D warnings on every target
+#   4. start the third-party servers the tests use (moto_server on a free loopback port)
+#   5. cargo nextest on the whole workspace (unit, integration, binaries over real protocols),
+#      then doc tests
+#   6. the stage scripts beside this one: test-*.sh (Terraform, Helm chart, Prometheus, …)
+#
+# One cargo target dir is shared by every stage (CARGO_TARGET_DIR, default ./target).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+export RUST_BACKTRACE=1
+
+stage() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+started=$SECONDS
+
+stage "setup"
+scripts/setup.sh
+
+stage "format and shell lint"
+cargo fmt --all -- --check
+shellcheck -x scripts/*.sh .ci/run
+
+stage "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stage "third-party servers"
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+start_moto
+
+stage "cargo nextest"
+cargo nextest run --workspace --all-targets --locked --profile ci
+cargo test --workspace --doc --locked
+
+for s in scripts/test-*.sh; do
+  [ -e "$s" ] || continue
+  stage "$s"
+  "$s"
+done
+
+stage "all tests passed in $((SECONDS - started)) s"

@@ -1,0 +1,9 @@
+//! Firehose's vocabulary, written once for every crate in the workspace.
+//!
+//! The front door (`ingest`), the transform Lambda (`transform`), the local Firehose
+//! (`firehose-local`) and the replay tool all speak the same wire formats and obey the same
+//! service limits. Keeping them here, with a link to the page that states each one, means a
+//! limit changes in one place and nobody re-derives a number from memory. This crate does no
+//! I/O: it is types, constants and pure functions only.
+
+pub mod limits;
