@@ -1,0 +1,97 @@
+##################
+# Delivery stream
+##################
+
+output "delivery_stream_name" {
+  description = "Name of the delivery stream: the Helm chart's `config.deliveryStream`."
+  value       = aws_kinesis_firehose_delivery_stream.this.name
+}
+
+output "delivery_stream_arn" {
+  description = "ARN of the delivery stream."
+  value       = aws_kinesis_firehose_delivery_stream.this.arn
+}
+
+output "region" {
+  description = "Region of the delivery stream: the Helm chart's `config.region`."
+  value       = local.region
+}
+
+output "endpoint_url" {
+  description = "The HTTP endpoint the stream delivers to."
+  value       = local.endpoint_url
+}
+
+output "firehose_role_arn" {
+  description = "ARN of the role Firehose assumes (transform, backup bucket, logs, license key)."
+  value       = aws_iam_role.firehose.arn
+}
+
+output "firehose_log_group_name" {
+  description = "CloudWatch log group with the stream's delivery errors."
+  value       = aws_cloudwatch_log_group.firehose.name
+}
+
+################
+# Backup bucket
+################
+
+output "backup_bucket_name" {
+  description = "Name of the backup bucket (failed records; all source records with AllData)."
+  value       = aws_s3_bucket.backup.id
+}
+
+output "backup_bucket_arn" {
+  description = "ARN of the backup bucket."
+  value       = aws_s3_bucket.backup.arn
+}
+
+output "backup_error_output_prefix" {
+  description = "Key prefix of failed records in the backup bucket (`!{firehose:error-output-type}` becomes `http-endpoint-failed` or `processing-failed`): where the replay tool reads."
+  value       = var.backup_error_output_prefix
+}
+
+############
+# Transform
+############
+
+output "lambda_function_arn" {
+  description = "ARN of the transform function."
+  value       = aws_lambda_function.this.arn
+}
+
+output "lambda_function_name" {
+  description = "Name of the transform function."
+  value       = aws_lambda_function.this.function_name
+}
+
+output "lambda_role_arn" {
+  description = "ARN of the transform function's execution role."
+  value       = aws_iam_role.lambda.arn
+}
+
+#######
+# IRSA
+#######
+
+output "irsa_role_arn" {
+  description = "ARN of the front door's IRSA role: the Helm chart's `serviceAccount.roleArn` (annotation `eks.amazonaws.com/role-arn`). Empty when `create_irsa_role` is false."
+  value       = try(aws_iam_role.irsa[0].arn, "")
+}
+
+#########
+# Alarms
+#########
+
+output "alarm_arns" {
+  description = "ARNs of the CloudWatch alarms by name (`backup_records`, `http_endpoint_success`, `http_endpoint_data_freshness`, `processing_success`, `lambda_errors`, `lambda_throttles`, `throttled_records`). Empty when `create_alarms` is false."
+  value = merge(
+    { for k, a in aws_cloudwatch_metric_alarm.this : k => a.arn },
+    { for a in aws_cloudwatch_metric_alarm.backup_records : "backup_records" => a.arn },
+  )
+}
+
+output "alarm_sns_topic_arn" {
+  description = "SNS topic the alarms notify, or null when they notify nothing."
+  value       = local.sns_topic_arn
+}

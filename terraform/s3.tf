@@ -1,0 +1,105 @@
+################
+# Backup bucket
+################
+
+# Where Firehose writes what it could not deliver (http-endpoint-failed/), what the transform
+# failed (processing-failed/), and with AllData every source record. These objects are the only
+# copy of those records: private, owner-enforced, encrypted, TLS-only, versioned, expiring.
+resource "aws_s3_bucket" "backup" {
+  #checkov:skip=CKV_AWS_18:Access logging needs a second, log-target bucket this module would have to own; enable it in the account's logging baseline if required.
+  #checkov:skip=CKV_AWS_144:Cross-region replication doubles cost for a bucket of failed records that already expire after backup_expiration_days; replay, not replication, is the recovery path.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes bucket events; the backup-records alarm signals new failed data.
+  bucket        = var.backup_bucket_name
+  bucket_prefix = var.backup_bucket_name == null ? local.bucket_prefix : null
+  force_destroy = var.backup_force_destroy
+  tags          = var.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "backup" {
+  bucket = aws_s3_bucket.backup.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "backup" {
+  bucket = aws_s3_bucket.backup.id
+
+  rule {
+    # ACLs disabled: the bucket owner owns every object Firehose writes.
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "backup" {
+  bucket = aws_s3_bucket.backup.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = var.backup_kms_key_arn == null ? "AES256" : "aws:kms"
+      kms_master_key_id = var.backup_kms_key_arn
+    }
+    bucket_key_enabled = var.backup_kms_key_arn != null
+  }
+}
+
+resource "aws_s3_bucket_versioning" "backup" {
+  bucket = aws_s3_bucket.backup.id
+
+  versioning_configuration {
+    # An overwritten or deleted backup object can be recovered until it expires.
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "backup" {
+  bucket = aws_s3_bucket.backup.id
+
+  rule {
+    id     = "expire-backups"
+    status = "Enabled"
+
+    filter {}
+
+    expiration {
+      days = var.backup_expiration_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.backup_expiration_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  # Lifecycle rules on a versioned bucket act on the versioning state.
+  depends_on = [aws_s3_bucket_versioning.backup]
+}
+
+resource "aws_s3_bucket_policy" "backup" {
+  bucket = aws_s3_bucket.backup.id
+  policy = local.backup_bucket_policy
+
+  # A bucket policy cannot be put while public access is still being configured.
+  depends_on = [aws_s3_bucket_public_access_block.backup]
+}
+
+locals {
+  backup_bucket_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+    ]
+  })
+}

@@ -1,0 +1,261 @@
+# Least privilege, checked on the decoded policy documents: every statement names its resource
+# (no "*" where a resource can be named), and each role trusts exactly one principal.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+override_resource {
+  target = aws_cloudwatch_log_group.lambda
+  values = {
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/events-transform"
+  }
+}
+
+override_resource {
+  target = aws_iam_role.irsa
+  values = {
+    arn = "arn:aws:iam::123456789012:role/events-ingest-irsa"
+  }
+}
+
+variables {
+  name                            = "events"
+  lambda_zip_path                 = "tests/fixtures/bootstrap.zip"
+  newrelic_license_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-AbCdEf"
+  irsa_oidc_provider_arn          = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789"
+}
+
+run "firehose_role_reaches_only_its_bucket_function_log_streams_and_secret" {
+  command = apply
+
+  assert {
+    condition = jsondecode(aws_iam_role_policy.firehose.policy).Statement == [
+      {
+        Sid    = "WriteBackupBucket"
+        Effect = "Allow"
+        Action = [
+          "s3:AbortMultipartUpload",
+          "s3:GetBucketLocation",
+          "s3:GetObject",
+          "s3:ListBucket",
+          "s3:ListBucketMultipartUploads",
+          "s3:PutObject",
+        ]
+        Resource = ["arn:aws:s3:::events-backup-20261125", "arn:aws:s3:::events-backup-20261125/*"]
+      },
+      {
+        Sid      = "InvokeTransform"
+        Effect   = "Allow"
+        Action   = ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]
+        Resource = ["arn:aws:lambda:eu-west-1:123456789012:function:events-transform", "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:*"]
+      },
+      {
+        Sid      = "WriteDeliveryErrorLogs"
+        Effect   = "Allow"
+        Action   = ["logs:PutLogEvents"]
+        Resource = [for s in values(aws_cloudwatch_log_stream.firehose) : s.arn]
+      },
+      {
+        Sid      = "ReadLicenseKey"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-AbCdEf"]
+      },
+    ]
+    error_message = "The Firehose role's policy must grant exactly the bucket, the function, the log streams and the secret."
+  }
+
+  assert {
+    condition = (
+      length(aws_cloudwatch_log_stream.firehose) == 2 &&
+      alltrue([for s in values(aws_cloudwatch_log_stream.firehose) : s.log_group_name == "/aws/kinesisfirehose/events"]) &&
+      toset([for s in values(aws_cloudwatch_log_stream.firehose) : s.name]) == toset(["HttpEndpointDelivery", "BackupDelivery"])
+    )
+    error_message = "The log-stream ARNs granted must be the stream's two pre-created log streams."
+  }
+
+  assert {
+    condition = jsondecode(aws_iam_role.firehose.assume_role_policy).Statement == [{
+      Sid       = "FirehoseAssumeRole"
+      Effect    = "Allow"
+      Principal = { Service = "firehose.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "sts:ExternalId" = "123456789012" } }
+    }]
+    error_message = "Only Firehose, for this account, may assume the Firehose role."
+  }
+}
+
+run "no_allow_statement_uses_a_bare_wildcard" {
+  command = apply
+
+  variables {
+    newrelic_license_key_secret_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000001"
+    backup_kms_key_arn                      = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000002"
+    stream_kms_key_arn                      = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"
+  }
+
+  # Wildcards appear only after a named resource: objects in the bucket, versions of the function,
+  # streams in the log group. Never "*" alone, never in the service, region or account field.
+  assert {
+    condition = alltrue(flatten([
+      for doc in [aws_iam_role_policy.firehose.policy, aws_iam_role_policy.lambda.policy, aws_iam_role_policy.irsa[0].policy] : [
+        for s in jsondecode(doc).Statement : [
+          for r in s.Resource : r != "*" && can(regex("^arn:aws:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^*]+", r)) && length(split("*", r)) <= 2
+        ]
+      ]
+    ]))
+    error_message = "Every IAM resource must be a named ARN (a trailing wildcard at most)."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.firehose.policy).Statement : s if s.Sid == "DecryptLicenseKey"
+      ] == [{
+        Sid       = "DecryptLicenseKey"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = ["arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000001"]
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.eu-west-1.amazonaws.com" } }
+    }]
+    error_message = "Firehose may decrypt the secret's key only through Secrets Manager."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.firehose.policy).Statement : s if s.Sid == "EncryptBackups"
+      ] == [{
+        Sid      = "EncryptBackups"
+        Effect   = "Allow"
+        Action   = ["kms:GenerateDataKey", "kms:Decrypt"]
+        Resource = ["arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000002"]
+        Condition = {
+          StringEquals = { "kms:ViaService" = "s3.eu-west-1.amazonaws.com" }
+          StringLike   = { "kms:EncryptionContext:aws:s3:arn" = ["arn:aws:s3:::events-backup-20261125", "arn:aws:s3:::events-backup-20261125/*"] }
+        }
+    }]
+    error_message = "Firehose may use the backup key only through S3 and only for the backup bucket."
+  }
+}
+
+run "transform_role_writes_only_its_own_logs" {
+  command = apply
+
+  assert {
+    condition = jsondecode(aws_iam_role_policy.lambda.policy).Statement == [{
+      Sid      = "WriteOwnLogs"
+      Effect   = "Allow"
+      Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+      Resource = ["arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/events-transform:*"]
+    }]
+    error_message = "The transform may only write to its own log group."
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role.lambda.assume_role_policy).Statement[0].Principal == { Service = "lambda.amazonaws.com" }
+    error_message = "Only Lambda may assume the transform's role."
+  }
+}
+
+run "irsa_role_trusts_one_service_account_and_may_only_put_records" {
+  command = apply
+
+  variables {
+    irsa_namespace       = "observability"
+    irsa_service_account = "events-ingest"
+  }
+
+  assert {
+    condition = jsondecode(aws_iam_role.irsa[0].assume_role_policy).Statement == [{
+      Sid       = "ServiceAccountAssumeRole"
+      Effect    = "Allow"
+      Principal = { Federated = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789" }
+      Action    = "sts:AssumeRoleWithWebIdentity"
+      Condition = {
+        StringEquals = {
+          "oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789:sub" = "system:serviceaccount:observability:events-ingest"
+          "oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789:aud" = "sts.amazonaws.com"
+        }
+      }
+    }]
+    error_message = "The IRSA role must trust only the given service account through the cluster's OIDC provider, audience sts.amazonaws.com."
+  }
+
+  assert {
+    condition = jsondecode(aws_iam_role_policy.irsa[0].policy).Statement == [{
+      Sid      = "PutRecords"
+      Effect   = "Allow"
+      Action   = ["firehose:PutRecord", "firehose:PutRecordBatch", "firehose:DescribeDeliveryStream"]
+      Resource = ["arn:aws:firehose:eu-west-1:123456789012:deliverystream/events"]
+    }]
+    error_message = "The front door may only put records into (and describe) this stream; no KMS without a customer key."
+  }
+
+  assert {
+    condition     = output.irsa_role_arn == "arn:aws:iam::123456789012:role/events-ingest-irsa"
+    error_message = "The IRSA role ARN must be an output (the Helm chart needs it)."
+  }
+}
+
+run "irsa_role_gets_the_stream_key_for_sse_cmk_streams" {
+  command = apply
+
+  variables {
+    stream_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"
+  }
+
+  assert {
+    condition = (
+      aws_kinesis_firehose_delivery_stream.this.server_side_encryption[0].key_type == "CUSTOMER_MANAGED_CMK" &&
+      aws_kinesis_firehose_delivery_stream.this.server_side_encryption[0].key_arn == "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"
+    )
+    error_message = "A stream key must switch the stream to SSE with that customer-managed key."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.irsa[0].policy).Statement : s if s.Sid == "EncryptRecordsWithStreamKey"
+      ] == [{
+        Sid      = "EncryptRecordsWithStreamKey"
+        Effect   = "Allow"
+        Action   = ["kms:GenerateDataKey", "kms:Decrypt"]
+        Resource = ["arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"]
+    }]
+    error_message = "Producers of an SSE-CMK stream need kms:GenerateDataKey and kms:Decrypt on its key."
+  }
+}
+
+run "irsa_role_is_optional" {
+  command = apply
+
+  variables {
+    create_irsa_role       = false
+    irsa_oidc_provider_arn = null
+  }
+
+  assert {
+    condition     = length(aws_iam_role.irsa) == 0 && output.irsa_role_arn == ""
+    error_message = "create_irsa_role = false must create no IRSA role."
+  }
+}
+
+run "rejects_irsa_without_an_oidc_provider" {
+  command = plan
+
+  variables {
+    irsa_oidc_provider_arn = null
+  }
+
+  expect_failures = [var.irsa_oidc_provider_arn]
+}
+
+run "rejects_an_invalid_service_account_name" {
+  command = plan
+
+  variables {
+    irsa_service_account = "Ingest_SA"
+  }
+
+  expect_failures = [var.irsa_service_account]
+}

@@ -1,0 +1,14 @@
+terraform {
+  # 1.9: validation blocks may refer to other variables (used for the license-key and IRSA
+  # inputs). `terraform test` with mock providers needs 1.7, so 1.9 covers both.
+  required_version = ">= 1.9"
+
+  required_providers {
+    aws = {
+      source = "hashicorp/aws"
+      # 5.59.0 added `secrets_manager_configuration` to `http_endpoint_configuration`
+      # (hashicorp/terraform-provider-aws#38245). 6.x is untested here: only 5.x is pinned.
+      version = "~> 5.59"
+    }
+  }
+}
