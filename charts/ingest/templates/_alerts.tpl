@@ -1,0 +1,120 @@
+{{/*
+The alert rules of the front door, written once. The PrometheusRule renders them, and the chart
+tests render the same thing to feed `promtool check rules`, `promtool test rules` and a real
+Prometheus scraping a running ingest, so what is tested is exactly what ships.
+
+Every expression is scoped to this release's admin Service (job = "<fullname>-admin", which is
+the job name the prometheus-operator gives a ServiceMonitor target) and its namespace.
+Thresholds come from .Values.prometheusRule.thresholds.
+*/}}
+{{- define "ingest.alertRules" -}}
+{{- $t := .Values.prometheusRule.thresholds }}
+{{- $sel := printf "job=\"%s-admin\", namespace=\"%s\"" (include "ingest.fullname" .) (include "ingest.namespace" .) }}
+{{- $runbook := .Values.prometheusRule.runbookUrl }}
+- alert: IngestHighErrorRatio
+  expr: |-
+    sum by (namespace, job) (rate(ingest_http_requests_total{ {{- $sel }}, status=~"5.."}[5m]))
+      / sum by (namespace, job) (rate(ingest_http_requests_total{ {{- $sel }}}[5m]))
+      > {{ $t.errorRatio }}
+  for: 5m
+  labels:
+    severity: critical
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "More than {{ mulf $t.errorRatio 100 }}% of requests to ingest fail with 5xx."
+    description: "{{`{{ $value | humanizePercentage }}`}} of requests to {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were answered with 5xx over the last 5 minutes."
+    runbook_url: {{ $runbook }}#ingesthigherrorratio
+- alert: IngestHighLatencyP99
+  expr: |-
+    histogram_quantile(0.99, sum by (namespace, job, le) (rate(ingest_http_request_duration_seconds_bucket{ {{- $sel }}}[5m])))
+      > {{ $t.latencyP99Seconds }}
+  for: 10m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "ingest p99 latency is above {{ $t.latencyP99Seconds }}s."
+    description: "The 99th percentile of request latency of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} is {{`{{ $value | humanizeDuration }}`}}."
+    runbook_url: {{ $runbook }}#ingesthighlatencyp99
+- alert: IngestFirehoseFailures
+  expr: |-
+    sum by (namespace, job) (rate(ingest_firehose_put_batch_calls_total{ {{- $sel }}, outcome=~"error|partial"}[5m]))
+      / sum by (namespace, job) (rate(ingest_firehose_put_batch_calls_total{ {{- $sel }}}[5m]))
+      > {{ $t.firehoseFailureRatio }}
+  for: 5m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "Many PutRecordBatch calls to Firehose fail or fail partly."
+    description: "{{`{{ $value | humanizePercentage }}`}} of PutRecordBatch calls from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} had an error or refused records over the last 5 minutes."
+    runbook_url: {{ $runbook }}#ingestfirehosefailures
+- alert: IngestFirehoseRecordsUnaccepted
+  expr: |-
+    sum by (namespace, job) (increase(ingest_firehose_records_unaccepted_total{ {{- $sel }}}[5m]))
+      > 0
+  for: 0m
+  labels:
+    severity: critical
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "Firehose did not accept events within the retry budget; clients got 503."
+    description: "{{`{{ $value | humanize }}`}} records from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were still refused by Firehose when the retry budget ran out in the last 5 minutes. Clients that do not retry lose them."
+    runbook_url: {{ $runbook }}#ingestfirehoserecordsunaccepted
+- alert: IngestLoadShedding
+  expr: |-
+    sum by (namespace, job) (rate(ingest_requests_rejected_total{ {{- $sel }}, reason="shed"}[5m]))
+      > {{ $t.shedPerSecond }}
+  for: 5m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "ingest is shedding load (in-flight bytes at the cap)."
+    description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} sheds {{`{{ $value | humanize }}`}} requests per second with 503."
+    runbook_url: {{ $runbook }}#ingestloadshedding
+- alert: IngestNoTraffic
+  expr: |-
+    sum by (namespace, job) (rate(ingest_events_accepted_total{ {{- $sel }}}[{{ $t.noTrafficFor }}]))
+      <= {{ $t.minEventsPerSecond }}
+  for: 5m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "ingest accepted no events for {{ $t.noTrafficFor }}."
+    description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} accepted {{`{{ $value | humanize }}`}} events per second over the last {{ $t.noTrafficFor }}."
+    runbook_url: {{ $runbook }}#ingestnotraffic
+- alert: IngestPodsDown
+  expr: |-
+    (
+      sum by (namespace, job) (ingest_ready{ {{- $sel }}})
+      or sum by (namespace, job) (up{ {{- $sel }}}) * 0
+    ) < {{ $t.minReadyPods }}
+    or absent(up{ {{- $sel }}})
+  for: 5m
+  labels:
+    severity: critical
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "Fewer than {{ $t.minReadyPods }} ingest pods are ready."
+    description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} has fewer than {{ $t.minReadyPods }} ready pods, or Prometheus has no target for it at all."
+    runbook_url: {{ $runbook }}#ingestpodsdown
+{{- with .Values.prometheusRule.additionalRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

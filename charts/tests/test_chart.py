@@ -1,0 +1,627 @@
+"""Static tests of the ingest Helm chart: what `helm install` would create, checked with the
+real Helm engine (helm-python-sdk), kubernetes-validate, checkov, hadolint and yamllint.
+
+Run by scripts/test-chart.sh (`pytest charts/tests/test_chart.py`). The PromQL of the
+dashboards and alerts is evaluated against a real Prometheus by scripts/test-prometheus.sh.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+import chartlib as c
+
+SCENARIOS = c.ci_scenarios()
+# Kubernetes versions the chart supports (Chart.yaml kubeVersion >= 1.31; EKS standard support).
+KUBE_VERSIONS = ["1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0"]
+
+# checkov findings we accept outside the production scenario, each with its reason. The
+# production scenario must pass with no skip at all.
+CHECKOV_SKIPS = {
+    "CKV_K8S_10": "no default CPU requests: chart convention (prometheus-community review "
+                  "guidelines), sizing is the operator's; production sets them",
+    "CKV_K8S_11": "no default CPU limits: same convention; production sets them",
+    "CKV_K8S_12": "no default memory requests: same convention; production sets them",
+    "CKV_K8S_13": "no default memory limits: same convention; production sets them",
+    "CKV_K8S_15": "pullPolicy IfNotPresent by default for immutable version tags; production "
+                  "sets Always",
+    "CKV_K8S_43": "the image digest is a value (image.digest); production pins one, dev builds "
+                  "have none",
+}
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not on PATH: run scripts/setup.sh and `source scripts/env.sh`"
+    return path
+
+
+def render_objects(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return c.objects(c.render(values))
+
+
+def deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    deps = c.find(objs, "Deployment", c.RELEASE)
+    assert len(deps) == 1, f"expected the ingest Deployment, got {[d['metadata']['name'] for d in deps]}"
+    return deps[0]
+
+
+def ingest_container(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = deployment(objs)["spec"]["template"]["spec"]["containers"]
+    return next(ct for ct in containers if ct["name"] == "ingest")
+
+
+MINIMAL = SCENARIOS["minimal-values"]
+PRODUCTION = SCENARIOS["production-values"]
+
+
+# ---------------------------------------------------------------- lint, render, validate
+
+
+def test_every_expected_scenario_exists():
+    assert {"minimal-values", "production-values", "existing-secret-values"} <= set(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("kube", ["v1.31.0", "v1.35.0"])
+def test_lint_strict(scenario, kube):
+    report = helm.lint(str(c.CHART), SCENARIOS[scenario], strict=True,
+                       namespace=c.NAMESPACE, kube_version=kube)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, (report["errors"], problems)
+
+
+def test_lint_catches_a_broken_template(tmp_path):
+    # Lint must be able to fail, or the test above proves nothing. (helm lint, like the Helm
+    # CLI, reports the template `fail` function only as info: test_render_refuses_* covers those.)
+    copy_ = tmp_path / "ingest"
+    shutil.copytree(c.CHART, copy_)
+    (copy_ / "templates" / "broken.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.nope.x }}\n")
+    report = helm.lint(str(copy_), MINIMAL, strict=True, namespace=c.NAMESPACE)
+    assert any("nil pointer" in e for e in report["errors"]), report
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_kubernetes_validate_strict(scenario, tmp_path):
+    manifest = tmp_path / f"{scenario}.yaml"
+    manifest.write_text(c.manifest_text(c.render(SCENARIOS[scenario])))
+    for version in KUBE_VERSIONS:
+        run = subprocess.run([tool("kubernetes-validate"), "-k", version, "--strict", str(manifest)],
+                             capture_output=True, text=True, check=False)
+        assert run.returncode == 0, f"{scenario} on {version}:\n{run.stdout}{run.stderr}"
+        assert "ERROR" not in run.stdout + run.stderr
+
+
+def test_kubernetes_validate_catches_a_bad_manifest(tmp_path):
+    # The validator must be able to fail, or the test above proves nothing.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  portz: []\n")
+    run = subprocess.run([tool("kubernetes-validate"), "-k", "1.33.0", "--strict", str(bad)],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+
+
+def _checkov(target: list[str], framework: str, skips: list[str]) -> subprocess.CompletedProcess:
+    cmd = [tool("checkov"), *target, "--framework", framework, "--skip-download", "--compact",
+           "--quiet"]
+    if skips:
+        cmd += ["--skip-check", ",".join(skips)]
+    env = dict(os.environ, BC_SKIP_MAPPING="TRUE")
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+
+
+def test_checkov_production_is_clean_without_skips(tmp_path):
+    manifest = tmp_path / "production.yaml"
+    manifest.write_text(c.manifest_text(c.render(PRODUCTION)))
+    run = _checkov(["-f", str(manifest)], "kubernetes", [])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Passed checks" in run.stdout
+
+
+def test_checkov_every_scenario_with_documented_skips(tmp_path):
+    for name, values in SCENARIOS.items():
+        (tmp_path / f"{name}.yaml").write_text(c.manifest_text(c.render(values)))
+    run = _checkov(["-d", str(tmp_path)], "kubernetes", sorted(CHECKOV_SKIPS))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Passed checks" in run.stdout
+
+
+def test_checkov_dockerfile():
+    # The one skip (CKV_DOCKER_2, no HEALTHCHECK) is inline in the Dockerfile with its reason.
+    run = _checkov(["-f", str(c.REPO / "Dockerfile")], "dockerfile", [])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Failed checks: 0" in run.stdout
+
+
+def test_hadolint_dockerfile():
+    run = subprocess.run([tool("hadolint"), "--config", str(c.REPO / ".hadolint.yaml"),
+                          str(c.REPO / "Dockerfile")],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_yamllint():
+    files = ["charts", "skaffold.yaml", ".hadolint.yaml", ".yamllint.yaml"]
+    run = subprocess.run([tool("yamllint"), "--strict", "-c", ".yamllint.yaml", *files],
+                         capture_output=True, text=True, check=False, cwd=c.REPO)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+# ---------------------------------------------------------------- values and schema
+
+
+def _walk_values(node: Any, schema: dict[str, Any], path: str, missing: list[str]) -> None:
+    if not isinstance(node, dict) or schema.get("type") != "object" or "properties" not in schema:
+        return
+    for key, value in node.items():
+        sub = schema["properties"].get(key)
+        where = f"{path}.{key}" if path else key
+        if sub is None:
+            missing.append(f"{where}: not in schema")
+            continue
+        if not sub.get("description"):
+            missing.append(f"{where}: no description")
+        _walk_values(value, sub, where, missing)
+
+
+def test_schema_covers_every_values_key():
+    values = yaml.safe_load((c.CHART / "values.yaml").read_text())
+    schema = json.loads((c.CHART / "values.schema.json").read_text())
+    missing: list[str] = []
+    _walk_values(values, schema, "", missing)
+    assert not missing, missing
+    assert schema.get("additionalProperties") is False
+
+
+def test_values_yaml_documents_every_key():
+    lines = (c.CHART / "values.yaml").read_text().splitlines()
+    assert lines[0] == "# yaml-language-server: $schema=values.schema.json"
+    undocumented = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):", line)
+        if not m:
+            continue
+        # A key is documented by a comment right above it (the `# --` line or its continuation).
+        prev = lines[i - 1].strip() if i else ""
+        if not prev.startswith("#"):
+            undocumented.append(f"line {i + 1}: {m.group(2)}")
+    # Keys inside list items of defaults (e.g. ingress.paths[].path) are documented by their list.
+    undocumented = [u for u in undocumented
+                    if not re.search(r": (path|pathType|type|ports|port|protocol|namespaceSelector"
+                                     r"|matchLabels|kubernetes|runAsNonRoot|runAsUser|runAsGroup"
+                                     r"|fsGroup|seccompProfile|allowPrivilegeEscalation"
+                                     r"|readOnlyRootFilesystem|privileged|capabilities|drop)$", u)]
+    assert not undocumented, undocumented
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_schema_accepts_scenario(scenario):
+    c.validate_schema(SCENARIOS[scenario])
+
+
+BAD_VALUES = {
+    "unknown top-level key": {"replicas": 3},
+    "typo in nested key": {"config": {"deliverystream": "x"}},
+    "negative replicas": {"replicaCount": -1},
+    "string port": {"ports": {"admin": "9090"}},
+    "port out of range": {"ports": {"http": 70000}},
+    "bad pull policy": {"image": {"pullPolicy": "Sometimes"}},
+    "bad digest": {"image": {"digest": "latest"}},
+    "bad region": {"config": {"region": "US East"}},
+    "bad stream name": {"config": {"deliveryStream": "has space"}},
+    "duration without unit form": {"config": {"linger": "ten ms"}},
+    "zero body cap": {"config": {"maxBodyBytes": 0}},
+    "bad role arn": {"serviceAccount": {"roleArn": "my-role"}},
+    "bad service type": {"service": {"type": "ExternalName"}},
+    "ingress path without slash": {"ingress": {"paths": [{"path": "v1", "pathType": "Exact"}]}},
+    "ingress pathType": {"ingress": {"paths": [{"path": "/v1/events", "pathType": "Glob"}]}},
+    "cpu percent over 100": {"autoscaling": {"targetCPUUtilizationPercentage": 150}},
+    "error ratio over 1": {"prometheusRule": {"thresholds": {"errorRatio": 5}}},
+    "bad scrape interval": {"serviceMonitor": {"interval": "often"}},
+    "bad spread policy": {"topologySpread": {"whenUnsatisfiable": "Maybe"}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_schema_rejects_bad_values(case):
+    values = _deep_merge(MINIMAL, BAD_VALUES[case])
+    with pytest.raises(helm.HelmValuesError):
+        c.validate_schema(values)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# Values that pass the schema but cannot work: the chart refuses them with a message that says
+# what to fix.
+REFUSED = {
+    "no delivery stream": ({"config": {"deliveryStream": ""}}, "config.deliveryStream is required"),
+    "no api keys": ({"apiKeys": {"keys": ""}}, "apiKeys"),
+    "ingress routes /metrics": ({"ingress": {"enabled": True, "paths": [
+        {"path": "/metrics", "pathType": "Exact"}]}}, "would route /metrics"),
+    "ingress prefix / covers /metrics": ({"ingress": {"enabled": True, "paths": [
+        {"path": "/", "pathType": "Prefix"}]}}, "would route /metrics"),
+    "ingress routes /readyz": ({"ingress": {"enabled": True, "paths": [
+        {"path": "/readyz", "pathType": "Exact"}]}}, "admin path"),
+    "grace shorter than drain": ({"terminationGracePeriodSeconds": 20}, "terminationGracePeriodSeconds"),
+    "in-flight cap below body cap": ({"config": {"maxInflightBytes": 1024}}, "maxInflightBytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_render_refuses_values_that_cannot_work(case):
+    over, message = REFUSED[case]
+    values = _deep_merge(MINIMAL, over)
+    c.validate_schema(values)  # schema-valid: it is the template that must refuse
+    with pytest.raises(helm.HelmError) as err:
+        c.render(values)
+    assert message in str(err.value), str(err.value)
+
+
+def test_ingress_exact_root_path_is_allowed():
+    values = _deep_merge(MINIMAL, {"ingress": {"enabled": True, "paths": [
+        {"path": "/", "pathType": "Exact"}, {"path": "/v1/events", "pathType": "Exact"}]}})
+    ing = c.find(render_objects(values), "Ingress")
+    assert [p["path"] for p in ing[0]["spec"]["rules"][0]["http"]["paths"]] == ["/", "/v1/events"]
+
+
+# ---------------------------------------------------------------- what matters in the objects
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_probes_hit_the_admin_port(scenario):
+    objs = render_objects(SCENARIOS[scenario])
+    ct = ingest_container(objs)
+    ports = {p["name"]: p["containerPort"] for p in ct["ports"]}
+    assert ports["admin"] == 9090 and ports["http"] == 8080
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        get = ct[probe]["httpGet"]
+        assert get["port"] == "admin", f"{probe} must use the admin port, not {get['port']}"
+        assert get["path"] == path
+    env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
+    assert env["INGEST_ADMIN_LISTEN"].endswith(":9090")
+    assert env["INGEST_LISTEN"].endswith(":8080")
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_pods_are_hardened(scenario):
+    objs = render_objects(SCENARIOS[scenario])
+    for dep in c.find(objs, "Deployment"):
+        spec = dep["spec"]["template"]["spec"]
+        name = dep["metadata"]["name"]
+        assert spec["automountServiceAccountToken"] is False, name
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for ct in spec["containers"]:
+            sc = ct["securityContext"]
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in sc["capabilities"], name
+            assert sc.get("privileged") is False, name
+            assert sc["runAsUser"] >= 10000, name
+
+
+def test_termination_grace_exceeds_prestop_and_drain():
+    for values in SCENARIOS.values():
+        merged_values = _deep_merge(yaml.safe_load((c.CHART / "values.yaml").read_text()), values)
+        objs = render_objects(values)
+        spec = deployment(objs)["spec"]["template"]["spec"]
+        pause = ingest_container(objs)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        drain = merged_values["config"]["shutdownDelaySecs"] + merged_values["config"]["shutdownGraceSecs"]
+        assert pause == merged_values["preStopSleepSeconds"] and pause > 0
+        assert spec["terminationGracePeriodSeconds"] > pause + drain
+        env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
+        assert env["INGEST_SHUTDOWN_GRACE"] == f"{merged_values['config']['shutdownGraceSecs']}s"
+
+
+def test_pods_spread_across_zones():
+    spec = deployment(render_objects(MINIMAL))["spec"]["template"]["spec"]
+    keys = [t["topologyKey"] for t in spec["topologySpreadConstraints"]]
+    assert "topology.kubernetes.io/zone" in keys
+    for t in spec["topologySpreadConstraints"]:
+        assert t["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == "ingest"
+    off = _deep_merge(MINIMAL, {"topologySpread": {"enabled": False}})
+    assert "topologySpreadConstraints" not in deployment(render_objects(off))["spec"]["template"]["spec"]
+
+
+def test_irsa_role_annotation_on_service_account():
+    objs = render_objects(PRODUCTION)
+    sa = c.find(objs, "ServiceAccount")
+    assert len(sa) == 1
+    assert sa[0]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == \
+        PRODUCTION["serviceAccount"]["roleArn"]
+    assert deployment(objs)["spec"]["template"]["spec"]["serviceAccountName"] == sa[0]["metadata"]["name"]
+    # No role, no annotation.
+    sa_min = c.find(render_objects(MINIMAL), "ServiceAccount")[0]
+    assert "eks.amazonaws.com/role-arn" not in (sa_min["metadata"].get("annotations") or {})
+
+
+def test_ingress_routes_only_the_events_path_to_the_public_port():
+    objs = render_objects(PRODUCTION)
+    public = c.find(objs, "Service", c.RELEASE)[0]
+    assert [p["targetPort"] for p in public["spec"]["ports"]] == ["http"]
+    admin = c.find(objs, "Service", f"{c.RELEASE}-admin")[0]
+    assert [p["targetPort"] for p in admin["spec"]["ports"]] == ["admin"]
+    ingresses = c.find(objs, "Ingress")
+    assert len(ingresses) == 1
+    ing = ingresses[0]
+    assert ing["spec"]["ingressClassName"] == "alb"
+    assert ing["spec"]["tls"][0]["hosts"] == ["events.example.com"]
+    for rule in ing["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == public["metadata"]["name"]
+            assert backend["port"] == {"name": "http"}
+            assert not path["path"].startswith(("/metrics", "/healthz", "/readyz"))
+            if path["pathType"] != "Exact":
+                assert not "/metrics".startswith(path["path"])
+
+
+def test_api_keys_secret_created_or_existing():
+    created = render_objects(MINIMAL)
+    secrets = c.find(created, "Secret")
+    assert len(secrets) == 1 and "api-keys" in secrets[0]["data"]
+    vol = next(v for v in deployment(created)["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys")
+    assert vol["secret"]["secretName"] == secrets[0]["metadata"]["name"]
+
+    existing = render_objects(SCENARIOS["existing-secret-values"])
+    assert c.find(existing, "Secret") == []
+    vol = next(v for v in deployment(existing)["spec"]["template"]["spec"]["volumes"] if v["name"] == "api-keys")
+    assert vol["secret"]["secretName"] == "ingest-keys-from-vault"
+    assert vol["secret"]["items"][0]["key"] == "api-keys.txt"
+    env = c.find(existing, "ConfigMap", c.RELEASE)[0]["data"]
+    assert env["INGEST_API_KEYS_FILE"] == "/etc/ingest/api-keys/keys"
+    # The key never appears outside the Secret.
+    text = c.manifest_text(c.render(_deep_merge(MINIMAL, {"apiKeys": {"keys": "s3cr3t-key-xyz"}})))
+    assert "s3cr3t-key-xyz" not in text
+
+
+def test_config_env_names_are_ones_ingest_reads():
+    sources = list((c.REPO / "services" / "ingest" / "src").rglob("*.rs"))
+    assert sources, "services/ingest/src is missing"
+    known = set()
+    for src in sources:
+        known |= set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', src.read_text()))
+    known |= {"AWS_REGION", "AWS_ENDPOINT_URL"}  # read by aws-config, not clap
+    for values in SCENARIOS.values():
+        env = c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
+        unknown = sorted(set(env) - known)
+        assert not unknown, f"ConfigMap sets variables ingest does not read: {unknown}"
+
+
+def test_firehose_local_env_names_are_ones_it_reads():
+    known = set()
+    for src in (c.REPO / "services" / "firehose-local" / "src").rglob("*.rs"):
+        known |= set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', src.read_text()))
+    assert known, "services/firehose-local/src declares no env variables"
+    dep = c.find(render_objects(SCENARIOS["dev-firehose-local-values"]), "Deployment",
+                 f"{c.RELEASE}-firehose-local")[0]
+    env = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env <= known, f"firehose-local does not read {sorted(env - known)}"
+
+
+def test_hpa_pdb_networkpolicy():
+    objs = render_objects(PRODUCTION)
+    hpa = c.find(objs, "HorizontalPodAutoscaler")[0]
+    kinds = [m["type"] for m in hpa["spec"]["metrics"]]
+    assert kinds == ["Resource", "Pods"]
+    assert "replicas" not in deployment(objs)["spec"]
+    assert c.find(objs, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 1
+    np_ = c.find(objs, "NetworkPolicy")[0]["spec"]
+    admin_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "admin")
+    assert admin_rule["from"], "the admin port must not be open to everyone"
+    assert c.find(render_objects(MINIMAL), "HorizontalPodAutoscaler") == []
+
+
+def test_monitoring_objects_are_off_by_default_and_switched_by_values():
+    default = render_objects(MINIMAL)
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert c.find(default, kind) == []
+    assert not [cm for cm in c.find(default, "ConfigMap") if "dashboard" in cm["metadata"]["name"]]
+    prod = render_objects(PRODUCTION)
+    sm = c.find(prod, "ServiceMonitor")[0]
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["endpoints"][0]["port"] == "admin"
+    assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "admin"
+    admin = c.find(prod, "Service", f"{c.RELEASE}-admin")[0]
+    for k, v in sm["spec"]["selector"]["matchLabels"].items():
+        assert admin["metadata"]["labels"][k] == v
+    public = c.find(prod, "Service", c.RELEASE)[0]
+    assert public["metadata"]["labels"]["app.kubernetes.io/component"] != "admin"
+    assert c.find(prod, "PrometheusRule")[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_dashboards_configmaps_carry_the_sidecar_label():
+    prod = render_objects(PRODUCTION)
+    cms = [cm for cm in c.find(prod, "ConfigMap") if "dashboard" in cm["metadata"]["name"]]
+    assert sorted(k for cm in cms for k in cm["data"]) == sorted(f"{n}.json" for n in c.dashboards())
+    for cm in cms:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"]["grafana_folder"] == "Ingest"
+        for text in cm["data"].values():
+            assert json.loads(text)["uid"]
+    custom = _deep_merge(MINIMAL, {"dashboards": {"enabled": True, "label": "my_dash", "labelValue": "yes"}})
+    cms = [cm for cm in c.find(render_objects(custom), "ConfigMap") if "dashboard" in cm["metadata"]["name"]]
+    assert cms and all(cm["metadata"]["labels"]["my_dash"] == "yes" for cm in cms)
+
+
+def test_dev_scenario_points_ingest_at_firehose_local():
+    objs = render_objects(SCENARIOS["dev-firehose-local-values"])
+    env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
+    svc = c.find(objs, "Service", f"{c.RELEASE}-firehose-local")[0]
+    port = svc["spec"]["ports"][0]["port"]
+    assert env["AWS_ENDPOINT_URL"] == f"http://{svc['metadata']['name']}.{c.NAMESPACE}.svc:{port}"
+    assert env["FIREHOSE_DELIVERY_STREAM"] == "dev-events"
+    assert "AWS_ENDPOINT_URL" not in c.find(render_objects(MINIMAL), "ConfigMap", c.RELEASE)[0]["data"]
+
+
+def test_notes_tell_how_to_send_the_first_event():
+    notes = c.render(MINIMAL)["ingest/templates/NOTES.txt"]
+    assert "curl" in notes and "/v1/events" in notes and "Authorization: Bearer" in notes
+    notes = c.render(PRODUCTION)["ingest/templates/NOTES.txt"]
+    assert "https://events.example.com/v1/events" in notes
+
+
+# ---------------------------------------------------------------- dashboards and alerts (static)
+
+
+def test_front_door_dashboard_uses_only_contract_metrics_and_shows_them_all():
+    contract = c.contract_metrics()
+    assert len(contract) >= 15, "docs/metrics.md table not found"
+    used = set()
+    for panel in c.panels(c.dashboards()["ingest-front-door"]):
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            names = {c.family(n) for n in c.metric_names(target["expr"])}
+            assert names, f"panel {panel['title']!r}: no metric in {target['expr']!r}"
+            stray = names - contract - {"up"}
+            assert not stray, f"panel {panel['title']!r} uses metrics outside docs/metrics.md: {stray}"
+            used |= names
+    assert contract - used == set(), f"contract metrics with no panel: {contract - used}"
+
+
+AWS_METRICS = {
+    # firehose-facts.md section 7 (AWS/Firehose, dimension DeliveryStreamName).
+    "AWS/Firehose": {
+        "DeliveryToHttpEndpoint.Bytes", "DeliveryToHttpEndpoint.Records",
+        "DeliveryToHttpEndpoint.DataFreshness", "DeliveryToHttpEndpoint.Success",
+        "ExecuteProcessing.Duration", "ExecuteProcessing.Success", "SucceedProcessing.Records",
+        "BackupToS3.Records", "BackupToS3.Success", "IncomingRecords", "IncomingBytes",
+        "ThrottledRecords", "BytesPerSecondLimit",
+    },
+    # Standard Lambda function metrics (dimension FunctionName).
+    "AWS/Lambda": {"Errors", "Throttles", "Invocations", "Duration"},
+}
+
+
+def test_aws_dashboard_uses_cloudwatch_and_documented_metrics():
+    dash = c.dashboards()["ingest-aws"]
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["cloudwatch"]["type"] == "datasource" and variables["cloudwatch"]["query"] == "cloudwatch"
+    seen = set()
+    for panel in c.panels(dash):
+        for t in panel["targets"]:
+            assert t["datasource"] == {"type": "cloudwatch", "uid": "${cloudwatch}"}
+            assert t["metricName"] in AWS_METRICS[t["namespace"]], t["metricName"]
+            dim = "DeliveryStreamName" if t["namespace"] == "AWS/Firehose" else "FunctionName"
+            assert list(t["dimensions"]) == [dim]
+            seen.add(t["metricName"])
+    for needed in ("DeliveryToHttpEndpoint.Success", "DeliveryToHttpEndpoint.DataFreshness",
+                   "BackupToS3.Records", "ExecuteProcessing.Success", "ExecuteProcessing.Duration",
+                   "Errors"):
+        assert needed in seen, needed
+
+
+def test_alerts_cover_the_issue_and_link_a_runbook_section():
+    rules = c.alerts(c.monitoring_values())
+    names = {r["alert"] for r in rules}
+    assert {"IngestHighErrorRatio", "IngestHighLatencyP99", "IngestFirehoseFailures",
+            "IngestLoadShedding", "IngestNoTraffic", "IngestPodsDown"} <= names
+    readme = (c.CHART / "README.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", readme, flags=re.M)}
+    for r in rules:
+        assert r["labels"]["severity"] in {"warning", "critical"}
+        anchor = r["annotations"]["runbook_url"].rsplit("#", 1)[1]
+        assert anchor == r["alert"].lower()
+        assert anchor in anchors, f"README has no runbook section for {r['alert']}"
+        assert r["annotations"]["summary"] and r["annotations"]["description"]
+
+
+def test_alerts_are_scoped_to_the_release_and_use_contract_metrics():
+    contract = c.contract_metrics() | {"up"}
+    for r in c.alerts(c.monitoring_values()):
+        assert f'job="{c.RELEASE}-admin"' in r["expr"] and f'namespace="{c.NAMESPACE}"' in r["expr"]
+        names = {c.family(n) for n in c.metric_names(r["expr"])}
+        assert names and names <= contract, (r["alert"], names - contract)
+
+
+def test_alert_thresholds_come_from_values():
+    rules = {r["alert"]: r for r in c.alerts(c.monitoring_values(errorRatio=0.25, latencyP99Seconds=3))}
+    assert rules["IngestHighErrorRatio"]["expr"].rstrip().endswith("> 0.25")
+    assert rules["IngestHighLatencyP99"]["expr"].rstrip().endswith("> 3")
+
+
+def test_readme_values_table_lists_every_key():
+    schema = json.loads((c.CHART / "values.schema.json").read_text())
+    leaves = []
+
+    def walk(s: dict[str, Any], path: str) -> None:
+        for k, sub in s.get("properties", {}).items():
+            p = f"{path}.{k}" if path else k
+            if sub.get("type") == "object" and sub.get("additionalProperties") is False:
+                walk(sub, p)
+            else:
+                leaves.append(p)
+
+    walk(schema, "")
+    readme = (c.CHART / "README.md").read_text()
+    missing = [k for k in leaves if f"| `{k}` |" not in readme]
+    assert not missing, f"README values table misses: {missing}"
+
+
+def _schema_has(path: str) -> bool:
+    node = json.loads((c.CHART / "values.schema.json").read_text())
+    for key in path.split("."):
+        props = node.get("properties")
+        if not props or key not in props:
+            return False
+        node = props[key]
+    return True
+
+
+def test_skaffold_deploys_the_chart_with_the_built_images():
+    cfg = yaml.safe_load((c.REPO / "skaffold.yaml").read_text())
+    assert cfg["apiVersion"].startswith("skaffold/v4")
+    configs = [("default", cfg["build"], cfg["deploy"])]
+    configs += [(p["name"], p["build"], p["deploy"]) for p in cfg.get("profiles", [])]
+    for name, build, deploy in configs:
+        # Skaffold turns `.`, `-` and `/` of image names into `_` in template keys.
+        images = {re.sub(r"[./-]", "_", a["image"]) for a in build["artifacts"]}
+        for a in build["artifacts"]:
+            assert a["docker"]["dockerfile"] == "Dockerfile"
+        for release in deploy["helm"]["releases"]:
+            assert release["chartPath"] == "charts/ingest"
+            templates = release.get("setValueTemplates", {})
+            for key in list(templates) + list(release.get("setValues", {})):
+                assert _schema_has(key), f"profile {name}: {key} is not a chart value"
+            used = set(re.findall(r"IMAGE_(?:REPO|TAG)_(\w+)", " ".join(templates.values())))
+            assert used == images, f"profile {name}: templates use {used}, artifacts are {images}"
+            assert templates["image.repository"] == "{{.IMAGE_REPO_ingest}}"
+    dev = next(p for p in cfg["profiles"] if p["name"] == "dev")
+    release = dev["deploy"]["helm"]["releases"][0]
+    assert release["setValues"]["firehoseLocal.enabled"] is True
+    bins = {a["image"]: a["docker"]["buildArgs"]["BIN"] for a in dev["build"]["artifacts"]}
+    assert bins == {"ingest": "ingest", "firehose-local": "firehose-local"}
+    # The dev values must pass the chart's schema and render.
+    values: dict[str, Any] = {}
+    for key, value in release["setValues"].items():
+        node = values
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    c.validate_schema(values)
+    assert c.find(render_objects(values), "Deployment", f"{c.RELEASE}-firehose-local")
