@@ -5,5 +5,13 @@
 //! service limits. Keeping them here, with a link to the page that states each one, means a
 //! limit changes in one place and nobody re-derives a number from memory. This crate does no
 //! I/O: it is types, constants and pure functions only.
+//!
+//! - [`limits`]: API and Lambda limits.
+//! - [`http_endpoint`]: the HTTP-endpoint delivery request, response and headers.
+//! - [`backup`]: S3 backup keys, prefix expressions and error-output records.
+//! - [`transform`]: the Lambda transformation event and the response contract.
 
+pub mod backup;
+pub mod http_endpoint;
 pub mod limits;
+pub mod transform;

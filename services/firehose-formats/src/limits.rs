@@ -62,10 +62,12 @@ mod tests {
 
     #[test]
     fn safe_budget_is_below_every_reading_of_four_megabytes() {
-        assert!(SAFE_BATCH_BYTES < 4_000_001);
-        assert!(SAFE_BATCH_BYTES < MAX_BATCH_BYTES);
-        assert!(MAX_RECORD_BYTES < SAFE_BATCH_BYTES);
-        assert!(LAMBDA_RESPONSE_BUDGET < LAMBDA_MAX_PAYLOAD_BYTES);
+        const {
+            assert!(SAFE_BATCH_BYTES < 4_000_001);
+            assert!(SAFE_BATCH_BYTES < MAX_BATCH_BYTES);
+            assert!(MAX_RECORD_BYTES < SAFE_BATCH_BYTES);
+            assert!(LAMBDA_RESPONSE_BUDGET < LAMBDA_MAX_PAYLOAD_BYTES);
+        }
     }
 
     #[test]

@@ -1,0 +1,456 @@
+//! The S3-style backup: error output and `AllData` source backup, as Firehose lays them out.
+//!
+//! Objects get Firehose's keys (`firehose_formats::backup`), optional GZIP with a `.gz` name, and
+//! error output is NDJSON [`ErrorRecord`] lines. Two stores sit behind [`BackupStore`]: a local
+//! directory (the default: keys become relative paths) and an S3 bucket through `aws-sdk-s3`.
+//! A failed write is retried with backoff, as Firehose keeps retrying S3; only a shutdown past
+//! its grace period stops the retries, and then the loss is logged with its record count.
+
+use crate::config::{BackupConfig, BackupTarget, Compression};
+use crate::metrics::Metrics;
+use base64::Engine as _;
+use firehose_formats::backup::{self as layout, ErrorOutputType, ErrorRecord};
+use flate2::{Compression as Level, write::GzEncoder};
+use futures::future::BoxFuture;
+use rand::Rng as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// Why one object write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The local directory write failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// S3 refused or could not be reached.
+    #[error("S3 PutObject s3://{bucket}/{key}: {message}")]
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The SDK's error, with its source chain.
+        message: String,
+    },
+    /// The configured prefix does not evaluate.
+    #[error("backup prefix: {0}")]
+    Prefix(#[from] layout::PrefixError),
+}
+
+/// Somewhere objects can be written.
+pub trait BackupStore: Send + Sync + std::fmt::Debug {
+    /// Writes one object.
+    fn put(&self, key: String, body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>>;
+}
+
+/// Objects as files under a directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    dir: PathBuf,
+}
+
+impl LocalDirStore {
+    /// A store rooted at `dir` (created on first write).
+    #[must_use]
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+}
+
+impl BackupStore for LocalDirStore {
+    fn put(&self, key: String, body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>> {
+        Box::pin(async move {
+            let path = self.dir.join(&key);
+            let io = |source| BackupError::Io {
+                path: path.clone(),
+                source,
+            };
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(io)?;
+            }
+            // Write under a temporary name, then rename: a reader never sees half an object.
+            let tmp = path.with_extension("partial");
+            tokio::fs::write(&tmp, &body).await.map_err(io)?;
+            tokio::fs::rename(&tmp, &path).await.map_err(io)
+        })
+    }
+}
+
+/// Objects in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// A store for `bucket`, with credentials and region from the AWS chain; `endpoint_url` (for
+    /// `moto_server`, `MinIO`) switches to path-style addressing and, when the environment has no
+    /// AWS credentials, to a dummy key pair.
+    pub async fn connect(
+        bucket: String,
+        endpoint_url: Option<String>,
+        region: Option<String>,
+    ) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = region {
+            loader = loader.region(aws_config::Region::new(r));
+        }
+        // An emulator (moto, MinIO) accepts any signature: without credentials in the
+        // environment, sign with a dummy pair rather than fail to find any.
+        if endpoint_url.is_some()
+            && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "firehose-local",
+                "firehose-local",
+                None,
+                None,
+                "firehose-local-dummy",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            builder = builder.region(aws_config::Region::new(crate::config::DEFAULT_REGION));
+        }
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url).force_path_style(true);
+        }
+        Self {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket,
+        }
+    }
+}
+
+impl BackupStore for S3Store {
+    fn put(&self, key: String, body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>> {
+        Box::pin(async move {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .body(body.into())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| BackupError::S3 {
+                    bucket: self.bucket.clone(),
+                    key,
+                    message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                })
+        })
+    }
+}
+
+/// Builds the store a [`BackupConfig`] names.
+pub(crate) async fn store_for(config: &BackupConfig) -> Arc<dyn BackupStore> {
+    match &config.target {
+        BackupTarget::LocalDir { dir } => Arc::new(LocalDirStore::new(dir.clone())),
+        BackupTarget::S3 {
+            bucket,
+            endpoint_url,
+            region,
+        } => Arc::new(S3Store::connect(bucket.clone(), endpoint_url.clone(), region.clone()).await),
+    }
+}
+
+/// Writes one stream's backup objects.
+#[derive(Debug, Clone)]
+pub(crate) struct Backup {
+    pub(crate) store: Arc<dyn BackupStore>,
+    pub(crate) stream: String,
+    pub(crate) version: u64,
+    pub(crate) config: BackupConfig,
+    pub(crate) metrics: Metrics,
+    /// Cancelled when a shutdown's grace period is over: stop retrying failed writes.
+    pub(crate) give_up: CancellationToken,
+}
+
+fn random_string() -> String {
+    let mut rng = rand::rng();
+    (0..layout::RANDOM_STRING_LEN)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+fn datetime_from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Level::default());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(body);
+    enc.finish().unwrap_or_default()
+}
+
+impl Backup {
+    /// Writes failed records as one NDJSON error-output object.
+    pub(crate) async fn write_errors(&self, kind: ErrorOutputType, records: &[ErrorRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        let oldest = records
+            .iter()
+            .map(|r| r.arrival_timestamp)
+            .min()
+            .unwrap_or_else(now_ms);
+        let body: String = records.iter().map(ErrorRecord::to_ndjson_line).collect();
+        let prefix = self
+            .config
+            .error_output_prefix
+            .clone()
+            .unwrap_or_else(|| self.config.prefix.clone());
+        if self
+            .write(
+                &prefix,
+                Some(kind),
+                oldest,
+                body.into_bytes(),
+                records.len(),
+            )
+            .await
+        {
+            self.metrics
+                .error_output_records
+                .with_label_values(&[self.stream.as_str(), kind.as_str()])
+                .inc_by(records.len() as u64);
+        }
+    }
+
+    /// Writes source records (`AllData`): raw bytes concatenated, no delimiter, as Firehose writes S3.
+    pub(crate) async fn write_source(&self, records: &[crate::buffer::Record]) {
+        if records.is_empty() {
+            return;
+        }
+        let oldest = records
+            .iter()
+            .map(|r| r.arrival_ms)
+            .min()
+            .unwrap_or_else(now_ms);
+        let body: Vec<u8> = records
+            .iter()
+            .flat_map(|r| r.data.iter().copied())
+            .collect();
+        self.write(
+            &self.config.prefix.clone(),
+            None,
+            oldest,
+            body,
+            records.len(),
+        )
+        .await;
+    }
+
+    /// Writes one object, retrying until it lands or shutdown gives up. Returns whether it landed.
+    async fn write(
+        &self,
+        prefix: &str,
+        kind: Option<ErrorOutputType>,
+        oldest_ms: i64,
+        body: Vec<u8>,
+        count: usize,
+    ) -> bool {
+        let stream = self.stream.as_str();
+        let key = match layout::evaluate_prefix(
+            prefix,
+            kind,
+            datetime_from_ms(oldest_ms),
+            &mut random_string,
+        ) {
+            Ok(p) => {
+                let ext = match self.config.compression {
+                    Compression::Gzip => layout::GZIP_EXTENSION,
+                    Compression::None => "",
+                };
+                format!(
+                    "{p}{}",
+                    layout::object_name(
+                        stream,
+                        self.version,
+                        OffsetDateTime::now_utc(),
+                        &uuid::Uuid::new_v4().to_string(),
+                        ext
+                    )
+                )
+            }
+            Err(e) => {
+                tracing::error!(stream, error = %e, records = count, "backup prefix does not evaluate; records LOST");
+                return false;
+            }
+        };
+        let body = match self.config.compression {
+            Compression::Gzip => gzip(&body),
+            Compression::None => body,
+        };
+        let len = body.len() as u64;
+        let mut delay = Duration::from_millis(500);
+        loop {
+            self.metrics
+                .backup_attempts
+                .with_label_values(&[stream])
+                .inc();
+            match self.store.put(key.clone(), body.clone()).await {
+                Ok(()) => {
+                    self.metrics
+                        .backup_success
+                        .with_label_values(&[stream])
+                        .inc();
+                    self.metrics
+                        .backup_records
+                        .with_label_values(&[stream])
+                        .inc_by(count as u64);
+                    self.metrics
+                        .backup_bytes
+                        .with_label_values(&[stream])
+                        .inc_by(len);
+                    #[allow(clippy::cast_precision_loss)]
+                    let age = (now_ms() - oldest_ms).max(0) as f64 / 1000.0;
+                    self.metrics
+                        .backup_data_freshness
+                        .with_label_values(&[stream])
+                        .set(age);
+                    tracing::info!(stream, key, records = count, "backup object written");
+                    return true;
+                }
+                Err(e) if self.give_up.is_cancelled() => {
+                    tracing::error!(stream, key, error = %e, records = count, "backup write failed during shutdown; records LOST");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(stream, key, error = %e, retry_in_ms = delay.as_millis(), "backup write failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.give_up.cancelled() => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Base64 of bytes, as `rawData` carries them.
+pub(crate) fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+    use std::io::Read as _;
+
+    fn backup(dir: &std::path::Path, compression: Compression) -> Backup {
+        Backup {
+            store: Arc::new(LocalDirStore::new(dir.to_owned())),
+            stream: "events".into(),
+            version: 1,
+            config: BackupConfig {
+                compression,
+                ..BackupConfig::default()
+            },
+            metrics: Metrics::new().unwrap(),
+            give_up: CancellationToken::new(),
+        }
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    out.push(p)
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn error_output_lands_under_the_error_type_as_ndjson() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backup(dir.path(), Compression::None);
+        let rec = ErrorRecord {
+            attempts_made: 1,
+            arrival_timestamp: 1_741_088_912_364,
+            error_code: "X".into(),
+            raw_data: b64(b"hi"),
+            ..ErrorRecord::default()
+        };
+        b.write_errors(
+            ErrorOutputType::ProcessingFailed,
+            &[rec.clone(), rec.clone()],
+        )
+        .await;
+        let f = files(dir.path());
+        assert_eq!(f.len(), 1);
+        let rel = f[0]
+            .strip_prefix(dir.path())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            rel.starts_with("processing-failed/2025/03/04/11/events-1-"),
+            "{rel}"
+        );
+        let text = std::fs::read_to_string(&f[0]).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(
+            ErrorRecord::parse_tolerant(text.lines().next().unwrap().as_bytes()).unwrap(),
+            rec
+        );
+    }
+
+    #[tokio::test]
+    async fn gzip_objects_get_gz_and_decompress_to_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backup(dir.path(), Compression::Gzip);
+        let recs = vec![crate::buffer::Record {
+            id: "1".into(),
+            arrival_ms: 0,
+            data: bytes::Bytes::from_static(b"{\"a\":1}\n"),
+        }];
+        b.write_source(&recs).await;
+        let f = files(dir.path());
+        assert!(f[0].to_string_lossy().ends_with(".gz"));
+        assert!(
+            f[0].strip_prefix(dir.path())
+                .unwrap()
+                .starts_with("1970/01/01/00")
+        );
+        let mut out = String::new();
+        GzDecoder::new(std::fs::File::open(&f[0]).unwrap())
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "{\"a\":1}\n");
+    }
+}

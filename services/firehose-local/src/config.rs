@@ -1,0 +1,703 @@
+//! Typed configuration: delivery streams, their stages, fault injection, and how to load it.
+//!
+//! A config comes from a TOML or YAML file (`--config`), from flags for a single stream, or from
+//! [`Config::local_default`] (what `ingest` embeds). Every field mirrors the Firehose API setting
+//! it stands for and carries that setting's default and range; [`Config::validate`] rejects
+//! out-of-range values at start with a message naming the field, so a bad file never half-runs.
+
+use firehose_formats::{http_endpoint, limits, transform as contract};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The stream [`Config::local_default`] creates.
+pub const DEFAULT_STREAM_NAME: &str = "events";
+/// Region used in ARNs when none is configured.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Account id used in ARNs when none is configured.
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML/YAML for this schema.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the field).
+        message: String,
+    },
+    /// The file's extension is not .toml, .yaml or .yml.
+    #[error("config file {0} must end in .toml, .yaml or .yml")]
+    UnknownFormat(PathBuf),
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole local Firehose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Region written into ARNs and the Lambda event (`us-east-1`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Account id written into ARNs (`000000000000`).
+    #[serde(default = "default_account_id")]
+    pub account_id: String,
+    /// Seconds a graceful shutdown keeps retrying failed deliveries before backing the rest up (30).
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Fault injection (all off by default).
+    #[serde(default)]
+    pub faults: FaultsConfig,
+    /// The delivery streams (at least one).
+    pub streams: Vec<StreamConfig>,
+}
+
+/// One delivery stream (Direct PUT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Stream name: 1–64 of `[a-zA-Z0-9_.-]`.
+    pub name: String,
+    /// Destination buffering hints (`BufferingHints`).
+    #[serde(default)]
+    pub buffering: BufferingHints,
+    /// The Lambda processor; none means records go to the destination unchanged.
+    #[serde(default)]
+    pub processor: Option<ProcessorConfig>,
+    /// The HTTP endpoint destination; none means the local NDJSON destination.
+    #[serde(default)]
+    pub http_endpoint: Option<HttpEndpointConfig>,
+    /// Where records go when no HTTP endpoint is configured.
+    #[serde(default)]
+    pub local_destination: LocalDestinationConfig,
+    /// The S3-style backup (error output, and all source data with `AllData`).
+    #[serde(default)]
+    pub backup: BackupConfig,
+}
+
+/// `BufferingHints` for the destination: flush at whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferingHints {
+    /// `SizeInMBs`, 1–64 (AWS default 5; New Relic recommends 1). Counted before compression.
+    #[serde(default = "default_size_mb")]
+    pub size_mb: u32,
+    /// `IntervalInSeconds`, 0–900 (AWS default 300).
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+}
+
+impl Default for BufferingHints {
+    fn default() -> Self {
+        Self {
+            size_mb: default_size_mb(),
+            interval_secs: default_interval_secs(),
+        }
+    }
+}
+
+/// How the transform runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessorMode {
+    /// The `transform` library, called in this process.
+    #[default]
+    InProcess,
+    /// The `transform` binary as a child process, driven through a Lambda Runtime API hosted here.
+    RuntimeApi,
+}
+
+/// The Lambda processor (`ProcessingConfiguration` with one `Lambda` processor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// `in-process` (default) or `runtime-api`.
+    #[serde(default)]
+    pub mode: ProcessorMode,
+    /// `runtime-api` only: path of the custom-runtime binary (e.g. `target/debug/transform`).
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// `runtime-api` only: extra environment for the child.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `LambdaArn`, written to `processing-failed` records (default: a `transform` function ARN).
+    #[serde(default)]
+    pub lambda_arn: Option<String>,
+    /// `BufferSizeInMBs`, 0.2–3 (default 1).
+    #[serde(default = "default_processor_buffer_mb")]
+    pub buffer_size_mb: f64,
+    /// `BufferIntervalInSeconds`, 0–900 (default 60).
+    #[serde(default = "default_processor_interval_secs")]
+    pub buffer_interval_secs: u64,
+    /// `NumberOfRetries` for failed invocations (default 3).
+    #[serde(default = "default_retries")]
+    pub number_of_retries: u32,
+    /// The function timeout in seconds, 1–300 (default 60); past it: `Lambda.FunctionTimedOut`.
+    #[serde(default = "default_function_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            mode: ProcessorMode::InProcess,
+            binary: None,
+            env: BTreeMap::new(),
+            lambda_arn: None,
+            buffer_size_mb: default_processor_buffer_mb(),
+            buffer_interval_secs: default_processor_interval_secs(),
+            number_of_retries: default_retries(),
+            timeout_secs: default_function_timeout_secs(),
+        }
+    }
+}
+
+/// `ContentEncoding` of delivery requests, or `CompressionFormat` of backup objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Compression {
+    /// Uncompressed.
+    #[default]
+    None,
+    /// GZIP.
+    Gzip,
+}
+
+/// `S3BackupMode` of an HTTP endpoint destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum S3BackupMode {
+    /// Only records that failed delivery (the default).
+    #[default]
+    FailedDataOnly,
+    /// Every source record, plus the failures.
+    AllData,
+}
+
+/// A secret string: never printed by `Debug` or logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is sent.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The HTTP endpoint destination (`HttpEndpointDestinationConfiguration`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpEndpointConfig {
+    /// Endpoint URL. `https://` as in AWS; `http://` allowed here for local endpoints.
+    pub url: String,
+    /// Display name (`EndpointConfiguration.Name`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Sent verbatim as `X-Amz-Firehose-Access-Key` (≤ 4096 bytes).
+    #[serde(default)]
+    pub access_key: Option<Secret>,
+    /// `CommonAttributes`, sent as `X-Amz-Firehose-Common-Attributes` (≤ 50).
+    #[serde(default)]
+    pub common_attributes: BTreeMap<String, String>,
+    /// `RequestConfiguration.ContentEncoding`: NONE or GZIP.
+    #[serde(default)]
+    pub content_encoding: Compression,
+    /// `RetryOptions.DurationInSeconds`, 0–7200 (default 300, Terraform's default).
+    #[serde(default = "default_retry_duration_secs")]
+    pub retry_duration_secs: u64,
+    /// `FailedDataOnly` (default) or `AllData`.
+    #[serde(default)]
+    pub s3_backup_mode: S3BackupMode,
+    /// Seconds to wait for a response (AWS: 180, fixed). Lower only in tests.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+/// The local NDJSON destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalDestinationConfig {
+    /// Directory for delivered records (`./firehose-local/delivered`).
+    #[serde(default = "default_destination_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for LocalDestinationConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_destination_dir(),
+        }
+    }
+}
+
+/// Where backup objects are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum BackupTarget {
+    /// A local directory; object keys become relative paths.
+    LocalDir {
+        /// The directory (`./firehose-local/backup`).
+        dir: PathBuf,
+    },
+    /// An S3 bucket through `aws-sdk-s3` (credentials and region from the usual AWS chain).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Endpoint override, e.g. a `moto_server` or `MinIO` URL.
+        #[serde(default)]
+        endpoint_url: Option<String>,
+        /// Region (defaults to the AWS chain, then `us-east-1`).
+        #[serde(default)]
+        region: Option<String>,
+    },
+}
+
+/// The S3 backup configuration (`S3Configuration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where objects go.
+    #[serde(default = "default_backup_target")]
+    pub target: BackupTarget,
+    /// `Prefix`; without expressions `YYYY/MM/dd/HH/` is appended.
+    #[serde(default)]
+    pub prefix: String,
+    /// `ErrorOutputPrefix`; must contain `!{firehose:error-output-type}` when set.
+    #[serde(default)]
+    pub error_output_prefix: Option<String>,
+    /// `CompressionFormat`: NONE or GZIP (objects get `.gz`).
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            target: default_backup_target(),
+            prefix: String::new(),
+            error_output_prefix: None,
+            compression: Compression::None,
+        }
+    }
+}
+
+/// Fault injection for tests and demos.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// Share (0–1) of `PutRecordBatch` records answered `ServiceUnavailableException` / "Slow down.".
+    #[serde(default)]
+    pub throttle_share: f64,
+    /// Share (0–1) of transform invocations that fail as a function error.
+    #[serde(default)]
+    pub transform_failure_share: f64,
+    /// Seed for the fault dice, for reproducible runs (random when absent).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+fn default_region() -> String {
+    DEFAULT_REGION.to_owned()
+}
+fn default_account_id() -> String {
+    DEFAULT_ACCOUNT_ID.to_owned()
+}
+const fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+const fn default_size_mb() -> u32 {
+    5
+}
+const fn default_interval_secs() -> u64 {
+    300
+}
+const fn default_processor_buffer_mb() -> f64 {
+    contract::PROCESSOR_DEFAULT_BUFFER_MB
+}
+const fn default_processor_interval_secs() -> u64 {
+    contract::PROCESSOR_DEFAULT_INTERVAL_SECS
+}
+const fn default_retries() -> u32 {
+    contract::PROCESSOR_DEFAULT_RETRIES
+}
+const fn default_function_timeout_secs() -> u64 {
+    60
+}
+const fn default_retry_duration_secs() -> u64 {
+    300
+}
+const fn default_request_timeout_secs() -> u64 {
+    http_endpoint::RESPONSE_TIMEOUT_SECS
+}
+fn default_destination_dir() -> PathBuf {
+    PathBuf::from("firehose-local/delivered")
+}
+fn default_backup_target() -> BackupTarget {
+    BackupTarget::LocalDir {
+        dir: PathBuf::from("firehose-local/backup"),
+    }
+}
+
+impl Config {
+    /// The embedded default: one stream [`DEFAULT_STREAM_NAME`] with the in-process transform,
+    /// 1 MB / 5 s destination buffering (New Relic's recommended size; a short interval so a
+    /// developer sees events within seconds), processor interval 1 s, and the local NDJSON
+    /// destination and backup under `dir` (`dir/delivered`, `dir/backup`).
+    #[must_use]
+    pub fn local_default(dir: &Path) -> Self {
+        Self {
+            region: default_region(),
+            account_id: default_account_id(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            faults: FaultsConfig::default(),
+            streams: vec![StreamConfig {
+                name: DEFAULT_STREAM_NAME.to_owned(),
+                buffering: BufferingHints {
+                    size_mb: 1,
+                    interval_secs: 5,
+                },
+                processor: Some(ProcessorConfig {
+                    buffer_interval_secs: 1,
+                    ..ProcessorConfig::default()
+                }),
+                http_endpoint: None,
+                local_destination: LocalDestinationConfig {
+                    dir: dir.join("delivered"),
+                },
+                backup: BackupConfig {
+                    target: BackupTarget::LocalDir {
+                        dir: dir.join("backup"),
+                    },
+                    ..BackupConfig::default()
+                },
+            }],
+        }
+    }
+
+    /// Loads a `.toml`, `.yaml` or `.yml` file and validates it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the field at fault.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        let parse_err = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let config: Self = match ext {
+            "toml" => toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?,
+            "yaml" | "yml" => {
+                serde_norway::from_str(&text).map_err(|e| parse_err(e.to_string()))?
+            }
+            _ => return Err(ConfigError::UnknownFormat(path.to_owned())),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The ARN of a stream.
+    #[must_use]
+    pub fn stream_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:firehose:{}:{}:deliverystream/{name}",
+            self.region, self.account_id
+        )
+    }
+
+    /// Checks every range and rule; the message names the stream and field to fix.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.streams.is_empty() {
+            return bad("at least one entry in `streams` is required".into());
+        }
+        for share in [
+            ("faults.throttle_share", self.faults.throttle_share),
+            (
+                "faults.transform_failure_share",
+                self.faults.transform_failure_share,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&share.1) {
+                return bad(format!(
+                    "{} must be between 0 and 1, got {}",
+                    share.0, share.1
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.streams {
+            let n = &s.name;
+            if !limits::is_valid_stream_name(n) {
+                return bad(format!(
+                    "stream name {n:?} must be 1-64 characters of [a-zA-Z0-9_.-]"
+                ));
+            }
+            if !names.insert(n.as_str()) {
+                return bad(format!("stream name {n:?} appears twice"));
+            }
+            if !(1..=64).contains(&s.buffering.size_mb) {
+                return bad(format!(
+                    "streams[{n}].buffering.size_mb must be 1-64, got {}",
+                    s.buffering.size_mb
+                ));
+            }
+            if s.buffering.interval_secs > 900 {
+                return bad(format!(
+                    "streams[{n}].buffering.interval_secs must be 0-900, got {}",
+                    s.buffering.interval_secs
+                ));
+            }
+            if let Some(p) = &s.processor {
+                if !(contract::PROCESSOR_MIN_BUFFER_MB..=contract::PROCESSOR_MAX_BUFFER_MB)
+                    .contains(&p.buffer_size_mb)
+                {
+                    return bad(format!(
+                        "streams[{n}].processor.buffer_size_mb must be 0.2-3, got {}",
+                        p.buffer_size_mb
+                    ));
+                }
+                if p.buffer_interval_secs > contract::PROCESSOR_MAX_INTERVAL_SECS {
+                    return bad(format!(
+                        "streams[{n}].processor.buffer_interval_secs must be 0-900, got {}",
+                        p.buffer_interval_secs
+                    ));
+                }
+                if !(1..=contract::MAX_FUNCTION_DURATION_SECS).contains(&p.timeout_secs) {
+                    return bad(format!(
+                        "streams[{n}].processor.timeout_secs must be 1-300, got {}",
+                        p.timeout_secs
+                    ));
+                }
+                if p.mode == ProcessorMode::RuntimeApi {
+                    match &p.binary {
+                        None => {
+                            return bad(format!(
+                                "streams[{n}].processor.binary is required with mode = \"runtime-api\""
+                            ));
+                        }
+                        Some(b) if !b.is_file() => {
+                            return bad(format!(
+                                "streams[{n}].processor.binary {} does not exist (build it with `cargo build -p transform`)",
+                                b.display()
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            if let Some(h) = &s.http_endpoint {
+                if !(h.url.starts_with("https://") || h.url.starts_with("http://"))
+                    || h.url.len() > 1000
+                {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.url must be an http(s):// URL of at most 1000 characters"
+                    ));
+                }
+                if h.retry_duration_secs > http_endpoint::MAX_RETRY_DURATION_SECS {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.retry_duration_secs must be 0-7200, got {}",
+                        h.retry_duration_secs
+                    ));
+                }
+                if h.request_timeout_secs == 0
+                    || h.request_timeout_secs > http_endpoint::RESPONSE_TIMEOUT_SECS
+                {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.request_timeout_secs must be 1-180"
+                    ));
+                }
+                if h.access_key
+                    .as_ref()
+                    .is_some_and(|k| k.expose().len() > http_endpoint::MAX_ACCESS_KEY_BYTES)
+                {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.access_key is longer than 4096 bytes"
+                    ));
+                }
+                if h.common_attributes.len() > http_endpoint::MAX_COMMON_ATTRIBUTES
+                    || h.common_attributes.iter().any(|(k, v)| {
+                        k.is_empty() || k.chars().count() > 256 || v.chars().count() > 1024
+                    })
+                {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.common_attributes: at most 50, names 1-256 and values 0-1024 characters"
+                    ));
+                }
+            }
+            let b = &s.backup;
+            if b.prefix.contains("!{firehose:error-output-type}") {
+                return bad(format!(
+                    "streams[{n}].backup.prefix cannot contain !{{firehose:error-output-type}}"
+                ));
+            }
+            match &b.error_output_prefix {
+                Some(p) if !p.contains("!{firehose:error-output-type}") => {
+                    return bad(format!(
+                        "streams[{n}].backup.error_output_prefix must contain !{{firehose:error-output-type}}"
+                    ));
+                }
+                None if b.prefix.contains("!{") => {
+                    return bad(format!(
+                        "streams[{n}].backup.error_output_prefix is required when prefix has expressions"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+region = "eu-west-1"
+[[streams]]
+name = "logs"
+buffering = { size_mb = 1, interval_secs = 60 }
+processor = { mode = "in-process", number_of_retries = 2 }
+http_endpoint = { url = "http://127.0.0.1:9/v1", access_key = "k", content_encoding = "GZIP", retry_duration_secs = 10, s3_backup_mode = "AllData" }
+backup = { target = { kind = "local-dir", dir = "/tmp/b" }, error_output_prefix = "err/!{firehose:error-output-type}/" }
+"#;
+
+    const YAML: &str = r#"
+region: eu-west-1
+streams:
+  - name: logs
+    buffering: { size_mb: 1, interval_secs: 60 }
+    processor: { mode: in-process, number_of_retries: 2 }
+    http_endpoint: { url: "http://127.0.0.1:9/v1", access_key: k, content_encoding: GZIP, retry_duration_secs: 10, s3_backup_mode: AllData }
+    backup: { target: { kind: local-dir, dir: /tmp/b }, error_output_prefix: "err/!{firehose:error-output-type}/" }
+"#;
+
+    #[test]
+    fn toml_and_yaml_load_the_same_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("c.toml");
+        let y = dir.path().join("c.yaml");
+        std::fs::write(&t, TOML).unwrap();
+        std::fs::write(&y, YAML).unwrap();
+        let a = Config::from_file(&t).unwrap();
+        let b = Config::from_file(&y).unwrap();
+        assert_eq!(a, b);
+        let s = &a.streams[0];
+        assert_eq!(s.processor.as_ref().unwrap().number_of_retries, 2);
+        assert_eq!(s.processor.as_ref().unwrap().buffer_size_mb, 1.0);
+        let h = s.http_endpoint.as_ref().unwrap();
+        assert_eq!(h.content_encoding, Compression::Gzip);
+        assert_eq!(h.s3_backup_mode, S3BackupMode::AllData);
+        assert_eq!(h.request_timeout_secs, 180);
+        assert_eq!(
+            a.stream_arn("logs"),
+            "arn:aws:firehose:eu-west-1:000000000000:deliverystream/logs"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            TOML.replace("access_key = \"k\"", "access_key = \"super-secret-key\""),
+        )
+        .unwrap();
+        let c = Config::from_file(&p).unwrap();
+        assert_eq!(
+            c.streams[0]
+                .http_endpoint
+                .as_ref()
+                .unwrap()
+                .access_key
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "super-secret-key"
+        );
+        assert!(!format!("{c:?}").contains("super-secret-key"));
+    }
+
+    #[test]
+    fn bad_values_name_the_field_to_fix() {
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        c.validate().unwrap();
+        c.streams[0].buffering.size_mb = 65;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("streams[events].buffering.size_mb must be 1-64")
+        );
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        c.streams[0].backup.error_output_prefix = Some("errors/".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("error_output_prefix must contain")
+        );
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        c.streams[0].name = "bad name".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        c.faults.throttle_share = 1.5;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("faults.throttle_share")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[[streams]]\nname = \"a\"\nbogus = 1\n").unwrap();
+        assert!(
+            Config::from_file(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
+        assert!(matches!(
+            Config::from_file(&dir.path().join("c.json")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,310 @@
+//! HTTP endpoint delivery, per Firehose's published request/response spec.
+//!
+//! One batch becomes one POST: the JSON body with `requestId`, a millisecond `timestamp` and one
+//! base64 `data` per record; the `X-Amz-Firehose-*` headers; GZIP when configured. Only a 200
+//! whose JSON body echoes the `requestId` with a numeric `timestamp` is success. Anything else is
+//! retried with Firehose's backoff (1 s doubling, ±15 % jitter, 2 min cap) while the retry
+//! duration lasts, which counts backoff time only, as the API reference says; the request id stays
+//! the same on every retry. Spec: <https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html>.
+
+use crate::backup::{b64, now_ms};
+use crate::buffer::Record;
+use crate::config::{Compression, HttpEndpointConfig};
+use crate::destination::{DeliveryFailure, Destination};
+use crate::metrics::Metrics;
+use firehose_formats::http_endpoint::{
+    self as spec, CommonAttributes, DeliveryRequest, RequestRecord,
+};
+use flate2::{Compression as Level, write::GzEncoder};
+use futures::future::BoxFuture;
+use rand::Rng as _;
+use std::io::Write as _;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Firehose's error codes for HTTP endpoint failures.
+pub mod error_code {
+    /// No answer within the timeout.
+    pub const REQUEST_TIMEOUT: &str = "HttpEndpoint.RequestTimeout";
+    /// Response body of 1 MiB or more.
+    pub const RESPONSE_TOO_LARGE: &str = "HttpEndpoint.ResponseTooLarge";
+    /// A response that breaks the spec (even with status 200).
+    pub const INVALID_RESPONSE: &str = "HttpEndpoint.InvalidResponseFromDestination";
+    /// A non-200 status.
+    pub const DESTINATION_EXCEPTION: &str = "HttpEndpoint.DestinationException";
+    /// The connection could not be made.
+    pub const CONNECTION_FAILED: &str = "HttpEndpoint.ConnectionFailed";
+    /// The connection broke mid-request.
+    pub const CONNECTION_RESET: &str = "HttpEndpoint.ConnectionReset";
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AttemptError {
+    code: &'static str,
+    message: String,
+    /// 413: Firehose does not retry it.
+    permanent: bool,
+}
+
+/// Delivers batches to one HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpDelivery {
+    client: reqwest::Client,
+    config: HttpEndpointConfig,
+    stream: String,
+    source_arn: String,
+    metrics: Metrics,
+}
+
+impl HttpDelivery {
+    /// A delivery client for `config`.
+    ///
+    /// # Errors
+    /// If the TLS backend cannot start.
+    pub fn new(
+        config: HttpEndpointConfig,
+        stream: String,
+        source_arn: String,
+        metrics: Metrics,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            // Firehose does not follow redirects and wants an uncompressed response.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_gzip()
+            .build()?;
+        Ok(Self {
+            client,
+            config,
+            stream,
+            source_arn,
+            metrics,
+        })
+    }
+
+    /// The request body and whether it is compressed.
+    fn body(request: &DeliveryRequest, encoding: Compression) -> (Vec<u8>, usize) {
+        // A struct of strings and integers always serializes.
+        let json = serde_json::to_vec(request).unwrap_or_default();
+        let plain = json.len();
+        match encoding {
+            Compression::None => (json, plain),
+            Compression::Gzip => {
+                let mut enc = GzEncoder::new(Vec::new(), Level::default());
+                let _ = enc.write_all(&json);
+                (enc.finish().unwrap_or_default(), plain)
+            }
+        }
+    }
+
+    async fn attempt(&self, request_id: &str, body: Vec<u8>) -> Result<(), AttemptError> {
+        let mut req = self
+            .client
+            .post(&self.config.url)
+            .timeout(Duration::from_secs(self.config.request_timeout_secs))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(spec::HEADER_PROTOCOL_VERSION, spec::PROTOCOL_VERSION)
+            .header(spec::HEADER_REQUEST_ID, request_id)
+            .header(spec::HEADER_SOURCE_ARN, &self.source_arn);
+        if self.config.content_encoding == Compression::Gzip {
+            req = req.header(http::header::CONTENT_ENCODING, "gzip");
+        }
+        if let Some(key) = &self.config.access_key {
+            req = req.header(spec::HEADER_ACCESS_KEY, key.expose());
+        }
+        if !self.config.common_attributes.is_empty() {
+            let attrs = CommonAttributes {
+                common_attributes: self.config.common_attributes.clone(),
+            };
+            req = req.header(
+                spec::HEADER_COMMON_ATTRIBUTES,
+                serde_json::to_string(&attrs).unwrap_or_default(),
+            );
+        }
+        let mut resp = req.body(body).send().await.map_err(|e| classify(&e))?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_encoding = resp.headers().contains_key(http::header::CONTENT_ENCODING);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() >= spec::MAX_RESPONSE_BYTES {
+                return Err(AttemptError {
+                    code: error_code::RESPONSE_TOO_LARGE,
+                    message: "The response from the endpoint is too large (1 MiB or more).".into(),
+                    permanent: false,
+                });
+            }
+        }
+        let invalid = |why: String| AttemptError {
+            code: error_code::INVALID_RESPONSE,
+            message: format!("The response received from the endpoint is invalid: {why}"),
+            permanent: false,
+        };
+        if status == http::StatusCode::OK {
+            if content_encoding {
+                return Err(invalid(
+                    "Content-Encoding must not be set on the response".into(),
+                ));
+            }
+            if !content_type.as_deref().is_some_and(|c| {
+                c.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            }) {
+                return Err(invalid(format!(
+                    "Content-Type is {content_type:?}, expected application/json"
+                )));
+            }
+            return spec::parse_response(&bytes, request_id)
+                .map(|_| ())
+                .map_err(|e| invalid(e.to_string()));
+        }
+        // Non-200: the error message comes from the body when it follows the spec.
+        let detail = spec::parse_response(&bytes, request_id)
+            .ok()
+            .and_then(|r| r.error_message)
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned()
+            });
+        Err(AttemptError {
+            code: error_code::DESTINATION_EXCEPTION,
+            message: format!(
+                "Received the following response from the endpoint destination. {}: {detail}",
+                status.as_u16()
+            ),
+            permanent: status == http::StatusCode::PAYLOAD_TOO_LARGE,
+        })
+    }
+}
+
+fn classify(e: &reqwest::Error) -> AttemptError {
+    let (code, what) = if e.is_timeout() {
+        (
+            error_code::REQUEST_TIMEOUT,
+            "The endpoint did not respond within the timeout",
+        )
+    } else if e.is_connect() {
+        (
+            error_code::CONNECTION_FAILED,
+            "Could not connect to the endpoint",
+        )
+    } else {
+        (
+            error_code::CONNECTION_RESET,
+            "The connection to the endpoint failed",
+        )
+    };
+    let mut message = format!("{what}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        message.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    AttemptError {
+        code,
+        message,
+        permanent: false,
+    }
+}
+
+impl Destination for HttpDelivery {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [Record],
+        give_up: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<(), DeliveryFailure>> {
+        Box::pin(async move {
+            let stream = [self.stream.as_str()];
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let request = DeliveryRequest {
+                request_id: request_id.clone(),
+                timestamp: now_ms(),
+                records: batch
+                    .iter()
+                    .map(|r| RequestRecord { data: b64(&r.data) })
+                    .collect(),
+            };
+            let (body, plain_len) = Self::body(&request, self.config.content_encoding);
+            let data_bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
+            let retry_budget = Duration::from_secs(self.config.retry_duration_secs);
+            let mut spent = Duration::ZERO;
+            let mut attempts: u32 = 0;
+            loop {
+                attempts += 1;
+                self.metrics.http_requests.with_label_values(&stream).inc();
+                self.metrics
+                    .http_processed_records
+                    .with_label_values(&stream)
+                    .inc_by(batch.len() as u64);
+                self.metrics
+                    .http_processed_bytes
+                    .with_label_values(&stream)
+                    .inc_by(data_bytes);
+                let err = match self.attempt(&request_id, body.clone()).await {
+                    Ok(()) => {
+                        self.metrics.http_success.with_label_values(&stream).inc();
+                        self.metrics
+                            .http_records
+                            .with_label_values(&stream)
+                            .inc_by(batch.len() as u64);
+                        self.metrics
+                            .http_bytes
+                            .with_label_values(&stream)
+                            .inc_by(data_bytes);
+                        let oldest = batch
+                            .iter()
+                            .map(|r| r.arrival_ms)
+                            .min()
+                            .unwrap_or_else(now_ms);
+                        #[allow(clippy::cast_precision_loss)]
+                        self.metrics
+                            .http_data_freshness
+                            .with_label_values(&stream)
+                            .set((now_ms() - oldest).max(0) as f64 / 1000.0);
+                        tracing::info!(
+                            stream = self.stream,
+                            request_id,
+                            records = batch.len(),
+                            bytes = plain_len,
+                            attempts,
+                            "delivered to HTTP endpoint"
+                        );
+                        return Ok(());
+                    }
+                    Err(e) => e,
+                };
+                tracing::warn!(
+                    stream = self.stream,
+                    request_id,
+                    attempts,
+                    code = err.code,
+                    message = err.message,
+                    "HTTP endpoint delivery attempt failed"
+                );
+                let out_of_time = spent >= retry_budget || retry_budget.is_zero();
+                if err.permanent || out_of_time || give_up.is_cancelled() {
+                    return Err(DeliveryFailure {
+                        attempts,
+                        error_code: err.code.to_owned(),
+                        error_message: err.message,
+                        ended_ms: now_ms(),
+                    });
+                }
+                let delay = Duration::from_millis(spec::jittered_ms(
+                    spec::backoff_base_ms(attempts - 1),
+                    rand::rng().random_range(-1.0..=1.0),
+                ));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = give_up.cancelled() => {}
+                }
+                spent += delay;
+            }
+        })
+    }
+}

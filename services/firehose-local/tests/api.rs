@@ -1,0 +1,316 @@
+//! `aws-sdk-firehose`, unchanged, against firehose-local: every operation and every error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use aws_sdk_firehose::error::ProvideErrorMetadata as _;
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::Record;
+use common::{config, files, firehose_client};
+use firehose_local::spawn_embedded;
+
+fn rec(data: &[u8]) -> Record {
+    Record::builder().data(Blob::new(data)).build().unwrap()
+}
+
+#[tokio::test]
+async fn put_record_and_put_record_batch_deliver_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let fh = spawn_embedded(config(dir.path())).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+
+    let one = client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"{\"n\":0}\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.record_id().len(), 32);
+    assert_eq!(one.encrypted(), Some(false));
+
+    let batch = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some(
+            (1..=3)
+                .map(|n| rec(format!("{{\"n\":{n}}}\n").as_bytes()))
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.failed_put_count(), 0);
+    assert_eq!(batch.request_responses().len(), 3);
+    assert!(
+        batch
+            .request_responses()
+            .iter()
+            .all(|r| r.record_id().is_some() && r.error_code().is_none())
+    );
+
+    fh.shutdown().await.unwrap();
+    // Interval 0: each put is its own object and names sort by uuid, so compare sorted lines.
+    let mut delivered = common::lines(&dir.path().join("delivered"));
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]
+    );
+    let file = files(&dir.path().join("delivered"))[0].clone();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("s-1-") && name.ends_with(".ndjson"),
+        "{name}"
+    );
+}
+
+#[tokio::test]
+async fn describe_and_list_report_the_configured_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let mut second = c.streams[0].clone();
+    second.name = "t".into();
+    second.http_endpoint = Some(firehose_local::config::HttpEndpointConfig {
+        url: "http://127.0.0.1:9/v1".into(),
+        name: Some("New Relic".into()),
+        access_key: None,
+        common_attributes: [("env".to_owned(), "dev".to_owned())].into(),
+        content_encoding: firehose_local::config::Compression::Gzip,
+        retry_duration_secs: 60,
+        s3_backup_mode: firehose_local::config::S3BackupMode::FailedDataOnly,
+        request_timeout_secs: 180,
+    });
+    c.streams.push(second);
+    let fh = spawn_embedded(c).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+
+    let list = client.list_delivery_streams().send().await.unwrap();
+    assert_eq!(list.delivery_stream_names(), ["s", "t"]);
+    assert!(!list.has_more_delivery_streams());
+    let page = client
+        .list_delivery_streams()
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.delivery_stream_names(), ["s"]);
+    assert!(page.has_more_delivery_streams());
+    let next = client
+        .list_delivery_streams()
+        .exclusive_start_delivery_stream_name("s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.delivery_stream_names(), ["t"]);
+
+    let d = client
+        .describe_delivery_stream()
+        .delivery_stream_name("t")
+        .send()
+        .await
+        .unwrap();
+    let d = d.delivery_stream_description().unwrap();
+    assert_eq!(d.delivery_stream_name(), "t");
+    assert_eq!(
+        d.delivery_stream_arn(),
+        "arn:aws:firehose:us-east-1:000000000000:deliverystream/t"
+    );
+    assert_eq!(d.delivery_stream_status().as_str(), "ACTIVE");
+    assert_eq!(d.delivery_stream_type().as_str(), "DirectPut");
+    assert_eq!(d.version_id(), "1");
+    let http = d.destinations()[0]
+        .http_endpoint_destination_description()
+        .unwrap();
+    assert_eq!(
+        http.endpoint_configuration().unwrap().url(),
+        Some("http://127.0.0.1:9/v1")
+    );
+    assert_eq!(http.buffering_hints().unwrap().size_in_mbs(), Some(1));
+    assert_eq!(
+        http.retry_options().unwrap().duration_in_seconds(),
+        Some(60)
+    );
+    let req = http.request_configuration().unwrap();
+    assert_eq!(req.content_encoding().unwrap().as_str(), "GZIP");
+    assert_eq!(req.common_attributes()[0].attribute_name(), "env");
+    fh.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_have_aws_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fh = spawn_embedded(config(dir.path())).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+
+    let missing = client
+        .put_record()
+        .delivery_stream_name("nope")
+        .record(rec(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    let missing = missing.into_service_error();
+    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    assert_eq!(
+        missing.message(),
+        Some("Firehose nope under account 000000000000 not found.")
+    );
+    let described = client
+        .describe_delivery_stream()
+        .delivery_stream_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        described
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
+    let batch_missing = client
+        .put_record_batch()
+        .delivery_stream_name("nope")
+        .records(rec(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        batch_missing
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
+
+    let too_many = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some((0..501).map(|_| rec(b"x")).collect()))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(too_many.code(), Some("ValidationException"));
+    assert!(
+        too_many
+            .message()
+            .unwrap()
+            .contains("less than or equal to 500")
+    );
+
+    let big = vec![b'x'; 1_024_001];
+    let too_big = client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(&big))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(too_big.code(), Some("ValidationException"));
+    assert!(too_big.message().unwrap().contains("1024000"));
+    let exactly = vec![b'x'; 1_024_000];
+    client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(&exactly))
+        .send()
+        .await
+        .expect("1,024,000 bytes is allowed");
+
+    let five_mib: Vec<Record> = (0..5).map(|_| rec(&exactly)).collect();
+    let over_batch = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some(five_mib))
+        .send()
+        .await
+        .unwrap_err();
+    let over_batch = over_batch.into_service_error();
+    assert!(over_batch.is_invalid_argument_exception(), "{over_batch:?}");
+
+    let bad_name = client
+        .put_record()
+        .delivery_stream_name("bad name")
+        .record(rec(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_name.into_service_error().code(),
+        Some("ValidationException")
+    );
+    fh.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn throttling_fails_single_records_with_slow_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.faults.throttle_share = 0.5;
+    c.faults.seed = Some(42);
+    let fh = spawn_embedded(c).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    let out = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some(
+            (0..200).map(|n| rec(format!("{n}\n").as_bytes())).collect(),
+        ))
+        .send()
+        .await
+        .expect("throttling is a partial failure, not an error");
+    let failed: Vec<_> = out
+        .request_responses()
+        .iter()
+        .filter(|r| r.error_code().is_some())
+        .collect();
+    assert_eq!(
+        usize::try_from(out.failed_put_count()).unwrap(),
+        failed.len()
+    );
+    assert!(
+        (50..150).contains(&failed.len()),
+        "about half throttled, got {}",
+        failed.len()
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.error_code() == Some("ServiceUnavailableException")
+                && r.error_message() == Some("Slow down.")
+                && r.record_id().is_none())
+    );
+    fh.shutdown().await.unwrap();
+    assert_eq!(
+        common::lines(&dir.path().join("delivered")).len(),
+        200 - failed.len(),
+        "only accepted records are delivered"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_served_with_cloudwatch_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let fh = spawn_embedded(config(dir.path())).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(b"a\n"))
+        .records(rec(b"bb\n"))
+        .send()
+        .await
+        .unwrap();
+    let text = reqwest::get(format!("{}/metrics", fh.endpoint_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("firehose_incoming_records_total{delivery_stream=\"s\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("firehose_incoming_bytes_total{delivery_stream=\"s\"} 5"));
+    assert!(text.contains("firehose_put_record_batch_requests_total{delivery_stream=\"s\"} 1"));
+    fh.shutdown().await.unwrap();
+}

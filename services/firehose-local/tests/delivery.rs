@@ -1,0 +1,375 @@
+//! HTTP endpoint delivery against a test endpoint on 127.0.0.1, checked against the spec, and
+//! the failure paths into `http-endpoint-failed/` and `processing-failed/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::Record;
+use common::{Behaviour, Endpoint, b64, config, files, firehose_client, unb64};
+use firehose_formats::backup::ErrorRecord;
+use firehose_local::config::{
+    Compression, HttpEndpointConfig, ProcessorConfig, S3BackupMode, Secret,
+};
+use firehose_local::spawn_embedded;
+
+fn rec(data: &[u8]) -> Record {
+    Record::builder().data(Blob::new(data)).build().unwrap()
+}
+
+fn endpoint_config(url: &str, retry_duration_secs: u64) -> HttpEndpointConfig {
+    HttpEndpointConfig {
+        url: url.to_owned(),
+        name: None,
+        access_key: Some(Secret::new("0123456789abcdef0123456789abcdef01234567")),
+        common_attributes: [
+            ("env".to_owned(), "test".to_owned()),
+            ("team".to_owned(), "obs".to_owned()),
+        ]
+        .into(),
+        content_encoding: Compression::Gzip,
+        retry_duration_secs,
+        s3_backup_mode: S3BackupMode::FailedDataOnly,
+        request_timeout_secs: 180,
+    }
+}
+
+fn error_records(dir: &std::path::Path) -> Vec<ErrorRecord> {
+    common::lines(dir)
+        .iter()
+        .map(|l| ErrorRecord::parse_tolerant(l.as_bytes()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn delivery_requests_follow_the_spec_header_by_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Accept).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 60));
+    let fh = spawn_embedded(c).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(b"{\"a\":1}"))
+        .records(rec(b""))
+        .records(rec(b"{\"b\":2}"))
+        .send()
+        .await
+        .unwrap();
+
+    let seen = ep.seen.recv().await.unwrap();
+    let h = &seen.headers;
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["content-encoding"], "gzip");
+    assert_eq!(
+        h["content-length"],
+        seen.raw_body.len().to_string().as_str()
+    );
+    assert_eq!(seen.raw_body[..2], [0x1f, 0x8b], "body is gzip");
+    assert_eq!(h["x-amz-firehose-protocol-version"], "1.0");
+    assert_eq!(
+        h["x-amz-firehose-request-id"],
+        seen.body.request_id.as_str()
+    );
+    assert!(
+        uuid::Uuid::parse_str(&seen.body.request_id).is_ok(),
+        "request id is a GUID"
+    );
+    assert_eq!(
+        h["x-amz-firehose-access-key"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(
+        h["x-amz-firehose-source-arn"],
+        "arn:aws:firehose:us-east-1:000000000000:deliverystream/s"
+    );
+    let attrs: serde_json::Value =
+        serde_json::from_slice(h["x-amz-firehose-common-attributes"].as_bytes()).unwrap();
+    assert_eq!(
+        attrs,
+        serde_json::json!({"commonAttributes": {"env": "test", "team": "obs"}})
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let ts = u128::try_from(seen.body.timestamp).unwrap();
+    assert!(
+        now - ts < 60_000,
+        "timestamp is epoch milliseconds, not seconds"
+    );
+    let datas: Vec<Vec<u8>> = seen.body.records.iter().map(|r| unb64(&r.data)).collect();
+    assert_eq!(
+        datas,
+        [b"{\"a\":1}".to_vec(), Vec::new(), b"{\"b\":2}".to_vec()],
+        "one element per record, no delimiters, empty allowed"
+    );
+    fh.shutdown().await.unwrap();
+    assert!(
+        files(&dir.path().join("backup")).is_empty(),
+        "nothing failed, nothing backed up"
+    );
+}
+
+#[tokio::test]
+async fn uncompressed_requests_have_no_content_encoding_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Accept).await;
+    let mut c = config(dir.path());
+    let mut h = endpoint_config(&ep.url, 60);
+    h.content_encoding = Compression::None;
+    h.common_attributes.clear();
+    h.access_key = None;
+    c.streams[0].http_endpoint = Some(h);
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let seen = ep.seen.recv().await.unwrap();
+    assert!(!seen.headers.contains_key("content-encoding"));
+    assert!(!seen.headers.contains_key("x-amz-firehose-access-key"));
+    assert_eq!(seen.raw_body[0], b'{');
+    fh.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_lands_in_http_endpoint_failed_after_the_retry_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Fail).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 1));
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(b"one"))
+        .records(rec(b"two"))
+        .send()
+        .await
+        .unwrap();
+    let first = ep.seen.recv().await.unwrap();
+    let second = ep.seen.recv().await.unwrap();
+    assert_eq!(
+        first.body.request_id, second.body.request_id,
+        "retries reuse the request id"
+    );
+    fh.shutdown().await.unwrap();
+    let mut attempts = 2;
+    while ep.seen.try_recv().is_ok() {
+        attempts += 1;
+    }
+    let backup = dir.path().join("backup");
+    let objects = files(&backup);
+    assert_eq!(objects.len(), 1);
+    let key = objects[0]
+        .strip_prefix(&backup)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(key.starts_with("http-endpoint-failed/"), "{key}");
+    let recs = error_records(&backup);
+    assert_eq!(recs.len(), 2);
+    for (r, data) in recs.iter().zip([&b"one"[..], b"two"]) {
+        assert_eq!(r.error_code, "HttpEndpoint.DestinationException");
+        assert!(
+            r.error_message.contains("500") && r.error_message.contains("test endpoint says no"),
+            "{}",
+            r.error_message
+        );
+        assert_eq!(
+            r.attempts_made, attempts,
+            "attemptsMade counts every request"
+        );
+        assert!(r.attempt_ending_timestamp >= r.arrival_timestamp);
+        assert_eq!(r.raw_data, b64(data));
+        assert_eq!(r.subsequence_number, Some(0));
+        assert!(r.data_id.is_some());
+    }
+    assert!(
+        (2..=3).contains(&attempts),
+        "1 s retry duration allows one or two retries, saw {attempts} requests"
+    );
+}
+
+#[tokio::test]
+async fn a_200_with_the_wrong_request_id_is_not_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::WrongRequestId).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 0));
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"x"))
+        .send()
+        .await
+        .unwrap();
+    ep.seen.recv().await.unwrap();
+    fh.shutdown().await.unwrap();
+    assert!(ep.seen.try_recv().is_err(), "retry duration 0: no retries");
+    let recs = error_records(&dir.path().join("backup"));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        recs[0].error_code,
+        "HttpEndpoint.InvalidResponseFromDestination"
+    );
+    assert_eq!(recs[0].attempts_made, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_connection_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bind then drop: nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&format!("http://127.0.0.1:{port}/v1"), 0));
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"x"))
+        .send()
+        .await
+        .unwrap();
+    fh.shutdown().await.unwrap();
+    let recs = error_records(&dir.path().join("backup"));
+    assert_eq!(recs[0].error_code, "HttpEndpoint.ConnectionFailed");
+}
+
+#[tokio::test]
+async fn the_real_transform_delivers_good_records_and_backs_up_rejected_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Accept).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 60));
+    c.streams[0].processor = Some(ProcessorConfig {
+        buffer_interval_secs: 0,
+        ..ProcessorConfig::default()
+    });
+    let fh = spawn_embedded(c).await.unwrap();
+    let out = firehose_client(&fh.endpoint_url())
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(br#"{"level":"INFO","msg":"hello"}"#))
+        .records(rec(b"\xff\xfe not utf-8"))
+        .records(rec(b"   "))
+        .records(rec(br#"{"level":"WARN","msg":"again"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_put_count(), 0);
+    let seen = ep.seen.recv().await.unwrap();
+    fh.shutdown().await.unwrap();
+    let delivered: Vec<serde_json::Value> = seen
+        .body
+        .records
+        .iter()
+        .map(|r| serde_json::from_slice(&unb64(&r.data)).unwrap())
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        2,
+        "the rejected and the blank (Dropped) records are not delivered"
+    );
+    assert_eq!(delivered[0]["msg"], "hello");
+    assert_eq!(delivered[1]["msg"], "again");
+    assert!(
+        delivered.iter().all(|d| d.get("_transformed_ts").is_some()),
+        "records were transformed: {delivered:?}"
+    );
+    let backup = dir.path().join("backup");
+    let key = files(&backup)[0]
+        .strip_prefix(&backup)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(key.starts_with("processing-failed/"), "{key}");
+    let recs = error_records(&backup);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].error_code, "Lambda.ProcessingFailedStatus");
+    assert_eq!(
+        recs[0].raw_data,
+        b64(b"\xff\xfe not utf-8"),
+        "rawData is the original record"
+    );
+    assert_eq!(
+        recs[0].lambda_arn.as_deref(),
+        Some("arn:aws:lambda:us-east-1:000000000000:function:transform:$LATEST")
+    );
+}
+
+#[tokio::test]
+async fn all_data_backs_up_every_source_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Accept).await;
+    let mut c = config(dir.path());
+    let mut h = endpoint_config(&ep.url, 60);
+    h.s3_backup_mode = S3BackupMode::AllData;
+    c.streams[0].http_endpoint = Some(h);
+    c.streams[0].backup.compression = Compression::Gzip;
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(b"a\n"))
+        .records(rec(b"b\n"))
+        .send()
+        .await
+        .unwrap();
+    ep.seen.recv().await.unwrap();
+    fh.shutdown().await.unwrap();
+    let objects = files(&dir.path().join("backup"));
+    assert_eq!(objects.len(), 1);
+    let name = objects[0].to_string_lossy().into_owned();
+    assert!(name.ends_with(".gz") && !name.contains("failed"), "{name}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&objects[0]).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text, "a\nb\n", "source records, concatenated as sent");
+}
+
+#[tokio::test]
+async fn failing_invocations_are_retried_then_backed_up_as_function_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.faults.transform_failure_share = 1.0;
+    c.streams[0].processor = Some(ProcessorConfig {
+        buffer_interval_secs: 0,
+        number_of_retries: 2,
+        ..ProcessorConfig::default()
+    });
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"{\"a\":1}"))
+        .send()
+        .await
+        .unwrap();
+    let metrics_url = format!("{}/metrics", fh.endpoint_url());
+    fh.shutdown().await.unwrap();
+    assert!(
+        reqwest::get(&metrics_url).await.is_err(),
+        "the API is down after shutdown"
+    );
+    assert!(files(&dir.path().join("delivered")).is_empty());
+    let recs = error_records(&dir.path().join("backup"));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].error_code, "Lambda.FunctionError");
+    assert_eq!(recs[0].attempts_made, 3, "1 invocation + NumberOfRetries 2");
+    assert_eq!(recs[0].raw_data, b64(b"{\"a\":1}"));
+}
