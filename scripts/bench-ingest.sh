@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Load benchmark of the front door (not part of scripts/test.sh).
+#
+#   scripts/bench-ingest.sh                      # 10 s per scenario, 256 connections
+#   DURATION=30s CONNECTIONS=128 scripts/bench-ingest.sh
+#
+# In one run it starts, on free loopback ports:
+#   * fake-firehose  (examples/fake-firehose.rs): answers PutRecordBatch instantly, counts calls
+#   * ingest         (the release binary) pointed at it through AWS_ENDPOINT_URL
+#   * minimal        (examples/minimal.rs): an axum handler that reads the body and answers 200
+# and loads ingest and minimal alike with wrk, for 1 KB events sent one per request ("single")
+# and 100 per request ("batch"). It prints requests/s, events/s, events per CPU-second of the
+# server (ingest's and minimal's own CPU time from /proc), p50/p99 latency, peak RSS (VmHWM),
+# the ratio ingest/minimal, and Firehose API calls against events.
+#
+# wrk is a closed loop: each connection waits for its answer. A single-event request waits for
+# the producer's linger (INGEST_LINGER, 10 ms by default) before its batch leaves, so with C
+# connections ingest cannot pass C / linger requests per second; use enough connections to
+# measure CPU cost rather than that latency bound. ingest logs at INGEST_LOG (default info: one
+# access-log line per request, as in production) to a temporary file.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-256}"
+THREADS="${THREADS:-2}"
+BATCH="${BATCH:-100}"
+
+command -v wrk >/dev/null || { echo "wrk not found: run scripts/setup.sh" >&2; exit 1; }
+cargo build --release --locked -p ingest --bin ingest --example fake-firehose --example minimal
+bin="$CARGO_TARGET_DIR/release"
+work=$(mktemp -d)
+trap '_stop_servers; rm -rf "$work"' EXIT
+
+fake_port=$(free_port)
+"$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
+_server_pids+=("$!")
+minimal_port=$(free_port)
+"$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$work/minimal.log" 2>&1 &
+minimal_pid=$!
+_server_pids+=("$minimal_pid")
+ingest_port=$(free_port)
+admin_port=$(free_port)
+FIREHOSE_DELIVERY_STREAM=bench \
+  INGEST_LISTEN="127.0.0.1:$ingest_port" INGEST_ADMIN_LISTEN="127.0.0.1:$admin_port" \
+  AWS_ENDPOINT_URL="http://127.0.0.1:$fake_port" AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true \
+  RUST_LOG="${INGEST_LOG:-info}" "$bin/ingest" >"$work/ingest.log" 2>&1 &
+ingest_pid=$!
+_server_pids+=("$ingest_pid")
+wait_http "http://127.0.0.1:$fake_port/stats" 30
+wait_http "http://127.0.0.1:$minimal_port/" 30
+until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null; do
+  kill -0 "$ingest_pid" || { cat "$work/ingest.log"; exit 1; }
+  sleep 0.2
+done
+
+# 1 KB events: a realistic log object padded to 1,000 bytes.
+python3 - "$work" "$BATCH" <<'PY'
+import json, sys
+work, batch = sys.argv[1], int(sys.argv[2])
+def event(i):
+    e = {"timestamp": "2026-11-25T21:00:00.000Z", "level": "INFO", "service": "checkout",
+         "trace_id": "%032x" % i, "http": {"method": "POST", "path": "/api/v1/cart", "status": 200},
+         "message": ""}
+    pad = 1000 - len(json.dumps(e, separators=(",", ":")))
+    e["message"] = ("request completed " * 100)[:pad]
+    return json.dumps(e, separators=(",", ":"))
+open(f"{work}/single.json", "w").write(event(1))
+open(f"{work}/batch.json", "w").write("[" + ",".join(event(i) for i in range(batch)) + "]")
+PY
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+LUA
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+calls() { curl -s "http://127.0.0.1:$fake_port/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["calls"], d["records"])'; }
+hz=$(getconf CLK_TCK)
+
+# run NAME PID URL BODY EVENTS_PER_REQUEST
+run() {
+  local name=$1 pid=$2 url=$3 body=$4 per=$5 before after out
+  before=$(cpu_ticks "$pid")
+  out=$(BODY_FILE="$body" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" "$url")
+  after=$(cpu_ticks "$pid")
+  echo "$out" >"$work/$name.wrk"
+  local rps p50 p99 non2xx secs
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  secs=$(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}')
+  printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s  p50 %-9s p99 %-9s cpu %6ss  non-2xx %s\n' \
+    "$name" "$rps" "$(awk -v r="$rps" -v p="$per" 'BEGIN {print r * p}')" \
+    "$(awk -v r="$rps" -v p="$per" -v s="$secs" -v d="${DURATION%s}" 'BEGIN {if (s > 0) print r * p * d / s; else print 0}')" \
+    "$p50" "$p99" "$secs" "${non2xx:-0}"
+  echo "$rps" >"$work/$name.rps"
+}
+
+echo "== $DURATION per scenario, $CONNECTIONS connections, $THREADS wrk threads, $(nproc) cores, batch of $BATCH x 1 KB"
+read -r calls0 records0 < <(calls)
+run minimal-single "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$work/single.json" 1
+run ingest-single "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$work/single.json" 1
+read -r calls1 records1 < <(calls)
+run minimal-batch "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$work/batch.json" "$BATCH"
+run ingest-batch "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$work/batch.json" "$BATCH"
+read -r calls2 records2 < <(calls)
+
+ratio() { awk -v a="$(cat "$work/$1.rps")" -v b="$(cat "$work/$2.rps")" 'BEGIN {printf "%.1f %%", 100 * a / b}'; }
+echo
+echo "ingest/minimal request rate: single $(ratio ingest-single minimal-single), batch $(ratio ingest-batch minimal-batch)  (target >= 70 %)"
+awk -v c=$((calls1 - calls0)) -v r=$((records1 - records0)) 'BEGIN {printf "single: %d events in %d PutRecordBatch calls = %.0f events per call\n", r, c, (c ? r / c : 0)}'
+awk -v c=$((calls2 - calls1)) -v r=$((records2 - records1)) 'BEGIN {printf "batch:  %d events in %d PutRecordBatch calls = %.0f events per call\n", r, c, (c ? r / c : 0)}'
+echo "peak RSS: ingest $(awk '/VmHWM/ {print $2, $3}' "/proc/$ingest_pid/status"), minimal $(awk '/VmHWM/ {print $2, $3}' "/proc/$minimal_pid/status")"

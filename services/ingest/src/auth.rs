@@ -1,0 +1,384 @@
+//! API keys: loading, rotation without restart, constant-time checking.
+//!
+//! Keys live in a file (a mounted Kubernetes Secret, typically), one per line: the key itself or
+//! `sha256:<hex>` of it, so the file need not hold usable secrets. In memory only SHA-256 digests
+//! are kept. A presented key is hashed and compared against every digest with
+//! [`subtle::ConstantTimeEq`], without stopping at the first match, so timing says nothing about
+//! which or how many bytes matched. Keys are never logged: a request is identified by
+//! [`KeyId`], the first 8 hex digits of the digest.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A non-secret name for a key: the first 8 hex digits of its SHA-256. Used for rate limits and
+/// logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The id used when authentication is off: everyone shares it.
+    #[must_use]
+    pub fn anonymous() -> Self {
+        Self("anonymous".to_owned())
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why the key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading failed.
+    #[error("cannot read API-key file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A `sha256:` line without 64 hex digits.
+    #[error(
+        "API-key file {path}, line {line}: after `sha256:` put 64 hex digits (the SHA-256 of the key)"
+    )]
+    BadDigest {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// No key at all: refusing to start with auth "on" and nobody able to call.
+    #[error(
+        "API-key file {path} holds no keys: add one key per line, or unset INGEST_API_KEYS_FILE to turn authentication off"
+    )]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Digests of the accepted keys.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    digests: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.digests.len())
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// Parses the file format described in the module docs.
+    ///
+    /// # Errors
+    /// A malformed `sha256:` line, or no key at all.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, KeyFileError> {
+        let mut digests = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(hex_digest) = line.strip_prefix("sha256:") {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(hex_digest.trim(), &mut digest).map_err(|_| {
+                    KeyFileError::BadDigest {
+                        path: path.to_owned(),
+                        line: n + 1,
+                    }
+                })?;
+                digests.push(digest);
+            } else {
+                digests.push(Sha256::digest(line.as_bytes()).into());
+            }
+        }
+        if digests.is_empty() {
+            return Err(KeyFileError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        Ok(Self { digests })
+    }
+
+    /// The key's id when it is one of the set. Compares against every digest in constant time.
+    #[must_use]
+    pub fn check(&self, presented: &[u8]) -> Option<KeyId> {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        let mut found = subtle::Choice::from(0);
+        for known in &self.digests {
+            found |= known.ct_eq(&digest);
+        }
+        bool::from(found).then(|| KeyId(hex::encode(&digest[..4])))
+    }
+
+    /// Number of keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    /// Whether there are no keys.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+}
+
+/// Authentication as the routes see it: off, or a key set that a watcher keeps current.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No key file configured: every request is let in (and the start log says so loudly).
+    Off,
+    /// Keys from a file, swapped in place when the file changes.
+    Keys(Arc<KeyStore>),
+}
+
+/// Result of checking a request's credentials.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Let in, as this key (or [`KeyId::anonymous`] with auth off).
+    Allowed(KeyId),
+    /// No key presented.
+    Missing,
+    /// A key that is not in the set.
+    Invalid,
+}
+
+impl Auth {
+    /// Checks `Authorization: Bearer <key>` or `X-API-Key: <key>` (first one present wins).
+    #[must_use]
+    pub fn check(&self, headers: &http::HeaderMap) -> AuthOutcome {
+        let Self::Keys(store) = self else {
+            return AuthOutcome::Allowed(KeyId::anonymous());
+        };
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+        let key = bearer.or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        });
+        match key {
+            None | Some("") => AuthOutcome::Missing,
+            Some(key) => store
+                .current()
+                .check(key.as_bytes())
+                .map_or(AuthOutcome::Invalid, AuthOutcome::Allowed),
+        }
+    }
+}
+
+/// The key set loaded from a file, reloaded when the file's modification time or size changes.
+#[derive(Debug)]
+pub struct KeyStore {
+    path: PathBuf,
+    keys: RwLock<Arc<KeySet>>,
+    stamp: RwLock<Option<(SystemTime, u64)>>,
+}
+
+impl KeyStore {
+    /// Loads the file once.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no valid keys.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, KeyFileError> {
+        let path = path.into();
+        let (keys, stamp) = read_keys(&path)?;
+        Ok(Self {
+            path,
+            keys: RwLock::new(Arc::new(keys)),
+            stamp: RwLock::new(stamp),
+        })
+    }
+
+    /// The keys in force.
+    #[must_use]
+    pub fn current(&self) -> Arc<KeySet> {
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Re-reads the file if it changed. Returns whether new keys were installed. A file that
+    /// no longer parses leaves the old keys in force (and is reported), so a bad edit cannot
+    /// lock every client out or let everyone in.
+    ///
+    /// # Errors
+    /// The changed file could not be read or parsed.
+    pub fn reload_if_changed(&self) -> Result<bool, KeyFileError> {
+        let now = stamp_of(&self.path);
+        if now
+            == *self
+                .stamp
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Ok(false);
+        }
+        let (keys, stamp) = read_keys(&self.path)?;
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+        *self
+            .stamp
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamp;
+        Ok(true)
+    }
+
+    /// Polls the file every `every` until the task is aborted.
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.reload_if_changed() {
+                Ok(true) => tracing::info!(
+                    path = %self.path.display(),
+                    keys = self.current().len(),
+                    "API keys reloaded"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "API-key file changed but cannot be used; keeping the previous keys")
+                }
+            }
+        }
+    }
+}
+
+fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn read_keys(path: &Path) -> Result<(KeySet, Option<(SystemTime, u64)>), KeyFileError> {
+    let stamp = stamp_of(path);
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((KeySet::parse(path, &text)?, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &str, value: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            http::HeaderValue::from_str(value).expect("header value"),
+        );
+        h
+    }
+
+    #[test]
+    fn plain_and_hashed_keys_are_accepted() {
+        let digest = hex::encode(Sha256::digest(b"hashed-key"));
+        let text = format!("# team a\nplain-key\n\nsha256:{digest}\n");
+        let set = KeySet::parse(Path::new("keys"), &text).expect("parses");
+        assert_eq!(set.len(), 2);
+        assert!(set.check(b"plain-key").is_some());
+        assert!(set.check(b"hashed-key").is_some());
+        assert!(set.check(b"other").is_none());
+        assert!(set.check(b"").is_none());
+    }
+
+    #[test]
+    fn key_ids_do_not_reveal_the_key() {
+        let set = KeySet::parse(Path::new("k"), "secret-value\n").expect("parses");
+        let id = set.check(b"secret-value").expect("known");
+        assert_eq!(id.to_string().len(), 8);
+        assert!(!id.to_string().contains("secret"));
+        assert!(!format!("{set:?}").contains("secret"));
+    }
+
+    #[test]
+    fn malformed_and_empty_files_are_refused() {
+        let err = KeySet::parse(Path::new("k"), "sha256:zz\n").expect_err("bad hex");
+        assert!(err.to_string().contains("line 1"));
+        let err = KeySet::parse(Path::new("k"), "# only comments\n").expect_err("empty");
+        assert!(err.to_string().contains("INGEST_API_KEYS_FILE"));
+    }
+
+    #[test]
+    fn bearer_and_x_api_key_headers_work() {
+        let store = KeyStore {
+            path: PathBuf::from("unused"),
+            keys: RwLock::new(Arc::new(
+                KeySet::parse(Path::new("k"), "k1\n").expect("parses"),
+            )),
+            stamp: RwLock::new(None),
+        };
+        let auth = Auth::Keys(Arc::new(store));
+        assert!(matches!(
+            auth.check(&headers("authorization", "Bearer k1")),
+            AuthOutcome::Allowed(_)
+        ));
+        assert!(matches!(
+            auth.check(&headers("authorization", "bearer   k1 ")),
+            AuthOutcome::Allowed(_)
+        ));
+        assert!(matches!(
+            auth.check(&headers("x-api-key", "k1")),
+            AuthOutcome::Allowed(_)
+        ));
+        assert_eq!(
+            auth.check(&headers("authorization", "Bearer nope")),
+            AuthOutcome::Invalid
+        );
+        assert_eq!(
+            auth.check(&headers("authorization", "Basic azE6")),
+            AuthOutcome::Missing
+        );
+        assert_eq!(auth.check(&http::HeaderMap::new()), AuthOutcome::Missing);
+        assert!(matches!(
+            Auth::Off.check(&http::HeaderMap::new()),
+            AuthOutcome::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn rotation_is_picked_up_and_bad_edits_keep_old_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "old\n").expect("write");
+        let store = KeyStore::load(&path).expect("loads");
+        assert!(store.current().check(b"old").is_some());
+        assert!(!store.reload_if_changed().expect("unchanged"));
+
+        // A different size guarantees a new stamp even on coarse mtime file systems.
+        std::fs::write(&path, "new-key\n").expect("rotate");
+        assert!(store.reload_if_changed().expect("reloads"));
+        assert!(store.current().check(b"new-key").is_some());
+        assert!(store.current().check(b"old").is_none());
+
+        std::fs::write(&path, "sha256:not-hex-at-all\n").expect("bad edit");
+        assert!(store.reload_if_changed().is_err());
+        assert!(store.current().check(b"new-key").is_some());
+    }
+}

@@ -1,0 +1,269 @@
+//! Typed configuration, read once at start from flags and environment variables.
+//!
+//! Every field says what it means, its variable and its default; the README's configuration
+//! table is the same list. [`Config::validate`] turns nonsense into an error that says what to
+//! fix, before anything is bound or sent. Nothing secret lives here: API keys stay in their file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use firehose_formats::limits::is_valid_stream_name;
+
+use crate::producer::ProducerConfig;
+
+/// `ingest` settings. Each flag can also be set through the environment variable shown.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "HTTP front door for Amazon Data Firehose"
+)]
+pub struct Config {
+    /// Delivery stream that receives the events. Required until the embedded local Firehose
+    /// lands; see `Target`.
+    #[arg(long, env = "FIREHOSE_DELIVERY_STREAM")]
+    pub delivery_stream: Option<String>,
+
+    /// Public listener: event intake (`POST /v1/events`, `POST /`).
+    #[arg(long, env = "INGEST_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Admin listener: `/healthz`, `/readyz`, `/metrics`. Keep it off the ingress.
+    #[arg(long, env = "INGEST_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// File of API keys, one per line: the key itself, or `sha256:<64 hex digits>` of it.
+    /// `#` starts a comment. Re-read when it changes. Unset: authentication is off.
+    #[arg(long, env = "INGEST_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// How often to look for a changed API-key file.
+    #[arg(long, env = "INGEST_API_KEYS_RELOAD", default_value = "5s", value_parser = parse_duration)]
+    pub api_keys_reload: Duration,
+
+    /// JSON Schema file every event must satisfy. Unset: any JSON object is accepted.
+    #[arg(long, env = "INGEST_SCHEMA_FILE")]
+    pub schema_file: Option<PathBuf>,
+
+    /// Largest request body, in bytes, as received and again after gzip decompression.
+    #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long a Firehose batch waits for more records after its first one.
+    #[arg(long, env = "INGEST_LINGER", default_value = "10ms", value_parser = parse_duration)]
+    pub linger: Duration,
+
+    /// How long failed records are retried before the request is answered 503.
+    #[arg(long, env = "INGEST_RETRY_BUDGET", default_value = "10s", value_parser = parse_duration)]
+    pub retry_budget: Duration,
+
+    /// Longest wait for one `PutRecordBatch` answer.
+    #[arg(long, env = "INGEST_FIREHOSE_CALL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub call_timeout: Duration,
+
+    /// `PutRecordBatch` calls in flight at once.
+    #[arg(long, env = "INGEST_MAX_CONCURRENT_CALLS", default_value_t = 32)]
+    pub max_concurrent_calls: usize,
+
+    /// Cap on bytes of events accepted for sending and not yet answered; past it new requests
+    /// get 503 at once.
+    #[arg(long, env = "INGEST_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+
+    /// Requests per second allowed per API key (per service when auth is off). 0: no limit.
+    #[arg(long, env = "INGEST_RATE_LIMIT_RPS", default_value_t = 0.0)]
+    pub rate_limit_rps: f64,
+
+    /// Requests a key may burst above its rate. Default: one second's worth (at least 1).
+    #[arg(long, env = "INGEST_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Longest time one request may take, end to end (answered 408 past it). Must exceed the
+    /// retry budget.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// After SIGTERM: time `/readyz` answers 503 while requests are still served, so load
+    /// balancers stop sending before the listener closes.
+    #[arg(long, env = "INGEST_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the listener closes: how long in-flight requests may take to finish.
+    #[arg(long, env = "INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How often `/readyz` re-checks the delivery stream (`DescribeDeliveryStream`).
+    #[arg(long, env = "INGEST_READINESS_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub readiness_interval: Duration,
+
+    /// Log filter (`tracing` env-filter syntax), e.g. `info` or `ingest=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// A configuration value that cannot work, with what to change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The stream name breaks Firehose's naming rule.
+    #[error(
+        "FIREHOSE_DELIVERY_STREAM={0:?} is not a delivery-stream name: use 1-64 characters of a-z A-Z 0-9 _ . -"
+    )]
+    StreamName(String),
+    /// No delivery stream and no local emulator yet.
+    #[error(
+        "FIREHOSE_DELIVERY_STREAM is not set: set it (or --delivery-stream) to the name of the delivery stream that receives the events"
+    )]
+    MissingStream,
+    /// A number that must be positive is zero.
+    #[error("{0} must be greater than 0")]
+    Zero(&'static str),
+    /// The in-flight cap is smaller than one request body.
+    #[error(
+        "INGEST_MAX_INFLIGHT_BYTES ({inflight}) must be at least INGEST_MAX_BODY_BYTES ({body}) so one full request fits"
+    )]
+    InflightBelowBody {
+        /// The in-flight cap.
+        inflight: usize,
+        /// The body cap.
+        body: usize,
+    },
+    /// The request timeout would cut requests off in the middle of their retries.
+    #[error(
+        "INGEST_REQUEST_TIMEOUT ({timeout:?}) must be longer than INGEST_RETRY_BUDGET + INGEST_FIREHOSE_CALL_TIMEOUT ({needed:?}), or requests time out while their records are still being retried"
+    )]
+    TimeoutBelowBudget {
+        /// The request timeout.
+        timeout: Duration,
+        /// Budget plus one call.
+        needed: Duration,
+    },
+    /// A rate that is negative or not a number.
+    #[error("INGEST_RATE_LIMIT_RPS must be a number >= 0, got {0}")]
+    Rate(String),
+}
+
+impl Config {
+    /// Checks the values that clap cannot check alone.
+    ///
+    /// # Errors
+    /// The first problem found, phrased as what to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(stream) = &self.delivery_stream
+            && !is_valid_stream_name(stream)
+        {
+            return Err(ConfigError::StreamName(stream.clone()));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Zero("INGEST_MAX_BODY_BYTES"));
+        }
+        if self.max_concurrent_calls == 0 {
+            return Err(ConfigError::Zero("INGEST_MAX_CONCURRENT_CALLS"));
+        }
+        if self.max_inflight_bytes < self.max_body_bytes {
+            return Err(ConfigError::InflightBelowBody {
+                inflight: self.max_inflight_bytes,
+                body: self.max_body_bytes,
+            });
+        }
+        let needed = self.retry_budget + self.call_timeout;
+        if self.request_timeout <= needed {
+            return Err(ConfigError::TimeoutBelowBudget {
+                timeout: self.request_timeout,
+                needed,
+            });
+        }
+        if !(self.rate_limit_rps >= 0.0 && self.rate_limit_rps.is_finite()) {
+            return Err(ConfigError::Rate(self.rate_limit_rps.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The producer's share of the settings.
+    #[must_use]
+    pub fn producer(&self) -> ProducerConfig {
+        ProducerConfig {
+            linger: self.linger,
+            retry_budget: self.retry_budget,
+            call_timeout: self.call_timeout,
+            max_inflight_bytes: self.max_inflight_bytes,
+            max_concurrent_calls: self.max_concurrent_calls,
+            ..ProducerConfig::default()
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: use e.g. 250ms, 10s or 2m"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s or m"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["ingest"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("arguments parse")
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let c = parse(&[]);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.linger, Duration::from_millis(10));
+        assert_eq!(c.retry_budget, Duration::from_secs(10));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn bad_values_say_what_to_fix() {
+        let c = parse(&["--delivery-stream", "has space"]);
+        assert!(matches!(c.validate(), Err(ConfigError::StreamName(_))));
+        let c = parse(&["--max-body-bytes", "100", "--max-inflight-bytes", "10"]);
+        let err = c.validate().expect_err("inflight below body");
+        assert!(err.to_string().contains("INGEST_MAX_INFLIGHT_BYTES"));
+        let c = parse(&["--retry-budget", "60s"]);
+        let err = c.validate().expect_err("timeout below budget");
+        assert!(err.to_string().contains("INGEST_REQUEST_TIMEOUT"));
+        assert!(
+            ConfigError::MissingStream
+                .to_string()
+                .contains("FIREHOSE_DELIVERY_STREAM")
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! `ingest`: the HTTP front door that puts JSON events into Amazon Data Firehose.
+//!
+//! Clients POST events; the service checks the API key and rate limit, validates every event,
+//! coalesces records from concurrent requests into `PutRecordBatch` calls, retries only the
+//! records Firehose refused, and answers 200 only when Firehose accepted every record of the
+//! request. Otherwise the answer says exactly which events to send again.
+//!
+//! Layout (one concern per module):
+//! * [`config`]: typed settings from flags and environment.
+//! * [`routes`]: the handlers; [`app`] and [`admin_app`] put them on routers.
+//! * [`error`]: [`error::ApiError`], the one mapping from failure to status and body.
+//! * [`validate`]: content type, gzip cap, JSON parsing with positions, JSON Schema.
+//! * [`auth`]: API keys from a rotatable file, constant-time checks.
+//! * [`ratelimit`]: per-key token buckets.
+//! * [`sink`]: the [`sink::RecordSink`] seam and its `aws_sdk_firehose::Client` implementation.
+//! * [`producer`]: coalescing, partial-failure retries, in-flight cap. Usable without HTTP.
+//! * [`metrics`], [`telemetry`]: the metrics contract, logs, access log.
+//! * [`state`]: what handlers share, readiness.
+//!
+//! [`run`] serves both listeners until a shutdown future resolves, then drains.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod producer;
+pub mod ratelimit;
+pub mod routes;
+pub mod sink;
+pub mod state;
+pub mod telemetry;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Auth, KeyFileError, KeyStore};
+use crate::config::{Config, ConfigError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::producer::Producer;
+use crate::ratelimit::RateLimiter;
+use crate::sink::RecordSink;
+use crate::state::{AppState, HttpSettings, Readiness};
+use crate::validate::{Schema, SchemaError};
+
+/// Where events go. The one place that decides what a missing `FIREHOSE_DELIVERY_STREAM` means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Firehose delivery stream reached through the AWS SDK (real AWS, or whatever
+    /// `AWS_ENDPOINT_URL` points at).
+    Firehose {
+        /// Delivery stream name.
+        stream: String,
+    },
+}
+
+impl Target {
+    /// Picks the target from the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingStream`] until the embedded local Firehose exists.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        match &config.delivery_stream {
+            Some(stream) => Ok(Self::Firehose {
+                stream: stream.clone(),
+            }),
+            None => Err(ConfigError::MissingStream),
+        }
+    }
+
+    /// The delivery stream name.
+    #[must_use]
+    pub fn stream(&self) -> &str {
+        match self {
+            Self::Firehose { stream } => stream,
+        }
+    }
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The API-key file.
+    #[error(transparent)]
+    Keys(#[from] KeyFileError),
+    /// The schema file.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// Metric registration (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] MetricsError),
+}
+
+/// A built service: its state and the background tasks to run beside it.
+#[derive(Debug)]
+pub struct Service {
+    /// Shared state for both routers.
+    pub state: AppState,
+    /// Stream checker, key-file watcher.
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Builds everything from `config` with `sink` as the Firehose client. Starts the producer,
+    /// the readiness checker and the key-file watcher (so it must run inside a Tokio runtime).
+    ///
+    /// # Errors
+    /// Configuration, key file or schema problems, each saying what to fix.
+    pub fn build(config: &Config, sink: Arc<dyn RecordSink>) -> Result<Self, StartError> {
+        config.validate()?;
+        let target = Target::from_config(config)?;
+        let metrics = Metrics::new()?;
+        let mut background = Vec::new();
+        let auth = match &config.api_keys_file {
+            Some(path) => {
+                let store = Arc::new(KeyStore::load(path)?);
+                tracing::info!(path = %path.display(), keys = store.current().len(), "API-key authentication on");
+                background.push(tokio::spawn(
+                    Arc::clone(&store).watch(config.api_keys_reload),
+                ));
+                Auth::Keys(store)
+            }
+            None => {
+                tracing::warn!(
+                    "AUTHENTICATION IS OFF: INGEST_API_KEYS_FILE is not set, so anyone who can reach the listener can send events"
+                );
+                Auth::Off
+            }
+        };
+        let schema = config
+            .schema_file
+            .as_deref()
+            .map(Schema::load)
+            .transpose()?;
+        let producer = Producer::spawn_with_metrics(
+            Arc::clone(&sink),
+            target.stream(),
+            config.producer(),
+            metrics.producer.clone(),
+        );
+        let settings = HttpSettings {
+            auth,
+            limiter: RateLimiter::new(config.rate_limit_rps, config.rate_limit_burst),
+            schema,
+            max_body_bytes: config.max_body_bytes,
+        };
+        let state = AppState::new(producer, settings, metrics);
+        background.push(tokio::spawn(Readiness::watch(
+            state.clone(),
+            sink,
+            target.stream().to_owned(),
+            config.readiness_interval,
+        )));
+        Ok(Self { state, background })
+    }
+}
+
+/// The public router: event intake only.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/v1/events", post(routes::ingest))
+        .route("/", post(routes::ingest))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The admin router: `/healthz`, `/readyz`, `/metrics`.
+pub fn admin_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .with_state(state)
+}
+
+/// Shutdown timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Time between the shutdown signal and closing the listener (readiness already false).
+    pub delay: Duration,
+    /// Time in-flight requests get to finish once the listener is closed.
+    pub grace: Duration,
+}
+
+/// Serves `public` and `admin` until `shutdown` resolves, then: readiness turns false, after
+/// `drain.delay` the public listener stops accepting, in-flight requests finish (their records
+/// are sent or answered 503) within `drain.grace`, and the function returns.
+///
+/// # Errors
+/// An I/O error of the public server.
+pub async fn run(
+    public: TcpListener,
+    admin: TcpListener,
+    state: AppState,
+    request_timeout: Duration,
+    drain: Drain,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    let admin_server = {
+        let stop = admin_stop.clone();
+        let router = admin_app(state.clone());
+        tokio::spawn(async move {
+            axum::serve(admin, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let closed = tokio_util::sync::CancellationToken::new();
+    let signal = {
+        let state = state.clone();
+        let closed = closed.clone();
+        async move {
+            shutdown.await;
+            tracing::info!(delay = ?drain.delay, grace = ?drain.grace, "shutdown requested; readiness is now false");
+            state.readiness().set_terminating();
+            tokio::time::sleep(drain.delay).await;
+            state.readiness().set_closing();
+            tracing::info!("listener closed; finishing in-flight requests");
+            closed.cancel();
+        }
+    };
+    let server =
+        axum::serve(public, app(state.clone(), request_timeout)).with_graceful_shutdown(signal);
+    let grace_over = async {
+        closed.cancelled().await;
+        tokio::time::sleep(drain.grace).await;
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = grace_over => {
+            tracing::warn!(grace = ?drain.grace, "grace period over; dropping requests still in flight (they were not acknowledged)");
+            Ok(())
+        }
+    };
+    admin_stop.cancel();
+    let _ = admin_server.await;
+    let inflight = state.producer().inflight_bytes();
+    if inflight > 0 {
+        tracing::warn!(
+            inflight_bytes = inflight,
+            "exiting with records in flight that no client was told were accepted"
+        );
+    }
+    tracing::info!("shutdown complete");
+    result
+}

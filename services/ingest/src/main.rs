@@ -1,0 +1,98 @@
+//! `ingest` binary: read config, build the Firehose client, bind, serve until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use clap::Parser as _;
+use ingest::config::Config;
+use ingest::{Drain, Service, Target};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(e) = ingest::telemetry::init_tracing(&config.log) {
+        eprintln!("ingest: {e}");
+        return ExitCode::FAILURE;
+    }
+    match start(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every error message already says what to fix; the chain adds nothing for operators.
+            tracing::error!(error = %e, "ingest cannot start");
+            eprintln!("ingest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(config: Config) -> anyhow::Result<()> {
+    // Settle everything that needs no AWS before touching the credential chain, so a typo is
+    // reported at once (not after IMDS timeouts).
+    config.validate()?;
+    Target::from_config(&config)?;
+    // Credentials and region: the standard chain (env, profile, web identity/IRSA, IMDS);
+    // AWS_ENDPOINT_URL overrides the endpoint. The SDK's own retries are off: the producer
+    // retries (only the failed records) within its budget.
+    let aws = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    let client = aws_sdk_firehose::Client::new(&aws);
+    let service = Service::build(&config, Arc::new(client))?;
+    let public = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on INGEST_LISTEN={}: {e}", config.listen))?;
+    let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on INGEST_ADMIN_LISTEN={}: {e}",
+            config.admin_listen
+        )
+    })?;
+    tracing::info!(
+        listen = %public.local_addr()?,
+        admin = %admin.local_addr()?,
+        stream = config.delivery_stream.as_deref().unwrap_or_default(),
+        "ingest listening"
+    );
+    let drain = Drain {
+        delay: config.shutdown_delay,
+        grace: config.shutdown_grace,
+    };
+    ingest::run(
+        public,
+        admin,
+        service.state,
+        config.request_timeout,
+        drain,
+        shutdown_signal(),
+    )
+    .await?;
+    for task in service.background {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,359 @@
+//! The metrics contract of `docs/metrics.md`, in code.
+//!
+//! Every metric lives in a [`prometheus::Registry`] owned by the service state (not the global
+//! default registry), so each test gets its own isolated set. [`ProducerMetrics`] is the subset
+//! the Firehose producer updates; it is separate so the producer can run without the HTTP layer
+//! (the replay tool) and still be observed.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Reasons for `ingest_events_rejected_total`.
+pub mod event_reason {
+    /// Not valid JSON (or not UTF-8).
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// Valid JSON, but not an object.
+    pub const NOT_OBJECT: &str = "not_object";
+    /// Larger than a Firehose record may be.
+    pub const TOO_LARGE: &str = "too_large";
+    /// Fails the configured JSON Schema.
+    pub const SCHEMA: &str = "schema";
+}
+
+/// Reasons for `ingest_requests_rejected_total`.
+pub mod request_reason {
+    /// Missing or unknown API key (401).
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// Per-key rate limit exceeded (429).
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// Unsupported `Content-Type` or `Content-Encoding` (415).
+    pub const CONTENT_TYPE: &str = "content_type";
+    /// Body over the cap, before or after decompression (413).
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// Invalid events, empty body, bad gzip (400).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// In-flight byte cap reached (503, load shedding).
+    pub const SHED: &str = "shed";
+    /// Firehose did not accept every record within the retry budget (503).
+    pub const FIREHOSE_UNAVAILABLE: &str = "firehose_unavailable";
+    /// The service is draining (503).
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+}
+
+/// Outcome label values of `ingest_firehose_put_batch_calls_total`.
+pub mod call_outcome {
+    /// Every record accepted.
+    pub const OK: &str = "ok";
+    /// Some records failed (`FailedPutCount > 0`).
+    pub const PARTIAL: &str = "partial";
+    /// The call failed as a whole.
+    pub const ERROR: &str = "error";
+}
+
+/// The metrics the producer updates.
+#[derive(Debug, Clone)]
+pub struct ProducerMetrics {
+    /// `ingest_firehose_put_batch_calls_total{outcome}`.
+    pub put_batch_calls: IntCounterVec,
+    /// `ingest_firehose_put_batch_duration_seconds`.
+    pub put_batch_duration: Histogram,
+    /// `ingest_firehose_batch_records`.
+    pub batch_records: Histogram,
+    /// `ingest_firehose_batch_bytes`.
+    pub batch_bytes: Histogram,
+    /// `ingest_firehose_records_failed_total{error_code}`.
+    pub records_failed: IntCounterVec,
+    /// `ingest_firehose_records_retried_total`.
+    pub records_retried: IntCounter,
+    /// `ingest_firehose_records_unaccepted_total`.
+    pub records_unaccepted: IntCounter,
+    /// `ingest_inflight_bytes`.
+    pub inflight_bytes: IntGauge,
+    /// `ingest_inflight_bytes_limit`.
+    pub inflight_bytes_limit: IntGauge,
+}
+
+/// Every metric of the contract, registered in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `ingest_http_requests_total{route,method,status}`.
+    pub http_requests: IntCounterVec,
+    /// `ingest_http_request_duration_seconds{route,method}`.
+    pub http_duration: HistogramVec,
+    /// `ingest_events_accepted_total`.
+    pub events_accepted: IntCounter,
+    /// `ingest_event_bytes_accepted_total`.
+    pub event_bytes_accepted: IntCounter,
+    /// `ingest_events_rejected_total{reason}`.
+    pub events_rejected: IntCounterVec,
+    /// `ingest_requests_rejected_total{reason}`.
+    pub requests_rejected: IntCounterVec,
+    /// `ingest_ready`.
+    pub ready: IntGauge,
+    /// The producer's share.
+    pub producer: ProducerMetrics,
+}
+
+/// Registering a metric twice or with a bad name: a programming error caught by the unit tests.
+pub type MetricsError = prometheus::Error;
+
+impl ProducerMetrics {
+    /// Creates the producer metrics and registers them in `registry`.
+    ///
+    /// # Errors
+    /// When a metric with the same name is already registered.
+    pub fn register(registry: &Registry) -> Result<Self, MetricsError> {
+        let put_batch_calls = IntCounterVec::new(
+            Opts::new(
+                "ingest_firehose_put_batch_calls_total",
+                "PutRecordBatch calls made, by outcome (ok, partial, error)",
+            ),
+            &["outcome"],
+        )?;
+        let put_batch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_firehose_put_batch_duration_seconds",
+                "Latency of one PutRecordBatch call",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let batch_records = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_firehose_batch_records",
+                "Records per PutRecordBatch call (batch fill)",
+            )
+            .buckets(vec![1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 400.0, 500.0]),
+        )?;
+        let batch_bytes = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_firehose_batch_bytes",
+                "Bytes per PutRecordBatch call (batch fill)",
+            )
+            .buckets(prometheus::exponential_buckets(1024.0, 4.0, 8)?),
+        )?;
+        let records_failed = IntCounterVec::new(
+            Opts::new(
+                "ingest_firehose_records_failed_total",
+                "Records Firehose refused in a call, by error code",
+            ),
+            &["error_code"],
+        )?;
+        let records_retried = IntCounter::new(
+            "ingest_firehose_records_retried_total",
+            "Records sent again after a failure",
+        )?;
+        let records_unaccepted = IntCounter::new(
+            "ingest_firehose_records_unaccepted_total",
+            "Records still not accepted when the retry budget ran out",
+        )?;
+        let inflight_bytes = IntGauge::new(
+            "ingest_inflight_bytes",
+            "Bytes of events accepted for sending and not yet answered",
+        )?;
+        let inflight_bytes_limit = IntGauge::new(
+            "ingest_inflight_bytes_limit",
+            "The configured cap on ingest_inflight_bytes",
+        )?;
+        registry.register(Box::new(put_batch_calls.clone()))?;
+        registry.register(Box::new(put_batch_duration.clone()))?;
+        registry.register(Box::new(batch_records.clone()))?;
+        registry.register(Box::new(batch_bytes.clone()))?;
+        registry.register(Box::new(records_failed.clone()))?;
+        registry.register(Box::new(records_retried.clone()))?;
+        registry.register(Box::new(records_unaccepted.clone()))?;
+        registry.register(Box::new(inflight_bytes.clone()))?;
+        registry.register(Box::new(inflight_bytes_limit.clone()))?;
+        Ok(Self {
+            put_batch_calls,
+            put_batch_duration,
+            batch_records,
+            batch_bytes,
+            records_failed,
+            records_retried,
+            records_unaccepted,
+            inflight_bytes,
+            inflight_bytes_limit,
+        })
+    }
+
+    /// A set registered nowhere: for a producer nobody scrapes.
+    #[must_use]
+    pub fn unregistered() -> Self {
+        // A fresh registry cannot already hold these names.
+        match Self::register(&Registry::new()) {
+            Ok(m) => m,
+            Err(e) => unreachable!("metric definitions are static and valid: {e}"),
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates every metric in a new registry and sets `ingest_build_info`.
+    ///
+    /// # Errors
+    /// Only on a programming error in the metric definitions (duplicate or invalid name).
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "ingest_http_requests_total",
+                "HTTP requests answered on the public listener",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ingest_http_request_duration_seconds",
+                "Time from request head to response head",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["route", "method"],
+        )?;
+        let events_accepted = IntCounter::new(
+            "ingest_events_accepted_total",
+            "Events Firehose accepted (answered as accepted to the client)",
+        )?;
+        let event_bytes_accepted = IntCounter::new(
+            "ingest_event_bytes_accepted_total",
+            "Record bytes of accepted events, with the trailing newline",
+        )?;
+        let events_rejected = IntCounterVec::new(
+            Opts::new(
+                "ingest_events_rejected_total",
+                "Events refused before sending, by reason",
+            ),
+            &["reason"],
+        )?;
+        let requests_rejected = IntCounterVec::new(
+            Opts::new(
+                "ingest_requests_rejected_total",
+                "Whole requests refused, by reason",
+            ),
+            &["reason"],
+        )?;
+        let ready = IntGauge::new("ingest_ready", "1 when /readyz answers 200, else 0")?;
+        let build_info = IntGauge::with_opts(
+            Opts::new("ingest_build_info", "Build information (always 1)")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build_info.set(1);
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(events_accepted.clone()))?;
+        registry.register(Box::new(event_bytes_accepted.clone()))?;
+        registry.register(Box::new(events_rejected.clone()))?;
+        registry.register(Box::new(requests_rejected.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(build_info))?;
+        let producer = ProducerMetrics::register(&registry)?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            events_accepted,
+            event_bytes_accepted,
+            events_rejected,
+            requests_rejected,
+            ready,
+            producer,
+        })
+    }
+
+    /// The registry, for the `/metrics` handler.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on inconsistent metric families, which the registry
+        // rules out; an empty answer is the safe fallback.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name and label set of docs/metrics.md, in that table's order.
+    const CONTRACT: &[(&str, &str)] = &[
+        ("ingest_http_requests_total", "counter"),
+        ("ingest_http_request_duration_seconds", "histogram"),
+        ("ingest_events_accepted_total", "counter"),
+        ("ingest_event_bytes_accepted_total", "counter"),
+        ("ingest_events_rejected_total", "counter"),
+        ("ingest_requests_rejected_total", "counter"),
+        ("ingest_firehose_put_batch_calls_total", "counter"),
+        ("ingest_firehose_put_batch_duration_seconds", "histogram"),
+        ("ingest_firehose_batch_records", "histogram"),
+        ("ingest_firehose_batch_bytes", "histogram"),
+        ("ingest_firehose_records_failed_total", "counter"),
+        ("ingest_firehose_records_retried_total", "counter"),
+        ("ingest_firehose_records_unaccepted_total", "counter"),
+        ("ingest_inflight_bytes", "gauge"),
+        ("ingest_inflight_bytes_limit", "gauge"),
+        ("ingest_ready", "gauge"),
+        ("ingest_build_info", "gauge"),
+    ];
+
+    #[test]
+    fn exports_exactly_the_documented_names_and_types() {
+        let m = Metrics::new().expect("metrics register");
+        // Labelled families only appear once a child exists.
+        m.http_requests
+            .with_label_values(&["/v1/events", "POST", "200"]);
+        m.http_duration.with_label_values(&["/v1/events", "POST"]);
+        m.events_rejected.with_label_values(&[event_reason::SCHEMA]);
+        m.requests_rejected
+            .with_label_values(&[request_reason::SHED]);
+        m.producer
+            .put_batch_calls
+            .with_label_values(&[call_outcome::OK]);
+        m.producer
+            .records_failed
+            .with_label_values(&["InternalFailure"]);
+        let text = m.render();
+        for (name, kind) in CONTRACT {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} ({kind}) missing from:\n{text}"
+            );
+        }
+        let exported = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(exported, CONTRACT.len(), "extra metrics exported:\n{text}");
+        assert!(text.contains(&format!(
+            "ingest_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+
+    #[test]
+    fn the_docs_table_lists_the_same_names() {
+        let doc = include_str!("../../../docs/metrics.md");
+        for (name, _) in CONTRACT {
+            assert!(
+                doc.contains(&format!("| `{name}` |")),
+                "{name} not in docs/metrics.md"
+            );
+        }
+        let rows = doc.lines().filter(|l| l.starts_with("| `ingest_")).count();
+        assert_eq!(rows, CONTRACT.len());
+    }
+}

@@ -1,0 +1,921 @@
+//! The Firehose producer: coalesces records from concurrent submitters into `PutRecordBatch`
+//! calls, retries only the records Firehose refused, and tells each submitter exactly which of
+//! its records were accepted.
+//!
+//! It has no HTTP in it, so the replay tool can reuse it: [`Producer::spawn`] starts one batcher
+//! task per delivery stream and returns a cloneable [`ProducerHandle`]; [`ProducerHandle::submit`]
+//! returns a future that resolves once every record of *that* submission is either accepted or
+//! given up on ([`SubmitOutcome`]).
+//!
+//! How a record travels:
+//! 1. `submit` reserves the submission's bytes against the in-flight cap, or answers
+//!    [`SubmitOutcome::Overloaded`] at once (load shedding: memory stays bounded).
+//! 2. The batcher appends records to the open batch and closes it when it holds
+//!    [`MAX_BATCH_RECORDS`] records, when one more record would pass the byte budget
+//!    ([`SAFE_BATCH_BYTES`]), or when the linger since its first record has passed.
+//! 3. A closed batch is sent by its own task (at most `max_concurrent_calls` at a time; while all
+//!    are busy, records pile up in the channel and the next batches leave full).
+//! 4. Per-record failures (Firehose's `FailedPutCount`, its throttling signal) and retriable call
+//!    errors are sent again — only the failed records — after an exponential backoff with
+//!    jitter, while the batch's retry budget lasts. Records still failing after it are answered
+//!    as not accepted; nothing accepted is ever sent twice by the producer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use firehose_formats::limits::{MAX_BATCH_RECORDS, MAX_RECORD_BYTES, SAFE_BATCH_BYTES};
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::metrics::{ProducerMetrics, call_outcome};
+use crate::sink::{RecordOutcome, RecordSink, Retry, SinkError};
+
+/// Tuning of a [`Producer`]. [`Default`] gives the service's defaults.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long an open batch waits for more records after its first one. Bounds the latency
+    /// added to a lone request; under load batches fill before it passes.
+    pub linger: Duration,
+    /// How long a batch may keep retrying failed records, from the moment it is first sent.
+    pub retry_budget: Duration,
+    /// First backoff before a retry; doubles on each retry of the same batch.
+    pub initial_backoff: Duration,
+    /// Largest backoff between two attempts.
+    pub max_backoff: Duration,
+    /// Longest wait for one `PutRecordBatch` answer before treating it as a retriable failure.
+    pub call_timeout: Duration,
+    /// Cap on bytes submitted and not yet answered; past it submissions are shed.
+    pub max_inflight_bytes: usize,
+    /// `PutRecordBatch` calls in flight at once.
+    pub max_concurrent_calls: usize,
+    /// Records per call (at most [`MAX_BATCH_RECORDS`]).
+    pub max_batch_records: usize,
+    /// Bytes per call (at most [`SAFE_BATCH_BYTES`]).
+    pub max_batch_bytes: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            linger: Duration::from_millis(10),
+            retry_budget: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(10),
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_concurrent_calls: 32,
+            max_batch_records: MAX_BATCH_RECORDS,
+            max_batch_bytes: SAFE_BATCH_BYTES,
+        }
+    }
+}
+
+/// What became of one submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// Firehose accepted every record; its record ids, index for index.
+    Accepted {
+        /// Firehose `RecordId`s in submission order.
+        record_ids: Vec<String>,
+    },
+    /// Some records were not accepted within the retry budget (or could never be).
+    Incomplete {
+        /// `Some(id)` for accepted records, `None` for the ones to send again.
+        record_ids: Vec<Option<String>>,
+        /// The last error seen for an unaccepted record.
+        error: String,
+    },
+    /// The in-flight byte cap is reached; nothing was sent. Try again shortly.
+    Overloaded,
+    /// The producer has stopped; nothing was sent.
+    Closed,
+}
+
+impl SubmitOutcome {
+    /// Indexes of the records that were not accepted.
+    #[must_use]
+    pub fn unaccepted(&self, submitted: usize) -> Vec<usize> {
+        match self {
+            Self::Accepted { .. } => Vec::new(),
+            Self::Incomplete { record_ids, .. } => record_ids
+                .iter()
+                .enumerate()
+                .filter_map(|(i, id)| id.is_none().then_some(i))
+                .collect(),
+            Self::Overloaded | Self::Closed => (0..submitted).collect(),
+        }
+    }
+}
+
+/// Starts producers. See the module docs.
+#[derive(Debug)]
+pub struct Producer;
+
+impl Producer {
+    /// Starts a producer for `stream` whose metrics are registered nowhere.
+    #[must_use]
+    pub fn spawn(
+        sink: Arc<dyn RecordSink>,
+        stream: impl Into<String>,
+        config: ProducerConfig,
+    ) -> ProducerHandle {
+        Self::spawn_with_metrics(sink, stream, config, ProducerMetrics::unregistered())
+    }
+
+    /// Starts a producer for `stream` that updates `metrics`. Must be called inside a Tokio
+    /// runtime. The batcher stops after the last [`ProducerHandle`] is dropped and every
+    /// submitted record is answered.
+    #[must_use]
+    pub fn spawn_with_metrics(
+        sink: Arc<dyn RecordSink>,
+        stream: impl Into<String>,
+        mut config: ProducerConfig,
+        metrics: ProducerMetrics,
+    ) -> ProducerHandle {
+        config.max_batch_records = config.max_batch_records.clamp(1, MAX_BATCH_RECORDS);
+        config.max_batch_bytes = config.max_batch_bytes.clamp(1, SAFE_BATCH_BYTES);
+        config.max_concurrent_calls = config.max_concurrent_calls.max(1);
+        metrics
+            .inflight_bytes_limit
+            .set(i64::try_from(config.max_inflight_bytes).unwrap_or(i64::MAX));
+        let shared = Arc::new(Shared {
+            inflight: AtomicUsize::new(0),
+            limit: config.max_inflight_bytes,
+            metrics,
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = watch::channel(false);
+        let batcher = Batcher {
+            sink,
+            stream: Arc::from(stream.into()),
+            config: Arc::new(config),
+            shared: Arc::clone(&shared),
+        };
+        tokio::spawn(async move {
+            batcher.run(rx).await;
+            let _ = done_tx.send(true);
+        });
+        ProducerHandle {
+            tx,
+            shared,
+            done: done_rx,
+        }
+    }
+}
+
+/// Submits records to a running producer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProducerHandle {
+    tx: mpsc::UnboundedSender<Submission>,
+    shared: Arc<Shared>,
+    done: watch::Receiver<bool>,
+}
+
+impl ProducerHandle {
+    /// Hands `records` to the producer. The in-flight reservation happens now (so an
+    /// [`SubmitOutcome::Overloaded`] answer is immediate); the returned future resolves when
+    /// every record is answered. Dropping the future does not withdraw the records.
+    pub fn submit(
+        &self,
+        records: Vec<Bytes>,
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+        let bytes: usize = records.iter().map(Bytes::len).sum();
+        let admitted = if records.is_empty() {
+            Admission::Empty
+        } else if !self.shared.reserve(bytes) {
+            Admission::Shed
+        } else {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let pending = Arc::new(Pending {
+                state: Mutex::new(PendingState {
+                    ids: vec![None; records.len()],
+                    remaining: records.len(),
+                    error: None,
+                    reply: Some(reply_tx),
+                }),
+                bytes,
+                shared: Arc::clone(&self.shared),
+            });
+            match self.tx.send(Submission { pending, records }) {
+                Ok(()) => Admission::Sent(reply_rx),
+                Err(mpsc::error::SendError(sub)) => {
+                    self.shared.release(sub.pending.bytes);
+                    Admission::Closed
+                }
+            }
+        };
+        async move {
+            match admitted {
+                Admission::Empty => SubmitOutcome::Accepted {
+                    record_ids: Vec::new(),
+                },
+                Admission::Shed => SubmitOutcome::Overloaded,
+                Admission::Closed => SubmitOutcome::Closed,
+                Admission::Sent(rx) => rx.await.unwrap_or(SubmitOutcome::Closed),
+            }
+        }
+    }
+
+    /// Bytes submitted and not yet answered.
+    #[must_use]
+    pub fn inflight_bytes(&self) -> usize {
+        self.shared.inflight.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the batcher has stopped: every handle dropped and every record answered.
+    pub async fn drained(mut self) {
+        drop(self.tx);
+        let _ = self.done.wait_for(|done| *done).await;
+    }
+}
+
+enum Admission {
+    Empty,
+    Shed,
+    Closed,
+    Sent(oneshot::Receiver<SubmitOutcome>),
+}
+
+#[derive(Debug)]
+struct Shared {
+    inflight: AtomicUsize,
+    limit: usize,
+    metrics: ProducerMetrics,
+}
+
+impl Shared {
+    /// Reserves `bytes` unless that would pass the cap. A submission larger than the cap is
+    /// still admitted when nothing else is in flight, so it is never starved.
+    fn reserve(&self, bytes: usize) -> bool {
+        let mut current = self.inflight.load(Ordering::Acquire);
+        loop {
+            let next = current.saturating_add(bytes);
+            if next > self.limit && current > 0 {
+                return false;
+            }
+            match self.inflight.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.metrics.inflight_bytes.add(gauge(bytes));
+                    return true;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.inflight.fetch_sub(bytes, Ordering::AcqRel);
+        self.metrics.inflight_bytes.sub(gauge(bytes));
+    }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug)]
+struct Submission {
+    pending: Arc<Pending>,
+    records: Vec<Bytes>,
+}
+
+/// One submission's answers so far.
+#[derive(Debug)]
+struct Pending {
+    state: Mutex<PendingState>,
+    bytes: usize,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct PendingState {
+    ids: Vec<Option<String>>,
+    remaining: usize,
+    error: Option<String>,
+    reply: Option<oneshot::Sender<SubmitOutcome>>,
+}
+
+impl Pending {
+    /// Records the answer for record `index`; the last answer replies to the submitter.
+    fn resolve(&self, index: usize, answer: Result<String, String>) {
+        // A poisoned lock only means another resolver panicked mid-update; the data is a plain
+        // list of answers, still usable.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match answer {
+            Ok(id) => {
+                if let Some(slot) = state.ids.get_mut(index) {
+                    *slot = Some(id);
+                }
+            }
+            Err(e) => state.error = Some(e),
+        }
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining > 0 {
+            return;
+        }
+        let ids = std::mem::take(&mut state.ids);
+        let outcome = match state.error.take() {
+            None => SubmitOutcome::Accepted {
+                record_ids: ids.into_iter().flatten().collect(),
+            },
+            Some(error) => SubmitOutcome::Incomplete {
+                record_ids: ids,
+                error,
+            },
+        };
+        let reply = state.reply.take();
+        drop(state);
+        self.shared.release(self.bytes);
+        if let Some(reply) = reply {
+            // The submitter may have gone away (client disconnected); its records were handled
+            // all the same.
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// One record on its way: where to report, which index, what to send.
+#[derive(Debug)]
+struct Item {
+    pending: Arc<Pending>,
+    index: usize,
+    data: Bytes,
+}
+
+struct Batcher {
+    sink: Arc<dyn RecordSink>,
+    stream: Arc<str>,
+    config: Arc<ProducerConfig>,
+    shared: Arc<Shared>,
+}
+
+impl Batcher {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Submission>) {
+        let permits = Arc::new(Semaphore::new(self.config.max_concurrent_calls));
+        let mut tasks = JoinSet::new();
+        let mut batch: Vec<Item> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let linger = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                msg = rx.recv() => {
+                    let Some(Submission { pending, records }) = msg else { break };
+                    for (index, data) in records.into_iter().enumerate() {
+                        if data.len() > MAX_RECORD_BYTES {
+                            self.shared.metrics.records_failed.with_label_values(&["RecordTooLarge"]).inc();
+                            pending.resolve(index, Err(format!(
+                                "RecordTooLarge: {} bytes, Firehose takes at most {MAX_RECORD_BYTES}",
+                                data.len()
+                            )));
+                            continue;
+                        }
+                        if batch.len() >= self.config.max_batch_records
+                            || batch_bytes + data.len() > self.config.max_batch_bytes
+                        {
+                            self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
+                            deadline = None;
+                        }
+                        batch_bytes += data.len();
+                        batch.push(Item { pending: Arc::clone(&pending), index, data });
+                        if deadline.is_none() {
+                            deadline = Some(Instant::now() + self.config.linger);
+                        }
+                        if batch.len() >= self.config.max_batch_records {
+                            self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
+                            deadline = None;
+                        }
+                    }
+                }
+                () = linger => {
+                    self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
+                    deadline = None;
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks)
+            .await;
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn flush(
+        &self,
+        batch: &mut Vec<Item>,
+        batch_bytes: &mut usize,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let items = std::mem::take(batch);
+        *batch_bytes = 0;
+        // Waiting here is the backpressure: while every call slot is busy, new records queue
+        // in the channel and the next batches leave full.
+        let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
+            return;
+        };
+        let sender = Sender {
+            sink: Arc::clone(&self.sink),
+            stream: Arc::clone(&self.stream),
+            config: Arc::clone(&self.config),
+            metrics: self.shared.metrics.clone(),
+        };
+        tasks.spawn(async move {
+            sender.send(items).await;
+            drop(permit);
+        });
+    }
+}
+
+struct Sender {
+    sink: Arc<dyn RecordSink>,
+    stream: Arc<str>,
+    config: Arc<ProducerConfig>,
+    metrics: ProducerMetrics,
+}
+
+impl Sender {
+    /// Sends one batch until every record is accepted or the budget is spent.
+    async fn send(&self, mut items: Vec<Item>) {
+        let budget_ends = Instant::now() + self.config.retry_budget;
+        let mut attempt: u32 = 0;
+        loop {
+            let (failed, error) = self.attempt(items).await;
+            let Some(error) = error else { return };
+            attempt = attempt.saturating_add(1);
+            let backoff = self.backoff(attempt);
+            if error.retry == Retry::Permanent || Instant::now() + backoff >= budget_ends {
+                let message = error.to_string();
+                self.metrics.records_unaccepted.inc_by(failed.len() as u64);
+                for item in failed {
+                    item.pending.resolve(item.index, Err(message.clone()));
+                }
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            self.metrics.records_retried.inc_by(failed.len() as u64);
+            items = failed;
+        }
+    }
+
+    /// One `PutRecordBatch` call. Accepted records are answered at once; the failed ones come
+    /// back with the error that decides whether to retry them.
+    async fn attempt(&self, items: Vec<Item>) -> (Vec<Item>, Option<SinkError>) {
+        let data: Vec<Bytes> = items.iter().map(|i| i.data.clone()).collect();
+        let bytes: usize = data.iter().map(Bytes::len).sum();
+        self.metrics.batch_records.observe(items.len() as f64);
+        self.metrics.batch_bytes.observe(bytes as f64);
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            self.config.call_timeout,
+            self.sink.put_batch(&self.stream, data),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(SinkError::new(
+                "Timeout",
+                format!("no answer within {:?}", self.config.call_timeout),
+            ))
+        });
+        self.metrics
+            .put_batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(outcome) if outcome.records.len() == items.len() => {
+                let mut failed = Vec::new();
+                let mut last = None;
+                for (item, record) in items.into_iter().zip(outcome.records) {
+                    match record {
+                        RecordOutcome::Accepted { record_id } => {
+                            item.pending.resolve(item.index, Ok(record_id));
+                        }
+                        RecordOutcome::Failed {
+                            error_code,
+                            message,
+                        } => {
+                            self.metrics
+                                .records_failed
+                                .with_label_values(&[label(&error_code)])
+                                .inc();
+                            last = Some(SinkError::new(error_code, message));
+                            failed.push(item);
+                        }
+                    }
+                }
+                let outcome = if failed.is_empty() {
+                    call_outcome::OK
+                } else {
+                    call_outcome::PARTIAL
+                };
+                self.metrics
+                    .put_batch_calls
+                    .with_label_values(&[outcome])
+                    .inc();
+                if failed.is_empty() {
+                    tracing::debug!(stream = %self.stream, "batch accepted");
+                } else {
+                    tracing::warn!(stream = %self.stream, failed = failed.len(), "partial batch failure, retrying failed records");
+                }
+                (failed, last)
+            }
+            Ok(outcome) => {
+                let error = SinkError::new(
+                    "Response",
+                    format!(
+                        "{} outcomes for {} records",
+                        outcome.records.len(),
+                        items.len()
+                    ),
+                );
+                self.call_failed(items, error)
+            }
+            Err(error) => self.call_failed(items, error),
+        }
+    }
+
+    fn call_failed(&self, items: Vec<Item>, error: SinkError) -> (Vec<Item>, Option<SinkError>) {
+        self.metrics
+            .put_batch_calls
+            .with_label_values(&[call_outcome::ERROR])
+            .inc();
+        self.metrics
+            .records_failed
+            .with_label_values(&[label(&error.code)])
+            .inc_by(items.len() as u64);
+        tracing::warn!(stream = %self.stream, code = %error.code, error = %error.message, records = items.len(), "PutRecordBatch failed");
+        (items, Some(error))
+    }
+
+    /// Exponential backoff with "equal jitter": half the step is fixed (so retries always
+    /// spread out), half is random (so throttled producers do not retry in lockstep).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+        let step = self
+            .config
+            .initial_backoff
+            .saturating_mul(factor)
+            .min(self.config.max_backoff);
+        let half = step / 2;
+        let jitter_nanos = rand::rng().random_range(0..=half.as_nanos().min(u128::from(u64::MAX)));
+        half + Duration::from_nanos(u64::try_from(jitter_nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// Keeps the `error_code` label a bounded set: AWS error codes are short identifiers; anything
+/// else is folded into `other`.
+fn label(code: &str) -> &str {
+    if !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+    {
+        code
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::fmt;
+    use std::sync::Mutex as StdMutex;
+
+    use futures::future::{BoxFuture, join_all};
+
+    use super::*;
+    use crate::sink::BatchOutcome;
+
+    type Rule = Box<dyn Fn(&[u8], usize) -> Option<&'static str> + Send + Sync>;
+
+    /// Records every call; `rule(record, call_number)` names an error code to fail a record
+    /// with; `call_error` fails whole calls; `gate` holds calls until permits are added.
+    struct FakeSink {
+        calls: StdMutex<Vec<Vec<Bytes>>>,
+        rule: Rule,
+        call_error: Option<&'static str>,
+        gate: Option<Arc<Semaphore>>,
+    }
+
+    impl fmt::Debug for FakeSink {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("FakeSink")
+        }
+    }
+
+    impl FakeSink {
+        fn new(rule: Rule) -> Arc<Self> {
+            Arc::new(Self {
+                calls: StdMutex::new(Vec::new()),
+                rule,
+                call_error: None,
+                gate: None,
+            })
+        }
+        fn ok() -> Arc<Self> {
+            Self::new(Box::new(|_, _| None))
+        }
+        fn calls(&self) -> Vec<Vec<Bytes>> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl RecordSink for FakeSink {
+        fn put_batch<'a>(
+            &'a self,
+            _stream: &'a str,
+            records: Vec<Bytes>,
+        ) -> BoxFuture<'a, Result<BatchOutcome, SinkError>> {
+            Box::pin(async move {
+                if let Some(gate) = &self.gate {
+                    gate.acquire().await.unwrap().forget();
+                }
+                let call = {
+                    let mut calls = self.calls.lock().unwrap();
+                    calls.push(records.clone());
+                    calls.len()
+                };
+                if let Some(code) = self.call_error {
+                    return Err(SinkError::new(code, "whole call failed"));
+                }
+                let records = records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| match (self.rule)(r, call) {
+                        Some(code) => RecordOutcome::Failed {
+                            error_code: code.to_owned(),
+                            message: "refused".to_owned(),
+                        },
+                        None => RecordOutcome::Accepted {
+                            record_id: format!("c{call}r{i}"),
+                        },
+                    })
+                    .collect();
+                Ok(BatchOutcome { records })
+            })
+        }
+
+        fn check<'a>(&'a self, _stream: &'a str) -> BoxFuture<'a, Result<(), SinkError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn recs(prefix: &str, n: usize) -> Vec<Bytes> {
+        (0..n)
+            .map(|i| Bytes::from(format!("{{\"{prefix}\":{i}}}\n")))
+            .collect()
+    }
+
+    fn spawn(sink: &Arc<FakeSink>, config: ProducerConfig) -> (ProducerHandle, ProducerMetrics) {
+        let metrics = ProducerMetrics::unregistered();
+        let sink: Arc<dyn RecordSink> = Arc::clone(sink) as Arc<dyn RecordSink>;
+        let handle = Producer::spawn_with_metrics(sink, "s", config, metrics.clone());
+        (handle, metrics)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_submissions_share_one_call_and_get_their_own_ids() {
+        let sink = FakeSink::ok();
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
+        let outcomes = join_all((0..10).map(|r| producer.submit(recs(&format!("r{r}"), 3)))).await;
+        let calls = sink.calls();
+        assert_eq!(calls.len(), 1, "one PutRecordBatch for 10 requests");
+        assert_eq!(calls[0].len(), 30);
+        for (r, outcome) in outcomes.iter().enumerate() {
+            let SubmitOutcome::Accepted { record_ids } = outcome else {
+                panic!("request {r}: {outcome:?}");
+            };
+            let expected: Vec<String> = (0..3).map(|i| format!("c1r{}", r * 3 + i)).collect();
+            assert_eq!(record_ids, &expected);
+        }
+        assert_eq!(metrics.put_batch_calls.with_label_values(&["ok"]).get(), 1);
+        assert_eq!(producer.inflight_bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_record_waits_only_the_linger() {
+        let sink = FakeSink::ok();
+        let config = ProducerConfig {
+            linger: Duration::from_millis(25),
+            ..ProducerConfig::default()
+        };
+        let (producer, _) = spawn(&sink, config);
+        let started = Instant::now();
+        let outcome = producer.submit(recs("a", 1)).await;
+        assert!(matches!(outcome, SubmitOutcome::Accepted { .. }));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(25) && waited < Duration::from_millis(30),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_respect_the_record_count_limit() {
+        let sink = FakeSink::ok();
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
+        let outcome = producer.submit(recs("a", 1201)).await;
+        let SubmitOutcome::Accepted { record_ids } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(record_ids.len(), 1201);
+        let sizes: Vec<usize> = sink.calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![500, 500, 201]);
+        assert_eq!(metrics.batch_records.get_sample_count(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_respect_the_byte_limit() {
+        let sink = FakeSink::ok();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let big: Vec<Bytes> = (0..20).map(|_| Bytes::from(vec![b'x'; 300_000])).collect();
+        assert!(matches!(
+            producer.submit(big).await,
+            SubmitOutcome::Accepted { .. }
+        ));
+        let calls = sink.calls();
+        assert_eq!(calls.len(), 2);
+        for call in &calls {
+            let bytes: usize = call.iter().map(Bytes::len).sum();
+            assert!(bytes <= SAFE_BATCH_BYTES, "{bytes}");
+        }
+        assert_eq!(calls[0].len(), 13);
+        assert_eq!(calls[1].len(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_failure_retries_only_the_failed_records() {
+        // First call: records 1 and 3 throttled. Later calls: all fine.
+        let sink = FakeSink::new(Box::new(|r, call| {
+            (call == 1 && (r.starts_with(b"{\"a\":1}") || r.starts_with(b"{\"a\":3}")))
+                .then_some("ServiceUnavailableException")
+        }));
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
+        let outcome = producer.submit(recs("a", 5)).await;
+        let SubmitOutcome::Accepted { record_ids } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(record_ids, vec!["c1r0", "c2r0", "c1r2", "c2r1", "c1r4"]);
+        let calls = sink.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            calls[1],
+            vec![Bytes::from("{\"a\":1}\n"), Bytes::from("{\"a\":3}\n")]
+        );
+        assert_eq!(metrics.records_retried.get(), 2);
+        assert_eq!(
+            metrics
+                .records_failed
+                .with_label_values(&["ServiceUnavailableException"])
+                .get(),
+            2
+        );
+        assert_eq!(
+            metrics
+                .put_batch_calls
+                .with_label_values(&["partial"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exhausted_budget_names_the_unaccepted_indexes() {
+        let sink = FakeSink::new(Box::new(|r, _| {
+            r.starts_with(b"{\"a\":2}")
+                .then_some("ServiceUnavailableException")
+        }));
+        let config = ProducerConfig {
+            retry_budget: Duration::from_secs(3),
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        let started = Instant::now();
+        let outcome = producer.submit(recs("a", 4)).await;
+        assert!(started.elapsed() <= Duration::from_secs(3) + Duration::from_millis(20));
+        assert_eq!(outcome.unaccepted(4), vec![2]);
+        let SubmitOutcome::Incomplete { record_ids, error } = outcome else {
+            panic!()
+        };
+        assert!(record_ids[0].is_some() && record_ids[3].is_some());
+        assert!(error.contains("ServiceUnavailableException"));
+        let calls = sink.calls();
+        assert!(
+            calls.len() > 3,
+            "retried with backoff: {} calls",
+            calls.len()
+        );
+        // Accepted records were never sent again.
+        assert!(calls[1..].iter().all(|c| c.len() == 1));
+        assert_eq!(metrics.records_unaccepted.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried() {
+        let sink = Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, _| None),
+            call_error: Some("ResourceNotFoundException"),
+            gate: None,
+        });
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
+        let outcome = producer.submit(recs("a", 2)).await;
+        assert_eq!(outcome.unaccepted(2), vec![0, 1]);
+        assert_eq!(sink.calls().len(), 1);
+        assert_eq!(
+            metrics.put_batch_calls.with_label_values(&["error"]).get(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retriable_call_errors_are_retried() {
+        let flaky = Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, call| (call < 3).then_some("ServiceUnavailableException")),
+            call_error: None,
+            gate: None,
+        });
+        let (producer, _) = spawn(&flaky, ProducerConfig::default());
+        assert!(matches!(
+            producer.submit(recs("a", 3)).await,
+            SubmitOutcome::Accepted { .. }
+        ));
+        assert_eq!(flaky.calls().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_inflight_cap_sheds_at_once_and_recovers() {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, _| None),
+            call_error: None,
+            gate: Some(Arc::clone(&gate)),
+        });
+        let config = ProducerConfig {
+            max_inflight_bytes: 40,
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        let first = tokio::spawn(producer.submit(recs("a", 4))); // 4 × 8 = 32 bytes
+        tokio::task::yield_now().await;
+        assert_eq!(producer.inflight_bytes(), 32);
+        assert_eq!(metrics.inflight_bytes.get(), 32);
+        // 32 + 16 > 40: shed without waiting for anything.
+        assert_eq!(
+            producer.submit(recs("b", 2)).await,
+            SubmitOutcome::Overloaded
+        );
+        gate.add_permits(10);
+        assert!(matches!(
+            first.await.unwrap(),
+            SubmitOutcome::Accepted { .. }
+        ));
+        assert_eq!(producer.inflight_bytes(), 0);
+        assert_eq!(metrics.inflight_bytes.get(), 0);
+        assert!(matches!(
+            producer.submit(recs("b", 2)).await,
+            SubmitOutcome::Accepted { .. }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn oversized_records_are_refused_without_a_call() {
+        let sink = FakeSink::ok();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let records = vec![
+            Bytes::from(vec![b'x'; MAX_RECORD_BYTES + 1]),
+            Bytes::from("{}\n"),
+        ];
+        let outcome = producer.submit(records).await;
+        assert_eq!(outcome.unaccepted(2), vec![0]);
+        assert_eq!(sink.calls().iter().map(Vec::len).sum::<usize>(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_every_handle_drains_then_stops() {
+        let sink = FakeSink::ok();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let pending = producer.submit(recs("a", 3));
+        producer.drained().await;
+        assert!(matches!(pending.await, SubmitOutcome::Accepted { .. }));
+        assert_eq!(sink.calls().len(), 1);
+    }
+}

@@ -1,0 +1,118 @@
+//! Per-key request rate limits: one token bucket per API key.
+//!
+//! A hand-written bucket rather than `governor`: it is twenty lines, reads time from
+//! `tokio::time::Instant` (so tests drive it with `tokio::time::pause` instead of sleeping), and
+//! answers the exact wait for the next token, which becomes the 429's `Retry-After`.
+//! The map of buckets grows with the number of keys, which the key file bounds.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::auth::KeyId;
+
+/// Rate and burst of every key's bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// Bucket size: requests allowed back to back.
+    pub burst: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// The buckets; `None` limit means unlimited.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: Option<RateLimit>,
+    buckets: Mutex<HashMap<KeyId, Bucket>>,
+}
+
+impl RateLimiter {
+    /// A limiter with `per_second` requests per key and `burst` (default: one second's worth,
+    /// at least 1). A rate of 0 turns limiting off.
+    #[must_use]
+    pub fn new(per_second: f64, burst: Option<u32>) -> Self {
+        let limit = (per_second > 0.0).then(|| RateLimit {
+            per_second,
+            burst: burst.map_or(per_second.ceil().max(1.0), |b| f64::from(b.max(1))),
+        });
+        Self {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`. `Err(wait)` says how long until a token is available.
+    ///
+    /// # Errors
+    /// The key's bucket is empty; the error is the time until the next token.
+    pub fn check(&self, key: &KeyId) -> Result<(), Duration> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: limit.burst,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - bucket.tokens) / limit.per_second;
+            Err(Duration::from_secs_f64(wait))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bursts_then_refills_at_the_rate() {
+        let limiter = RateLimiter::new(2.0, Some(3));
+        let key = KeyId::anonymous();
+        for _ in 0..3 {
+            assert!(limiter.check(&key).is_ok());
+        }
+        let wait = limiter.check(&key).expect_err("bucket empty");
+        assert!(
+            wait <= Duration::from_millis(500) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(limiter.check(&key).is_ok());
+        assert!(limiter.check(&key).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_have_separate_buckets_and_zero_means_off() {
+        let limiter = RateLimiter::new(1.0, Some(1));
+        let a = KeyId::anonymous();
+        let store = crate::auth::KeySet::parse(std::path::Path::new("k"), "b\n").expect("parses");
+        let b = store.check(b"b").expect("known");
+        assert!(limiter.check(&a).is_ok());
+        assert!(limiter.check(&a).is_err());
+        assert!(limiter.check(&b).is_ok());
+        let off = RateLimiter::new(0.0, None);
+        for _ in 0..1000 {
+            assert!(off.check(&a).is_ok());
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! HTTP handlers: event intake on the public listener, health and metrics on the admin one.
+//!
+//! The intake handler runs the checks in the order that costs least first: key, rate limit,
+//! content type, body size, then parsing and validation, then the producer. Only when the
+//! producer says Firehose accepted every record does the client get 200.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+use serde::Serialize;
+
+use crate::auth::AuthOutcome;
+use crate::error::ApiError;
+use crate::producer::SubmitOutcome;
+use crate::state::AppState;
+use crate::validate;
+
+/// The 200 answer.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// Number of events accepted (all of the request's).
+    pub accepted: usize,
+    /// Firehose record ids, index for index with the request's events.
+    pub record_ids: Vec<String>,
+}
+
+/// `POST /v1/events` and `POST /`.
+///
+/// # Errors
+/// Every refusal, as an [`ApiError`].
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Accepted>, ApiError> {
+    let key = match state.auth().check(&headers) {
+        AuthOutcome::Allowed(key) => key,
+        AuthOutcome::Missing => {
+            return Err(ApiError::Unauthorized(
+                "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            ));
+        }
+        AuthOutcome::Invalid => return Err(ApiError::Unauthorized("invalid API key")),
+    };
+    tracing::Span::current().record("key_id", tracing::field::display(&key));
+    state
+        .limiter()
+        .check(&key)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let framing = validate::framing(&headers)?;
+    let gzip = validate::is_gzip(&headers)?;
+
+    let limit = state.max_body_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit, after: "" });
+    }
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.into_inner().is::<http_body_util::LengthLimitError>();
+        if too_large {
+            ApiError::BodyTooLarge { limit, after: "" }
+        } else {
+            ApiError::BadRequest {
+                message: "could not read the request body".to_owned(),
+                details: Vec::new(),
+            }
+        }
+    })?;
+    let body = if gzip {
+        // Inflating up to the cap is CPU work; keep it off the async workers for big bodies.
+        if raw.len() > 64 * 1024 {
+            tokio::task::spawn_blocking(move || validate::gunzip(&raw, limit))
+                .await
+                .map_err(|_| ApiError::BadRequest {
+                    message: "could not decompress the body".to_owned(),
+                    details: Vec::new(),
+                })??
+        } else {
+            validate::gunzip(&raw, limit)?
+        }
+    } else {
+        raw
+    };
+
+    let records = validate::records(&body, framing, state.schema()).map_err(|invalid| {
+        for reason in &invalid.reasons {
+            state
+                .metrics()
+                .events_rejected
+                .with_label_values(&[reason])
+                .inc();
+        }
+        invalid.error
+    })?;
+    let events = records.len();
+    if state.readiness().is_closing() {
+        return Err(ApiError::ShuttingDown { events });
+    }
+    let bytes: usize = records.iter().map(bytes::Bytes::len).sum();
+    let sizes: Vec<usize> = records.iter().map(bytes::Bytes::len).collect();
+    match state.producer().submit(records).await {
+        SubmitOutcome::Accepted { record_ids } => {
+            state.metrics().events_accepted.inc_by(events as u64);
+            state.metrics().event_bytes_accepted.inc_by(bytes as u64);
+            Ok(Json(Accepted {
+                accepted: events,
+                record_ids,
+            }))
+        }
+        SubmitOutcome::Incomplete { record_ids, error } => {
+            let accepted_bytes: usize = record_ids
+                .iter()
+                .zip(&sizes)
+                .filter_map(|(id, size)| id.as_ref().map(|_| *size))
+                .sum();
+            let accepted = record_ids.iter().filter(|id| id.is_some()).count();
+            state.metrics().events_accepted.inc_by(accepted as u64);
+            state
+                .metrics()
+                .event_bytes_accepted
+                .inc_by(accepted_bytes as u64);
+            Err(ApiError::FirehoseUnavailable {
+                record_ids,
+                reason: error,
+            })
+        }
+        SubmitOutcome::Overloaded => Err(ApiError::Overloaded { events }),
+        SubmitOutcome::Closed => Err(ApiError::ShuttingDown { events }),
+    }
+}
+
+/// Answer to anything the public router does not serve.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not found: POST events to /v1/events"})),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Body of `GET /readyz`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyBody {
+    /// Whether this instance should get traffic.
+    pub ready: bool,
+    /// Whether the last `DescribeDeliveryStream` check succeeded.
+    pub stream_reachable: bool,
+    /// Whether SIGTERM was received.
+    pub shutting_down: bool,
+    /// The last check's error, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// `GET /readyz`: 200 when the stream is reachable and the service is not shutting down.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.readiness();
+    let body = ReadyBody {
+        ready: r.is_ready(),
+        stream_reachable: r.stream_reachable(),
+        shutting_down: r.is_terminating(),
+        last_error: r.last_error(),
+    };
+    let status = if body.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,297 @@
+//! The seam between the producer and Amazon Data Firehose.
+//!
+//! The producer never talks to the AWS SDK directly: it calls [`RecordSink::put_batch`], which
+//! answers one outcome per record. That keeps the batching and retry logic testable with a fake
+//! sink, and lets the real [`aws_sdk_firehose::Client`] implementation stay small: translate the
+//! call, read `FailedPutCount` and the per-record answers, and classify errors in one place
+//! ([`classify_error_code`]).
+
+use std::fmt;
+
+use aws_sdk_firehose::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_firehose::operation::put_record_batch::PutRecordBatchError;
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::Record;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+/// What Firehose said about one record of a `PutRecordBatch` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Firehose accepted the record and gave it this id.
+    Accepted {
+        /// The `RecordId` Firehose assigned.
+        record_id: String,
+    },
+    /// Firehose refused the record (`ErrorCode` set on its response entry).
+    Failed {
+        /// Firehose's per-record `ErrorCode`, e.g. `ServiceUnavailableException`.
+        error_code: String,
+        /// Firehose's per-record `ErrorMessage`.
+        message: String,
+    },
+}
+
+/// The answer to one `PutRecordBatch` call: one [`RecordOutcome`] per record, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Outcomes, index for index with the records sent.
+    pub records: Vec<RecordOutcome>,
+}
+
+impl BatchOutcome {
+    /// How many records failed (Firehose's `FailedPutCount`, recomputed from the entries).
+    #[must_use]
+    pub fn failed_count(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| matches!(r, RecordOutcome::Failed { .. }))
+            .count()
+    }
+}
+
+/// Whether trying the same call again later can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Throttling, service unavailable, timeouts, connection failures: try again after a backoff.
+    Retriable,
+    /// Wrong stream, bad credentials, invalid request: retrying cannot help.
+    Permanent,
+}
+
+/// A whole call failed (no per-record answers).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct SinkError {
+    /// Error code: the AWS error code (`ResourceNotFoundException`, …) or a transport class
+    /// (`Timeout`, `Dispatch`, `Response`, `Construction`).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// Whether the call can be retried.
+    pub retry: Retry,
+}
+
+impl SinkError {
+    /// An error with its retry class derived from `code` by [`classify_error_code`].
+    #[must_use]
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        let code = code.into();
+        let retry = classify_error_code(&code);
+        Self {
+            code,
+            message: message.into(),
+            retry,
+        }
+    }
+}
+
+/// The one place that decides which Firehose errors are worth retrying.
+///
+/// Per-record failures in a `PutRecordBatch` answer are `ServiceUnavailableException` (the
+/// stream's throughput quota, i.e. throttling) or `InternalFailure`; both are retriable
+/// (<https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html>).
+/// Transport failures (timeouts, connection errors, unreadable responses) are retriable too.
+/// Anything that means "this request can never succeed as sent" is permanent.
+#[must_use]
+pub fn classify_error_code(code: &str) -> Retry {
+    match code {
+        "ResourceNotFoundException"
+        | "InvalidArgumentException"
+        | "InvalidKMSResourceException"
+        | "InvalidSourceException"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "MissingAuthenticationToken"
+        | "ValidationException"
+        | "SerializationException"
+        | "RecordTooLarge"
+        | "Construction" => Retry::Permanent,
+        _ => Retry::Retriable,
+    }
+}
+
+/// Where records go. Implemented for [`aws_sdk_firehose::Client`], and by fakes in tests.
+///
+/// Methods return boxed futures so the producer and the HTTP state can hold an
+/// `Arc<dyn RecordSink>`.
+pub trait RecordSink: Send + Sync + fmt::Debug {
+    /// Sends `records` to `stream` in one call. `Ok` carries one outcome per record (a partial
+    /// failure is an `Ok`); `Err` means the call as a whole failed.
+    fn put_batch<'a>(
+        &'a self,
+        stream: &'a str,
+        records: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<BatchOutcome, SinkError>>;
+
+    /// Checks that `stream` exists and can take records (readiness).
+    fn check<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+fn sdk_error<E>(err: &SdkError<E>) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (code, message) = match err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            (
+                e.code().unwrap_or("Unhandled").to_owned(),
+                e.message().unwrap_or("no message").to_owned(),
+            )
+        }
+        SdkError::TimeoutError(_) => ("Timeout".to_owned(), "call timed out".to_owned()),
+        SdkError::DispatchFailure(e) => ("Dispatch".to_owned(), format!("{e:?}")),
+        SdkError::ResponseError(e) => ("Response".to_owned(), format!("{e:?}")),
+        SdkError::ConstructionFailure(e) => ("Construction".to_owned(), format!("{e:?}")),
+        other => ("Unhandled".to_owned(), other.to_string()),
+    };
+    SinkError::new(code, message)
+}
+
+/// Like [`sdk_error`], but names modeled errors by their variant when the response carried no
+/// code (so classification never depends on optional metadata).
+fn put_error(err: &SdkError<PutRecordBatchError>) -> SinkError {
+    let modeled = match err.as_service_error() {
+        Some(PutRecordBatchError::ServiceUnavailableException(_)) => {
+            Some("ServiceUnavailableException")
+        }
+        Some(PutRecordBatchError::ResourceNotFoundException(_)) => {
+            Some("ResourceNotFoundException")
+        }
+        Some(PutRecordBatchError::InvalidArgumentException(_)) => Some("InvalidArgumentException"),
+        Some(PutRecordBatchError::InvalidKmsResourceException(_)) => {
+            Some("InvalidKMSResourceException")
+        }
+        Some(PutRecordBatchError::InvalidSourceException(_)) => Some("InvalidSourceException"),
+        _ => None,
+    };
+    let mut error = sdk_error(err);
+    if let Some(code) = modeled {
+        error = SinkError::new(code, error.message);
+    }
+    error
+}
+
+impl RecordSink for aws_sdk_firehose::Client {
+    fn put_batch<'a>(
+        &'a self,
+        stream: &'a str,
+        records: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<BatchOutcome, SinkError>> {
+        Box::pin(async move {
+            let sent = records.len();
+            let mut entries = Vec::with_capacity(sent);
+            for data in records {
+                let record = Record::builder()
+                    .data(Blob::new(Vec::from(data)))
+                    .build()
+                    .map_err(|e| SinkError::new("Construction", e.to_string()))?;
+                entries.push(record);
+            }
+            let out = self
+                .put_record_batch()
+                .delivery_stream_name(stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .map_err(|e| put_error(&e))?;
+            let responses = out.request_responses();
+            if responses.len() != sent {
+                // Firehose promises one entry per record; without that we cannot tell which
+                // records landed, so treat the call as failed (records may be sent twice,
+                // never lost).
+                return Err(SinkError::new(
+                    "Response",
+                    format!("{} response entries for {sent} records", responses.len()),
+                ));
+            }
+            let records = responses
+                .iter()
+                .map(|entry| match (entry.error_code(), entry.record_id()) {
+                    (None, Some(id)) => RecordOutcome::Accepted {
+                        record_id: id.to_owned(),
+                    },
+                    (code, _) => RecordOutcome::Failed {
+                        error_code: code.unwrap_or("InternalFailure").to_owned(),
+                        message: entry.error_message().unwrap_or("no message").to_owned(),
+                    },
+                })
+                .collect();
+            Ok(BatchOutcome { records })
+        })
+    }
+
+    fn check<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let out = self
+                .describe_delivery_stream()
+                .delivery_stream_name(stream)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&e))?;
+            let status = out
+                .delivery_stream_description()
+                .map(|d| d.delivery_stream_status().as_str().to_owned())
+                .unwrap_or_default();
+            // CREATING streams refuse PutRecordBatch; ACTIVE ones take it.
+            if status == "ACTIVE" {
+                Ok(())
+            } else {
+                Err(SinkError {
+                    code: "StreamNotActive".to_owned(),
+                    message: format!("delivery stream {stream} is {status}"),
+                    retry: Retry::Retriable,
+                })
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_and_transport_errors_are_retriable() {
+        for code in [
+            "ServiceUnavailableException",
+            "InternalFailure",
+            "ThrottlingException",
+            "Timeout",
+            "Dispatch",
+            "Response",
+        ] {
+            assert_eq!(classify_error_code(code), Retry::Retriable, "{code}");
+        }
+    }
+
+    #[test]
+    fn configuration_errors_are_permanent() {
+        for code in [
+            "ResourceNotFoundException",
+            "InvalidArgumentException",
+            "AccessDeniedException",
+            "InvalidKMSResourceException",
+        ] {
+            assert_eq!(classify_error_code(code), Retry::Permanent, "{code}");
+        }
+    }
+
+    #[test]
+    fn failed_count_counts_failed_entries() {
+        let outcome = BatchOutcome {
+            records: vec![
+                RecordOutcome::Accepted {
+                    record_id: "a".into(),
+                },
+                RecordOutcome::Failed {
+                    error_code: "ServiceUnavailableException".into(),
+                    message: "slow down".into(),
+                },
+            ],
+        };
+        assert_eq!(outcome.failed_count(), 1);
+    }
+}

@@ -1,0 +1,593 @@
+//! From request body to Firehose records: content negotiation, gzip with a size cap, JSON
+//! parsing with positions, per-event checks, optional JSON Schema.
+//!
+//! The rule is all-or-nothing: if any event is invalid the request is refused (400) with every
+//! problem listed (up to [`MAX_DETAILS`]), and nothing is sent. Valid events become records:
+//! the event's bytes exactly as received (whitespace around it trimmed) followed by `\n`, so
+//! records stay separable when Firehose concatenates them in S3.
+
+use std::io::Read;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use firehose_formats::limits::MAX_RECORD_BYTES;
+use http::{HeaderMap, header};
+use serde_json::value::RawValue;
+
+use crate::error::{ApiError, Detail};
+use crate::metrics::event_reason;
+
+/// At most this many problems are listed in one 400 answer.
+pub const MAX_DETAILS: usize = 100;
+
+/// Largest event: a Firehose record holds at most [`MAX_RECORD_BYTES`], and the record is the
+/// event plus one `\n`.
+pub const MAX_EVENT_BYTES: usize = MAX_RECORD_BYTES - 1;
+
+/// Deepest nesting of arrays and objects accepted in an event: serde_json's default recursion
+/// limit, so every serde_json-based consumer downstream (the transform Lambda) can parse what
+/// was accepted.
+pub const MAX_DEPTH: usize = 128;
+
+/// How the body frames events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `application/json`: one object, or an array of objects.
+    Json,
+    /// `application/x-ndjson`: one object per non-empty line.
+    Ndjson,
+}
+
+/// Reads the framing from `Content-Type`.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] for anything but JSON and NDJSON.
+pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(Framing::Json)
+    } else if essence.eq_ignore_ascii_case("application/x-ndjson")
+        || essence.eq_ignore_ascii_case("application/ndjson")
+    {
+        Ok(Framing::Ndjson)
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {value:?} is not supported: use application/json (an object or an array of objects) or application/x-ndjson (one object per line)"
+        )))
+    }
+}
+
+/// Whether the body must be gunzipped, from `Content-Encoding`.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] for encodings other than `gzip` and `identity`.
+pub fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => Ok(true),
+        Ok(v) if v.eq_ignore_ascii_case("identity") || v.is_empty() => Ok(false),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {value:?} is not supported: send gzip or no encoding"
+        ))),
+    }
+}
+
+/// Decompresses a gzip body, stopping as soon as it passes `limit` bytes (a gzip bomb costs at
+/// most `limit` bytes of memory).
+///
+/// # Errors
+/// 413 past the limit, 400 when the data is not gzip.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(body)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::BadRequest {
+            message: format!("body is not valid gzip: {e}"),
+            details: Vec::new(),
+        })?;
+    if out.len() > limit {
+        return Err(ApiError::BodyTooLarge {
+            limit,
+            after: " after gzip decompression",
+        });
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Invalid events found in a body, with the `reason` label of each rejected event.
+#[derive(Debug)]
+pub struct Invalid {
+    /// The answer to send.
+    pub error: ApiError,
+    /// One `ingest_events_rejected_total` reason per rejected event (or one for the body).
+    pub reasons: Vec<&'static str>,
+}
+
+/// A compiled JSON Schema that events must satisfy.
+#[derive(Debug)]
+pub struct Schema(jsonschema::Validator);
+
+/// The schema file is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Unreadable file.
+    #[error("cannot read schema file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not JSON.
+    #[error("schema file {path} is not JSON: {source}")]
+    Json {
+        /// The file.
+        path: String,
+        /// Where and what.
+        source: serde_json::Error,
+    },
+    /// JSON, but not a valid schema.
+    #[error("schema file {path} is not a valid JSON Schema: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What the compiler said.
+        message: String,
+    },
+}
+
+impl Schema {
+    /// Compiles a schema document.
+    ///
+    /// # Errors
+    /// The document is not a valid JSON Schema.
+    pub fn compile(schema: &serde_json::Value, path: &str) -> Result<Self, SchemaError> {
+        jsonschema::validator_for(schema)
+            .map(Self)
+            .map_err(|e| SchemaError::Invalid {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Reads and compiles a schema file.
+    ///
+    /// # Errors
+    /// Unreadable, not JSON, or not a schema.
+    pub fn load(path: &std::path::Path) -> Result<Self, SchemaError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read(path).map_err(|source| SchemaError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|source| SchemaError::Json {
+                path: shown.clone(),
+                source,
+            })?;
+        Self::compile(&doc, &shown)
+    }
+}
+
+/// Parses `body` into records (see the module docs).
+///
+/// # Errors
+/// [`Invalid`] listing every problem found; nothing is returned for sending then.
+pub fn records(
+    body: &[u8],
+    framing: Framing,
+    schema: Option<&Schema>,
+) -> Result<Vec<Bytes>, Invalid> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let (line, column) = position(body, e.valid_up_to());
+        body_error(
+            "body is not valid UTF-8",
+            Detail {
+                line: Some(line),
+                column: Some(column),
+                message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                ..Detail::default()
+            },
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(body_error(
+            "body is empty: send a JSON object, an array of objects, or NDJSON lines",
+            Detail {
+                message: "no events".to_owned(),
+                ..Detail::default()
+            },
+        ));
+    }
+    // (event text, 1-based line of the event when known)
+    let events: Vec<(&str, Option<usize>)> = match framing {
+        Framing::Json => {
+            let parsed = if text.trim_start().starts_with('[') {
+                serde_json::from_str::<Vec<&RawValue>>(text)
+                    .map(|items| items.into_iter().map(|r| (r.get(), None)).collect())
+            } else {
+                serde_json::from_str::<&RawValue>(text).map(|r| vec![(r.get(), None)])
+            };
+            parsed.map_err(|e| {
+                body_error(
+                    "body is not valid JSON",
+                    Detail {
+                        line: Some(e.line()),
+                        column: Some(e.column()),
+                        message: e.to_string(),
+                        ..Detail::default()
+                    },
+                )
+            })?
+        }
+        Framing::Ndjson => text
+            .split('\n')
+            .enumerate()
+            .map(|(n, line)| (line.trim(), Some(n + 1)))
+            .filter(|(line, _)| !line.is_empty())
+            .collect(),
+    };
+    if events.is_empty() {
+        return Err(body_error(
+            "no events in the body: the array is empty",
+            Detail {
+                message: "no events".to_owned(),
+                ..Detail::default()
+            },
+        ));
+    }
+
+    let mut details = Vec::new();
+    let mut reasons = Vec::new();
+    let mut invalid_events = 0usize;
+    let mut buf = BytesMut::with_capacity(events.iter().map(|(e, _)| e.len() + 1).sum());
+    let mut ends = Vec::with_capacity(events.len());
+    for (index, (event, line)) in events.iter().enumerate() {
+        let problems = check_event(event, *line, framing, schema);
+        if let Some((reason, mut found)) = problems {
+            invalid_events += 1;
+            reasons.push(reason);
+            for d in &mut found {
+                d.index = Some(index);
+            }
+            let room = MAX_DETAILS.saturating_sub(details.len());
+            details.extend(found.into_iter().take(room));
+            continue;
+        }
+        if invalid_events == 0 {
+            buf.put_slice(event.as_bytes());
+            buf.put_u8(b'\n');
+            ends.push(buf.len());
+        }
+    }
+    if invalid_events > 0 {
+        let shown = if details.len() >= MAX_DETAILS {
+            format!(" (first {MAX_DETAILS} problems listed)")
+        } else {
+            String::new()
+        };
+        return Err(Invalid {
+            error: ApiError::BadRequest {
+                message: format!(
+                    "{invalid_events} of {} events are invalid; nothing was sent{shown}",
+                    events.len()
+                ),
+                details,
+            },
+            reasons,
+        });
+    }
+    let all = buf.freeze();
+    let mut start = 0;
+    Ok(ends
+        .into_iter()
+        .map(|end| {
+            let record = all.slice(start..end);
+            start = end;
+            record
+        })
+        .collect())
+}
+
+/// Checks one event; `None` when it is fine, else its rejection reason and problems.
+fn check_event(
+    event: &str,
+    line: Option<usize>,
+    framing: Framing,
+    schema: Option<&Schema>,
+) -> Option<(&'static str, Vec<Detail>)> {
+    let at = |message: String| Detail {
+        line,
+        message,
+        ..Detail::default()
+    };
+    if framing == Framing::Ndjson
+        && let Err(e) = serde_json::from_str::<&RawValue>(event)
+    {
+        return Some((
+            event_reason::INVALID_JSON,
+            vec![Detail {
+                line,
+                column: Some(e.column()),
+                message: e.to_string(),
+                ..Detail::default()
+            }],
+        ));
+    }
+    if !event.starts_with('{') {
+        let kind = match event.as_bytes().first() {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return Some((
+            event_reason::NOT_OBJECT,
+            vec![at(format!("event must be a JSON object, got {kind}"))],
+        ));
+    }
+    if let Some(offset) = too_deep(event.as_bytes()) {
+        return Some((
+            event_reason::INVALID_JSON,
+            vec![Detail {
+                line,
+                column: line.map(|_| offset + 1),
+                message: format!(
+                    "nesting deeper than {MAX_DEPTH} levels at byte {offset} of the event"
+                ),
+                ..Detail::default()
+            }],
+        ));
+    }
+    if event.len() > MAX_EVENT_BYTES {
+        return Some((
+            event_reason::TOO_LARGE,
+            vec![at(format!(
+                "event is {} bytes; Firehose records hold at most {MAX_EVENT_BYTES} bytes of event plus a newline",
+                event.len()
+            ))],
+        ));
+    }
+    let schema = schema?;
+    let value: serde_json::Value = match serde_json::from_str(event) {
+        Ok(v) => v,
+        Err(e) => return Some((event_reason::INVALID_JSON, vec![at(e.to_string())])),
+    };
+    let found: Vec<Detail> = schema
+        .0
+        .iter_errors(&value)
+        .take(MAX_DETAILS)
+        .map(|e| Detail {
+            line,
+            path: Some(e.instance_path().to_string()),
+            message: e.masked().to_string(),
+            ..Detail::default()
+        })
+        .collect();
+    (!found.is_empty()).then_some((event_reason::SCHEMA, found))
+}
+
+/// Offset where nesting first passes [`MAX_DEPTH`], if it does. `event` is valid JSON already,
+/// so tracking strings and escapes is enough to skip brackets inside strings.
+fn too_deep(event: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in event.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn body_error(message: &str, detail: Detail) -> Invalid {
+    Invalid {
+        error: ApiError::BadRequest {
+            message: message.to_owned(),
+            details: vec![detail],
+        },
+        reasons: vec![event_reason::INVALID_JSON],
+    }
+}
+
+/// 1-based line and column of byte `offset`.
+fn position(body: &[u8], offset: usize) -> (usize, usize) {
+    let before = &body[..offset.min(body.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str, framing: Framing) -> Vec<String> {
+        records(body.as_bytes(), framing, None)
+            .expect("valid")
+            .into_iter()
+            .map(|b| String::from_utf8(b.to_vec()).expect("utf8"))
+            .collect()
+    }
+
+    fn details(
+        body: &[u8],
+        framing: Framing,
+        schema: Option<&Schema>,
+    ) -> (Vec<Detail>, Vec<&'static str>) {
+        match records(body, framing, schema) {
+            Err(Invalid {
+                error: ApiError::BadRequest { details, .. },
+                reasons,
+            }) => (details, reasons),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_are_events_as_received_plus_newline() {
+        assert_eq!(ok("  {\"a\": 1 }\n", Framing::Json), vec!["{\"a\": 1 }\n"]);
+        assert_eq!(
+            ok("[ {\"a\":1} ,\n {\"b\" : [1, 2]} ]", Framing::Json),
+            vec!["{\"a\":1}\n", "{\"b\" : [1, 2]}\n"]
+        );
+        assert_eq!(
+            ok("{\"a\":1}\r\n\n  {\"b\":2}  \n", Framing::Ndjson),
+            vec!["{\"a\":1}\n", "{\"b\":2}\n"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let (d, reasons) = details(b"[{\"a\":1},\n {\"b\": }]", Framing::Json, None);
+        assert_eq!(d[0].line, Some(2));
+        assert_eq!(d[0].column, Some(8));
+        assert_eq!(reasons, vec![event_reason::INVALID_JSON]);
+        let (d, _) = details(b"{\"a\":1}\n{oops}\n", Framing::Ndjson, None);
+        assert_eq!(d[0].index, Some(1));
+        assert_eq!(d[0].line, Some(2));
+        assert!(d[0].column.is_some());
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let (d, _) = details(b"{\"a\":\"\xff\"}", Framing::Json, None);
+        assert_eq!((d[0].line, d[0].column), (Some(1), Some(7)));
+    }
+
+    #[test]
+    fn non_objects_are_refused_with_their_index() {
+        let (d, reasons) = details(b"[{\"a\":1}, 3, \"x\", [], null]", Framing::Json, None);
+        let indexes: Vec<_> = d.iter().map(|d| d.index).collect();
+        assert_eq!(indexes, vec![Some(1), Some(2), Some(3), Some(4)]);
+        assert!(d[0].message.contains("a number"));
+        assert_eq!(reasons.len(), 4);
+    }
+
+    #[test]
+    fn empty_bodies_and_arrays_are_refused() {
+        details(b"", Framing::Json, None);
+        details(b"  \n ", Framing::Ndjson, None);
+        details(b"[]", Framing::Json, None);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_syntax_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!("{{\"a\":{deep}}}");
+        let (d, reasons) = details(body.as_bytes(), Framing::Json, None);
+        assert!(d[0].message.contains("nesting deeper than 128"), "{d:?}");
+        assert_eq!(reasons, vec![event_reason::INVALID_JSON]);
+        // Brackets inside strings do not count; exactly MAX_DEPTH levels are fine.
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let body = format!("{{\"s\":\"[[[[{{{{\\\"\",\"a\":{ok}}}");
+        assert!(
+            records(body.as_bytes(), Framing::Json, None).is_ok(),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn events_over_the_record_limit_are_too_large() {
+        let body = format!("{{\"s\":\"{}\"}}", "x".repeat(MAX_EVENT_BYTES));
+        let (d, reasons) = details(body.as_bytes(), Framing::Json, None);
+        assert_eq!(reasons, vec![event_reason::TOO_LARGE]);
+        assert_eq!(d[0].index, Some(0));
+        // Exactly at the limit is fine.
+        let body = format!("{{\"s\":\"{}\"}}", "x".repeat(MAX_EVENT_BYTES - 8));
+        assert_eq!(
+            records(body.as_bytes(), Framing::Json, None).expect("fits")[0].len(),
+            MAX_RECORD_BYTES
+        );
+    }
+
+    #[test]
+    fn schema_errors_carry_the_path() {
+        let schema = Schema::compile(
+            &serde_json::json!({
+                "type": "object",
+                "required": ["user"],
+                "properties": {"user": {"type": "object", "properties": {"id": {"type": "integer"}}}}
+            }),
+            "test",
+        )
+        .expect("schema compiles");
+        let body = br#"[{"user":{"id":1}}, {"user":{"id":"x"}}, {}]"#;
+        let (d, reasons) = details(body, Framing::Json, Some(&schema));
+        assert_eq!(reasons, vec![event_reason::SCHEMA, event_reason::SCHEMA]);
+        assert_eq!(d[0].index, Some(1));
+        assert_eq!(d[0].path.as_deref(), Some("/user/id"));
+        assert_eq!(d[1].index, Some(2));
+        assert!(records(br#"{"user":{"id":7}}"#, Framing::Json, Some(&schema)).is_ok());
+    }
+
+    #[test]
+    fn gzip_is_capped() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b' '; 1_000_000]).expect("compress");
+        let bomb = enc.finish().expect("finish");
+        assert!(bomb.len() < 10_000);
+        assert!(matches!(
+            gunzip(&bomb, 100_000),
+            Err(ApiError::BodyTooLarge { .. })
+        ));
+        assert_eq!(gunzip(&bomb, 1_000_000).expect("fits").len(), 1_000_000);
+        assert!(matches!(
+            gunzip(b"not gzip", 100),
+            Err(ApiError::BadRequest { .. })
+        ));
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(framing(&h).is_err());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().expect("hv"),
+        );
+        assert_eq!(framing(&h).expect("json"), Framing::Json);
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-ndjson".parse().expect("hv"),
+        );
+        assert_eq!(framing(&h).expect("ndjson"), Framing::Ndjson);
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("hv"));
+        assert!(matches!(
+            framing(&h),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        h.insert(header::CONTENT_ENCODING, "br".parse().expect("hv"));
+        assert!(is_gzip(&h).is_err());
+    }
+}

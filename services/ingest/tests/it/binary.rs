@@ -1,0 +1,350 @@
+//! The built `ingest` binary over real sockets: end to end against `moto_server` (Firehose
+//! writes raw records to S3, which we read back byte for byte), and a SIGTERM under load
+//! against the fake Firehose (every acknowledged event must have reached Firehose).
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::fake_firehose::FakeFirehose;
+use crate::support;
+
+/// A running `ingest` and its log lines.
+struct Ingest {
+    child: Child,
+    logs: mpsc::UnboundedReceiver<Value>,
+    url: String,
+}
+
+impl Ingest {
+    async fn start(endpoint: &str, stream: &str, extra: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FIREHOSE_DELIVERY_STREAM", stream)
+            .env("INGEST_LISTEN", "127.0.0.1:0")
+            .env("INGEST_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("INGEST_READINESS_INTERVAL", "1s")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("ingest binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, mut logs) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                } else {
+                    println!("ingest (not JSON): {line}");
+                }
+            }
+        });
+        let listening = wait_log(&mut logs, |v| v["message"] == "ingest listening").await;
+        let url = format!(
+            "http://{}",
+            listening["listen"].as_str().expect("listen addr")
+        );
+        wait_log(&mut logs, |v| v["message"] == "delivery stream reachable").await;
+        Self { child, logs, url }
+    }
+
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("ingest exits after SIGTERM")
+            .expect("wait")
+    }
+}
+
+async fn wait_log(
+    logs: &mut mpsc::UnboundedReceiver<Value>,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(v) = logs.recv().await {
+            if pred(&v) {
+                return v;
+            }
+        }
+        panic!("ingest exited before the expected log line");
+    })
+    .await
+    .expect("expected log line within 60 s")
+}
+
+fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"),
+        ))
+        .build()
+}
+
+#[tokio::test]
+async fn events_arrive_in_s3_byte_for_byte_through_moto() {
+    let Some(moto) = support::moto() else { return };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let bucket = format!("ingest-e2e-{}", &id[..12]);
+    let stream = format!("ingest-e2e-{}", &id[..12]);
+    let config = sdk_config(&moto.endpoint);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let firehose = aws_sdk_firehose::Client::new(&config);
+    Box::pin(
+        firehose
+            .create_delivery_stream()
+            .delivery_stream_name(&stream)
+            .delivery_stream_type(aws_sdk_firehose::types::DeliveryStreamType::DirectPut)
+            .extended_s3_destination_configuration(
+                aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
+                    .role_arn("arn:aws:iam::123456789012:role/firehose")
+                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+                    .prefix("events/")
+                    // moto leaves CompressionFormat out of DescribeDeliveryStream unless it was set,
+                    // and the SDK refuses a description without it.
+                    .compression_format(aws_sdk_firehose::types::CompressionFormat::Uncompressed)
+                    .build()
+                    .expect("destination"),
+            )
+            .send(),
+    )
+    .await
+    .expect("delivery stream");
+
+    let mut ingest = Ingest::start(&moto.endpoint, &stream, &[]).await;
+    let http = reqwest::Client::new();
+    let post = |body: &'static str, ct: &'static str| {
+        http.post(format!("{}/v1/events", ingest.url))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let accepted = [
+        (
+            r#"  {"id": 1, "text": "héllo wörld ✓"}  "#,
+            "application/json",
+        ),
+        (
+            r#"[{"id":2},  {"id" : 3, "nested": {"a": [1, 2]}}]"#,
+            "application/json",
+        ),
+        (
+            "{\"id\":4}\n\n{\"id\":5,\"s\":\"tab\\there\"}\n",
+            "application/x-ndjson",
+        ),
+    ];
+    for (body, ct) in accepted {
+        let r = post(body, ct).await.expect("post");
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    let r = post(r#"[{"id":6,"marker":"REJECTED"}, 7]"#, "application/json")
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+
+    let expected: Vec<&str> = vec![
+        r#"{"id": 1, "text": "héllo wörld ✓"}"#,
+        r#"{"id":2}"#,
+        r#"{"id" : 3, "nested": {"a": [1, 2]}}"#,
+        r#"{"id":4}"#,
+        r#"{"id":5,"s":"tab\there"}"#,
+    ];
+    // moto writes each PutRecordBatch straight to S3: gather every object's bytes.
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("list");
+    let mut stored = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().expect("key");
+        assert!(key.starts_with("events/"), "{key}");
+        let body = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get");
+        stored.extend_from_slice(&body.body.collect().await.expect("read").into_bytes());
+    }
+    let text = String::from_utf8(stored).expect("utf8");
+    let mut got: Vec<&str> = text.split_terminator('\n').collect();
+    got.sort_unstable();
+    let mut want = expected.clone();
+    want.sort_unstable();
+    assert_eq!(
+        got, want,
+        "S3 holds exactly the accepted events, newline-terminated"
+    );
+    assert!(!text.contains("REJECTED"));
+    assert!(text.ends_with('\n'));
+
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    wait_log(&mut ingest.logs, |v| v["message"] == "shutdown complete").await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_event() {
+    let fake = FakeFirehose::new(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = fake.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut ingest = Ingest::start(&endpoint, "load", &[("INGEST_LINGER", "20ms")]).await;
+    let acked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (enough_tx, mut enough_rx) = mpsc::channel::<()>(1);
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let url = format!("{}/v1/events", ingest.url);
+        let acked = Arc::clone(&acked);
+        let answered = Arc::clone(&answered);
+        let enough = enough_tx.clone();
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for r in 0.. {
+                let events: Vec<String> = (0..10)
+                    .map(|e| format!("{{\"client\":{c},\"request\":{r},\"event\":{e}}}"))
+                    .collect();
+                let body = format!("[{}]", events.join(","));
+                let Ok(response) = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                else {
+                    break; // listener closed
+                };
+                let status = response.status();
+                let Ok(answer) = response.json::<Value>().await else {
+                    break;
+                };
+                if status == 200 {
+                    assert_eq!(answer["accepted"], 10);
+                    acked.lock().unwrap().extend(events);
+                } else {
+                    assert_eq!(status, 503, "{answer}");
+                    // Whatever is not listed as unaccepted was accepted.
+                    let unaccepted: HashSet<usize> = answer["unaccepted"]
+                        .as_array()
+                        .expect("unaccepted list")
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .map(|i| i as usize)
+                        .collect();
+                    let kept = events
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| !unaccepted.contains(i))
+                        .map(|(_, e)| e);
+                    acked.lock().unwrap().extend(kept);
+                    break;
+                }
+                if answered.fetch_add(1, Ordering::SeqCst) == 300 {
+                    let _ = enough.try_send(());
+                }
+            }
+        }));
+    }
+    drop(enough_tx);
+    enough_rx
+        .recv()
+        .await
+        .expect("load reached 300 answered requests");
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    for client in clients {
+        client.await.expect("client task");
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 3000, "{} events acknowledged", acked.len());
+    let received: HashSet<Vec<u8>> = fake.kept().into_iter().collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|e| !received.contains(format!("{e}\n").as_bytes()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events never reached Firehose, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    let calls = fake.calls.load(Ordering::Relaxed) as usize;
+    println!(
+        "{} events acknowledged, {} received, {calls} PutRecordBatch calls",
+        acked.len(),
+        received.len()
+    );
+}
+
+#[tokio::test]
+async fn bad_config_fails_at_start_saying_what_to_fix() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "FIREHOSE_DELIVERY_STREAM is not set"),
+        (
+            &[("FIREHOSE_DELIVERY_STREAM", "has space")],
+            "1-64 characters",
+        ),
+        (
+            &[
+                ("FIREHOSE_DELIVERY_STREAM", "s"),
+                ("INGEST_MAX_INFLIGHT_BYTES", "10"),
+            ],
+            "INGEST_MAX_INFLIGHT_BYTES",
+        ),
+    ];
+    for (env, expected) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .expect("ingest runs");
+        assert!(!out.status.success(), "{env:?} must not start");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Integration tests of `ingest`, one binary (one link step) for all of them:
+//! * `routes`: every status and bad input through the real router, with a fake sink;
+//!   every answer is checked against `openapi.json`.
+//! * `openapi`: the document and the router agree on paths and statuses.
+//! * `sdk`: partial failure and throttling through the real `aws_sdk_firehose::Client`
+//!   (`aws-smithy-mocks`).
+//! * `binary`: the built `ingest` binary against `moto_server` (end to end, S3 byte for byte)
+//!   and against a fake Firehose under load with SIGTERM (nothing acknowledged is lost).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
+
+mod binary;
+mod openapi;
+mod routes;
+mod sdk;
+mod support;
+
+#[path = "../support/fake_firehose.rs"]
+mod fake_firehose;

@@ -1,0 +1,458 @@
+//! Router-level tests: every status and every bad input, with a fake sink.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use ingest::producer::ProducerConfig;
+use serde_json::json;
+
+use crate::support::{self, FakeSink, Options, app, app_with, gzip, json, post, send};
+
+fn metric(app: &support::TestApp, line_start: &str) -> f64 {
+    let text = app.state.metrics().render();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn one_object_is_one_record_exactly_as_received() {
+    let app = app();
+    let a = send(
+        &app.router,
+        json("  {\"user\": {\"id\": 1}, \"msg\": \"héllo\"}\n"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["accepted"], 1);
+    assert_eq!(a.body["recordIds"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.sink.records(),
+        vec![bytes::Bytes::from(
+            "{\"user\": {\"id\": 1}, \"msg\": \"héllo\"}\n"
+        )]
+    );
+    assert!(a.headers.contains_key("x-request-id"));
+    assert_eq!(metric(&app, "ingest_events_accepted_total "), 1.0);
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_http_requests_total{method=\"POST\",route=\"/v1/events\",status=\"200\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn arrays_ndjson_gzip_and_the_legacy_path_work() {
+    let app = app();
+    let a = send(&app.router, json(r#"[{"a":1}, {"b":2}, {"c":3}]"#)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["accepted"], 3);
+
+    let a = send(
+        &app.router,
+        post("/", "application/x-ndjson", "{\"d\":4}\n\n{\"e\":5}\n"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["accepted"], 2);
+
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Body::from(gzip(br#"[{"f":6},{"g":7}]"#)))
+        .unwrap();
+    let a = send(&app.router, request).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let all: Vec<_> = app.sink.records();
+    assert_eq!(all.len(), 7);
+    assert!(all.contains(&bytes::Bytes::from("{\"g\":7}\n")));
+}
+
+async fn bad(body: &[u8], content_type: &str) -> (support::TestApp, support::Answer) {
+    let app = app();
+    let a = send(&app.router, post("/v1/events", content_type, body.to_vec())).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert!(
+        app.sink.records().is_empty(),
+        "nothing may be sent for a 400"
+    );
+    assert!(a.body["error"].is_string());
+    (app, a)
+}
+
+#[tokio::test]
+async fn invalid_json_gets_400_with_line_and_column() {
+    let (app, a) = bad(b"{\"a\": 1,\n  \"b\": }", "application/json").await;
+    assert_eq!(a.body["details"][0]["line"], 2);
+    assert_eq!(a.body["details"][0]["column"], 8);
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_events_rejected_total{reason=\"invalid_json\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_requests_rejected_total{reason=\"bad_request\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn non_object_events_get_400_with_their_indexes() {
+    let (app, a) = bad(
+        br#"[{"ok":1}, 42, "text", [1], null, true]"#,
+        "application/json",
+    )
+    .await;
+    let indexes: Vec<u64> = a.body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        metric(&app, "ingest_events_rejected_total{reason=\"not_object\"}"),
+        5.0
+    );
+    bad(b"42", "application/json").await;
+}
+
+#[tokio::test]
+async fn mixed_valid_and_invalid_batches_send_nothing() {
+    let (_, a) = bad(b"{\"a\":1}\n{\"b\":\n{\"c\":3}\n", "application/x-ndjson").await;
+    assert_eq!(a.body["details"][0]["index"], 1);
+    assert_eq!(a.body["details"][0]["line"], 2);
+    assert!(a.body["error"].as_str().unwrap().contains("1 of 3"));
+}
+
+#[tokio::test]
+async fn deep_nesting_is_refused_without_crashing() {
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(50_000), "]".repeat(50_000));
+    bad(deep.as_bytes(), "application/json").await;
+}
+
+#[tokio::test]
+async fn huge_strings_over_the_record_limit_are_too_large() {
+    let huge = format!("[{{\"ok\":1}},{{\"s\":\"{}\"}}]", "x".repeat(1_100_000));
+    let (app, a) = bad(huge.as_bytes(), "application/json").await;
+    assert_eq!(a.body["details"][0]["index"], 1);
+    assert_eq!(
+        metric(&app, "ingest_events_rejected_total{reason=\"too_large\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_empty_bodies_and_empty_arrays_are_400() {
+    let (_, a) = bad(b"{\"a\":\"\xc3\x28\"}", "application/json").await;
+    assert!(a.body["details"][0]["line"].is_u64());
+    bad(b"", "application/json").await;
+    bad(b"   ", "application/x-ndjson").await;
+    bad(b"[]", "application/json").await;
+}
+
+#[tokio::test]
+async fn schema_violations_name_index_and_path() {
+    let options = Options {
+        schema: Some(json!({
+            "type": "object",
+            "required": ["user"],
+            "properties": {"user": {"type": "object", "properties": {"id": {"type": "string"}}}}
+        })),
+        ..Options::default()
+    };
+    let app = app_with(FakeSink::ok(), options);
+    let a = send(
+        &app.router,
+        json(r#"[{"user":{"id":"u1"}},{"user":{"id":7}}]"#),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.body["details"][0]["index"], 1);
+    assert_eq!(a.body["details"][0]["path"], "/user/id");
+    assert!(app.sink.records().is_empty());
+    let a = send(&app.router, json(r#"{"user":{"id":"u2"}}"#)).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_content_type_or_encoding_is_415() {
+    let app = app();
+    for ct in ["text/plain", "application/xml", ""] {
+        let a = send(&app.router, post("/v1/events", ct, "{}")).await;
+        assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+    }
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(
+        send(&app.router, request).await.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert!(app.sink.records().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_are_413_declared_or_streamed() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_body_bytes: 1000,
+            ..Options::default()
+        },
+    );
+    let big = format!("{{\"s\":\"{}\"}}", "x".repeat(2000));
+    let a = send(&app.router, json(&big)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without Content-Length (streamed): the cap still holds.
+    let stream = futures::stream::iter(
+        (0..10).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 200]))),
+    );
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap();
+    assert_eq!(
+        send(&app.router, request).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_requests_rejected_total{reason=\"body_too_large\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_413_not_an_oom() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_body_bytes: 1024 * 1024,
+            ..Options::default()
+        },
+    );
+    // 100 MiB of spaces compresses to ~100 KiB.
+    let bomb = gzip(&vec![b' '; 100 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Body::from(bomb))
+        .unwrap();
+    let a = send(&app.router, request).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(a.body["error"].as_str().unwrap().contains("decompression"));
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Body::from("definitely not gzip"))
+        .unwrap();
+    assert_eq!(
+        send(&app.router, request).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn missing_or_bad_keys_are_401_and_good_ones_pass() {
+    let options = Options {
+        keys: Some("# rotated 2026-11\ngood-key\n"),
+        ..Options::default()
+    };
+    let app = app_with(FakeSink::ok(), options);
+    let a = send(&app.router, json("{}")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.body["error"].as_str().unwrap().contains("missing"));
+    assert_eq!(a.headers["www-authenticate"], "Bearer");
+    for (header, value) in [
+        ("authorization", "Bearer wrong"),
+        ("x-api-key", "wrong"),
+        ("authorization", "Bearer good-key-but-longer"),
+    ] {
+        let mut r = json("{}");
+        r.headers_mut().insert(header, value.parse().unwrap());
+        let a = send(&app.router, r).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{header}: {value}");
+        assert!(!a.text.contains("wrong"), "keys are never echoed");
+    }
+    for (header, value) in [
+        ("authorization", "Bearer good-key"),
+        ("x-api-key", "good-key"),
+    ] {
+        let mut r = json("{}");
+        r.headers_mut().insert(header, value.parse().unwrap());
+        assert_eq!(send(&app.router, r).await.status, StatusCode::OK);
+    }
+    assert_eq!(app.sink.records().len(), 2);
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_requests_rejected_total{reason=\"unauthorized\"}"
+        ),
+        4.0
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_answers_429_with_retry_after() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            rate: (1.0, Some(2)),
+            ..Options::default()
+        },
+    );
+    assert_eq!(send(&app.router, json("{}")).await.status, StatusCode::OK);
+    assert_eq!(send(&app.router, json("{}")).await.status, StatusCode::OK);
+    let a = send(&app.router, json("{}")).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.headers["retry-after"], "1");
+    assert_eq!(app.sink.records().len(), 2);
+}
+
+#[tokio::test]
+async fn firehose_failures_past_the_budget_are_503_with_the_unaccepted_indexes() {
+    // Events 1 and 3 are throttled on every attempt; the others are accepted at once.
+    let sink = FakeSink::new(Box::new(|r, _| {
+        (r.starts_with(b"{\"n\":1}") || r.starts_with(b"{\"n\":3}"))
+            .then_some("ServiceUnavailableException")
+    }));
+    let app = app_with(sink, Options::default());
+    let a = send(
+        &app.router,
+        json(r#"[{"n":0},{"n":1},{"n":2},{"n":3},{"n":4}]"#),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.body["unaccepted"], json!([1, 3]));
+    assert_eq!(a.headers["retry-after"], "1");
+    let ids = a.body["recordIds"].as_array().unwrap();
+    assert!(ids[0].is_string() && ids[1].is_null() && ids[4].is_string());
+    // Accepted events were sent once; only the failed ones again.
+    let sent = app.sink.records();
+    let count = |needle: &str| {
+        sent.iter()
+            .filter(|r| r.starts_with(needle.as_bytes()))
+            .count()
+    };
+    assert_eq!(count("{\"n\":0}"), 1);
+    assert_eq!(count("{\"n\":4}"), 1);
+    assert!(count("{\"n\":1}") > 1);
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_requests_rejected_total{reason=\"firehose_unavailable\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&app, "ingest_firehose_records_unaccepted_total "),
+        2.0
+    );
+    assert_eq!(metric(&app, "ingest_events_accepted_total "), 3.0);
+}
+
+#[tokio::test]
+async fn over_the_inflight_cap_requests_are_shed_with_503() {
+    // A linger of an hour keeps the first request's bytes in flight.
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            producer: ProducerConfig {
+                max_inflight_bytes: 10,
+                linger: Duration::from_secs(3600),
+                ..ProducerConfig::default()
+            },
+            ..Options::default()
+        },
+    );
+    let router = app.router.clone();
+    let first = tokio::spawn(async move { send(&router, json(r#"{"first":"request"}"#)).await });
+    while app.state.producer().inflight_bytes() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let a = send(&app.router, json(r#"[{"a":1},{"b":2}]"#)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body["unaccepted"], json!([0, 1]));
+    assert!(a.headers.contains_key("retry-after"));
+    assert_eq!(
+        metric(&app, "ingest_requests_rejected_total{reason=\"shed\"}"),
+        1.0
+    );
+    assert_eq!(metric(&app, "ingest_inflight_bytes "), 20.0);
+    assert_eq!(metric(&app, "ingest_inflight_bytes_limit "), 10.0);
+    first.abort();
+}
+
+#[tokio::test]
+async fn while_shutting_down_new_requests_get_503() {
+    let app = app();
+    app.state.readiness().set_terminating();
+    app.state.readiness().set_closing();
+    let a = send(&app.router, json(r#"[{"a":1}]"#)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body["unaccepted"], json!([0]));
+    assert!(app.sink.records().is_empty());
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_on_the_admin_router() {
+    let app = app();
+    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+    assert_eq!(
+        send(&app.admin, get("/healthz")).await.status,
+        StatusCode::OK
+    );
+    // Not ready until the stream has been checked.
+    let a = send(&app.admin, get("/readyz")).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    app.state.readiness().set_stream(Ok(()));
+    let a = send(&app.admin, get("/readyz")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["ready"], true);
+    assert_eq!(metric(&app, "ingest_ready "), 1.0);
+    app.state
+        .readiness()
+        .set_stream(Err("ResourceNotFoundException".into()));
+    let a = send(&app.admin, get("/readyz")).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body["lastError"], "ResourceNotFoundException");
+    app.state.readiness().set_stream(Ok(()));
+    app.state.readiness().set_terminating();
+    let a = send(&app.admin, get("/readyz")).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body["shuttingDown"], true);
+    assert_eq!(metric(&app, "ingest_ready "), 0.0);
+    let a = send(&app.admin, get("/metrics")).await;
+    assert!(a.text.contains("# TYPE ingest_build_info gauge"));
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_admin_paths_are_not_public() {
+    let app = app();
+    let a = send(&app.router, post("/v2/other", "application/json", "{}")).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    use tower::ServiceExt;
+    let r = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

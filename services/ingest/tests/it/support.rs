@@ -1,0 +1,289 @@
+//! Test helpers: a scriptable fake sink, an app builder, a request helper that checks every
+//! answer against the OpenAPI document.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use ingest::auth::{Auth, KeyStore};
+use ingest::metrics::Metrics;
+use ingest::producer::{Producer, ProducerConfig};
+use ingest::ratelimit::RateLimiter;
+use ingest::sink::{BatchOutcome, RecordOutcome, RecordSink, SinkError};
+use ingest::state::{AppState, HttpSettings};
+use ingest::validate::Schema;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub type Rule = Box<dyn Fn(&[u8], usize) -> Option<&'static str> + Send + Sync>;
+
+/// A sink that keeps what it is sent; `rule(record, call)` fails records with an error code.
+pub struct FakeSink {
+    pub calls: Mutex<Vec<Vec<Bytes>>>,
+    rule: Rule,
+    pub check_error: Mutex<Option<String>>,
+}
+
+impl fmt::Debug for FakeSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FakeSink")
+    }
+}
+
+impl FakeSink {
+    pub fn new(rule: Rule) -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            rule,
+            check_error: Mutex::new(None),
+        })
+    }
+
+    pub fn ok() -> Arc<Self> {
+        Self::new(Box::new(|_, _| None))
+    }
+
+    pub fn records(&self) -> Vec<Bytes> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+impl RecordSink for FakeSink {
+    fn put_batch<'a>(
+        &'a self,
+        _stream: &'a str,
+        records: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<BatchOutcome, SinkError>> {
+        Box::pin(async move {
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                calls.push(records.clone());
+                calls.len()
+            };
+            let records = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match (self.rule)(r, call) {
+                    Some(code) => RecordOutcome::Failed {
+                        error_code: code.to_owned(),
+                        message: "refused".to_owned(),
+                    },
+                    None => RecordOutcome::Accepted {
+                        record_id: format!("id-{call}-{i}"),
+                    },
+                })
+                .collect();
+            Ok(BatchOutcome { records })
+        })
+    }
+
+    fn check<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            match self.check_error.lock().unwrap().clone() {
+                None => Ok(()),
+                Some(e) => Err(SinkError::new(
+                    "ResourceNotFoundException",
+                    format!("{stream}: {e}"),
+                )),
+            }
+        })
+    }
+}
+
+/// Knobs of a test app.
+pub struct Options {
+    pub keys: Option<&'static str>,
+    pub rate: (f64, Option<u32>),
+    pub schema: Option<Value>,
+    pub max_body_bytes: usize,
+    pub producer: ProducerConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            keys: None,
+            rate: (0.0, None),
+            schema: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            producer: ProducerConfig {
+                retry_budget: Duration::from_millis(300),
+                initial_backoff: Duration::from_millis(5),
+                linger: Duration::from_millis(2),
+                ..ProducerConfig::default()
+            },
+        }
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub admin: Router,
+    pub state: AppState,
+    pub sink: Arc<FakeSink>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = match options.keys {
+        Some(text) => {
+            let path = dir.path().join("keys");
+            std::fs::write(&path, text).unwrap();
+            Auth::Keys(Arc::new(KeyStore::load(&path).unwrap()))
+        }
+        None => Auth::Off,
+    };
+    let schema = options
+        .schema
+        .map(|s| Schema::compile(&s, "test schema").unwrap());
+    let metrics = Metrics::new().unwrap();
+    let producer = Producer::spawn_with_metrics(
+        Arc::clone(&sink) as Arc<dyn RecordSink>,
+        "test-stream",
+        options.producer,
+        metrics.producer.clone(),
+    );
+    let settings = HttpSettings {
+        auth,
+        limiter: RateLimiter::new(options.rate.0, options.rate.1),
+        schema,
+        max_body_bytes: options.max_body_bytes,
+    };
+    let state = AppState::new(producer, settings, metrics);
+    TestApp {
+        router: ingest::app(state.clone(), Duration::from_secs(30)),
+        admin: ingest::admin_app(state.clone()),
+        state,
+        sink,
+        _dir: dir,
+    }
+}
+
+pub fn app() -> TestApp {
+    app_with(FakeSink::ok(), Options::default())
+}
+
+pub fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+pub fn json(body: &str) -> Request<Body> {
+    post("/v1/events", "application/json", body.to_owned())
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+/// Sends `request` to `router` and checks the answer against the OpenAPI document.
+pub async fn send(router: &Router, request: Request<Body>) -> Answer {
+    let path = request.uri().path().to_owned();
+    let method = request.method().as_str().to_lowercase();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    crate::openapi::check_response(&path, &method, status, &headers, &body, &text);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Where `moto_server` is: `$MOTO_ENDPOINT`, or one this test starts from PATH / the tools
+/// venv. `None` (with a printed reason) when neither is available and CI is not set; under
+/// `CI=true` a missing moto fails the test.
+pub fn moto() -> Option<MotoServer> {
+    if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+        return Some(MotoServer {
+            endpoint,
+            child: None,
+        });
+    }
+    let venv = std::env::var("HOME")
+        .map(|h| format!("{h}/.cache/firehose-nr/venv/bin/moto_server"))
+        .unwrap_or_default();
+    let candidates = [venv.as_str(), "moto_server"];
+    for program in candidates {
+        let port = free_port();
+        let Ok(child) = std::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            continue;
+        };
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let server = MotoServer {
+            endpoint,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let reason = "skipped: moto_server not found (set MOTO_ENDPOINT, or `source scripts/env.sh` after scripts/setup.sh)";
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true and {reason}"
+    );
+    println!("{reason}");
+    None
+}
+
+pub struct MotoServer {
+    pub endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
