@@ -78,11 +78,20 @@ impl BackupStore for LocalDirStore {
                 tokio::fs::create_dir_all(parent).await.map_err(io)?;
             }
             // Write under a temporary name, then rename: a reader never sees half an object.
-            let tmp = path.with_extension("partial");
+            let tmp = partial_path(&path);
             tokio::fs::write(&tmp, &body).await.map_err(io)?;
             tokio::fs::rename(&tmp, &path).await.map_err(io)
         })
     }
+}
+
+/// The temporary name an object is written under before its rename: the whole file name plus
+/// `.partial`. (Not `with_extension`: stream names may contain `.`, and two objects of such a
+/// stream would then share one temporary file.)
+pub(crate) fn partial_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    std::path::PathBuf::from(name)
 }
 
 /// Objects in an S3 bucket.
@@ -452,5 +461,19 @@ mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, "{\"a\":1}\n");
+    }
+}
+
+#[cfg(test)]
+mod partial_path_tests {
+    use super::partial_path;
+    use std::path::Path;
+
+    #[test]
+    fn keeps_the_whole_object_name() {
+        let a = partial_path(Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-aaaa"));
+        let b = partial_path(Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-bbbb"));
+        assert_eq!(a, Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-aaaa.partial"));
+        assert_ne!(a, b);
     }
 }

@@ -96,7 +96,7 @@ impl Destination for LocalDestination {
                     if let Some(parent) = path.parent() {
                         tokio::fs::create_dir_all(parent).await?;
                     }
-                    let tmp = path.with_extension("partial");
+                    let tmp = crate::backup::partial_path(&path);
                     tokio::fs::write(&tmp, &body).await?;
                     tokio::fs::rename(&tmp, &path).await
                 }

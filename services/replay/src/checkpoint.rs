@@ -1,0 +1,380 @@
+//! The checkpoint file: which objects a replay has finished, and how far it got in the one it
+//! was sending when it stopped.
+//!
+//! It is what makes a replay safe to re-run: a finished object is never sent again, and an
+//! interrupted object resumes after the last batch the target confirmed. Every change is written
+//! to a temporary file beside the checkpoint, flushed to disk, then renamed over it, so a crash
+//! at any moment leaves either the old or the new checkpoint, never a torn one.
+//!
+//! Progress inside an object is kept as the set of item indexes the target confirmed (a count
+//! of leading items plus the stragglers after it), so an object interrupted after a partly
+//! accepted batch resends exactly the items that were not confirmed.
+//!
+//! Objects are identified by key *and* size: Firehose never rewrites an object (its names end in
+//! a UUID), so a different size under a known key means somebody replaced it, and it is read
+//! again from the start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Format version written into the file; a file with another version is refused.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// Why the checkpoint could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file exists but cannot be read.
+    #[error("cannot read the checkpoint file {path}: {source}")]
+    Read {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a checkpoint this version understands.
+    #[error(
+        "{path} is not a replay checkpoint (version {CHECKPOINT_VERSION}): {reason}; move it away or pass another --checkpoint"
+    )]
+    Invalid {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file records a replay of another source.
+    #[error(
+        "the checkpoint {path} belongs to a replay of {found}, not {expected}; pass another --checkpoint file for this source"
+    )]
+    OtherSource {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The source this replay reads.
+        expected: String,
+        /// The source the file was written for.
+        found: String,
+    },
+    /// Writing the file failed.
+    #[error("cannot write the checkpoint file {path}: {source}")]
+    Write {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The items of one object the target has confirmed (accepted, or refused for good).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneItems {
+    /// Items `0..prefix` are all done.
+    prefix: usize,
+    /// Done items at or after `prefix`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    extra: BTreeSet<usize>,
+}
+
+impl DoneItems {
+    /// Whether item `index` is done.
+    #[must_use]
+    pub fn contains(&self, index: usize) -> bool {
+        index < self.prefix || self.extra.contains(&index)
+    }
+
+    /// Marks item `index` done.
+    pub fn insert(&mut self, index: usize) {
+        if index >= self.prefix {
+            self.extra.insert(index);
+        }
+        while self.extra.remove(&self.prefix) {
+            self.prefix += 1;
+        }
+    }
+
+    /// How many items are done.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.prefix + self.extra.len()
+    }
+
+    /// Whether no item is done.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An object in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Partial {
+    key: String,
+    size: u64,
+    done: DoneItems,
+}
+
+/// What is stored in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    version: u32,
+    /// The source this replay reads, e.g. `s3://bucket/prefix/`.
+    source: String,
+    /// The target, for the operator reading the file; not checked.
+    target: String,
+    /// Finished objects: key → size.
+    finished: BTreeMap<String, u64>,
+    /// The object being sent when the replay stopped, if any.
+    partial: Option<Partial>,
+}
+
+/// The checkpoint of one replay, backed by a file (or by nothing, for a dry run).
+#[derive(Debug)]
+pub struct Checkpoint {
+    path: Option<PathBuf>,
+    state: State,
+}
+
+impl Checkpoint {
+    /// Opens the checkpoint at `path`, or starts an empty one if the file does not exist.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not a checkpoint, or belongs to another source.
+    pub fn open(path: &Path, source: &str, target: &str) -> Result<Self, CheckpointError> {
+        let state = match std::fs::read(path) {
+            Ok(bytes) => {
+                let state: State =
+                    serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Invalid {
+                        path: path.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                if state.version != CHECKPOINT_VERSION {
+                    return Err(CheckpointError::Invalid {
+                        path: path.to_owned(),
+                        reason: format!("it has version {}", state.version),
+                    });
+                }
+                if state.source != source {
+                    return Err(CheckpointError::OtherSource {
+                        path: path.to_owned(),
+                        expected: source.to_owned(),
+                        found: state.source,
+                    });
+                }
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::empty_state(source, target),
+            Err(source) => {
+                return Err(CheckpointError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            path: Some(path.to_owned()),
+            state,
+        })
+    }
+
+    /// A checkpoint that remembers nothing and writes nothing (for `--dry-run` without a file).
+    #[must_use]
+    pub fn in_memory(source: &str, target: &str) -> Self {
+        Self {
+            path: None,
+            state: Self::empty_state(source, target),
+        }
+    }
+
+    /// Drops the file backing, keeping what was read: a dry run honours an existing checkpoint
+    /// but must not change it.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.path = None;
+        self
+    }
+
+    fn empty_state(source: &str, target: &str) -> State {
+        State {
+            version: CHECKPOINT_VERSION,
+            source: source.to_owned(),
+            target: target.to_owned(),
+            finished: BTreeMap::new(),
+            partial: None,
+        }
+    }
+
+    /// Whether the object was finished by an earlier run.
+    #[must_use]
+    pub fn is_finished(&self, key: &str, size: u64) -> bool {
+        self.state.finished.get(key) == Some(&size)
+    }
+
+    /// The items of the object an earlier run had confirmed (none if it was not in progress).
+    #[must_use]
+    pub fn done_items(&self, key: &str, size: u64) -> DoneItems {
+        match &self.state.partial {
+            Some(p) if p.key == key && p.size == size => p.done.clone(),
+            _ => DoneItems::default(),
+        }
+    }
+
+    /// Number of finished objects.
+    #[must_use]
+    pub fn finished_count(&self) -> usize {
+        self.state.finished.len()
+    }
+
+    /// Records which items of the object are confirmed, and saves.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn record_progress(
+        &mut self,
+        key: &str,
+        size: u64,
+        done: &DoneItems,
+    ) -> Result<(), CheckpointError> {
+        self.state.partial = Some(Partial {
+            key: key.to_owned(),
+            size,
+            done: done.clone(),
+        });
+        self.save()
+    }
+
+    /// Records that the object is finished, and saves.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn record_finished(&mut self, key: &str, size: u64) -> Result<(), CheckpointError> {
+        self.state.finished.insert(key.to_owned(), size);
+        if self.state.partial.as_ref().is_some_and(|p| p.key == key) {
+            self.state.partial = None;
+        }
+        self.save()
+    }
+
+    /// Writes the state: temporary file, fsync, rename over the checkpoint.
+    fn save(&self) -> Result<(), CheckpointError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let err = |source| CheckpointError::Write {
+            path: path.clone(),
+            source,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&self.state).map_err(|e| err(std::io::Error::other(e)))?;
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = PathBuf::from(tmp_name);
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&bytes).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_and_finished_objects_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
+        assert!(!cp.is_finished("k1", 10));
+        cp.record_finished("k1", 10).unwrap();
+        let mut done = DoneItems::default();
+        for i in [0, 1, 2, 5] {
+            done.insert(i);
+        }
+        cp.record_progress("k2", 20, &done).unwrap();
+
+        let cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
+        assert!(cp.is_finished("k1", 10));
+        assert!(!cp.is_finished("k1", 11), "a replaced object is read again");
+        assert_eq!(cp.done_items("k2", 20), done);
+        assert!(cp.done_items("k2", 21).is_empty());
+        assert!(cp.done_items("k3", 20).is_empty());
+        // no temporary file is left behind
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cp.json")]);
+    }
+
+    #[test]
+    fn finishing_an_object_clears_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "src", "t").unwrap();
+        let mut done = DoneItems::default();
+        done.insert(0);
+        cp.record_progress("k", 1, &done).unwrap();
+        cp.record_finished("k", 1).unwrap();
+        let cp = Checkpoint::open(&path, "src", "t").unwrap();
+        assert!(cp.done_items("k", 1).is_empty());
+        assert!(cp.is_finished("k", 1));
+    }
+
+    #[test]
+    fn done_items_compact_into_a_prefix() {
+        let mut done = DoneItems::default();
+        done.insert(2);
+        done.insert(0);
+        assert!(done.contains(0) && !done.contains(1) && done.contains(2));
+        assert_eq!(done.len(), 2);
+        done.insert(1);
+        assert_eq!(
+            done,
+            DoneItems {
+                prefix: 3,
+                extra: BTreeSet::new()
+            }
+        );
+        done.insert(1);
+        assert_eq!(done.len(), 3, "inserting twice counts once");
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_source_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        Checkpoint::open(&path, "s3://a/", "t")
+            .unwrap()
+            .record_finished("k", 1)
+            .unwrap();
+        let err = Checkpoint::open(&path, "s3://b/", "t").unwrap_err();
+        assert!(
+            err.to_string().contains("pass another --checkpoint"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_garbage_file_is_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        std::fs::write(&path, "hello").unwrap();
+        let err = Checkpoint::open(&path, "s", "t").unwrap_err();
+        assert!(matches!(err, CheckpointError::Invalid { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello");
+    }
+
+    #[test]
+    fn a_read_only_checkpoint_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap().read_only();
+        cp.record_finished("k", 1).unwrap();
+        assert!(!path.exists());
+        assert!(cp.is_finished("k", 1));
+    }
+}

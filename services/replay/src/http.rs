@@ -1,0 +1,402 @@
+//! `--to-http`: POSTs replayed events to a front door (`ingest`'s `POST /v1/events`) as NDJSON.
+//!
+//! One record can hold several events (one per line, as the front door writes them), so a record
+//! becomes one item per non-blank line, and a batch is one NDJSON body. The front door answers
+//! 2xx only once Firehose accepted every event, so 2xx means the whole batch is delivered.
+//! Everything else is handled here, once:
+//! - 503 naming the events Firehose did not accept: only those are sent again.
+//! - 503 without that list, 429, 408, other 5xx, connection errors: the batch is sent again after
+//!   a backoff (honouring `Retry-After`), up to the attempt limit; what is still not delivered
+//!   then comes back [`ItemResult::Unaccepted`].
+//! - 400, 413, 422 and other 4xx: the front door refused something in the body. The batch is
+//!   split in halves and each half sent again, until the refused events stand alone; they come
+//!   back [`ItemResult::Rejected`] with the front door's message, and every good event is
+//!   delivered. This needs no knowledge of how the front door words its errors.
+//! - 401, 403, 404, 405: the configuration is wrong (key, URL); [`TargetError`] stops the replay.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::read::Record;
+use crate::target::{ItemResult, Target, TargetError};
+
+/// Default events per POST: small enough to stay far under the front door's default 10 MiB
+/// body limit with events of several KiB, large enough that a replay is not request-bound.
+pub const DEFAULT_EVENTS_PER_REQUEST: usize = 500;
+
+/// Settings of the HTTP target.
+#[derive(Debug, Clone)]
+pub struct HttpTargetConfig {
+    /// The URL to POST to. A URL with an empty path gets `/v1/events`.
+    pub url: reqwest::Url,
+    /// Sent as `Authorization: Bearer <key>` when set.
+    pub api_key: Option<SecretString>,
+    /// Events per POST.
+    pub events_per_request: usize,
+    /// Attempts per batch for retriable answers (at least 1).
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest backoff (and longest `Retry-After` honoured).
+    pub max_backoff: Duration,
+    /// Timeout of one POST.
+    pub request_timeout: Duration,
+}
+
+impl HttpTargetConfig {
+    /// Defaults for everything but the URL.
+    #[must_use]
+    pub fn new(mut url: reqwest::Url) -> Self {
+        if url.path().is_empty() || url.path() == "/" {
+            url.set_path("/v1/events");
+        }
+        Self {
+            url,
+            api_key: None,
+            events_per_request: DEFAULT_EVENTS_PER_REQUEST,
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Sends events to a front door.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    client: reqwest::Client,
+    config: HttpTargetConfig,
+}
+
+/// How one POST went, for the retry loop.
+#[derive(Debug)]
+enum Answer {
+    /// Every event delivered.
+    Delivered,
+    /// The front door says these indexes (into the body) were not accepted; the rest were.
+    Partly(Vec<usize>),
+    /// Try the whole body again, after at least this long.
+    Retry(String, Option<Duration>),
+    /// The front door refused the body (4xx): isolate the bad events.
+    Refused(String),
+    /// Configuration error.
+    Fatal(String),
+}
+
+impl HttpTarget {
+    /// A target for `config`.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (no TLS roots), or the key is not a valid header value.
+    pub fn new(config: HttpTargetConfig) -> Result<Self, TargetError> {
+        if let Some(key) = &config.api_key {
+            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+                TargetError("the API key contains characters not allowed in an HTTP header".into())
+            })?;
+        }
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| TargetError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { client, config })
+    }
+
+    /// The URL events go to.
+    #[must_use]
+    pub fn url(&self) -> &reqwest::Url {
+        &self.config.url
+    }
+
+    async fn post(&self, items: &[Bytes]) -> Answer {
+        let mut body = BytesMut::with_capacity(items.iter().map(|i| i.len() + 1).sum());
+        for item in items {
+            body.extend_from_slice(item);
+            body.extend_from_slice(b"\n");
+        }
+        let mut request = self
+            .client
+            .post(self.config.url.clone())
+            .header(CONTENT_TYPE, "application/x-ndjson")
+            .body(body.freeze());
+        if let Some(key) = &self.config.api_key {
+            request = request.header(AUTHORIZATION, format!("Bearer {}", key.expose_secret()));
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Answer::Retry(format!("POST {} failed: {e}", self.config.url), None),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        let detail = || format!("{status}: {}", truncate(&text, 300));
+        match status {
+            s if s.is_success() => Answer::Delivered,
+            StatusCode::SERVICE_UNAVAILABLE => match unaccepted_indexes(&text, items.len()) {
+                Some(indexes) => Answer::Partly(indexes),
+                None => Answer::Retry(detail(), retry_after),
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Answer::Fatal(format!(
+                "the front door refused the credentials ({}); set --http-api-key / REPLAY_HTTP_API_KEY to a valid key",
+                detail()
+            )),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Answer::Fatal(format!(
+                "{} is not an event intake ({}); point --to-http at the front door's /v1/events",
+                self.config.url,
+                detail()
+            )),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
+                Answer::Retry(detail(), retry_after)
+            }
+            s if s.is_client_error() => Answer::Refused(detail()),
+            _ => Answer::Retry(detail(), retry_after),
+        }
+    }
+
+    fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
+        let step = self
+            .config
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+            .min(self.config.max_backoff);
+        hint.map_or(step, |h| h.min(self.config.max_backoff).max(step))
+    }
+
+    /// Sends `indexes` of `items`, writing each one's result into `results`.
+    async fn deliver(
+        &self,
+        items: &[Bytes],
+        indexes: Vec<usize>,
+        results: &mut [ItemResult],
+    ) -> Result<(), TargetError> {
+        // Work list of index groups; a refused group is split in two and both halves queued.
+        let mut groups = vec![indexes];
+        while let Some(mut group) = groups.pop() {
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let body: Vec<Bytes> = group.iter().map(|&i| items[i].clone()).collect();
+                match self.post(&body).await {
+                    Answer::Delivered => {
+                        for &i in &group {
+                            results[i] = ItemResult::Accepted;
+                        }
+                        break;
+                    }
+                    Answer::Fatal(message) => return Err(TargetError(message)),
+                    Answer::Refused(message) => {
+                        if group.len() == 1 {
+                            results[group[0]] = ItemResult::Rejected(message);
+                        } else {
+                            let second = group.split_off(group.len() / 2);
+                            groups.push(second);
+                            groups.push(group);
+                        }
+                        break;
+                    }
+                    Answer::Partly(unaccepted) => {
+                        let still: Vec<usize> = unaccepted.iter().map(|&u| group[u]).collect();
+                        for &i in &group {
+                            results[i] = ItemResult::Accepted;
+                        }
+                        if attempt >= self.config.max_attempts {
+                            for &i in &still {
+                                results[i] = ItemResult::Unaccepted(
+                                    "the front door answered 503 for it on every attempt".into(),
+                                );
+                            }
+                            break;
+                        }
+                        tracing::warn!(
+                            unaccepted = still.len(),
+                            "front door accepted part of the batch; re-sending the rest"
+                        );
+                        tokio::time::sleep(self.backoff(attempt, None)).await;
+                        group = still;
+                    }
+                    Answer::Retry(message, hint) => {
+                        if attempt >= self.config.max_attempts {
+                            for &i in &group {
+                                results[i] = ItemResult::Unaccepted(message.clone());
+                            }
+                            break;
+                        }
+                        tracing::warn!(attempt, error = %message, "front door did not take the batch; retrying");
+                        tokio::time::sleep(self.backoff(attempt, hint)).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Target for HttpTarget {
+    fn describe(&self) -> String {
+        format!("http:{}", self.config.url)
+    }
+
+    fn max_batch(&self) -> usize {
+        self.config.events_per_request.max(1)
+    }
+
+    fn prepare(&self, record: &Record) -> Result<Vec<Bytes>, String> {
+        let text = std::str::from_utf8(&record.data).map_err(|_| {
+            "the record is not UTF-8 text (compressed or binary data?); a front door takes JSON events: replay it with --to-stream".to_owned()
+        })?;
+        let mut events = Vec::new();
+        let mut offset = 0;
+        for line in text.split('\n') {
+            let start = offset;
+            offset += line.len() + 1;
+            let trimmed = line.trim_end_matches('\r');
+            if trimmed.trim().is_empty() {
+                continue;
+            }
+            events.push(record.data.slice(start..start + trimmed.len()));
+        }
+        Ok(events)
+    }
+
+    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, TargetError> {
+        let mut results = vec![ItemResult::Unaccepted("not sent".into()); items.len()];
+        self.deliver(&items, (0..items.len()).collect(), &mut results)
+            .await?;
+        Ok(results)
+    }
+}
+
+/// The indexes a 503 body says were not accepted, if it says so.
+///
+/// Tolerant about the shape: a JSON object with an array of integers under a key containing
+/// `unaccepted` (any case, any nesting level of objects), e.g. `{"unaccepted":[3,7]}` or
+/// `{"error":{"unaccepted_indexes":[3]}}`. Indexes outside the batch make the answer unusable
+/// (`None`: the whole batch is retried, which can only duplicate, never lose).
+fn unaccepted_indexes(body: &str, len: usize) -> Option<Vec<usize>> {
+    fn find(value: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
+        let serde_json::Value::Object(map) = value else {
+            return None;
+        };
+        for (key, v) in map {
+            if key.to_ascii_lowercase().contains("unaccepted")
+                && let serde_json::Value::Array(items) = v
+            {
+                return Some(items);
+            }
+        }
+        map.values().find_map(find)
+    }
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let list = find(&value)?;
+    let mut indexes = Vec::with_capacity(list.len());
+    for item in list {
+        let index = usize::try_from(item.as_u64()?).ok()?;
+        if index >= len {
+            return None;
+        }
+        indexes.push(index);
+    }
+    indexes.sort_unstable();
+    indexes.dedup();
+    (!indexes.is_empty()).then_some(indexes)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record(data: &'static str) -> Record {
+        Record {
+            line: 1,
+            data: Bytes::from_static(data.as_bytes()),
+            error_code: None,
+        }
+    }
+
+    fn target() -> HttpTarget {
+        HttpTarget::new(HttpTargetConfig::new(
+            "http://127.0.0.1:9/".parse().unwrap(),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_empty_path_means_the_event_intake() {
+        assert_eq!(target().url().as_str(), "http://127.0.0.1:9/v1/events");
+        let custom = HttpTargetConfig::new("http://h/custom/path".parse().unwrap());
+        assert_eq!(custom.url.path(), "/custom/path");
+    }
+
+    #[test]
+    fn a_record_becomes_one_item_per_event_line() {
+        let t = target();
+        let items = t.prepare(&record("{\"a\":1}\n{\"b\":2}\r\n\n")).unwrap();
+        assert_eq!(
+            items,
+            vec![Bytes::from("{\"a\":1}"), Bytes::from("{\"b\":2}")]
+        );
+        assert_eq!(
+            t.prepare(&record("{\"c\":3}")).unwrap(),
+            vec![Bytes::from("{\"c\":3}")]
+        );
+        let binary = Record {
+            line: 1,
+            data: Bytes::from_static(&[0x1f, 0x8b, 0xff]),
+            error_code: None,
+        };
+        assert!(t.prepare(&binary).unwrap_err().contains("--to-stream"));
+    }
+
+    #[test]
+    fn unaccepted_indexes_are_read_tolerantly() {
+        assert_eq!(
+            unaccepted_indexes(r#"{"unaccepted":[3,1,3]}"#, 5),
+            Some(vec![1, 3])
+        );
+        assert_eq!(
+            unaccepted_indexes(r#"{"error":{"Unaccepted_Indexes":[0]}}"#, 1),
+            Some(vec![0])
+        );
+        assert_eq!(
+            unaccepted_indexes(r#"{"unaccepted":[9]}"#, 5),
+            None,
+            "out of range"
+        );
+        assert_eq!(unaccepted_indexes(r#"{"unaccepted":["x"]}"#, 5), None);
+        assert_eq!(unaccepted_indexes(r#"{"unaccepted":[]}"#, 5), None);
+        assert_eq!(unaccepted_indexes("service unavailable", 5), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_honours_retry_after_within_the_cap() {
+        let t = target();
+        assert_eq!(t.backoff(1, None), Duration::from_millis(200));
+        assert_eq!(t.backoff(3, None), Duration::from_millis(800));
+        assert_eq!(t.backoff(30, None), Duration::from_secs(20));
+        assert_eq!(
+            t.backoff(1, Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            t.backoff(1, Some(Duration::from_secs(500))),
+            Duration::from_secs(20)
+        );
+    }
+}

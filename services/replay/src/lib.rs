@@ -1,0 +1,194 @@
+//! `replay`: gets the records Firehose put in its S3 backup delivered, once the cause is fixed.
+//!
+//! When New Relic was down (`http-endpoint-failed/`), the transform rejected records
+//! (`processing-failed/`), or an `AllData` backup has to be sent again, this reads the objects,
+//! decodes every format Firehose writes there, and sends the records to a delivery stream (with
+//! the front door's own producer) or to a front door, at a chosen rate, recording each finished
+//! object in a checkpoint so that a re-run resumes and never sends a finished object twice.
+//!
+//! It is its own crate and binary, not a subcommand of `ingest`, so that its dependencies
+//! (`aws-sdk-s3`, `indicatif`) stay out of the front door's image.
+//!
+//! Layout:
+//! - [`config`]: flags and environment, checked up front.
+//! - [`source`]: listing and fetching objects (S3 or a directory).
+//! - [`layout`]: what a key says (error type, hour), for the filters.
+//! - [`read`]: bytes of an object → records, with unreadable lines reported.
+//! - [`target`]: the [`target::Target`] trait; [`stream`] and [`http`] implement it.
+//! - [`checkpoint`]: finished objects and progress, written atomically.
+//! - [`rate`]: the pacer behind `--rate`.
+//! - [`replay`]: the loop that ties them together; [`summary`] is what it returns.
+//! - [`progress`]: the terminal progress bar.
+//! - [`error`]: what stops a replay before it starts.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod layout;
+pub mod progress;
+pub mod rate;
+pub mod read;
+pub mod replay;
+pub mod source;
+pub mod stream;
+pub mod summary;
+pub mod target;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{Config, TargetChoice};
+use crate::error::AppError;
+use crate::http::{HttpTarget, HttpTargetConfig};
+use crate::progress::Progress;
+use crate::replay::{Options, Run, Selection};
+use crate::source::{Location, Source};
+use crate::stream::StreamTarget;
+use crate::summary::Summary;
+use crate::target::{NoTarget, Target};
+
+/// Runs the replay `config` describes.
+///
+/// `preview` receives the dry-run listing; `cancel` stops the run after the batch in flight
+/// (wire it to Ctrl-C). The progress bar is drawn when stderr is a terminal.
+///
+/// # Errors
+/// See [`AppError`]. A replay that ran but did not deliver everything is `Ok` with a
+/// [`Summary`] that says so.
+pub async fn run(
+    config: &Config,
+    preview: &mut (dyn Write + Send),
+    cancel: &CancellationToken,
+) -> Result<Summary, AppError> {
+    let (location, target_choice) = config.validate()?;
+    let needs_aws =
+        matches!(location, Location::S3 { .. }) || matches!(target_choice, TargetChoice::Stream(_));
+    let sdk = if needs_aws {
+        Some(aws_config(config).await?)
+    } else {
+        None
+    };
+    let source = match (&location, &sdk) {
+        (Location::S3 { bucket, prefix }, Some(sdk)) => {
+            let s3 = aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(config.s3_force_path_style)
+                .build();
+            Source::S3 {
+                client: aws_sdk_s3::Client::from_conf(s3),
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+            }
+        }
+        (Location::Dir(path), _) => Source::Dir(path.clone()),
+        (Location::S3 { .. }, None) => return Err(AppError::NoRegion),
+    };
+
+    let mut selection = Selection {
+        error_types: config.error_types.iter().map(|&t| t.into()).collect(),
+        since: config.since.map(layout::HourBound::as_start),
+        until: config.until.map(layout::HourBound::as_end),
+        exclude_keys: Vec::new(),
+    };
+    if let Location::Dir(dir) = &location {
+        // A checkpoint kept inside the source directory is not a backup object.
+        if let (Ok(cp), Ok(dir)) = (
+            std::path::absolute(&config.checkpoint),
+            std::path::absolute(dir),
+        ) && let Ok(relative) = cp.strip_prefix(&dir)
+        {
+            selection
+                .exclude_keys
+                .push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    let options = Options {
+        selection,
+        dry_run: config.dry_run,
+        show: config.show,
+        rate: config.rate,
+    };
+
+    match target_choice {
+        TargetChoice::Stream(stream) => {
+            let Some(sdk) = &sdk else {
+                return Err(AppError::NoRegion);
+            };
+            let client = aws_sdk_firehose::Client::new(sdk);
+            let producer = ingest::producer::ProducerConfig {
+                retry_budget: Duration::from_secs(config.retry_budget_secs),
+                // One batch in flight at a time: the checkpoint stays exact (see `replay`).
+                max_concurrent_calls: 1,
+                ..ingest::producer::ProducerConfig::default()
+            };
+            let target = StreamTarget::start(Arc::new(client), &stream, producer).await?;
+            drive(&source, &target, config, &options, preview, cancel).await
+        }
+        TargetChoice::Http(url) => {
+            let mut http = HttpTargetConfig::new(url);
+            http.api_key.clone_from(&config.http_api_key);
+            http.max_attempts = config.http_max_attempts;
+            http.events_per_request = config.http_batch;
+            let target = HttpTarget::new(http)?;
+            drive(&source, &target, config, &options, preview, cancel).await
+        }
+        TargetChoice::None => drive(&source, &NoTarget, config, &options, preview, cancel).await,
+    }
+}
+
+async fn drive<T: Target>(
+    source: &Source,
+    target: &T,
+    config: &Config,
+    options: &Options,
+    preview: &mut (dyn Write + Send),
+    cancel: &CancellationToken,
+) -> Result<Summary, AppError> {
+    let source_name = match source {
+        Source::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        Source::Dir(path) => std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+    };
+    let checkpoint = Checkpoint::open(&config.checkpoint, &source_name, &target.describe())?;
+    let mut checkpoint = if config.dry_run {
+        checkpoint.read_only()
+    } else {
+        checkpoint
+    };
+    let progress = Progress::for_terminal();
+    let summary = replay::replay(
+        Run {
+            source,
+            target,
+            checkpoint: &mut checkpoint,
+            progress: &progress,
+            preview,
+            cancel,
+        },
+        options,
+    )
+    .await?;
+    Ok(summary)
+}
+
+async fn aws_config(config: &Config) -> Result<SdkConfig, AppError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &config.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &config.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(AppError::NoRegion);
+    }
+    Ok(sdk)
+}

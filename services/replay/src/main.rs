@@ -1,0 +1,50 @@
+//! The `replay` binary: parse flags, set up logging, wire Ctrl-C, run, print the summary.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use replay::config::Config;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status when the replay ran but did not deliver everything (re-run to resume).
+const EXIT_INCOMPLETE: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: stopping after the batch in flight");
+            on_signal.cancel();
+        }
+    });
+
+    let mut stdout = std::io::stdout();
+    match replay::run(&config, &mut stdout, &cancel).await {
+        Ok(summary) => {
+            // The summary is the command's output; a closed stdout is not worth a panic.
+            let _ = write!(stdout, "{summary}");
+            let _ = stdout.flush();
+            if summary.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_INCOMPLETE)
+            }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            let _ = writeln!(std::io::stderr(), "replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Turns the bytes of one backup object into the records to send again.
+//!
+//! Firehose writes three shapes there (see `firehose-facts.md` §2): NDJSON error records whose
+//! `rawData` is the base64 record, possibly GZIP-compressed with or without a `.gz` extension,
+//! and `AllData` objects of raw records. The readers are tolerant where Firehose has been seen to
+//! vary: keys are matched case-insensitively (`lambdaArn` and `lambdaARN` both occur), unknown
+//! keys are ignored, key order does not matter, compression is detected by the magic bytes.
+//! A line that cannot be read becomes an [`Unreadable`] with its line number, never an error
+//! for the whole object: one bad line must not hold back the good ones.
+//!
+//! The error-record fields are parsed by `firehose-formats`' shared tolerant reader; what is
+//! here is the object level: decompression, line splitting, raw records, and line numbers.
+
+use std::io::Read;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use firehose_formats::backup::ErrorRecord;
+use flate2::read::MultiGzDecoder;
+
+use crate::layout::ObjectKind;
+
+/// The first two bytes of every GZIP member (RFC 1952 §2.3.1).
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Largest decompressed object the reader accepts: 1 GiB.
+///
+/// Firehose's S3 buffer is at most 128 MiB before compression
+/// (<https://docs.aws.amazon.com/firehose/latest/APIReference/API_BufferingHints.html>), so a
+/// real object never comes near; the cap only stops a hostile or corrupt object from exhausting
+/// memory.
+pub const MAX_DECODED_OBJECT_BYTES: u64 = 1 << 30;
+
+/// One record read from an object, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// 1-based line number in the (decompressed) object.
+    pub line: usize,
+    /// The record's bytes as Firehose received them from the producer.
+    pub data: Bytes,
+    /// The `errorCode` of an error record, when it has one.
+    pub error_code: Option<String>,
+}
+
+/// A line that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// 1-based line number in the (decompressed) object.
+    pub line: usize,
+    /// What is wrong with it, for the operator.
+    pub reason: String,
+}
+
+/// Everything read from one object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadObject {
+    /// The good records, in object order.
+    pub records: Vec<Record>,
+    /// The lines that could not be read, in object order.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Why a whole object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The object starts like GZIP but does not decompress.
+    #[error("the object starts with the GZIP magic bytes but does not decompress: {0}")]
+    Gzip(#[source] std::io::Error),
+    /// Decompressed, the object is larger than [`MAX_DECODED_OBJECT_BYTES`].
+    #[error(
+        "the object decompresses to more than {MAX_DECODED_OBJECT_BYTES} bytes; refusing to read it"
+    )]
+    TooLarge,
+}
+
+/// Whether `body` starts with the GZIP magic bytes.
+#[must_use]
+pub fn is_gzip(body: &[u8]) -> bool {
+    body.starts_with(&GZIP_MAGIC)
+}
+
+/// Decompresses `body` if it is GZIP (by magic bytes, whatever the key's extension), else
+/// returns it unchanged. Concatenated GZIP members are read to the end.
+///
+/// # Errors
+/// [`ReadError::Gzip`] for a corrupt stream, [`ReadError::TooLarge`] past the cap.
+pub fn decompress(body: Bytes) -> Result<Bytes, ReadError> {
+    if !is_gzip(&body) {
+        return Ok(body);
+    }
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+    MultiGzDecoder::new(&body[..])
+        .take(MAX_DECODED_OBJECT_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(ReadError::Gzip)?;
+    if out.len() as u64 > MAX_DECODED_OBJECT_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Reads one object of the given kind.
+///
+/// - Error objects: every non-blank line must be a JSON object with a `rawData` string (any
+///   case) holding base64; the decoded bytes are the record.
+/// - Raw (`AllData`) objects: every non-blank line is one record, and must be JSON, because the
+///   front door writes each record as one event's JSON followed by `\n`. The record is the line
+///   with its `\n` put back, byte for byte what the producer sent.
+///
+/// # Errors
+/// Only for the object as a whole (see [`decompress`]); bad lines are in
+/// [`ReadObject::unreadable`].
+pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadError> {
+    let body = decompress(body)?;
+    let mut out = ReadObject::default();
+    let mut start = 0;
+    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line_no = index + 1;
+        let line_start = start;
+        start += line.len() + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let read = if kind.is_error_output() {
+            read_error_record(line)
+        } else {
+            read_raw_record(&body, line_start, line.len())
+        };
+        match read {
+            Ok((data, error_code)) => out.records.push(Record {
+                line: line_no,
+                data,
+                error_code,
+            }),
+            Err(reason) => out.unreadable.push(Unreadable {
+                line: line_no,
+                reason,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// One NDJSON error record → the record bytes and its error code, through the shared tolerant
+/// reader ([`ErrorRecord::parse_tolerant`]).
+fn read_error_record(line: &[u8]) -> Result<(Bytes, Option<String>), String> {
+    let record = ErrorRecord::parse_tolerant(line).map_err(|e| e.to_string())?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(record.raw_data.trim())
+        .map_err(|e| format!("`rawData` is not base64: {e}"))?;
+    let error_code = (!record.error_code.is_empty()).then_some(record.error_code);
+    Ok((Bytes::from(data), error_code))
+}
+
+/// One raw line → the record bytes (the line and its `\n`, sliced without copying).
+fn read_raw_record(
+    body: &Bytes,
+    start: usize,
+    len: usize,
+) -> Result<(Bytes, Option<String>), String> {
+    let line = &body[start..start + len];
+    serde_json::from_slice::<serde::de::IgnoredAny>(line)
+        .map_err(|e| format!("not a JSON event: {e}"))?;
+    // The last line of an object may lack its newline; records always end with one.
+    let end = (start + len + 1).min(body.len());
+    if body.get(start + len) == Some(&b'\n') {
+        Ok((body.slice(start..end), None))
+    } else {
+        let mut with_newline = line.to_vec();
+        with_newline.push(b'\n');
+        Ok((Bytes::from(with_newline), None))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    fn b64(data: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(data)
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn error_records_are_read_whatever_the_case_and_order_of_keys() {
+        let body = format!(
+            "{{\"attemptsMade\":4,\"rawData\":\"{}\",\"lambdaArn\":\"arn:a\",\"errorCode\":\"Lambda.FunctionError\"}}\n\
+             {{\"RAWDATA\":\"{}\",\"lambdaARN\":\"arn:b\",\"someNewKey\":[1,2]}}\n",
+            b64("{\"a\":1}"),
+            b64("{\"b\":2}")
+        );
+        let read = read_object(&ObjectKind::ProcessingFailed, Bytes::from(body)).unwrap();
+        assert_eq!(read.unreadable, vec![]);
+        assert_eq!(read.records.len(), 2);
+        assert_eq!(read.records[0].data, "{\"a\":1}");
+        assert_eq!(
+            read.records[0].error_code.as_deref(),
+            Some("Lambda.FunctionError")
+        );
+        assert_eq!(read.records[1].data, "{\"b\":2}");
+        assert_eq!(read.records[1].line, 2);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_line_number_and_skipped() {
+        let good = format!("{{\"rawData\":\"{}\"}}", b64("ok"));
+        let body = format!(
+            "{good}\nnot json\n\n{{\"rawData\":5}}\n{{\"errorCode\":\"x\"}}\n{{\"rawData\":\"!!!\"}}\n[1]\n{good}"
+        );
+        let read = read_object(&ObjectKind::HttpEndpointFailed, Bytes::from(body)).unwrap();
+        let lines: Vec<usize> = read.records.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 8]);
+        let bad: Vec<usize> = read.unreadable.iter().map(|u| u.line).collect();
+        assert_eq!(bad, vec![2, 4, 5, 6, 7]);
+        let reasons: Vec<&str> = read.unreadable.iter().map(|u| u.reason.as_str()).collect();
+        assert!(reasons[0].contains("not a JSON object"), "{reasons:?}");
+        assert!(reasons[1].contains("rawData"), "{reasons:?}");
+        assert!(reasons[2].contains("rawData"), "{reasons:?}");
+        assert!(reasons[3].contains("not base64"), "{reasons:?}");
+        assert!(reasons[4].contains("not a JSON object"), "{reasons:?}");
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic_bytes_not_by_name() {
+        let plain = format!("{{\"rawData\":\"{}\"}}\n", b64("{\"z\":1}"));
+        let read = read_object(
+            &ObjectKind::ProcessingFailed,
+            Bytes::from(gzip(plain.as_bytes())),
+        )
+        .unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.records[0].data, "{\"z\":1}");
+    }
+
+    #[test]
+    fn concatenated_gzip_members_are_all_read() {
+        let mut body = gzip(b"{\"a\":1}\n");
+        body.extend(gzip(b"{\"b\":2}\n"));
+        let read = read_object(&ObjectKind::Raw, Bytes::from(body)).unwrap();
+        assert_eq!(read.records.len(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_gzip_object_is_an_object_error() {
+        let mut body = gzip(b"{\"a\":1}\n");
+        body.truncate(12);
+        let err = read_object(&ObjectKind::Raw, Bytes::from(body)).unwrap_err();
+        assert!(matches!(err, ReadError::Gzip(_)), "{err}");
+    }
+
+    #[test]
+    fn raw_lines_keep_their_newline_and_bytes() {
+        let body = Bytes::from_static(b"{\"a\":1}\n{\"b\": 2}\r\nnope\n{\"c\":3}");
+        let read = read_object(&ObjectKind::Raw, body).unwrap();
+        let data: Vec<&[u8]> = read.records.iter().map(|r| &r.data[..]).collect();
+        assert_eq!(
+            data,
+            vec![&b"{\"a\":1}\n"[..], b"{\"b\": 2}\r\n", b"{\"c\":3}\n"]
+        );
+        assert_eq!(read.unreadable.len(), 1);
+        assert_eq!(read.unreadable[0].line, 3);
+    }
+}

@@ -1,0 +1,326 @@
+//! Where backup objects are read from: an S3 location or a local directory.
+//!
+//! Both list objects as (key, size) in key order, which is time order for Firehose's
+//! `YYYY/MM/dd/HH/` layout, and fetch one object's bytes. A local directory is what
+//! `firehose-local` writes (its bucket directory, keys as relative paths), or a copy made with
+//! `aws s3 sync`. S3 uses the standard credential chain and honours `AWS_ENDPOINT_URL`
+//! (or `--endpoint-url`); path-style addressing is available for S3-compatible servers.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use bytes::Bytes;
+
+/// One object to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the bucket (S3) or path relative to the directory, `/`-separated.
+    pub key: String,
+    /// Size in bytes as stored (compressed if compressed).
+    pub size: u64,
+}
+
+/// Why listing or fetching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A local file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An S3 call failed.
+    #[error("S3 {operation} on s3://{bucket}/{key} failed: {message}")]
+    S3 {
+        /// `ListObjectsV2` or `GetObject`.
+        operation: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key or prefix.
+        key: String,
+        /// AWS's error, with its code.
+        message: String,
+    },
+}
+
+/// Where the source is, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `s3://bucket/prefix`.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix (may be empty).
+        prefix: String,
+    },
+    /// A local directory.
+    Dir(PathBuf),
+}
+
+impl Location {
+    /// Parses `s3://bucket/prefix/` or a directory path.
+    ///
+    /// # Errors
+    /// An `s3://` URL without a bucket.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(format!("`{text}` has no bucket: write s3://BUCKET/PREFIX/"));
+                }
+                Ok(Self::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.to_owned(),
+                })
+            }
+            None => Ok(Self::Dir(PathBuf::from(text))),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Self::Dir(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A source of backup objects.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An S3 bucket and prefix.
+    S3 {
+        /// The client (endpoint, region, credentials already resolved).
+        client: aws_sdk_s3::Client,
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// A local directory.
+    Dir(PathBuf),
+}
+
+impl Source {
+    /// Every object under the source, sorted by key.
+    ///
+    /// # Errors
+    /// Listing failed.
+    pub async fn list(&self) -> Result<Vec<ObjectInfo>, SourceError> {
+        let mut objects = match self {
+            Self::S3 {
+                client,
+                bucket,
+                prefix,
+            } => list_s3(client, bucket, prefix).await?,
+            Self::Dir(root) => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || list_dir(&root))
+                    .await
+                    .map_err(|e| SourceError::Io {
+                        path: PathBuf::new(),
+                        source: std::io::Error::other(e),
+                    })??
+            }
+        };
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// The bytes of one object.
+    ///
+    /// # Errors
+    /// The object cannot be fetched.
+    pub async fn get(&self, key: &str) -> Result<Bytes, SourceError> {
+        match self {
+            Self::S3 { client, bucket, .. } => {
+                let err = |message: String| SourceError::S3 {
+                    operation: "GetObject",
+                    bucket: bucket.clone(),
+                    key: key.to_owned(),
+                    message,
+                };
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| err(sdk_message(&e)))?;
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| err(format!("reading the body: {e}")))?;
+                Ok(body.into_bytes())
+            }
+            Self::Dir(root) => {
+                let path = root.join(key);
+                tokio::fs::read(&path)
+                    .await
+                    .map(Bytes::from)
+                    .map_err(|source| SourceError::Io { path, source })
+            }
+        }
+    }
+}
+
+fn sdk_message<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("Unhandled"),
+            service.message().unwrap_or("no message")
+        ),
+        None => DisplayErrorContext(err).to_string(),
+    }
+}
+
+async fn list_s3(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectInfo>, SourceError> {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut objects = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| SourceError::S3 {
+            operation: "ListObjectsV2",
+            bucket: bucket.to_owned(),
+            key: prefix.to_owned(),
+            message: sdk_message(&e),
+        })?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            // "Folder" placeholder objects made by consoles hold nothing.
+            if key.ends_with('/') {
+                continue;
+            }
+            objects.push(ObjectInfo {
+                key: key.to_owned(),
+                size: object
+                    .size()
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(0),
+            });
+        }
+    }
+    Ok(objects)
+}
+
+/// Walks `root` recursively. Hidden files (names starting with `.`) and `*.partial` files are
+/// skipped: they are writers' temporary files (firehose-local writes an object as `.partial`
+/// and renames it when complete), not backup objects.
+fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SourceError::Io { path, source }
+    };
+    let mut objects = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name.ends_with(".partial") {
+                continue;
+            }
+            let meta = entry.metadata().map_err(io(&path))?;
+            if meta.is_dir() {
+                pending.push(path);
+            } else if meta.is_file() {
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                let key = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                objects.push(ObjectInfo {
+                    key,
+                    size: meta.len(),
+                });
+            }
+        }
+    }
+    Ok(objects)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            Location::parse("s3://b/p/q/").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                prefix: "p/q/".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://b").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
+        assert!(
+            Location::parse("s3:///x")
+                .unwrap_err()
+                .contains("no bucket")
+        );
+        assert_eq!(
+            Location::parse("./dir").unwrap(),
+            Location::Dir("./dir".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_directory_lists_as_sorted_slash_keys_without_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("processing-failed/2026/11/25/09");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("b"), "12").unwrap();
+        std::fs::write(dir.path().join("a"), "1").unwrap();
+        std::fs::write(dir.path().join(".cp.json.tmp-1"), "x").unwrap();
+        std::fs::write(deep.join("c.partial"), "half an object").unwrap();
+        let source = Source::Dir(dir.path().to_owned());
+        let objects = source.list().await.unwrap();
+        assert_eq!(
+            objects,
+            vec![
+                ObjectInfo {
+                    key: "a".into(),
+                    size: 1
+                },
+                ObjectInfo {
+                    key: "processing-failed/2026/11/25/09/b".into(),
+                    size: 2
+                },
+            ]
+        );
+        assert_eq!(source.get("a").await.unwrap(), "1");
+        assert!(matches!(
+            source.get("nope").await,
+            Err(SourceError::Io { .. })
+        ));
+    }
+}

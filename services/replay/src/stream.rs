@@ -1,0 +1,106 @@
+//! `--to-stream`: puts replayed records into a delivery stream with `PutRecordBatch`, through the
+//! front door's own producer (`ingest::producer`).
+//!
+//! Batching to Firehose's limits, resending only the records a partial failure refused, and the
+//! backoff between attempts live in that producer, once, for the whole repository; this module
+//! only adapts its answer to the replay's [`ItemResult`]s. Records go as they were read: for
+//! `processing-failed` that is the original input, for `http-endpoint-failed` the data as it was
+//! sent to the endpoint (see the README), for `AllData` the record bytes the producer wrote.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use firehose_formats::limits::MAX_RECORD_BYTES;
+use ingest::producer::{Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
+use ingest::sink::{RecordSink, Retry, classify_error_code};
+
+use crate::read::Record;
+use crate::target::{ItemResult, Target, TargetError};
+
+/// Sends records to one delivery stream.
+#[derive(Debug, Clone)]
+pub struct StreamTarget {
+    stream: String,
+    producer: ProducerHandle,
+    max_batch: usize,
+}
+
+impl StreamTarget {
+    /// Checks that the stream exists and is active (so a typo fails before anything is read),
+    /// then starts a producer for it. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// The stream cannot be described or is not active.
+    pub async fn start(
+        sink: Arc<dyn RecordSink>,
+        stream: &str,
+        config: ProducerConfig,
+    ) -> Result<Self, TargetError> {
+        sink.check(stream).await.map_err(|e| {
+            TargetError(format!(
+                "delivery stream {stream} cannot take records ({e}); check --to-stream, the region and the credentials"
+            ))
+        })?;
+        let max_batch = config.max_batch_records;
+        Ok(Self {
+            stream: stream.to_owned(),
+            producer: Producer::spawn(sink, stream, config),
+            max_batch,
+        })
+    }
+}
+
+impl Target for StreamTarget {
+    fn describe(&self) -> String {
+        format!("stream:{}", self.stream)
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_batch.max(1)
+    }
+
+    fn prepare(&self, record: &Record) -> Result<Vec<Bytes>, String> {
+        // The producer would refuse it too, but only as "not accepted", which would stop the
+        // run; a record over the limit can never be sent, so it is refused here, for good.
+        if record.data.len() > MAX_RECORD_BYTES {
+            return Err(format!(
+                "the record is {} bytes; Firehose takes at most {MAX_RECORD_BYTES}",
+                record.data.len()
+            ));
+        }
+        Ok(vec![record.data.clone()])
+    }
+
+    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, TargetError> {
+        let count = items.len();
+        let outcome = self.producer.submit(items).await;
+        match outcome {
+            SubmitOutcome::Accepted { .. } => Ok(vec![ItemResult::Accepted; count]),
+            SubmitOutcome::Incomplete { record_ids, error } => {
+                // The producer's error is "<code>: <message>"; a permanent code (no such stream,
+                // no permission) means nothing will ever be accepted.
+                let code = error.split(':').next().unwrap_or_default().trim();
+                if classify_error_code(code) == Retry::Permanent {
+                    return Err(TargetError(format!(
+                        "delivery stream {} refused the records: {error}",
+                        self.stream
+                    )));
+                }
+                Ok(record_ids
+                    .into_iter()
+                    .map(|id| match id {
+                        Some(_) => ItemResult::Accepted,
+                        None => ItemResult::Unaccepted(error.clone()),
+                    })
+                    .collect())
+            }
+            SubmitOutcome::Overloaded => Ok(vec![
+                ItemResult::Unaccepted(
+                    "the producer is overloaded".to_owned()
+                );
+                count
+            ]),
+            SubmitOutcome::Closed => Err(TargetError("the producer has stopped".to_owned())),
+        }
+    }
+}

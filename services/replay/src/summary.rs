@@ -1,0 +1,203 @@
+//! The counts a replay reports at the end, and how they read.
+//!
+//! Records are what the objects hold; items are what the target takes (a record for
+//! `--to-stream`, one event line of a record for `--to-http`). Every item ends up in exactly one
+//! of `sent`, `rejected`, `unsent` or `already_sent`, and every line that could not be read is in
+//! `skipped`, so an operator can check that nothing went missing:
+//! `items + records the target cannot take = sent + rejected + unsent + already_sent`.
+//!
+//! Problems (unreadable lines, refused items, unreadable objects) are logged as they happen and
+//! the first [`MAX_REPORTED_PROBLEMS`] are kept here, with object key and line number, for the
+//! end-of-run report.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// How many problems the summary keeps (all of them are logged).
+pub const MAX_REPORTED_PROBLEMS: usize = 1000;
+
+/// What kind of problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// A line that could not be read; skipped.
+    Unreadable,
+    /// A record or item the target cannot take, or refused for good.
+    Rejected,
+    /// An object that could not be fetched or decompressed.
+    ObjectFailed,
+}
+
+/// One reported problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// What kind.
+    pub kind: ProblemKind,
+    /// Object key.
+    pub key: String,
+    /// 1-based line in the (decompressed) object, when the problem is one line's.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Objects selected by the filters.
+    pub objects: usize,
+    /// Objects finished in this run.
+    pub objects_finished: usize,
+    /// Objects skipped because the checkpoint says an earlier run finished them.
+    pub objects_already_done: usize,
+    /// Objects that could not be fetched or decompressed (reported; re-run to retry).
+    pub objects_failed: usize,
+    /// Objects listed but left out by the filters.
+    pub objects_filtered_out: usize,
+    /// Records read from the objects this run opened.
+    pub records: usize,
+    /// Items made from those records (records, or event lines for `--to-http`).
+    pub items: usize,
+    /// Items (records, or events for `--to-http`) delivered, or that would be in a dry run.
+    pub sent: usize,
+    /// Lines that could not be read (reported with key and line number).
+    pub skipped: usize,
+    /// Items the target refused for good, or records it cannot take (reported).
+    pub rejected: usize,
+    /// Items not delivered because the target stayed unavailable; a re-run sends them.
+    pub unsent: usize,
+    /// Items of a partly sent object that an earlier run had delivered.
+    pub already_sent: usize,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Whether nothing was sent because of `--dry-run`.
+    pub dry_run: bool,
+    /// The first [`MAX_REPORTED_PROBLEMS`] problems.
+    pub problems: Vec<Problem>,
+    /// Problems not kept in `problems` (they are in the log).
+    pub problems_not_kept: usize,
+}
+
+impl Summary {
+    /// `failed` in the words: items that did not get delivered this run.
+    #[must_use]
+    pub fn failed(&self) -> usize {
+        self.rejected + self.unsent
+    }
+
+    /// Keeps a problem for the report (up to [`MAX_REPORTED_PROBLEMS`]).
+    pub fn report(&mut self, problem: Problem) {
+        if self.problems.len() < MAX_REPORTED_PROBLEMS {
+            self.problems.push(problem);
+        } else {
+            self.problems_not_kept += 1;
+        }
+    }
+
+    /// Whether the replay is complete: everything selected was read and delivered.
+    #[must_use]
+    pub fn complete(&self) -> bool {
+        self.stopped.is_none() && self.objects_failed == 0 && self.failed() == 0
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sent, finished) = if self.dry_run {
+            ("would send", "read")
+        } else {
+            ("sent", "finished")
+        };
+        writeln!(
+            f,
+            "objects: {} selected, {} {finished}, {} already done (checkpoint), {} failed, {} filtered out",
+            self.objects,
+            self.objects_finished,
+            self.objects_already_done,
+            self.objects_failed,
+            self.objects_filtered_out
+        )?;
+        writeln!(
+            f,
+            "records: {} read ({} items), {} {sent}, {} skipped (unreadable lines), {} failed ({} rejected, {} unsent), {} already sent earlier",
+            self.records,
+            self.items,
+            self.sent,
+            self.skipped,
+            self.failed(),
+            self.rejected,
+            self.unsent,
+            self.already_sent
+        )?;
+        for p in &self.problems {
+            let kind = match p.kind {
+                ProblemKind::Unreadable => "unreadable",
+                ProblemKind::Rejected => "rejected",
+                ProblemKind::ObjectFailed => "object failed",
+            };
+            match p.line {
+                Some(line) => writeln!(f, "  {kind}: {}:{line}: {}", p.key, p.reason)?,
+                None => writeln!(f, "  {kind}: {}: {}", p.key, p.reason)?,
+            }
+        }
+        if self.problems_not_kept > 0 {
+            writeln!(
+                f,
+                "  … and {} more problems (see the log)",
+                self.problems_not_kept
+            )?;
+        }
+        match &self.stopped {
+            Some(reason) => writeln!(
+                f,
+                "stopped early: {reason}; run the same command again to resume"
+            ),
+            None if self.dry_run => writeln!(
+                f,
+                "dry run: nothing was sent and the checkpoint was not changed"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_every_count() {
+        let s = Summary {
+            objects: 3,
+            records: 10,
+            sent: 7,
+            skipped: 1,
+            rejected: 1,
+            unsent: 2,
+            stopped: Some("target unavailable".into()),
+            ..Summary::default()
+        };
+        let mut s = s;
+        s.report(Problem {
+            kind: ProblemKind::Unreadable,
+            key: "k".into(),
+            line: Some(4),
+            reason: "not a JSON error record".into(),
+        });
+        let text = s.to_string();
+        assert!(
+            text.contains("unreadable: k:4: not a JSON error record"),
+            "{text}"
+        );
+        assert!(text.contains("3 selected"), "{text}");
+        assert!(
+            text.contains("10 read (0 items), 7 sent, 1 skipped"),
+            "{text}"
+        );
+        assert!(text.contains("3 failed (1 rejected, 2 unsent)"), "{text}");
+        assert!(text.contains("run the same command again"), "{text}");
+        assert!(!s.complete());
+        assert!(Summary::default().complete());
+    }
+}

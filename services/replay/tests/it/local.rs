@@ -1,0 +1,345 @@
+//! The library end to end: fixtures in a local directory, replayed into a recording front door.
+
+use clap::Parser as _;
+use replay::config::Config;
+use replay::summary::{ProblemKind, Summary};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{
+    Behaviour, FrontDoor, GOOD_IDS, MALFORMED, assert_each_good_record_once, counts, fixture_dir,
+};
+
+async fn run(args: &[&str]) -> (Summary, String) {
+    let config = Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
+        .expect("valid arguments");
+    let mut preview = Vec::new();
+    let summary = replay::run(&config, &mut preview, &CancellationToken::new())
+        .await
+        .expect("the replay runs");
+    (summary, String::from_utf8(preview).expect("utf-8 preview"))
+}
+
+fn dir() -> String {
+    fixture_dir().display().to_string()
+}
+
+#[tokio::test]
+async fn every_good_record_arrives_once_and_malformed_lines_are_reported() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (summary, _) = run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+
+    assert_each_good_record_once(&door.ids());
+    assert!(summary.complete(), "{summary}");
+    assert_eq!(summary.objects, 4);
+    assert_eq!(summary.objects_finished, 4);
+    assert_eq!(summary.records, GOOD_IDS.len());
+    assert_eq!(summary.sent, GOOD_IDS.len());
+    assert_eq!(summary.skipped, 2);
+    let reported: Vec<(String, usize)> = summary
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Unreadable)
+        .map(|p| (p.key.clone(), p.line.expect("a line number")))
+        .collect();
+    let expected: Vec<(String, usize)> = MALFORMED
+        .iter()
+        .map(|(k, l)| ((*k).to_owned(), *l))
+        .collect();
+    assert_eq!(reported, expected);
+    let text = summary.to_string();
+    assert!(text.contains(&format!("{}:3", MALFORMED[1].0)), "{text}");
+}
+
+#[tokio::test]
+async fn records_go_back_byte_for_byte_as_read() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+    let events = door.events();
+    // processing-failed: the original input, untouched
+    let pf1 = events
+        .iter()
+        .find(|e| e["id"] == "pf-1")
+        .expect("pf-1 arrived");
+    assert_eq!(
+        pf1,
+        &serde_json::json!({"id":"pf-1","message":"event pf-1","level":"error","service":"checkout"})
+    );
+    // http-endpoint-failed: the data as it was sent to the endpoint (already transformed)
+    let he1 = events
+        .iter()
+        .find(|e| e["id"] == "he-1")
+        .expect("he-1 arrived");
+    assert_eq!(he1["transformed"], true);
+    assert_eq!(he1["_record_id"], "rec-he-1");
+}
+
+#[tokio::test]
+async fn a_second_run_sends_nothing_from_finished_objects() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let args = [
+        dir(),
+        "--to-http".into(),
+        url,
+        "--checkpoint".into(),
+        cp.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args).await;
+    let requests = door.requests();
+    let (again, _) = run(&args).await;
+    assert_eq!(
+        door.requests(),
+        requests,
+        "no request at all on the second run"
+    );
+    assert_eq!(again.objects_already_done, 4);
+    assert_eq!(again.sent, 0);
+    assert!(again.complete());
+    assert_each_good_record_once(&door.ids());
+}
+
+#[tokio::test]
+async fn an_outage_stops_the_run_and_a_rerun_resumes_without_duplicates() {
+    // The front door takes 4 events, then Firehose "goes down": 503 for the rest.
+    let (door, url) = FrontDoor::start(Behaviour {
+        accept_limit: Some(4),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let args = [
+        dir(),
+        "--to-http".into(),
+        url,
+        "--checkpoint".into(),
+        cp.display().to_string(),
+        "--http-max-attempts".into(),
+        "1".into(),
+        "--http-batch".into(),
+        "3".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (first, _) = run(&args).await;
+    assert!(first.stopped.is_some(), "{first}");
+    assert!(!first.complete());
+    assert_eq!(first.sent, 4);
+    assert!(first.unsent > 0, "{first}");
+    assert_eq!(door.ids().len(), 4);
+
+    door.set(Behaviour::default());
+    let (second, _) = run(&args).await;
+    assert!(second.complete(), "{second}");
+    assert_eq!(second.sent, GOOD_IDS.len() - 4);
+    assert_each_good_record_once(&door.ids());
+}
+
+#[tokio::test]
+async fn a_partial_503_resends_only_the_unaccepted_events() {
+    let (door, url) = FrontDoor::start(Behaviour {
+        partial_503: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (summary, _) = run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+    assert!(summary.complete(), "{summary}");
+    assert_each_good_record_once(&door.ids());
+}
+
+#[tokio::test]
+async fn an_event_the_front_door_refuses_is_isolated_and_the_rest_delivered() {
+    let (door, url) = FrontDoor::start(Behaviour {
+        reject_ids: ["pf-2".to_owned()].into(),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (summary, _) = run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+    let got = counts(&door.ids());
+    assert_eq!(got.len(), GOOD_IDS.len() - 1);
+    assert!(!got.contains_key("pf-2"));
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    assert_eq!(summary.rejected, 1);
+    let rejected = summary
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Rejected)
+        .expect("the refusal is reported");
+    assert!(rejected.key.starts_with("processing-failed/2026/11/25/09/"));
+    assert_eq!(rejected.line, Some(2));
+    assert!(rejected.reason.contains("400"), "{}", rejected.reason);
+}
+
+#[tokio::test]
+async fn filters_select_by_error_type_and_hour() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let cp = cp.to_str().expect("utf-8");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let (summary, _) = run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp,
+        "--error-type",
+        "processing-failed",
+    ])
+    .await;
+    assert_eq!(summary.objects, 2);
+    assert_eq!(summary.objects_filtered_out, 2);
+    let mut ids = door.ids();
+    ids.sort();
+    assert_eq!(ids, ["pf-1", "pf-2", "pf-3", "pf-4", "pf-5"]);
+
+    let tmp2 = tempfile::tempdir().expect("tempdir");
+    let cp2 = tmp2.path().join("cp.json");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp2.to_str().expect("utf-8"),
+        "--since",
+        "2026-11-25T09",
+        "--until",
+        "2026/11/25/09",
+    ])
+    .await;
+    let mut ids = door.ids();
+    ids.sort();
+    assert_eq!(ids, ["he-1", "he-2", "he-3", "pf-1", "pf-2", "pf-3"]);
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_and_shows_but_sends_and_writes_nothing() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (summary, preview) = run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+        "--dry-run",
+        "--show",
+        "3",
+    ])
+    .await;
+    assert_eq!(door.requests(), 0);
+    assert!(!cp.exists(), "a dry run leaves no checkpoint");
+    assert_eq!(summary.sent, GOOD_IDS.len(), "counts what it would send");
+    assert!(summary.dry_run);
+    assert_eq!(preview.lines().count(), 3, "{preview}");
+    // objects in key order: the AllData object (2026/...) comes first
+    assert!(preview.starts_with("2026/11/25/08/"), "{preview}");
+    assert!(preview.contains("\"id\":\"ad-1\""), "{preview}");
+
+    // without a target at all
+    let (summary, _) = run(&[
+        &dir(),
+        "--dry-run",
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+    assert_eq!(summary.sent, GOOD_IDS.len());
+}
+
+#[tokio::test]
+async fn the_rate_limit_caps_batches_and_spreads_the_sends() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let started = std::time::Instant::now();
+    let (summary, _) = run(&[
+        &dir(),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+        "--rate",
+        "2",
+    ])
+    .await;
+    assert!(summary.complete(), "{summary}");
+    assert_each_good_record_once(&door.ids());
+    // Batches of at most one second's worth (2): the objects hold 3, 3, 3 and 2 events.
+    assert_eq!(door.requests(), 2 + 2 + 2 + 1);
+    // Batches of 2, 1, 2, 1, 2, 1, 2: the pacer lets the last one (2 events) go no earlier than
+    // (11 - 2) / 2 = 4.5 s after the first. A lower bound only: a slow machine cannot break it.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let args = [
+        dir(),
+        "--to-http".into(),
+        url,
+        "--checkpoint".into(),
+        cp.display().to_string(),
+    ];
+    let config =
+        Config::try_parse_from(std::iter::once("replay").chain(args.iter().map(String::as_str)))
+            .expect("valid arguments");
+    // Ctrl-C before the first batch: the run stops with everything unsent.
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let stopped = replay::run(&config, &mut Vec::new(), &cancel)
+        .await
+        .expect("the replay runs");
+    assert_eq!(stopped.stopped.as_deref(), Some("interrupted"));
+    assert_eq!(stopped.sent, 0);
+    assert_eq!(door.requests(), 0);
+
+    let (summary, _) = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(summary.complete(), "{summary}");
+    assert_each_good_record_once(&door.ids());
+}

@@ -1,0 +1,378 @@
+//! Shared test fixtures: the fixture backup, a recording front door, and moto_server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+/// The fixture bucket: one object per format (see tests/fixtures/make_fixtures.py).
+pub(crate) fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup")
+}
+
+/// Every good record in the fixtures, by event id.
+pub(crate) const GOOD_IDS: [&str; 11] = [
+    "ad-1", "ad-2", "ad-3", "he-1", "he-2", "he-3", "pf-1", "pf-2", "pf-3", "pf-4", "pf-5",
+];
+
+/// The malformed lines in the fixtures: (key, line).
+pub(crate) const MALFORMED: [(&str, usize); 2] = [
+    (
+        "2026/11/25/08/events-1-2026-11-25-08-55-00-4d3e9f5a-7b8c-4dae-9f10-3b4c5d6e7f80",
+        3,
+    ),
+    (
+        "processing-failed/2026/11/25/09/events-1-2026-11-25-09-10-00-1f0c6a2e-9a35-4b7e-8f11-0c4d8e2b7a01",
+        3,
+    ),
+];
+
+/// How the recording front door behaves.
+#[derive(Debug, Default)]
+pub(crate) struct Behaviour {
+    /// Accept at most this many events in total, then answer 503 (partly accepting the batch
+    /// that crosses the line, naming the rest in `unaccepted`).
+    pub(crate) accept_limit: Option<usize>,
+    /// Answer every other batch's first attempt with 503 naming its odd-indexed events.
+    pub(crate) partial_503: bool,
+    /// Events whose id is here make the whole body a 400.
+    pub(crate) reject_ids: BTreeSet<String>,
+    /// On this request (1-based), record the events as accepted but never answer: a batch
+    /// delivered whose confirmation is lost (the replay is killed while waiting).
+    pub(crate) hang_on_request: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    behaviour: Behaviour,
+    accepted: Vec<serde_json::Value>,
+    requests: usize,
+}
+
+/// A stand-in for the front door's `POST /v1/events` that records what it accepts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FrontDoor {
+    inner: Arc<Mutex<Inner>>,
+    hanging: Arc<tokio::sync::Notify>,
+}
+
+impl FrontDoor {
+    /// Starts it on 127.0.0.1:0; returns it and its base URL.
+    pub(crate) async fn start(behaviour: Behaviour) -> (Self, String) {
+        let door = Self::default();
+        door.set(behaviour);
+        let app = Router::new()
+            .route("/v1/events", post(intake))
+            .with_state(door.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the test front door");
+        let addr: SocketAddr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("test front door");
+        });
+        (door, format!("http://{addr}"))
+    }
+
+    /// Changes the behaviour (e.g. the outage is over).
+    pub(crate) fn set(&self, behaviour: Behaviour) {
+        self.inner.lock().expect("front door lock").behaviour = behaviour;
+    }
+
+    /// Ids of the accepted events, in arrival order.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .expect("front door lock")
+            .accepted
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or("<no id>").to_owned())
+            .collect()
+    }
+
+    /// The accepted events.
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
+        self.inner.lock().expect("front door lock").accepted.clone()
+    }
+
+    /// Resolves once a request hangs (see [`Behaviour::hang_on_request`]).
+    pub(crate) async fn hanging(&self) {
+        self.hanging.notified().await;
+    }
+
+    /// POSTs received.
+    pub(crate) fn requests(&self) -> usize {
+        self.inner.lock().expect("front door lock").requests
+    }
+}
+
+async fn intake(
+    State(door): State<FrontDoor>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type != "application/x-ndjson" {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "want NDJSON").into_response();
+    }
+    let events: Vec<serde_json::Value> = match std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+                .collect()
+        }) {
+        Ok(events) => events,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    // Decide under the lock, answer after it is released.
+    let (hang, unaccepted, refused) = {
+        let mut inner = door.inner.lock().expect("front door lock");
+        inner.requests += 1;
+        let request_no = inner.requests;
+        if inner.behaviour.hang_on_request == Some(request_no) {
+            inner.accepted.extend(events);
+            (true, Vec::new(), false)
+        } else if events.iter().any(|e| {
+            e["id"]
+                .as_str()
+                .is_some_and(|id| inner.behaviour.reject_ids.contains(id))
+        }) {
+            (false, Vec::new(), true)
+        } else {
+            let mut unaccepted = Vec::new();
+            for (i, event) in events.into_iter().enumerate() {
+                let over_limit = inner
+                    .behaviour
+                    .accept_limit
+                    .is_some_and(|limit| inner.accepted.len() >= limit);
+                let partial = inner.behaviour.partial_503 && request_no % 2 == 1 && i % 2 == 1;
+                if over_limit || partial {
+                    unaccepted.push(i);
+                } else {
+                    inner.accepted.push(event);
+                }
+            }
+            (false, unaccepted, false)
+        }
+    };
+    if hang {
+        door.hanging.notify_one();
+        std::future::pending::<()>().await;
+    }
+    if refused {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "an event breaks the schema"})),
+        )
+            .into_response();
+    }
+    if unaccepted.is_empty() {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"accepted": 1})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "0")],
+            axum::Json(
+                serde_json::json!({"error": "firehose unavailable", "unaccepted": unaccepted}),
+            ),
+        )
+            .into_response()
+    }
+}
+
+/// Counts of each id.
+pub(crate) fn counts(ids: &[String]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for id in ids {
+        *counts.entry(id.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts that every good fixture record arrived exactly once.
+pub(crate) fn assert_each_good_record_once(ids: &[String]) {
+    let expected: BTreeMap<String, usize> =
+        GOOD_IDS.iter().map(|id| ((*id).to_owned(), 1)).collect();
+    assert_eq!(counts(ids), expected, "every good record exactly once");
+}
+
+/// moto_server for the S3 and Firehose tests: `MOTO_ENDPOINT` (set by scripts/test.sh), or one
+/// started here if `moto_server` is installed; `None` (after printing why) when neither, which
+/// fails the test under `CI=true`.
+pub(crate) struct Moto {
+    /// Base URL.
+    pub(crate) endpoint: String,
+    child: Option<Child>,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Moto {
+    /// See the type docs.
+    pub(crate) async fn get() -> Option<Self> {
+        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+            return Some(Self {
+                endpoint,
+                child: None,
+            });
+        }
+        let Some(binary) = find_moto() else {
+            let message = "skipped: MOTO_ENDPOINT is unset and moto_server is not installed (run scripts/setup.sh, then `source scripts/env.sh`)";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("{message}");
+            return None;
+        };
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("{}/moto-api/", moto.endpoint))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Some(moto);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "moto_server did not answer on {} within 30 s",
+            moto.endpoint
+        );
+    }
+
+    /// The SDK configuration tests use against moto: dummy credentials, us-east-1.
+    pub(crate) fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"),
+            ))
+            .build()
+    }
+
+    /// An S3 client with path-style addressing.
+    pub(crate) fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config())
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Environment for the `replay` binary so it talks to this moto.
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("REPLAY_S3_FORCE_PATH_STYLE", "true".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+fn find_moto() -> Option<PathBuf> {
+    let venv = std::env::var("TOOLS_VENV")
+        .map(PathBuf::from)
+        .ok()
+        .or_else(|| {
+            std::env::var("HOME")
+                .ok()
+                .map(|h| PathBuf::from(h).join(".cache/firehose-nr/venv"))
+        });
+    let mut candidates: Vec<PathBuf> = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("moto_server"))
+        .collect();
+    if let Some(venv) = venv {
+        candidates.push(venv.join("bin/moto_server"));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// A bucket name no other test uses.
+pub(crate) fn unique_bucket(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() % 1_000_000_000)
+            .unwrap_or(0)
+    )
+}
+
+/// Uploads the fixture tree to `bucket` under `prefix`.
+pub(crate) async fn upload_fixtures(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) {
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("create bucket in moto");
+    let root = fixture_dir();
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read fixtures") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let key = path
+                .strip_prefix(&root)
+                .expect("under root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let body = std::fs::read(&path).expect("read fixture");
+            s3.put_object()
+                .bucket(bucket)
+                .key(format!("{prefix}{key}"))
+                .body(body.into())
+                .send()
+                .await
+                .expect("upload fixture to moto");
+        }
+    }
+}
