@@ -21,10 +21,32 @@ use crate::producer::ProducerConfig;
     about = "HTTP front door for Amazon Data Firehose"
 )]
 pub struct Config {
-    /// Delivery stream that receives the events. Required until the embedded local Firehose
-    /// lands; see `Target`.
+    /// Delivery stream that receives the events. Unset: `ingest` starts the embedded local
+    /// Firehose (development only; needs the `embedded` feature, on by default) — see `Target`.
     #[arg(long, env = "FIREHOSE_DELIVERY_STREAM")]
     pub delivery_stream: Option<String>,
+
+    /// Embedded local Firehose only: directory for delivered records (`delivered/`) and
+    /// backups (`backup/`).
+    #[arg(long, env = "INGEST_LOCAL_DIR", default_value = "local-data")]
+    pub local_dir: PathBuf,
+
+    /// Embedded local Firehose only: deliver to this HTTP endpoint (the Firehose HTTP-endpoint
+    /// protocol, GZIP, 60 s retry duration) instead of writing `delivered/` files. `http://` is
+    /// allowed locally.
+    #[arg(long, env = "INGEST_LOCAL_ENDPOINT_URL")]
+    pub local_endpoint_url: Option<String>,
+
+    /// Embedded local Firehose only: sent as `X-Amz-Firehose-Access-Key` to
+    /// `INGEST_LOCAL_ENDPOINT_URL` (e.g. a New Relic license key). Never printed.
+    #[arg(long, env = "INGEST_LOCAL_ENDPOINT_ACCESS_KEY", hide_env_values = true)]
+    pub local_endpoint_access_key: Option<String>,
+
+    /// Embedded local Firehose only: a full firehose-local configuration file (TOML or YAML;
+    /// see services/firehose-local/README.md). Its first stream receives the events; the other
+    /// `INGEST_LOCAL_*` settings are then ignored.
+    #[arg(long, env = "INGEST_LOCAL_FIREHOSE_CONFIG")]
+    pub local_firehose_config: Option<PathBuf>,
 
     /// Public listener: event intake (`POST /v1/events`, `POST /`).
     #[arg(long, env = "INGEST_LISTEN", default_value = "0.0.0.0:8080")]
@@ -111,9 +133,9 @@ pub enum ConfigError {
         "FIREHOSE_DELIVERY_STREAM={0:?} is not a delivery-stream name: use 1-64 characters of a-z A-Z 0-9 _ . -"
     )]
     StreamName(String),
-    /// No delivery stream and no local emulator yet.
+    /// No delivery stream, and a build without the embedded local Firehose.
     #[error(
-        "FIREHOSE_DELIVERY_STREAM is not set: set it (or --delivery-stream) to the name of the delivery stream that receives the events"
+        "FIREHOSE_DELIVERY_STREAM is not set and this build has no embedded local Firehose: set it (or --delivery-stream) to the name of the delivery stream that receives the events"
     )]
     MissingStream,
     /// A number that must be positive is zero.

@@ -7,6 +7,7 @@
 //!
 //! Layout (one concern per module):
 //! * [`config`]: typed settings from flags and environment.
+//! * `embedded` (feature `embedded`): the local Firehose started when no stream is configured.
 //! * [`routes`]: the handlers; [`app`] and [`admin_app`] put them on routers.
 //! * [`error`]: [`error::ApiError`], the one mapping from failure to status and body.
 //! * [`validate`]: content type, gzip cap, JSON parsing with positions, JSON Schema.
@@ -21,6 +22,8 @@
 
 pub mod auth;
 pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod error;
 pub mod metrics;
 pub mod producer;
@@ -60,18 +63,35 @@ pub enum Target {
         /// Delivery stream name.
         stream: String,
     },
+    /// No stream configured: the embedded local Firehose (`firehose-local`, in-process on a
+    /// loopback port), reached through the same SDK client. Development only.
+    #[cfg(feature = "embedded")]
+    Local {
+        /// The embedded stream's name.
+        stream: String,
+    },
 }
 
 impl Target {
     /// Picks the target from the configuration.
     ///
+    /// A set stream is always the real thing. An unset one means the embedded local Firehose
+    /// when the `embedded` feature is built in (`main` starts it, then sets the stream to the
+    /// embedded one's), and a start-up error otherwise.
+    ///
     /// # Errors
-    /// [`ConfigError::MissingStream`] until the embedded local Firehose exists.
+    /// [`ConfigError::MissingStream`] when no stream is set and the build has no embedded
+    /// local Firehose.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         match &config.delivery_stream {
             Some(stream) => Ok(Self::Firehose {
                 stream: stream.clone(),
             }),
+            #[cfg(feature = "embedded")]
+            None => Ok(Self::Local {
+                stream: firehose_local::config::DEFAULT_STREAM_NAME.to_owned(),
+            }),
+            #[cfg(not(feature = "embedded"))]
             None => Err(ConfigError::MissingStream),
         }
     }
@@ -81,6 +101,8 @@ impl Target {
     pub fn stream(&self) -> &str {
         match self {
             Self::Firehose { stream } => stream,
+            #[cfg(feature = "embedded")]
+            Self::Local { stream } => stream,
         }
     }
 }

@@ -28,19 +28,39 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn start(config: Config) -> anyhow::Result<()> {
+async fn start(
+    #[cfg_attr(not(feature = "embedded"), allow(unused_mut))] mut config: Config,
+) -> anyhow::Result<()> {
     // Settle everything that needs no AWS before touching the credential chain, so a typo is
     // reported at once (not after IMDS timeouts).
     config.validate()?;
-    Target::from_config(&config)?;
-    // Credentials and region: the standard chain (env, profile, web identity/IRSA, IMDS);
-    // AWS_ENDPOINT_URL overrides the endpoint. The SDK's own retries are off: the producer
-    // retries (only the failed records) within its budget.
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
-    let client = aws_sdk_firehose::Client::new(&aws);
+    #[cfg(feature = "embedded")]
+    let mut local: Option<firehose_local::EmbeddedHandle> = None;
+    let client = match Target::from_config(&config)? {
+        Target::Firehose { .. } => {
+            // Credentials and region: the standard chain (env, profile, web identity/IRSA,
+            // IMDS); AWS_ENDPOINT_URL overrides the endpoint. The SDK's own retries are off:
+            // the producer retries (only the failed records) within its budget.
+            let aws = aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(RetryConfig::disabled())
+                .load()
+                .await;
+            aws_sdk_firehose::Client::new(&aws)
+        }
+        #[cfg(feature = "embedded")]
+        Target::Local { .. } => {
+            let embedded = ingest::embedded::start(&config).await?;
+            tracing::warn!(
+                endpoint = %embedded.handle.endpoint_url(),
+                stream = %embedded.stream,
+                dir = %config.local_dir.display(),
+                "FIREHOSE_DELIVERY_STREAM is not set: using the embedded local Firehose (development only)"
+            );
+            config.delivery_stream = Some(embedded.stream.clone());
+            local = Some(embedded.handle);
+            embedded.client
+        }
+    };
     let service = Service::build(&config, Arc::new(client))?;
     let public = TcpListener::bind(config.listen)
         .await
@@ -72,6 +92,12 @@ async fn start(config: Config) -> anyhow::Result<()> {
     .await?;
     for task in service.background {
         task.abort();
+    }
+    // The front door has drained: everything it acknowledged is in the local Firehose, which
+    // now flushes (delivers or backs up) before we exit.
+    #[cfg(feature = "embedded")]
+    if let Some(local) = local {
+        local.shutdown().await?;
     }
     Ok(())
 }

@@ -81,7 +81,7 @@ impl Ingest {
     }
 }
 
-async fn wait_log(
+pub(super) async fn wait_log(
     logs: &mut mpsc::UnboundedReceiver<Value>,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {

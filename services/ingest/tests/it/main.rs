@@ -4,12 +4,14 @@
 //! * `openapi`: the document and the router agree on paths and statuses.
 //! * `sdk`: partial failure and throttling through the real `aws_sdk_firehose::Client`
 //!   (`aws-smithy-mocks`).
+//! * `embedded`: the built binary with no stream: the embedded local Firehose end to end.
 //! * `binary`: the built `ingest` binary against `moto_server` (end to end, S3 byte for byte)
 //!   and against a fake Firehose under load with SIGTERM (nothing acknowledged is lost).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
 mod binary;
+mod embedded;
 mod openapi;
 mod routes;
 mod sdk;

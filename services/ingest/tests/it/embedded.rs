@@ -1,0 +1,274 @@
+//! The embedded default: the built `ingest` binary with no `FIREHOSE_DELIVERY_STREAM` starts
+//! the local Firehose in-process and runs the whole pipeline — front door → buffering → the
+//! Rust transform → an HTTP endpoint (checked header by header against the Firehose
+//! HTTP-endpoint spec) or local files — and a SIGTERM right after the acknowledgements loses
+//! nothing.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+
+use crate::binary::wait_log;
+
+struct Ingest {
+    child: Child,
+    url: String,
+}
+
+/// Starts `ingest` with no delivery stream, in `dir`, with `extra` settings, and waits until
+/// it is listening and the embedded stream answered `DescribeDeliveryStream`.
+async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Ingest {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("INGEST_LISTEN", "127.0.0.1:0")
+        .env("INGEST_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("INGEST_LOCAL_DIR", dir)
+        .env("RUST_LOG", "info")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("ingest binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, mut logs) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let warned = wait_log(&mut logs, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("using the embedded local Firehose"))
+    })
+    .await;
+    assert_eq!(
+        warned["level"], "WARN",
+        "the embedded default is announced loudly"
+    );
+    let listening = wait_log(&mut logs, |v| v["message"] == "ingest listening").await;
+    let url = format!("http://{}", listening["listen"].as_str().expect("listen"));
+    wait_log(&mut logs, |v| v["message"] == "delivery stream reachable").await;
+    Ingest { child, url }
+}
+
+impl Ingest {
+    async fn post(&self, body: &str) -> (u16, Value) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/v1/events", self.url))
+            .header("content-type", "application/x-ndjson")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("ingest answers");
+        let status = answer.status().as_u16();
+        (status, answer.json().await.expect("JSON answer"))
+    }
+
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs")
+                .success()
+        );
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("ingest exits after SIGTERM")
+            .expect("wait")
+    }
+}
+
+/// One request the endpoint received: headers and the decompressed body.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HeaderMap,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    received: Arc<Mutex<Vec<Received>>>,
+    count: watch::Sender<usize>,
+}
+
+/// A New Relic stand-in that speaks the Firehose HTTP-endpoint protocol correctly.
+async fn endpoint(State(state): State<Endpoint>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut text = String::new();
+    let raw = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .expect("gzip body");
+        text
+    } else {
+        String::from_utf8(body.to_vec()).expect("utf-8 body")
+    };
+    let body: Value = serde_json::from_str(&raw).expect("JSON body");
+    let request_id = body["requestId"].clone();
+    let records = body["records"].as_array().map_or(0, Vec::len);
+    state
+        .received
+        .lock()
+        .expect("lock")
+        .push(Received { headers, body });
+    state.count.send_modify(|n| *n += records);
+    axum::Json(json!({"requestId": request_id, "timestamp": 1_795_000_000_000_u64}))
+}
+
+type Response = axum::Json<Value>;
+
+#[tokio::test]
+async fn events_reach_an_http_endpoint_transformed_and_per_spec() {
+    let (count, mut seen) = watch::channel(0_usize);
+    let state = Endpoint {
+        received: Arc::default(),
+        count,
+    };
+    let app = Router::new()
+        .route("/firehose/v1", post(endpoint))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/firehose/v1",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ingest = start_embedded(
+        dir.path(),
+        &[
+            ("INGEST_LOCAL_ENDPOINT_URL", url.as_str()),
+            ("INGEST_LOCAL_ENDPOINT_ACCESS_KEY", "license-key-123"),
+        ],
+    )
+    .await;
+    let events = [
+        r#"{"service":"checkout","big":123456789012345678901234567890,"price":1.10}"#,
+        r#"{"service":"auth","transformed":"theirs","nested":{"k":[1,2]}}"#,
+    ];
+    let (status, answer) = ingest.post(&events.join("\n")).await;
+    assert_eq!(status, 200, "{answer}");
+    let ids: Vec<String> = serde_json::from_value(answer["recordIds"].clone()).expect("ids");
+    assert_eq!(ids.len(), 2);
+
+    tokio::time::timeout(Duration::from_secs(60), seen.wait_for(|n| *n >= 2))
+        .await
+        .expect("the endpoint receives both records within the buffer interval")
+        .expect("watch");
+    let received = state.received.lock().expect("lock").clone();
+    let mut delivered = Vec::new();
+    for r in &received {
+        let h = &r.headers;
+        assert_eq!(h["x-amz-firehose-protocol-version"], "1.0");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["content-encoding"], "gzip");
+        assert_eq!(h["x-amz-firehose-access-key"], "license-key-123");
+        assert_eq!(
+            h["x-amz-firehose-request-id"].to_str().expect("ascii"),
+            r.body["requestId"].as_str().expect("requestId string"),
+            "the header and the body carry the same request id"
+        );
+        assert!(
+            h["x-amz-firehose-source-arn"]
+                .to_str()
+                .expect("ascii")
+                .ends_with(":deliverystream/events")
+        );
+        assert!(r.body["timestamp"].is_u64(), "timestamp in epoch ms");
+        for rec in r.body["records"].as_array().expect("records") {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(rec["data"].as_str().expect("data"))
+                .expect("base64");
+            delivered.push(String::from_utf8(data).expect("utf-8"));
+        }
+    }
+    delivered.sort();
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    // The transform appended its fields and kept every byte of the event, numbers included.
+    let auth = &delivered[0];
+    assert!(
+        auth.starts_with(r#"{"service":"auth","nested":{"k":[1,2]},"transformed":true,"#),
+        "{auth}"
+    );
+    let checkout = &delivered[1];
+    assert!(
+        checkout.starts_with(
+            r#"{"service":"checkout","big":123456789012345678901234567890,"price":1.10,"transformed":true,"#
+        ),
+        "{checkout}"
+    );
+    for (line, id) in [(auth, &ids[1]), (checkout, &ids[0])] {
+        let v: Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(v["_record_id"], id.as_str());
+        assert!(v["_transformed_ts"].is_u64());
+    }
+    assert!(ingest.terminate().await.success());
+}
+
+#[tokio::test]
+async fn sigterm_right_after_the_acknowledgements_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ingest = start_embedded(dir.path(), &[]).await;
+    let mut acknowledged = Vec::new();
+    for batch in 0..5 {
+        let body: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"batch":{batch},"i":{i}}}"#))
+            .collect();
+        let (status, answer) = ingest.post(&body.join("\n")).await;
+        assert_eq!(status, 200, "{answer}");
+        let ids: Vec<String> = serde_json::from_value(answer["recordIds"].clone()).expect("ids");
+        acknowledged.extend(ids);
+    }
+    // Records are still in the local Firehose's 5 s buffer: the shutdown must flush them.
+    assert!(ingest.terminate().await.success());
+
+    let mut delivered = Vec::new();
+    let mut stack = vec![dir.path().join("delivered")];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).expect("delivered/ exists") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                stack.push(entry.path());
+            } else {
+                let text = std::fs::read_to_string(entry.path()).expect("read");
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    let v: Value = serde_json::from_str(line).expect("JSON line");
+                    delivered.push(v["_record_id"].as_str().expect("id").to_owned());
+                }
+            }
+        }
+    }
+    acknowledged.sort();
+    delivered.sort();
+    assert_eq!(acknowledged.len(), 200);
+    assert_eq!(
+        delivered, acknowledged,
+        "every acknowledged event delivered once"
+    );
+}
