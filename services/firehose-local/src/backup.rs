@@ -473,7 +473,10 @@ mod partial_path_tests {
     fn keeps_the_whole_object_name() {
         let a = partial_path(Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-aaaa"));
         let b = partial_path(Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-bbbb"));
-        assert_eq!(a, Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-aaaa.partial"));
+        assert_eq!(
+            a,
+            Path::new("/b/2026/my.stream-1-2026-11-25-10-00-00-aaaa.partial")
+        );
         assert_ne!(a, b);
     }
 }

@@ -39,25 +39,11 @@ impl Ingest {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+            .stderr(Stdio::inherit());
         for (k, v) in extra {
             command.env(k, v);
         }
-        let mut child = command.spawn().expect("ingest binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, mut logs) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(v);
-                } else {
-                    println!("ingest (not JSON): {line}");
-                }
-            }
-        });
+        let (child, mut logs) = spawn_logged(command);
         let listening = wait_log(&mut logs, |v| v["message"] == "ingest listening").await;
         let url = format!(
             "http://{}",
@@ -79,6 +65,26 @@ impl Ingest {
             .expect("ingest exits after SIGTERM")
             .expect("wait")
     }
+}
+
+/// Spawns `command` (an `ingest` invocation) with stdout piped and returns the child and its
+/// JSON log lines; a line that is not JSON is printed for the test log.
+pub(super) fn spawn_logged(mut command: Command) -> (Child, mpsc::UnboundedReceiver<Value>) {
+    command.stdout(Stdio::piped()).kill_on_drop(true);
+    let mut child = command.spawn().expect("ingest binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, logs) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            } else {
+                println!("ingest (not JSON): {line}");
+            }
+        }
+    });
+    (child, logs)
 }
 
 pub(super) async fn wait_log(

@@ -17,11 +17,10 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::binary::wait_log;
+use crate::binary::{spawn_logged, wait_log};
 
 struct Ingest {
     child: Child,
@@ -40,23 +39,11 @@ async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Ingest {
         .env("INGEST_LOCAL_DIR", dir)
         .env("RUST_LOG", "info")
         .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        .stderr(Stdio::inherit());
     for (k, v) in extra {
         command.env(k, v);
     }
-    let mut child = command.spawn().expect("ingest binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, mut logs) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let (child, mut logs) = spawn_logged(command);
     let warned = wait_log(&mut logs, |v| {
         v["message"]
             .as_str()

@@ -1,0 +1,333 @@
+//! The per-record rules: what happens to one Firehose record, and why.
+//!
+//! [`transform_record`] is the pure, self-contained form that tests and other crates call.
+//! [`Scratch`] is the same logic with buffers reused across the records of one invocation,
+//! which is what [`crate::event`] uses on the hot path.
+
+use base64_simd::STANDARD as BASE64;
+
+use crate::enrich::{self, Member, Stamp};
+
+/// The per-record status Firehose accepts: exactly these three strings.
+///
+/// <https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-status-model.html>
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordResult {
+    /// Transformed; Firehose delivers the new `data`.
+    Ok,
+    /// Intentionally discarded (blank data); Firehose counts it as processed.
+    Dropped,
+    /// Not transformable; Firehose writes the original `data` to the `processing-failed/` backup.
+    ProcessingFailed,
+}
+
+impl RecordResult {
+    /// The wire spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "Ok",
+            Self::Dropped => "Dropped",
+            Self::ProcessingFailed => "ProcessingFailed",
+        }
+    }
+}
+
+/// Why a record came back `ProcessingFailed`. Logged by name; never with the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum FailureReason {
+    /// `data` is not canonical, padded base64.
+    #[error("data is not valid base64")]
+    InvalidBase64,
+    /// The decoded bytes are not UTF-8.
+    #[error("decoded data is not valid UTF-8")]
+    InvalidUtf8,
+    /// The transformed record did not fit in Lambda's 6 MB response; returned unchanged so that
+    /// Firehose backs it up instead of failing the whole batch.
+    #[error("transformed record does not fit in the Lambda response budget")]
+    OverResponseBudget,
+}
+
+impl FailureReason {
+    /// A stable, machine-friendly name for logs and metrics.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::InvalidBase64 => "invalid_base64",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::OverResponseBudget => "over_response_budget",
+        }
+    }
+}
+
+/// One output record, as [`transform_record`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOutput {
+    /// The status for Firehose.
+    pub result: RecordResult,
+    /// Base64 data: the enriched payload for `Ok`, the input unchanged otherwise.
+    pub data: String,
+    /// Set exactly when `result` is `ProcessingFailed`.
+    pub failure: Option<FailureReason>,
+}
+
+/// Applies the per-record rules (see the crate docs) to one record.
+///
+/// `data` is the record's base64 `data` as Firehose sent it; `now_ms` is stamped into
+/// `_transformed_ts`. Never panics, whatever `data` holds.
+#[must_use]
+pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutput {
+    let mut scratch = Scratch::default();
+    let stamp = Stamp::new(now_ms);
+    let (result, data, failure) = match scratch.transform(record_id, data, &stamp) {
+        Outcome::Transformed => (
+            RecordResult::Ok,
+            BASE64.encode_to_string(scratch.payload()),
+            None,
+        ),
+        Outcome::Dropped => (RecordResult::Dropped, data.to_owned(), None),
+        Outcome::Failed(reason) => (
+            RecordResult::ProcessingFailed,
+            data.to_owned(),
+            Some(reason),
+        ),
+    };
+    RecordOutput {
+        result,
+        data,
+        failure,
+    }
+}
+
+/// What [`Scratch::transform`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The enriched payload (not yet base64) is in [`Scratch::payload`].
+    Transformed,
+    Dropped,
+    Failed(FailureReason),
+}
+
+/// Buffers reused from record to record.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    decoded: Vec<u8>,
+    payload: Vec<u8>,
+    members: Vec<Member>,
+}
+
+impl Scratch {
+    /// Decodes and classifies one record; on [`Outcome::Transformed`] the new payload is in
+    /// [`Self::payload`].
+    pub(crate) fn transform(&mut self, record_id: &str, data: &str, stamp: &Stamp) -> Outcome {
+        self.decoded.clear();
+        self.payload.clear();
+        if BASE64.decode_append(data, &mut self.decoded).is_err() {
+            return Outcome::Failed(FailureReason::InvalidBase64);
+        }
+        let Ok(text) = simdutf8::basic::from_utf8(&self.decoded) else {
+            return Outcome::Failed(FailureReason::InvalidUtf8);
+        };
+        if text.trim().is_empty() {
+            return Outcome::Dropped;
+        }
+        enrich::enrich(text, record_id, stamp, &mut self.members, &mut self.payload);
+        Outcome::Transformed
+    }
+
+    /// Length of the decoded input of the last [`Self::transform`] call.
+    pub(crate) fn decoded_len(&self) -> usize {
+        self.decoded.len()
+    }
+
+    /// The enriched payload of the last [`Outcome::Transformed`].
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    const NOW: i64 = 1_770_249_600_000;
+
+    fn b64(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
+    }
+
+    fn decoded(output: &RecordOutput) -> String {
+        String::from_utf8(STANDARD.decode(&output.data).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn result_strings_are_the_ones_firehose_accepts() {
+        assert_eq!(RecordResult::Ok.as_str(), "Ok");
+        assert_eq!(RecordResult::Dropped.as_str(), "Dropped");
+        assert_eq!(RecordResult::ProcessingFailed.as_str(), "ProcessingFailed");
+    }
+
+    #[test]
+    fn a_json_object_is_enriched() {
+        let out = transform_record("rec-1", &b64(br#"{"level":"INFO","n":1.10}"#), NOW);
+        assert_eq!(out.result, RecordResult::Ok);
+        assert_eq!(out.failure, None);
+        assert_eq!(
+            decoded(&out),
+            r#"{"level":"INFO","n":1.10,"transformed":true,"_transformed_ts":1770249600000,"_record_id":"rec-1"}"#
+        );
+    }
+
+    #[test]
+    fn invalid_base64_fails_with_the_data_unchanged() {
+        for data in ["not*valid*base64==", "aGVsbG8", "aGVsbG8=\n", "aGVsbG9=x"] {
+            let out = transform_record("r", data, NOW);
+            assert_eq!(out.result, RecordResult::ProcessingFailed, "{data:?}");
+            assert_eq!(out.failure, Some(FailureReason::InvalidBase64));
+            assert_eq!(out.data, data);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_fails_with_the_data_unchanged() {
+        let data = b64(b"\xff\xfe invalid utf-8 \xc3\x28");
+        let out = transform_record("r", &data, NOW);
+        assert_eq!(out.result, RecordResult::ProcessingFailed);
+        assert_eq!(out.failure, Some(FailureReason::InvalidUtf8));
+        assert_eq!(out.data, data);
+    }
+
+    #[test]
+    fn blank_data_is_dropped() {
+        for blank in ["", " ", "\n", " \t\r\n ", "\u{a0}\u{2003}"] {
+            let data = b64(blank.as_bytes());
+            let out = transform_record("r", &data, NOW);
+            assert_eq!(out.result, RecordResult::Dropped, "{blank:?}");
+            assert_eq!(out.failure, None);
+            assert_eq!(out.data, data, "Dropped records keep their (valid) data");
+        }
+    }
+
+    #[test]
+    fn text_and_other_values_are_wrapped_as_message() {
+        let out = transform_record("r", &b64("hello 東京\n".as_bytes()), NOW);
+        let v: Value = serde_json::from_str(&decoded(&out)).unwrap();
+        assert_eq!(v["message"], "hello 東京");
+        assert_eq!(v["transformed"], true);
+        assert_eq!(v["_transformed_ts"], NOW);
+        assert_eq!(v["_record_id"], "r");
+
+        let out = transform_record("r", &b64(b"[1,2,3]"), NOW);
+        assert!(decoded(&out).starts_with(r#"{"message":[1,2,3],"transformed":true"#));
+    }
+
+    /// JSON text generators for the property tests: objects printed compactly, with arbitrary
+    /// names (including ours) and number spellings serde_json would not print itself.
+    fn json_number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "-?(0|[1-9][0-9]{0,40})",
+            "-?(0|[1-9][0-9]{0,5})\\.[0-9]{1,20}",
+            "-?[1-9]\\.[0-9]{1,3}[eE][+-]?[0-9]{1,3}",
+        ]
+    }
+
+    fn json_scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            json_number(),
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("null".to_owned()),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = String> {
+        json_scalar().prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((member_name(), inner), 0..6).prop_map(|m| object(&m)),
+            ]
+        })
+    }
+
+    fn member_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => any::<String>(),
+            1 => prop::sample::select(crate::ADDED_KEYS.to_vec()).prop_map(str::to_owned),
+        ]
+    }
+
+    fn member(name: &str, value: &str) -> String {
+        format!("{}:{value}", serde_json::to_string(name).unwrap())
+    }
+
+    fn object(members: &[(String, String)]) -> String {
+        let body: Vec<String> = members.iter().map(|(k, v)| member(k, v)).collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    proptest! {
+        #[test]
+        fn any_object_keeps_its_members_byte_identical_plus_ours(
+            members in prop::collection::vec((member_name(), json_value()), 0..12),
+            record_id in any::<String>(),
+            now in any::<i64>(),
+        ) {
+            let input = object(&members);
+            let out = transform_record(&record_id, &b64(input.as_bytes()), now);
+            prop_assert_eq!(out.result, RecordResult::Ok);
+            let kept: Vec<String> = members
+                .iter()
+                .filter(|(k, _)| !crate::ADDED_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| member(k, v))
+                .collect();
+            let mut expected = kept;
+            expected.push(format!("\"transformed\":true,\"_transformed_ts\":{now}"));
+            expected.push(member("_record_id", &serde_json::to_string(&record_id).unwrap()));
+            prop_assert_eq!(decoded(&out), format!("{{{}}}", expected.join(",")));
+        }
+
+        #[test]
+        fn any_non_object_value_is_the_message_verbatim(value in json_scalar(), now in any::<i64>()) {
+            let out = transform_record("id", &b64(format!("{value}\n").as_bytes()), now);
+            prop_assert_eq!(out.result, RecordResult::Ok);
+            prop_assert_eq!(
+                decoded(&out),
+                format!(r#"{{"message":{value},"transformed":true,"_transformed_ts":{now},"_record_id":"id"}}"#)
+            );
+        }
+
+        #[test]
+        fn any_bytes_give_a_valid_answer(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let data = b64(&bytes);
+            let out = transform_record("id", &data, NOW);
+            match out.result {
+                RecordResult::Ok => {
+                    let v: Value = serde_json::from_str(&decoded(&out)).unwrap();
+                    prop_assert_eq!(&v["_record_id"], "id");
+                }
+                RecordResult::Dropped | RecordResult::ProcessingFailed => prop_assert_eq!(out.data, data),
+            }
+        }
+
+        #[test]
+        fn any_string_as_data_never_panics(data in any::<String>()) {
+            let out = transform_record("id", &data, NOW);
+            if out.result != RecordResult::Ok {
+                prop_assert_eq!(out.data, data);
+            }
+        }
+
+        #[test]
+        fn base64_validity_agrees_with_the_base64_crate(data in "[A-Za-z0-9+/=]{0,12}") {
+            let ours = transform_record("id", &data, NOW).failure != Some(FailureReason::InvalidBase64);
+            prop_assert_eq!(ours, STANDARD.decode(&data).is_ok());
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The invocation contract through the public library API (what `firehose-local` calls):
+//! one output per input, same ids, same order, valid results, and the response budget.
+
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use transform::event::process_event_with_budget;
+use transform::{InvocationError, process_event, process_event_with_stats};
+
+const NOW: i64 = 1_770_249_600_000;
+
+fn event(records: &[(&str, &str)]) -> Vec<u8> {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, data)| json!({"recordId": id, "approximateArrivalTimestamp": NOW, "data": data}))
+        .collect();
+    serde_json::to_vec(&json!({"invocationId": "i", "region": "us-east-1", "records": records}))
+        .unwrap()
+}
+
+fn parse(response: &[u8]) -> Vec<(String, String, String)> {
+    let value: Value = serde_json::from_slice(response).unwrap();
+    value["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            // Exactly the three members Firehose requires, nothing else.
+            assert_eq!(r.as_object().unwrap().len(), 3, "{r}");
+            (
+                r["recordId"].as_str().unwrap().to_owned(),
+                r["result"].as_str().unwrap().to_owned(),
+                r["data"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_record_is_answered_in_order_with_its_id() {
+    let ok = STANDARD.encode(br#"{"a":1}"#);
+    let input = [
+        ("1", ok.as_str()),
+        ("2", ""),
+        ("3", "!!"),
+        ("4", ok.as_str()),
+    ];
+    let (response, stats) = process_event_with_stats(&event(&input), NOW).unwrap();
+    let out = parse(&response);
+    let summary: Vec<(&str, &str)> = out
+        .iter()
+        .map(|(id, r, _)| (id.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("1", "Ok"),
+            ("2", "Dropped"),
+            ("3", "ProcessingFailed"),
+            ("4", "Ok")
+        ]
+    );
+    assert_eq!(out[2].2, "!!");
+    assert_eq!(
+        (stats.records, stats.ok, stats.dropped, stats.failed),
+        (4, 2, 1, 1)
+    );
+    assert_eq!(stats.failed_invalid_base64, 1);
+    assert_eq!(stats.response_bytes, response.len());
+}
+
+#[test]
+fn an_empty_batch_gets_an_empty_answer() {
+    assert_eq!(
+        process_event(br#"{"records":[]}"#, NOW).unwrap(),
+        br#"{"records":[]}"#
+    );
+}
+
+#[test]
+fn json_escapes_in_the_event_are_understood() {
+    // `\u003d` is `=` and `\/` is `/`: still the base64 of `{}` and a plain id.
+    let response = process_event(
+        br#"{"records":[{"recordId":"a\/b","data":"e30\u003d"}]}"#,
+        NOW,
+    )
+    .unwrap();
+    let out = parse(&response);
+    assert_eq!((out[0].0.as_str(), out[0].1.as_str()), ("a/b", "Ok"));
+    let payload: Value = serde_json::from_slice(&STANDARD.decode(&out[0].2).unwrap()).unwrap();
+    assert_eq!(payload["_record_id"], "a/b");
+}
+
+#[test]
+fn events_that_are_not_firehose_events_are_rejected_without_echoing_data() {
+    for bad in [
+        &br#"{"Records":[{"eventSource":"aws:s3"}]}"#[..],
+        br#"{"records":[{"recordId":"1"}]}"#,
+        br#"{"records":[{"recordId":"1","data":12345}]}"#,
+        br#"{"records":{"recordId":"1","data":"e30="}}"#,
+        br#"[{"records":[]}]"#,
+        b"secret-token-123",
+        b"",
+    ] {
+        let error = process_event(bad, NOW).unwrap_err();
+        assert!(
+            matches!(error, InvocationError::NotFirehoseEvent { .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            !message.contains("12345") && !message.contains("secret"),
+            "{message}"
+        );
+    }
+    let missing = process_event(br#"{"records":[{"data":"e30="}]}"#, NOW).unwrap_err();
+    assert!(
+        missing.to_string().contains("missing field `recordId`"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn records_that_do_not_fit_fall_back_and_the_rest_still_fit() {
+    let data = STANDARD.encode(br#"{"k":"v"}"#);
+    let input: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("id-{i:03}"), data.clone()))
+        .collect();
+    let refs: Vec<(&str, &str)> = input
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let event = event(&refs);
+    let (full, _) = process_event_with_stats(&event, NOW).unwrap();
+    // A budget between "all unchanged" and "all enriched".
+    let budget = full.len() * 3 / 4;
+    let (response, stats) = process_event_with_budget(&event, NOW, budget).unwrap();
+    assert!(response.len() <= budget);
+    let out = parse(&response);
+    assert_eq!(out.len(), 100);
+    assert!(stats.ok > 0 && stats.failed_over_budget > 0, "{stats:?}");
+    assert_eq!(stats.ok + stats.failed_over_budget, 100);
+    for (i, (id, result, out_data)) in out.iter().enumerate() {
+        assert_eq!(id, &format!("id-{i:03}"));
+        if result == "ProcessingFailed" {
+            assert_eq!(out_data, &data, "fallbacks carry the original data");
+        }
+    }
+}
+
+#[test]
+fn an_event_that_cannot_fit_even_unchanged_is_an_error() {
+    let event = event(&[("1", "e30="), ("2", "e30=")]);
+    let error = process_event_with_budget(&event, NOW, 40).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            InvocationError::ResponseOverBudget {
+                records: 2,
+                budget: 40,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the records and the budget: the response is valid, answers every record in
+    /// order, and never exceeds the budget.
+    #[test]
+    fn the_budget_holds_for_any_batch(
+        payloads in prop::collection::vec(
+            prop_oneof![
+                "[ -~]{0,300}".prop_map(|s| STANDARD.encode(s)),
+                "\\{\"[a-z]{1,8}\":[0-9]{1,30}\\}".prop_map(|s| STANDARD.encode(s)),
+                "[A-Za-z0-9+/=*\"\\\\]{0,40}",
+            ],
+            0..60,
+        ),
+        budget_fraction in 0.3f64..1.5,
+    ) {
+        let ids: Vec<String> = (0..payloads.len()).map(|i| format!("r{i}")).collect();
+        let refs: Vec<(&str, &str)> = ids.iter().map(String::as_str).zip(payloads.iter().map(String::as_str)).collect();
+        let event = event(&refs);
+        let (full, _) = process_event_with_stats(&event, NOW).unwrap();
+        let budget = ((full.len() as f64) * budget_fraction) as usize;
+        match process_event_with_budget(&event, NOW, budget) {
+            Ok((response, stats)) => {
+                prop_assert!(response.len() <= budget);
+                let out = parse(&response);
+                prop_assert_eq!(out.len(), payloads.len());
+                for (i, (id, result, data)) in out.iter().enumerate() {
+                    prop_assert_eq!(id, &ids[i]);
+                    if result != "Ok" {
+                        prop_assert_eq!(data, &payloads[i]);
+                    }
+                }
+                prop_assert_eq!(stats.ok + stats.dropped + stats.failed, payloads.len());
+            }
+            Err(InvocationError::ResponseOverBudget { needed, .. }) => prop_assert!(needed > budget),
+            Err(other) => prop_assert!(false, "unexpected error {}", other),
+        }
+    }
+}
