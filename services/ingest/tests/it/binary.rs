@@ -329,7 +329,14 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
 #[tokio::test]
 async fn bad_config_fails_at_start_saying_what_to_fix() {
     let cases: [(&[(&str, &str)], &str); 3] = [
-        (&[], "FIREHOSE_DELIVERY_STREAM is not set"),
+        // No stream: the embedded local Firehose, whose own bad config must stop the start too.
+        (
+            &[(
+                "INGEST_LOCAL_FIREHOSE_CONFIG",
+                "/nonexistent/firehose-local.toml",
+            )],
+            "cannot read config file /nonexistent/firehose-local.toml",
+        ),
         (
             &[("FIREHOSE_DELIVERY_STREAM", "has space")],
             "1-64 characters",

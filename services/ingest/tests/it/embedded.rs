@@ -2,7 +2,9 @@
 //! the local Firehose in-process and runs the whole pipeline — front door → buffering → the
 //! Rust transform → an HTTP endpoint (checked header by header against the Firehose
 //! HTTP-endpoint spec) or local files — and a SIGTERM right after the acknowledgements loses
-//! nothing.
+//! nothing. Through the same binary: throttling (firehose-local's fault injection) makes
+//! `ingest` retry only the refused records, and a failing endpoint lands the events in
+//! `http-endpoint-failed/`.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -25,6 +27,7 @@ use crate::binary::{spawn_logged, wait_log};
 struct Ingest {
     child: Child,
     url: String,
+    admin: String,
 }
 
 /// Starts `ingest` with no delivery stream, in `dir`, with `extra` settings, and waits until
@@ -56,8 +59,9 @@ async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Ingest {
     );
     let listening = wait_log(&mut logs, |v| v["message"] == "ingest listening").await;
     let url = format!("http://{}", listening["listen"].as_str().expect("listen"));
+    let admin = format!("http://{}", listening["admin"].as_str().expect("admin"));
     wait_log(&mut logs, |v| v["message"] == "delivery stream reachable").await;
-    Ingest { child, url }
+    Ingest { child, url, admin }
 }
 
 impl Ingest {
@@ -71,6 +75,23 @@ impl Ingest {
             .expect("ingest answers");
         let status = answer.status().as_u16();
         (status, answer.json().await.expect("JSON answer"))
+    }
+
+    /// The value of an unlabelled counter in `/metrics`, or the sum over its label sets.
+    async fn counter(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     async fn terminate(&mut self) -> std::process::ExitStatus {
@@ -235,27 +256,178 @@ async fn sigterm_right_after_the_acknowledgements_loses_nothing() {
     // Records are still in the local Firehose's 5 s buffer: the shutdown must flush them.
     assert!(ingest.terminate().await.success());
 
-    let mut delivered = Vec::new();
-    let mut stack = vec![dir.path().join("delivered")];
-    while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).expect("delivered/ exists") {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_dir() {
-                stack.push(entry.path());
-            } else {
-                let text = std::fs::read_to_string(entry.path()).expect("read");
-                for line in text.lines().filter(|l| !l.is_empty()) {
-                    let v: Value = serde_json::from_str(line).expect("JSON line");
-                    delivered.push(v["_record_id"].as_str().expect("id").to_owned());
-                }
-            }
-        }
-    }
+    let delivered = record_ids_under(&dir.path().join("delivered"));
     acknowledged.sort();
-    delivered.sort();
     assert_eq!(acknowledged.len(), 200);
     assert_eq!(
         delivered, acknowledged,
         "every acknowledged event delivered once"
+    );
+}
+
+/// Every `_record_id` in the NDJSON files under `dir`, recursively.
+fn record_ids_under(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                stack.push(entry.path());
+            } else if !entry.path().to_string_lossy().ends_with(".partial") {
+                let text = std::fs::read_to_string(entry.path()).expect("read");
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    let v: Value = serde_json::from_str(line).expect("JSON line");
+                    ids.push(v["_record_id"].as_str().expect("id").to_owned());
+                }
+            }
+        }
+    }
+    ids.sort();
+    ids
+}
+
+/// Posts `n` events in one NDJSON request and returns the acknowledged record ids.
+async fn post_events(ingest: &Ingest, n: usize) -> Vec<String> {
+    let body: Vec<String> = (0..n).map(|i| format!(r#"{{"i":{i}}}"#)).collect();
+    let (status, answer) = ingest.post(&body.join("\n")).await;
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_value(answer["recordIds"].clone()).expect("ids")
+}
+
+#[tokio::test]
+async fn throttled_records_are_retried_alone_until_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("firehose-local.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[faults]
+throttle_share = 0.5
+seed = 7
+
+[[streams]]
+name = "throttled"
+buffering = {{ size_mb = 1, interval_secs = 1 }}
+processor = {{ mode = "in-process", buffer_interval_secs = 0 }}
+local_destination = {{ dir = "{dir}/delivered" }}
+backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .expect("config written");
+    let config = config.to_string_lossy().into_owned();
+    let mut ingest = start_embedded(
+        dir.path(),
+        &[
+            ("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str()),
+            ("INGEST_RETRY_BUDGET", "20s"),
+            ("INGEST_REQUEST_TIMEOUT", "60s"),
+        ],
+    )
+    .await;
+    let mut acknowledged = post_events(&ingest, 100).await;
+    // Half of the records were refused at least once, and only those were sent again.
+    let failed = ingest.counter("ingest_firehose_records_failed_total").await;
+    let retried = ingest
+        .counter("ingest_firehose_records_retried_total")
+        .await;
+    assert!(failed > 0.0, "the fault injection throttled records");
+    assert!(
+        (retried - failed).abs() < f64::EPSILON,
+        "exactly the failed records were retried: failed {failed}, retried {retried}"
+    );
+    assert!(ingest.terminate().await.success());
+    acknowledged.sort();
+    assert_eq!(
+        record_ids_under(&dir.path().join("delivered")),
+        acknowledged,
+        "every acknowledged event delivered exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_lands_in_http_endpoint_failed() {
+    // A port nobody listens on: every delivery attempt fails to connect.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("firehose-local.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+streams:
+  - name: events
+    buffering: {{ size_mb: 1, interval_secs: 1 }}
+    processor: {{ mode: in-process, buffer_interval_secs: 0 }}
+    http_endpoint: {{ url: "http://{closed}/firehose/v1", retry_duration_secs: 0 }}
+    backup: {{ target: {{ kind: local-dir, dir: "{dir}/backup" }} }}
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .expect("config written");
+    let config = config.to_string_lossy().into_owned();
+    let mut ingest = start_embedded(
+        dir.path(),
+        &[("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str())],
+    )
+    .await;
+    let mut acknowledged = post_events(&ingest, 3).await;
+    // The shutdown flushes the buffers; with no retry duration left, the batch is backed up.
+    assert!(ingest.terminate().await.success());
+
+    let mut backed_up = Vec::new();
+    let mut stack = vec![dir.path().join("backup")];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).expect("backup dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            assert!(
+                path.to_string_lossy().contains("http-endpoint-failed/"),
+                "{}",
+                path.display()
+            );
+            let mut text = String::new();
+            let bytes = std::fs::read(&path).expect("read");
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_string(&mut text)
+                    .expect("gzip");
+            } else {
+                text = String::from_utf8(bytes).expect("utf-8");
+            }
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let record: Value = serde_json::from_str(line).expect("error record");
+                assert!(
+                    record["errorCode"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("HttpEndpoint.")),
+                    "{record}"
+                );
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(record["rawData"].as_str().expect("rawData"))
+                    .expect("base64");
+                let event: Value = serde_json::from_slice(&raw).expect("transformed event");
+                backed_up.push(event["_record_id"].as_str().expect("id").to_owned());
+            }
+        }
+    }
+    acknowledged.sort();
+    backed_up.sort();
+    assert_eq!(
+        backed_up, acknowledged,
+        "every acknowledged event is in the backup"
     );
 }
