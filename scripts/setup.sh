@@ -15,7 +15,7 @@ source "$here/env.sh"
 log() { printf '\033[1;34msetup:\033[0m %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(prometheus shellcheck wrk)
+apt_pkgs=(prometheus shellcheck wrk curl)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
