@@ -75,42 +75,9 @@ backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
     // 600 KiB fills most of the 1 MiB buffer; the next record overflows it, so that batch is
     // in delivery (failing, retrying for an hour) while the small one waits in the buffer.
     let big = vec![b'a'; 600 * 1024];
-    client
-        .put_record()
-        .delivery_stream_name("s")
-        .record(
-            Record::builder()
-                .data(Blob::new(big.clone()))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    client
-        .put_record()
-        .delivery_stream_name("s")
-        .record(
-            Record::builder()
-                .data(Blob::new(big.clone()))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    client
-        .put_record()
-        .delivery_stream_name("s")
-        .record(
-            Record::builder()
-                .data(Blob::new(&b"small"[..]))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    put(&client, big.clone()).await;
+    put(&client, big.clone()).await;
+    put(&client, b"small".to_vec()).await;
     ep.seen
         .recv()
         .await
@@ -164,4 +131,15 @@ async fn a_bad_config_fails_at_start_naming_the_field() {
         stderr.contains("streams[s].buffering.size_mb must be 1-64, got 100"),
         "{stderr}"
     );
+}
+
+/// One `PutRecord` of `data` into stream `s`, which must succeed.
+async fn put(client: &aws_sdk_firehose::Client, data: Vec<u8>) {
+    client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(Record::builder().data(Blob::new(data)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
 }

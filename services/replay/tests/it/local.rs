@@ -19,6 +19,17 @@ async fn run(args: &[&str]) -> (Summary, String) {
     (summary, String::from_utf8(preview).expect("utf-8 preview"))
 }
 
+/// Replays the fixture directory to the front door at `url`, checkpointing in `cp`, with
+/// `extra` flags.
+async fn run_to_http(url: &str, cp: &std::path::Path, extra: &[&str]) -> (Summary, String) {
+    let cp = cp.to_str().expect("utf-8");
+    let mut args = vec![dir(), "--to-http".to_owned(), url.to_owned()];
+    args.extend(["--checkpoint".to_owned(), cp.to_owned()]);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args).await
+}
+
 fn dir() -> String {
     fixture_dir().display().to_string()
 }
@@ -28,14 +39,7 @@ async fn every_good_record_arrives_once_and_malformed_lines_are_reported() {
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let (summary, _) = run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-    ])
-    .await;
+    let (summary, _) = run_to_http(&url, &cp, &[]).await;
 
     assert_each_good_record_once(&door.ids());
     assert!(summary.complete(), "{summary}");
@@ -64,14 +68,7 @@ async fn records_go_back_byte_for_byte_as_read() {
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-    ])
-    .await;
+    run_to_http(&url, &cp, &[]).await;
     let events = door.events();
     // processing-failed: the original input, untouched
     let pf1 = events
@@ -163,14 +160,7 @@ async fn a_partial_503_resends_only_the_unaccepted_events() {
     .await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let (summary, _) = run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-    ])
-    .await;
+    let (summary, _) = run_to_http(&url, &cp, &[]).await;
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
 }
@@ -184,14 +174,7 @@ async fn an_event_the_front_door_refuses_is_isolated_and_the_rest_delivered() {
     .await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let (summary, _) = run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-    ])
-    .await;
+    let (summary, _) = run_to_http(&url, &cp, &[]).await;
     let got = counts(&door.ids());
     assert_eq!(got.len(), GOOD_IDS.len() - 1);
     assert!(!got.contains_key("pf-2"));
@@ -211,18 +194,8 @@ async fn an_event_the_front_door_refuses_is_isolated_and_the_rest_delivered() {
 async fn filters_select_by_error_type_and_hour() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let cp = cp.to_str().expect("utf-8");
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
-    let (summary, _) = run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp,
-        "--error-type",
-        "processing-failed",
-    ])
-    .await;
+    let (summary, _) = run_to_http(&url, &cp, &["--error-type", "processing-failed"]).await;
     assert_eq!(summary.objects, 2);
     assert_eq!(summary.objects_filtered_out, 2);
     let mut ids = door.ids();
@@ -232,17 +205,11 @@ async fn filters_select_by_error_type_and_hour() {
     let tmp2 = tempfile::tempdir().expect("tempdir");
     let cp2 = tmp2.path().join("cp.json");
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
-    run(&[
-        &dir(),
-        "--to-http",
+    run_to_http(
         &url,
-        "--checkpoint",
-        cp2.to_str().expect("utf-8"),
-        "--since",
-        "2026-11-25T09",
-        "--until",
-        "2026/11/25/09",
-    ])
+        &cp2,
+        &["--since", "2026-11-25T09", "--until", "2026/11/25/09"],
+    )
     .await;
     let mut ids = door.ids();
     ids.sort();
@@ -254,17 +221,7 @@ async fn a_dry_run_counts_and_shows_but_sends_and_writes_nothing() {
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let (summary, preview) = run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-        "--dry-run",
-        "--show",
-        "3",
-    ])
-    .await;
+    let (summary, preview) = run_to_http(&url, &cp, &["--dry-run", "--show", "3"]).await;
     assert_eq!(door.requests(), 0);
     assert!(!cp.exists(), "a dry run leaves no checkpoint");
     assert_eq!(summary.sent, GOOD_IDS.len(), "counts what it would send");
@@ -291,16 +248,7 @@ async fn the_rate_limit_caps_batches_and_spreads_the_sends() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
     let started = std::time::Instant::now();
-    let (summary, _) = run(&[
-        &dir(),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-        "--rate",
-        "2",
-    ])
-    .await;
+    let (summary, _) = run_to_http(&url, &cp, &["--rate", "2"]).await;
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
     // Batches of at most one second's worth (2): the objects hold 3, 3, 3 and 2 events.
