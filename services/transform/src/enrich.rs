@@ -2,16 +2,15 @@
 //!
 //! Parsing an event into `serde_json::Value` and printing it again would reorder nothing only by
 //! luck, would round big numbers through `f64` (a 30-digit integer or `1.10` would change), and
-//! would cost most of the transform's time. Instead `serde_json` *validates* the object and
-//! reports where each top-level member ends (each value is borrowed as a `&RawValue`, a slice of
-//! the input); the output is then spliced from the input bytes: every member we keep is copied
-//! verbatim, members named like ours are cut out, and our three members are appended.
+//! would cost most of the transform's time. Instead [`crate::scan`] *validates* the object and
+//! reports where each top-level member ends; the output is then spliced from the input bytes:
+//! every member we keep is copied verbatim, members named like ours are cut out, and our three
+//! members are appended. Values that are not objects are checked by `serde_json` (`&RawValue`,
+//! borrowed, no tree) and copied as they are into `message`.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::scan::{Member, ObjectScan};
 use crate::{ADDED_KEYS, json};
 
 /// The three added members for one invocation, formatted once: everything up to the record id.
@@ -30,38 +29,31 @@ impl Stamp {
         }
     }
 
-    /// Appends the three members and the closing brace.
-    fn finish(&self, record_id: &str, out: &mut Vec<u8>) {
+    /// Appends the three members and the closing brace; `id_json` is the record id as a JSON
+    /// string literal (as it appeared in the event).
+    fn finish(&self, id_json: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(&self.prefix);
-        json::write_escaped(out, record_id);
+        out.extend_from_slice(id_json);
         out.push(b'}');
     }
 }
 
-/// Where one top-level member of an object ends, and whether it is one of ours.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Member {
-    /// Byte offset just past the member's value.
-    value_end: usize,
-    /// The member's (unescaped) name is one of [`ADDED_KEYS`].
-    ours: bool,
-}
-
 /// Writes the enriched object for `text` (valid UTF-8, not blank) into `out`.
 ///
-/// `members` is scratch space reused across records.
+/// `id_json` is the record id as a JSON string literal; `scanner` is scratch space reused
+/// across records.
 pub(crate) fn enrich(
     text: &str,
-    record_id: &str,
+    id_json: &[u8],
     stamp: &Stamp,
-    members: &mut Vec<Member>,
+    scanner: &mut ObjectScan,
     out: &mut Vec<u8>,
 ) {
     let body = strip_line_ending(text);
     let start = body.len() - body.trim_start_matches(is_json_whitespace).len();
     if body.as_bytes().get(start) == Some(&b'{') {
-        if scan_object(body, members).is_ok() && splice(body, start, members, out) {
-            stamp.finish(record_id, out);
+        if scanner.scan(body, start).is_ok() && splice(body, start, &scanner.members, out) {
+            stamp.finish(id_json, out);
             return;
         }
         out.clear();
@@ -69,13 +61,13 @@ pub(crate) fn enrich(
         out.extend_from_slice(b"{\"message\":");
         out.extend_from_slice(value.get().as_bytes());
         out.push(b',');
-        stamp.finish(record_id, out);
+        stamp.finish(id_json, out);
         return;
     }
     out.extend_from_slice(b"{\"message\":");
     json::write_escaped(out, body);
     out.push(b',');
-    stamp.finish(record_id, out);
+    stamp.finish(id_json, out);
 }
 
 /// `text` without one trailing `\n` or `\r\n`.
@@ -88,37 +80,40 @@ fn is_json_whitespace(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
-/// Validates that `body` is exactly one JSON object and records where its members end.
-fn scan_object(body: &str, members: &mut Vec<Member>) -> Result<(), serde_json::Error> {
-    members.clear();
-    let mut de = serde_json::Deserializer::from_str(body);
-    (&mut de).deserialize_map(MemberVisitor {
-        base: body.as_ptr().addr(),
-        members,
-    })?;
-    de.end()
-}
-
 /// Copies the members we keep from `body` into `out` as `{m1,m2,...,` (or `{` when none).
 ///
 /// `open` is the offset of the object's `{`. Returns false if the offsets do not fit the text,
-/// which cannot happen after a successful [`scan_object`]; the caller then wraps the text.
+/// which cannot happen after a successful [`ObjectScan::scan`]; the caller then wraps the text.
 fn splice(body: &str, open: usize, members: &[Member], out: &mut Vec<u8>) -> bool {
     let bytes = body.as_bytes();
     out.reserve(bytes.len() + 96);
     out.push(b'{');
-    let mut member_start = open + 1;
+    // Kept members that follow each other with nothing but a `,` between them are copied as
+    // one run, so a typical record (none of its members named like ours) is a single copy.
+    let mut run: Option<(usize, usize)> = None;
     let mut kept_any = false;
-    for member in members {
-        let Some(member_text) = bytes.get(member_start..member.value_end) else {
-            return false;
-        };
-        if !member.ours {
+    let mut flush = |run: Option<(usize, usize)>, out: &mut Vec<u8>| {
+        if let Some((start, end)) = run {
             if kept_any {
                 out.push(b',');
             }
-            out.extend_from_slice(member_text);
+            out.extend_from_slice(&bytes[start..end]);
             kept_any = true;
+        }
+    };
+    let mut member_start = open + 1;
+    for member in members {
+        if member_start > member.value_end || member.value_end > bytes.len() {
+            return false;
+        }
+        if !member.ours {
+            run = match run {
+                Some((start, end)) if member_start == end + 1 => Some((start, member.value_end)),
+                other => {
+                    flush(other, out);
+                    Some((member_start, member.value_end))
+                }
+            };
         }
         // After a value come optional whitespace and then `,` or the closing `}`.
         let rest = &bytes[member.value_end..];
@@ -128,58 +123,11 @@ fn splice(body: &str, open: usize, members: &[Member], out: &mut Vec<u8>) -> boo
             .unwrap_or(rest.len());
         member_start = member.value_end + gap + 1;
     }
+    flush(run, out);
     if kept_any {
         out.push(b',');
     }
     true
-}
-
-struct MemberVisitor<'m> {
-    base: usize,
-    members: &'m mut Vec<Member>,
-}
-
-impl<'de> Visitor<'de> for MemberVisitor<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(ours) = map.next_key_seed(IsOurKey)? {
-            let value: &'de RawValue = map.next_value()?;
-            let raw = value.get();
-            let value_end = (raw.as_ptr().addr() + raw.len())
-                .checked_sub(self.base)
-                .ok_or_else(|| de::Error::custom("value outside the scanned text"))?;
-            self.members.push(Member { value_end, ours });
-        }
-        Ok(())
-    }
-}
-
-/// Deserializes a member name to "is it one of [`ADDED_KEYS`]?", without allocating.
-struct IsOurKey;
-
-impl<'de> DeserializeSeed<'de> for IsOurKey {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for IsOurKey {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<bool, E> {
-        Ok(ADDED_KEYS.contains(&name))
-    }
 }
 
 #[cfg(test)]
@@ -193,9 +141,9 @@ mod tests {
         let mut out = Vec::new();
         enrich(
             text,
-            "id-1",
+            b"\"id-1\"",
             &Stamp::new(STAMP_MS),
-            &mut Vec::new(),
+            &mut ObjectScan::default(),
             &mut out,
         );
         String::from_utf8(out).unwrap()
@@ -307,10 +255,17 @@ mod tests {
     }
 
     #[test]
-    fn record_ids_are_escaped() {
+    fn the_record_id_literal_is_copied_as_it_came() {
         let mut out = Vec::new();
-        enrich("{}", "id\"\\", &Stamp::new(1), &mut Vec::new(), &mut out);
+        enrich(
+            "{}",
+            br#""id\"\\\u00e9""#,
+            &Stamp::new(1),
+            &mut ObjectScan::default(),
+            &mut out,
+        );
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(value["_record_id"], "id\"\\");
+        assert_eq!(value["_record_id"], "id\"\\é");
+        assert!(out.ends_with(br#""_record_id":"id\"\\\u00e9"}"#));
     }
 }

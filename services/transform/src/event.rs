@@ -1,7 +1,11 @@
 //! One invocation: the Firehose event in, the response out, inside Lambda's response limit.
 //!
-//! The event is parsed with borrowed fields (no copy of the base64 data), each record goes
+//! The event is read by the transform's own JSON scanner ([`crate::scan`]), borrowing each
+//! record's `recordId` and `data` string literals (no copy of the base64 data); each record goes
 //! through [`crate::record`], and the response is written straight into one pre-sized buffer.
+//! The literals are copied into the response verbatim (an unchanged record's `data`, every
+//! `recordId`, and `_record_id`), so nothing is ever escaped twice and every length is known
+//! before it is written.
 //!
 //! # The 6 MB response budget
 //!
@@ -17,11 +21,10 @@ use std::borrow::Cow;
 
 use base64_simd::STANDARD as BASE64;
 use firehose_formats::limits::LAMBDA_RESPONSE_BUDGET;
-use serde::Deserialize;
 
 use crate::enrich::Stamp;
-use crate::json;
 use crate::record::{FailureReason, Outcome, RecordResult, Scratch};
+use crate::scan::{self, Cursor};
 use crate::telemetry::FailureLog;
 
 /// The event is not something this function can answer record by record.
@@ -94,20 +97,34 @@ impl InvocationStats {
     }
 }
 
-/// The part of the event we read; unknown members (`invocationId`, `region`,
-/// `approximateArrivalTimestamp`, `kinesisRecordMetadata`, …) are skipped.
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(borrow)]
-    records: Vec<EventRecord<'a>>,
+/// One record of the event, borrowed from it. Unknown members (`approximateArrivalTimestamp`,
+/// `kinesisRecordMetadata`, …) are checked as JSON and skipped.
+///
+/// # UTF-8
+///
+/// The event is not validated as UTF-8 up front: [`parse_event`] validates everything except
+/// the `data` literals, which are most of the event. A `data` that decodes as base64 is ASCII
+/// by construction; only one that does not is validated, when it is about to be copied back
+/// into the response ([`process_event_with_budget`]).
+struct EventRecord<'a> {
+    /// The `recordId` string literal, quotes and escapes included, as it appears in the event.
+    id_json: &'a [u8],
+    /// The `data` string literal, likewise: an unchanged record gets exactly these bytes back.
+    data_json: &'a [u8],
+    /// Offset of `data_json` in the event.
+    data_at: usize,
+    /// `data` unescaped: the inside of the literal unless it held an escape (base64 never needs
+    /// one; an escape that is not valid UTF-16 is left in, and fails as base64).
+    data: Cow<'a, [u8]>,
 }
 
-#[derive(Deserialize)]
-struct EventRecord<'a> {
-    #[serde(rename = "recordId", borrow)]
-    record_id: Cow<'a, str>,
-    #[serde(borrow)]
-    data: Cow<'a, str>,
+impl EventRecord<'_> {
+    /// The record id as text, for the failure log.
+    fn id(&self) -> String {
+        let literal = String::from_utf8_lossy(self.id_json);
+        scan::unescape(literal.as_bytes())
+            .unwrap_or_else(|_| literal[1..literal.len() - 1].to_owned())
+    }
 }
 
 const OPEN: &[u8] = b"{\"records\":[";
@@ -116,7 +133,8 @@ const RECORD_ID: &[u8] = b"{\"recordId\":";
 const RESULT: &[u8] = b",\"result\":\"";
 const DATA: &[u8] = b"\",\"data\":";
 
-/// Bytes one response record takes, given its id and data as JSON strings (quotes included).
+/// Bytes one response record takes, given its id and data as JSON string literals (quotes
+/// included).
 const fn record_len(id_json: usize, result: RecordResult, data_json: usize) -> usize {
     RECORD_ID.len() + id_json + RESULT.len() + result.as_str().len() + DATA.len() + data_json + 1
 }
@@ -163,22 +181,18 @@ pub fn process_event_with_budget(
     now_ms: i64,
     budget: usize,
 ) -> Result<(Vec<u8>, InvocationStats), InvocationError> {
-    let event = parse_event(event_json)?;
-    let records = &event.records;
+    let records = parse_event(event_json)?;
 
     // Worst case first: every record returned unchanged as ProcessingFailed.
-    let fallback: Vec<usize> = records
-        .iter()
-        .map(|r| {
-            record_len(
-                json::escaped_len(&r.record_id),
-                RecordResult::ProcessingFailed,
-                data_json_len(&r.data),
-            )
-        })
-        .collect();
+    let fallback_len = |r: &EventRecord<'_>| {
+        record_len(
+            r.id_json.len(),
+            RecordResult::ProcessingFailed,
+            r.data_json.len(),
+        )
+    };
     let mut committed = OPEN.len() + CLOSE.len() + records.len().saturating_sub(1);
-    let mut reserved: usize = fallback.iter().sum();
+    let mut reserved: usize = records.iter().map(fallback_len).sum();
     if committed + reserved > budget {
         return Err(InvocationError::ResponseOverBudget {
             records: records.len(),
@@ -199,26 +213,30 @@ pub fn process_event_with_budget(
     let mut out = Vec::with_capacity(budget.min(event_json.len() + event_json.len() / 4 + 64));
     out.extend_from_slice(OPEN);
 
-    for (i, (record, fallback_len)) in records.iter().zip(&fallback).enumerate() {
-        reserved -= fallback_len;
+    for (i, record) in records.iter().enumerate() {
+        reserved -= fallback_len(record);
         if i > 0 {
             out.push(b',');
         }
-        let id = &*record.record_id;
-        let outcome = scratch.transform(id, &record.data, &stamp);
+        let outcome = scratch.transform(record.id_json, &record.data, &stamp);
+        if matches!(outcome, Outcome::Failed(FailureReason::InvalidBase64))
+            && simdutf8::basic::from_utf8(record.data_json).is_err()
+        {
+            return Err(not_utf8());
+        }
         if !matches!(outcome, Outcome::Failed(FailureReason::InvalidBase64)) {
             stats.decoded_bytes += scratch.decoded_len();
         }
         let outcome = match outcome {
             Outcome::Transformed => {
                 let len = record_len(
-                    json::escaped_len(id),
+                    record.id_json.len(),
                     RecordResult::Ok,
                     base64_len(scratch.payload().len()) + 2,
                 );
                 if committed + len + reserved <= budget {
                     committed += len;
-                    write_head(&mut out, id, RecordResult::Ok);
+                    write_head(&mut out, record.id_json, RecordResult::Ok);
                     out.push(b'"');
                     BASE64.encode_append(scratch.payload(), &mut out);
                     out.extend_from_slice(b"\"}");
@@ -239,13 +257,13 @@ pub fn process_event_with_budget(
             ),
         };
         // Dropped is shorter than ProcessingFailed with the same data, so this always fits.
-        committed += record_len(json::escaped_len(id), result, data_json_len(&record.data));
-        write_head(&mut out, id, result);
-        json::write_escaped(&mut out, &record.data);
+        committed += record_len(record.id_json.len(), result, record.data_json.len());
+        write_head(&mut out, record.id_json, result);
+        out.extend_from_slice(record.data_json);
         out.push(b'}');
         stats.count(result, failure);
         if let Some(reason) = failure {
-            failures.record(id, reason);
+            failures.record(&record.id(), reason);
         }
     }
     out.extend_from_slice(CLOSE);
@@ -259,70 +277,212 @@ pub fn process_event_with_budget(
     Ok((out, stats))
 }
 
-/// Length of a record's original `data` written back as a JSON string.
-///
-/// A string serde_json could borrow from the event had no escape sequences, and valid JSON
-/// cannot hold a raw `"`, backslash or control character, so it needs none on the way out: its length
-/// plus the quotes, without scanning megabytes of base64. Only unescaped (owned) strings are
-/// measured byte by byte.
-#[allow(
-    clippy::ptr_arg,
-    reason = "whether the string was borrowed is the point"
-)]
-fn data_json_len(data: &Cow<'_, str>) -> usize {
-    match data {
-        Cow::Borrowed(raw) => {
-            debug_assert_eq!(raw.len() + 2, json::escaped_len(raw));
-            raw.len() + 2
-        }
-        Cow::Owned(unescaped) => json::escaped_len(unescaped),
-    }
-}
-
 /// `{"recordId":<id>,"result":"<result>","data":` — the caller writes the data and `}`.
-fn write_head(out: &mut Vec<u8>, record_id: &str, result: RecordResult) {
+fn write_head(out: &mut Vec<u8>, id_json: &[u8], result: RecordResult) {
     out.extend_from_slice(RECORD_ID);
-    json::write_escaped(out, record_id);
+    out.extend_from_slice(id_json);
     out.extend_from_slice(RESULT);
     out.extend_from_slice(result.as_str().as_bytes());
     out.extend_from_slice(DATA);
 }
 
-fn parse_event(event_json: &[u8]) -> Result<Event<'_>, InvocationError> {
-    // serde would also read a struct from a JSON array; a Firehose event is always an object.
-    let first = event_json
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first != Some(&b'{') {
-        return Err(InvocationError::NotFirehoseEvent {
-            detail: "the payload is not a JSON object".to_owned(),
-        });
+/// Reads the records of a Firehose event: a JSON object whose `records` member is an array of
+/// objects, each with string members `recordId` and `data`. The whole event must be valid JSON.
+///
+/// Everything but the `data` literals is validated as UTF-8 here (see [`EventRecord`]).
+fn parse_event(event_json: &[u8]) -> Result<Vec<EventRecord<'_>>, InvocationError> {
+    let mut cursor = Cursor::new(event_json, 0);
+    let mut reader = EventReader {
+        text: event_json,
+        stack: Vec::new(),
+    };
+    let records =
+        reader
+            .event(&mut cursor)
+            .map_err(|problem| InvocationError::NotFirehoseEvent {
+                detail: problem.describe(cursor.pos),
+            })?;
+    let mut checked = 0;
+    for record in &records {
+        utf8(&event_json[checked..record.data_at])?;
+        checked = record.data_at + record.data_json.len();
     }
-    // Validating UTF-8 once with SIMD and parsing a `&str` is faster than letting serde_json
-    // check every string of the (mostly base64) event on its own.
-    let event_json =
-        simdutf8::basic::from_utf8(event_json).map_err(|_| InvocationError::NotFirehoseEvent {
-            detail: "the payload is not UTF-8".to_owned(),
-        })?;
-    serde_json::from_str(event_json).map_err(|e| InvocationError::NotFirehoseEvent {
-        detail: describe(&e),
-    })
+    utf8(&event_json[checked..])?;
+    Ok(records)
 }
 
-/// A parse error described without quoting the event (serde's data errors can echo values).
-fn describe(error: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let message = error.to_string();
-    let what = match error.classify() {
-        Category::Data if message.starts_with("missing field") => message
-            .split(" at line")
-            .next()
-            .unwrap_or("missing field")
-            .to_owned(),
-        Category::Data => "a member has the wrong type".to_owned(),
-        Category::Syntax => "invalid JSON".to_owned(),
-        Category::Eof => "the JSON ends early".to_owned(),
-        Category::Io => "unreadable input".to_owned(),
-    };
-    format!("{what} at line {} column {}", error.line(), error.column())
+fn utf8(bytes: &[u8]) -> Result<(), InvocationError> {
+    simdutf8::basic::from_utf8(bytes)
+        .map(drop)
+        .map_err(|_| not_utf8())
+}
+
+fn not_utf8() -> InvocationError {
+    InvocationError::NotFirehoseEvent {
+        detail: "the payload is not UTF-8".to_owned(),
+    }
+}
+
+/// What is wrong with an event; described without quoting it (it holds customer data).
+#[derive(Debug)]
+enum EventProblem {
+    Syntax,
+    NotAnObject,
+    Missing(&'static str),
+    Duplicate(&'static str),
+    RecordsNotAnArray,
+    RecordNotAnObject(usize),
+    RecordMissing(usize, &'static str),
+    RecordDuplicate(usize, &'static str),
+    RecordNotAString(usize, &'static str),
+}
+
+impl From<scan::InvalidJson> for EventProblem {
+    fn from(_: scan::InvalidJson) -> Self {
+        Self::Syntax
+    }
+}
+
+impl EventProblem {
+    fn describe(&self, pos: usize) -> String {
+        match self {
+            Self::Syntax => format!("invalid JSON at byte {pos}"),
+            Self::NotAnObject => "the payload is not a JSON object".to_owned(),
+            Self::Missing(name) => format!("missing field `{name}`"),
+            Self::Duplicate(name) => format!("duplicate field `{name}`"),
+            Self::RecordsNotAnArray => "`records` is not an array".to_owned(),
+            Self::RecordNotAnObject(i) => format!("record {i} is not an object"),
+            Self::RecordMissing(i, name) => format!("record {i}: missing field `{name}`"),
+            Self::RecordDuplicate(i, name) => format!("record {i}: duplicate field `{name}`"),
+            Self::RecordNotAString(i, name) => format!("record {i}: `{name}` is not a string"),
+        }
+    }
+}
+
+/// The event's structure on top of the scanner's grammar.
+struct EventReader<'a> {
+    text: &'a [u8],
+    /// Scratch for skipping members we do not read.
+    stack: Vec<bool>,
+}
+
+impl<'a> EventReader<'a> {
+    fn event(&mut self, c: &mut Cursor<'a>) -> Result<Vec<EventRecord<'a>>, EventProblem> {
+        if c.next_non_ws() != Some(b'{') {
+            return Err(EventProblem::NotAnObject);
+        }
+        let mut records = None;
+        self.members(c, |reader, c, name| {
+            if name != b"records" {
+                return Ok(false);
+            }
+            if records.is_some() {
+                return Err(EventProblem::Duplicate("records"));
+            }
+            records = Some(reader.records(c)?);
+            Ok(true)
+        })?;
+        if !c.at_end() {
+            return Err(EventProblem::Syntax);
+        }
+        records.ok_or(EventProblem::Missing("records"))
+    }
+
+    /// Walks the members of an object whose `{` was just consumed. `read` is offered each
+    /// name with the cursor before the value; it reads the value and returns true, or returns
+    /// false to have the value skipped.
+    fn members(
+        &mut self,
+        c: &mut Cursor<'a>,
+        mut read: impl FnMut(&mut Self, &mut Cursor<'a>, &[u8]) -> Result<bool, EventProblem>,
+    ) -> Result<(), EventProblem> {
+        match c.next_non_ws() {
+            Some(b'}') => return Ok(()),
+            Some(b'"') => {}
+            _ => return Err(EventProblem::Syntax),
+        }
+        loop {
+            let (start, end, escaped) = c.string_literal()?;
+            let literal = &self.text[start..end];
+            let name = if escaped {
+                Cow::Owned(scan::unescape(literal)?.into_bytes())
+            } else {
+                Cow::Borrowed(&literal[1..literal.len() - 1])
+            };
+            c.skip_ws();
+            c.expect(b':')?;
+            c.skip_ws();
+            if !read(self, c, &name)? {
+                c.skip_value(&mut self.stack)?;
+            }
+            match c.next_non_ws() {
+                Some(b',') if c.next_non_ws() == Some(b'"') => {}
+                Some(b'}') => return Ok(()),
+                _ => return Err(EventProblem::Syntax),
+            }
+        }
+    }
+
+    fn records(&mut self, c: &mut Cursor<'a>) -> Result<Vec<EventRecord<'a>>, EventProblem> {
+        if c.next_non_ws() != Some(b'[') {
+            return Err(EventProblem::RecordsNotAnArray);
+        }
+        let mut records = Vec::new();
+        c.skip_ws();
+        if c.peek() == Some(b']') {
+            c.pos += 1;
+            return Ok(records);
+        }
+        loop {
+            records.push(self.record(c, records.len())?);
+            match c.next_non_ws() {
+                Some(b',') => {}
+                Some(b']') => return Ok(records),
+                _ => return Err(EventProblem::Syntax),
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        c: &mut Cursor<'a>,
+        index: usize,
+    ) -> Result<EventRecord<'a>, EventProblem> {
+        if c.next_non_ws() != Some(b'{') {
+            return Err(EventProblem::RecordNotAnObject(index));
+        }
+        let (mut id, mut data) = (None, None);
+        self.members(c, |reader, c, name| {
+            let (slot, name) = match name {
+                b"recordId" => (&mut id, "recordId"),
+                b"data" => (&mut data, "data"),
+                _ => return Ok(false),
+            };
+            if slot.is_some() {
+                return Err(EventProblem::RecordDuplicate(index, name));
+            }
+            if c.peek() != Some(b'"') {
+                return Err(EventProblem::RecordNotAString(index, name));
+            }
+            c.pos += 1;
+            let (start, end, escaped) = c.string_literal()?;
+            *slot = Some((start, &reader.text[start..end], escaped));
+            Ok(true)
+        })?;
+        let (_, id_json, _) = id.ok_or(EventProblem::RecordMissing(index, "recordId"))?;
+        let (data_at, data_json, escaped) =
+            data.ok_or(EventProblem::RecordMissing(index, "data"))?;
+        let inner = &data_json[1..data_json.len() - 1];
+        let data = if escaped {
+            scan::unescape(data_json).map_or(Cow::Borrowed(inner), |s| Cow::Owned(s.into_bytes()))
+        } else {
+            Cow::Borrowed(inner)
+        };
+        Ok(EventRecord {
+            id_json,
+            data_json,
+            data_at,
+            data,
+        })
+    }
 }

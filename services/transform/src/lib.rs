@@ -26,6 +26,7 @@
 //!
 //! - [`record`]: the per-record rules and their outcomes.
 //! - `enrich` (private): the byte-splicing of a decoded payload into the enriched object.
+//! - `scan` (private): the validating object scanner that tells `enrich` where members end.
 //! - [`event`]: the invocation (event parsing, response writing, the response budget).
 //! - [`json`]: JSON string escaping with an exact length function, used for the budget.
 //! - [`telemetry`]: the per-invocation log line and the rate-limited failure reasons.
@@ -37,6 +38,7 @@ pub mod json;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod record;
+mod scan;
 pub mod telemetry;
 
 pub use event::{InvocationError, InvocationStats, process_event, process_event_with_stats};

@@ -6,7 +6,9 @@
 
 use base64_simd::STANDARD as BASE64;
 
-use crate::enrich::{self, Member, Stamp};
+use crate::enrich::{self, Stamp};
+use crate::json;
+use crate::scan::ObjectScan;
 
 /// The per-record status Firehose accepts: exactly these three strings.
 ///
@@ -79,7 +81,9 @@ pub struct RecordOutput {
 pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutput {
     let mut scratch = Scratch::default();
     let stamp = Stamp::new(now_ms);
-    let (result, data, failure) = match scratch.transform(record_id, data, &stamp) {
+    let mut id_json = Vec::with_capacity(record_id.len() + 2);
+    json::write_escaped(&mut id_json, record_id);
+    let (result, data, failure) = match scratch.transform(&id_json, data.as_bytes(), &stamp) {
         Outcome::Transformed => (
             RecordResult::Ok,
             BASE64.encode_to_string(scratch.payload()),
@@ -113,13 +117,13 @@ pub(crate) enum Outcome {
 pub(crate) struct Scratch {
     decoded: Vec<u8>,
     payload: Vec<u8>,
-    members: Vec<Member>,
+    scanner: ObjectScan,
 }
 
 impl Scratch {
     /// Decodes and classifies one record; on [`Outcome::Transformed`] the new payload is in
-    /// [`Self::payload`].
-    pub(crate) fn transform(&mut self, record_id: &str, data: &str, stamp: &Stamp) -> Outcome {
+    /// [`Self::payload`]. `id_json` is the record id as a JSON string literal.
+    pub(crate) fn transform(&mut self, id_json: &[u8], data: &[u8], stamp: &Stamp) -> Outcome {
         self.decoded.clear();
         self.payload.clear();
         if BASE64.decode_append(data, &mut self.decoded).is_err() {
@@ -131,7 +135,7 @@ impl Scratch {
         if text.trim().is_empty() {
             return Outcome::Dropped;
         }
-        enrich::enrich(text, record_id, stamp, &mut self.members, &mut self.payload);
+        enrich::enrich(text, id_json, stamp, &mut self.scanner, &mut self.payload);
         Outcome::Transformed
     }
 

@@ -168,8 +168,107 @@ fn an_event_that_cannot_fit_even_unchanged_is_an_error() {
     );
 }
 
+#[test]
+fn unknown_members_of_any_shape_are_skipped() {
+    let event =
+        br#" { "invocationId" : "i" , "nested": {"records": "not these", "a": [1, {"b": null}]},
+        "records" : [ { "kinesisRecordMetadata": {"shardId": "s", "seq": [1.5e3, -0]},
+                        "data" : "e30=" , "recordId" : "r\u0031", "extra": true } ] ,
+        "region": "us-east-1" } "#;
+    let out = parse(&process_event(event, NOW).unwrap());
+    assert_eq!((out[0].0.as_str(), out[0].1.as_str()), ("r1", "Ok"));
+    let payload: Value = serde_json::from_slice(&STANDARD.decode(&out[0].2).unwrap()).unwrap();
+    assert_eq!(payload["_record_id"], "r1");
+}
+
+#[test]
+fn malformed_events_are_refused_with_what_and_where() {
+    for (bad, reason) in [
+        (&br#"{"records":[]} x"#[..], "invalid JSON at byte 15"),
+        (
+            br#"{"records":[],"records":[]}"#,
+            "duplicate field `records`",
+        ),
+        (
+            br#"{"records":[{"recordId":"1","data":"e30=","data":"e30="}]}"#,
+            "record 0: duplicate field `data`",
+        ),
+        (
+            br#"{"records":[{"recordId":"1","data":"e30="},7]}"#,
+            "record 1 is not an object",
+        ),
+        (
+            br#"{"records":[{"recordId":1,"data":"e30="}]}"#,
+            "record 0: `recordId` is not a string",
+        ),
+        (br#"{"records":"e30="}"#, "`records` is not an array"),
+        (br#"{"other":[1,]}"#, "invalid JSON at byte 12"),
+        (
+            br#"{"records":[{"recordId":"1","data":"e30="}"#,
+            "invalid JSON at byte 42",
+        ),
+        (
+            br#"{"records":[{"recordId":"1","data":"a	b"}]}"#,
+            "invalid JSON",
+        ),
+        (
+            b"{\"records\":[{\"recordId\":\"1\",\"data\":\"\xff\"}]}",
+            "not UTF-8",
+        ),
+        (br#"{}"#, "missing field `records`"),
+        (
+            b"{\"records\":[{\"recordId\":\"\xc3\",\"data\":\"e30=\"}]}",
+            "not UTF-8",
+        ),
+        (
+            b"{\"records\":[{\"recordId\":\"1\",\"data\":\"e30=\"}],\"x\":\"\xe2\x82\"}",
+            "not UTF-8",
+        ),
+        (
+            b"{\"x\":\"\xf0\",\"records\":[{\"recordId\":\"1\",\"data\":\"e30=\"}]}",
+            "not UTF-8",
+        ),
+        (
+            b"{\"records\":[{\"recordId\":\"1\",\"data\":\"e30=\xff\"}]}",
+            "not UTF-8",
+        ),
+    ] {
+        let error = process_event(bad, NOW).unwrap_err();
+        assert!(
+            matches!(error, InvocationError::NotFirehoseEvent { .. })
+                && error.to_string().contains(reason),
+            "{}: {error}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any record id (escaped however serde_json escapes it) comes back equal, in the response
+    /// and in `_record_id`; any `data` that is not base64 comes back as it was.
+    #[test]
+    fn any_ids_and_data_round_trip(
+        records in prop::collection::vec((any::<String>(), prop_oneof![
+            any::<String>(),
+            "[ -~]{0,50}".prop_map(|s| STANDARD.encode(s)),
+        ]), 0..20),
+    ) {
+        let refs: Vec<(&str, &str)> = records.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let out = parse(&process_event(&event(&refs), NOW).unwrap());
+        prop_assert_eq!(out.len(), records.len());
+        for ((id, result, data), (want_id, want_data)) in out.iter().zip(&records) {
+            prop_assert_eq!(id, want_id);
+            match result.as_str() {
+                "Ok" => {
+                    let payload: Value = serde_json::from_slice(&STANDARD.decode(data).unwrap()).unwrap();
+                    prop_assert_eq!(payload["_record_id"].as_str(), Some(want_id.as_str()));
+                }
+                _ => prop_assert_eq!(data, want_data),
+            }
+        }
+    }
 
     /// Whatever the records and the budget: the response is valid, answers every record in
     /// order, and never exceeds the budget.
