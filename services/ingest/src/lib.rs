@@ -15,7 +15,7 @@
 //! * [`ratelimit`]: per-key token buckets.
 //! * [`sink`]: the [`sink::RecordSink`] seam and its `aws_sdk_firehose::Client` implementation.
 //! * [`producer`]: coalescing, partial-failure retries, in-flight cap. Usable without HTTP.
-//! * [`metrics`], [`telemetry`]: the metrics contract, logs, access log.
+//! * [`metrics`], [`telemetry`]: the metrics contract, logs, access log, OpenTelemetry traces.
 //! * [`state`]: what handlers share, readiness.
 //!
 //! [`run`] serves both listeners until a shutdown future resolves, then drains.

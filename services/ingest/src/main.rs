@@ -1,4 +1,5 @@
-//! `ingest` binary: read config, build the Firehose client, bind, serve until SIGTERM.
+//! `ingest` binary: read config, start logs (and trace export), build the Firehose client,
+//! bind, serve until SIGTERM, then flush the traces.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,11 +14,14 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(e) = ingest::telemetry::init_tracing(&config.log) {
-        eprintln!("ingest: {e}");
-        return ExitCode::FAILURE;
-    }
-    match start(config).await {
+    let telemetry = match ingest::telemetry::init_tracing(&config.log) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("ingest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match start(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Every error message already says what to fix; the chain adds nothing for operators.
@@ -25,7 +29,11 @@ async fn main() -> ExitCode {
             eprintln!("ingest: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The server has drained: export the spans still buffered (the last requests') while the
+    // runtime that sends them still runs.
+    telemetry.shutdown();
+    code
 }
 
 async fn start(

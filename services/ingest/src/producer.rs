@@ -30,6 +30,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::metrics::{ProducerMetrics, call_outcome};
 use crate::sink::{RecordOutcome, RecordSink, Retry, SinkError};
@@ -457,7 +458,27 @@ impl Sender {
         let budget_ends = Instant::now() + self.config.retry_budget;
         let mut attempt: u32 = 0;
         loop {
-            let (failed, error) = self.attempt(items).await;
+            // One span per call (exported when trace export is on). A batch mixes records of
+            // many requests, so it starts a trace of its own rather than joining one of theirs.
+            let span = tracing::info_span!(
+                "put_record_batch",
+                otel.name = "Firehose.PutRecordBatch",
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                stream = %self.stream,
+                // i64: tracing-opentelemetry exports unsigned fields as strings.
+                records = gauge(items.len()),
+                retry = i64::from(attempt),
+                failed = tracing::field::Empty,
+                error = tracing::field::Empty,
+            );
+            let (failed, error) = self.attempt(items).instrument(span.clone()).await;
+            span.record("failed", gauge(failed.len()));
+            if let Some(error) = &error {
+                span.record("otel.status_code", "error");
+                span.record("error", tracing::field::display(error));
+            }
+            drop(span);
             let Some(error) = error else { return };
             attempt = attempt.saturating_add(1);
             let backoff = self.backoff(attempt);

@@ -17,14 +17,18 @@ use crate::fake_firehose::FakeFirehose;
 use crate::support;
 
 /// A running `ingest` and its log lines.
-struct Ingest {
+pub(super) struct Ingest {
     child: Child,
-    logs: mpsc::UnboundedReceiver<Value>,
-    url: String,
+    pub(super) logs: mpsc::UnboundedReceiver<Value>,
+    pub(super) url: String,
+    /// The log lines written up to "ingest listening".
+    pub(super) startup: Vec<Value>,
 }
 
 impl Ingest {
-    async fn start(endpoint: &str, stream: &str, extra: &[(&str, &str)]) -> Self {
+    /// Starts `ingest` against the Firehose API at `endpoint` with `extra` settings, and waits
+    /// until it listens and `stream` answered `DescribeDeliveryStream`.
+    pub(super) async fn start(endpoint: &str, stream: &str, extra: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
         command
             .env_clear()
@@ -44,16 +48,27 @@ impl Ingest {
             command.env(k, v);
         }
         let (child, mut logs) = spawn_logged(command);
-        let listening = wait_log(&mut logs, |v| v["message"] == "ingest listening").await;
+        let mut startup = Vec::new();
+        let listening = wait_log(&mut logs, |v| {
+            startup.push(v.clone());
+            v["message"] == "ingest listening"
+        })
+        .await;
         let url = format!(
             "http://{}",
             listening["listen"].as_str().expect("listen addr")
         );
         wait_log(&mut logs, |v| v["message"] == "delivery stream reachable").await;
-        Self { child, logs, url }
+        Self {
+            child,
+            logs,
+            url,
+            startup,
+        }
     }
 
-    async fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits for the exit.
+    pub(super) async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -89,7 +104,7 @@ pub(super) fn spawn_logged(mut command: Command) -> (Child, mpsc::UnboundedRecei
 
 pub(super) async fn wait_log(
     logs: &mut mpsc::UnboundedReceiver<Value>,
-    pred: impl Fn(&Value) -> bool,
+    mut pred: impl FnMut(&Value) -> bool,
 ) -> Value {
     tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(v) = logs.recv().await {
@@ -228,8 +243,9 @@ async fn events_arrive_in_s3_byte_for_byte_through_moto() {
     wait_log(&mut ingest.logs, |v| v["message"] == "shutdown complete").await;
 }
 
-#[tokio::test]
-async fn sigterm_under_load_loses_no_acknowledged_event() {
+/// Starts the fake Firehose (keeping records) on a loopback port: its endpoint URL and what it
+/// has seen.
+pub(super) async fn start_fake_firehose() -> (String, Arc<FakeFirehose>) {
     let fake = FakeFirehose::new(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -237,6 +253,12 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let router = fake.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
+    (endpoint, fake)
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_event() {
+    let (endpoint, fake) = start_fake_firehose().await;
 
     let mut ingest = Ingest::start(&endpoint, "load", &[("INGEST_LINGER", "20ms")]).await;
     let acked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();

@@ -7,12 +7,16 @@
 //! * `embedded`: the built binary with no stream: the embedded local Firehose end to end.
 //! * `binary`: the built `ingest` binary against `moto_server` (end to end, S3 byte for byte)
 //!   and against a fake Firehose under load with SIGTERM (nothing acknowledged is lost).
+//! * `otlp`: the built binary exporting traces to an OTLP/HTTP collector run by the test.
+//! * `key_rotation`: the built binary picking up a rewritten API-key file while it runs.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
 mod binary;
 mod embedded;
+mod key_rotation;
 mod openapi;
+mod otlp;
 mod routes;
 mod sdk;
 mod support;

@@ -1,0 +1,110 @@
+//! API-key rotation through the built binary: the key file is replaced while `ingest` runs
+//! (as a Kubernetes Secret update does: a new file renamed over the old one), the new key is
+//! accepted within `INGEST_API_KEYS_RELOAD`, and the removed key is refused from then on.
+//! `src/auth.rs` has no grace period for removed keys: the key set is swapped whole, so a
+//! removed key stops working the moment its replacement starts to.
+//! A broken edit afterwards keeps the keys in force.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::binary::{Ingest, start_fake_firehose, wait_log};
+
+const KEY_A: &str = "key-a-before-rotation";
+const KEY_B: &str = "key-b-after-rotation";
+
+/// The status of one event posted with `Authorization: Bearer <key>`.
+async fn post_with(http: &reqwest::Client, ingest: &Ingest, key: &str) -> u16 {
+    http.post(format!("{}/v1/events", ingest.url))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(r#"{"rotation":"test"}"#)
+        .send()
+        .await
+        .expect("ingest answers")
+        .status()
+        .as_u16()
+}
+
+/// Replaces `path` atomically: write a sibling, rename it over.
+fn replace(path: &Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).expect("write new key file");
+    std::fs::rename(&next, path).expect("rename over the key file");
+}
+
+#[tokio::test]
+async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
+    let (firehose, _fake) = start_fake_firehose().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("api-keys");
+    std::fs::write(&path, format!("# before\n{KEY_A}\n")).expect("key file");
+    let path_text = path.to_str().expect("utf-8 path");
+    let mut ingest = Ingest::start(
+        &firehose,
+        "keys",
+        &[
+            ("INGEST_API_KEYS_FILE", path_text),
+            ("INGEST_API_KEYS_RELOAD", "100ms"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+
+    assert_eq!(post_with(&http, &ingest, KEY_A).await, 200, "key A works");
+    assert_eq!(post_with(&http, &ingest, KEY_B).await, 401, "key B not yet");
+
+    // Key B as a digest line: the file need not hold the usable secret.
+    let digest = hex::encode(Sha256::digest(KEY_B.as_bytes()));
+    replace(&path, &format!("# rotated\nsha256:{digest}\n"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        match post_with(&http, &ingest, KEY_B).await {
+            200 => break,
+            401 => {}
+            other => panic!("key B answered {other} while waiting for the reload"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "key B still refused after 30 s ({polls} tries) with INGEST_API_KEYS_RELOAD=100ms"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // No grace period: the set that holds B no longer holds A.
+    assert_eq!(
+        post_with(&http, &ingest, KEY_A).await,
+        401,
+        "key A refused once B is in force"
+    );
+    let reloaded = wait_log(&mut ingest.logs, |v| v["message"] == "API keys reloaded").await;
+    assert_eq!(reloaded["keys"], 1);
+
+    // A broken edit is reported and changes nothing.
+    replace(&path, "sha256:not-a-digest\n");
+    let refused = wait_log(&mut ingest.logs, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("API-key file changed but cannot be used"))
+    })
+    .await;
+    assert_eq!(refused["level"], "ERROR");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("line 1")),
+        "{refused}"
+    );
+    assert_eq!(post_with(&http, &ingest, KEY_B).await, 200, "B still works");
+    assert_eq!(
+        post_with(&http, &ingest, KEY_A).await,
+        401,
+        "A still refused"
+    );
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+}
