@@ -18,6 +18,12 @@ ARG DEBIAN_RELEASE=bookworm
 # Build stage, never shipped: the OCI labels live on the runtime stage.
 # hadolint ignore=DL3049
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+# make: tikv-jemalloc-sys (ingest's allocator) builds jemalloc with it; the slim image has gcc
+# but not make.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 # cargo-chef from crates.io, pinned and with its own lock file.
 RUN cargo install --locked cargo-chef@0.1.78
 WORKDIR /src

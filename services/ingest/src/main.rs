@@ -11,6 +11,12 @@ use ingest::config::Config;
 use ingest::{Drain, Service, Target};
 use tokio::net::TcpListener;
 
+/// jemalloc, not glibc malloc: under load (`scripts/bench-ingest.sh`, perf) glibc's allocator
+/// was ~17 % of the service's CPU, much of it arena-lock contention between runtime workers
+/// allocating and freeing request bodies, records and log lines.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
