@@ -402,13 +402,7 @@ impl<'a> EventReader<'a> {
             _ => return Err(EventProblem::Syntax),
         }
         loop {
-            let (start, end, escaped) = c.string_literal()?;
-            let literal = &self.text[start..end];
-            let name = if escaped {
-                Cow::Owned(scan::unescape(literal)?.into_bytes())
-            } else {
-                Cow::Borrowed(&literal[1..literal.len() - 1])
-            };
+            let name = c.member_name()?;
             c.skip_ws();
             c.expect(b':')?;
             c.skip_ws();

@@ -28,7 +28,7 @@
 //! - `enrich` (private): the byte-splicing of a decoded payload into the enriched object.
 //! - `scan` (private): the validating object scanner that tells `enrich` where members end.
 //! - [`event`]: the invocation (event parsing, response writing, the response budget).
-//! - [`json`]: JSON string escaping with an exact length function, used for the budget.
+//! - [`json`]: JSON string escaping, as serde_json does it, for text that was not a literal.
 //! - [`telemetry`]: the per-invocation log line and the rate-limited failure reasons.
 //! - `lambda` (feature): the `lambda_runtime` glue.
 

@@ -20,6 +20,8 @@
 //! The same [`Cursor`] reads the Firehose event itself ([`crate::event`]), where the long
 //! base64 `data` strings are exactly what the `memchr` path of [`string_stop`] is fastest on.
 
+use std::borrow::Cow;
+
 use crate::ADDED_KEYS;
 
 /// Where one top-level member of an object ends, and whether it is one of ours.
@@ -58,7 +60,8 @@ impl ObjectScan {
         match cursor.next_non_ws() {
             Some(b'}') => {}
             Some(b'"') => loop {
-                let ours = cursor.name_is_ours()?;
+                let name = cursor.member_name()?;
+                let ours = ADDED_KEYS.iter().any(|ours| ours.as_bytes() == &*name);
                 cursor.skip_ws();
                 cursor.expect(b':')?;
                 cursor.skip_value(&mut self.stack)?;
@@ -231,20 +234,18 @@ impl<'t> Cursor<'t> {
         Ok(())
     }
 
-    /// Consumes a member name whose opening quote was just consumed; says whether it is one
-    /// of [`ADDED_KEYS`].
-    fn name_is_ours(&mut self) -> Scan<bool> {
+    /// Consumes a member name whose opening quote was just consumed; returns it unescaped
+    /// (borrowed unless it held an escape). Like `serde_json`, a name whose `\u` escapes are
+    /// not valid UTF-16 is an error.
+    pub(crate) fn member_name(&mut self) -> Scan<Cow<'t, [u8]>> {
         let start = self.pos - 1;
         let escaped = self.skip_string()?;
         let quoted = &self.bytes[start..self.pos];
-        if !escaped {
-            let name = &quoted[1..quoted.len() - 1];
-            return Ok(ADDED_KEYS.iter().any(|ours| ours.as_bytes() == name));
+        if escaped {
+            Ok(Cow::Owned(unescape(quoted)?.into_bytes()))
+        } else {
+            Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
         }
-        // Rare: an escaped name. Unescape it properly; a lone surrogate is an error here, as
-        // it was for serde_json.
-        let name = unescape(quoted)?;
-        Ok(ADDED_KEYS.contains(&name.as_str()))
     }
 
     /// Consumes one number whose first byte (`-` or a digit) is at `pos`.
