@@ -1,6 +1,6 @@
 //! One invocation: the Firehose event in, the response out, inside Lambda's response limit.
 //!
-//! The event is read by the transform's own JSON scanner ([`crate::scan`]), borrowing each
+//! The event is read by the transform's own JSON scanner (`scan`), borrowing each
 //! record's `recordId` and `data` string literals (no copy of the base64 data); each record goes
 //! through [`crate::record`], and the response is written straight into one pre-sized buffer.
 //! The literals are copied into the response verbatim (an unchanged record's `data`, every
