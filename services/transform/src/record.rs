@@ -1,7 +1,7 @@
 //! The per-record rules: what happens to one Firehose record, and why.
 //!
 //! [`transform_record`] is the pure, self-contained form that tests and other crates call.
-//! [`Scratch`] is the same logic with buffers reused across the records of one invocation,
+//! `Scratch` (crate-private) is the same logic with buffers reused across the records of one invocation,
 //! which is what [`crate::event`] uses on the hot path.
 
 use base64_simd::STANDARD as BASE64;
