@@ -52,7 +52,7 @@ pub(crate) fn enrich(
     let body = strip_line_ending(text);
     let start = body.len() - body.trim_start_matches(is_json_whitespace).len();
     if body.as_bytes().get(start) == Some(&b'{') {
-        if scanner.scan(body, start).is_ok() && splice(body, start, &scanner.members, out) {
+        if scanner.scan(body, start).is_ok() && splice(body, &scanner.members, out) {
             stamp.finish(id_json, out);
             return;
         }
@@ -82,48 +82,41 @@ fn is_json_whitespace(c: char) -> bool {
 
 /// Copies the members we keep from `body` into `out` as `{m1,m2,...,` (or `{` when none).
 ///
-/// `open` is the offset of the object's `{`. Returns false if the offsets do not fit the text,
-/// which cannot happen after a successful [`ObjectScan::scan`]; the caller then wraps the text.
-fn splice(body: &str, open: usize, members: &[Member], out: &mut Vec<u8>) -> bool {
+/// Returns false if the offsets do not fit the text, which cannot happen after a successful
+/// [`ObjectScan::scan`]; the caller then wraps the text.
+fn splice(body: &str, members: &[Member], out: &mut Vec<u8>) -> bool {
     let bytes = body.as_bytes();
     out.reserve(bytes.len() + 96);
     out.push(b'{');
     // Kept members that follow each other with nothing but a `,` between them are copied as
     // one run, so a typical record (none of its members named like ours) is a single copy.
-    let mut run: Option<(usize, usize)> = None;
     let mut kept_any = false;
-    let mut flush = |run: Option<(usize, usize)>, out: &mut Vec<u8>| {
-        if let Some((start, end)) = run {
-            if kept_any {
-                out.push(b',');
-            }
-            out.extend_from_slice(&bytes[start..end]);
-            kept_any = true;
-        }
-    };
-    let mut member_start = open + 1;
-    for member in members {
-        if member_start > member.value_end || member.value_end > bytes.len() {
+    let mut copy = |(start, end): (usize, usize), out: &mut Vec<u8>| {
+        let Some(text) = bytes.get(start..end) else {
             return false;
+        };
+        if kept_any {
+            out.push(b',');
         }
-        if !member.ours {
-            run = match run {
-                Some((start, end)) if member_start == end + 1 => Some((start, member.value_end)),
-                other => {
-                    flush(other, out);
-                    Some((member_start, member.value_end))
+        out.extend_from_slice(text);
+        kept_any = true;
+        true
+    };
+    let mut run = None;
+    for member in members.iter().filter(|m| !m.ours) {
+        run = match run {
+            Some((start, end)) if member.start == end + 1 => Some((start, member.value_end)),
+            previous => {
+                if previous.is_some_and(|done| !copy(done, out)) {
+                    return false;
                 }
-            };
-        }
-        // After a value come optional whitespace and then `,` or the closing `}`.
-        let rest = &bytes[member.value_end..];
-        let gap = rest
-            .iter()
-            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .unwrap_or(rest.len());
-        member_start = member.value_end + gap + 1;
+                Some((member.start, member.value_end))
+            }
+        };
     }
-    flush(run, out);
+    if run.is_some_and(|done| !copy(done, out)) {
+        return false;
+    }
     if kept_any {
         out.push(b',');
     }
