@@ -26,6 +26,12 @@ impl KeyId {
     pub fn anonymous() -> Self {
         Self("anonymous".to_owned())
     }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for KeyId {

@@ -15,11 +15,13 @@
 //! * [`ratelimit`]: per-key token buckets.
 //! * [`sink`]: the [`sink::RecordSink`] seam and its `aws_sdk_firehose::Client` implementation.
 //! * [`producer`]: coalescing, partial-failure retries, in-flight cap. Usable without HTTP.
-//! * [`metrics`], [`telemetry`]: the metrics contract, logs, access log, OpenTelemetry traces.
+//! * [`metrics`], [`telemetry`]: the metrics contract, logs, OpenTelemetry traces;
+//!   [`access_log`]: the access-log line's own fast writer.
 //! * [`state`]: what handlers share, readiness.
 //!
 //! [`run`] serves both listeners until a shutdown future resolves, then drains.
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 #[cfg(feature = "embedded")]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 
-use crate::auth::AuthOutcome;
+use crate::auth::{AuthOutcome, KeyId};
 use crate::error::ApiError;
 use crate::producer::SubmitOutcome;
 use crate::state::AppState;
@@ -27,16 +27,26 @@ pub struct Accepted {
     pub record_ids: Vec<String>,
 }
 
-/// `POST /v1/events` and `POST /`.
-///
-/// # Errors
-/// Every refusal, as an [`ApiError`].
-pub async fn ingest(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+/// `POST /v1/events` and `POST /`: 200 with [`Accepted`], or every refusal as an [`ApiError`].
+/// The response carries the caller's [`KeyId`] (when the key was accepted) as an extension, for
+/// the access-log line.
+pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let mut key = None;
+    let result = accept(&state, &headers, body, &mut key).await;
+    let mut response = result.into_response();
+    if let Some(key) = key {
+        response.extensions_mut().insert(key);
+    }
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Body,
+    key_slot: &mut Option<KeyId>,
 ) -> Result<Json<Accepted>, ApiError> {
-    let key = match state.auth().check(&headers) {
+    let key = match state.auth().check(headers) {
         AuthOutcome::Allowed(key) => key,
         AuthOutcome::Missing => {
             return Err(ApiError::Unauthorized(
@@ -45,13 +55,15 @@ pub async fn ingest(
         }
         AuthOutcome::Invalid => return Err(ApiError::Unauthorized("invalid API key")),
     };
+    // On the exported request span (a no-op when trace export is off).
     tracing::Span::current().record("key_id", tracing::field::display(&key));
+    let key = key_slot.insert(key);
     state
         .limiter()
-        .check(&key)
+        .check(key)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let framing = validate::framing(&headers)?;
-    let gzip = validate::is_gzip(&headers)?;
+    let framing = validate::framing(headers)?;
+    let gzip = validate::is_gzip(headers)?;
 
     let limit = state.max_body_bytes();
     let declared = headers

@@ -9,9 +9,11 @@
 //!   and against a fake Firehose under load with SIGTERM (nothing acknowledged is lost).
 //! * `otlp`: the built binary exporting traces to an OTLP/HTTP collector run by the test.
 //! * `key_rotation`: the built binary picking up a rewritten API-key file while it runs.
+//! * `access_log`: the built binary's access-log lines: the request's ids, never the key.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
+mod access_log;
 mod binary;
 mod embedded;
 mod key_rotation;
