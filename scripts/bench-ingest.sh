@@ -19,6 +19,11 @@
 # measure CPU cost rather than that latency bound: the single-event scenario also runs at
 # HIGH_CONNECTIONS (default 1024) for that reason. ingest logs at INGEST_LOG (default info: one
 # access-log line per request, as in production) to a temporary file.
+#
+# PIN=1 pins the server under test (ingest or minimal) to CPU 0 and wrk and the fake Firehose
+# to the other CPUs (taskset), so each server gets exactly one core of its own: in production
+# neither the clients nor Firehose run on the service's cores. Without it all processes share
+# every core, and ingest's figure also pays for the stand-in's work and for its load generator.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -32,6 +37,15 @@ CONNECTIONS="${CONNECTIONS:-256}"
 HIGH_CONNECTIONS="${HIGH_CONNECTIONS:-1024}"
 THREADS="${THREADS:-2}"
 BATCH="${BATCH:-100}"
+PIN="${PIN:-0}"
+server_cpu=()
+load_cpu=()
+if [[ "$PIN" == 1 ]]; then
+  (($(nproc) >= 2)) || { echo "PIN=1 needs at least 2 CPUs" >&2; exit 1; }
+  command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+  server_cpu=(taskset -c 0)
+  load_cpu=(taskset -c "1-$(($(nproc) - 1))")
+fi
 
 command -v wrk >/dev/null || { echo "wrk not found: run scripts/setup.sh" >&2; exit 1; }
 cargo build --release --locked -p ingest --bin ingest --example fake-firehose --example minimal
@@ -40,10 +54,10 @@ work=$(mktemp -d)
 trap '_stop_servers; rm -rf "$work"' EXIT
 
 fake_port=$(free_port)
-"$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
+"${load_cpu[@]}" "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
 _server_pids+=("$!")
 minimal_port=$(free_port)
-"$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$work/minimal.log" 2>&1 &
+"${server_cpu[@]}" "$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$work/minimal.log" 2>&1 &
 minimal_pid=$!
 _server_pids+=("$minimal_pid")
 ingest_port=$(free_port)
@@ -52,7 +66,7 @@ FIREHOSE_DELIVERY_STREAM=bench \
   INGEST_LISTEN="127.0.0.1:$ingest_port" INGEST_ADMIN_LISTEN="127.0.0.1:$admin_port" \
   AWS_ENDPOINT_URL="http://127.0.0.1:$fake_port" AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true \
-  RUST_LOG="${INGEST_LOG:-info}" "$bin/ingest" >"$work/ingest.log" 2>&1 &
+  RUST_LOG="${INGEST_LOG:-info}" "${server_cpu[@]}" "$bin/ingest" >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 _server_pids+=("$ingest_pid")
 wait_http "http://127.0.0.1:$fake_port/stats" 30
@@ -92,7 +106,7 @@ hz=$(getconf CLK_TCK)
 run() {
   local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=${6:-$CONNECTIONS} before after out
   before=$(cpu_ticks "$pid")
-  out=$(BODY_FILE="$body" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s "$work/post.lua" "$url")
+  out=$(BODY_FILE="$body" "${load_cpu[@]}" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s "$work/post.lua" "$url")
   after=$(cpu_ticks "$pid")
   echo "$out" >"$work/$name.wrk"
   local rps p50 p99 non2xx secs
@@ -108,7 +122,9 @@ run() {
   echo "$rps" >"$work/$name.rps"
 }
 
-echo "== $DURATION per scenario, $CONNECTIONS connections, $THREADS wrk threads, $(nproc) cores, batch of $BATCH x 1 KB"
+pinned="all processes share $(nproc) cores"
+[[ "$PIN" == 1 ]] && pinned="server pinned to CPU 0; wrk and the fake Firehose on CPUs 1-$(($(nproc) - 1))"
+echo "== $DURATION per scenario, $CONNECTIONS connections, $THREADS wrk threads, batch of $BATCH x 1 KB; $pinned"
 read -r calls0 records0 < <(calls)
 run minimal-single "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$work/single.json" 1
 run ingest-single "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$work/single.json" 1
