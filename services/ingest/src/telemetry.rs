@@ -8,12 +8,14 @@
 //!   flushes the spans still buffered, so the last requests before exit are not lost. A bad
 //!   OTLP setting is logged at ERROR and the service runs without export.
 //! * [`request_span`]: one span per request carrying the request id (`x-request-id`, set by
-//!   tower-http when the client sent none) and the W3C `traceparent` trace id, so every log
-//!   line of a request can be joined with the caller's trace. With export on, the exported
-//!   span (`POST /v1/events`, kind server) is a child of the caller's `traceparent` span.
-//!   The producer's `PutRecordBatch` calls have spans of their own (`put_record_batch`).
+//!   tower-http when the client sent none) and the W3C `traceparent` trace id. It exists only
+//!   when something records it: trace export (the exported span, `POST /v1/events`, kind
+//!   server, is a child of the caller's `traceparent` span) or DEBUG logging (so the lines
+//!   inside a request carry its ids). The producer's `PutRecordBatch` calls have spans of
+//!   their own (`put_record_batch`).
 //! * [`track`]: middleware that counts and times each request by route template, method and
-//!   status, counts refusals by reason, and writes the one access-log line per request.
+//!   status, counts refusals by reason, and emits the one access-log line per request with the
+//!   request's ids on it; [`crate::access_log`] writes it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -468,12 +470,12 @@ pub fn request_span(request: &Request) -> tracing::Span {
         trace_id = trace_id(request.headers()).unwrap_or(""),
         key_id = tracing::field::Empty,
     );
-    // The global propagator is W3C trace context only while export is on (a no-op otherwise).
     // Nothing below matters for a span that no layer records (trace export off, logs above
     // DEBUG): skip the work, including the route's allocation.
     if span.is_disabled() {
         return span;
     }
+    // The global propagator is W3C trace context only while export is on (a no-op otherwise).
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(request.headers()))
     });

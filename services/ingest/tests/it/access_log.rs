@@ -59,6 +59,8 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     let key_id = &hex::encode(Sha256::digest(KEY.as_bytes()))[..8];
     assert_eq!(line["key_id"], key_id, "{line}");
     assert!(line.get("reason").is_none_or(Value::is_null), "{line}");
+    // At INFO with trace export off, no request span is created, so none is in the line.
+    assert!(line.get("span").is_none(), "{line}");
 
     // A refusal before the key is known: no key id; the generated request id is the one the
     // client got back; no trace id without a `traceparent`.
