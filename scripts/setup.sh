@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every tool the tests need, idempotently; quick when everything is already there.
+# Installs every tool the tests need (and the benchmarks' wrk and valgrind), idempotently;
+# quick when everything is already there.
 #
 #   scripts/setup.sh            # install what is missing
 #   source scripts/env.sh       # put the tools on PATH (scripts/test.sh does this itself)
@@ -15,7 +16,7 @@ source "$here/env.sh"
 log() { printf '\033[1;34msetup:\033[0m %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(prometheus shellcheck wrk curl)
+apt_pkgs=(prometheus shellcheck wrk curl valgrind)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
