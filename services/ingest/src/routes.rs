@@ -31,21 +31,17 @@ pub struct Accepted {
 /// The response carries the caller's [`KeyId`] (when the key was accepted) as an extension, for
 /// the access-log line.
 pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let mut key = None;
-    let result = accept(&state, &headers, body, &mut key).await;
-    let mut response = result.into_response();
-    if let Some(key) = key {
-        response.extensions_mut().insert(key);
-    }
+    let key = match authenticate(&state, &headers) {
+        Ok(key) => key,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let mut response = accept(&state, &headers, body, &key).await.into_response();
+    response.extensions_mut().insert(key);
     response
 }
 
-async fn accept(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    key_slot: &mut Option<KeyId>,
-) -> Result<Json<Accepted>, ApiError> {
+/// The caller's key id, or the 401 that refuses it.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<KeyId, ApiError> {
     let key = match state.auth().check(headers) {
         AuthOutcome::Allowed(key) => key,
         AuthOutcome::Missing => {
@@ -57,7 +53,16 @@ async fn accept(
     };
     // On the exported request span (a no-op when trace export is off).
     tracing::Span::current().record("key_id", tracing::field::display(&key));
-    let key = key_slot.insert(key);
+    Ok(key)
+}
+
+/// Everything after authentication, for the caller `key`.
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    key: &KeyId,
+) -> Result<Json<Accepted>, ApiError> {
     state
         .limiter()
         .check(key)

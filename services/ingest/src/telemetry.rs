@@ -324,12 +324,7 @@ fn tracer_provider(config: &OtlpConfig) -> Result<SdkTracerProvider, OtlpError> 
 /// A bad log filter, or a subscriber already installed. A bad OTLP setting is no error: it
 /// is logged, and the service runs without export.
 pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
-    let env_filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|source| {
-        TelemetryError::Filter {
-            filter: filter.to_owned(),
-            source,
-        }
-    })?;
+    let env_filter = parse_filter(filter)?;
     let otlp = OtlpConfig::from_vars(env_var).and_then(|config| match config {
         Some(config) => Ok(Some((tracer_provider(&config)?, config))),
         None => Ok(None),
@@ -366,14 +361,10 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
         }
     }));
     // Access-log lines have a writer of their own (same queue, same filter syntax).
-    let access_filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|source| TelemetryError::Filter {
-            filter: filter.to_owned(),
-            source,
-        })?
-        .and(filter_fn(|meta| {
-            meta.is_event() && meta.target() == ACCESS_TARGET
-        }));
+    // (`EnvFilter` is not `Clone`: each layer parses its own.)
+    let access_filter = parse_filter(filter)?.and(filter_fn(|meta| {
+        meta.is_event() && meta.target() == ACCESS_TARGET
+    }));
     let access = AccessLog::new(writer.clone()).with_filter(access_filter);
     let logs = tracing_subscriber::fmt::layer()
         .json()
@@ -407,6 +398,14 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
     Ok(Telemetry {
         provider,
         logs: Some(log_guard),
+    })
+}
+
+/// `RUST_LOG` parsed, or the error that names it.
+fn parse_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, TelemetryError> {
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|source| TelemetryError::Filter {
+        filter: filter.to_owned(),
+        source,
     })
 }
 
