@@ -324,7 +324,6 @@ fn tracer_provider(config: &OtlpConfig) -> Result<SdkTracerProvider, OtlpError> 
 /// A bad log filter, or a subscriber already installed. A bad OTLP setting is no error: it
 /// is logged, and the service runs without export.
 pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
-    let env_filter = parse_filter(filter)?;
     let otlp = OtlpConfig::from_vars(env_var).and_then(|config| match config {
         Some(config) => Ok(Some((tracer_provider(&config)?, config))),
         None => Ok(None),
@@ -346,44 +345,21 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
             LOG_WRITE_BYTES,
             std::io::stdout(),
         ));
-    // The request span exists for trace export. The log records it only when DEBUG is on,
-    // where other lines happen inside a request; at INFO the only such line is the access line,
-    // which carries `request_id`, `trace_id` and `key_id` itself. Creating, formatting and
-    // entering the span for every request was ~12 % of a single-event request's CPU (perf).
-    let spans_in_log = env_filter
-        .max_level_hint()
-        .is_none_or(|max| max >= LevelFilter::DEBUG);
-    let log_filter = env_filter.and(filter_fn(move |meta| {
-        if meta.is_span() {
-            spans_in_log || meta.name() != REQUEST_SPAN
-        } else {
-            meta.target() != ACCESS_TARGET
-        }
-    }));
-    // Access-log lines have a writer of their own (same queue, same filter syntax).
-    // (`EnvFilter` is not `Clone`: each layer parses its own.)
-    let access_filter = parse_filter(filter)?.and(filter_fn(|meta| {
-        meta.is_event() && meta.target() == ACCESS_TARGET
-    }));
-    let access = AccessLog::new(writer.clone()).with_filter(access_filter);
-    let logs = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(writer)
-        .with_filter(log_filter);
+    let base = tracing_subscriber::registry().with(log_layers(filter, writer)?);
     // Our own spans go out whatever RUST_LOG says: a quieter log must not thin the traces.
-    let traces = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("ingest"))
-            .with_filter(Targets::new().with_target("ingest", LevelFilter::INFO))
-    });
-    tracing_subscriber::registry()
-        .with(logs)
-        .with(access)
-        .with(traces)
-        .try_init()?;
+    // Two branches, not an `Option` layer: an absent `Option` layer answers "always" for every
+    // callsite, which made every DEBUG and TRACE callsite of hyper and the AWS SDK, and the
+    // request span, live (built, entered, dropped, filtered out per layer) on every request.
+    match &provider {
+        Some(provider) => base
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("ingest"))
+                    .with_filter(Targets::new().with_target("ingest", LevelFilter::INFO)),
+            )
+            .try_init()?,
+        None => base.try_init()?,
+    }
     if let Some(config) = &config {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         tracing::info!(
@@ -399,6 +375,48 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
         provider,
         logs: Some(log_guard),
     })
+}
+
+/// The JSON log layer and the access-log layer (one layer), both filtered by `filter` (`RUST_LOG` syntax),
+/// both writing to `writer`.
+///
+/// The request span exists for trace export. The log records it only when DEBUG is on, where
+/// other lines happen inside a request; at INFO the only such line is the access line, which
+/// carries `request_id`, `trace_id` and `key_id` itself. Creating, formatting and entering the
+/// span for every request was ~12 % of a single-event request's CPU (perf). Access-log lines
+/// go to the [`AccessLog`] layer only.
+fn log_layers<S, W>(
+    filter: &str,
+    writer: W,
+) -> Result<impl tracing_subscriber::Layer<S> + Send + Sync + 'static, TelemetryError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Clone + Send + Sync + 'static,
+{
+    let env_filter = parse_filter(filter)?;
+    let spans_in_log = env_filter
+        .max_level_hint()
+        .is_none_or(|max| max >= LevelFilter::DEBUG);
+    let log_filter = env_filter.and(filter_fn(move |meta| {
+        if meta.is_span() {
+            spans_in_log || meta.name() != REQUEST_SPAN
+        } else {
+            meta.target() != ACCESS_TARGET
+        }
+    }));
+    // (`EnvFilter` is not `Clone`: each layer parses its own.)
+    let access_filter = parse_filter(filter)?.and(filter_fn(|meta| {
+        meta.is_event() && meta.target() == ACCESS_TARGET
+    }));
+    let access = AccessLog::new(writer.clone()).with_filter(access_filter);
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(log_filter);
+    Ok(logs.and_then(access))
 }
 
 /// `RUST_LOG` parsed, or the error that names it.
@@ -725,6 +743,38 @@ mod tests {
             tracer_provider(&config),
             Err(OtlpError::NoRuntime)
         ));
+    }
+
+    /// A request with `headers` on `/v1/events`.
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut builder = Request::builder().method("POST").uri("/v1/events");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(axum::body::Body::empty())
+            .expect("valid request")
+    }
+
+    #[test]
+    fn at_info_no_request_span_is_built_and_library_debug_callsites_are_off() {
+        let layers = log_layers("info", std::io::sink).expect("valid filter");
+        let subscriber = tracing_subscriber::registry().with(layers);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(request_span(&request(&[("x-request-id", "r-1")])).is_disabled());
+            assert!(!tracing::event_enabled!(target: "hyper::proto::h1", tracing::Level::DEBUG));
+            assert!(!tracing::event_enabled!(target: "aws_smithy_runtime", tracing::Level::DEBUG));
+            assert!(tracing::event_enabled!(target: ACCESS_TARGET, tracing::Level::INFO));
+        });
+    }
+
+    #[test]
+    fn at_debug_the_request_span_is_built_for_the_log() {
+        let layers = log_layers("debug", std::io::sink).expect("valid filter");
+        let subscriber = tracing_subscriber::registry().with(layers);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!request_span(&request(&[("x-request-id", "r-1")])).is_disabled());
+        });
     }
 
     #[test]
