@@ -1,6 +1,6 @@
 //! The access log: one JSON line per request, written by a tracing layer of its own.
 //!
-//! [`crate::telemetry::track`] emits each line as a `tracing` event with target
+//! [`crate::middleware`] emits each line as a `tracing` event with target
 //! [`ACCESS_TARGET`], so `RUST_LOG` filters it like any other line (`access=off` silences it).
 //! The general JSON log formatter spent ~21,000 instructions on each such line (callgrind:
 //! span lookups, a `serde_json::Value`-style map per event, `fmt` machinery), more than the

@@ -16,7 +16,8 @@
 //! * [`sink`]: the [`sink::RecordSink`] seam and its `aws_sdk_firehose::Client` implementation.
 //! * [`producer`]: coalescing, partial-failure retries, in-flight cap. Usable without HTTP.
 //! * [`metrics`], [`telemetry`]: the metrics contract, logs, OpenTelemetry traces;
-//!   [`access_log`]: the access-log line's own fast writer.
+//!   [`middleware`]: request ids, timeout, request metrics and the access-log line, which
+//!   [`access_log`] writes.
 //! * [`state`]: what handlers share, readiness.
 //!
 //! [`run`] serves both listeners until a shutdown future resolves, then drains.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod metrics;
+pub mod middleware;
 pub mod producer;
 pub mod ratelimit;
 pub mod routes;
@@ -41,11 +43,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use http::StatusCode;
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::{Auth, KeyFileError, KeyStore};
 use crate::config::{Config, ConfigError};
@@ -196,17 +194,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/events", post(routes::ingest))
         .route("/", post(routes::ingest))
         .fallback(routes::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            telemetry::track,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::TrackLayer::new(state.clone(), request_timeout))
         .with_state(state)
 }
 

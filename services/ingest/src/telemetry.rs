@@ -1,4 +1,4 @@
-//! Logs, traces, request metrics and the access log.
+//! Logs and traces: the subscriber, OTLP export, the request span.
 //!
 //! * [`init_tracing`]: JSON logs on stdout, filtered by `RUST_LOG`. When
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans are
@@ -8,25 +8,23 @@
 //!   flushes the spans still buffered, so the last requests before exit are not lost. A bad
 //!   OTLP setting is logged at ERROR and the service runs without export.
 //! * [`request_span`]: one span per request carrying the request id (`x-request-id`, set by
-//!   tower-http when the client sent none) and the W3C `traceparent` trace id. It exists only
+//!   [`crate::middleware`] when the client sent none) and the W3C `traceparent` trace id. It exists only
 //!   when something records it: trace export (the exported span, `POST /v1/events`, kind
 //!   server, is a child of the caller's `traceparent` span) or DEBUG logging (so the lines
 //!   inside a request carry its ids). The producer's `PutRecordBatch` calls have spans of
 //!   their own (`put_record_batch`).
-//! * [`track`]: middleware that counts and times each request by route template, method and
-//!   status, counts refusals by reason, and emits the one access-log line per request with the
-//!   request's ids on it; [`crate::access_log`] writes it.
+//!
+//! [`crate::middleware`] builds the request span, counts and times each request and emits its
+//! access-log line.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{MatchedPath, Request};
 use bytes::Bytes;
 use http::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
-use opentelemetry::trace::{Status, TraceContextExt as _, TracerProvider as _};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Key, KeyValue};
 use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{HeaderExtractor, HttpClient, HttpError};
@@ -41,9 +39,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::access_log::{ACCESS_TARGET, AccessLog};
-use crate::auth::KeyId;
-use crate::error::RejectReason;
-use crate::state::AppState;
 
 /// `service.name` of the exported spans when neither `OTEL_SERVICE_NAME` nor a `service.name`
 /// in `OTEL_RESOURCE_ATTRIBUTES` names the service.
@@ -436,11 +431,12 @@ const LOG_WRITE_BYTES: usize = 64 * 1024;
 /// Name of the per-request span.
 const REQUEST_SPAN: &str = "request";
 
-/// The request-id header: set by tower-http when the client sent none, echoed in the answer.
-const REQUEST_ID: &str = "x-request-id";
+/// The request-id header: set by [`crate::middleware`] when the client sent none, echoed in
+/// the answer.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The W3C trace-context header.
-const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// The trace id of a valid W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
 #[must_use]
@@ -449,7 +445,7 @@ pub fn trace_id(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 /// The trace id of one `traceparent` value, if it is valid.
-fn traceparent_trace_id(value: &http::HeaderValue) -> Option<&str> {
+pub(crate) fn traceparent_trace_id(value: &http::HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?;
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) =
@@ -505,7 +501,7 @@ pub fn request_span(request: &Request) -> tracing::Span {
     span
 }
 
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -516,77 +512,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         _ => "OTHER",
     }
-}
-
-/// Request metrics and the access log line.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = method_label(request.method());
-    let length = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // The line carries the request's ids itself (not through the request span, which the log
-    // only records at DEBUG): cloning the two header values is cheaper than a span.
-    let request_id = request.headers().get(REQUEST_ID).cloned();
-    let traceparent = request.headers().get(TRACEPARENT).cloned();
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status();
-    // On the exported request span (no-ops when trace export is off).
-    let span = tracing::Span::current();
-    span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() {
-        span.set_status(Status::error(status.to_string()));
-    }
-    let m = state.metrics();
-    m.http_requests
-        .with_label_values(&[route, method, status.as_str()])
-        .inc();
-    m.http_duration
-        .with_label_values(&[route, method])
-        .observe(elapsed.as_secs_f64());
-    let reason = response.extensions().get::<RejectReason>().map(|r| r.0);
-    if let Some(reason) = reason {
-        m.requests_rejected.with_label_values(&[reason]).inc();
-    }
-    let ms = elapsed.as_secs_f64() * 1000.0;
-    let request_id = request_id.as_ref().and_then(|v| v.to_str().ok());
-    let trace_id = traceparent.as_ref().and_then(traceparent_trace_id);
-    let key_id = response.extensions().get::<KeyId>().map(KeyId::as_str);
-    if status.is_server_error() {
-        tracing::warn!(
-            target: ACCESS_TARGET,
-            method,
-            route,
-            status = status.as_u16(),
-            reason,
-            duration_ms = ms,
-            request_bytes = length,
-            request_id,
-            trace_id,
-            key_id,
-            "request"
-        );
-    } else {
-        tracing::info!(
-            target: ACCESS_TARGET,
-            method,
-            route,
-            status = status.as_u16(),
-            reason,
-            duration_ms = ms,
-            request_bytes = length,
-            request_id,
-            trace_id,
-            key_id,
-            "request"
-        );
-    }
-    response
 }
 
 #[cfg(test)]
@@ -721,7 +646,7 @@ mod tests {
         assert!(telemetry.exporting());
         // On a runtime worker (where `block_in_place` is allowed), nothing buffered: returns
         // well within the SDK's 5 s shutdown timeout.
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         tokio::time::timeout(
             Duration::from_secs(10),
             tokio::spawn(async move { telemetry.shutdown() }),

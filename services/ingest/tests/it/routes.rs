@@ -400,6 +400,37 @@ async fn over_the_inflight_cap_requests_are_shed_with_503() {
 }
 
 #[tokio::test]
+async fn a_request_past_the_timeout_gets_408_with_its_id_and_is_counted() {
+    // A linger of an hour: the handler is still waiting for its batch when the timeout ends it.
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            producer: ProducerConfig {
+                linger: Duration::from_secs(3600),
+                ..ProducerConfig::default()
+            },
+            request_timeout: Duration::from_millis(50),
+            ..Options::default()
+        },
+    );
+    let mut request = json(r#"{"slow":"request"}"#);
+    request
+        .headers_mut()
+        .insert("x-request-id", "req-slow".parse().unwrap());
+    let a = send(&app.router, request).await;
+    assert_eq!(a.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(a.headers["x-request-id"], "req-slow");
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_http_requests_total{method=\"POST\",route=\"/v1/events\",status=\"408\"}"
+        ),
+        1.0
+    );
+    assert!(app.sink.records().is_empty());
+}
+
+#[tokio::test]
 async fn while_shutting_down_new_requests_get_503() {
     let app = app();
     app.state.readiness().set_terminating();

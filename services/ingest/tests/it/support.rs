@@ -109,6 +109,7 @@ pub struct Options {
     pub schema: Option<Value>,
     pub max_body_bytes: usize,
     pub producer: ProducerConfig,
+    pub request_timeout: Duration,
 }
 
 impl Default for Options {
@@ -124,6 +125,7 @@ impl Default for Options {
                 linger: Duration::from_millis(2),
                 ..ProducerConfig::default()
             },
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -164,7 +166,7 @@ pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
     };
     let state = AppState::new(producer, settings, metrics);
     TestApp {
-        router: ingest::app(state.clone(), Duration::from_secs(30)),
+        router: ingest::app(state.clone(), options.request_timeout),
         admin: ingest::admin_app(state.clone()),
         state,
         sink,
