@@ -176,34 +176,29 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Respon
         .and_then(telemetry::traceparent_trace_id);
     let key_id = response.extensions().get::<KeyId>().map(KeyId::as_str);
     let length = seen.length;
+    // One callsite per level (a callsite's level is fixed): the same fields at WARN or INFO.
+    macro_rules! access_line {
+        ($level:expr) => {
+            tracing::event!(
+                target: ACCESS_TARGET,
+                $level,
+                method,
+                route,
+                status = status.as_u16(),
+                reason,
+                duration_ms = ms,
+                request_bytes = length,
+                request_id,
+                trace_id,
+                key_id,
+                "request"
+            )
+        };
+    }
     if status.is_server_error() {
-        tracing::warn!(
-            target: ACCESS_TARGET,
-            method,
-            route,
-            status = status.as_u16(),
-            reason,
-            duration_ms = ms,
-            request_bytes = length,
-            request_id,
-            trace_id,
-            key_id,
-            "request"
-        );
+        access_line!(tracing::Level::WARN);
     } else {
-        tracing::info!(
-            target: ACCESS_TARGET,
-            method,
-            route,
-            status = status.as_u16(),
-            reason,
-            duration_ms = ms,
-            request_bytes = length,
-            request_id,
-            trace_id,
-            key_id,
-            "request"
-        );
+        access_line!(tracing::Level::INFO);
     }
 }
 

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
@@ -29,13 +29,16 @@ pub struct Accepted {
 
 /// `POST /v1/events` and `POST /`: 200 with [`Accepted`], or every refusal as an [`ApiError`].
 /// The response carries the caller's [`KeyId`] (when the key was accepted) as an extension, for
-/// the access-log line.
-pub async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let key = match authenticate(&state, &headers) {
+/// the access-log line. (It takes the whole request rather than a `HeaderMap` extractor, which
+/// would clone every header of every request.)
+pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let key = match authenticate(&state, headers) {
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut response = accept(&state, &headers, body, &key).await.into_response();
+    let mut response = accept(&state, headers, body, &key).await.into_response();
     response.extensions_mut().insert(key);
     response
 }
