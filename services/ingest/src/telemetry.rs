@@ -460,7 +460,7 @@ pub(crate) fn traceparent_trace_id(value: &http::HeaderValue) -> Option<&str> {
     valid.then_some(trace)
 }
 
-/// The span of one request (used with `tower_http::trace::TraceLayer`, after routing).
+/// The span of one request (built by [`crate::middleware`], after routing).
 ///
 /// With trace export on, its parent is the caller's span from `traceparent` (W3C trace
 /// context), so the exported span carries the caller's trace id.
