@@ -10,8 +10,11 @@
 //! - [`http_endpoint`]: the HTTP-endpoint delivery request, response and headers.
 //! - [`backup`]: S3 backup keys, prefix expressions and error-output records.
 //! - [`transform`]: the Lambda transformation event and the response contract.
+//! - [`json_scan`]: a fast JSON validity scanner for records and events (the one piece of
+//!   JSON grammar both the front door and the transform need).
 
 pub mod backup;
 pub mod http_endpoint;
+pub mod json_scan;
 pub mod limits;
 pub mod transform;

@@ -20,7 +20,8 @@
 //! The same [`Cursor`] reads the Firehose event itself ([`crate::event`]), where the long
 //! base64 `data` strings are exactly what the `memchr` path of [`string_stop`] is fastest on.
 
-use std::borrow::Cow;
+use firehose_formats::json_scan::Scan;
+pub(crate) use firehose_formats::json_scan::{Cursor, InvalidJson, unescape};
 
 use crate::ADDED_KEYS;
 
@@ -35,14 +36,6 @@ pub(crate) struct Member {
     /// The member's (unescaped) name is one of [`ADDED_KEYS`].
     pub(crate) ours: bool,
 }
-
-/// The text broke the JSON grammar (or, for [`ObjectScan::scan`], is not one object). Which
-/// rule failed does not matter to the callers: a record is then wrapped as text, an event is
-/// refused with the byte offset ([`Cursor::pos`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct InvalidJson;
-
-pub(crate) type Scan<T> = Result<T, InvalidJson>;
 
 /// Buffers reused from record to record.
 #[derive(Debug, Default)]
@@ -95,293 +88,6 @@ impl ObjectScan {
     }
 }
 
-/// The text of a JSON string literal (quotes included) that holds escapes. The rare path:
-/// `serde_json` does the unescaping; a `\u` escape that is not valid UTF-16 is an error.
-pub(crate) fn unescape(literal: &[u8]) -> Scan<String> {
-    serde_json::from_slice(literal).map_err(|_| InvalidJson)
-}
-
-/// The bytes that end a plain run inside a JSON string (the closing quote, the start of an
-/// escape, and the control characters JSON forbids raw) among eight bytes read little-endian,
-/// as the high bit of each byte. Exact for the lowest flagged byte (the borrow of the subtraction can only mark
-/// bytes above a real hit), which is the only one used.
-const fn word_stops(word: u64) -> u64 {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const fn below(word: u64, n: u8) -> u64 {
-        word.wrapping_sub(ONES * n as u64) & !word & HIGHS
-    }
-    below(word ^ (ONES * b'"' as u64), 1)
-        | below(word ^ (ONES * b'\\' as u64), 1)
-        | below(word, 0x20)
-}
-
-/// Bytes looked at eight at a time before handing a string to `memchr`.
-const SHORT: usize = 16;
-
-/// Offset of the first byte of `bytes` that ends a plain run inside a JSON string: `"`, `\\`
-/// or a control character.
-///
-/// Most strings in a log are short (names, levels, ids): their first [`SHORT`] bytes are
-/// tested eight at a time with [`word_stops`]. The rest of a longer string (a `message`, a
-/// record's base64 `data`) is searched for `"` and `\` by `memchr`, which picks AVX2 or SSE2
-/// at run time, and the run before that hit is checked for control characters with a
-/// branch-free minimum that the compiler vectorises.
-#[inline]
-fn string_stop(bytes: &[u8]) -> Option<usize> {
-    let (words, _) = bytes.as_chunks::<8>();
-    for (i, word) in words.iter().take(SHORT / 8).enumerate() {
-        let stops = word_stops(u64::from_le_bytes(*word));
-        if stops != 0 {
-            return Some(i * 8 + (stops.trailing_zeros() / 8) as usize);
-        }
-    }
-    let start = (words.len() * 8).min(SHORT);
-    let rest = &bytes[start..];
-    let end = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
-    let run = &rest[..end];
-    if run.iter().fold(u8::MAX, |low, &b| low.min(b)) < 0x20 {
-        return run.iter().position(|&b| b < 0x20).map(|i| start + i);
-    }
-    (end < rest.len()).then_some(start + end)
-}
-
-/// A position in JSON text, and the grammar rules that move it. Also used by
-/// [`crate::event`] to read the Firehose event itself.
-#[derive(Debug)]
-pub(crate) struct Cursor<'t> {
-    bytes: &'t [u8],
-    /// Offset of the next byte to read.
-    pub(crate) pos: usize,
-}
-
-impl<'t> Cursor<'t> {
-    pub(crate) fn new(bytes: &'t [u8], pos: usize) -> Self {
-        Self { bytes, pos }
-    }
-
-    /// The next byte, not consumed.
-    pub(crate) fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    /// Whether only whitespace is left.
-    pub(crate) fn at_end(&mut self) -> bool {
-        self.skip_ws();
-        self.pos == self.bytes.len()
-    }
-
-    /// Consumes a string whose opening quote was just consumed; returns the offsets of the
-    /// whole literal (quotes included) and whether it holds an escape.
-    pub(crate) fn string_literal(&mut self) -> Scan<(usize, usize, bool)> {
-        let start = self.pos - 1;
-        let escaped = self.skip_string()?;
-        Ok((start, self.pos, escaped))
-    }
-
-    pub(crate) fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
-    /// Skips whitespace and consumes the next byte.
-    pub(crate) fn next_non_ws(&mut self) -> Option<u8> {
-        self.skip_ws();
-        let b = *self.bytes.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    pub(crate) fn expect(&mut self, want: u8) -> Scan<()> {
-        if self.bytes.get(self.pos) == Some(&want) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(InvalidJson)
-        }
-    }
-
-    /// Consumes the rest of a string whose opening quote was just consumed; returns whether it
-    /// contained an escape.
-    ///
-    /// Always inlined: most strings are a few bytes long, and the call itself cost more than
-    /// scanning them (−6 % instructions for the whole invocation under callgrind).
-    #[inline(always)]
-    fn skip_string(&mut self) -> Scan<bool> {
-        let mut escaped = false;
-        loop {
-            let rest = self.bytes.get(self.pos..).ok_or(InvalidJson)?;
-            let stop = string_stop(rest).ok_or(InvalidJson)?;
-            self.pos += stop + 1;
-            match rest[stop] {
-                b'"' => return Ok(escaped),
-                b'\\' => {
-                    escaped = true;
-                    self.skip_escape()?;
-                }
-                _ => return Err(InvalidJson),
-            }
-        }
-    }
-
-    /// Consumes an escape whose backslash was just consumed.
-    fn skip_escape(&mut self) -> Scan<()> {
-        match self.bytes.get(self.pos) {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
-            Some(b'u') => {
-                let hex = self
-                    .bytes
-                    .get(self.pos + 1..self.pos + 5)
-                    .ok_or(InvalidJson)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err(InvalidJson);
-                }
-                self.pos += 5;
-            }
-            _ => return Err(InvalidJson),
-        }
-        Ok(())
-    }
-
-    /// Consumes a member name whose opening quote was just consumed; returns it unescaped
-    /// (borrowed unless it held an escape). Like `serde_json`, a name whose `\u` escapes are
-    /// not valid UTF-16 is an error.
-    ///
-    /// Always inlined, like [`Self::skip_string`]: called once per member on the hot path
-    /// (callgrind: 104.5 M instructions per three invocations as a call, 100.8 M inlined).
-    pub(crate) fn member_name(&mut self) -> Scan<Cow<'t, [u8]>> {
-        let start = self.pos - 1;
-        let escaped = self.skip_string()?;
-        let quoted = &self.bytes[start..self.pos];
-        if escaped {
-            Ok(Cow::Owned(unescape(quoted)?.into_bytes()))
-        } else {
-            Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
-        }
-    }
-
-    /// Consumes one number whose first byte (`-` or a digit) is at `pos`.
-    fn skip_number(&mut self) -> Scan<()> {
-        if self.bytes.get(self.pos) == Some(&b'-') {
-            self.pos += 1;
-        }
-        match self.bytes.get(self.pos) {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => self.skip_digits(),
-            _ => return Err(InvalidJson),
-        }
-        if self.bytes.get(self.pos) == Some(&b'.') {
-            self.pos += 1;
-            self.require_digits()?;
-        }
-        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
-                self.pos += 1;
-            }
-            self.require_digits()?;
-        }
-        Ok(())
-    }
-
-    fn skip_digits(&mut self) {
-        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
-            self.pos += 1;
-        }
-    }
-
-    fn require_digits(&mut self) -> Scan<()> {
-        let start = self.pos;
-        self.skip_digits();
-        if self.pos == start {
-            Err(InvalidJson)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn skip_literal(&mut self, literal: &[u8]) -> Scan<()> {
-        if self
-            .bytes
-            .get(self.pos..)
-            .is_some_and(|r| r.starts_with(literal))
-        {
-            self.pos += literal.len();
-            Ok(())
-        } else {
-            Err(InvalidJson)
-        }
-    }
-
-    /// Consumes whitespace and then one complete value, iteratively: nesting depth costs heap
-    /// (`stack`), never call stack.
-    pub(crate) fn skip_value(&mut self, stack: &mut Vec<bool>) -> Scan<()> {
-        stack.clear();
-        loop {
-            // A value is expected here.
-            self.skip_ws();
-            match self.bytes.get(self.pos) {
-                Some(b'{') => {
-                    self.pos += 1;
-                    match self.next_non_ws() {
-                        Some(b'}') => {}
-                        Some(b'"') => {
-                            self.skip_string()?;
-                            self.skip_ws();
-                            self.expect(b':')?;
-                            stack.push(true);
-                            continue;
-                        }
-                        _ => return Err(InvalidJson),
-                    }
-                }
-                Some(b'[') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                    if self.bytes.get(self.pos) == Some(&b']') {
-                        self.pos += 1;
-                    } else {
-                        stack.push(false);
-                        continue;
-                    }
-                }
-                Some(b'"') => {
-                    self.pos += 1;
-                    self.skip_string()?;
-                }
-                Some(b'-' | b'0'..=b'9') => self.skip_number()?,
-                Some(b't') => self.skip_literal(b"true")?,
-                Some(b'f') => self.skip_literal(b"false")?,
-                Some(b'n') => self.skip_literal(b"null")?,
-                _ => return Err(InvalidJson),
-            }
-            // A value just ended: close containers until one expects another element.
-            loop {
-                let Some(&in_object) = stack.last() else {
-                    return Ok(());
-                };
-                match (self.next_non_ws(), in_object) {
-                    (Some(b','), true) => {
-                        if self.next_non_ws() != Some(b'"') {
-                            return Err(InvalidJson);
-                        }
-                        self.skip_string()?;
-                        self.skip_ws();
-                        self.expect(b':')?;
-                        break;
-                    }
-                    (Some(b','), false) => break,
-                    (Some(b'}'), true) | (Some(b']'), false) => {
-                        stack.pop();
-                    }
-                    _ => return Err(InvalidJson),
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -392,10 +98,6 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
-
-    const fn stops_string(b: u8) -> bool {
-        b == b'"' || b == b'\\' || b < 0x20
-    }
 
     fn scan(text: &str) -> Option<Vec<Member>> {
         let open = text.len() - text.trim_start_matches([' ', '\t', '\n', '\r']).len();
@@ -624,19 +326,6 @@ mod tests {
         #[test]
         fn agrees_with_serde_json_on_mutated_objects(text in mutated()) {
             prop_assert_eq!(scan(&text), serde_scan(&text), "{:?}", text);
-        }
-
-        #[test]
-        fn word_and_long_tests_find_the_first_stop(bytes in prop::collection::vec(
-            prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0..0x20u8, 0x20..0x80u8], 0..80,
-        )) {
-            let first = bytes.iter().position(|&b| stops_string(b));
-            prop_assert_eq!(string_stop(&bytes), first);
-            if let Some(word) = bytes.first_chunk::<8>() {
-                let stops = word_stops(u64::from_le_bytes(*word));
-                let in_word = first.filter(|&i| i < 8).unwrap_or(8);
-                prop_assert_eq!((stops.trailing_zeros() / 8) as usize, in_word);
-            }
         }
 
         #[test]

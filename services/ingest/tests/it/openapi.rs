@@ -153,7 +153,7 @@ fn intake_statuses_are_exactly_the_documented_ones() {
         .map(|e| e.status().as_str().to_owned())
         .collect();
     produced.insert("200".into());
-    produced.insert("408".into()); // the TimeoutLayer's answer
+    produced.insert("408".into()); // the request timeout (middleware.rs)
     for path in ["/v1/events", "/"] {
         let documented: BTreeSet<String> = doc()["paths"][path]["post"]["responses"]
             .as_object()
