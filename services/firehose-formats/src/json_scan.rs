@@ -34,8 +34,8 @@ pub fn unescape(literal: &[u8]) -> Scan<String> {
 
 /// The bytes that end a plain run inside a JSON string (the closing quote, the start of an
 /// escape, and the control characters JSON forbids raw) among eight bytes read little-endian,
-/// as the high bit of each byte. Exact for the lowest flagged byte (the borrow of the subtraction can only mark
-/// bytes above a real hit), which is the only one used.
+/// as the high bit of each byte. Exact for the lowest flagged byte (the borrow of the
+/// subtraction can only mark bytes above a real hit), which is the only one used.
 const fn word_stops(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);

@@ -8,11 +8,11 @@
 //!   flushes the spans still buffered, so the last requests before exit are not lost. A bad
 //!   OTLP setting is logged at ERROR and the service runs without export.
 //! * [`request_span`]: one span per request carrying the request id (`x-request-id`, set by
-//!   [`crate::middleware`] when the client sent none) and the W3C `traceparent` trace id. It exists only
-//!   when something records it: trace export (the exported span, `POST /v1/events`, kind
-//!   server, is a child of the caller's `traceparent` span) or DEBUG logging (so the lines
-//!   inside a request carry its ids). The producer's `PutRecordBatch` calls have spans of
-//!   their own (`put_record_batch`).
+//!   [`crate::middleware`] when the client sent none) and the W3C `traceparent` trace id. It
+//!   exists only when something records it: trace export (the exported span,
+//!   `POST /v1/events`, kind server, is a child of the caller's `traceparent` span) or DEBUG
+//!   logging (so the lines inside a request carry its ids). The producer's `PutRecordBatch`
+//!   calls have spans of their own (`put_record_batch`).
 //!
 //! [`crate::middleware`] builds the request span, counts and times each request and emits its
 //! access-log line.
@@ -372,8 +372,8 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
     })
 }
 
-/// The JSON log layer and the access-log layer (one layer), both filtered by `filter` (`RUST_LOG` syntax),
-/// both writing to `writer`.
+/// The JSON log layer and the access-log layer (one layer), both filtered by `filter`
+/// (`RUST_LOG` syntax), both writing to `writer`.
 ///
 /// The request span exists for trace export. The log records it only when DEBUG is on, where
 /// other lines happen inside a request; at INFO the only such line is the access line, which
@@ -465,11 +465,6 @@ pub(crate) fn traceparent_trace_id(value: &http::HeaderValue) -> Option<&str> {
 /// With trace export on, its parent is the caller's span from `traceparent` (W3C trace
 /// context), so the exported span carries the caller's trace id.
 pub fn request_span(request: &Request) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -479,7 +474,13 @@ pub fn request_span(request: &Request) -> tracing::Span {
         REQUEST_SPAN,
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
-        request_id = %request_id,
+        // Field values are read only when the span is enabled: the middleware has already read
+        // both headers for the access line, and a disabled span should not read them again.
+        request_id = %request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
         trace_id = trace_id(request.headers()).unwrap_or(""),
         key_id = tracing::field::Empty,
     );
