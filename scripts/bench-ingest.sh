@@ -25,13 +25,8 @@
 # neither the clients nor Firehose run on the service's cores. Without it all processes share
 # every core, and ingest's figure also pays for the stand-in's work and for its load generator.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-# shellcheck source=scripts/env.sh
-source scripts/env.sh
-# shellcheck source=scripts/servers.sh
-source scripts/servers.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-256}"
 HIGH_CONNECTIONS="${HIGH_CONNECTIONS:-1024}"
@@ -62,11 +57,9 @@ minimal_pid=$!
 _server_pids+=("$minimal_pid")
 ingest_port=$(free_port)
 admin_port=$(free_port)
-FIREHOSE_DELIVERY_STREAM=bench \
-  INGEST_LISTEN="127.0.0.1:$ingest_port" INGEST_ADMIN_LISTEN="127.0.0.1:$admin_port" \
-  AWS_ENDPOINT_URL="http://127.0.0.1:$fake_port" AWS_REGION=us-east-1 \
-  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true \
-  RUST_LOG="${INGEST_LOG:-info}" "${server_cpu[@]}" "$bin/ingest" >"$work/ingest.log" 2>&1 &
+mapfile -t ingest_vars < <(ingest_env "$fake_port" "$ingest_port" "$admin_port")
+env "${ingest_vars[@]}" RUST_LOG="${INGEST_LOG:-info}" \
+  "${server_cpu[@]}" "$bin/ingest" >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 _server_pids+=("$ingest_pid")
 wait_http "http://127.0.0.1:$fake_port/stats" 30
@@ -77,19 +70,7 @@ until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null; do
 done
 
 # 1 KB events: a realistic log object padded to 1,000 bytes.
-python3 - "$work" "$BATCH" <<'PY'
-import json, sys
-work, batch = sys.argv[1], int(sys.argv[2])
-def event(i):
-    e = {"timestamp": "2026-11-25T21:00:00.000Z", "level": "INFO", "service": "checkout",
-         "trace_id": "%032x" % i, "http": {"method": "POST", "path": "/api/v1/cart", "status": 200},
-         "message": ""}
-    pad = 1000 - len(json.dumps(e, separators=(",", ":")))
-    e["message"] = ("request completed " * 100)[:pad]
-    return json.dumps(e, separators=(",", ":"))
-open(f"{work}/single.json", "w").write(event(1))
-open(f"{work}/batch.json", "w").write("[" + ",".join(event(i) for i in range(batch)) + "]")
-PY
+bench_events "$work" "$BATCH"
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -15,13 +15,8 @@
 # the Firehose client" is the one to compare with the minimal handler.
 # Needs valgrind (apt-get install valgrind).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-# shellcheck source=scripts/env.sh
-source scripts/env.sh
-# shellcheck source=scripts/servers.sh
-source scripts/servers.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 REQUESTS="${REQUESTS:-2000}"
 CONNECTIONS="${CONNECTIONS:-32}"
 WARMUP="${WARMUP:-256}"
@@ -35,14 +30,7 @@ work=$(mktemp -d)
 [[ -n "${KEEP:-}" ]] && echo "work dir: $work (kept)"
 trap '_stop_servers; [[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
 
-python3 - "$work" <<'PY'
-import json, sys
-e = {"timestamp": "2026-11-25T21:00:00.000Z", "level": "INFO", "service": "checkout",
-     "trace_id": "%032x" % 1, "http": {"method": "POST", "path": "/api/v1/cart", "status": 200},
-     "message": ""}
-e["message"] = ("request completed " * 100)[:1000 - len(json.dumps(e, separators=(",", ":")))]
-open(f"{sys.argv[1]}/event.json", "w").write(json.dumps(e, separators=(",", ":")))
-PY
+bench_events "$work" 1
 cat >"$work/load.py" <<'PY'
 # load.py PORT REQUESTS CONNECTIONS FILE: POSTs FILE REQUESTS times over keep-alive connections.
 import http.client, sys, threading
@@ -68,9 +56,9 @@ PY
 # measure NAME PORT PID: warm up, zero, load, dump; prints the dump file's name.
 measure() {
   local name=$1 port=$2 pid=$3
-  python3 "$work/load.py" "$port" "$WARMUP" "$CONNECTIONS" "$work/event.json"
+  python3 "$work/load.py" "$port" "$WARMUP" "$CONNECTIONS" "$work/single.json"
   callgrind_control -z "$pid" >/dev/null 2>&1
-  python3 "$work/load.py" "$port" "$REQUESTS" "$CONNECTIONS" "$work/event.json"
+  python3 "$work/load.py" "$port" "$REQUESTS" "$CONNECTIONS" "$work/single.json"
   callgrind_control -d "$name" "$pid" >/dev/null 2>&1
   # The first dump after the zeroing: <out-file>.1
   [[ -s "$work/$name.out.1" ]] || { echo "callgrind wrote no dump for $name" >&2; exit 1; }
@@ -99,10 +87,8 @@ _server_pids+=("$!")
 wait_http "http://127.0.0.1:$fake_port/stats" 30
 port=$(free_port)
 admin_port=$(free_port)
-FIREHOSE_DELIVERY_STREAM=bench INGEST_LISTEN="127.0.0.1:$port" INGEST_ADMIN_LISTEN="127.0.0.1:$admin_port" \
-  AWS_ENDPOINT_URL="http://127.0.0.1:$fake_port" AWS_REGION=us-east-1 \
-  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true \
-  INGEST_READINESS_INTERVAL=60m RUST_LOG=info \
+mapfile -t ingest_vars < <(ingest_env "$fake_port" "$port" "$admin_port")
+env "${ingest_vars[@]}" INGEST_READINESS_INTERVAL=60m RUST_LOG=info \
   valgrind --tool=callgrind --callgrind-out-file="$work/ingest.out" \
   "$bin/ingest" >"$work/ingest.log" 2>"$work/ingest.err" &
 ingest_pid=$!

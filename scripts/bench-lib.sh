@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Shared by the front door's benchmarks (bench-ingest.sh, callgrind-ingest.sh); sourced, not run.
+# Sourcing it enters the repo root, loads env.sh and servers.sh and sets CARGO_TARGET_DIR, and
+# defines:
+#   bench_events DIR [BATCH]   writes DIR/single.json (one 1 KB log event) and DIR/batch.json
+#                              (BATCH such events in an array, default 100)
+#   ingest_env FAKE PORT ADMIN prints the environment (one NAME=value per line, for `env`) that
+#                              runs ingest on PORT/ADMIN against the fake Firehose on port FAKE
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+
+bench_events() {
+  python3 - "$1" "${2:-100}" <<'PY'
+import json, sys
+work, batch = sys.argv[1], int(sys.argv[2])
+def event(i):
+    e = {"timestamp": "2026-11-25T21:00:00.000Z", "level": "INFO", "service": "checkout",
+         "trace_id": "%032x" % i, "http": {"method": "POST", "path": "/api/v1/cart", "status": 200},
+         "message": ""}
+    pad = 1000 - len(json.dumps(e, separators=(",", ":")))
+    e["message"] = ("request completed " * 100)[:pad]
+    return json.dumps(e, separators=(",", ":"))
+open(f"{work}/single.json", "w").write(event(1))
+open(f"{work}/batch.json", "w").write("[" + ",".join(event(i) for i in range(batch)) + "]")
+PY
+}
+
+ingest_env() {
+  printf '%s\n' FIREHOSE_DELIVERY_STREAM=bench \
+    "INGEST_LISTEN=127.0.0.1:$2" "INGEST_ADMIN_LISTEN=127.0.0.1:$3" \
+    "AWS_ENDPOINT_URL=http://127.0.0.1:$1" AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+}
