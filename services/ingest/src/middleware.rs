@@ -80,7 +80,7 @@ struct Seen {
 
 impl<S> tower::Service<Request> for Track<S>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -115,10 +115,9 @@ where
             traceparent: request.headers().get(TRACEPARENT).cloned(),
         };
         let span = telemetry::request_span(&request);
-        // The service that was polled ready answers this request; its clone waits for the next.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
-        let handler = inner.call(request);
+        // Called here, not inside the future, on the service `poll_ready` was just asked about:
+        // the tower contract holds without cloning the inner service for every request.
+        let handler = self.inner.call(request);
         let state = self.state.clone();
         let timeout = self.timeout;
         Box::pin(async move {
