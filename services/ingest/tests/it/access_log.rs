@@ -5,6 +5,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::binary::{Ingest, start_fake_firehose, wait_log};
+use crate::support::KeyFile;
 
 const KEY: &str = "access-log-test-key";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -20,13 +21,11 @@ async fn access_line(ingest: &mut Ingest, request_id: &str) -> Value {
 #[tokio::test]
 async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     let (firehose, _fake) = start_fake_firehose().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("api-keys");
-    std::fs::write(&path, format!("{KEY}\n")).expect("key file");
+    let keys = KeyFile::new(&format!("{KEY}\n"));
     let mut ingest = Ingest::start(
         &firehose,
         "access",
-        &[("INGEST_API_KEYS_FILE", path.to_str().expect("utf-8 path"))],
+        &[("INGEST_API_KEYS_FILE", keys.path_str())],
     )
     .await;
     let http = reqwest::Client::new();

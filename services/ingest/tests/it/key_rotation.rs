@@ -5,13 +5,13 @@
 //! removed key stops working the moment its replacement starts to.
 //! A broken edit afterwards keeps the keys in force.
 
-use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::binary::{Ingest, start_fake_firehose, wait_log};
+use crate::support::KeyFile;
 
 const KEY_A: &str = "key-a-before-rotation";
 const KEY_B: &str = "key-b-after-rotation";
@@ -29,25 +29,15 @@ async fn post_with(http: &reqwest::Client, ingest: &Ingest, key: &str) -> u16 {
         .as_u16()
 }
 
-/// Replaces `path` atomically: write a sibling, rename it over.
-fn replace(path: &Path, text: &str) {
-    let next = path.with_extension("next");
-    std::fs::write(&next, text).expect("write new key file");
-    std::fs::rename(&next, path).expect("rename over the key file");
-}
-
 #[tokio::test]
 async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
     let (firehose, _fake) = start_fake_firehose().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("api-keys");
-    std::fs::write(&path, format!("# before\n{KEY_A}\n")).expect("key file");
-    let path_text = path.to_str().expect("utf-8 path");
+    let keys = KeyFile::new(&format!("# before\n{KEY_A}\n"));
     let mut ingest = Ingest::start(
         &firehose,
         "keys",
         &[
-            ("INGEST_API_KEYS_FILE", path_text),
+            ("INGEST_API_KEYS_FILE", keys.path_str()),
             ("INGEST_API_KEYS_RELOAD", "100ms"),
         ],
     )
@@ -59,7 +49,7 @@ async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
 
     // Key B as a digest line: the file need not hold the usable secret.
     let digest = hex::encode(Sha256::digest(KEY_B.as_bytes()));
-    replace(&path, &format!("# rotated\nsha256:{digest}\n"));
+    keys.replace(&format!("# rotated\nsha256:{digest}\n"));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut polls = 0;
     loop {
@@ -85,7 +75,7 @@ async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
     assert_eq!(reloaded["keys"], 1);
 
     // A broken edit is reported and changes nothing.
-    replace(&path, "sha256:not-a-digest\n");
+    keys.replace("sha256:not-a-digest\n");
     let refused = wait_log(&mut ingest.logs, |v| {
         v["message"]
             .as_str()

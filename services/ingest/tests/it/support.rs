@@ -135,17 +135,40 @@ pub struct TestApp {
     pub admin: Router,
     pub state: AppState,
     pub sink: Arc<FakeSink>,
+    _key_file: Option<KeyFile>,
+}
+
+/// An API-key file with the given contents in a directory of its own (removed on drop).
+pub struct KeyFile {
+    pub path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
+impl KeyFile {
+    pub fn new(contents: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("api-keys");
+        std::fs::write(&path, contents).expect("key file");
+        Self { path, _dir: dir }
+    }
+
+    /// Replaces the file atomically, as a careful operator (or a Kubernetes Secret volume)
+    /// does: write a sibling, rename it over.
+    pub fn replace(&self, contents: &str) {
+        let next = self.path.with_extension("next");
+        std::fs::write(&next, contents).expect("write the new key file");
+        std::fs::rename(&next, &self.path).expect("rename over the key file");
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+}
+
 pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let auth = match options.keys {
-        Some(text) => {
-            let path = dir.path().join("keys");
-            std::fs::write(&path, text).unwrap();
-            Auth::Keys(Arc::new(KeyStore::load(&path).unwrap()))
-        }
+    let key_file = options.keys.map(KeyFile::new);
+    let auth = match &key_file {
+        Some(file) => Auth::Keys(Arc::new(KeyStore::load(&file.path).unwrap())),
         None => Auth::Off,
     };
     let schema = options
@@ -170,7 +193,7 @@ pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
         admin: ingest::admin_app(state.clone()),
         state,
         sink,
-        _dir: dir,
+        _key_file: key_file,
     }
 }
 
