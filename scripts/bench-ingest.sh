@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark of the front door (not part of scripts/test.sh).
 #
-#   scripts/bench-ingest.sh                      # 10 s per scenario, 256 connections
-#   DURATION=30s CONNECTIONS=128 scripts/bench-ingest.sh
+#   scripts/bench-ingest.sh                      # 3 rounds of 10 s runs, 256 connections
+#   DURATION=30s ROUNDS=5 CONNECTIONS=128 scripts/bench-ingest.sh
 #
 # In one run it starts, on free loopback ports:
 #   * fake-firehose  (examples/fake-firehose.rs): answers PutRecordBatch instantly, counts calls
@@ -12,6 +12,12 @@
 # and 100 per request ("batch"). It prints requests/s, events/s, events per CPU-second of the
 # server (ingest's and minimal's own CPU time from /proc), p50/p99 latency, peak RSS (VmHWM),
 # the ratio ingest/minimal, and Firehose API calls against events.
+#
+# The host's speed can drift by a factor of two within minutes on a shared VM, so each scenario
+# runs ROUNDS pairs (minimal, then ingest, back to back) and the ratio is the median of the
+# pairs' ratios, with each pair's figure shown. The CPU-per-request ratio (each server's own
+# CPU time from /proc over the requests it answered) is printed beside it: with PIN=1 it is the
+# capacity ratio of one core.
 #
 # wrk is a closed loop: each connection waits for its answer. A single-event request waits for
 # the producer's linger (INGEST_LINGER, 10 ms by default) before its batch leaves, so with C
@@ -28,6 +34,7 @@ set -euo pipefail
 # shellcheck source=scripts/bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
 DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-256}"
 HIGH_CONNECTIONS="${HIGH_CONNECTIONS:-1024}"
 THREADS="${THREADS:-2}"
@@ -83,44 +90,61 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 calls() { curl -s "http://127.0.0.1:$fake_port/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["calls"], d["records"])'; }
 hz=$(getconf CLK_TCK)
 
-# run NAME PID URL BODY EVENTS_PER_REQUEST [CONNECTIONS]
+# run NAME PID URL BODY EVENTS_PER_REQUEST CONNECTIONS: one wrk run; prints its line and
+# appends "rps cpu_us_per_request" to $work/NAME.runs.
 run() {
-  local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=${6:-$CONNECTIONS} before after out
+  local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=$6 before after out
   before=$(cpu_ticks "$pid")
   out=$(BODY_FILE="$body" "${load_cpu[@]}" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s "$work/post.lua" "$url")
   after=$(cpu_ticks "$pid")
-  echo "$out" >"$work/$name.wrk"
-  local rps p50 p99 non2xx secs
+  local rps p50 p99 non2xx secs requests
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   secs=$(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}')
-  printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s  p50 %-9s p99 %-9s cpu %6ss  non-2xx %s\n' \
+  printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s %7.1f cpu-us/req  p50 %-9s p99 %-9s non-2xx %s\n' \
     "$name" "$rps" "$(awk -v r="$rps" -v p="$per" 'BEGIN {print r * p}')" \
-    "$(awk -v r="$rps" -v p="$per" -v s="$secs" -v d="${DURATION%s}" 'BEGIN {if (s > 0) print r * p * d / s; else print 0}')" \
-    "$p50" "$p99" "$secs" "${non2xx:-0}"
-  echo "$rps" >"$work/$name.rps"
+    "$(awk -v n="$requests" -v p="$per" -v s="$secs" 'BEGIN {if (s > 0) print n * p / s; else print 0}')" \
+    "$(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')" \
+    "$p50" "$p99" "${non2xx:-0}"
+  echo "$rps $(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')" >>"$work/$name.runs"
+}
+
+# scenario NAME BODY EVENTS_PER_REQUEST CONNECTIONS: ROUNDS pairs of runs, minimal then ingest,
+# so both see the same host speed; the ratios are taken pair by pair and their median printed.
+scenario() {
+  local name=$1 body=$2 per=$3 conns=$4 round
+  for ((round = 1; round <= ROUNDS; round++)); do
+    run "minimal-$name" "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$body" "$per" "$conns"
+    run "ingest-$name" "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$body" "$per" "$conns"
+  done
+  paste -d' ' "$work/ingest-$name.runs" "$work/minimal-$name.runs" | awk -v name="$name" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { n++; rate[n] = 100 * $1 / $3; cpu[n] = ($2 > 0) ? 100 * $4 / $2 : 0; all = all sprintf(" %.1f", rate[n]) }
+    END { printf "%s: ingest/minimal request rate, median of %d pairs %.1f %% (each:%s); CPU per request, minimal/ingest %.1f %%\n", name, n, median(rate, n), all, median(cpu, n) }' \
+    >>"$work/summary"
 }
 
 pinned="all processes share $(nproc) cores"
 [[ "$PIN" == 1 ]] && pinned="server pinned to CPU 0; wrk and the fake Firehose on CPUs 1-$(($(nproc) - 1))"
-echo "== $DURATION per scenario, $CONNECTIONS connections, $THREADS wrk threads, batch of $BATCH x 1 KB; $pinned"
+echo "== $DURATION per run, $ROUNDS rounds per scenario, $CONNECTIONS connections, $THREADS wrk threads, batch of $BATCH x 1 KB; $pinned"
 read -r calls0 records0 < <(calls)
-run minimal-single "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$work/single.json" 1
-run ingest-single "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$work/single.json" 1
+scenario single "$work/single.json" 1 "$CONNECTIONS"
 # The same with enough connections that the linger no longer bounds a closed loop
 # (C / linger = 1024 / 10 ms ~ 100k req/s): what the CPU allows.
-run minimal-single-hc "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$work/single.json" 1 "$HIGH_CONNECTIONS"
-run ingest-single-hc "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$work/single.json" 1 "$HIGH_CONNECTIONS"
+scenario single-hc "$work/single.json" 1 "$HIGH_CONNECTIONS"
 read -r calls1 records1 < <(calls)
-run minimal-batch "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$work/batch.json" "$BATCH"
-run ingest-batch "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$work/batch.json" "$BATCH"
+scenario batch "$work/batch.json" "$BATCH" "$CONNECTIONS"
 read -r calls2 records2 < <(calls)
 
-ratio() { awk -v a="$(cat "$work/$1.rps")" -v b="$(cat "$work/$2.rps")" 'BEGIN {printf "%.1f %%", 100 * a / b}'; }
 echo
-echo "ingest/minimal request rate: single $(ratio ingest-single minimal-single), single at $HIGH_CONNECTIONS connections $(ratio ingest-single-hc minimal-single-hc), batch $(ratio ingest-batch minimal-batch)  (target >= 70 %)"
+cat "$work/summary"
+echo "(target >= 70 %; single-hc is single events at $HIGH_CONNECTIONS connections)"
 awk -v c=$((calls1 - calls0)) -v r=$((records1 - records0)) 'BEGIN {printf "single: %d events in %d PutRecordBatch calls = %.0f events per call\n", r, c, (c ? r / c : 0)}'
 awk -v c=$((calls2 - calls1)) -v r=$((records2 - records1)) 'BEGIN {printf "batch:  %d events in %d PutRecordBatch calls = %.0f events per call\n", r, c, (c ? r / c : 0)}'
 echo "peak RSS: ingest $(awk '/VmHWM/ {print $2, $3}' "/proc/$ingest_pid/status"), minimal $(awk '/VmHWM/ {print $2, $3}' "/proc/$minimal_pid/status")"
