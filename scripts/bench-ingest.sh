@@ -8,14 +8,17 @@
 #   * fake-firehose  (examples/fake-firehose.rs): answers PutRecordBatch instantly, counts calls
 #   * ingest         (the release binary) pointed at it through AWS_ENDPOINT_URL
 #   * minimal        (examples/minimal.rs): an axum handler that reads the body and answers 200
+#   * forwarder      (examples/forwarder.rs): splits a batch and sends it with aws-sdk-firehose,
+#                    nothing else; loaded in the batch scenario only, as the floor of any front
+#                    door that forwards through the SDK
 # and loads ingest and minimal alike with wrk, for 1 KB events sent one per request ("single")
 # and 100 per request ("batch"). It prints requests/s, events/s, events per CPU-second of the
 # server (ingest's and minimal's own CPU time from /proc), p50/p99 latency, peak RSS (VmHWM),
 # the ratio ingest/minimal, and Firehose API calls against events.
 #
 # The host's speed can drift by a factor of two within minutes on a shared VM, so each scenario
-# runs ROUNDS pairs (minimal, then ingest, back to back) and the ratio is the median of the
-# pairs' ratios, with each pair's figure shown. The CPU-per-request ratio (each server's own
+# runs ROUNDS rounds (minimal, [forwarder,] ingest, back to back) and each ratio is the median
+# of the rounds' ratios, with each round's figure shown. The CPU-per-request ratio (each server's own
 # CPU time from /proc over the requests it answered) is printed beside it: with PIN=1 it is the
 # capacity ratio of one core.
 #
@@ -26,7 +29,7 @@
 # HIGH_CONNECTIONS (default 1024) for that reason. ingest logs at INGEST_LOG (default info: one
 # access-log line per request, as in production) to a temporary file.
 #
-# PIN=1 pins the server under test (ingest or minimal) to CPU 0 and wrk and the fake Firehose
+# PIN=1 pins the server under test (ingest, minimal or forwarder) to CPU 0 and wrk and the fake Firehose
 # to the other CPUs (taskset), so each server gets exactly one core of its own: in production
 # neither the clients nor Firehose run on the service's cores. Without it all processes share
 # every core, and ingest's figure also pays for the stand-in's work and for its load generator.
@@ -50,7 +53,7 @@ if [[ "$PIN" == 1 ]]; then
 fi
 
 command -v wrk >/dev/null || { echo "wrk not found: run scripts/setup.sh" >&2; exit 1; }
-cargo build --release --locked -p ingest --bin ingest --example fake-firehose --example minimal
+cargo build --release --locked -p ingest --bin ingest --example fake-firehose --example minimal --example forwarder
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 trap '_stop_servers; rm -rf "$work"' EXIT
@@ -69,6 +72,12 @@ env "${ingest_vars[@]}" RUST_LOG="${INGEST_LOG:-info}" \
   "${server_cpu[@]}" "$bin/ingest" >"$work/ingest.log" 2>&1 &
 ingest_pid=$!
 _server_pids+=("$ingest_pid")
+forwarder_port=$(free_port)
+# shellcheck disable=SC2046 # one NAME=value word per line
+env $(ingest_env "$fake_port" 0 0) "${server_cpu[@]}" "$bin/examples/forwarder" "127.0.0.1:$forwarder_port" \
+  >"$work/forwarder.log" 2>&1 &
+forwarder_pid=$!
+_server_pids+=("$forwarder_pid")
 wait_http "http://127.0.0.1:$fake_port/stats" 30
 wait_http "http://127.0.0.1:$minimal_port/" 30
 until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null; do
@@ -93,10 +102,14 @@ hz=$(getconf CLK_TCK)
 # run NAME PID URL BODY EVENTS_PER_REQUEST CONNECTIONS: one wrk run; prints its line and
 # appends "rps cpu_us_per_request" to $work/NAME.runs.
 run() {
-  local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=$6 before after out
+  local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=$6 before after out calls_before calls_after
+  calls_before=$(calls)
   before=$(cpu_ticks "$pid")
   out=$(BODY_FILE="$body" "${load_cpu[@]}" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s "$work/post.lua" "$url")
   after=$(cpu_ticks "$pid")
+  calls_after=$(calls)
+  # PutRecordBatch calls and records the fake Firehose saw during this run.
+  echo "$calls_before $calls_after" | awk '{print $3 - $1, $4 - $2}' >>"$work/$name.calls"
   local rps p50 p99 non2xx secs requests
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -112,39 +125,55 @@ run() {
   echo "$rps $(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')" >>"$work/$name.runs"
 }
 
-# scenario NAME BODY EVENTS_PER_REQUEST CONNECTIONS: ROUNDS pairs of runs, minimal then ingest,
-# so both see the same host speed; the ratios are taken pair by pair and their median printed.
+# scenario NAME BODY EVENTS_PER_REQUEST CONNECTIONS [forwarder]: ROUNDS rounds of back-to-back
+# runs (minimal, [forwarder,] ingest), so all see the same host speed; the ratios are taken
+# round by round and their median printed.
 scenario() {
-  local name=$1 body=$2 per=$3 conns=$4 round
+  local name=$1 body=$2 per=$3 conns=$4 with_forwarder=${5:-} round
   for ((round = 1; round <= ROUNDS; round++)); do
     run "minimal-$name" "$minimal_pid" "http://127.0.0.1:$minimal_port/v1/events" "$body" "$per" "$conns"
+    if [[ -n "$with_forwarder" ]]; then
+      run "forwarder-$name" "$forwarder_pid" "http://127.0.0.1:$forwarder_port/v1/events" "$body" "$per" "$conns"
+    fi
     run "ingest-$name" "$ingest_pid" "http://127.0.0.1:$ingest_port/v1/events" "$body" "$per" "$conns"
   done
-  paste -d' ' "$work/ingest-$name.runs" "$work/minimal-$name.runs" | awk -v name="$name" '
-    function median(a, n,   i, j, t) {
-      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  ratios "$name" ingest minimal
+  if [[ -n "$with_forwarder" ]]; then
+    ratios "$name" ingest forwarder
+    ratios "$name" forwarder minimal
+  fi
+}
+
+# ratios SCENARIO A B: the median over the rounds of A's request rate over B's, and of B's CPU
+# per request over A's.
+ratios() {
+  paste -d' ' "$work/$2-$1.runs" "$work/$3-$1.runs" | awk -v name="$1" -v a="$2" -v b="$3" '
+    function median(v, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
     }
     { n++; rate[n] = 100 * $1 / $3; cpu[n] = ($2 > 0) ? 100 * $4 / $2 : 0; all = all sprintf(" %.1f", rate[n]) }
-    END { printf "%s: ingest/minimal request rate, median of %d pairs %.1f %% (each:%s); CPU per request, minimal/ingest %.1f %%\n", name, n, median(rate, n), all, median(cpu, n) }' \
+    END { printf "%s: %s/%s request rate, median of %d rounds %.1f %% (each:%s); CPU per request, %s/%s %.1f %%\n", name, a, b, n, median(rate, n), all, b, a, median(cpu, n) }' \
     >>"$work/summary"
 }
 
 pinned="all processes share $(nproc) cores"
 [[ "$PIN" == 1 ]] && pinned="server pinned to CPU 0; wrk and the fake Firehose on CPUs 1-$(($(nproc) - 1))"
 echo "== $DURATION per run, $ROUNDS rounds per scenario, $CONNECTIONS connections, $THREADS wrk threads, batch of $BATCH x 1 KB; $pinned"
-read -r calls0 records0 < <(calls)
 scenario single "$work/single.json" 1 "$CONNECTIONS"
 # The same with enough connections that the linger no longer bounds a closed loop
 # (C / linger = 1024 / 10 ms ~ 100k req/s): what the CPU allows.
 scenario single-hc "$work/single.json" 1 "$HIGH_CONNECTIONS"
-read -r calls1 records1 < <(calls)
-scenario batch "$work/batch.json" "$BATCH" "$CONNECTIONS"
-read -r calls2 records2 < <(calls)
+scenario batch "$work/batch.json" "$BATCH" "$CONNECTIONS" forwarder
 
 echo
 cat "$work/summary"
-echo "(target >= 70 %; single-hc is single events at $HIGH_CONNECTIONS connections)"
-awk -v c=$((calls1 - calls0)) -v r=$((records1 - records0)) 'BEGIN {printf "single: %d events in %d PutRecordBatch calls = %.0f events per call\n", r, c, (c ? r / c : 0)}'
-awk -v c=$((calls2 - calls1)) -v r=$((records2 - records1)) 'BEGIN {printf "batch:  %d events in %d PutRecordBatch calls = %.0f events per call\n", r, c, (c ? r / c : 0)}'
+echo "(target >= 70 % of minimal; single-hc is single events at $HIGH_CONNECTIONS connections;"
+echo " forwarder: examples/forwarder.rs, the SDK alone with nothing of ingest's, in the batch scenario)"
+for name in single single-hc batch; do
+  awk -v name="$name" '{c += $1; r += $2} END {printf "ingest %s: %d events in %d PutRecordBatch calls = %.0f events per call\n", name, r, c, (c ? r / c : 0)}' \
+    "$work/ingest-$name.calls"
+done
+awk '{c += $1; r += $2} END {printf "forwarder batch: %d events in %d calls = %.0f per call (one call per request)\n", r, c, (c ? r / c : 0)}' \
+  "$work/forwarder-batch.calls"
 echo "peak RSS: ingest $(awk '/VmHWM/ {print $2, $3}' "/proc/$ingest_pid/status"), minimal $(awk '/VmHWM/ {print $2, $3}' "/proc/$minimal_pid/status")"
