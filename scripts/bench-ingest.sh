@@ -9,8 +9,8 @@
 #   * ingest         (the release binary) pointed at it through AWS_ENDPOINT_URL
 #   * minimal        (examples/minimal.rs): an axum handler that reads the body and answers 200
 #   * forwarder      (examples/forwarder.rs): splits a batch and sends it with aws-sdk-firehose,
-#                    nothing else; loaded in the batch scenario only, as the floor of any front
-#                    door that forwards through the SDK
+#                    one call per request, nothing else; loaded in the batch scenario only, to
+#                    show what the SDK alone costs
 # and loads ingest and minimal alike with wrk, for 1 KB events sent one per request ("single")
 # and 100 per request ("batch"). It prints requests/s, events/s, events per CPU-second of the
 # server (ingest's and minimal's own CPU time from /proc), p50/p99 latency, peak RSS (VmHWM),
@@ -18,9 +18,9 @@
 #
 # The host's speed can drift by a factor of two within minutes on a shared VM, so each scenario
 # runs ROUNDS rounds (minimal, [forwarder,] ingest, back to back) and each ratio is the median
-# of the rounds' ratios, with each round's figure shown. The CPU-per-request ratio (each server's own
-# CPU time from /proc over the requests it answered) is printed beside it: with PIN=1 it is the
-# capacity ratio of one core.
+# of the rounds' ratios, with each round's figure shown. The CPU-per-request ratio (each
+# server's own CPU time from /proc over the requests it answered) is printed beside it: with
+# PIN=1 it is the capacity ratio of one core.
 #
 # wrk is a closed loop: each connection waits for its answer. A single-event request waits for
 # the producer's linger (INGEST_LINGER, 10 ms by default) before its batch leaves, so with C
@@ -29,8 +29,8 @@
 # HIGH_CONNECTIONS (default 1024) for that reason. ingest logs at INGEST_LOG (default info: one
 # access-log line per request, as in production) to a temporary file.
 #
-# PIN=1 pins the server under test (ingest, minimal or forwarder) to CPU 0 and wrk and the fake Firehose
-# to the other CPUs (taskset), so each server gets exactly one core of its own: in production
+# PIN=1 pins the server under test (ingest, minimal or forwarder) to CPU 0 and wrk and the fake
+# Firehose to the other CPUs (taskset), so each server gets exactly one core of its own: in production
 # neither the clients nor Firehose run on the service's cores. Without it all processes share
 # every core, and ingest's figure also pays for the stand-in's work and for its load generator.
 set -euo pipefail
@@ -73,8 +73,8 @@ env "${ingest_vars[@]}" RUST_LOG="${INGEST_LOG:-info}" \
 ingest_pid=$!
 _server_pids+=("$ingest_pid")
 forwarder_port=$(free_port)
-# shellcheck disable=SC2046 # one NAME=value word per line
-env $(ingest_env "$fake_port" 0 0) "${server_cpu[@]}" "$bin/examples/forwarder" "127.0.0.1:$forwarder_port" \
+# ingest's environment (it reads the stream and AWS settings, ignores the INGEST_* ones).
+env "${ingest_vars[@]}" "${server_cpu[@]}" "$bin/examples/forwarder" "127.0.0.1:$forwarder_port" \
   >"$work/forwarder.log" 2>&1 &
 forwarder_pid=$!
 _server_pids+=("$forwarder_pid")
@@ -100,7 +100,7 @@ calls() { curl -s "http://127.0.0.1:$fake_port/stats" | python3 -c 'import json,
 hz=$(getconf CLK_TCK)
 
 # run NAME PID URL BODY EVENTS_PER_REQUEST CONNECTIONS: one wrk run; prints its line and
-# appends "rps cpu_us_per_request" to $work/NAME.runs.
+# appends "rps cpu_us_per_request" to $work/NAME.runs and "calls records" to $work/NAME.calls.
 run() {
   local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=$6 before after out calls_before calls_after
   calls_before=$(calls)
@@ -110,19 +110,19 @@ run() {
   calls_after=$(calls)
   # PutRecordBatch calls and records the fake Firehose saw during this run.
   echo "$calls_before $calls_after" | awk '{print $3 - $1, $4 - $2}' >>"$work/$name.calls"
-  local rps p50 p99 non2xx secs requests
+  local rps p50 p99 non2xx secs requests us
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   secs=$(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}')
+  us=$(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')
   printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s %7.1f cpu-us/req  p50 %-9s p99 %-9s non-2xx %s\n' \
     "$name" "$rps" "$(awk -v r="$rps" -v p="$per" 'BEGIN {print r * p}')" \
     "$(awk -v n="$requests" -v p="$per" -v s="$secs" 'BEGIN {if (s > 0) print n * p / s; else print 0}')" \
-    "$(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')" \
-    "$p50" "$p99" "${non2xx:-0}"
-  echo "$rps $(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')" >>"$work/$name.runs"
+    "$us" "$p50" "$p99" "${non2xx:-0}"
+  echo "$rps $us" >>"$work/$name.runs"
 }
 
 # scenario NAME BODY EVENTS_PER_REQUEST CONNECTIONS [forwarder]: ROUNDS rounds of back-to-back

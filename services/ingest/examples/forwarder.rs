@@ -1,16 +1,18 @@
-//! The floor under any front door that forwards through `aws-sdk-firehose`, for the load
-//! benchmark (`scripts/bench-ingest.sh`): it reads the body, splits a JSON array into its
-//! elements (the shared scanner; a body that is not an array is one event), sends them as
-//! `PutRecordBatch` calls of at most 500 records (each element plus `\n`, the bytes ingest
-//! sends) and answers 200 once Firehose has accepted them all.
+//! A bare forwarder through `aws-sdk-firehose`, for the load benchmark
+//! (`scripts/bench-ingest.sh`): it reads the body, splits a JSON array into its elements (the
+//! shared scanner; a body that is not an array is one event), sends them as `PutRecordBatch`
+//! calls of at most 500 records (each element plus `\n`, the bytes ingest sends) and answers
+//! 200 once Firehose has accepted them all.
 //!
 //! Nothing else: no coalescing across requests, no retries, no validation beyond the split, no
 //! auth, limits, metrics or logs. What is left is what every forwarder pays per byte: SigV4's
-//! SHA-256 of the payload, base64 and JSON in the SDK's serializer, and the second HTTP hop.
-//! Its batch figure is the most a front door with the SDK can reach; comparing ingest with it
-//! shows what ingest's own work costs. (For single events it is no floor: one call per event
-//! costs far more than ingest's coalesced calls.) Same environment as ingest:
-//! `FIREHOSE_DELIVERY_STREAM`, `AWS_ENDPOINT_URL`, region and credentials.
+//! SHA-256 of the payload, base64 and JSON in the SDK's serializer, and the second HTTP hop,
+//! plus the SDK's cost per call. Its batch figure against the minimal handler shows how far
+//! the SDK alone is from a handler that only reads the body; ingest, which coalesces requests
+//! into 500-record calls, can be cheaper per event than it. (For single events it says
+//! nothing useful: one call per event costs far more than ingest's coalesced calls.) Same
+//! environment as ingest: `FIREHOSE_DELIVERY_STREAM`, `AWS_ENDPOINT_URL`, region and
+//! credentials.
 //!
 //!     cargo run --release -p ingest --example forwarder -- 127.0.0.1:8082
 
