@@ -102,9 +102,11 @@ pub struct Config {
     #[arg(long, env = "INGEST_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
 
-    /// Longest time one request may take, end to end (answered 408 past it). Must exceed the
-    /// retry budget.
-    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    /// Longest time one request may take, end to end. Events not inside a `PutRecordBatch`
+    /// call by this time minus the call timeout minus 1 s are not sent and are answered as not
+    /// accepted (503 listing them); a body not received by then is answered 408. Must exceed
+    /// the retry budget + the call timeout + 1 s, and the linger + the call timeout + 1 s.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// After SIGTERM: time `/readyz` answers 503 while requests are still served, so load
@@ -112,7 +114,8 @@ pub struct Config {
     #[arg(long, env = "INGEST_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
 
-    /// After the listener closes: how long in-flight requests may take to finish.
+    /// After the listener closes: how long in-flight requests may take to finish. At least
+    /// the request timeout, which bounds every request.
     #[arg(long, env = "INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
@@ -153,13 +156,33 @@ pub enum ConfigError {
     },
     /// The request timeout would cut requests off in the middle of their retries.
     #[error(
-        "INGEST_REQUEST_TIMEOUT ({timeout:?}) must be longer than INGEST_RETRY_BUDGET + INGEST_FIREHOSE_CALL_TIMEOUT ({needed:?}), or requests time out while their records are still being retried"
+        "INGEST_REQUEST_TIMEOUT ({timeout:?}) must be longer than INGEST_RETRY_BUDGET + INGEST_FIREHOSE_CALL_TIMEOUT + 1 s ({needed:?}), or requests run out of time while their records are still being retried"
     )]
     TimeoutBelowBudget {
         /// The request timeout.
         timeout: Duration,
-        /// Budget plus one call.
+        /// Budget plus one call plus the answer margin.
         needed: Duration,
+    },
+    /// The linger would hold a lone event past its request's deadline.
+    #[error(
+        "INGEST_LINGER ({linger:?}) must be shorter than INGEST_REQUEST_TIMEOUT - INGEST_FIREHOSE_CALL_TIMEOUT - 1 s ({window:?}), or a lone event is never sent in time"
+    )]
+    LingerTooLong {
+        /// The linger.
+        linger: Duration,
+        /// The time a request's events have to get into a call.
+        window: Duration,
+    },
+    /// The shutdown grace would cut off requests that are still within their timeout.
+    #[error(
+        "INGEST_SHUTDOWN_GRACE ({grace:?}) must be at least INGEST_REQUEST_TIMEOUT ({timeout:?}), so requests in flight at shutdown are answered before exit"
+    )]
+    GraceBelowTimeout {
+        /// The grace period.
+        grace: Duration,
+        /// The request timeout.
+        timeout: Duration,
     },
     /// A rate that is negative or not a number.
     #[error("INGEST_RATE_LIMIT_RPS must be a number >= 0, got {0}")]
@@ -189,17 +212,53 @@ impl Config {
                 body: self.max_body_bytes,
             });
         }
-        let needed = self.retry_budget + self.call_timeout;
+        for (value, name) in [
+            (self.call_timeout, "INGEST_FIREHOSE_CALL_TIMEOUT"),
+            (self.request_timeout, "INGEST_REQUEST_TIMEOUT"),
+            (self.api_keys_reload, "INGEST_API_KEYS_RELOAD"),
+            (self.readiness_interval, "INGEST_READINESS_INTERVAL"),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.rate_limit_burst == Some(0) {
+            return Err(ConfigError::Zero("INGEST_RATE_LIMIT_BURST"));
+        }
+        let needed = self.retry_budget + self.call_timeout + ANSWER_MARGIN;
         if self.request_timeout <= needed {
             return Err(ConfigError::TimeoutBelowBudget {
                 timeout: self.request_timeout,
                 needed,
             });
         }
+        let window = self.send_window();
+        if self.linger >= window {
+            return Err(ConfigError::LingerTooLong {
+                linger: self.linger,
+                window,
+            });
+        }
+        if self.shutdown_grace < self.request_timeout {
+            return Err(ConfigError::GraceBelowTimeout {
+                grace: self.shutdown_grace,
+                timeout: self.request_timeout,
+            });
+        }
         if !(self.rate_limit_rps >= 0.0 && self.rate_limit_rps.is_finite()) {
             return Err(ConfigError::Rate(self.rate_limit_rps.to_string()));
         }
         Ok(())
+    }
+
+    /// How long after a request starts its events may still go into a `PutRecordBatch` call:
+    /// the request timeout minus one call timeout minus [`ANSWER_MARGIN`], so that a call
+    /// started at the last moment is answered before the request timeout.
+    #[must_use]
+    pub fn send_window(&self) -> Duration {
+        self.request_timeout
+            .saturating_sub(self.call_timeout)
+            .saturating_sub(ANSWER_MARGIN)
     }
 
     /// The producer's share of the settings.
@@ -215,6 +274,10 @@ impl Config {
         }
     }
 }
+
+/// Time kept between the last moment a request's events may be sent and its timeout, for the
+/// call's answer to be turned into the response.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
 ///
@@ -260,6 +323,9 @@ mod tests {
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(c.linger, Duration::from_millis(10));
         assert_eq!(c.retry_budget, Duration::from_secs(10));
+        assert_eq!(c.request_timeout, Duration::from_secs(25));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(c.send_window(), Duration::from_secs(14));
         assert!(c.validate().is_ok());
     }
 
@@ -282,6 +348,26 @@ mod tests {
         let c = parse(&["--retry-budget", "60s"]);
         let err = c.validate().expect_err("timeout below budget");
         assert!(err.to_string().contains("INGEST_REQUEST_TIMEOUT"));
+        let c = parse(&["--retry-budget", "1s", "--linger", "14s"]);
+        let err = c.validate().expect_err("linger past the send window");
+        assert!(matches!(err, ConfigError::LingerTooLong { .. }), "{err}");
+        assert!(err.to_string().contains("INGEST_LINGER"));
+        let c = parse(&["--request-timeout", "40s"]);
+        let err = c.validate().expect_err("grace below the request timeout");
+        assert!(err.to_string().contains("INGEST_SHUTDOWN_GRACE"), "{err}");
+        for flag in [
+            "--api-keys-reload",
+            "--readiness-interval",
+            "--call-timeout",
+        ] {
+            let c = parse(&[flag, "0ms"]);
+            assert!(matches!(c.validate(), Err(ConfigError::Zero(_))), "{flag}");
+        }
+        let c = parse(&["--rate-limit-burst", "0"]);
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Zero("INGEST_RATE_LIMIT_BURST"))
+        );
         assert!(
             ConfigError::MissingStream
                 .to_string()

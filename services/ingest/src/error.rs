@@ -57,6 +57,9 @@ pub enum ApiError {
         /// Empty, or a note that the cap was hit while decompressing.
         after: &'static str,
     },
+    /// The body did not arrive before the request's send deadline; nothing was sent.
+    #[error("the request body did not arrive in time; nothing was sent")]
+    RequestTimeout,
     /// The body or some events are invalid; nothing was sent.
     #[error("{message}")]
     BadRequest {
@@ -111,6 +114,7 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Overloaded { .. }
             | Self::FirehoseUnavailable { .. }
@@ -126,6 +130,7 @@ impl ApiError {
             Self::RateLimited { .. } => request_reason::RATE_LIMITED,
             Self::UnsupportedMediaType(_) => request_reason::CONTENT_TYPE,
             Self::BodyTooLarge { .. } => request_reason::BODY_TOO_LARGE,
+            Self::RequestTimeout => request_reason::TIMEOUT,
             Self::BadRequest { .. } => request_reason::BAD_REQUEST,
             Self::Overloaded { .. } => request_reason::SHED,
             Self::FirehoseUnavailable { .. } => request_reason::FIREHOSE_UNAVAILABLE,
@@ -142,6 +147,7 @@ impl ApiError {
             Self::Unauthorized(_)
             | Self::UnsupportedMediaType(_)
             | Self::BodyTooLarge { .. }
+            | Self::RequestTimeout
             | Self::BadRequest { .. } => None,
         }
     }
@@ -175,7 +181,8 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_)
             | Self::RateLimited { .. }
             | Self::UnsupportedMediaType(_)
-            | Self::BodyTooLarge { .. } => {}
+            | Self::BodyTooLarge { .. }
+            | Self::RequestTimeout => {}
         }
         let mut response = (status, Json(body)).into_response();
         if let Some(wait) = retry_after {

@@ -176,6 +176,7 @@ impl Service {
             limiter: RateLimiter::new(config.rate_limit_rps, config.rate_limit_burst),
             schema,
             max_body_bytes: config.max_body_bytes,
+            send_window: config.send_window(),
         };
         let state = AppState::new(producer, settings, metrics);
         background.push(tokio::spawn(Readiness::watch(
@@ -189,12 +190,13 @@ impl Service {
 }
 
 /// The public router: event intake only.
-pub fn app(state: AppState, request_timeout: Duration) -> Router {
+pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(routes::ingest))
         .route("/", post(routes::ingest))
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
-        .layer(middleware::TrackLayer::new(state.clone(), request_timeout))
+        .layer(middleware::TrackLayer::new(state.clone()))
         .with_state(state)
 }
 
@@ -226,7 +228,6 @@ pub async fn run(
     public: TcpListener,
     admin: TcpListener,
     state: AppState,
-    request_timeout: Duration,
     drain: Drain,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -254,8 +255,7 @@ pub async fn run(
             closed.cancel();
         }
     };
-    let server =
-        axum::serve(public, app(state.clone(), request_timeout)).with_graceful_shutdown(signal);
+    let server = axum::serve(public, app(state.clone())).with_graceful_shutdown(signal);
     let grace_over = async {
         closed.cancelled().await;
         tokio::time::sleep(drain.grace).await;

@@ -95,15 +95,7 @@ async fn start(
         delay: config.shutdown_delay,
         grace: config.shutdown_grace,
     };
-    ingest::run(
-        public,
-        admin,
-        service.state,
-        config.request_timeout,
-        drain,
-        shutdown_signal(),
-    )
-    .await?;
+    ingest::run(public, admin, service.state, drain, shutdown_signal()).await?;
     for task in service.background {
         task.abort();
     }

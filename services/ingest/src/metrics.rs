@@ -34,6 +34,8 @@ pub mod request_reason {
     pub const BODY_TOO_LARGE: &str = "body_too_large";
     /// Invalid events, empty body, bad gzip (400).
     pub const BAD_REQUEST: &str = "bad_request";
+    /// The body did not arrive before the request's send deadline (408).
+    pub const TIMEOUT: &str = "timeout";
     /// In-flight byte cap reached (503, load shedding).
     pub const SHED: &str = "shed";
     /// Firehose did not accept every record within the retry budget (503).
@@ -149,11 +151,11 @@ impl ProducerMetrics {
         )?;
         let records_unaccepted = IntCounter::new(
             "ingest_firehose_records_unaccepted_total",
-            "Records still not accepted when the retry budget ran out",
+            "Records answered as not accepted: the retry budget ran out, or the send deadline passed",
         )?;
         let inflight_bytes = IntGauge::new(
             "ingest_inflight_bytes",
-            "Bytes of events accepted for sending and not yet answered",
+            "Bytes of events accepted for sending and still held by the producer",
         )?;
         let inflight_bytes_limit = IntGauge::new(
             "ingest_inflight_bytes_limit",

@@ -3,7 +3,7 @@
 //! For every request, [`Track`]:
 //! * keeps the client's `x-request-id` or sets a new UUID v4, and echoes it in the answer;
 //! * runs the handler in the request span ([`telemetry::request_span`], built only when
-//!   something records it) and within the request timeout, answering 408 when it runs out;
+//!   something records it);
 //! * counts and times the request by route template, method and status, counts refusals by
 //!   reason, and emits the one access-log line ([`crate::access_log`]) with the request's ids.
 //!
@@ -11,18 +11,20 @@
 //! `axum::middleware::from_fn` did the same in five nested services, each with its own future
 //! and the last with a boxed clone of the rest of the stack: ~19,000 instructions per request
 //! (callgrind, `scripts/callgrind-ingest.sh`), more than the minimal handler's whole request.
-//! One service with one future does it for a fraction of that. A timed-out request is now also
-//! counted and logged (the `Timeout` layer sat outside the tracking one, so its 408s were
-//! neither).
+//! One service with one future does it for a fraction of that.
+//!
+//! There is no timeout here: cutting the handler off would answer a request whose events the
+//! producer may still send. The intake handler enforces `INGEST_REQUEST_TIMEOUT` itself
+//! ([`crate::routes`]), and its answers say which events were not accepted.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use futures::future::BoxFuture;
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 use opentelemetry::trace::Status;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -37,14 +39,13 @@ use crate::telemetry::{self, REQUEST_ID, TRACEPARENT};
 #[derive(Debug, Clone)]
 pub struct TrackLayer {
     state: AppState,
-    timeout: Duration,
 }
 
 impl TrackLayer {
-    /// Metrics go to `state`; handlers get `timeout` to answer.
+    /// Metrics go to `state`.
     #[must_use]
-    pub const fn new(state: AppState, timeout: Duration) -> Self {
-        Self { state, timeout }
+    pub const fn new(state: AppState) -> Self {
+        Self { state }
     }
 }
 
@@ -55,7 +56,6 @@ impl<S> tower::Layer<S> for TrackLayer {
         Track {
             inner,
             state: self.state.clone(),
-            timeout: self.timeout,
         }
     }
 }
@@ -65,7 +65,6 @@ impl<S> tower::Layer<S> for TrackLayer {
 pub struct Track<S> {
     inner: S,
     state: AppState,
-    timeout: Duration,
 }
 
 /// What the access line and the metrics need from the request, taken before the handler gets it.
@@ -119,15 +118,10 @@ where
         // the tower contract holds without cloning the inner service for every request.
         let handler = self.inner.call(request);
         let state = self.state.clone();
-        let timeout = self.timeout;
         Box::pin(async move {
-            let answered = tokio::time::timeout(timeout, handler)
-                .instrument(span.clone())
-                .await;
-            let mut response = match answered {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
-                Err(_elapsed) => StatusCode::REQUEST_TIMEOUT.into_response(),
+            let mut response = match handler.instrument(span.clone()).await {
+                Ok(response) => response,
+                Err(never) => match never {},
             };
             response
                 .headers_mut()

@@ -19,6 +19,15 @@
 //!    errors are sent again — only the failed records — after an exponential backoff with
 //!    jitter, while the batch's retry budget lasts. Records still failing after it are answered
 //!    as not accepted; nothing accepted is ever sent twice by the producer.
+//! 5. A submission may carry a send deadline ([`ProducerHandle::submit_until`]). When it
+//!    passes, every record of it that is not inside a `PutRecordBatch` call at that moment
+//!    (still queued, or waiting to be retried) is withdrawn: answered as not accepted at once,
+//!    and never sent afterwards. Records inside a call get that call's answer. So the submitter
+//!    is answered at most one call timeout after its deadline, and whatever it is told is true:
+//!    a record reported as not accepted is never accepted later by this producer.
+//!
+//! Each record's bytes count against the in-flight cap until the producer lets go of the
+//! record (answered, or dropped after a withdrawal), so the cap bounds what is held in memory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,6 +157,7 @@ impl Producer {
             limit: config.max_inflight_bytes,
             metrics,
         });
+        let call_timeout = config.call_timeout;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = watch::channel(false);
         let batcher = Batcher {
@@ -164,6 +174,7 @@ impl Producer {
             tx,
             shared,
             done: done_rx,
+            call_timeout,
         }
     }
 }
@@ -174,15 +185,29 @@ pub struct ProducerHandle {
     tx: mpsc::UnboundedSender<Submission>,
     shared: Arc<Shared>,
     done: watch::Receiver<bool>,
+    call_timeout: Duration,
 }
 
 impl ProducerHandle {
-    /// Hands `records` to the producer. The in-flight reservation happens now (so an
-    /// [`SubmitOutcome::Overloaded`] answer is immediate); the returned future resolves when
-    /// every record is answered. Dropping the future does not withdraw the records.
+    /// Hands `records` to the producer with no deadline: the returned future resolves when
+    /// every record is answered (accepted, or given up on after the retry budget).
     pub fn submit(
         &self,
         records: Vec<Bytes>,
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+        self.submit_until(records, None)
+    }
+
+    /// Hands `records` to the producer. The in-flight reservation happens now (so an
+    /// [`SubmitOutcome::Overloaded`] answer is immediate); the returned future resolves when
+    /// every record is answered. With `send_by`, records not inside a `PutRecordBatch` call
+    /// when it passes are withdrawn (module docs, step 5), so the future resolves at most
+    /// [`call_timeout`](Self::call_timeout) after `send_by`. Dropping the future does not
+    /// withdraw the records: they are still sent.
+    pub fn submit_until(
+        &self,
+        records: Vec<Bytes>,
+        send_by: Option<Instant>,
     ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
         let bytes: usize = records.iter().map(Bytes::len).sum();
         let admitted = if records.is_empty() {
@@ -193,18 +218,21 @@ impl ProducerHandle {
             let (reply_tx, reply_rx) = oneshot::channel();
             let pending = Arc::new(Pending {
                 state: Mutex::new(PendingState {
-                    ids: vec![None; records.len()],
+                    slots: std::iter::repeat_with(|| Slot::Waiting)
+                        .take(records.len())
+                        .collect(),
                     remaining: records.len(),
+                    withdrawn: false,
                     error: None,
                     reply: Some(reply_tx),
                 }),
-                bytes,
                 shared: Arc::clone(&self.shared),
             });
+            let keep = send_by.map(|at| (at, Arc::clone(&pending)));
             match self.tx.send(Submission { pending, records }) {
-                Ok(()) => Admission::Sent(reply_rx),
-                Err(mpsc::error::SendError(sub)) => {
-                    self.shared.release(sub.pending.bytes);
+                Ok(()) => Admission::Sent(reply_rx, keep),
+                Err(mpsc::error::SendError(_)) => {
+                    self.shared.release(bytes);
                     Admission::Closed
                 }
             }
@@ -216,12 +244,28 @@ impl ProducerHandle {
                 },
                 Admission::Shed => SubmitOutcome::Overloaded,
                 Admission::Closed => SubmitOutcome::Closed,
-                Admission::Sent(rx) => rx.await.unwrap_or(SubmitOutcome::Closed),
+                Admission::Sent(mut rx, None) => (&mut rx).await.unwrap_or(SubmitOutcome::Closed),
+                Admission::Sent(mut rx, Some((at, pending))) => {
+                    tokio::select! {
+                        biased;
+                        outcome = &mut rx => return outcome.unwrap_or(SubmitOutcome::Closed),
+                        () = tokio::time::sleep_until(at) => pending.withdraw(),
+                    }
+                    drop(pending);
+                    rx.await.unwrap_or(SubmitOutcome::Closed)
+                }
             }
         }
     }
 
-    /// Bytes submitted and not yet answered.
+    /// The longest wait for one `PutRecordBatch` answer: how long after its `send_by` a
+    /// [`submit_until`](Self::submit_until) may still take.
+    #[must_use]
+    pub const fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
+    /// Bytes submitted and not yet let go of.
     #[must_use]
     pub fn inflight_bytes(&self) -> usize {
         self.shared.inflight.load(Ordering::Acquire)
@@ -238,7 +282,11 @@ enum Admission {
     Empty,
     Shed,
     Closed,
-    Sent(oneshot::Receiver<SubmitOutcome>),
+    /// The reply, and the deadline with what withdraws at it.
+    Sent(
+        oneshot::Receiver<SubmitOutcome>,
+        Option<(Instant, Arc<Pending>)>,
+    ),
 }
 
 #[derive(Debug)]
@@ -293,63 +341,228 @@ struct Submission {
 #[derive(Debug)]
 struct Pending {
     state: Mutex<PendingState>,
-    bytes: usize,
     shared: Arc<Shared>,
+}
+
+/// Where one record of a submission is.
+#[derive(Debug)]
+enum Slot {
+    /// Queued, or waiting to be retried: withdrawn if the deadline passes now.
+    Waiting,
+    /// Inside a `PutRecordBatch` call: its answer decides.
+    InCall,
+    /// Accepted with this record id.
+    Accepted(String),
+    /// Answered as not accepted.
+    Refused,
 }
 
 #[derive(Debug)]
 struct PendingState {
-    ids: Vec<Option<String>>,
+    slots: Vec<Slot>,
+    /// Records not answered yet.
     remaining: usize,
+    /// The deadline passed: nothing of this submission is sent any more.
+    withdrawn: bool,
     error: Option<String>,
     reply: Option<oneshot::Sender<SubmitOutcome>>,
 }
 
+/// Why withdrawn records were not accepted, when no call had failed for them.
+const NOT_SENT_IN_TIME: &str = "not sent before the request's deadline: every PutRecordBatch slot \
+                                was busy (Firehose slow or throttling)";
+
 impl Pending {
-    /// Records the answer for record `index`; the last answer replies to the submitter.
-    fn resolve(&self, index: usize, answer: Result<String, String>) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
         // A poisoned lock only means another resolver panicked mid-update; the data is a plain
         // list of answers, still usable.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the answer for record `index` (a second answer for it is ignored); the last
+    /// answer replies to the submitter.
+    fn resolve(&self, index: usize, answer: Result<String, String>) {
+        let mut state = self.lock();
+        let Some(slot) = state.slots.get_mut(index) else {
+            return;
+        };
+        if matches!(slot, Slot::Accepted(_) | Slot::Refused) {
+            return;
+        }
         match answer {
-            Ok(id) => {
-                if let Some(slot) = state.ids.get_mut(index) {
-                    *slot = Some(id);
-                }
+            Ok(id) => *slot = Slot::Accepted(id),
+            Err(e) => {
+                *slot = Slot::Refused;
+                state.error = Some(e);
             }
-            Err(e) => state.error = Some(e),
         }
         state.remaining = state.remaining.saturating_sub(1);
+        Self::reply_if_done(state);
+    }
+
+    /// Marks record `index` as inside a call, unless it was answered (withdrawn) already.
+    fn claim(&self, index: usize) -> bool {
+        let mut state = self.lock();
+        if state.withdrawn {
+            return false;
+        }
+        match state.slots.get_mut(index) {
+            Some(slot @ Slot::Waiting) => {
+                *slot = Slot::InCall;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Record `index`'s call failed with `error`: it waits for a retry, unless the submission
+    /// was withdrawn meanwhile, in which case it is answered now (`false`).
+    fn requeue(&self, index: usize, error: &str) -> bool {
+        let mut state = self.lock();
+        let withdrawn = state.withdrawn;
+        let Some(slot) = state.slots.get_mut(index) else {
+            return false;
+        };
+        if !matches!(slot, Slot::InCall) {
+            return false;
+        }
+        if !withdrawn {
+            *slot = Slot::Waiting;
+            // The answer's reason if the deadline withdraws it before the retry.
+            state.error = Some(error.to_owned());
+            return true;
+        }
+        *slot = Slot::Refused;
+        state.error = Some(error.to_owned());
+        state.remaining = state.remaining.saturating_sub(1);
+        Self::reply_if_done(state);
+        false
+    }
+
+    /// The deadline passed: answers every waiting record as not accepted; records inside a
+    /// call keep waiting for it.
+    fn withdraw(&self) {
+        let mut state = self.lock();
+        state.withdrawn = true;
+        let mut withdrawn = 0u64;
+        for slot in &mut state.slots {
+            if matches!(slot, Slot::Waiting) {
+                *slot = Slot::Refused;
+                withdrawn += 1;
+            }
+        }
+        if withdrawn == 0 {
+            return;
+        }
+        state.remaining = state
+            .remaining
+            .saturating_sub(usize::try_from(withdrawn).unwrap_or(usize::MAX));
+        if state.error.is_none() {
+            state.error = Some(NOT_SENT_IN_TIME.to_owned());
+        }
+        self.shared.metrics.records_unaccepted.inc_by(withdrawn);
+        Self::reply_if_done(state);
+    }
+
+    fn reply_if_done(mut state: std::sync::MutexGuard<'_, PendingState>) {
         if state.remaining > 0 {
             return;
         }
-        let ids = std::mem::take(&mut state.ids);
-        let outcome = match state.error.take() {
-            None => SubmitOutcome::Accepted {
-                record_ids: ids.into_iter().flatten().collect(),
+        let Some(reply) = state.reply.take() else {
+            return;
+        };
+        let slots = std::mem::take(&mut state.slots);
+        let error = state.error.take();
+        drop(state);
+        let all_accepted = slots.iter().all(|slot| matches!(slot, Slot::Accepted(_)));
+        let outcome = match error {
+            _ if all_accepted => SubmitOutcome::Accepted {
+                record_ids: slots
+                    .into_iter()
+                    .filter_map(|slot| match slot {
+                        Slot::Accepted(id) => Some(id),
+                        _ => None,
+                    })
+                    .collect(),
             },
-            Some(error) => SubmitOutcome::Incomplete {
-                record_ids: ids,
-                error,
+            error => SubmitOutcome::Incomplete {
+                record_ids: slots
+                    .into_iter()
+                    .map(|slot| match slot {
+                        Slot::Accepted(id) => Some(id),
+                        _ => None,
+                    })
+                    .collect(),
+                error: error.unwrap_or_else(|| NOT_SENT_IN_TIME.to_owned()),
             },
         };
-        let reply = state.reply.take();
-        drop(state);
-        self.shared.release(self.bytes);
-        if let Some(reply) = reply {
-            // The submitter may have gone away (client disconnected); its records were handled
-            // all the same.
-            let _ = reply.send(outcome);
-        }
+        // The submitter may have gone away (client disconnected); its records were handled
+        // all the same.
+        let _ = reply.send(outcome);
     }
 }
 
-/// One record on its way: where to report, which index, what to send.
+/// One record on its way: where to report, which index, what to send. Its bytes stay
+/// reserved against the in-flight cap until it is dropped, and an item dropped unanswered (a
+/// bug, or a task torn down) answers its record as not accepted rather than leaving the
+/// submitter waiting.
 #[derive(Debug)]
 struct Item {
     pending: Arc<Pending>,
     index: usize,
     data: Bytes,
+    answered: bool,
+}
+
+impl Item {
+    fn new(pending: &Arc<Pending>, index: usize, data: Bytes) -> Self {
+        Self {
+            pending: Arc::clone(pending),
+            index,
+            data,
+            answered: false,
+        }
+    }
+
+    /// Answers the record, letting go of its bytes first (so a submitter that sees its answer
+    /// also sees them released).
+    fn answer(mut self, answer: Result<String, String>) {
+        self.release();
+        self.answered = true;
+        self.pending.resolve(self.index, answer);
+    }
+
+    /// Marks the record as inside a call; `false` if it was withdrawn (then drop it).
+    fn claim(&mut self) -> bool {
+        let claimed = self.pending.claim(self.index);
+        self.answered |= !claimed;
+        claimed
+    }
+
+    /// After a failed call: `true` if the record waits for a retry, `false` if its submission
+    /// was withdrawn and it has just been answered (then drop it).
+    fn requeue(&mut self, error: &str) -> bool {
+        let waiting = self.pending.requeue(self.index, error);
+        self.answered |= !waiting;
+        waiting
+    }
+
+    fn release(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        if !data.is_empty() {
+            self.pending.shared.release(data.len());
+        }
+    }
+}
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        self.release();
+        if !self.answered {
+            self.pending
+                .resolve(self.index, Err("internal error: record dropped".to_owned()));
+        }
+    }
 }
 
 struct Batcher {
@@ -380,9 +593,9 @@ impl Batcher {
                     for (index, data) in records.into_iter().enumerate() {
                         if data.len() > MAX_RECORD_BYTES {
                             self.shared.metrics.records_failed.with_label_values(&["RecordTooLarge"]).inc();
-                            pending.resolve(index, Err(format!(
-                                "RecordTooLarge: {} bytes, Firehose takes at most {MAX_RECORD_BYTES}",
-                                data.len()
+                            let size = data.len();
+                            Item::new(&pending, index, data).answer(Err(format!(
+                                "RecordTooLarge: {size} bytes, Firehose takes at most {MAX_RECORD_BYTES}"
                             )));
                             continue;
                         }
@@ -393,7 +606,7 @@ impl Batcher {
                             deadline = None;
                         }
                         batch_bytes += data.len();
-                        batch.push(Item { pending: Arc::clone(&pending), index, data });
+                        batch.push(Item::new(&pending, index, data));
                         if deadline.is_none() {
                             deadline = Some(Instant::now() + self.config.linger);
                         }
@@ -458,6 +671,15 @@ impl Sender {
         let budget_ends = Instant::now() + self.config.retry_budget;
         let mut attempt: u32 = 0;
         loop {
+            // Records whose submission was withdrawn (its deadline passed) are answered already
+            // and must not be sent now; the rest are marked as inside this call.
+            items.retain_mut(Item::claim);
+            if items.is_empty() {
+                return;
+            }
+            if attempt > 0 {
+                self.metrics.records_retried.inc_by(items.len() as u64);
+            }
             // One span per call (exported when trace export is on). A batch mixes records of
             // many requests, so it starts a trace of its own rather than joining one of theirs.
             let span = tracing::info_span!(
@@ -482,16 +704,24 @@ impl Sender {
             let Some(error) = error else { return };
             attempt = attempt.saturating_add(1);
             let backoff = self.backoff(attempt);
+            let message = error.to_string();
             if error.retry == Retry::Permanent || Instant::now() + backoff >= budget_ends {
-                let message = error.to_string();
                 self.metrics.records_unaccepted.inc_by(failed.len() as u64);
                 for item in failed {
-                    item.pending.resolve(item.index, Err(message.clone()));
+                    item.answer(Err(message.clone()));
                 }
                 return;
             }
+            let mut failed = failed;
+            let before = failed.len();
+            failed.retain_mut(|item| item.requeue(&message));
+            self.metrics
+                .records_unaccepted
+                .inc_by((before - failed.len()) as u64);
+            if failed.is_empty() {
+                return;
+            }
             tokio::time::sleep(backoff).await;
-            self.metrics.records_retried.inc_by(failed.len() as u64);
             items = failed;
         }
     }
@@ -524,9 +754,7 @@ impl Sender {
                 let mut last = None;
                 for (item, record) in items.into_iter().zip(outcome.records) {
                     match record {
-                        RecordOutcome::Accepted { record_id } => {
-                            item.pending.resolve(item.index, Ok(record_id));
-                        }
+                        RecordOutcome::Accepted { record_id } => item.answer(Ok(record_id)),
                         RecordOutcome::Failed {
                             error_code,
                             message,
@@ -580,7 +808,14 @@ impl Sender {
             .records_failed
             .with_label_values(&[label(&error.code)])
             .inc_by(items.len() as u64);
-        tracing::warn!(stream = %self.stream, code = %error.code, error = %error.message, records = items.len(), "PutRecordBatch failed");
+        tracing::warn!(
+            stream = %self.stream,
+            code = %error.code,
+            error = %error.message,
+            detail = error.detail.as_deref().unwrap_or(""),
+            records = items.len(),
+            "PutRecordBatch failed"
+        );
         (items, Some(error))
     }
 
@@ -938,5 +1173,103 @@ mod tests {
         producer.drained().await;
         assert!(matches!(pending.await, SubmitOutcome::Accepted { .. }));
         assert_eq!(sink.calls().len(), 1);
+    }
+    fn gated() -> (Arc<FakeSink>, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, _| None),
+            call_error: None,
+            gate: Some(Arc::clone(&gate)),
+        });
+        (sink, gate)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_queued_records_are_withdrawn_and_never_sent() {
+        let (sink, gate) = gated();
+        let config = ProducerConfig {
+            max_concurrent_calls: 1,
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        // `a` takes the only call slot and is held there.
+        let a = tokio::spawn(producer.submit(recs("a", 2)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let b = producer
+            .submit_until(recs("b", 3), Some(started + Duration::from_secs(1)))
+            .await;
+        // Answered at its deadline, not when the slot frees.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1010),
+            "{waited:?}"
+        );
+        let SubmitOutcome::Incomplete { record_ids, error } = b else {
+            panic!("{b:?}")
+        };
+        assert_eq!(record_ids, vec![None, None, None]);
+        assert!(error.contains("not sent"), "{error}");
+        assert_eq!(metrics.records_unaccepted.get(), 3);
+        // b's records are still held in the queue, so they still count against the cap.
+        assert_eq!(producer.inflight_bytes(), 16 + 24);
+        gate.add_permits(10);
+        assert!(matches!(a.await.unwrap(), SubmitOutcome::Accepted { .. }));
+        // b's batch got the slot after a's call: none of it went out.
+        producer.drained().await;
+        assert_eq!(sink.calls(), vec![recs("a", 2)]);
+        assert_eq!(metrics.inflight_bytes.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_inside_a_call_at_the_deadline_gets_that_calls_answer() {
+        let (sink, gate) = gated();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let outcome = tokio::spawn(producer.submit_until(recs("a", 2), Some(deadline)));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!outcome.is_finished(), "it waits for the call it is in");
+        gate.add_permits(1);
+        let SubmitOutcome::Accepted { record_ids } = outcome.await.unwrap() else {
+            panic!("not accepted")
+        };
+        assert_eq!(record_ids, vec!["c1r0", "c1r1"]);
+        assert_eq!(producer.inflight_bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_waiting_for_a_retry_is_withdrawn_at_the_deadline_and_not_retried() {
+        let sink = FakeSink::new(Box::new(|r, _| {
+            r.starts_with(b"{\"a\"")
+                .then_some("ServiceUnavailableException")
+        }));
+        let config = ProducerConfig {
+            initial_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+            retry_budget: Duration::from_secs(60),
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(1);
+        // `b` shares the call; only `a` fails, and only `a` has a deadline.
+        let (a, b) = tokio::join!(
+            producer.submit_until(recs("a", 1), Some(deadline)),
+            producer.submit(recs("b", 1)),
+        );
+        let waited = started.elapsed();
+        let SubmitOutcome::Incomplete { record_ids, error } = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(record_ids, vec![None]);
+        assert!(error.contains("ServiceUnavailableException"), "{error}");
+        assert!(matches!(b, SubmitOutcome::Accepted { .. }), "{b:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(sink.calls().len(), 1, "the withdrawn record is not retried");
+        assert_eq!(metrics.records_unaccepted.get(), 1);
+        assert_eq!(metrics.records_retried.get(), 0);
+        assert_eq!(producer.inflight_bytes(), 0);
     }
 }

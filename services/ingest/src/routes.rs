@@ -3,6 +3,13 @@
 //! The intake handler runs the checks in the order that costs least first: key, rate limit,
 //! content type, body size, then parsing and validation, then the producer. Only when the
 //! producer says Firehose accepted every record does the client get 200.
+//!
+//! It also keeps the request timeout (`INGEST_REQUEST_TIMEOUT`), in a way that never leaves a
+//! client guessing: the body must be in before the send deadline (start + the send window, see
+//! [`crate::config::Config::send_window`]) or the answer is 408 and nothing was sent; events
+//! not inside a `PutRecordBatch` call by the deadline are withdrawn and listed in a 503 as not
+//! accepted, and a call in flight at the deadline is waited for (at most the call timeout). So
+//! every answer says exactly which events Firehose has.
 
 use axum::Json;
 use axum::body::Body;
@@ -73,6 +80,7 @@ async fn accept(
     let framing = validate::framing(headers)?;
     let gzip = validate::is_gzip(headers)?;
 
+    let send_by = tokio::time::Instant::now() + state.send_window();
     let limit = state.max_body_bytes();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -81,19 +89,22 @@ async fn accept(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit, after: "" });
     }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.into_inner().is::<http_body_util::LengthLimitError>();
-        if too_large {
-            ApiError::BodyTooLarge { limit, after: "" }
-        } else {
-            ApiError::BadRequest {
-                message: "could not read the request body".to_owned(),
-                details: Vec::new(),
+    let raw = tokio::time::timeout_at(send_by, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.into_inner().is::<http_body_util::LengthLimitError>();
+            if too_large {
+                ApiError::BodyTooLarge { limit, after: "" }
+            } else {
+                ApiError::BadRequest {
+                    message: "could not read the request body".to_owned(),
+                    details: Vec::new(),
+                }
             }
-        }
-    })?;
+        })?;
     let body = if gzip {
         // Inflating up to the cap is CPU work; keep it off the async workers for big bodies.
         if raw.len() > 64 * 1024 {
@@ -126,7 +137,7 @@ async fn accept(
     }
     let bytes: usize = records.iter().map(bytes::Bytes::len).sum();
     let sizes: Vec<usize> = records.iter().map(bytes::Bytes::len).collect();
-    match state.producer().submit(records).await {
+    match state.producer().submit_until(records, Some(send_by)).await {
         SubmitOutcome::Accepted { record_ids } => {
             state.metrics().events_accepted.inc_by(events as u64);
             state.metrics().event_bytes_accepted.inc_by(bytes as u64);
@@ -162,6 +173,15 @@ pub async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(serde_json::json!({"error": "not found: POST events to /v1/events"})),
+    )
+        .into_response()
+}
+
+/// Answer to another method than POST on an intake path (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({"error": "method not allowed: POST events to /v1/events"})),
     )
         .into_response()
 }

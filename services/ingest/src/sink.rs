@@ -60,16 +60,22 @@ pub enum Retry {
 }
 
 /// A whole call failed (no per-record answers).
+///
+/// Its `Display` (code and message) reaches clients in 503 bodies, so it stays short and says
+/// nothing about the deployment; the transport's full account (addresses, OS errors) is in
+/// [`detail`](Self::detail), for the service's own log only.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct SinkError {
     /// Error code: the AWS error code (`ResourceNotFoundException`, …) or a transport class
     /// (`Timeout`, `Dispatch`, `Response`, `Construction`).
     pub code: String,
-    /// Human-readable detail.
+    /// Human-readable summary, fit for clients.
     pub message: String,
     /// Whether the call can be retried.
     pub retry: Retry,
+    /// Everything the SDK said, for the log (never sent to clients).
+    pub detail: Option<String>,
 }
 
 impl SinkError {
@@ -82,7 +88,15 @@ impl SinkError {
             code,
             message: message.into(),
             retry,
+            detail: None,
         }
+    }
+
+    /// The same error with `detail` for the log.
+    #[must_use]
+    pub fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
     }
 }
 
@@ -142,12 +156,27 @@ where
             )
         }
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "call timed out".to_owned()),
-        SdkError::DispatchFailure(e) => ("Dispatch".to_owned(), format!("{e:?}")),
-        SdkError::ResponseError(e) => ("Response".to_owned(), format!("{e:?}")),
-        SdkError::ConstructionFailure(e) => ("Construction".to_owned(), format!("{e:?}")),
-        other => ("Unhandled".to_owned(), other.to_string()),
+        SdkError::DispatchFailure(e) => {
+            let what = if e.is_timeout() {
+                "timed out connecting to Firehose"
+            } else if e.is_io() {
+                "could not connect to Firehose"
+            } else {
+                "could not send the request to Firehose"
+            };
+            ("Dispatch".to_owned(), what.to_owned())
+        }
+        SdkError::ResponseError(_) => (
+            "Response".to_owned(),
+            "Firehose's answer could not be read".to_owned(),
+        ),
+        SdkError::ConstructionFailure(_) => (
+            "Construction".to_owned(),
+            "the request could not be built (credentials or configuration)".to_owned(),
+        ),
+        _ => ("Unhandled".to_owned(), "unexpected SDK error".to_owned()),
     };
-    SinkError::new(code, message)
+    SinkError::new(code, message).with_detail(format!("{err:?}"))
 }
 
 /// Like [`sdk_error`], but names modeled errors by their variant when the response carried no
@@ -169,7 +198,9 @@ fn put_error(err: &SdkError<PutRecordBatchError>) -> SinkError {
     };
     let mut error = sdk_error(err);
     if let Some(code) = modeled {
+        let detail = error.detail.take();
         error = SinkError::new(code, error.message);
+        error.detail = detail;
     }
     error
 }
@@ -243,6 +274,7 @@ impl RecordSink for aws_sdk_firehose::Client {
                     code: "StreamNotActive".to_owned(),
                     message: format!("delivery stream {stream} is {status}"),
                     retry: Retry::Retriable,
+                    detail: None,
                 })
             }
         })

@@ -22,6 +22,9 @@ pub struct HttpSettings {
     pub schema: Option<Schema>,
     /// Body cap, as received and decompressed.
     pub max_body_bytes: usize,
+    /// How long after a request starts its body must be in and its events inside a
+    /// `PutRecordBatch` call ([`crate::config::Config::send_window`]).
+    pub send_window: Duration,
 }
 
 /// Shared state of both routers. Cheap to clone.
@@ -81,6 +84,12 @@ impl AppState {
     #[must_use]
     pub fn max_body_bytes(&self) -> usize {
         self.inner.settings.max_body_bytes
+    }
+
+    /// See [`HttpSettings::send_window`].
+    #[must_use]
+    pub fn send_window(&self) -> Duration {
+        self.inner.settings.send_window
     }
 
     /// Metrics.
@@ -201,7 +210,11 @@ impl Readiness {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let result = sink.check(&stream).await.map_err(|e| e.to_string());
+            // The admin listener's /readyz may show the transport's whole account.
+            let result = sink.check(&stream).await.map_err(|e| match &e.detail {
+                Some(detail) => format!("{e} ({detail})"),
+                None => e.to_string(),
+            });
             if let Err(e) = &result {
                 tracing::debug!(error = %e, stream = %stream, "stream check failed");
             }

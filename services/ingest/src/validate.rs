@@ -61,20 +61,36 @@ pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
     }
 }
 
-/// Whether the body must be gunzipped, from `Content-Encoding`.
+/// Whether the body must be gunzipped, from `Content-Encoding`: every field line of it and
+/// every coding listed (RFC 9110 section 8.4: `gzip, identity` on one line and the same on two
+/// lines mean the same). `identity` codings are ignored; one `gzip` (or `x-gzip`) layer is
+/// supported.
 ///
 /// # Errors
-/// [`ApiError::UnsupportedMediaType`] for encodings other than `gzip` and `identity`.
+/// [`ApiError::UnsupportedMediaType`] for any other coding, or gzip applied twice.
 pub fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
-        return Ok(false);
-    };
-    match value.to_str().map(str::trim) {
-        Ok(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => Ok(true),
-        Ok(v) if v.eq_ignore_ascii_case("identity") || v.is_empty() => Ok(false),
-        _ => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Encoding {value:?} is not supported: send gzip or no encoding"
-        ))),
+    let mut gzip_layers = 0usize;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let refuse = || {
+            ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {value:?} is not supported: send gzip (once) or no encoding"
+            ))
+        };
+        let text = value.to_str().map_err(|_| refuse())?;
+        for coding in text.split(',').map(str::trim) {
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip_layers += 1;
+            } else if !(coding.is_empty() || coding.eq_ignore_ascii_case("identity")) {
+                return Err(refuse());
+            }
+        }
+    }
+    match gzip_layers {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(ApiError::UnsupportedMediaType(
+            "Content-Encoding lists gzip more than once: send the body gzipped once".to_owned(),
+        )),
     }
 }
 
@@ -198,7 +214,7 @@ pub fn records(
             },
         )
     })?;
-    if text.trim().is_empty() {
+    if text.trim_matches(JSON_WHITESPACE).is_empty() {
         return Err(body_error(
             "body is empty: send a JSON object, an array of objects, or NDJSON lines",
             Detail {
@@ -207,8 +223,8 @@ pub fn records(
             },
         ));
     }
-    // (event text, 1-based line of the event when known)
-    let events: Vec<(&str, Option<usize>)> = match framing {
+    // (event text, where it starts when known: 1-based line, and bytes before it on that line)
+    let events: Vec<(&str, Option<Position>)> = match framing {
         Framing::Json => match json_events(text) {
             Some(events) => events,
             // Not valid JSON: serde_json says where.
@@ -232,10 +248,19 @@ pub fn records(
                 })?
             }
         },
+        // Only JSON's own whitespace is trimmed: anything else (a no-break space, a form feed)
+        // is part of the line, so the line is not valid JSON.
         Framing::Ndjson => text
             .split('\n')
             .enumerate()
-            .map(|(n, line)| (line.trim(), Some(n + 1)))
+            .map(|(n, line)| {
+                let start = line.trim_start_matches(JSON_WHITESPACE);
+                let indent = line.len() - start.len();
+                (
+                    start.trim_end_matches(JSON_WHITESPACE),
+                    Some((n + 1, indent)),
+                )
+            })
             .filter(|(line, _)| !line.is_empty())
             .collect(),
     };
@@ -254,8 +279,8 @@ pub fn records(
     let mut invalid_events = 0usize;
     let mut buf = BytesMut::with_capacity(events.iter().map(|(e, _)| e.len() + 1).sum());
     let mut ends = Vec::with_capacity(events.len());
-    for (index, (event, line)) in events.iter().enumerate() {
-        let problems = check_event(event, *line, framing, schema);
+    for (index, (event, position)) in events.iter().enumerate() {
+        let problems = check_event(event, *position, framing, schema);
         if let Some((reason, mut found)) = problems {
             invalid_events += 1;
             reasons.push(reason);
@@ -309,23 +334,41 @@ pub fn records(
 /// fraction of the cost: `serde_json`'s `&RawValue` scan was ~4,800 instructions of a 1 KB
 /// single-event request (callgrind), the largest item of the handler. `serde_json` is asked
 /// only to explain a body that fails, with its line and column.
-fn json_events(text: &str) -> Option<Vec<(&str, Option<usize>)>> {
+fn json_events(text: &str) -> Option<Vec<(&str, Option<Position>)>> {
     let events = if text.trim_start().starts_with('[') {
         json_scan::array_elements(text).ok()?
     } else {
         json_scan::one_value(text).ok()?;
-        vec![text.trim_matches([' ', '\t', '\n', '\r'])]
+        vec![text.trim_matches(JSON_WHITESPACE)]
     };
     Some(events.into_iter().map(|event| (event, None)).collect())
+}
+
+/// The whitespace JSON allows around values (RFC 8259, section 2).
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// Where an NDJSON event starts: its 1-based line, and the bytes of whitespace before it.
+type Position = (usize, usize);
+
+/// `serde_json`'s message without its "at line L column C" (relative to the event alone; the
+/// detail carries the position in the body).
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((message, _)) => message.to_owned(),
+        None => text,
+    }
 }
 
 /// Checks one event; `None` when it is fine, else its rejection reason and problems.
 fn check_event(
     event: &str,
-    line: Option<usize>,
+    position: Option<Position>,
     framing: Framing,
     schema: Option<&Schema>,
 ) -> Option<(&'static str, Vec<Detail>)> {
+    let line = position.map(|(line, _)| line);
+    let indent = position.map_or(0, |(_, indent)| indent);
     let at = |message: String| Detail {
         line,
         message,
@@ -339,8 +382,8 @@ fn check_event(
             event_reason::INVALID_JSON,
             vec![Detail {
                 line,
-                column: Some(e.column()),
-                message: e.to_string(),
+                column: Some(indent + e.column()),
+                message: without_position(&e),
                 ..Detail::default()
             }],
         ));
@@ -363,7 +406,7 @@ fn check_event(
             event_reason::INVALID_JSON,
             vec![Detail {
                 line,
-                column: line.map(|_| offset + 1),
+                column: line.map(|_| indent + offset + 1),
                 message: format!(
                     "nesting deeper than {MAX_DEPTH} levels at byte {offset} of the event"
                 ),
@@ -505,7 +548,25 @@ mod tests {
         let (d, _) = details(b"{\"a\":1}\n{oops}\n", Framing::Ndjson, None);
         assert_eq!(d[0].index, Some(1));
         assert_eq!(d[0].line, Some(2));
-        assert!(d[0].column.is_some());
+        assert_eq!(d[0].column, Some(2));
+        // Columns count from the start of the line, indentation included, and the message
+        // does not repeat a position relative to the event alone.
+        let (d, _) = details(b"{\"a\":1}\n    {oops}\n", Framing::Ndjson, None);
+        assert_eq!((d[0].line, d[0].column), (Some(2), Some(6)));
+        assert!(!d[0].message.contains("line"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn ndjson_trims_only_json_whitespace() {
+        // A no-break space (U+00A0), a line separator (U+2028) and a form feed are not JSON
+        // whitespace: the lines holding them are not valid JSON.
+        let body =
+            "{\"nbsp\":1}\u{a0}\n\u{2028}{\"ls\":2}\n\u{c}{\"ff\":3}\n\u{a0}\n{\"ok\":4}\t\r\n";
+        let (d, reasons) = details(body.as_bytes(), Framing::Ndjson, None);
+        let indexes: Vec<_> = d.iter().map(|d| d.index).collect();
+        assert_eq!(indexes, vec![Some(0), Some(1), Some(2), Some(3)]);
+        assert_eq!(reasons, vec![event_reason::INVALID_JSON; 4]);
+        details("\u{a0}\n".as_bytes(), Framing::Ndjson, None);
     }
 
     #[test]
@@ -638,5 +699,26 @@ mod tests {
         ));
         h.insert(header::CONTENT_ENCODING, "br".parse().expect("hv"));
         assert!(is_gzip(&h).is_err());
+    }
+
+    #[test]
+    fn every_content_encoding_line_and_coding_counts() {
+        let encoding = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append(header::CONTENT_ENCODING, line.parse().expect("hv"));
+            }
+            is_gzip(&h)
+        };
+        assert_eq!(encoding(&[]), Ok(false));
+        assert_eq!(encoding(&["identity"]), Ok(false));
+        assert_eq!(encoding(&["GZIP"]), Ok(true));
+        assert_eq!(encoding(&["x-gzip"]), Ok(true));
+        assert_eq!(encoding(&["gzip, identity"]), Ok(true));
+        assert_eq!(encoding(&["gzip", "identity"]), Ok(true));
+        assert!(encoding(&["gzip", "br"]).is_err());
+        assert!(encoding(&["identity", "deflate"]).is_err());
+        assert!(encoding(&["gzip", "gzip"]).is_err());
+        assert!(encoding(&["gzip, gzip"]).is_err());
     }
 }

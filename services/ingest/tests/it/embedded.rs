@@ -328,6 +328,7 @@ backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
             ("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str()),
             ("INGEST_RETRY_BUDGET", "20s"),
             ("INGEST_REQUEST_TIMEOUT", "60s"),
+            ("INGEST_SHUTDOWN_GRACE", "60s"),
         ],
     )
     .await;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{Request, StatusCode};
 use ingest::producer::ProducerConfig;
 use serde_json::json;
@@ -400,8 +401,8 @@ async fn over_the_inflight_cap_requests_are_shed_with_503() {
 }
 
 #[tokio::test]
-async fn a_request_past_the_timeout_gets_408_with_its_id_and_is_counted() {
-    // A linger of an hour: the handler is still waiting for its batch when the timeout ends it.
+async fn events_not_sent_by_the_deadline_are_answered_503_and_never_sent() {
+    // A linger of an hour: the event is still in the open batch when its send deadline passes.
     let app = app_with(
         FakeSink::ok(),
         Options {
@@ -409,22 +410,78 @@ async fn a_request_past_the_timeout_gets_408_with_its_id_and_is_counted() {
                 linger: Duration::from_secs(3600),
                 ..ProducerConfig::default()
             },
-            request_timeout: Duration::from_millis(50),
+            send_window: Duration::from_millis(50),
             ..Options::default()
         },
     );
-    let mut request = json(r#"{"slow":"request"}"#);
+    let mut request = json(r#"[{"slow":"request"},{"slow":"too"}]"#);
+    request
+        .headers_mut()
+        .insert("x-request-id", "req-slow".parse().unwrap());
+    let a = send(&app.router, request).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.headers["x-request-id"], "req-slow");
+    assert_eq!(a.headers["retry-after"], "1");
+    assert_eq!(a.body["unaccepted"], json!([0, 1]));
+    assert!(
+        a.body["error"].as_str().unwrap().contains("not sent"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        metric(&app, "ingest_firehose_records_unaccepted_total "),
+        2.0
+    );
+    // Withdrawn, but still in the open batch: their bytes count against the cap until dropped.
+    let held = (r#"{"slow":"request"}"#.len() + 1 + r#"{"slow":"too"}"#.len() + 1) as f64;
+    assert_eq!(metric(&app, "ingest_inflight_bytes "), held);
+    // Closing the producer flushes the open batch: the withdrawn events must not go out.
+    let metrics = app.state.metrics().clone();
+    let producer = app.state.producer().clone();
+    drop(app.router);
+    drop(app.admin);
+    drop(app.state);
+    tokio::time::timeout(Duration::from_secs(10), producer.drained())
+        .await
+        .expect("the producer drains once every handle is gone");
+    assert!(app.sink.records().is_empty());
+    assert!(
+        metrics.render().contains("\ningest_inflight_bytes 0\n"),
+        "dropped from the queue, the withdrawn bytes are released"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_a_json_408_and_is_counted() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            send_window: Duration::from_millis(50),
+            ..Options::default()
+        },
+    );
+    // A body that never ends.
+    let body = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+    let mut request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
     request
         .headers_mut()
         .insert("x-request-id", "req-slow".parse().unwrap());
     let a = send(&app.router, request).await;
     assert_eq!(a.status, StatusCode::REQUEST_TIMEOUT);
     assert_eq!(a.headers["x-request-id"], "req-slow");
+    assert!(a.body["error"].as_str().unwrap().contains("in time"));
     assert_eq!(
         metric(
             &app,
             "ingest_http_requests_total{method=\"POST\",route=\"/v1/events\",status=\"408\"}"
         ),
+        1.0
+    );
+    assert_eq!(
+        metric(&app, "ingest_requests_rejected_total{reason=\"timeout\"}"),
         1.0
     );
     assert!(app.sink.records().is_empty());
@@ -478,6 +535,17 @@ async fn unknown_paths_are_404_and_admin_paths_are_not_public() {
     let app = app();
     let a = send(&app.router, post("/v2/other", "application/json", "{}")).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body["error"].as_str().unwrap().contains("/v1/events"));
+    for path in ["/v1/events", "/"] {
+        let a = send(&app.router, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "GET {path}");
+        assert_eq!(a.headers["allow"], "POST");
+        assert!(
+            a.body["error"].as_str().unwrap().contains("POST"),
+            "{}",
+            a.body
+        );
+    }
     use tower::ServiceExt;
     let r = app
         .router

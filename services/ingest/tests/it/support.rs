@@ -109,7 +109,8 @@ pub struct Options {
     pub schema: Option<Value>,
     pub max_body_bytes: usize,
     pub producer: ProducerConfig,
-    pub request_timeout: Duration,
+    /// The send window (`INGEST_REQUEST_TIMEOUT` - call timeout - 1 s in the service).
+    pub send_window: Duration,
 }
 
 impl Default for Options {
@@ -125,7 +126,7 @@ impl Default for Options {
                 linger: Duration::from_millis(2),
                 ..ProducerConfig::default()
             },
-            request_timeout: Duration::from_secs(30),
+            send_window: Duration::from_secs(30),
         }
     }
 }
@@ -186,10 +187,11 @@ pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
         limiter: RateLimiter::new(options.rate.0, options.rate.1),
         schema,
         max_body_bytes: options.max_body_bytes,
+        send_window: options.send_window,
     };
     let state = AppState::new(producer, settings, metrics);
     TestApp {
-        router: ingest::app(state.clone(), options.request_timeout),
+        router: ingest::app(state.clone()),
         admin: ingest::admin_app(state.clone()),
         state,
         sink,
