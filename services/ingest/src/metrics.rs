@@ -91,6 +91,8 @@ pub struct Metrics {
     pub event_bytes_accepted: IntCounter,
     /// `ingest_events_rejected_total{reason}`.
     pub events_rejected: IntCounterVec,
+    /// `ingest_event_bytes_rejected_total{reason}`.
+    pub event_bytes_rejected: IntCounterVec,
     /// `ingest_requests_rejected_total{reason}`.
     pub requests_rejected: IntCounterVec,
     /// `ingest_ready`.
@@ -233,6 +235,13 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let event_bytes_rejected = IntCounterVec::new(
+            Opts::new(
+                "ingest_event_bytes_rejected_total",
+                "Bytes of events refused before sending (as received), by reason",
+            ),
+            &["reason"],
+        )?;
         let requests_rejected = IntCounterVec::new(
             Opts::new(
                 "ingest_requests_rejected_total",
@@ -251,6 +260,7 @@ impl Metrics {
         registry.register(Box::new(events_accepted.clone()))?;
         registry.register(Box::new(event_bytes_accepted.clone()))?;
         registry.register(Box::new(events_rejected.clone()))?;
+        registry.register(Box::new(event_bytes_rejected.clone()))?;
         registry.register(Box::new(requests_rejected.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -262,6 +272,7 @@ impl Metrics {
             events_accepted,
             event_bytes_accepted,
             events_rejected,
+            event_bytes_rejected,
             requests_rejected,
             ready,
             producer,
@@ -301,6 +312,7 @@ mod tests {
         ("ingest_events_accepted_total", "counter"),
         ("ingest_event_bytes_accepted_total", "counter"),
         ("ingest_events_rejected_total", "counter"),
+        ("ingest_event_bytes_rejected_total", "counter"),
         ("ingest_requests_rejected_total", "counter"),
         ("ingest_firehose_put_batch_calls_total", "counter"),
         ("ingest_firehose_put_batch_duration_seconds", "histogram"),
@@ -323,6 +335,8 @@ mod tests {
             .with_label_values(&["/v1/events", "POST", "200"]);
         m.http_duration.with_label_values(&["/v1/events", "POST"]);
         m.events_rejected.with_label_values(&[event_reason::SCHEMA]);
+        m.event_bytes_rejected
+            .with_label_values(&[event_reason::SCHEMA]);
         m.requests_rejected
             .with_label_values(&[request_reason::SHED]);
         m.producer

@@ -17,8 +17,9 @@
 //!    are busy, records pile up in the channel and the next batches leave full).
 //! 4. Per-record failures (Firehose's `FailedPutCount`, its throttling signal) and retriable call
 //!    errors are sent again — only the failed records — after an exponential backoff with
-//!    jitter, while the batch's retry budget lasts. Records still failing after it are answered
-//!    as not accepted; nothing accepted is ever sent twice by the producer.
+//!    jitter, while the batch's retry budget lasts. Records still failing after it, and records
+//!    whose own error says retrying cannot help, are answered as not accepted; nothing accepted
+//!    is ever sent twice by the producer.
 //! 5. A submission may carry a send deadline ([`ProducerHandle::submit_until`]). When it
 //!    passes, every record of it that is not inside a `PutRecordBatch` call at that moment
 //!    (still queued, or waiting to be retried) is withdrawn: answered as not accepted at once,
@@ -752,6 +753,7 @@ impl Sender {
             Ok(outcome) if outcome.records.len() == items.len() => {
                 let mut failed = Vec::new();
                 let mut last = None;
+                let mut refused = 0usize;
                 for (item, record) in items.into_iter().zip(outcome.records) {
                     match record {
                         RecordOutcome::Accepted { record_id } => item.answer(Ok(record_id)),
@@ -763,12 +765,21 @@ impl Sender {
                                 .records_failed
                                 .with_label_values(&[label(&error_code)])
                                 .inc();
-                            last = Some(SinkError::new(error_code, message));
-                            failed.push(item);
+                            refused += 1;
+                            // Each record by its own error: one that can never succeed is
+                            // answered now, whatever the others' errors say.
+                            let error = SinkError::new(error_code, message);
+                            if error.retry == Retry::Permanent {
+                                self.metrics.records_unaccepted.inc();
+                                item.answer(Err(error.to_string()));
+                            } else {
+                                last = Some(error);
+                                failed.push(item);
+                            }
                         }
                     }
                 }
-                let outcome = if failed.is_empty() {
+                let outcome = if refused == 0 {
                     call_outcome::OK
                 } else {
                     call_outcome::PARTIAL
@@ -777,10 +788,10 @@ impl Sender {
                     .put_batch_calls
                     .with_label_values(&[outcome])
                     .inc();
-                if failed.is_empty() {
+                if refused == 0 {
                     tracing::debug!(stream = %self.stream, "batch accepted");
                 } else {
-                    tracing::warn!(stream = %self.stream, failed = failed.len(), "partial batch failure, retrying failed records");
+                    tracing::warn!(stream = %self.stream, failed = refused, retriable = failed.len(), "partial batch failure, retrying the retriable records");
                 }
                 (failed, last)
             }
@@ -1098,6 +1109,36 @@ mod tests {
             metrics.put_batch_calls.with_label_values(&["error"]).get(),
             1
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_failed_record_is_retried_or_given_up_by_its_own_error() {
+        // In one call, `b` is throttled (first call only) and `a` is refused for good; `a`
+        // comes last, so its error must not decide for `b`.
+        let sink = FakeSink::new(Box::new(|r, call| {
+            if r.starts_with(b"{\"a\"") {
+                Some("InvalidArgumentException")
+            } else {
+                (call == 1).then_some("ServiceUnavailableException")
+            }
+        }));
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
+        let (b, a) = tokio::join!(producer.submit(recs("b", 1)), producer.submit(recs("a", 1)));
+        assert!(matches!(b, SubmitOutcome::Accepted { .. }), "{b:?}");
+        let SubmitOutcome::Incomplete { error, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert!(error.starts_with("InvalidArgumentException"), "{error}");
+        let calls = sink.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            calls[1],
+            recs("b", 1),
+            "only the throttled record is sent again"
+        );
+        assert_eq!(metrics.records_retried.get(), 1);
+        assert_eq!(metrics.records_unaccepted.get(), 1);
+        assert_eq!(producer.inflight_bytes(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -122,12 +122,12 @@ async fn accept(
     };
 
     let records = validate::records(&body, framing, state.schema()).map_err(|invalid| {
-        for reason in &invalid.reasons {
-            state
-                .metrics()
-                .events_rejected
+        for (reason, size) in invalid.reasons.iter().zip(&invalid.sizes) {
+            let m = state.metrics();
+            m.events_rejected.with_label_values(&[reason]).inc();
+            m.event_bytes_rejected
                 .with_label_values(&[reason])
-                .inc();
+                .inc_by(*size as u64);
         }
         invalid.error
     })?;

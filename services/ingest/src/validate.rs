@@ -125,6 +125,9 @@ pub struct Invalid {
     pub error: ApiError,
     /// One `ingest_events_rejected_total` reason per rejected event (or one for the body).
     pub reasons: Vec<&'static str>,
+    /// Bytes of each of those events as received (or of the whole body), for
+    /// `ingest_event_bytes_rejected_total`.
+    pub sizes: Vec<usize>,
 }
 
 /// A compiled JSON Schema that events must satisfy.
@@ -212,6 +215,7 @@ pub fn records(
                 message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
                 ..Detail::default()
             },
+            body,
         )
     })?;
     if text.trim_matches(JSON_WHITESPACE).is_empty() {
@@ -221,6 +225,7 @@ pub fn records(
                 message: "no events".to_owned(),
                 ..Detail::default()
             },
+            body,
         ));
     }
     // (event text, where it starts when known: 1-based line, and bytes before it on that line)
@@ -244,6 +249,7 @@ pub fn records(
                             message: e.to_string(),
                             ..Detail::default()
                         },
+                        body,
                     )
                 })?
             }
@@ -271,11 +277,13 @@ pub fn records(
                 message: "no events".to_owned(),
                 ..Detail::default()
             },
+            body,
         ));
     }
 
     let mut details = Vec::new();
     let mut reasons = Vec::new();
+    let mut sizes = Vec::new();
     let mut invalid_events = 0usize;
     let mut buf = BytesMut::with_capacity(events.iter().map(|(e, _)| e.len() + 1).sum());
     let mut ends = Vec::with_capacity(events.len());
@@ -284,6 +292,7 @@ pub fn records(
         if let Some((reason, mut found)) = problems {
             invalid_events += 1;
             reasons.push(reason);
+            sizes.push(event.len());
             for d in &mut found {
                 d.index = Some(index);
             }
@@ -312,6 +321,7 @@ pub fn records(
                 details,
             },
             reasons,
+            sizes,
         });
     }
     let all = buf.freeze();
@@ -477,13 +487,14 @@ fn too_deep(event: &[u8]) -> Option<usize> {
     None
 }
 
-fn body_error(message: &str, detail: Detail) -> Invalid {
+fn body_error(message: &str, detail: Detail, body: &[u8]) -> Invalid {
     Invalid {
         error: ApiError::BadRequest {
             message: message.to_owned(),
             details: vec![detail],
         },
         reasons: vec![event_reason::INVALID_JSON],
+        sizes: vec![body.len()],
     }
 }
 
@@ -521,7 +532,11 @@ mod tests {
             Err(Invalid {
                 error: ApiError::BadRequest { details, .. },
                 reasons,
-            }) => (details, reasons),
+                sizes,
+            }) => {
+                assert_eq!(sizes.len(), reasons.len(), "one size per reason");
+                (details, reasons)
+            }
             other => panic!("expected a 400, got {other:?}"),
         }
     }
@@ -582,6 +597,14 @@ mod tests {
         assert_eq!(indexes, vec![Some(1), Some(2), Some(3), Some(4)]);
         assert!(d[0].message.contains("a number"));
         assert_eq!(reasons.len(), 4);
+        let Err(invalid) = records(b"[{\"a\":1}, 3, \"xy\"]", Framing::Json, None) else {
+            panic!("invalid")
+        };
+        assert_eq!(invalid.sizes, vec![1, 4]);
+        let Err(invalid) = records(b"{oops", Framing::Json, None) else {
+            panic!("invalid")
+        };
+        assert_eq!(invalid.sizes, vec![5]);
     }
 
     #[test]

@@ -125,6 +125,14 @@ async fn non_object_events_get_400_with_their_indexes() {
         metric(&app, "ingest_events_rejected_total{reason=\"not_object\"}"),
         5.0
     );
+    // 42, "text", [1], null, true: 2 + 6 + 3 + 4 + 4 bytes as received.
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_event_bytes_rejected_total{reason=\"not_object\"}"
+        ),
+        19.0
+    );
     bad(b"42", "application/json").await;
 }
 
