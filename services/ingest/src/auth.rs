@@ -258,17 +258,28 @@ impl KeyStore {
     pub async fn watch(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A broken file is retried every tick; its error is logged once, not every tick.
+        let mut reported: Option<String> = None;
         loop {
             tick.tick().await;
             match self.reload_if_changed() {
-                Ok(true) => tracing::info!(
-                    path = %self.path.display(),
-                    keys = self.current().len(),
-                    "API keys reloaded"
-                ),
+                Ok(true) => {
+                    reported = None;
+                    tracing::info!(
+                        path = %self.path.display(),
+                        keys = self.current().len(),
+                        "API keys reloaded"
+                    );
+                }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "API-key file changed but cannot be used; keeping the previous keys")
+                    let message = e.to_string();
+                    if reported.as_deref() == Some(message.as_str()) {
+                        tracing::debug!(error = %message, "API-key file still cannot be used");
+                    } else {
+                        tracing::error!(error = %message, "API-key file changed but cannot be used; keeping the previous keys");
+                        reported = Some(message);
+                    }
                 }
             }
         }

@@ -22,7 +22,8 @@ use crate::producer::ProducerConfig;
 )]
 pub struct Config {
     /// Delivery stream that receives the events. Unset: `ingest` starts the embedded local
-    /// Firehose (development only; needs the `embedded` feature, on by default) — see `Target`.
+    /// Firehose (development only; needs the `embedded` feature, on by default), configured by
+    /// the `INGEST_LOCAL_*` settings below.
     #[arg(long, env = "FIREHOSE_DELIVERY_STREAM")]
     pub delivery_stream: Option<String>,
 
