@@ -17,8 +17,10 @@ pub const MAX_BATCH_RECORDS: usize = 500;
 /// <https://docs.aws.amazon.com/firehose/latest/dev/limits.html>
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// The raw-byte budget a producer should fill a batch to: below 4,000,000 bytes, so that no
-/// reading of "4 MB" makes AWS reject the call.
+/// The raw-byte budget a producer fills a batch to, at most: 4,000,000 record bytes, within
+/// "4 MB" whether AWS means 4,000,000 or 4 × 1024 × 1024 raw bytes (the error users hit at
+/// 4 × 1024 × 1024 suggests the decimal reading; one public client fills 4,194,000 raw
+/// bytes). Base64 is not counted (`shared/docs/firehose-facts.md`, "Batch limits").
 ///
 /// <https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html>
 pub const SAFE_BATCH_BYTES: usize = 4_000_000;

@@ -115,7 +115,9 @@ async fn accept(
                     details: Vec::new(),
                 })??
         } else {
-            validate::gunzip(&raw, limit)?
+            let inflated = validate::gunzip(&raw, limit);
+            drop(raw);
+            inflated?
         }
     } else {
         raw
@@ -131,6 +133,8 @@ async fn accept(
         }
         invalid.error
     })?;
+    // The records are a copy of the events: the body need not be held while they are sent.
+    drop(body);
     let events = records.len();
     if state.readiness().is_closing() {
         return Err(ApiError::ShuttingDown { events });
