@@ -949,6 +949,18 @@ mod tests {
             .collect()
     }
 
+    /// A sink that accepts everything, but holds each call until `gate` gets a permit.
+    fn gated() -> (Arc<FakeSink>, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, _| None),
+            call_error: None,
+            gate: Some(Arc::clone(&gate)),
+        });
+        (sink, gate)
+    }
+
     fn spawn(sink: &Arc<FakeSink>, config: ProducerConfig) -> (ProducerHandle, ProducerMetrics) {
         let metrics = ProducerMetrics::unregistered();
         let sink: Arc<dyn RecordSink> = Arc::clone(sink) as Arc<dyn RecordSink>;
@@ -1159,13 +1171,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_inflight_cap_sheds_at_once_and_recovers() {
-        let gate = Arc::new(Semaphore::new(0));
-        let sink = Arc::new(FakeSink {
-            calls: StdMutex::new(Vec::new()),
-            rule: Box::new(|_, _| None),
-            call_error: None,
-            gate: Some(Arc::clone(&gate)),
-        });
+        let (sink, gate) = gated();
         let config = ProducerConfig {
             max_inflight_bytes: 40,
             ..ProducerConfig::default()
@@ -1215,17 +1221,6 @@ mod tests {
         assert!(matches!(pending.await, SubmitOutcome::Accepted { .. }));
         assert_eq!(sink.calls().len(), 1);
     }
-    fn gated() -> (Arc<FakeSink>, Arc<Semaphore>) {
-        let gate = Arc::new(Semaphore::new(0));
-        let sink = Arc::new(FakeSink {
-            calls: StdMutex::new(Vec::new()),
-            rule: Box::new(|_, _| None),
-            call_error: None,
-            gate: Some(Arc::clone(&gate)),
-        });
-        (sink, gate)
-    }
-
     #[tokio::test(start_paused = true)]
     async fn at_the_deadline_queued_records_are_withdrawn_and_never_sent() {
         let (sink, gate) = gated();
