@@ -871,12 +871,25 @@ mod tests {
 
     type Rule = Box<dyn Fn(&[u8], usize) -> Option<&'static str> + Send + Sync>;
 
-    /// Records every call; `rule(record, call_number)` names an error code to fail a record
-    /// with; `call_error` fails whole calls; `gate` holds calls until permits are added.
+    /// What a whole call does, by call number (from 1).
+    enum Call {
+        /// Answer each record by `rule`.
+        Answer,
+        /// Fail as a whole with this code.
+        Fail(&'static str),
+        /// Never answer (the producer's call timeout must end it).
+        Hang,
+        /// Answer with no entries (fewer than the records sent).
+        Short,
+    }
+
+    /// Records every call; `call(call_number)` decides the call as a whole, then
+    /// `rule(record, call_number)` names an error code to fail a record with; `gate` holds
+    /// calls until permits are added.
     struct FakeSink {
         calls: StdMutex<Vec<Vec<Bytes>>>,
         rule: Rule,
-        call_error: Option<&'static str>,
+        call: fn(usize) -> Call,
         gate: Option<Arc<Semaphore>>,
     }
 
@@ -891,7 +904,7 @@ mod tests {
             Arc::new(Self {
                 calls: StdMutex::new(Vec::new()),
                 rule,
-                call_error: None,
+                call: |_| Call::Answer,
                 gate: None,
             })
         }
@@ -918,8 +931,11 @@ mod tests {
                     calls.push(records.clone());
                     calls.len()
                 };
-                if let Some(code) = self.call_error {
-                    return Err(SinkError::new(code, "whole call failed"));
+                match (self.call)(call) {
+                    Call::Answer => {}
+                    Call::Fail(code) => return Err(SinkError::new(code, "whole call failed")),
+                    Call::Hang => std::future::pending::<()>().await,
+                    Call::Short => return Ok(BatchOutcome { records: vec![] }),
                 }
                 let records = records
                     .iter()
@@ -955,7 +971,7 @@ mod tests {
         let sink = Arc::new(FakeSink {
             calls: StdMutex::new(Vec::new()),
             rule: Box::new(|_, _| None),
-            call_error: None,
+            call: |_| Call::Answer,
             gate: Some(Arc::clone(&gate)),
         });
         (sink, gate)
@@ -1110,7 +1126,7 @@ mod tests {
         let sink = Arc::new(FakeSink {
             calls: StdMutex::new(Vec::new()),
             rule: Box::new(|_, _| None),
-            call_error: Some("ResourceNotFoundException"),
+            call: |_| Call::Fail("ResourceNotFoundException"),
             gate: None,
         });
         let (producer, metrics) = spawn(&sink, ProducerConfig::default());
@@ -1154,19 +1170,93 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retriable_call_errors_are_retried() {
-        let flaky = Arc::new(FakeSink {
-            calls: StdMutex::new(Vec::new()),
-            rule: Box::new(|_, call| (call < 3).then_some("ServiceUnavailableException")),
-            call_error: None,
-            gate: None,
-        });
+    async fn throttled_records_are_retried_until_accepted() {
+        let flaky = FakeSink::new(Box::new(|_, call| {
+            (call < 3).then_some("ServiceUnavailableException")
+        }));
         let (producer, _) = spawn(&flaky, ProducerConfig::default());
         assert!(matches!(
             producer.submit(recs("a", 3)).await,
             SubmitOutcome::Accepted { .. }
         ));
         assert_eq!(flaky.calls().len(), 3);
+    }
+
+    /// A sink whose first call does `first`, and whose later calls answer.
+    fn first_call(first: fn(usize) -> Call) -> Arc<FakeSink> {
+        Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, _| None),
+            call: first,
+            gate: None,
+        })
+    }
+
+    /// Sends three records through `sink`: accepted by the second call, which resends them all.
+    async fn accepted_on_the_second_call(
+        sink: &Arc<FakeSink>,
+        config: ProducerConfig,
+    ) -> ProducerMetrics {
+        let (producer, metrics) = spawn(sink, config);
+        let outcome = producer.submit(recs("a", 3)).await;
+        let SubmitOutcome::Accepted { record_ids } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(record_ids, vec!["c2r0", "c2r1", "c2r2"]);
+        assert_eq!(sink.calls(), vec![recs("a", 3), recs("a", 3)]);
+        assert_eq!(metrics.records_retried.get(), 3);
+        assert_eq!(
+            metrics.put_batch_calls.with_label_values(&["error"]).get(),
+            1
+        );
+        assert_eq!(metrics.put_batch_calls.with_label_values(&["ok"]).get(), 1);
+        assert_eq!(producer.inflight_bytes(), 0);
+        metrics
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retriable_call_errors_are_retried() {
+        let sink = first_call(|call| {
+            if call == 1 {
+                Call::Fail("ServiceUnavailableException")
+            } else {
+                Call::Answer
+            }
+        });
+        let metrics = accepted_on_the_second_call(&sink, ProducerConfig::default()).await;
+        let failed = metrics
+            .records_failed
+            .with_label_values(&["ServiceUnavailableException"]);
+        assert_eq!(failed.get(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_past_the_call_timeout_is_retried() {
+        let sink = first_call(|call| if call == 1 { Call::Hang } else { Call::Answer });
+        let config = ProducerConfig {
+            call_timeout: Duration::from_secs(1),
+            ..ProducerConfig::default()
+        };
+        let started = Instant::now();
+        let metrics = accepted_on_the_second_call(&sink, config).await;
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(
+            metrics.records_failed.with_label_values(&["Timeout"]).get(),
+            3
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_without_one_entry_per_record_is_a_failed_call() {
+        let sink = first_call(|call| if call == 1 { Call::Short } else { Call::Answer });
+        let metrics = accepted_on_the_second_call(&sink, ProducerConfig::default()).await;
+        assert_eq!(
+            metrics
+                .records_failed
+                .with_label_values(&["Response"])
+                .get(),
+            3
+        );
     }
 
     #[tokio::test(start_paused = true)]
