@@ -164,7 +164,9 @@ impl IntoResponse for ApiError {
             record_ids: None,
         };
         match &self {
-            Self::BadRequest { details, .. } => body.details = Some(details),
+            Self::BadRequest { details, .. } => {
+                body.details = (!details.is_empty()).then_some(details.as_slice());
+            }
             Self::Overloaded { events } | Self::ShuttingDown { events } => {
                 body.unaccepted = Some((0..*events).collect());
             }

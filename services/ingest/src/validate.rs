@@ -205,6 +205,9 @@ pub fn records(
     framing: Framing,
     schema: Option<&Schema>,
 ) -> Result<Vec<Bytes>, Invalid> {
+    // RFC 8259 section 8.1: a parser may ignore a leading byte order mark (some Windows tools
+    // write one); it is never part of an event.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let text = std::str::from_utf8(body).map_err(|e| {
         let (line, column) = position(body, e.valid_up_to());
         body_error(
@@ -582,6 +585,21 @@ mod tests {
         assert_eq!(indexes, vec![Some(0), Some(1), Some(2), Some(3)]);
         assert_eq!(reasons, vec![event_reason::INVALID_JSON; 4]);
         details("\u{a0}\n".as_bytes(), Framing::Ndjson, None);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        assert_eq!(ok("\u{feff}{\"a\":1}", Framing::Json), vec!["{\"a\":1}\n"]);
+        assert_eq!(
+            ok("\u{feff}{\"a\":1}\n{\"b\":2}\n", Framing::Ndjson),
+            vec!["{\"a\":1}\n", "{\"b\":2}\n"]
+        );
+        // Only at the very start.
+        details(
+            "{\"a\":1}\n\u{feff}{\"b\":2}\n".as_bytes(),
+            Framing::Ndjson,
+            None,
+        );
     }
 
     #[test]

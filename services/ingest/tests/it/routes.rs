@@ -271,9 +271,13 @@ async fn a_gzip_bomb_is_413_not_an_oom() {
         .header("content-encoding", "gzip")
         .body(Body::from("definitely not gzip"))
         .unwrap();
-    assert_eq!(
-        send(&app.router, request).await.status,
-        StatusCode::BAD_REQUEST
+    let a = send(&app.router, request).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body["error"].as_str().unwrap().contains("gzip"));
+    assert!(
+        a.body.get("details").is_none(),
+        "no empty details: {}",
+        a.body
     );
 }
 
