@@ -158,7 +158,6 @@ impl Producer {
             limit: config.max_inflight_bytes,
             metrics,
         });
-        let call_timeout = config.call_timeout;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = watch::channel(false);
         let batcher = Batcher {
@@ -175,7 +174,6 @@ impl Producer {
             tx,
             shared,
             done: done_rx,
-            call_timeout,
         }
     }
 }
@@ -186,7 +184,6 @@ pub struct ProducerHandle {
     tx: mpsc::UnboundedSender<Submission>,
     shared: Arc<Shared>,
     done: watch::Receiver<bool>,
-    call_timeout: Duration,
 }
 
 impl ProducerHandle {
@@ -203,7 +200,7 @@ impl ProducerHandle {
     /// [`SubmitOutcome::Overloaded`] answer is immediate); the returned future resolves when
     /// every record is answered. With `send_by`, records not inside a `PutRecordBatch` call
     /// when it passes are withdrawn (module docs, step 5), so the future resolves at most
-    /// [`call_timeout`](Self::call_timeout) after `send_by`. Dropping the future does not
+    /// [`ProducerConfig::call_timeout`] after `send_by`. Dropping the future does not
     /// withdraw the records: they are still sent.
     pub fn submit_until(
         &self,
@@ -245,7 +242,7 @@ impl ProducerHandle {
                 },
                 Admission::Shed => SubmitOutcome::Overloaded,
                 Admission::Closed => SubmitOutcome::Closed,
-                Admission::Sent(mut rx, None) => (&mut rx).await.unwrap_or(SubmitOutcome::Closed),
+                Admission::Sent(rx, None) => rx.await.unwrap_or(SubmitOutcome::Closed),
                 Admission::Sent(mut rx, Some((at, pending))) => {
                     tokio::select! {
                         biased;
@@ -257,13 +254,6 @@ impl ProducerHandle {
                 }
             }
         }
-    }
-
-    /// The longest wait for one `PutRecordBatch` answer: how long after its `send_by` a
-    /// [`submit_until`](Self::submit_until) may still take.
-    #[must_use]
-    pub const fn call_timeout(&self) -> Duration {
-        self.call_timeout
     }
 
     /// Bytes submitted and not yet let go of.
@@ -445,7 +435,7 @@ impl Pending {
     fn withdraw(&self) {
         let mut state = self.lock();
         state.withdrawn = true;
-        let mut withdrawn = 0u64;
+        let mut withdrawn = 0usize;
         for slot in &mut state.slots {
             if matches!(slot, Slot::Waiting) {
                 *slot = Slot::Refused;
@@ -455,13 +445,14 @@ impl Pending {
         if withdrawn == 0 {
             return;
         }
-        state.remaining = state
-            .remaining
-            .saturating_sub(usize::try_from(withdrawn).unwrap_or(usize::MAX));
+        state.remaining = state.remaining.saturating_sub(withdrawn);
         if state.error.is_none() {
             state.error = Some(NOT_SENT_IN_TIME.to_owned());
         }
-        self.shared.metrics.records_unaccepted.inc_by(withdrawn);
+        self.shared
+            .metrics
+            .records_unaccepted
+            .inc_by(withdrawn as u64);
         Self::reply_if_done(state);
     }
 
@@ -472,30 +463,24 @@ impl Pending {
         let Some(reply) = state.reply.take() else {
             return;
         };
-        let slots = std::mem::take(&mut state.slots);
+        let ids: Vec<Option<String>> = std::mem::take(&mut state.slots)
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Accepted(id) => Some(id),
+                _ => None,
+            })
+            .collect();
         let error = state.error.take();
         drop(state);
-        let all_accepted = slots.iter().all(|slot| matches!(slot, Slot::Accepted(_)));
-        let outcome = match error {
-            _ if all_accepted => SubmitOutcome::Accepted {
-                record_ids: slots
-                    .into_iter()
-                    .filter_map(|slot| match slot {
-                        Slot::Accepted(id) => Some(id),
-                        _ => None,
-                    })
-                    .collect(),
-            },
-            error => SubmitOutcome::Incomplete {
-                record_ids: slots
-                    .into_iter()
-                    .map(|slot| match slot {
-                        Slot::Accepted(id) => Some(id),
-                        _ => None,
-                    })
-                    .collect(),
+        let outcome = if ids.iter().all(Option::is_some) {
+            SubmitOutcome::Accepted {
+                record_ids: ids.into_iter().flatten().collect(),
+            }
+        } else {
+            SubmitOutcome::Incomplete {
+                record_ids: ids,
                 error: error.unwrap_or_else(|| NOT_SENT_IN_TIME.to_owned()),
-            },
+            }
         };
         // The submitter may have gone away (client disconnected); its records were handled
         // all the same.

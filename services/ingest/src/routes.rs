@@ -124,12 +124,12 @@ async fn accept(
     };
 
     let records = validate::records(&body, framing, state.schema()).map_err(|invalid| {
-        for (reason, size) in invalid.reasons.iter().zip(&invalid.sizes) {
+        for &(reason, size) in &invalid.rejected {
             let m = state.metrics();
             m.events_rejected.with_label_values(&[reason]).inc();
             m.event_bytes_rejected
                 .with_label_values(&[reason])
-                .inc_by(*size as u64);
+                .inc_by(size as u64);
         }
         invalid.error
     })?;

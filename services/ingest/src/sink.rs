@@ -198,9 +198,8 @@ fn put_error(err: &SdkError<PutRecordBatchError>) -> SinkError {
     };
     let mut error = sdk_error(err);
     if let Some(code) = modeled {
-        let detail = error.detail.take();
-        error = SinkError::new(code, error.message);
-        error.detail = detail;
+        error.code = code.to_owned();
+        error.retry = classify_error_code(code);
     }
     error
 }

@@ -123,11 +123,9 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, ApiError> {
 pub struct Invalid {
     /// The answer to send.
     pub error: ApiError,
-    /// One `ingest_events_rejected_total` reason per rejected event (or one for the body).
-    pub reasons: Vec<&'static str>,
-    /// Bytes of each of those events as received (or of the whole body), for
-    /// `ingest_event_bytes_rejected_total`.
-    pub sizes: Vec<usize>,
+    /// Per rejected event (or once for the whole body): its `ingest_events_rejected_total`
+    /// reason and its bytes as received, for `ingest_event_bytes_rejected_total`.
+    pub rejected: Vec<(&'static str, usize)>,
 }
 
 /// A compiled JSON Schema that events must satisfy.
@@ -285,8 +283,7 @@ pub fn records(
     }
 
     let mut details = Vec::new();
-    let mut reasons = Vec::new();
-    let mut sizes = Vec::new();
+    let mut rejected = Vec::new();
     let mut invalid_events = 0usize;
     let mut buf = BytesMut::with_capacity(events.iter().map(|(e, _)| e.len() + 1).sum());
     let mut ends = Vec::with_capacity(events.len());
@@ -294,8 +291,7 @@ pub fn records(
         let problems = check_event(event, *position, framing, schema);
         if let Some((reason, mut found)) = problems {
             invalid_events += 1;
-            reasons.push(reason);
-            sizes.push(event.len());
+            rejected.push((reason, event.len()));
             for d in &mut found {
                 d.index = Some(index);
             }
@@ -323,8 +319,7 @@ pub fn records(
                 ),
                 details,
             },
-            reasons,
-            sizes,
+            rejected,
         });
     }
     let all = buf.freeze();
@@ -496,8 +491,7 @@ fn body_error(message: &str, detail: Detail, body: &[u8]) -> Invalid {
             message: message.to_owned(),
             details: vec![detail],
         },
-        reasons: vec![event_reason::INVALID_JSON],
-        sizes: vec![body.len()],
+        rejected: vec![(event_reason::INVALID_JSON, body.len())],
     }
 }
 
@@ -534,12 +528,11 @@ mod tests {
         match records(body, framing, schema) {
             Err(Invalid {
                 error: ApiError::BadRequest { details, .. },
-                reasons,
-                sizes,
-            }) => {
-                assert_eq!(sizes.len(), reasons.len(), "one size per reason");
-                (details, reasons)
-            }
+                rejected,
+            }) => (
+                details,
+                rejected.into_iter().map(|(reason, _)| reason).collect(),
+            ),
             other => panic!("expected a 400, got {other:?}"),
         }
     }
@@ -618,11 +611,12 @@ mod tests {
         let Err(invalid) = records(b"[{\"a\":1}, 3, \"xy\"]", Framing::Json, None) else {
             panic!("invalid")
         };
-        assert_eq!(invalid.sizes, vec![1, 4]);
+        let sizes: Vec<usize> = invalid.rejected.iter().map(|&(_, size)| size).collect();
+        assert_eq!(sizes, vec![1, 4]);
         let Err(invalid) = records(b"{oops", Framing::Json, None) else {
             panic!("invalid")
         };
-        assert_eq!(invalid.sizes, vec![5]);
+        assert_eq!(invalid.rejected, vec![(event_reason::INVALID_JSON, 5)]);
     }
 
     #[test]
