@@ -158,6 +158,8 @@ pub enum AuthOutcome {
     Allowed(KeyId),
     /// No key presented.
     Missing,
+    /// An `Authorization` header of another form than `Bearer <key>` (and no `X-API-Key`).
+    Malformed,
     /// A key that is not in the set.
     Invalid,
 }
@@ -183,6 +185,7 @@ impl Auth {
                 .map(str::trim)
         });
         match key {
+            None if headers.contains_key(http::header::AUTHORIZATION) => AuthOutcome::Malformed,
             None | Some("") => AuthOutcome::Missing,
             Some(key) => store
                 .current()
@@ -370,7 +373,15 @@ mod tests {
         );
         assert_eq!(
             auth.check(&headers("authorization", "Basic azE6")),
-            AuthOutcome::Missing
+            AuthOutcome::Malformed
+        );
+        assert_eq!(
+            auth.check(&headers("authorization", "k1")),
+            AuthOutcome::Malformed
+        );
+        assert_eq!(
+            auth.check(&headers("authorization", "Bearer ")),
+            AuthOutcome::Malformed
         );
         assert_eq!(auth.check(&http::HeaderMap::new()), AuthOutcome::Missing);
         assert!(matches!(

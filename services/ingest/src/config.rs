@@ -90,8 +90,8 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_CONCURRENT_CALLS", default_value_t = 32)]
     pub max_concurrent_calls: usize,
 
-    /// Cap on bytes of events accepted for sending and not yet answered; past it new requests
-    /// get 503 at once.
+    /// Cap on bytes held for requests: bodies as they arrive (and inflate), then their records
+    /// until Firehose answers; past it new requests get 503 at once.
     #[arg(long, env = "INGEST_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
 

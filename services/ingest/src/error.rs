@@ -3,7 +3,8 @@
 //! Every way a request can fail is one [`ApiError`] variant; [`ApiError::status`] and the
 //! [`IntoResponse`] impl are the one exhaustive match from failure to status, headers and JSON
 //! body. Bodies always have an `error` string; validation failures add `details` (which event,
-//! where, what), and 503s list the indexes of the events to send again in `unaccepted`.
+//! where, what), and 503s list the indexes of the events to send again in `unaccepted` (absent
+//! only from a shed request, [`ApiError::Overloaded`]: nothing of it was sent).
 
 use std::time::Duration;
 
@@ -68,12 +69,11 @@ pub enum ApiError {
         /// One entry per problem (capped).
         details: Vec<Detail>,
     },
-    /// The in-flight byte cap is reached; nothing was sent.
+    /// The in-flight byte cap is reached; nothing was sent. Found while the body arrives or
+    /// inflates, before its events are counted, so the answer has no `unaccepted` list: the
+    /// whole request is to be sent again.
     #[error("the service is at its in-flight limit; nothing was sent, retry later")]
-    Overloaded {
-        /// Events in the request (all of them are unaccepted).
-        events: usize,
-    },
+    Overloaded,
     /// Firehose did not accept every record within the retry budget.
     #[error("Firehose did not accept every event: {reason}")]
     FirehoseUnavailable {
@@ -116,9 +116,9 @@ impl ApiError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Overloaded { .. }
-            | Self::FirehoseUnavailable { .. }
-            | Self::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::FirehoseUnavailable { .. } | Self::ShuttingDown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -132,7 +132,7 @@ impl ApiError {
             Self::BodyTooLarge { .. } => request_reason::BODY_TOO_LARGE,
             Self::RequestTimeout => request_reason::TIMEOUT,
             Self::BadRequest { .. } => request_reason::BAD_REQUEST,
-            Self::Overloaded { .. } => request_reason::SHED,
+            Self::Overloaded => request_reason::SHED,
             Self::FirehoseUnavailable { .. } => request_reason::FIREHOSE_UNAVAILABLE,
             Self::ShuttingDown { .. } => request_reason::SHUTTING_DOWN,
         }
@@ -141,9 +141,9 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after } => Some(*retry_after),
-            Self::Overloaded { .. }
-            | Self::FirehoseUnavailable { .. }
-            | Self::ShuttingDown { .. } => Some(RETRY_AFTER_UNAVAILABLE),
+            Self::Overloaded | Self::FirehoseUnavailable { .. } | Self::ShuttingDown { .. } => {
+                Some(RETRY_AFTER_UNAVAILABLE)
+            }
             Self::Unauthorized(_)
             | Self::UnsupportedMediaType(_)
             | Self::BodyTooLarge { .. }
@@ -167,7 +167,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest { details, .. } => {
                 body.details = (!details.is_empty()).then_some(details.as_slice());
             }
-            Self::Overloaded { events } | Self::ShuttingDown { events } => {
+            Self::ShuttingDown { events } => {
                 body.unaccepted = Some((0..*events).collect());
             }
             Self::FirehoseUnavailable { record_ids, .. } => {
@@ -184,7 +184,8 @@ impl IntoResponse for ApiError {
             | Self::RateLimited { .. }
             | Self::UnsupportedMediaType(_)
             | Self::BodyTooLarge { .. }
-            | Self::RequestTimeout => {}
+            | Self::RequestTimeout
+            | Self::Overloaded => {}
         }
         let mut response = (status, Json(body)).into_response();
         if let Some(wait) = retry_after {

@@ -29,6 +29,8 @@
 //!
 //! Each record's bytes count against the in-flight cap until the producer lets go of the
 //! record (answered, or dropped after a withdrawal), so the cap bounds what is held in memory.
+//! A caller can also count what it holds before submitting (a request body as it arrives) with
+//! a [`Reservation`], and hand it over to the records with [`ProducerHandle::submit_reserved`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -207,10 +209,49 @@ impl ProducerHandle {
         records: Vec<Bytes>,
         send_by: Option<Instant>,
     ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+        self.submit_inner(records, send_by, None)
+    }
+
+    /// As [`Self::submit_until`], for records whose bytes `held` already counts against the
+    /// cap (the request body they were parsed from): the reservation becomes the records'
+    /// (made exactly their size) instead of a second one being taken, so the submission is
+    /// never shed.
+    pub fn submit_reserved(
+        &self,
+        records: Vec<Bytes>,
+        send_by: Option<Instant>,
+        held: Reservation,
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+        self.submit_inner(records, send_by, Some(held))
+    }
+
+    /// An empty [`Reservation`] against this producer's in-flight cap.
+    #[must_use]
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            shared: Arc::clone(&self.shared),
+            bytes: 0,
+        }
+    }
+
+    fn submit_inner(
+        &self,
+        records: Vec<Bytes>,
+        send_by: Option<Instant>,
+        held: Option<Reservation>,
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
         let bytes: usize = records.iter().map(Bytes::len).sum();
+        let reserved = match held {
+            _ if records.is_empty() => false,
+            Some(held) => {
+                held.hand_over(bytes);
+                true
+            }
+            None => self.shared.reserve(bytes, 0),
+        };
         let admitted = if records.is_empty() {
             Admission::Empty
-        } else if !self.shared.reserve(bytes) {
+        } else if !reserved {
             Admission::Shed
         } else {
             let (reply_tx, reply_rx) = oneshot::channel();
@@ -288,13 +329,14 @@ struct Shared {
 }
 
 impl Shared {
-    /// Reserves `bytes` unless that would pass the cap. A submission larger than the cap is
-    /// still admitted when nothing else is in flight, so it is never starved.
-    fn reserve(&self, bytes: usize) -> bool {
+    /// Reserves `bytes` for a holder that has `own` bytes reserved already, unless that would
+    /// pass the cap while others hold some too. So a holder alone is never starved: a
+    /// submission larger than the cap is still admitted when nothing else is in flight.
+    fn reserve(&self, bytes: usize, own: usize) -> bool {
         let mut current = self.inflight.load(Ordering::Acquire);
         loop {
             let next = current.saturating_add(bytes);
-            if next > self.limit && current > 0 {
+            if next > self.limit && current > own {
                 return false;
             }
             match self.inflight.compare_exchange_weak(
@@ -312,6 +354,12 @@ impl Shared {
         }
     }
 
+    /// Adds `bytes` whatever the cap (a holder's few bytes more than it had reserved).
+    fn force(&self, bytes: usize) {
+        self.inflight.fetch_add(bytes, Ordering::AcqRel);
+        self.metrics.inflight_bytes.add(gauge(bytes));
+    }
+
     fn release(&self, bytes: usize) {
         self.inflight.fetch_sub(bytes, Ordering::AcqRel);
         self.metrics.inflight_bytes.sub(gauge(bytes));
@@ -320,6 +368,65 @@ impl Shared {
 
 fn gauge(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Bytes counted against a producer's in-flight cap on behalf of something not yet submitted,
+/// such as a request body being received: the cap bounds what the whole service holds, not
+/// only what the producer queues. Released when dropped; [`ProducerHandle::submit_reserved`]
+/// turns it into the reservation of the records parsed from it.
+#[derive(Debug)]
+pub struct Reservation {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Bytes held.
+    #[must_use]
+    pub const fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Holds `more` bytes too, unless that would pass the cap while anything else is in
+    /// flight (alone, a holder always gets its bytes, as an oversized submission does).
+    #[must_use]
+    pub fn grow(&mut self, more: usize) -> bool {
+        if more == 0 {
+            return true;
+        }
+        let granted = self.shared.reserve(more, self.bytes);
+        if granted {
+            self.bytes += more;
+        }
+        granted
+    }
+
+    /// Lets go of `less` bytes (at most all of them).
+    pub fn shrink(&mut self, less: usize) {
+        let less = less.min(self.bytes);
+        if less > 0 {
+            self.shared.release(less);
+            self.bytes -= less;
+        }
+    }
+
+    /// Makes the reservation exactly `bytes` (growing it whatever the cap: records are at most
+    /// a few bytes larger than the body they came from) and gives it up without releasing it:
+    /// the submission's records release it, one by one, as they are let go of.
+    fn hand_over(mut self, bytes: usize) {
+        if bytes > self.bytes {
+            self.shared.force(bytes - self.bytes);
+        } else {
+            self.shrink(self.bytes - bytes);
+        }
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shrink(self.bytes);
+    }
 }
 
 #[derive(Debug)]
@@ -1272,6 +1379,48 @@ mod tests {
             producer.submit(recs("b", 2)).await,
             SubmitOutcome::Accepted { .. }
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_counts_until_dropped_or_handed_over_to_its_records() {
+        let (sink, gate) = gated();
+        let config = ProducerConfig {
+            max_inflight_bytes: 40,
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        // Alone, a holder gets past the cap; beside another, it does not.
+        let mut body = producer.reservation();
+        assert!(body.grow(30));
+        assert!(body.grow(20));
+        assert_eq!(producer.inflight_bytes(), 50);
+        let mut other = producer.reservation();
+        assert!(!other.grow(1));
+        assert_eq!((other.bytes(), producer.inflight_bytes()), (0, 50));
+        body.shrink(45);
+        assert!(other.grow(10));
+        assert!(!body.grow(30), "5 + 10 + 30 > 40 while another holds bytes");
+        drop(other);
+        assert_eq!(producer.inflight_bytes(), 5);
+        assert_eq!(metrics.inflight_bytes.get(), 5);
+        // Handed over: exactly the records' 3 × 8 bytes, not shed, let go of once answered.
+        let answer = tokio::spawn(producer.submit_reserved(recs("a", 3), None, body));
+        tokio::task::yield_now().await;
+        assert_eq!(producer.inflight_bytes(), 24);
+        assert_eq!(metrics.inflight_bytes.get(), 24);
+        gate.add_permits(10);
+        assert!(matches!(
+            answer.await.unwrap(),
+            SubmitOutcome::Accepted { .. }
+        ));
+        assert_eq!(producer.inflight_bytes(), 0);
+        assert_eq!(metrics.inflight_bytes.get(), 0);
+        // Nothing to submit: the reservation is simply let go of.
+        let mut empty = producer.reservation();
+        assert!(empty.grow(7));
+        let outcome = producer.submit_reserved(Vec::new(), None, empty).await;
+        assert!(matches!(outcome, SubmitOutcome::Accepted { record_ids } if record_ids.is_empty()));
+        assert_eq!(producer.inflight_bytes(), 0);
     }
 
     #[tokio::test(start_paused = true)]

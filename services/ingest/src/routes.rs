@@ -15,12 +15,14 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt as _;
 use serde::Serialize;
 
 use crate::auth::{AuthOutcome, KeyId};
 use crate::error::ApiError;
-use crate::producer::SubmitOutcome;
+use crate::producer::{Reservation, SubmitOutcome};
 use crate::state::AppState;
 use crate::validate;
 
@@ -59,6 +61,11 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<KeyId, ApiError
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
             ));
         }
+        AuthOutcome::Malformed => {
+            return Err(ApiError::Unauthorized(
+                "malformed Authorization header: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            ));
+        }
         AuthOutcome::Invalid => return Err(ApiError::Unauthorized("invalid API key")),
     };
     // On the exported request span (a no-op when trace export is off).
@@ -89,36 +96,34 @@ async fn accept(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit, after: "" });
     }
-    let raw = tokio::time::timeout_at(send_by, axum::body::to_bytes(body, limit))
+    // The body counts against the in-flight cap as it arrives (and as it inflates), so slow
+    // or large uploads cannot hold memory the cap does not see.
+    let mut held = state.producer().reservation();
+    let raw = tokio::time::timeout_at(send_by, read_body(body, limit, &mut held))
         .await
-        .map_err(|_| ApiError::RequestTimeout)?
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.into_inner().is::<http_body_util::LengthLimitError>();
-            if too_large {
-                ApiError::BodyTooLarge { limit, after: "" }
-            } else {
-                ApiError::BadRequest {
-                    message: "could not read the request body".to_owned(),
-                    details: Vec::new(),
-                }
-            }
-        })?;
+        .map_err(|_| ApiError::RequestTimeout)??;
     let body = if gzip {
+        let raw_len = raw.len();
         // Inflating up to the cap is CPU work; keep it off the async workers for big bodies.
-        if raw.len() > 64 * 1024 {
-            tokio::task::spawn_blocking(move || validate::gunzip(&raw, limit))
-                .await
-                .map_err(|_| ApiError::BadRequest {
-                    message: "could not decompress the body".to_owned(),
-                    details: Vec::new(),
-                })??
+        let (inflated, mut back) = if raw_len > 64 * 1024 {
+            tokio::task::spawn_blocking(move || {
+                let inflated = validate::gunzip(&raw, limit, |n| held.grow(n));
+                (inflated, held)
+            })
+            .await
+            .map_err(|_| ApiError::BadRequest {
+                message: "could not decompress the body".to_owned(),
+                details: Vec::new(),
+            })?
         } else {
-            let inflated = validate::gunzip(&raw, limit);
+            let inflated = validate::gunzip(&raw, limit, |n| held.grow(n));
             drop(raw);
-            inflated?
-        }
+            (inflated, held)
+        };
+        // The compressed bytes are gone.
+        back.shrink(raw_len);
+        held = back;
+        inflated?
     } else {
         raw
     };
@@ -141,7 +146,11 @@ async fn accept(
     }
     let bytes: usize = records.iter().map(bytes::Bytes::len).sum();
     let sizes: Vec<usize> = records.iter().map(bytes::Bytes::len).collect();
-    match state.producer().submit_until(records, Some(send_by)).await {
+    match state
+        .producer()
+        .submit_reserved(records, Some(send_by), held)
+        .await
+    {
         SubmitOutcome::Accepted { record_ids } => {
             state.metrics().events_accepted.inc_by(events as u64);
             state.metrics().event_bytes_accepted.inc_by(bytes as u64);
@@ -167,9 +176,54 @@ async fn accept(
                 reason: error,
             })
         }
-        SubmitOutcome::Overloaded => Err(ApiError::Overloaded { events }),
+        // Not from a reserved submission; kept for completeness.
+        SubmitOutcome::Overloaded => Err(ApiError::Overloaded),
         SubmitOutcome::Closed => Err(ApiError::ShuttingDown { events }),
     }
+}
+
+/// Reads the whole body, at most `limit` bytes, holding each piece against the in-flight cap
+/// (in `held`) as it arrives.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, ApiError> {
+    // Most bodies arrive in one piece: that one is kept as is, without a copy.
+    let mut first = Bytes::new();
+    let mut more: Vec<Bytes> = Vec::new();
+    let mut total = 0_usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::BadRequest {
+            message: "could not read the request body".to_owned(),
+            details: Vec::new(),
+        })?;
+        // Trailers carry no events.
+        let Ok(piece) = frame.into_data() else {
+            continue;
+        };
+        total += piece.len();
+        if total > limit {
+            return Err(ApiError::BodyTooLarge { limit, after: "" });
+        }
+        if !held.grow(piece.len()) {
+            return Err(ApiError::Overloaded);
+        }
+        if first.is_empty() {
+            first = piece;
+        } else {
+            more.push(piece);
+        }
+    }
+    if more.is_empty() {
+        return Ok(first);
+    }
+    let mut whole = Vec::with_capacity(total);
+    whole.extend_from_slice(&first);
+    for piece in more {
+        whole.extend_from_slice(&piece);
+    }
+    Ok(whole.into())
 }
 
 /// Answer to anything the public router does not serve.

@@ -95,28 +95,45 @@ pub fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
 }
 
 /// Decompresses a gzip body, stopping as soon as it passes `limit` bytes (a gzip bomb costs at
-/// most `limit` bytes of memory).
+/// most `limit` + 64 KiB of memory). Before it keeps each piece of output it asks `hold` for
+/// that many bytes (the in-flight cap, [`crate::producer::Reservation::grow`]), so what a
+/// body inflates to is counted as it grows, not after.
 ///
 /// # Errors
-/// 413 past the limit, 400 when the data is not gzip.
-pub fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+/// 413 past the limit, 400 when the data is not gzip, 503 ([`ApiError::Overloaded`]) when
+/// `hold` refuses.
+pub fn gunzip(
+    body: &[u8],
+    limit: usize,
+    mut hold: impl FnMut(usize) -> bool,
+) -> Result<Bytes, ApiError> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::MultiGzDecoder::new(body)
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::BadRequest {
-            message: format!("body is not valid gzip: {e}"),
-            details: Vec::new(),
-        })?;
-    if out.len() > limit {
-        return Err(ApiError::BodyTooLarge {
-            limit,
-            after: " after gzip decompression",
-        });
+    loop {
+        let n = (&mut decoder)
+            .take(GUNZIP_PIECE)
+            .read_to_end(&mut out)
+            .map_err(|e| ApiError::BadRequest {
+                message: format!("body is not valid gzip: {e}"),
+                details: Vec::new(),
+            })?;
+        if n == 0 {
+            return Ok(Bytes::from(out));
+        }
+        if out.len() > limit {
+            return Err(ApiError::BodyTooLarge {
+                limit,
+                after: " after gzip decompression",
+            });
+        }
+        if !hold(n) {
+            return Err(ApiError::Overloaded);
+        }
     }
-    Ok(Bytes::from(out))
 }
+
+/// Output read from the gzip decoder at a time (and counted against the in-flight cap).
+const GUNZIP_PIECE: u64 = 64 * 1024;
 
 /// Invalid events found in a body, with the `reason` label of each rejected event.
 #[derive(Debug)]
@@ -703,12 +720,15 @@ mod tests {
         let bomb = enc.finish().expect("finish");
         assert!(bomb.len() < 10_000);
         assert!(matches!(
-            gunzip(&bomb, 100_000),
+            gunzip(&bomb, 100_000, |_| true),
             Err(ApiError::BodyTooLarge { .. })
         ));
-        assert_eq!(gunzip(&bomb, 1_000_000).expect("fits").len(), 1_000_000);
+        assert_eq!(
+            gunzip(&bomb, 1_000_000, |_| true).expect("fits").len(),
+            1_000_000
+        );
         assert!(matches!(
-            gunzip(b"not gzip", 100),
+            gunzip(b"not gzip", 100, |_| true),
             Err(ApiError::BadRequest { .. })
         ));
     }

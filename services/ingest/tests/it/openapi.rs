@@ -131,7 +131,7 @@ fn every_error() -> Vec<ApiError> {
             message: "x".into(),
             details: vec![],
         },
-        ApiError::Overloaded { events: 1 },
+        ApiError::Overloaded,
         ApiError::FirehoseUnavailable {
             record_ids: vec![None],
             reason: "x".into(),
@@ -146,7 +146,7 @@ fn every_error() -> Vec<ApiError> {
             | ApiError::UnsupportedMediaType(_)
             | ApiError::BodyTooLarge { .. }
             | ApiError::BadRequest { .. }
-            | ApiError::Overloaded { .. }
+            | ApiError::Overloaded
             | ApiError::FirehoseUnavailable { .. }
             | ApiError::ShuttingDown { .. }
             | ApiError::RequestTimeout => {}

@@ -303,6 +303,19 @@ async fn missing_or_bad_keys_are_401_and_good_ones_pass() {
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{header}: {value}");
         assert!(!a.text.contains("wrong"), "keys are never echoed");
     }
+    // A key without the scheme is told what form to use, and not echoed either.
+    let mut r = json("{}");
+    r.headers_mut()
+        .insert("authorization", "good-key".parse().unwrap());
+    let a = send(&app.router, r).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed Authorization")
+    );
+    assert!(!a.text.contains("good-key"));
     for (header, value) in [
         ("authorization", "Bearer good-key"),
         ("x-api-key", "good-key"),
@@ -317,7 +330,7 @@ async fn missing_or_bad_keys_are_401_and_good_ones_pass() {
             &app,
             "ingest_requests_rejected_total{reason=\"unauthorized\"}"
         ),
-        4.0
+        5.0
     );
 }
 
@@ -401,15 +414,171 @@ async fn over_the_inflight_cap_requests_are_shed_with_503() {
     }
     let a = send(&app.router, json(r#"[{"a":1},{"b":2}]"#)).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(a.body["unaccepted"], json!([0, 1]));
+    // Shed while its body arrived: nothing of it was sent, so no list: all of it again.
+    assert!(a.body.get("unaccepted").is_none(), "{}", a.text);
     assert!(a.headers.contains_key("retry-after"));
     assert_eq!(
         metric(&app, "ingest_requests_rejected_total{reason=\"shed\"}"),
         1.0
     );
+    // The shed body's bytes were let go of; the first request's record is still held.
     assert_eq!(metric(&app, "ingest_inflight_bytes "), 20.0);
     assert_eq!(metric(&app, "ingest_inflight_bytes_limit "), 10.0);
+    assert_eq!(app.sink.records(), Vec::<Bytes>::new());
     first.abort();
+}
+
+/// A body whose pieces the test sends one by one, and the sender of those pieces.
+fn streamed_json() -> (
+    Request<Body>,
+    futures::channel::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    (
+        post("/v1/events", "application/json", Body::from_stream(rx)),
+        tx,
+    )
+}
+
+#[tokio::test]
+async fn a_body_still_arriving_counts_against_the_inflight_cap() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            producer: ProducerConfig {
+                max_inflight_bytes: 10,
+                linger: Duration::from_millis(1),
+                ..ProducerConfig::default()
+            },
+            ..Options::default()
+        },
+    );
+    let (request, pieces) = streamed_json();
+    let router = app.router.clone();
+    let slow = tokio::spawn(async move { send(&router, request).await });
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
+        .unwrap();
+    while app.state.producer().inflight_bytes() < 5 {
+        tokio::task::yield_now().await;
+    }
+    // 5 bytes held by the upload in progress: 7 more would pass the cap of 10.
+    assert_eq!(app.state.producer().inflight_bytes(), 5);
+    let shed = send(&app.router, json(r#"{"b":2}"#)).await;
+    assert_eq!(
+        shed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        shed.text
+    );
+    assert!(shed.body.get("unaccepted").is_none());
+    assert_eq!(app.state.producer().inflight_bytes(), 5);
+    // The upload completes and is sent: its bytes become its record's, then are let go of.
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"1}")))
+        .unwrap();
+    drop(pieces);
+    let done = slow.await.unwrap();
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(app.sink.records(), vec![Bytes::from("{\"a\":1}\n")]);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+    assert_eq!(metric(&app, "ingest_inflight_bytes "), 0.0);
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_or_refused_lets_go_of_its_bytes() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_body_bytes: 8,
+            ..Options::default()
+        },
+    );
+    // The client goes away mid-body.
+    let (request, pieces) = streamed_json();
+    let router = app.router.clone();
+    let cut = tokio::spawn(async move { send(&router, request).await });
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"{\"a\"")))
+        .unwrap();
+    while app.state.producer().inflight_bytes() < 4 {
+        tokio::task::yield_now().await;
+    }
+    pieces
+        .unbounded_send(Err(std::io::Error::other("connection reset")))
+        .unwrap();
+    assert_eq!(cut.await.unwrap().status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+    // Past the body cap without a Content-Length: 413 once the cap is passed.
+    let (request, pieces) = streamed_json();
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
+        .unwrap();
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"\"long\"}")))
+        .unwrap();
+    let big = send(&app.router, request).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.text);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+    assert_eq!(app.sink.records(), Vec::<Bytes>::new());
+}
+
+#[tokio::test]
+async fn what_a_gzip_body_inflates_to_counts_against_the_inflight_cap() {
+    // 300 KB of events compress to a few KB; the cap is 200 KB.
+    let event = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(1_000));
+    let ndjson = event.repeat(300);
+    let small = gzip(ndjson.as_bytes());
+    assert!(small.len() < 20_000);
+    let gzipped = |body: Vec<u8>| {
+        let mut request = post("/v1/events", "application/x-ndjson", body);
+        request
+            .headers_mut()
+            .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+        request
+    };
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            producer: ProducerConfig {
+                max_inflight_bytes: 200_000,
+                linger: Duration::from_millis(1),
+                ..ProducerConfig::default()
+            },
+            ..Options::default()
+        },
+    );
+    // Alone, a request may pass the cap (it is never starved).
+    let alone = send(&app.router, gzipped(small.clone())).await;
+    assert_eq!(alone.status, StatusCode::OK, "{}", alone.text);
+    assert_eq!(alone.body["accepted"], 300);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+    // Beside an upload in progress it is shed as it inflates past the cap.
+    let (request, pieces) = streamed_json();
+    let router = app.router.clone();
+    let slow = tokio::spawn(async move { send(&router, request).await });
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
+        .unwrap();
+    while app.state.producer().inflight_bytes() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let shed = send(&app.router, gzipped(small)).await;
+    assert_eq!(
+        shed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        shed.text
+    );
+    assert!(shed.body.get("unaccepted").is_none());
+    assert_eq!(app.state.producer().inflight_bytes(), 5);
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"1}")))
+        .unwrap();
+    drop(pieces);
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    assert_eq!(app.sink.records().len(), 301);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
 }
 
 #[tokio::test]
