@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use clap::Parser as _;
 use ingest::config::Config;
 use ingest::{Drain, Service, Target};
 use tokio::net::TcpListener;
@@ -19,7 +18,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::load();
     let telemetry = match ingest::telemetry::init_tracing(&config.log) {
         Ok(telemetry) => telemetry,
         Err(e) => {

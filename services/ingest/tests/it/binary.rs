@@ -350,7 +350,7 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
 
 #[tokio::test]
 async fn bad_config_fails_at_start_saying_what_to_fix() {
-    let cases: [(&[(&str, &str)], &str); 3] = [
+    let cases: [(&[(&str, &str)], &str); 4] = [
         // No stream: the embedded local Firehose, whose own bad config must stop the start too.
         (
             &[(
@@ -369,6 +369,11 @@ async fn bad_config_fails_at_start_saying_what_to_fix() {
                 ("INGEST_MAX_INFLIGHT_BYTES", "10"),
             ],
             "INGEST_MAX_INFLIGHT_BYTES",
+        ),
+        // A value that does not parse: the variable is named, not only the flag.
+        (
+            &[("FIREHOSE_DELIVERY_STREAM", "s"), ("INGEST_LINGER", "abc")],
+            "INGEST_LINGER",
         ),
     ];
     for (env, expected) in cases {
