@@ -38,16 +38,32 @@ pub enum Framing {
     Ndjson,
 }
 
-/// Reads the framing from `Content-Type`.
+/// Reads the framing from `Content-Type`. A `charset` parameter, if any, must say UTF-8 (or
+/// US-ASCII, a subset of it): JSON is UTF-8 (RFC 8259 section 8.1), and a body declared in
+/// another charset would be read as something else than what its sender meant.
 ///
 /// # Errors
-/// [`ApiError::UnsupportedMediaType`] for anything but JSON and NDJSON.
+/// [`ApiError::UnsupportedMediaType`] for anything but JSON and NDJSON, or another charset.
 pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
     let value = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("").trim();
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    for parameter in parts {
+        let (name, charset) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let charset = charset.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset")
+            && !["utf-8", "utf8", "us-ascii"]
+                .iter()
+                .any(|ok| charset.eq_ignore_ascii_case(ok))
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "charset {charset:?} is not supported: send JSON as UTF-8 (charset=utf-8, or no charset)"
+            )));
+        }
+    }
     if essence.eq_ignore_ascii_case("application/json") {
         Ok(Framing::Json)
     } else if essence.eq_ignore_ascii_case("application/x-ndjson")
@@ -740,6 +756,21 @@ mod tests {
         h.insert(
             header::CONTENT_TYPE,
             "application/json; charset=utf-8".parse().expect("hv"),
+        );
+        assert_eq!(framing(&h).expect("json"), Framing::Json);
+        for other in [
+            "application/json; charset=latin1",
+            "application/x-ndjson;charset=\"UTF-16\"",
+        ] {
+            h.insert(header::CONTENT_TYPE, other.parse().expect("hv"));
+            let Err(ApiError::UnsupportedMediaType(message)) = framing(&h) else {
+                panic!("{other} must be refused");
+            };
+            assert!(message.contains("UTF-8"), "{message}");
+        }
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json;CHARSET=\"utf8\"".parse().expect("hv"),
         );
         assert_eq!(framing(&h).expect("json"), Framing::Json);
         h.insert(

@@ -197,7 +197,12 @@ async fn schema_violations_name_index_and_path() {
 #[tokio::test]
 async fn wrong_content_type_or_encoding_is_415() {
     let app = app();
-    for ct in ["text/plain", "application/xml", ""] {
+    for ct in [
+        "text/plain",
+        "application/xml",
+        "",
+        "application/json; charset=iso-8859-1",
+    ] {
         let a = send(&app.router, post("/v1/events", ct, "{}")).await;
         assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
     }
