@@ -367,22 +367,18 @@ mod tests {
             auth.check(&headers("x-api-key", "k1")),
             AuthOutcome::Allowed(_)
         ));
-        assert_eq!(
-            auth.check(&headers("authorization", "Bearer nope")),
-            AuthOutcome::Invalid
-        );
-        assert_eq!(
-            auth.check(&headers("authorization", "Basic azE6")),
-            AuthOutcome::Malformed
-        );
-        assert_eq!(
-            auth.check(&headers("authorization", "k1")),
-            AuthOutcome::Malformed
-        );
-        assert_eq!(
-            auth.check(&headers("authorization", "Bearer ")),
-            AuthOutcome::Malformed
-        );
+        for (value, expected) in [
+            ("Bearer nope", AuthOutcome::Invalid),
+            ("Basic azE6", AuthOutcome::Malformed),
+            ("k1", AuthOutcome::Malformed),
+            ("Bearer ", AuthOutcome::Malformed),
+        ] {
+            assert_eq!(
+                auth.check(&headers("authorization", value)),
+                expected,
+                "{value}"
+            );
+        }
         assert_eq!(auth.check(&http::HeaderMap::new()), AuthOutcome::Missing);
         assert!(matches!(
             Auth::Off.check(&http::HeaderMap::new()),

@@ -417,11 +417,8 @@ async fn over_the_inflight_cap_requests_are_shed_with_503() {
     while app.state.producer().inflight_bytes() == 0 {
         tokio::task::yield_now().await;
     }
-    let a = send(&app.router, json(r#"[{"a":1},{"b":2}]"#)).await;
-    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     // Shed while its body arrived: nothing of it was sent, so no list: all of it again.
-    assert!(a.body.get("unaccepted").is_none(), "{}", a.text);
-    assert!(a.headers.contains_key("retry-after"));
+    assert_shed(&send(&app.router, json(r#"[{"a":1},{"b":2}]"#)).await);
     assert_eq!(
         metric(&app, "ingest_requests_rejected_total{reason=\"shed\"}"),
         1.0
@@ -445,6 +442,54 @@ fn streamed_json() -> (
     )
 }
 
+/// An upload in progress: `{"a":` received (5 bytes held against the in-flight cap), `1}` not
+/// yet.
+struct StalledUpload {
+    pieces: futures::channel::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+    answer: tokio::task::JoinHandle<support::Answer>,
+}
+
+impl StalledUpload {
+    async fn start(app: &support::TestApp) -> Self {
+        let (request, pieces) = streamed_json();
+        let router = app.router.clone();
+        let answer = tokio::spawn(async move { send(&router, request).await });
+        pieces
+            .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
+            .unwrap();
+        let held = async {
+            while app.state.producer().inflight_bytes() < 5 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), held)
+            .await
+            .expect("the piece received is held against the in-flight cap");
+        Self { pieces, answer }
+    }
+
+    /// Sends the rest; the answer.
+    async fn finish(self) -> support::Answer {
+        self.pieces
+            .unbounded_send(Ok(Bytes::from_static(b"1}")))
+            .unwrap();
+        drop(self.pieces);
+        self.answer.await.unwrap()
+    }
+}
+
+/// A 503 for load shedding: nothing sent, so no `unaccepted` list.
+fn assert_shed(answer: &support::Answer) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.text
+    );
+    assert!(answer.body.get("unaccepted").is_none(), "{}", answer.text);
+    assert!(answer.headers.contains_key("retry-after"));
+}
+
 #[tokio::test]
 async fn a_body_still_arriving_counts_against_the_inflight_cap() {
     let app = app_with(
@@ -458,32 +503,13 @@ async fn a_body_still_arriving_counts_against_the_inflight_cap() {
             ..Options::default()
         },
     );
-    let (request, pieces) = streamed_json();
-    let router = app.router.clone();
-    let slow = tokio::spawn(async move { send(&router, request).await });
-    pieces
-        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
-        .unwrap();
-    while app.state.producer().inflight_bytes() < 5 {
-        tokio::task::yield_now().await;
-    }
+    let upload = StalledUpload::start(&app).await;
     // 5 bytes held by the upload in progress: 7 more would pass the cap of 10.
     assert_eq!(app.state.producer().inflight_bytes(), 5);
-    let shed = send(&app.router, json(r#"{"b":2}"#)).await;
-    assert_eq!(
-        shed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        shed.text
-    );
-    assert!(shed.body.get("unaccepted").is_none());
+    assert_shed(&send(&app.router, json(r#"{"b":2}"#)).await);
     assert_eq!(app.state.producer().inflight_bytes(), 5);
     // The upload completes and is sent: its bytes become its record's, then are let go of.
-    pieces
-        .unbounded_send(Ok(Bytes::from_static(b"1}")))
-        .unwrap();
-    drop(pieces);
-    let done = slow.await.unwrap();
+    let done = upload.finish().await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text);
     assert_eq!(app.sink.records(), vec![Bytes::from("{\"a\":1}\n")]);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
@@ -506,9 +532,14 @@ async fn an_upload_cut_off_or_refused_lets_go_of_its_bytes() {
     pieces
         .unbounded_send(Ok(Bytes::from_static(b"{\"a\"")))
         .unwrap();
-    while app.state.producer().inflight_bytes() < 4 {
-        tokio::task::yield_now().await;
-    }
+    let held = async {
+        while app.state.producer().inflight_bytes() < 4 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the piece received is held against the in-flight cap");
     pieces
         .unbounded_send(Err(std::io::Error::other("connection reset")))
         .unwrap();
@@ -559,29 +590,10 @@ async fn what_a_gzip_body_inflates_to_counts_against_the_inflight_cap() {
     assert_eq!(alone.body["accepted"], 300);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
     // Beside an upload in progress it is shed as it inflates past the cap.
-    let (request, pieces) = streamed_json();
-    let router = app.router.clone();
-    let slow = tokio::spawn(async move { send(&router, request).await });
-    pieces
-        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
-        .unwrap();
-    while app.state.producer().inflight_bytes() == 0 {
-        tokio::task::yield_now().await;
-    }
-    let shed = send(&app.router, gzipped(small)).await;
-    assert_eq!(
-        shed.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        shed.text
-    );
-    assert!(shed.body.get("unaccepted").is_none());
+    let upload = StalledUpload::start(&app).await;
+    assert_shed(&send(&app.router, gzipped(small)).await);
     assert_eq!(app.state.producer().inflight_bytes(), 5);
-    pieces
-        .unbounded_send(Ok(Bytes::from_static(b"1}")))
-        .unwrap();
-    drop(pieces);
-    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    assert_eq!(upload.finish().await.status, StatusCode::OK);
     assert_eq!(app.sink.records().len(), 301);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
 }
