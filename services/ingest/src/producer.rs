@@ -234,6 +234,18 @@ impl ProducerHandle {
         }
     }
 
+    /// Counts `bytes` against the cap: by handing `held` over to them, or, without it, by a
+    /// reservation that may be refused (load shedding).
+    fn reserve(&self, bytes: usize, held: Option<Reservation>) -> bool {
+        match held {
+            Some(held) => {
+                held.hand_over(bytes);
+                true
+            }
+            None => self.shared.reserve(bytes, 0),
+        }
+    }
+
     fn submit_inner(
         &self,
         records: Vec<Bytes>,
@@ -241,17 +253,10 @@ impl ProducerHandle {
         held: Option<Reservation>,
     ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
         let bytes: usize = records.iter().map(Bytes::len).sum();
-        let reserved = match held {
-            _ if records.is_empty() => false,
-            Some(held) => {
-                held.hand_over(bytes);
-                true
-            }
-            None => self.shared.reserve(bytes, 0),
-        };
+        // With nothing to submit, `held` (if any) is simply dropped, which releases it.
         let admitted = if records.is_empty() {
             Admission::Empty
-        } else if !reserved {
+        } else if !self.reserve(bytes, held) {
             Admission::Shed
         } else {
             let (reply_tx, reply_rx) = oneshot::channel();
