@@ -115,6 +115,10 @@ pub fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
 /// that many bytes (the in-flight cap, [`crate::producer::Reservation::grow`]), so what a
 /// body inflates to is counted as it grows, not after.
 ///
+/// Several gzip members one after the other are one body (RFC 1952 §2.2, as `gzip -d` reads
+/// them). Bytes after a member that are not a valid member are an error that says so, rather
+/// than the decoder's bare "unexpected end of file".
+///
 /// # Errors
 /// 413 past the limit, 400 when the data is not gzip, 503 ([`ApiError::Overloaded`]) when
 /// `hold` refuses.
@@ -123,28 +127,51 @@ pub fn gunzip(
     limit: usize,
     mut hold: impl FnMut(usize) -> bool,
 ) -> Result<Bytes, ApiError> {
-    let mut decoder = flate2::read::MultiGzDecoder::new(body);
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let mut rest = body;
     loop {
-        let n = (&mut decoder)
-            .take(GUNZIP_PIECE)
-            .read_to_end(&mut out)
-            .map_err(|e| ApiError::BadRequest {
-                message: format!("body is not valid gzip: {e}"),
+        let member_starts = body.len() - rest.len();
+        let not_gzip = |e: std::io::Error| {
+            let message = if member_starts == 0 {
+                format!("body is not valid gzip: {e}")
+            } else {
+                format!(
+                    "body is not valid gzip: the {} bytes after the gzip data that ends at byte \
+                     {member_starts} are not another gzip member ({e})",
+                    rest.len()
+                )
+            };
+            ApiError::BadRequest {
+                message,
                 details: Vec::new(),
-            })?;
-        if n == 0 {
+            }
+        };
+        let mut decoder = flate2::bufread::GzDecoder::new(rest);
+        loop {
+            let n = (&mut decoder)
+                .take(GUNZIP_PIECE)
+                .read_to_end(&mut out)
+                .map_err(not_gzip)?;
+            if n == 0 {
+                break;
+            }
+            if out.len() > limit {
+                return Err(ApiError::BodyTooLarge {
+                    limit,
+                    after: " after gzip decompression",
+                });
+            }
+            if !hold(n) {
+                return Err(ApiError::Overloaded);
+            }
+        }
+        let after = decoder.into_inner();
+        // A member that read nothing would loop here for ever; the decoder never does that on
+        // input it accepts, but the loop must end all the same.
+        if after.is_empty() || after.len() == rest.len() {
             return Ok(Bytes::from(out));
         }
-        if out.len() > limit {
-            return Err(ApiError::BodyTooLarge {
-                limit,
-                after: " after gzip decompression",
-            });
-        }
-        if !hold(n) {
-            return Err(ApiError::Overloaded);
-        }
+        rest = after;
     }
 }
 
@@ -747,6 +774,43 @@ mod tests {
             gunzip(b"not gzip", 100, |_| true),
             Err(ApiError::BadRequest { .. })
         ));
+    }
+
+    #[test]
+    fn gzip_members_are_joined_and_trailing_bytes_are_named() {
+        use std::io::Write;
+        let member = |data: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(data).expect("compress");
+            enc.finish().expect("finish")
+        };
+        let first = member(br#"{"a":1}"#);
+        let mut two = first.clone();
+        two.extend(member(b"\n{\"b\":2}"));
+        assert_eq!(
+            gunzip(&two, 1_000, |_| true).expect("two members"),
+            &b"{\"a\":1}\n{\"b\":2}"[..]
+        );
+        let mut garbage = first.clone();
+        garbage.extend_from_slice(b"trailing");
+        let Err(ApiError::BadRequest { message, .. }) = gunzip(&garbage, 1_000, |_| true) else {
+            panic!("trailing garbage must be a 400");
+        };
+        assert!(
+            message.contains(&format!(
+                "the 8 bytes after the gzip data that ends at byte {} are not another gzip member",
+                first.len()
+            )),
+            "{message}"
+        );
+        // Cut short inside the only member: the decoder's own words.
+        let Err(ApiError::BadRequest { message, .. }) =
+            gunzip(&first[..first.len() - 3], 1_000, |_| true)
+        else {
+            panic!("a truncated member must be a 400");
+        };
+        assert!(message.starts_with("body is not valid gzip: "), "{message}");
+        assert!(!message.contains("after the gzip data"), "{message}");
     }
 
     #[test]
