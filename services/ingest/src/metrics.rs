@@ -5,6 +5,8 @@
 //! the Firehose producer updates; it is separate so the producer can run without the HTTP layer
 //! (the replay tool) and still be observed.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -99,6 +101,17 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// The producer's share.
     pub producer: ProducerMetrics,
+    /// Handles of the series almost every request updates.
+    hot: Arc<HotSeries>,
+}
+
+/// `ingest_http_requests_total` and `ingest_http_request_duration_seconds` for a 200 to a POST
+/// on an intake route, taken once: looking a series up by its label values hashes them and
+/// takes the family's lock, on every request.
+#[derive(Debug, Default)]
+struct HotSeries {
+    v1_events: OnceLock<(IntCounter, Histogram)>,
+    root: OnceLock<(IntCounter, Histogram)>,
 }
 
 /// Registering a metric twice or with a bad name: a programming error caught by the unit tests.
@@ -276,7 +289,36 @@ impl Metrics {
             requests_rejected,
             ready,
             producer,
+            hot: Arc::default(),
         })
+    }
+
+    /// Counts and times one answered request (`route` is the route template, or `unmatched`).
+    pub fn observe_request(&self, route: &str, method: &str, status: http::StatusCode, secs: f64) {
+        let hot = match route {
+            _ if status != http::StatusCode::OK || method != "POST" => None,
+            "/v1/events" => Some(&self.hot.v1_events),
+            "/" => Some(&self.hot.root),
+            _ => None,
+        };
+        if let Some(cell) = hot {
+            let (count, duration) = cell.get_or_init(|| {
+                (
+                    self.http_requests
+                        .with_label_values(&[route, method, status.as_str()]),
+                    self.http_duration.with_label_values(&[route, method]),
+                )
+            });
+            count.inc();
+            duration.observe(secs);
+        } else {
+            self.http_requests
+                .with_label_values(&[route, method, status.as_str()])
+                .inc();
+            self.http_duration
+                .with_label_values(&[route, method])
+                .observe(secs);
+        }
     }
 
     /// The registry, for the `/metrics` handler.
@@ -358,6 +400,26 @@ mod tests {
             "ingest_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
+    }
+
+    #[test]
+    fn observed_requests_land_in_their_series_taken_once_or_looked_up() {
+        let m = Metrics::new().expect("metrics register");
+        let ok = http::StatusCode::OK;
+        m.observe_request("/v1/events", "POST", ok, 0.002);
+        m.observe_request("/v1/events", "POST", ok, 0.02);
+        m.observe_request("/", "POST", ok, 0.002);
+        m.observe_request("/v1/events", "POST", http::StatusCode::BAD_REQUEST, 0.001);
+        m.observe_request("unmatched", "GET", http::StatusCode::NOT_FOUND, 0.001);
+        let count = |labels: &[&str]| m.http_requests.with_label_values(labels).get();
+        assert_eq!(count(&["/v1/events", "POST", "200"]), 2);
+        assert_eq!(count(&["/", "POST", "200"]), 1);
+        assert_eq!(count(&["/v1/events", "POST", "400"]), 1);
+        assert_eq!(count(&["unmatched", "GET", "404"]), 1);
+        let timed = |labels: &[&str]| m.http_duration.with_label_values(labels).get_sample_count();
+        assert_eq!(timed(&["/v1/events", "POST"]), 3);
+        assert_eq!(timed(&["/", "POST"]), 1);
+        assert_eq!(timed(&["unmatched", "GET"]), 1);
     }
 
     #[test]

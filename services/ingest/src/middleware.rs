@@ -151,12 +151,7 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Respon
         span.set_status(Status::error(status.to_string()));
     }
     let m = state.metrics();
-    m.http_requests
-        .with_label_values(&[route, method, status.as_str()])
-        .inc();
-    m.http_duration
-        .with_label_values(&[route, method])
-        .observe(elapsed.as_secs_f64());
+    m.observe_request(route, method, status, elapsed.as_secs_f64());
     let reason = response.extensions().get::<RejectReason>().map(|r| r.0);
     if let Some(reason) = reason {
         m.requests_rejected.with_label_values(&[reason]).inc();

@@ -40,14 +40,23 @@ pub struct Accepted {
 /// The response carries the caller's [`KeyId`] (when the key was accepted) as an extension, for
 /// the access-log line. (It takes the whole request rather than a `HeaderMap` extractor, which
 /// would clone every header of every request.)
+///
+/// Everything the request's head decides is decided before the first await, and the head is
+/// dropped then: a request waits a linger or more for Firehose, and with a thousand requests
+/// in flight its headers would be out of cache by the time they were freed after the answer.
 pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let key = match authenticate(&state, headers) {
+    let key = match authenticate(&state, &parts.headers) {
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
-    let mut response = accept(&state, headers, body, &key).await.into_response();
+    let head = read_head(&state, &parts.headers, &key);
+    drop(parts);
+    let answer = match head {
+        Ok(head) => accept(&state, head, body).await,
+        Err(refusal) => Err(refusal),
+    };
+    let mut response = answer.into_response();
     response.extensions_mut().insert(key);
     response
 }
@@ -73,20 +82,23 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<KeyId, ApiError
     Ok(key)
 }
 
-/// Everything after authentication, for the caller `key`.
-async fn accept(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    key: &KeyId,
-) -> Result<Json<Accepted>, ApiError> {
+/// What the request's head (after authentication) says about its body.
+struct Head {
+    framing: validate::Framing,
+    gzip: bool,
+    /// The body must be in before this, and the events inside a call (module docs).
+    send_by: tokio::time::Instant,
+}
+
+/// The checks on the head for the caller `key`: rate limit, content type and encoding, a
+/// declared length over the cap.
+fn read_head(state: &AppState, headers: &HeaderMap, key: &KeyId) -> Result<Head, ApiError> {
     state
         .limiter()
         .check(key)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let framing = validate::framing(headers)?;
     let gzip = validate::is_gzip(headers)?;
-
     let send_by = tokio::time::Instant::now() + state.send_window();
     let limit = state.max_body_bytes();
     let declared = headers
@@ -96,6 +108,21 @@ async fn accept(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit, after: "" });
     }
+    Ok(Head {
+        framing,
+        gzip,
+        send_by,
+    })
+}
+
+/// Everything after the head: the body, its events, the producer.
+async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepted>, ApiError> {
+    let Head {
+        framing,
+        gzip,
+        send_by,
+    } = head;
+    let limit = state.max_body_bytes();
     // The body counts against the in-flight cap as it arrives (and as it inflates), so slow
     // or large uploads cannot hold memory the cap does not see.
     let mut held = state.producer().reservation();
