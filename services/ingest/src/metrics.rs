@@ -5,8 +5,11 @@
 //! the Firehose producer updates; it is separate so the producer can run without the HTTP layer
 //! (the replay tool) and still be observed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -74,9 +77,55 @@ pub struct ProducerMetrics {
     /// `ingest_firehose_records_unaccepted_total`.
     pub records_unaccepted: IntCounter,
     /// `ingest_inflight_bytes`.
-    pub inflight_bytes: IntGauge,
+    pub inflight_bytes: InflightBytes,
     /// `ingest_inflight_bytes_limit`.
     pub inflight_bytes_limit: IntGauge,
+}
+
+/// `ingest_inflight_bytes`, read from the producer's own counter when scraped.
+///
+/// The producer counts what it holds in an atomic it must update anyway (the cap is decided on
+/// it); mirroring every change into a gauge as well doubled the atomic updates on the hot
+/// path, several per request. The value is copied into the exported gauge at scrape time
+/// instead. Until a producer is attached ([`Self::watch`]) it reads 0.
+#[derive(Debug, Clone)]
+pub struct InflightBytes {
+    shown: IntGauge,
+    source: Arc<OnceLock<Arc<AtomicUsize>>>,
+}
+
+impl InflightBytes {
+    /// Makes `counter` the value of this metric. Only the first call counts: one set of
+    /// producer metrics describes one producer.
+    pub fn watch(&self, counter: Arc<AtomicUsize>) {
+        if self.source.set(counter).is_err() {
+            tracing::warn!(
+                "ingest_inflight_bytes already shows another producer's bytes; a second producer \
+                 given the same metrics is not shown"
+            );
+        }
+    }
+
+    /// The current value, as a scrape would show it.
+    #[must_use]
+    pub fn get(&self) -> i64 {
+        let bytes = self
+            .source
+            .get()
+            .map_or(0, |counter| counter.load(Ordering::Acquire));
+        i64::try_from(bytes).unwrap_or(i64::MAX)
+    }
+}
+
+impl Collector for InflightBytes {
+    fn desc(&self) -> Vec<&Desc> {
+        self.shown.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.shown.set(self.get());
+        self.shown.collect()
+    }
 }
 
 /// Every metric of the contract, registered in one registry.
@@ -168,10 +217,14 @@ impl ProducerMetrics {
             "ingest_firehose_records_unaccepted_total",
             "Records answered as not accepted: the retry budget ran out, or the send deadline passed",
         )?;
-        let inflight_bytes = IntGauge::new(
-            "ingest_inflight_bytes",
-            "Bytes of events accepted for sending and still held by the producer",
-        )?;
+        let inflight_bytes = InflightBytes {
+            shown: IntGauge::new(
+                "ingest_inflight_bytes",
+                "Bytes held against the in-flight cap: request bodies being received or \
+                 inflated, and events not yet let go of by the producer",
+            )?,
+            source: Arc::default(),
+        };
         let inflight_bytes_limit = IntGauge::new(
             "ingest_inflight_bytes_limit",
             "The configured cap on ingest_inflight_bytes",

@@ -155,8 +155,10 @@ impl Producer {
         metrics
             .inflight_bytes_limit
             .set(i64::try_from(config.max_inflight_bytes).unwrap_or(i64::MAX));
+        let inflight = Arc::new(AtomicUsize::new(0));
+        metrics.inflight_bytes.watch(Arc::clone(&inflight));
         let shared = Arc::new(Shared {
-            inflight: AtomicUsize::new(0),
+            inflight,
             limit: config.max_inflight_bytes,
             metrics,
         });
@@ -328,7 +330,8 @@ enum Admission {
 
 #[derive(Debug)]
 struct Shared {
-    inflight: AtomicUsize,
+    /// Bytes held against the cap; also what `ingest_inflight_bytes` shows when scraped.
+    inflight: Arc<AtomicUsize>,
     limit: usize,
     metrics: ProducerMetrics,
 }
@@ -350,10 +353,7 @@ impl Shared {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    self.metrics.inflight_bytes.add(gauge(bytes));
-                    return true;
-                }
+                Ok(_) => return true,
                 Err(actual) => current = actual,
             }
         }
@@ -362,12 +362,10 @@ impl Shared {
     /// Adds `bytes` whatever the cap (a holder's few bytes more than it had reserved).
     fn force(&self, bytes: usize) {
         self.inflight.fetch_add(bytes, Ordering::AcqRel);
-        self.metrics.inflight_bytes.add(gauge(bytes));
     }
 
     fn release(&self, bytes: usize) {
         self.inflight.fetch_sub(bytes, Ordering::AcqRel);
-        self.metrics.inflight_bytes.sub(gauge(bytes));
     }
 }
 
