@@ -354,24 +354,23 @@ impl Metrics {
             "/" => Some(&self.hot.root),
             _ => None,
         };
-        if let Some(cell) = hot {
-            let (count, duration) = cell.get_or_init(|| {
-                (
-                    self.http_requests
-                        .with_label_values(&[route, method, status.as_str()]),
-                    self.http_duration.with_label_values(&[route, method]),
-                )
-            });
-            count.inc();
-            duration.observe(secs);
-        } else {
-            self.http_requests
-                .with_label_values(&[route, method, status.as_str()])
-                .inc();
-            self.http_duration
-                .with_label_values(&[route, method])
-                .observe(secs);
-        }
+        let look_up = || {
+            (
+                self.http_requests
+                    .with_label_values(&[route, method, status.as_str()]),
+                self.http_duration.with_label_values(&[route, method]),
+            )
+        };
+        let looked_up;
+        let (count, duration) = match hot {
+            Some(cell) => cell.get_or_init(look_up),
+            None => {
+                looked_up = look_up();
+                &looked_up
+            }
+        };
+        count.inc();
+        duration.observe(secs);
     }
 
     /// The registry, for the `/metrics` handler.
