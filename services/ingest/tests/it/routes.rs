@@ -414,9 +414,7 @@ async fn over_the_inflight_cap_requests_are_shed_with_503() {
     );
     let router = app.router.clone();
     let first = tokio::spawn(async move { send(&router, json(r#"{"first":"request"}"#)).await });
-    while app.state.producer().inflight_bytes() == 0 {
-        tokio::task::yield_now().await;
-    }
+    until_held(&app, 1).await;
     // Shed while its body arrived: nothing of it was sent, so no list: all of it again.
     assert_shed(&send(&app.router, json(r#"[{"a":1},{"b":2}]"#)).await);
     assert_eq!(
@@ -442,38 +440,51 @@ fn streamed_json() -> (
     )
 }
 
-/// An upload in progress: `{"a":` received (5 bytes held against the in-flight cap), `1}` not
-/// yet.
+/// Waits (at most 10 s) until at least `bytes` are held against the in-flight cap.
+async fn until_held(app: &support::TestApp, bytes: usize) {
+    let held = async {
+        while app.state.producer().inflight_bytes() < bytes {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the bytes received are held against the in-flight cap");
+}
+
+/// An upload in progress: its first piece received and held against the in-flight cap, the
+/// rest not yet.
 struct StalledUpload {
     pieces: futures::channel::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
     answer: tokio::task::JoinHandle<support::Answer>,
 }
 
 impl StalledUpload {
-    async fn start(app: &support::TestApp) -> Self {
+    async fn start(app: &support::TestApp, first: &'static [u8]) -> Self {
         let (request, pieces) = streamed_json();
         let router = app.router.clone();
         let answer = tokio::spawn(async move { send(&router, request).await });
         pieces
-            .unbounded_send(Ok(Bytes::from_static(b"{\"a\":")))
+            .unbounded_send(Ok(Bytes::from_static(first)))
             .unwrap();
-        let held = async {
-            while app.state.producer().inflight_bytes() < 5 {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), held)
-            .await
-            .expect("the piece received is held against the in-flight cap");
+        until_held(app, first.len()).await;
         Self { pieces, answer }
     }
 
-    /// Sends the rest; the answer.
-    async fn finish(self) -> support::Answer {
+    /// Sends `rest` and ends the body; the answer.
+    async fn finish(self, rest: &'static [u8]) -> support::Answer {
         self.pieces
-            .unbounded_send(Ok(Bytes::from_static(b"1}")))
+            .unbounded_send(Ok(Bytes::from_static(rest)))
             .unwrap();
         drop(self.pieces);
+        self.answer.await.unwrap()
+    }
+
+    /// The client goes away mid-body; the answer.
+    async fn cut_off(self) -> support::Answer {
+        self.pieces
+            .unbounded_send(Err(std::io::Error::other("connection reset")))
+            .unwrap();
         self.answer.await.unwrap()
     }
 }
@@ -503,13 +514,13 @@ async fn a_body_still_arriving_counts_against_the_inflight_cap() {
             ..Options::default()
         },
     );
-    let upload = StalledUpload::start(&app).await;
+    let upload = StalledUpload::start(&app, b"{\"a\":").await;
     // 5 bytes held by the upload in progress: 7 more would pass the cap of 10.
     assert_eq!(app.state.producer().inflight_bytes(), 5);
     assert_shed(&send(&app.router, json(r#"{"b":2}"#)).await);
     assert_eq!(app.state.producer().inflight_bytes(), 5);
     // The upload completes and is sent: its bytes become its record's, then are let go of.
-    let done = upload.finish().await;
+    let done = upload.finish(b"1}").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text);
     assert_eq!(app.sink.records(), vec![Bytes::from("{\"a\":1}\n")]);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
@@ -526,24 +537,9 @@ async fn an_upload_cut_off_or_refused_lets_go_of_its_bytes() {
         },
     );
     // The client goes away mid-body.
-    let (request, pieces) = streamed_json();
-    let router = app.router.clone();
-    let cut = tokio::spawn(async move { send(&router, request).await });
-    pieces
-        .unbounded_send(Ok(Bytes::from_static(b"{\"a\"")))
-        .unwrap();
-    let held = async {
-        while app.state.producer().inflight_bytes() < 4 {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), held)
-        .await
-        .expect("the piece received is held against the in-flight cap");
-    pieces
-        .unbounded_send(Err(std::io::Error::other("connection reset")))
-        .unwrap();
-    assert_eq!(cut.await.unwrap().status, StatusCode::BAD_REQUEST);
+    let cut = StalledUpload::start(&app, b"{\"a\"").await;
+    assert_eq!(app.state.producer().inflight_bytes(), 4);
+    assert_eq!(cut.cut_off().await.status, StatusCode::BAD_REQUEST);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
     // Past the body cap without a Content-Length: 413 once the cap is passed.
     let (request, pieces) = streamed_json();
@@ -590,10 +586,10 @@ async fn what_a_gzip_body_inflates_to_counts_against_the_inflight_cap() {
     assert_eq!(alone.body["accepted"], 300);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
     // Beside an upload in progress it is shed as it inflates past the cap.
-    let upload = StalledUpload::start(&app).await;
+    let upload = StalledUpload::start(&app, b"{\"a\":").await;
     assert_shed(&send(&app.router, gzipped(small)).await);
     assert_eq!(app.state.producer().inflight_bytes(), 5);
-    assert_eq!(upload.finish().await.status, StatusCode::OK);
+    assert_eq!(upload.finish(b"1}").await.status, StatusCode::OK);
     assert_eq!(app.sink.records().len(), 301);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
 }
