@@ -34,6 +34,7 @@ use crate::auth::KeyId;
 use crate::error::RejectReason;
 use crate::state::AppState;
 use crate::telemetry::{self, REQUEST_ID, TRACEPARENT};
+use crate::validate;
 
 /// Wraps a service in [`Track`].
 #[derive(Debug, Clone)]
@@ -105,11 +106,7 @@ where
             started,
             route: request.extensions().get::<MatchedPath>().cloned(),
             method: telemetry::method_label(request.method()),
-            length: request
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok()),
+            length: validate::declared_length(request.headers()),
             request_id,
             traceparent: request.headers().get(TRACEPARENT).cloned(),
         };

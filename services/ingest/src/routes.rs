@@ -101,11 +101,7 @@ fn read_head(state: &AppState, headers: &HeaderMap, key: &KeyId) -> Result<Head,
     let gzip = validate::is_gzip(headers)?;
     let send_by = tokio::time::Instant::now() + state.send_window();
     let limit = state.max_body_bytes();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if validate::declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit, after: "" });
     }
     Ok(Head {

@@ -110,6 +110,16 @@ pub fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
+/// The body length the client declared in `Content-Length`, if it gave a valid one (hyper
+/// refuses a malformed one before the service sees the request).
+#[must_use]
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Decompresses a gzip body, stopping as soon as it passes `limit` bytes (a gzip bomb costs at
 /// most `limit` + 64 KiB of memory). Before it keeps each piece of output it asks `hold` for
 /// that many bytes (the in-flight cap, [`crate::producer::Reservation::grow`]), so what a
