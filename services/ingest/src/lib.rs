@@ -17,7 +17,7 @@
 //! * [`producer`]: coalescing, partial-failure retries, in-flight cap. Usable without HTTP.
 //! * [`metrics`], [`telemetry`]: the metrics contract, logs, OpenTelemetry traces;
 //!   [`middleware`]: request ids, timeout, request metrics and the access-log line, which
-//!   [`access_log`] writes.
+//!   [`access_log`] formats and [`log_writer`] writes out in paced batches.
 //! * [`state`]: what handlers share, readiness.
 //!
 //! [`run`] serves both listeners until a shutdown future resolves, then drains.
@@ -28,6 +28,7 @@ pub mod config;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod log_writer;
 pub mod metrics;
 pub mod middleware;
 pub mod producer;

@@ -39,6 +39,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::access_log::{ACCESS_TARGET, AccessLog};
+use crate::log_writer::Paced;
 
 /// `service.name` of the exported spans when neither `OTEL_SERVICE_NAME` nor a `service.name`
 /// in `OTEL_RESOURCE_ATTRIBUTES` names the service.
@@ -328,18 +329,15 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
         Ok(None) => (None, None, None),
         Err(e) => (None, None, Some(e)),
     };
-    // One `write` per access-log line was ~7 % of the CPU of a single-event request under load
-    // (perf). Lines now queue for a writer thread that drains the queue into a buffer and
-    // writes it once per batch, so a quiet service still logs at once. The queue blocks when
-    // full instead of dropping lines: an access log that loses lines under load is no log.
+    // Lines queue for a writer thread, which writes them in batches at most once per
+    // `LOG_WRITE_INTERVAL` (`log_writer`): one `write` per access-log line cost several
+    // percent of a single-event request under load. The queue blocks when full instead of
+    // dropping lines: an access log that loses lines under load is no log.
     let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("ingest-log")
-        .finish(std::io::BufWriter::with_capacity(
-            LOG_WRITE_BYTES,
-            std::io::stdout(),
-        ));
+        .finish(Paced::new(std::io::stdout(), LOG_WRITE_BYTES));
     let base = tracing_subscriber::registry().with(log_layers(filter, writer)?);
     // Our own spans go out whatever RUST_LOG says: a quieter log must not thin the traces.
     // Two branches, not an `Option` layer: an absent `Option` layer answers "always" for every
@@ -425,7 +423,7 @@ fn parse_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, Telemetry
 /// Log lines that may wait for the writer thread before logging blocks the caller.
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 
-/// The writer thread's buffer: one `write` per this much log, or per drained queue.
+/// The writer thread's buffer: written through when full, before its interval is up.
 const LOG_WRITE_BYTES: usize = 64 * 1024;
 
 /// Name of the per-request span.
