@@ -674,14 +674,15 @@ impl Batcher {
         let mut tasks = JoinSet::new();
         let mut batch: Vec<Item> = Vec::new();
         let mut batch_bytes = 0usize;
-        let mut deadline: Option<Instant> = None;
+        // One timer for the whole run, armed when a batch opens. A timer made afresh on each
+        // turn of the loop was registered and cancelled once per submission, and registering
+        // the earliest timer wakes the runtime's driver: an `eventfd` write per request.
+        // Re-arming a timer that has not fired only moves its deadline later, without the
+        // driver's lock.
+        let linger = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(linger);
+        let mut lingering = false;
         loop {
-            let linger = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 msg = rx.recv() => {
@@ -699,22 +700,23 @@ impl Batcher {
                             || batch_bytes + data.len() > self.config.max_batch_bytes
                         {
                             self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                            deadline = None;
+                            lingering = false;
                         }
                         batch_bytes += data.len();
                         batch.push(Item::new(&pending, index, data));
-                        if deadline.is_none() {
-                            deadline = Some(Instant::now() + self.config.linger);
+                        if !lingering {
+                            linger.as_mut().reset(Instant::now() + self.config.linger);
+                            lingering = true;
                         }
                         if batch.len() >= self.config.max_batch_records {
                             self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                            deadline = None;
+                            lingering = false;
                         }
                     }
                 }
-                () = linger => {
+                () = &mut linger, if lingering => {
                     self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                    deadline = None;
+                    lingering = false;
                 }
             }
             while tasks.try_join_next().is_some() {}
