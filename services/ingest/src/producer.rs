@@ -674,14 +674,13 @@ impl Batcher {
         let mut tasks = JoinSet::new();
         let mut batch: Vec<Item> = Vec::new();
         let mut batch_bytes = 0usize;
-        // One timer for the whole run, armed when a batch opens. A timer made afresh on each
-        // turn of the loop was registered and cancelled once per submission, and registering
-        // the earliest timer wakes the runtime's driver: an `eventfd` write per request.
-        // Re-arming a timer that has not fired only moves its deadline later, without the
-        // driver's lock.
+        // One timer for the whole run, armed when a batch opens and waited on while one is
+        // open. A timer made afresh on each turn of the loop was registered and cancelled once
+        // per submission, and registering the earliest timer wakes the runtime's driver: an
+        // `eventfd` write per request. Re-arming a timer that has not fired only moves its
+        // deadline later, without the driver's lock.
         let linger = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(linger);
-        let mut lingering = false;
         loop {
             tokio::select! {
                 biased;
@@ -700,23 +699,19 @@ impl Batcher {
                             || batch_bytes + data.len() > self.config.max_batch_bytes
                         {
                             self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                            lingering = false;
+                        }
+                        if batch.is_empty() {
+                            linger.as_mut().reset(Instant::now() + self.config.linger);
                         }
                         batch_bytes += data.len();
                         batch.push(Item::new(&pending, index, data));
-                        if !lingering {
-                            linger.as_mut().reset(Instant::now() + self.config.linger);
-                            lingering = true;
-                        }
                         if batch.len() >= self.config.max_batch_records {
                             self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                            lingering = false;
                         }
                     }
                 }
-                () = &mut linger, if lingering => {
+                () = &mut linger, if !batch.is_empty() => {
                     self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                    lingering = false;
                 }
             }
             while tasks.try_join_next().is_some() {}
