@@ -4,7 +4,7 @@
 //! Log lines (one access line per request) go through `tracing-appender`'s queue to one
 //! writer thread, which drains the queue into its writer and then flushes it. Under load the
 //! thread drains the queue as fast as lines come, so each drain held one line and each flush
-//! was a `write`: `strace -c` on ingest pinned to one core under 1,024 connections counted
+//! was a `write`: `strace -f` on ingest pinned to one core under 1,024 connections counted
 //! about one `write` and one `sched_yield` (the thread spinning for its next line) per request.
 //! [`Paced::flush`] waits until [`LOG_WRITE_INTERVAL`] has passed since the previous write, so
 //! the lines of that interval are written together; a flush after a quiet spell writes at

@@ -330,9 +330,9 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
         Err(e) => (None, None, Some(e)),
     };
     // Lines queue for a writer thread, which writes them in batches at most once per
-    // `LOG_WRITE_INTERVAL` (`log_writer`): one `write` per access-log line cost several
-    // percent of a single-event request under load. The queue blocks when full instead of
-    // dropping lines: an access log that loses lines under load is no log.
+    // `LOG_WRITE_INTERVAL` (`log_writer`), not a `write` per access-log line. The queue
+    // blocks when full instead of dropping lines: an access log that loses lines under load
+    // is no log.
     let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
