@@ -2,19 +2,21 @@
 //! calls, retries only the records Firehose refused, and tells each submitter exactly which of
 //! its records were accepted.
 //!
-//! It has no HTTP in it, so the replay tool can reuse it: [`Producer::spawn`] starts one batcher
-//! task per delivery stream and returns a cloneable [`ProducerHandle`]; [`ProducerHandle::submit`]
-//! returns a future that resolves once every record of *that* submission is either accepted or
-//! given up on ([`SubmitOutcome`]).
+//! It has no HTTP in it, so the replay tool can reuse it: [`Producer::spawn`] starts one
+//! dispatcher task per delivery stream and returns a cloneable [`ProducerHandle`];
+//! [`ProducerHandle::submit`] returns a future that resolves once every record of *that*
+//! submission is either accepted or given up on ([`SubmitOutcome`]).
 //!
 //! How a record travels:
 //! 1. `submit` reserves the submission's bytes against the in-flight cap, or answers
 //!    [`SubmitOutcome::Overloaded`] at once (load shedding: memory stays bounded).
-//! 2. The batcher appends records to the open batch and closes it when it holds
-//!    [`MAX_BATCH_RECORDS`] records, when one more record would pass the byte budget
-//!    ([`SAFE_BATCH_BYTES`]), or when the linger since its first record has passed.
-//! 3. A closed batch is sent by its own task (at most `max_concurrent_calls` at a time; while all
-//!    are busy, records pile up in the channel and the next batches leave full).
+//! 2. `submit` itself appends the records to the open batch (one lock, no task switch) and
+//!    closes the batch when it holds [`MAX_BATCH_RECORDS`] records or when one more record
+//!    would pass the byte budget ([`SAFE_BATCH_BYTES`]). The dispatcher task closes it when
+//!    the linger since its first record has passed. So under load the task wakes once per
+//!    batch, not once per request.
+//! 3. The dispatcher starts one task per closed batch, at most `max_concurrent_calls` at a
+//!    time; while all are busy, submitters keep filling batches and the next ones leave full.
 //! 4. Per-record failures (Firehose's `FailedPutCount`, its throttling signal) and retriable call
 //!    errors are sent again — only the failed records — after an exponential backoff with
 //!    jitter, while the batch's retry budget lasts. Records still failing after it, and records
@@ -32,14 +34,17 @@
 //! A caller can also count what it holds before submitting (a request body as it arrives) with
 //! a [`Reservation`], and hand it over to the records with [`ProducerHandle::submit_reserved`].
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use firehose_formats::limits::{MAX_BATCH_RECORDS, MAX_RECORD_BYTES, SAFE_BATCH_BYTES};
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -140,7 +145,7 @@ impl Producer {
     }
 
     /// Starts a producer for `stream` that updates `metrics`. Must be called inside a Tokio
-    /// runtime. The batcher stops after the last [`ProducerHandle`] is dropped and every
+    /// runtime. The dispatcher stops after the last [`ProducerHandle`] is dropped and every
     /// submitted record is answered.
     #[must_use]
     pub fn spawn_with_metrics(
@@ -162,32 +167,72 @@ impl Producer {
             limit: config.max_inflight_bytes,
             metrics,
         });
-        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                open: Vec::new(),
+                open_bytes: 0,
+                due: None,
+                closed: VecDeque::new(),
+                handles: 1,
+                stopped: false,
+            }),
+            wake: Notify::new(),
+            linger: config.linger,
+            max_records: config.max_batch_records,
+            max_bytes: config.max_batch_bytes,
+        });
         let (done_tx, done_rx) = watch::channel(false);
-        let batcher = Batcher {
+        let dispatcher = Dispatcher {
             sink,
             stream: Arc::from(stream.into()),
+            metrics: shared.metrics.clone(),
             config: Arc::new(config),
-            shared: Arc::clone(&shared),
+            queue: Arc::clone(&queue),
         };
         tokio::spawn(async move {
-            batcher.run(rx).await;
+            dispatcher.run().await;
             let _ = done_tx.send(true);
         });
         ProducerHandle {
-            tx,
+            queue,
             shared,
             done: done_rx,
         }
     }
 }
 
-/// Submits records to a running producer. Cheap to clone.
-#[derive(Debug, Clone)]
+/// Submits records to a running producer. Cheap to clone; the producer stops once every
+/// handle is dropped and every record it was given is answered.
+#[derive(Debug)]
 pub struct ProducerHandle {
-    tx: mpsc::UnboundedSender<Submission>,
+    queue: Arc<Queue>,
     shared: Arc<Shared>,
     done: watch::Receiver<bool>,
+}
+
+impl Clone for ProducerHandle {
+    fn clone(&self) -> Self {
+        self.queue.lock().handles += 1;
+        Self {
+            queue: Arc::clone(&self.queue),
+            shared: Arc::clone(&self.shared),
+            done: self.done.clone(),
+        }
+    }
+}
+
+impl Drop for ProducerHandle {
+    fn drop(&mut self) {
+        let last = {
+            let mut queue = self.queue.lock();
+            queue.handles -= 1;
+            queue.handles == 0
+        };
+        if last {
+            // The dispatcher sends what is left at once, then stops.
+            self.queue.wake.notify_one();
+        }
+    }
 }
 
 impl ProducerHandle {
@@ -196,21 +241,22 @@ impl ProducerHandle {
     pub fn submit(
         &self,
         records: Vec<Bytes>,
-    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static + use<> {
         self.submit_until(records, None)
     }
 
     /// Hands `records` to the producer. The in-flight reservation happens now (so an
-    /// [`SubmitOutcome::Overloaded`] answer is immediate); the returned future resolves when
-    /// every record is answered. With `send_by`, records not inside a `PutRecordBatch` call
-    /// when it passes are withdrawn (module docs, step 5), so the future resolves at most
+    /// [`SubmitOutcome::Overloaded`] answer is immediate), and so does queueing: the records
+    /// are sent whether or not the returned future is polled. The future resolves when every
+    /// record is answered. With `send_by`, records not inside a `PutRecordBatch` call when it
+    /// passes are withdrawn (module docs, step 5), so the future resolves at most
     /// [`ProducerConfig::call_timeout`] after `send_by`. Dropping the future does not
     /// withdraw the records: they are still sent.
     pub fn submit_until(
         &self,
         records: Vec<Bytes>,
         send_by: Option<Instant>,
-    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static + use<> {
         self.submit_inner(records, send_by, None)
     }
 
@@ -223,7 +269,7 @@ impl ProducerHandle {
         records: Vec<Bytes>,
         send_by: Option<Instant>,
         held: Reservation,
-    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static + use<> {
         self.submit_inner(records, send_by, Some(held))
     }
 
@@ -253,7 +299,7 @@ impl ProducerHandle {
         records: Vec<Bytes>,
         send_by: Option<Instant>,
         held: Option<Reservation>,
-    ) -> impl Future<Output = SubmitOutcome> + Send + 'static {
+    ) -> impl Future<Output = SubmitOutcome> + Send + 'static + use<> {
         let bytes: usize = records.iter().map(Bytes::len).sum();
         // With nothing to submit, `held` (if any) is simply dropped, which releases it.
         let admitted = if records.is_empty() {
@@ -261,26 +307,12 @@ impl ProducerHandle {
         } else if !self.reserve(bytes, held) {
             Admission::Shed
         } else {
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let pending = Arc::new(Pending {
-                state: Mutex::new(PendingState {
-                    slots: std::iter::repeat_with(|| Slot::Waiting)
-                        .take(records.len())
-                        .collect(),
-                    remaining: records.len(),
-                    withdrawn: false,
-                    error: None,
-                    reply: Some(reply_tx),
-                }),
-                shared: Arc::clone(&self.shared),
-            });
-            let keep = send_by.map(|at| (at, Arc::clone(&pending)));
-            match self.tx.send(Submission { pending, records }) {
-                Ok(()) => Admission::Sent(reply_rx, keep),
-                Err(mpsc::error::SendError(_)) => {
-                    self.shared.release(bytes);
-                    Admission::Closed
-                }
+            let pending = Arc::new(Pending::new(records.len(), Arc::clone(&self.shared)));
+            if self.queue.push(&pending, records) {
+                Admission::Queued(Reply { pending }, send_by)
+            } else {
+                self.shared.release(bytes);
+                Admission::Closed
             }
         };
         async move {
@@ -290,15 +322,14 @@ impl ProducerHandle {
                 },
                 Admission::Shed => SubmitOutcome::Overloaded,
                 Admission::Closed => SubmitOutcome::Closed,
-                Admission::Sent(rx, None) => rx.await.unwrap_or(SubmitOutcome::Closed),
-                Admission::Sent(mut rx, Some((at, pending))) => {
+                Admission::Queued(reply, None) => reply.await,
+                Admission::Queued(mut reply, Some(at)) => {
                     tokio::select! {
                         biased;
-                        outcome = &mut rx => return outcome.unwrap_or(SubmitOutcome::Closed),
-                        () = tokio::time::sleep_until(at) => pending.withdraw(),
+                        outcome = &mut reply => return outcome,
+                        () = tokio::time::sleep_until(at) => reply.pending.withdraw(),
                     }
-                    drop(pending);
-                    rx.await.unwrap_or(SubmitOutcome::Closed)
+                    reply.await
                 }
             }
         }
@@ -310,10 +341,12 @@ impl ProducerHandle {
         self.shared.inflight.load(Ordering::Acquire)
     }
 
-    /// Resolves once the batcher has stopped: every handle dropped and every record answered.
-    pub async fn drained(mut self) {
-        drop(self.tx);
-        let _ = self.done.wait_for(|done| *done).await;
+    /// Resolves once the dispatcher has stopped: every handle dropped and every record
+    /// answered.
+    pub async fn drained(self) {
+        let mut done = self.done.clone();
+        drop(self);
+        let _ = done.wait_for(|done| *done).await;
     }
 }
 
@@ -321,11 +354,8 @@ enum Admission {
     Empty,
     Shed,
     Closed,
-    /// The reply, and the deadline with what withdraws at it.
-    Sent(
-        oneshot::Receiver<SubmitOutcome>,
-        Option<(Instant, Arc<Pending>)>,
-    ),
+    /// Queued: the answer, and the deadline at which to withdraw what is not sent.
+    Queued(Reply, Option<Instant>),
 }
 
 #[derive(Debug)]
@@ -432,12 +462,6 @@ impl Drop for Reservation {
     }
 }
 
-#[derive(Debug)]
-struct Submission {
-    pending: Arc<Pending>,
-    records: Vec<Bytes>,
-}
-
 /// One submission's answers so far.
 #[derive(Debug)]
 struct Pending {
@@ -466,14 +490,39 @@ struct PendingState {
     /// The deadline passed: nothing of this submission is sent any more.
     withdrawn: bool,
     error: Option<String>,
-    reply: Option<oneshot::Sender<SubmitOutcome>>,
+    /// Set once, when the last record is answered; taken by the submitter's [`Reply`].
+    outcome: Option<SubmitOutcome>,
+    /// Whether `outcome` was set (it may have been taken since).
+    replied: bool,
+    /// The submitter waiting for `outcome`.
+    waker: Option<Waker>,
 }
 
 /// Why withdrawn records were not accepted, when no call had failed for them.
 const NOT_SENT_IN_TIME: &str = "not sent before the request's deadline: every PutRecordBatch slot \
                                 was busy (Firehose slow or throttling)";
 
+/// Why records were not accepted when the producer's task was torn down (runtime shutdown).
+const STOPPED: &str = "the producer stopped before the record was sent";
+
 impl Pending {
+    fn new(records: usize, shared: Arc<Shared>) -> Self {
+        Self {
+            state: Mutex::new(PendingState {
+                slots: std::iter::repeat_with(|| Slot::Waiting)
+                    .take(records)
+                    .collect(),
+                remaining: records,
+                withdrawn: false,
+                error: None,
+                outcome: None,
+                replied: false,
+                waker: None,
+            }),
+            shared,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
         // A poisoned lock only means another resolver panicked mid-update; the data is a plain
         // list of answers, still usable.
@@ -567,12 +616,9 @@ impl Pending {
     }
 
     fn reply_if_done(mut state: std::sync::MutexGuard<'_, PendingState>) {
-        if state.remaining > 0 {
+        if state.remaining > 0 || state.replied {
             return;
         }
-        let Some(reply) = state.reply.take() else {
-            return;
-        };
         let ids: Vec<Option<String>> = std::mem::take(&mut state.slots)
             .into_iter()
             .map(|slot| match slot {
@@ -580,8 +626,6 @@ impl Pending {
                 _ => None,
             })
             .collect();
-        let error = state.error.take();
-        drop(state);
         let outcome = if ids.iter().all(Option::is_some) {
             SubmitOutcome::Accepted {
                 record_ids: ids.into_iter().flatten().collect(),
@@ -589,19 +633,197 @@ impl Pending {
         } else {
             SubmitOutcome::Incomplete {
                 record_ids: ids,
-                error: error.unwrap_or_else(|| NOT_SENT_IN_TIME.to_owned()),
+                error: state
+                    .error
+                    .take()
+                    .unwrap_or_else(|| NOT_SENT_IN_TIME.to_owned()),
             }
         };
+        state.outcome = Some(outcome);
+        state.replied = true;
+        let waker = state.waker.take();
+        drop(state);
         // The submitter may have gone away (client disconnected); its records were handled
         // all the same.
-        let _ = reply.send(outcome);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
-/// One record on its way: where to report, which index, what to send. Its bytes stay
-/// reserved against the in-flight cap until it is dropped, and an item dropped unanswered (a
-/// bug, or a task torn down) answers its record as not accepted rather than leaving the
-/// submitter waiting.
+/// The submitter's side of a [`Pending`]: resolves with the outcome once every record is
+/// answered. (A oneshot channel would do the same with one more allocation per submission;
+/// the state it would guard is already behind `Pending`'s lock.)
+struct Reply {
+    pending: Arc<Pending>,
+}
+
+impl Future for Reply {
+    type Output = SubmitOutcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SubmitOutcome> {
+        let mut state = self.pending.lock();
+        if let Some(outcome) = state.outcome.take() {
+            return Poll::Ready(outcome);
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// The records waiting for a call. Submitters append to the open batch themselves, under
+/// the lock, and close it when it is full; the dispatcher closes it when its linger has
+/// passed, and starts a call for each closed batch. A submission is one lock and no task
+/// switch: the producer's task wakes once per batch, not once per request.
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the dispatcher: a batch opened (its linger starts), a batch closed, or the last
+    /// handle went away.
+    wake: Notify,
+    linger: Duration,
+    max_records: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    /// The batch records are appended to.
+    open: Vec<Item>,
+    open_bytes: usize,
+    /// When the open batch leaves: its first record's arrival plus the linger. `None` while
+    /// it is empty.
+    due: Option<Instant>,
+    /// Batches closed and waiting for a call slot, oldest first.
+    closed: VecDeque<Vec<Item>>,
+    /// Live [`ProducerHandle`]s.
+    handles: usize,
+    /// The dispatcher is gone: nothing is queued any more.
+    stopped: bool,
+}
+
+impl QueueState {
+    fn take_open(&mut self) -> Vec<Item> {
+        self.open_bytes = 0;
+        self.due = None;
+        std::mem::take(&mut self.open)
+    }
+
+    fn close_open(&mut self) {
+        let batch = self.take_open();
+        self.closed.push_back(batch);
+    }
+}
+
+/// What the dispatcher does next.
+enum Next {
+    /// Start a call for this batch.
+    Send(Vec<Item>),
+    /// Wait to be woken, or until the open batch is due.
+    Wait(Option<Instant>),
+    /// Every handle is gone and nothing is queued.
+    Stop,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // Poisoned only if a panic hit between two plain field updates; the queue stays usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `pending`'s records to the open batch, closing it whenever the next record
+    /// would not fit. Records over Firehose's size limit are answered at once instead.
+    /// `false` if the producer has stopped (nothing was queued).
+    fn push(&self, pending: &Arc<Pending>, records: Vec<Bytes>) -> bool {
+        let mut too_large = Vec::new();
+        let mut wake = false;
+        {
+            let mut queue = self.lock();
+            if queue.stopped {
+                return false;
+            }
+            for (index, data) in records.into_iter().enumerate() {
+                if data.len() > MAX_RECORD_BYTES {
+                    too_large.push(Item::new(pending, index, data));
+                    continue;
+                }
+                if !queue.open.is_empty()
+                    && (queue.open.len() >= self.max_records
+                        || queue.open_bytes + data.len() > self.max_bytes)
+                {
+                    queue.close_open();
+                    wake = true;
+                }
+                if queue.open.is_empty() {
+                    queue.due = Some(Instant::now() + self.linger);
+                    wake = true;
+                }
+                queue.open_bytes += data.len();
+                queue.open.push(Item::new(pending, index, data));
+                if queue.open.len() >= self.max_records {
+                    queue.close_open();
+                    wake = true;
+                }
+            }
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+        for item in too_large {
+            pending
+                .shared
+                .metrics
+                .records_failed
+                .with_label_values(&["RecordTooLarge"])
+                .inc();
+            let size = item.data.len();
+            item.answer(Err(format!(
+                "RecordTooLarge: {size} bytes, Firehose takes at most {MAX_RECORD_BYTES}"
+            )));
+        }
+        true
+    }
+
+    /// The dispatcher's next step at `now`: the oldest closed batch, else the open batch if it
+    /// is due (or if no handle is left to add to it).
+    fn next(&self, now: Instant) -> Next {
+        let mut queue = self.lock();
+        if let Some(batch) = queue.closed.pop_front() {
+            return Next::Send(batch);
+        }
+        match queue.due {
+            Some(due) if due <= now || queue.handles == 0 => Next::Send(queue.take_open()),
+            Some(due) => Next::Wait(Some(due)),
+            None if queue.handles == 0 => Next::Stop,
+            None => Next::Wait(None),
+        }
+    }
+}
+
+/// Marks the queue stopped when the dispatcher ends, however it ends: if its task is torn
+/// down (the runtime shutting down), the records still queued are answered instead of
+/// leaving their submitters waiting.
+struct StopOnDrop(Arc<Queue>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let (open, closed) = {
+            let mut queue = self.0.lock();
+            queue.stopped = true;
+            let open = queue.take_open();
+            (open, std::mem::take(&mut queue.closed))
+        };
+        for item in open.into_iter().chain(closed.into_iter().flatten()) {
+            item.answer(Err(STOPPED.to_owned()));
+        }
+    }
+}
 #[derive(Debug)]
 struct Item {
     pending: Arc<Pending>,
@@ -661,80 +883,61 @@ impl Drop for Item {
     }
 }
 
-struct Batcher {
+/// The producer's task: closes the open batch when its linger passes and starts one call per
+/// closed batch, at most `max_concurrent_calls` at a time.
+struct Dispatcher {
     sink: Arc<dyn RecordSink>,
     stream: Arc<str>,
     config: Arc<ProducerConfig>,
-    shared: Arc<Shared>,
+    metrics: ProducerMetrics,
+    queue: Arc<Queue>,
 }
 
-impl Batcher {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Submission>) {
+impl Dispatcher {
+    async fn run(self) {
+        let _stop = StopOnDrop(Arc::clone(&self.queue));
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_calls));
         let mut tasks = JoinSet::new();
-        let mut batch: Vec<Item> = Vec::new();
-        let mut batch_bytes = 0usize;
-        // One timer for the whole run, armed when a batch opens and waited on while one is
-        // open. A timer made afresh on each turn of the loop was registered and cancelled once
-        // per submission, and registering the earliest timer wakes the runtime's driver: an
-        // `eventfd` write per request. Re-arming a timer that has not fired only moves its
-        // deadline later, without the driver's lock.
+        // One timer for the whole run, re-armed once per batch. Registering a timer that is
+        // the runtime's earliest wakes its driver (an `eventfd` write): one per batch, not one
+        // per submission.
         let linger = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(linger);
+        let mut armed = None;
         loop {
-            tokio::select! {
-                biased;
-                msg = rx.recv() => {
-                    let Some(Submission { pending, records }) = msg else { break };
-                    for (index, data) in records.into_iter().enumerate() {
-                        if data.len() > MAX_RECORD_BYTES {
-                            self.shared.metrics.records_failed.with_label_values(&["RecordTooLarge"]).inc();
-                            let size = data.len();
-                            Item::new(&pending, index, data).answer(Err(format!(
-                                "RecordTooLarge: {size} bytes, Firehose takes at most {MAX_RECORD_BYTES}"
-                            )));
-                            continue;
+            while tasks.try_join_next().is_some() {}
+            match self.queue.next(Instant::now()) {
+                Next::Send(batch) => self.start(batch, &permits, &mut tasks).await,
+                Next::Wait(due) => {
+                    // A wake-up sent since `next` looked is kept by `Notify` (one permit), so
+                    // none is lost between the look and the wait.
+                    let woken = self.queue.wake.notified();
+                    match due {
+                        Some(due) => {
+                            if armed != Some(due) {
+                                linger.as_mut().reset(due);
+                                armed = Some(due);
+                            }
+                            tokio::select! {
+                                biased;
+                                () = woken => {}
+                                () = &mut linger => {}
+                            }
                         }
-                        if batch.len() >= self.config.max_batch_records
-                            || batch_bytes + data.len() > self.config.max_batch_bytes
-                        {
-                            self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                        }
-                        if batch.is_empty() {
-                            linger.as_mut().reset(Instant::now() + self.config.linger);
-                        }
-                        batch_bytes += data.len();
-                        batch.push(Item::new(&pending, index, data));
-                        if batch.len() >= self.config.max_batch_records {
-                            self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                        }
+                        None => woken.await,
                     }
                 }
-                () = &mut linger, if !batch.is_empty() => {
-                    self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks).await;
-                }
+                Next::Stop => break,
             }
-            while tasks.try_join_next().is_some() {}
         }
-        self.flush(&mut batch, &mut batch_bytes, &permits, &mut tasks)
-            .await;
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn flush(
-        &self,
-        batch: &mut Vec<Item>,
-        batch_bytes: &mut usize,
-        permits: &Arc<Semaphore>,
-        tasks: &mut JoinSet<()>,
-    ) {
-        if batch.is_empty() {
-            return;
-        }
-        let items = std::mem::take(batch);
-        *batch_bytes = 0;
-        // Waiting here is the backpressure: while every call slot is busy, new records queue
-        // in the channel and the next batches leave full.
+    /// Starts the call for `items` once a call slot is free. Waiting here is the
+    /// backpressure: while every slot is busy, submitters keep filling batches, so the next
+    /// ones leave full.
+    async fn start(&self, items: Vec<Item>, permits: &Arc<Semaphore>, tasks: &mut JoinSet<()>) {
+        // The semaphore is never closed; were it, the items would be answered as dropped.
         let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
             return;
         };
@@ -742,7 +945,7 @@ impl Batcher {
             sink: Arc::clone(&self.sink),
             stream: Arc::clone(&self.stream),
             config: Arc::clone(&self.config),
-            metrics: self.shared.metrics.clone(),
+            metrics: self.metrics.clone(),
         };
         tasks.spawn(async move {
             sender.send(items).await;
@@ -956,6 +1159,7 @@ mod tests {
     use std::fmt;
     use std::sync::Mutex as StdMutex;
 
+    use futures::FutureExt as _;
     use futures::future::{BoxFuture, join_all};
 
     use super::*;
@@ -1440,11 +1644,107 @@ mod tests {
     async fn dropping_every_handle_drains_then_stops() {
         let sink = FakeSink::ok();
         let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let started = Instant::now();
         let pending = producer.submit(recs("a", 3));
         producer.drained().await;
         assert!(matches!(pending.await, SubmitOutcome::Accepted { .. }));
         assert_eq!(sink.calls().len(), 1);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "sent at once, not after the linger"
+        );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_waits_for_every_clone_of_the_handle() {
+        let sink = FakeSink::ok();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let clone = producer.clone();
+        let drained = tokio::spawn(producer.drained());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!drained.is_finished(), "a clone still submits");
+        assert!(matches!(
+            clone.submit(recs("late", 1)).await,
+            SubmitOutcome::Accepted { .. }
+        ));
+        drop(clone);
+        drained.await.unwrap();
+        assert_eq!(sink.calls().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_record_submissions_fill_batches_and_each_gets_its_own_id() {
+        let sink = FakeSink::ok();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let started = Instant::now();
+        let submit = |r: usize| producer.submit(recs(&format!("r{r}"), 1));
+        let mut first = vec![submit(0)];
+        // The producer's task has seen the batch open and waits for its linger.
+        tokio::task::yield_now().await;
+        first.extend((1..500).map(submit));
+        let mut outcomes = join_all(first).await;
+        // The submitter that fills a batch closes it: it leaves without waiting for the linger.
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        let second: Vec<_> = (500..1000).map(submit).collect();
+        let last = producer.submit(recs("last", 1));
+        outcomes.extend(join_all(second).await);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        for (r, outcome) in outcomes.iter().enumerate() {
+            let expected = format!("c{}r{}", r / 500 + 1, r % 500);
+            assert_eq!(
+                outcome,
+                &SubmitOutcome::Accepted {
+                    record_ids: vec![expected]
+                }
+            );
+        }
+        assert_eq!(
+            last.await,
+            SubmitOutcome::Accepted {
+                record_ids: vec!["c3r0".to_owned()]
+            }
+        );
+        assert_eq!(started.elapsed(), ProducerConfig::default().linger);
+        let sizes: Vec<usize> = sink.calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![500, 500, 1]);
+    }
+
+    #[test]
+    fn records_queued_when_the_runtime_stops_are_answered_and_later_ones_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let sink = FakeSink::ok();
+        let config = ProducerConfig {
+            linger: Duration::from_secs(3600),
+            ..ProducerConfig::default()
+        };
+        let (producer, answer) = runtime.block_on(async {
+            let (producer, _) = spawn(&sink, config);
+            let answer = producer.submit(recs("a", 2));
+            // Let the dispatcher see the open batch and wait for its linger.
+            tokio::task::yield_now().await;
+            (producer, answer)
+        });
+        drop(runtime);
+        let outcome = answer
+            .now_or_never()
+            .expect("answered when the producer's task went away");
+        let SubmitOutcome::Incomplete { record_ids, error } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(record_ids, vec![None, None]);
+        assert_eq!(error, STOPPED);
+        assert_eq!(producer.inflight_bytes(), 0);
+        assert_eq!(
+            producer.submit(recs("b", 1)).now_or_never(),
+            Some(SubmitOutcome::Closed)
+        );
+        assert!(sink.calls().is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn at_the_deadline_queued_records_are_withdrawn_and_never_sent() {
         let (sink, gate) = gated();
