@@ -48,13 +48,30 @@ fn wait(last_write: Option<Instant>, now: Instant, interval: Duration) -> Durati
     })
 }
 
+impl<W: Write> Paced<W> {
+    /// After `added` bytes went into a buffer that held `before`: if it holds less than both,
+    /// the buffer (or the bytes) went through to `W` just now, and that write counts for the
+    /// pacing like a flush's.
+    fn note_write_through(&mut self, before: usize, added: usize) {
+        if self.inner.buffer().len() < before + added {
+            self.last_write = Some(Instant::now());
+        }
+    }
+}
+
 impl<W: Write> Write for Paced<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        let before = self.inner.buffer().len();
+        let added = self.inner.write(buf)?;
+        self.note_write_through(before, added);
+        Ok(added)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_all(buf)
+        let before = self.inner.buffer().len();
+        self.inner.write_all(buf)?;
+        self.note_write_through(before, buf.len());
+        Ok(())
     }
 
     /// Waits out the interval (the lines logged meanwhile queue for the next flush), then
@@ -135,8 +152,15 @@ mod tests {
 
     #[test]
     fn a_full_buffer_is_written_through_without_waiting_for_a_flush() {
-        let mut out = Paced::with_interval(Writes::default(), 8, Duration::from_secs(60));
+        let interval = Duration::from_millis(50);
+        let mut out = Paced::with_interval(Writes::default(), 8, interval);
         out.write_all(b"0123456789\n").unwrap();
         assert_eq!(out.inner.get_ref().0, [b"0123456789\n".to_vec()]);
+        // That write counts: the next flush waits an interval after it.
+        let written = Instant::now();
+        out.write_all(b"ab\n").unwrap();
+        out.flush().unwrap();
+        assert!(written.elapsed() >= interval, "{:?}", written.elapsed());
+        assert_eq!(out.inner.get_ref().0[1], b"ab\n");
     }
 }
