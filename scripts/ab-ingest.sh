@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Paired A/B of two ingest binaries (not part of scripts/test.sh): is a change faster, on a
+# host whose speed drifts by more than the change?
+#
+#   cp "$CARGO_TARGET_DIR/release/ingest" /tmp/ingest-before   # build, copy, change, build
+#   scripts/ab-ingest.sh /tmp/ingest-before "$CARGO_TARGET_DIR/release/ingest"
+#   ROUNDS=8 DURATION=10s CONNECTIONS=1024 scripts/ab-ingest.sh A B
+#
+# Both binaries and the minimal handler (examples/minimal.rs) run at once, each pinned to CPU
+# 0 and loaded in turn (wrk and the fake Firehose on the other CPUs), with single 1 KB events.
+# Each round loads the minimal handler, then A and B, alternating which goes first, so drift
+# within a round hits both alike. Prints one line per run (requests/s, the server's own CPU
+# µs per request from /proc) and, per binary, the median and range of CPU µs per request and
+# the median of the per-round differences B - A. Needs 2+ CPUs, taskset and wrk.
+set -euo pipefail
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
+(($# == 2)) || { echo "usage: $0 INGEST_A INGEST_B" >&2; exit 2; }
+a_bin=$(realpath "$1")
+b_bin=$(realpath "$2")
+ROUNDS="${ROUNDS:-6}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-1024}"
+(($(nproc) >= 2)) || { echo "needs at least 2 CPUs" >&2; exit 1; }
+for tool in taskset wrk; do
+  command -v "$tool" >/dev/null || { echo "$tool not found: run scripts/setup.sh" >&2; exit 1; }
+done
+cargo build --release --locked -p ingest --example fake-firehose --example minimal
+bin="$CARGO_TARGET_DIR/release"
+load_cpu=(taskset -c "1-$(($(nproc) - 1))")
+work=$(mktemp -d)
+trap '_stop_servers; rm -rf "$work"' EXIT
+
+fake_port=$(free_port)
+"${load_cpu[@]}" "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
+_server_pids+=("$!")
+minimal_port=$(free_port)
+taskset -c 0 "$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$work/minimal.log" 2>&1 &
+minimal_pid=$!
+_server_pids+=("$minimal_pid")
+declare -A port pid admin
+for name in A B; do
+  exe=$a_bin
+  [[ "$name" == B ]] && exe=$b_bin
+  port[$name]=$(free_port)
+  admin[$name]=$(free_port)
+  mapfile -t vars < <(ingest_env "$fake_port" "${port[$name]}" "${admin[$name]}")
+  env "${vars[@]}" RUST_LOG=info taskset -c 0 "$exe" >"$work/$name.log" 2>&1 &
+  pid[$name]=$!
+  _server_pids+=("$!")
+done
+wait_http "http://127.0.0.1:$fake_port/stats" 30
+wait_http "http://127.0.0.1:$minimal_port/" 30
+for name in A B; do
+  until curl -sf "http://127.0.0.1:${admin[$name]}/readyz" >/dev/null; do
+    kill -0 "${pid[$name]}" || { cat "$work/$name.log"; exit 1; }
+    sleep 0.2
+  done
+done
+
+bench_events "$work" 1
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+LUA
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run NAME PID PORT ROUND: one wrk run; prints it and appends "round us" to $work/NAME.
+run() {
+  local name=$1 server=$2 at=$3 round=$4 before after out requests us
+  before=$(cpu_ticks "$server")
+  out=$(BODY_FILE="$work/single.json" "${load_cpu[@]}" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" \
+    -s "$work/post.lua" "http://127.0.0.1:$at/v1/events")
+  after=$(cpu_ticks "$server")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}')
+  printf 'round %d %-8s %10s req/s %8s cpu-us/req  non-2xx %s\n' "$round" "$name" \
+    "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" "$us" "$(awk '/Non-2xx/ {n = $5} END {print n + 0}' <<<"$out")"
+  echo "$round $us" >>"$work/$name"
+}
+
+echo "== A = $a_bin"
+echo "== B = $b_bin"
+echo "== $ROUNDS rounds of $DURATION runs, $CONNECTIONS connections, servers on CPU 0"
+for ((round = 1; round <= ROUNDS; round++)); do
+  run minimal "$minimal_pid" "$minimal_port" "$round"
+  order=(A B)
+  ((round % 2)) || order=(B A)
+  for name in "${order[@]}"; do
+    run "$name" "${pid[$name]}" "${port[$name]}" "$round"
+  done
+done
+
+echo
+for name in minimal A B; do
+  sort -n -k2 "$work/$name" | awk -v name="$name" '
+    { v[NR] = $2 }
+    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "%-8s CPU us/req: median %.2f, range %.2f-%.2f\n", name, m, v[1], v[NR] }'
+done
+paste -d" " "$work/A" "$work/B" | awk '{print $4 - $2}' | sort -n | awk '
+  { v[NR] = $1; all = all sprintf(" %+.2f", $1) }
+  END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "B - A per round, median %+.2f CPU us/req (sorted:%s)\n", m, all }'
