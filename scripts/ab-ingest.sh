@@ -26,18 +26,11 @@ for tool in taskset wrk; do
   command -v "$tool" >/dev/null || { echo "$tool not found: run scripts/setup.sh" >&2; exit 1; }
 done
 cargo build --release --locked -p ingest --example fake-firehose --example minimal
-bin="$CARGO_TARGET_DIR/release"
 load_cpu=(taskset -c "1-$(($(nproc) - 1))")
 work=$(mktemp -d)
 trap '_stop_servers; rm -rf "$work"' EXIT
 
-fake_port=$(free_port)
-"${load_cpu[@]}" "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
-_server_pids+=("$!")
-minimal_port=$(free_port)
-taskset -c 0 "$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$work/minimal.log" 2>&1 &
-minimal_pid=$!
-_server_pids+=("$minimal_pid")
+start_stand_ins "$work" taskset -c 0
 declare -A port pid admin
 for name in A B; do
   exe=$a_bin
@@ -49,8 +42,6 @@ for name in A B; do
   pid[$name]=$!
   _server_pids+=("$!")
 done
-wait_http "http://127.0.0.1:$fake_port/stats" 30
-wait_http "http://127.0.0.1:$minimal_port/" 30
 for name in A B; do
   until curl -sf "http://127.0.0.1:${admin[$name]}/readyz" >/dev/null; do
     kill -0 "${pid[$name]}" || { cat "$work/$name.log"; exit 1; }
@@ -59,13 +50,7 @@ for name in A B; do
 done
 
 bench_events "$work" 1
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.body = f:read("*a")
-f:close()
-LUA
+wrk_post_script "$work"
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

@@ -58,13 +58,7 @@ bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 trap '_stop_servers; rm -rf "$work"' EXIT
 
-fake_port=$(free_port)
-"${load_cpu[@]}" "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
-_server_pids+=("$!")
-minimal_port=$(free_port)
-"${server_cpu[@]}" "$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$work/minimal.log" 2>&1 &
-minimal_pid=$!
-_server_pids+=("$minimal_pid")
+start_stand_ins "$work" "${server_cpu[@]}"
 ingest_port=$(free_port)
 admin_port=$(free_port)
 mapfile -t ingest_vars < <(ingest_env "$fake_port" "$ingest_port" "$admin_port")
@@ -78,8 +72,6 @@ env "${ingest_vars[@]}" "${server_cpu[@]}" "$bin/examples/forwarder" "127.0.0.1:
   >"$work/forwarder.log" 2>&1 &
 forwarder_pid=$!
 _server_pids+=("$forwarder_pid")
-wait_http "http://127.0.0.1:$fake_port/stats" 30
-wait_http "http://127.0.0.1:$minimal_port/" 30
 until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null; do
   kill -0 "$ingest_pid" || { cat "$work/ingest.log"; exit 1; }
   sleep 0.2
@@ -87,13 +79,7 @@ done
 
 # 1 KB events: a realistic log object padded to 1,000 bytes.
 bench_events "$work" "$BATCH"
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.body = f:read("*a")
-f:close()
-LUA
+wrk_post_script "$work"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 calls() { curl -s "http://127.0.0.1:$fake_port/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["calls"], d["records"])'; }

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Shared by the front door's benchmarks (bench-ingest.sh, callgrind-ingest.sh); sourced, not run.
+# Shared by the front door's benchmarks (bench-ingest.sh, ab-ingest.sh, callgrind-ingest.sh);
+# sourced, not run.
 # Sourcing it enters the repo root, loads env.sh and servers.sh and sets CARGO_TARGET_DIR, and
 # defines:
 #   bench_events DIR [BATCH]   writes DIR/single.json (one 1 KB log event) and DIR/batch.json
 #                              (BATCH such events in an array, default 100)
 #   ingest_env FAKE PORT ADMIN prints the environment (one NAME=value per line, for `env`) that
 #                              runs ingest on PORT/ADMIN against the fake Firehose on port FAKE
+#   start_stand_ins DIR [PREFIX...]
+#                              starts the release build's examples/fake-firehose (under
+#                              `taskset -c 1-N` when PREFIX is given: the load side) and
+#                              examples/minimal (under PREFIX) on free ports, logging to DIR;
+#                              sets fake_port, minimal_port and minimal_pid
+#   wrk_post_script DIR        writes DIR/post.lua: wrk POSTs the file named by $BODY_FILE as JSON
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 # shellcheck source=scripts/env.sh
@@ -35,4 +42,29 @@ ingest_env() {
     "INGEST_LISTEN=127.0.0.1:$2" "INGEST_ADMIN_LISTEN=127.0.0.1:$3" \
     "AWS_ENDPOINT_URL=http://127.0.0.1:$1" AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+}
+
+start_stand_ins() {
+  local dir=$1 bin="$CARGO_TARGET_DIR/release" load=()
+  shift
+  (($#)) && load=(taskset -c "1-$(($(nproc) - 1))")
+  fake_port=$(free_port)
+  "${load[@]}" "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$dir/fake.log" 2>&1 &
+  _server_pids+=("$!")
+  minimal_port=$(free_port)
+  "$@" "$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$dir/minimal.log" 2>&1 &
+  minimal_pid=$!
+  _server_pids+=("$minimal_pid")
+  wait_http "http://127.0.0.1:$fake_port/stats" 30
+  wait_http "http://127.0.0.1:$minimal_port/" 30
+}
+
+wrk_post_script() {
+  cat >"$1/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+LUA
 }
