@@ -167,6 +167,7 @@ impl Producer {
             limit: config.max_inflight_bytes,
             metrics,
         });
+        let config = Arc::new(config);
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 open: Vec::new(),
@@ -177,16 +178,14 @@ impl Producer {
                 stopped: false,
             }),
             wake: Notify::new(),
-            linger: config.linger,
-            max_records: config.max_batch_records,
-            max_bytes: config.max_batch_bytes,
+            config: Arc::clone(&config),
         });
         let (done_tx, done_rx) = watch::channel(false);
         let dispatcher = Dispatcher {
             sink,
             stream: Arc::from(stream.into()),
             metrics: shared.metrics.clone(),
-            config: Arc::new(config),
+            config,
             queue: Arc::clone(&queue),
         };
         tokio::spawn(async move {
@@ -687,9 +686,8 @@ struct Queue {
     /// Wakes the dispatcher: a batch opened (its linger starts), a batch closed, or the last
     /// handle went away.
     wake: Notify,
-    linger: Duration,
-    max_records: usize,
-    max_bytes: usize,
+    /// The batch limits and the linger (the dispatcher's config, shared).
+    config: Arc<ProducerConfig>,
 }
 
 #[derive(Debug)]
@@ -754,19 +752,19 @@ impl Queue {
                     continue;
                 }
                 if !queue.open.is_empty()
-                    && (queue.open.len() >= self.max_records
-                        || queue.open_bytes + data.len() > self.max_bytes)
+                    && (queue.open.len() >= self.config.max_batch_records
+                        || queue.open_bytes + data.len() > self.config.max_batch_bytes)
                 {
                     queue.close_open();
                     wake = true;
                 }
                 if queue.open.is_empty() {
-                    queue.due = Some(Instant::now() + self.linger);
+                    queue.due = Some(Instant::now() + self.config.linger);
                     wake = true;
                 }
                 queue.open_bytes += data.len();
                 queue.open.push(Item::new(pending, index, data));
-                if queue.open.len() >= self.max_records {
+                if queue.open.len() >= self.config.max_batch_records {
                     queue.close_open();
                     wake = true;
                 }
