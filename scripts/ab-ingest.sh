@@ -10,8 +10,8 @@
 # 0 and loaded in turn (wrk and the fake Firehose on the other CPUs), with single 1 KB events.
 # Each round loads the minimal handler, then A and B, alternating which goes first, so drift
 # within a round hits both alike. Prints one line per run (requests/s, the server's own CPU
-# µs per request from /proc) and, per binary, the median and range of CPU µs per request and
-# the median of the per-round differences B - A. Needs 2+ CPUs, taskset and wrk.
+# µs per request from /proc) and, per binary, the median and range of CPU µs per request, and
+# the median and range of the per-round differences B - A. Needs 2+ CPUs, taskset and wrk.
 set -euo pipefail
 # shellcheck source=scripts/bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
@@ -51,8 +51,6 @@ done
 
 bench_events "$work" 1
 wrk_post_script "$work"
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # run NAME PID PORT ROUND: one wrk run; prints it and appends "round us" to $work/NAME.
 run() {
@@ -62,7 +60,7 @@ run() {
     -s "$work/post.lua" "http://127.0.0.1:$at/v1/events")
   after=$(cpu_ticks "$server")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}')
+  us=$(awk -v t=$((after - before)) -v hz="$clock_hz" -v n="$requests" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}')
   printf 'round %d %-8s %10s req/s %8s cpu-us/req  non-2xx %s\n' "$round" "$name" \
     "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" "$us" "$(awk '/Non-2xx/ {n = $5} END {print n + 0}' <<<"$out")"
   echo "$round $us" >>"$work/$name"
@@ -80,14 +78,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 
+# median_range FORMAT: numbers on stdin, one per line; prints "median M, range MIN..MAX" with
+# each figure in FORMAT.
+median_range() {
+  sort -g | awk -v f="$1" '{ v[NR] = $1 }
+    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "median " f ", range " f ".." f "\n", m, v[1], v[NR] }'
+}
+
 echo
 for name in minimal A B; do
-  sort -n -k2 "$work/$name" | awk -v name="$name" '
-    { v[NR] = $2 }
-    END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-          printf "%-8s CPU us/req: median %.2f, range %.2f-%.2f\n", name, m, v[1], v[NR] }'
+  printf '%-8s CPU us/req: %s\n' "$name" "$(awk '{print $2}' "$work/$name" | median_range %.2f)"
 done
-paste -d" " "$work/A" "$work/B" | awk '{print $4 - $2}' | sort -n | awk '
-  { v[NR] = $1; all = all sprintf(" %+.2f", $1) }
-  END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "B - A per round, median %+.2f CPU us/req (sorted:%s)\n", m, all }'
+printf 'B - A per round, CPU us/req: %s\n' \
+  "$(paste -d" " "$work/A" "$work/B" | awk '{print $4 - $2}' | median_range %+.2f)"

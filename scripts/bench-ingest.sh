@@ -81,9 +81,7 @@ done
 bench_events "$work" "$BATCH"
 wrk_post_script "$work"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 calls() { curl -s "http://127.0.0.1:$fake_port/stats" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["calls"], d["records"])'; }
-hz=$(getconf CLK_TCK)
 
 # run NAME PID URL BODY EVENTS_PER_REQUEST CONNECTIONS: one wrk run; prints its line and
 # appends "rps cpu_us_per_request" to $work/NAME.runs and "calls records" to $work/NAME.calls.
@@ -102,7 +100,7 @@ run() {
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  secs=$(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}')
+  secs=$(awk -v t=$((after - before)) -v hz="$clock_hz" 'BEGIN {printf "%.2f", t / hz}')
   us=$(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')
   printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s %7.1f cpu-us/req  p50 %-9s p99 %-9s non-2xx %s\n' \
     "$name" "$rps" "$(awk -v r="$rps" -v p="$per" 'BEGIN {print r * p}')" \

@@ -13,6 +13,8 @@
 #                              examples/minimal (under PREFIX) on free ports, logging to DIR;
 #                              sets fake_port, minimal_port and minimal_pid
 #   wrk_post_script DIR        writes DIR/post.lua: wrk POSTs the file named by $BODY_FILE as JSON
+#   cpu_ticks PID              the process's user + system CPU time so far, in clock ticks
+#                              ($clock_hz of them per second)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 # shellcheck source=scripts/env.sh
@@ -68,3 +70,7 @@ wrk.body = f:read("*a")
 f:close()
 LUA
 }
+
+# shellcheck disable=SC2034 # read by the scripts that source this file
+clock_hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
