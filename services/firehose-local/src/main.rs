@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli: Cli = cli_env::parse();
     let listen = cli.listen.clone();
     let config = cli.into_config()?;
     let listener = tokio::net::TcpListener::bind(&listen)

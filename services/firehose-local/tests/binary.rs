@@ -143,3 +143,19 @@ async fn put(client: &aws_sdk_firehose::Client, data: Vec<u8>) {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_bad_value_in_the_environment_names_the_variable() {
+    let out = tokio::process::Command::new(BIN)
+        .env("FIREHOSE_LOCAL_RETRY_DURATION_SECS", "forever")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // clap's usage error: status 2, the flag and the variable that set it both named.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("or FIREHOSE_LOCAL_RETRY_DURATION_SECS'"),
+        "{stderr}"
+    );
+}

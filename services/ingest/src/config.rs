@@ -196,7 +196,7 @@ impl Config {
     /// flag, since in a pod the value almost always comes from the variable.
     #[must_use]
     pub fn load() -> Self {
-        Self::try_parse().unwrap_or_else(|e| name_the_variable(e).exit())
+        cli_env::parse()
     }
 
     /// Checks the values that clap cannot check alone.
@@ -314,32 +314,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
-/// Adds the environment variable to a clap error about a bad value: "invalid value 'abc' for
-/// '--linger <LINGER> or INGEST_LINGER'".
-fn name_the_variable(mut error: clap::Error) -> clap::Error {
-    use clap::CommandFactory as _;
-    use clap::error::{ContextKind, ContextValue};
-    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
-        return error;
-    };
-    let long = arg
-        .split(' ')
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("--");
-    let command = Config::command();
-    let Some(var) = command
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long))
-        .and_then(clap::Arg::get_env)
-    else {
-        return error;
-    };
-    let named = format!("{arg} or {}", var.to_string_lossy());
-    error.insert(ContextKind::InvalidArg, ContextValue::String(named));
-    error
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +327,7 @@ mod tests {
     #[test]
     fn a_value_that_does_not_parse_names_the_flag_and_the_variable() {
         let error = Config::try_parse_from(["ingest", "--linger", "abc"]).expect_err("bad value");
-        let message = name_the_variable(error).to_string();
+        let message = cli_env::name_the_variable::<Config>(error).to_string();
         assert!(
             message.contains("'--linger <LINGER> or INGEST_LINGER'"),
             "{message}"
@@ -362,7 +336,7 @@ mod tests {
         // Errors about something else are left as they are.
         let error = Config::try_parse_from(["ingest", "--no-such-flag"]).expect_err("unknown");
         assert_eq!(
-            name_the_variable(error).to_string(),
+            cli_env::name_the_variable::<Config>(error).to_string(),
             Config::try_parse_from(["ingest", "--no-such-flag"])
                 .expect_err("unknown")
                 .to_string()

@@ -85,6 +85,24 @@ async fn bad_flags_fail_at_start_with_what_to_fix() {
 }
 
 #[tokio::test]
+async fn a_bad_value_in_the_environment_names_the_variable() {
+    let out = replay()
+        .env("REPLAY_RATE", "fast")
+        .arg(fixture_dir().to_str().expect("utf-8"))
+        .arg("--dry-run")
+        .output()
+        .await
+        .expect("the replay binary starts");
+    // clap's usage error: status 2, the flag and the variable that set it both named.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("'--rate <PER_SECOND> or REPLAY_RATE'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
 async fn an_interrupted_run_exits_2_and_the_rerun_completes_it() {
     let (door, url) = FrontDoor::start(Behaviour {
         accept_limit: Some(5),
