@@ -5,8 +5,9 @@
 //! always the variable that holds the bad value, but clap's message names only the flag:
 //! `invalid value 'abc' for '--linger <LINGER>'`. [`parse`] and [`name_the_variable`] add the
 //! variable: `invalid value 'abc' for '--linger <LINGER> or INGEST_LINGER'`, and the same for
-//! a missing required setting. Everything else about the error (kind, exit status 2, `--help`)
-//! is clap's.
+//! a missing required setting. A setting declared with `hide_env_values` (a secret) never has
+//! its value echoed: clap's `invalid value '<the secret>'` becomes `invalid value '<hidden>'`.
+//! Everything else about the error (kind, exit status 2, `--help`) is clap's.
 
 use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
@@ -19,10 +20,19 @@ pub fn parse<P: Parser>() -> P {
 }
 
 /// Adds the environment variable to each flag that `error` names, when `C` gives that flag
-/// one. Errors that name no flag with a variable are returned unchanged.
+/// one, and hides the value of a flag declared `hide_env_values`. Errors that name no flag with
+/// a variable are returned unchanged.
 #[must_use]
 pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Error {
     let command = C::command();
+    if let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
+        && find(&command, arg).is_some_and(clap::Arg::is_hide_env_values_set)
+    {
+        error.insert(
+            ContextKind::InvalidValue,
+            ContextValue::String(HIDDEN.to_owned()),
+        );
+    }
     let named = match error.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(arg)) => with_variable(&command, arg).map(ContextValue::String),
         Some(ContextValue::Strings(args)) => {
@@ -40,13 +50,18 @@ pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Err
     error
 }
 
+/// What a secret's value is replaced with in an error.
+const HIDDEN: &str = "<hidden>";
+
+/// The argument that clap's error text `--linger <LINGER>` is about.
+fn find<'c>(command: &'c clap::Command, arg: &str) -> Option<&'c clap::Arg> {
+    let long = arg.split(' ').next()?.strip_prefix("--")?;
+    command.get_arguments().find(|a| a.get_long() == Some(long))
+}
+
 /// `--linger <LINGER>` → `--linger <LINGER> or INGEST_LINGER`, when `--linger` has a variable.
 fn with_variable(command: &clap::Command, arg: &str) -> Option<String> {
-    let long = arg.split(' ').next()?.strip_prefix("--")?;
-    let var = command
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long))
-        .and_then(clap::Arg::get_env)?;
+    let var = find(command, arg)?.get_env()?;
     Some(format!("{arg} or {}", var.to_string_lossy()))
 }
 
@@ -64,6 +79,15 @@ mod tests {
         count: Option<u32>,
         #[arg(long, env = "TEST_CLI_ENV_STREAM", required = true)]
         stream: Option<String>,
+        #[arg(long, env = "TEST_CLI_ENV_TOKEN", hide_env_values = true, value_parser = token)]
+        token: Option<String>,
+    }
+
+    fn token(text: &str) -> Result<String, String> {
+        if text.contains(' ') {
+            return Err("a token has no spaces".to_owned());
+        }
+        Ok(text.to_owned())
     }
 
     fn seconds(text: &str) -> Result<Duration, String> {
@@ -106,6 +130,23 @@ mod tests {
             assert_eq!(message(args), plain);
             assert!(!plain.contains("TEST_CLI_ENV"), "{plain}");
         }
+    }
+
+    #[test]
+    fn a_secret_that_does_not_parse_is_not_echoed() {
+        let args = ["t", "--stream", "s", "--token", "hunter 2"];
+        let plain = Settings::try_parse_from(args)
+            .expect_err("bad token")
+            .to_string();
+        assert!(plain.contains("hunter 2"), "clap alone echoes it: {plain}");
+        let hidden = message(&args);
+        assert!(!hidden.contains("hunter"), "{hidden}");
+        assert!(hidden.contains("invalid value '<hidden>'"), "{hidden}");
+        assert!(hidden.contains("or TEST_CLI_ENV_TOKEN'"), "{hidden}");
+        assert!(hidden.contains("a token has no spaces"), "{hidden}");
+        // Values of other settings are still shown: they are what to fix.
+        let shown = message(&["t", "--stream", "s", "--wait", "soon"]);
+        assert!(shown.contains("'soon'"), "{shown}");
     }
 
     #[test]
