@@ -751,9 +751,10 @@ impl Queue {
                     too_large.push(Item::new(pending, index, data));
                     continue;
                 }
+                // (A batch is closed as soon as it holds `max_batch_records`, below, so only
+                // the byte budget can leave the open one unable to take this record.)
                 if !queue.open.is_empty()
-                    && (queue.open.len() >= self.config.max_batch_records
-                        || queue.open_bytes + data.len() > self.config.max_batch_bytes)
+                    && queue.open_bytes + data.len() > self.config.max_batch_bytes
                 {
                     queue.close_open();
                     wake = true;
@@ -822,6 +823,11 @@ impl Drop for StopOnDrop {
         }
     }
 }
+
+/// One record on its way: where to report, which index, what to send. Its bytes stay
+/// reserved against the in-flight cap until it is dropped, and an item dropped unanswered (a
+/// bug, or a task torn down) answers its record as not accepted rather than leaving the
+/// submitter waiting.
 #[derive(Debug)]
 struct Item {
     pending: Arc<Pending>,
