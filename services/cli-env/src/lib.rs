@@ -25,27 +25,36 @@ pub fn parse<P: Parser>() -> P {
 #[must_use]
 pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Error {
     let command = C::command();
-    if let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
-        && find(&command, arg).is_some_and(clap::Arg::is_hide_env_values_set)
-    {
-        error.insert(
-            ContextKind::InvalidValue,
-            ContextValue::String(HIDDEN.to_owned()),
-        );
-    }
-    let named = match error.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => with_variable(&command, arg).map(ContextValue::String),
+    match error.get(ContextKind::InvalidArg) {
+        // A bad value: one flag.
+        Some(ContextValue::String(arg)) => {
+            let Some(found) = find(&command, arg) else {
+                return error;
+            };
+            let named = with_variable(found, arg);
+            if found.is_hide_env_values_set() {
+                let hidden = ContextValue::String(HIDDEN.to_owned());
+                error.insert(ContextKind::InvalidValue, hidden);
+            }
+            if let Some(named) = named {
+                error.insert(ContextKind::InvalidArg, ContextValue::String(named));
+            }
+        }
+        // Missing required settings: a list of flags.
         Some(ContextValue::Strings(args)) => {
             let named: Vec<_> = args
                 .iter()
-                .map(|arg| with_variable(&command, arg).unwrap_or_else(|| arg.clone()))
+                .map(|arg| {
+                    find(&command, arg)
+                        .and_then(|found| with_variable(found, arg))
+                        .unwrap_or_else(|| arg.clone())
+                })
                 .collect();
-            (named != *args).then_some(ContextValue::Strings(named))
+            if named != *args {
+                error.insert(ContextKind::InvalidArg, ContextValue::Strings(named));
+            }
         }
-        _ => None,
-    };
-    if let Some(named) = named {
-        error.insert(ContextKind::InvalidArg, named);
+        _ => {}
     }
     error
 }
@@ -59,9 +68,9 @@ fn find<'c>(command: &'c clap::Command, arg: &str) -> Option<&'c clap::Arg> {
     command.get_arguments().find(|a| a.get_long() == Some(long))
 }
 
-/// `--linger <LINGER>` → `--linger <LINGER> or INGEST_LINGER`, when `--linger` has a variable.
-fn with_variable(command: &clap::Command, arg: &str) -> Option<String> {
-    let var = find(command, arg)?.get_env()?;
+/// `--linger <LINGER>` → `--linger <LINGER> or INGEST_LINGER`, when `found` has a variable.
+fn with_variable(found: &clap::Arg, arg: &str) -> Option<String> {
+    let var = found.get_env()?;
     Some(format!("{arg} or {}", var.to_string_lossy()))
 }
 
