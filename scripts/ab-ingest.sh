@@ -43,10 +43,7 @@ for name in A B; do
   _server_pids+=("$!")
 done
 for name in A B; do
-  until curl -sf "http://127.0.0.1:${admin[$name]}/readyz" >/dev/null; do
-    kill -0 "${pid[$name]}" || { cat "$work/$name.log"; exit 1; }
-    sleep 0.2
-  done
+  wait_ingest "${pid[$name]}" "${admin[$name]}" "$work/$name.log"
 done
 
 bench_events "$work" 1

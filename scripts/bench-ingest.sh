@@ -72,10 +72,7 @@ env "${ingest_vars[@]}" "${server_cpu[@]}" "$bin/examples/forwarder" "127.0.0.1:
   >"$work/forwarder.log" 2>&1 &
 forwarder_pid=$!
 _server_pids+=("$forwarder_pid")
-until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null; do
-  kill -0 "$ingest_pid" || { cat "$work/ingest.log"; exit 1; }
-  sleep 0.2
-done
+wait_ingest "$ingest_pid" "$admin_port" "$work/ingest.log"
 
 # 1 KB events: a realistic log object padded to 1,000 bytes.
 bench_events "$work" "$BATCH"

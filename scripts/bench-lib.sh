@@ -13,6 +13,8 @@
 #                              examples/minimal (under PREFIX) on free ports, logging to DIR;
 #                              sets fake_port, minimal_port and minimal_pid
 #   wrk_post_script DIR        writes DIR/post.lua: wrk POSTs the file named by $BODY_FILE as JSON
+#   wait_ingest PID ADMIN LOG  waits until the ingest process PID is ready (/readyz on port
+#                              ADMIN); if it exits first, prints LOG and exits 1
 #   cpu_ticks PID              the process's user + system CPU time so far, in clock ticks
 #                              ($clock_hz of them per second)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,6 +71,13 @@ local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.body = f:read("*a")
 f:close()
 LUA
+}
+
+wait_ingest() {
+  until curl -sf "http://127.0.0.1:$2/readyz" >/dev/null; do
+    kill -0 "$1" 2>/dev/null || { cat "$3"; exit 1; }
+    sleep 0.2
+  done
 }
 
 # shellcheck disable=SC2034 # read by the scripts that source this file

@@ -93,10 +93,7 @@ env "${ingest_vars[@]}" INGEST_READINESS_INTERVAL=60m RUST_LOG=info \
   "$bin/ingest" >"$work/ingest.log" 2>"$work/ingest.err" &
 ingest_pid=$!
 _server_pids+=("$ingest_pid")
-until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null; do
-  kill -0 "$ingest_pid" 2>/dev/null || { cat "$work/ingest.err"; exit 1; }
-  sleep 0.5
-done
+wait_ingest "$ingest_pid" "$admin_port" "$work/ingest.err"
 ingest_dump=$(measure ingest "$port" "$ingest_pid")
 
 minimal_ir=$(total "$minimal_dump")
