@@ -5,9 +5,10 @@
 //! always the variable that holds the bad value, but clap's message names only the flag:
 //! `invalid value 'abc' for '--linger <LINGER>'`. [`parse`] and [`name_the_variable`] add the
 //! variable: `invalid value 'abc' for '--linger <LINGER> or INGEST_LINGER'`, and the same for
-//! a missing required setting. A setting declared with `hide_env_values` (a secret) never has
-//! its value echoed: clap's `invalid value '<the secret>'` becomes `invalid value '<hidden>'`.
-//! Everything else about the error (kind, exit status 2, `--help`) is clap's.
+//! a missing required setting and for positional arguments (`<SOURCE> or REPLAY_SOURCE`). A
+//! setting declared with `hide_env_values` (a secret) never has its value echoed: clap's
+//! `invalid value '<the secret>'` becomes `invalid value '<hidden>'`. Everything else about
+//! the error (kind, exit status 2, `--help`) is clap's.
 
 use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
@@ -62,13 +63,31 @@ pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Err
 /// What a secret's value is replaced with in an error.
 const HIDDEN: &str = "<hidden>";
 
-/// The argument that clap's error text `--linger <LINGER>` is about.
+/// The argument that clap's error text is about: a flag (`--linger <LINGER>`) or a positional
+/// argument (`<SOURCE>` or `[SOURCE]`, by its value name).
 fn find<'c>(command: &'c clap::Command, arg: &str) -> Option<&'c clap::Arg> {
-    let long = arg.split(' ').next()?.strip_prefix("--")?;
-    command.get_arguments().find(|a| a.get_long() == Some(long))
+    let first = arg.split(' ').next()?;
+    if let Some(long) = first.strip_prefix("--") {
+        return command.get_arguments().find(|a| a.get_long() == Some(long));
+    }
+    // `<NAME>` when required, `[NAME]` when optional.
+    let name = first
+        .strip_prefix('<')
+        .or_else(|| first.strip_prefix('['))?
+        .split(['>', ']'])
+        .next()?;
+    command.get_positionals().find(|a| {
+        a.get_value_names()
+            .and_then(|names| names.first())
+            .map_or_else(
+                || a.get_id().as_str().eq_ignore_ascii_case(name),
+                |n| n == name,
+            )
+    })
 }
 
-/// `--linger <LINGER>` → `--linger <LINGER> or INGEST_LINGER`, when `found` has a variable.
+/// `--linger <LINGER>` → `--linger <LINGER> or INGEST_LINGER` (and `<SOURCE>` → `<SOURCE> or
+/// REPLAY_SOURCE`), when `found` has a variable.
 fn with_variable(found: &clap::Arg, arg: &str) -> Option<String> {
     let var = found.get_env()?;
     Some(format!("{arg} or {}", var.to_string_lossy()))
@@ -156,6 +175,31 @@ mod tests {
         // Values of other settings are still shown: they are what to fix.
         let shown = message(&["t", "--stream", "s", "--wait", "soon"]);
         assert!(shown.contains("'soon'"), "{shown}");
+    }
+
+    /// A required positional argument with a variable, one with a value name.
+    #[derive(Debug, Parser)]
+    struct Positional {
+        #[arg(env = "TEST_CLI_ENV_INPUT", required = true)]
+        input: Option<String>,
+        #[arg(value_name = "COUNT", env = "TEST_CLI_ENV_COUNT", value_parser = seconds)]
+        count: Option<Duration>,
+    }
+
+    #[test]
+    fn a_positional_setting_names_its_variable() {
+        let missing = Positional::try_parse_from(["t"]).expect_err("input missing");
+        let message = name_the_variable::<Positional>(missing).to_string();
+        assert!(
+            message.contains("<INPUT> or TEST_CLI_ENV_INPUT"),
+            "{message}"
+        );
+        let bad = Positional::try_parse_from(["t", "in", "soon"]).expect_err("bad count");
+        let message = name_the_variable::<Positional>(bad).to_string();
+        assert!(
+            message.contains("'[COUNT] or TEST_CLI_ENV_COUNT'"),
+            "{message}"
+        );
     }
 
     #[test]

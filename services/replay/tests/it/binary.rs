@@ -8,7 +8,9 @@ use crate::support::{
 
 fn replay() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
-    cmd.env("RUST_LOG", "info").env_remove("REPLAY_RATE");
+    cmd.env("RUST_LOG", "info")
+        .env_remove("REPLAY_RATE")
+        .env_remove("REPLAY_SOURCE");
     cmd
 }
 
@@ -97,6 +99,17 @@ async fn a_bad_value_in_the_environment_names_the_variable() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("'--rate <PER_SECOND> or REPLAY_RATE'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_source_names_its_variable() {
+    let out = run(&["--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("<SOURCE> or REPLAY_SOURCE"),
         "{}",
         text(&out.stderr)
     );
