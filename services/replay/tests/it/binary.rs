@@ -87,32 +87,42 @@ async fn bad_flags_fail_at_start_with_what_to_fix() {
 }
 
 #[tokio::test]
-async fn a_bad_value_in_the_environment_names_the_variable() {
-    let out = replay()
-        .env("REPLAY_RATE", "fast")
-        .arg(fixture_dir().to_str().expect("utf-8"))
-        .arg("--dry-run")
-        .output()
-        .await
-        .expect("the replay binary starts");
-    // clap's usage error: status 2, the flag and the variable that set it both named.
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("'--rate <PER_SECOND> or REPLAY_RATE'"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
-#[tokio::test]
-async fn a_missing_source_names_its_variable() {
-    let out = run(&["--dry-run"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("<SOURCE> or REPLAY_SOURCE"),
-        "{}",
-        text(&out.stderr)
-    );
+async fn bad_or_missing_settings_name_their_variable() {
+    let fixtures = fixture_dir();
+    let fixtures = fixtures.to_str().expect("utf-8");
+    let cases = [
+        // A bad value set through the environment: the flag and the variable.
+        (
+            Some(("REPLAY_RATE", "fast")),
+            &[fixtures, "--dry-run"][..],
+            "'--rate <PER_SECOND> or REPLAY_RATE'",
+        ),
+        // A missing positional setting: its variable too.
+        (None, &["--dry-run"][..], "<SOURCE> or REPLAY_SOURCE"),
+    ];
+    for (env, args, expected) in cases {
+        let mut cmd = replay();
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        let out = cmd
+            .args(args)
+            .output()
+            .await
+            .expect("the replay binary starts");
+        // clap's usage error: status 2.
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{env:?} {args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{env:?} {args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[tokio::test]
