@@ -29,8 +29,11 @@
 //!    is answered at most one call timeout after its deadline, and whatever it is told is true:
 //!    a record reported as not accepted is never accepted later by this producer.
 //!
-//! Each record's bytes count against the in-flight cap until the producer lets go of the
-//! record (answered, or dropped after a withdrawal), so the cap bounds what is held in memory.
+//! A submission's bytes count against the in-flight cap until the producer lets go of the
+//! last of its records (answered, or dropped after a withdrawal), so the cap bounds what is
+//! held in memory: the records of a request are slices of one buffer, which lives until its
+//! last slice is dropped, so releasing them record by record would undercount a large request
+//! that waits for a retry of one record.
 //! A caller can also count what it holds before submitting (a request body as it arrives) with
 //! a [`Reservation`], and hand it over to the records with [`ProducerHandle::submit_reserved`].
 
@@ -306,7 +309,7 @@ impl ProducerHandle {
         } else if !self.reserve(bytes, held) {
             Admission::Shed
         } else {
-            let pending = Arc::new(Pending::new(records.len(), Arc::clone(&self.shared)));
+            let pending = Arc::new(Pending::new(records.len(), bytes, Arc::clone(&self.shared)));
             if self.queue.push(&pending, records) {
                 Admission::Queued(Reply { pending }, send_by)
             } else {
@@ -444,7 +447,7 @@ impl Reservation {
 
     /// Makes the reservation exactly `bytes` (growing it whatever the cap: records are at most
     /// a few bytes larger than the body they came from) and gives it up without releasing it:
-    /// the submission's records release it, one by one, as they are let go of.
+    /// the submission releases it when its last record is let go of.
     fn hand_over(mut self, bytes: usize) {
         if bytes > self.bytes {
             self.shared.force(bytes - self.bytes);
@@ -466,6 +469,10 @@ impl Drop for Reservation {
 struct Pending {
     state: Mutex<PendingState>,
     shared: Arc<Shared>,
+    /// The submission's bytes against the in-flight cap, released by the last record let go of.
+    bytes: usize,
+    /// Records not let go of yet.
+    held: AtomicUsize,
 }
 
 /// Where one record of a submission is.
@@ -505,7 +512,7 @@ const NOT_SENT_IN_TIME: &str = "not sent before the request's deadline: every Pu
 const STOPPED: &str = "the producer stopped before the record was sent";
 
 impl Pending {
-    fn new(records: usize, shared: Arc<Shared>) -> Self {
+    fn new(records: usize, bytes: usize, shared: Arc<Shared>) -> Self {
         Self {
             state: Mutex::new(PendingState {
                 slots: std::iter::repeat_with(|| Slot::Waiting)
@@ -519,6 +526,15 @@ impl Pending {
                 waker: None,
             }),
             shared,
+            bytes,
+            held: AtomicUsize::new(records),
+        }
+    }
+
+    /// One of the records was let go of; after the last, the submission's bytes are released.
+    fn let_go(&self) {
+        if self.held.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.release(self.bytes);
         }
     }
 
@@ -824,16 +840,18 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// One record on its way: where to report, which index, what to send. Its bytes stay
-/// reserved against the in-flight cap until it is dropped, and an item dropped unanswered (a
-/// bug, or a task torn down) answers its record as not accepted rather than leaving the
-/// submitter waiting.
+/// One record on its way: where to report, which index, what to send. Its submission's bytes
+/// stay reserved against the in-flight cap until it and its siblings are let go of, and an item
+/// dropped unanswered (a bug, or a task torn down) answers its record as not accepted rather
+/// than leaving the submitter waiting.
 #[derive(Debug)]
 struct Item {
     pending: Arc<Pending>,
     index: usize,
     data: Bytes,
     answered: bool,
+    /// Not let go of yet (see [`Pending::let_go`]).
+    held: bool,
 }
 
 impl Item {
@@ -843,11 +861,12 @@ impl Item {
             index,
             data,
             answered: false,
+            held: true,
         }
     }
 
-    /// Answers the record, letting go of its bytes first (so a submitter that sees its answer
-    /// also sees them released).
+    /// Answers the record, letting go of it first (so a submitter that sees its answer also
+    /// sees its bytes released).
     fn answer(mut self, answer: Result<String, String>) {
         self.release();
         self.answered = true;
@@ -870,9 +889,9 @@ impl Item {
     }
 
     fn release(&mut self) {
-        let data = std::mem::take(&mut self.data);
-        if !data.is_empty() {
-            self.pending.shared.release(data.len());
+        if std::mem::take(&mut self.held) {
+            self.data = Bytes::new();
+            self.pending.let_go();
         }
     }
 }
@@ -1587,6 +1606,38 @@ mod tests {
             producer.submit(recs("b", 2)).await,
             SubmitOutcome::Accepted { .. }
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_submission_counts_in_full_until_its_last_record_is_let_go_of() {
+        // The records of a request share one buffer: one record waiting for a retry keeps all
+        // of it in memory, so all of it stays counted.
+        let sink = FakeSink::new(Box::new(|r, call| {
+            (call == 1 && r == b"{\"a\":1}\n").then_some("ServiceUnavailableException")
+        }));
+        let config = ProducerConfig {
+            initial_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(10),
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        let outcome = tokio::spawn(producer.submit(recs("a", 3))); // 3 × 8 = 24 bytes
+        // The first call is over (record 1 refused), the retry is >= 5 s away.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(sink.calls().len(), 1);
+        assert!(!outcome.is_finished());
+        assert_eq!(
+            producer.inflight_bytes(),
+            24,
+            "two of three answered, all held"
+        );
+        assert_eq!(metrics.inflight_bytes.get(), 24);
+        let SubmitOutcome::Accepted { record_ids } = outcome.await.unwrap() else {
+            panic!("not accepted")
+        };
+        assert_eq!(record_ids, vec!["c1r0", "c2r0", "c1r2"]);
+        assert_eq!(producer.inflight_bytes(), 0);
+        assert_eq!(metrics.inflight_bytes.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]
