@@ -75,7 +75,9 @@ impl RateLimiter {
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / limit.per_second;
-            Err(Duration::from_secs_f64(wait))
+            // A rate so small that the wait overflows a `Duration` (INGEST_RATE_LIMIT_RPS=1e-20)
+            // waits "forever" rather than panicking.
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -83,6 +85,14 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vanishingly_small_rate_refuses_without_panicking() {
+        let limiter = RateLimiter::new(1e-20, Some(1));
+        let key = KeyId::anonymous();
+        assert!(limiter.check(&key).is_ok());
+        assert_eq!(limiter.check(&key), Err(Duration::MAX));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn bursts_then_refills_at_the_rate() {

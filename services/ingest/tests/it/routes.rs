@@ -357,6 +357,22 @@ async fn the_rate_limit_answers_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_vanishingly_small_rate_limit_answers_429_and_does_not_panic() {
+    // The wait overflows a `Duration`, and rounding it up to whole seconds overflowed a u64.
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            rate: (1e-20, Some(1)),
+            ..Options::default()
+        },
+    );
+    assert_eq!(send(&app.router, json("{}")).await.status, StatusCode::OK);
+    let a = send(&app.router, json("{}")).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.headers["retry-after"], u64::MAX.to_string());
+}
+
+#[tokio::test]
 async fn firehose_failures_past_the_budget_are_503_with_the_unaccepted_indexes() {
     // Events 1 and 3 are throttled on every attempt; the others are accepted at once.
     let sink = FakeSink::new(Box::new(|r, _| {
