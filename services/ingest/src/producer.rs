@@ -20,14 +20,20 @@
 //! 4. Per-record failures (Firehose's `FailedPutCount`, its throttling signal) and retriable call
 //!    errors are sent again — only the failed records — after an exponential backoff with
 //!    jitter, while the batch's retry budget lasts. Records still failing after it, and records
-//!    whose own error says retrying cannot help, are answered as not accepted; nothing accepted
-//!    is ever sent twice by the producer.
+//!    whose own error says retrying cannot help, are answered as not accepted; nothing Firehose
+//!    confirmed is ever sent again by the producer. One case is uncertain: a call that ends
+//!    with no answer the producer can read (its timeout, a connection lost after the request
+//!    went out, an answer without one entry per record) may have delivered its records. They
+//!    count as failed, so they are sent again or answered as not accepted: never lost, but
+//!    possibly delivered twice (at-least-once, as Firehose's own delivery; AWS: "retrying can
+//!    create duplicates").
 //! 5. A submission may carry a send deadline ([`ProducerHandle::submit_until`]). When it
 //!    passes, every record of it that is not inside a `PutRecordBatch` call at that moment
 //!    (still queued, or waiting to be retried) is withdrawn: answered as not accepted at once,
 //!    and never sent afterwards. Records inside a call get that call's answer. So the submitter
-//!    is answered at most one call timeout after its deadline, and whatever it is told is true:
-//!    a record reported as not accepted is never accepted later by this producer.
+//!    is answered at most one call timeout after its deadline, and a record reported as not
+//!    accepted is never sent afterwards by this producer (if its last call ended without an
+//!    answer, Firehose may have it anyway: step 4).
 //!
 //! A submission's bytes count against the in-flight cap until the producer lets go of the
 //! last of its records (answered, or dropped after a withdrawal), so the cap bounds what is

@@ -9,7 +9,9 @@
 //! [`crate::config::Config::send_window`]) or the answer is 408 and nothing was sent; events
 //! not inside a `PutRecordBatch` call by the deadline are withdrawn and listed in a 503 as not
 //! accepted, and a call in flight at the deadline is waited for (at most the call timeout). So
-//! every answer says exactly which events Firehose has.
+//! every answer says which events Firehose confirmed; the others are never sent again by the
+//! service (one of them may still be in Firehose if its call ended without an answer: see
+//! [`crate::producer`], step 4).
 
 use axum::Json;
 use axum::body::Body;
