@@ -24,10 +24,11 @@ pub const MAX_DETAILS: usize = 100;
 /// event plus one `\n`.
 pub const MAX_EVENT_BYTES: usize = MAX_RECORD_BYTES - 1;
 
-/// Deepest nesting of arrays and objects accepted in an event: serde_json's default recursion
-/// limit, so every serde_json-based consumer downstream (the transform Lambda) can parse what
-/// was accepted.
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting of arrays and objects accepted in an event: the most serde_json parses with
+/// its default recursion limit (128, which refuses the 128th level), so every serde_json-based
+/// consumer downstream can parse what was accepted, and the schema check (serde_json) agrees
+/// with the scanner.
+pub const MAX_DEPTH: usize = 127;
 
 /// How the body frames events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -697,11 +698,29 @@ mod tests {
     }
 
     #[test]
+    fn the_depth_limit_is_what_serde_json_parses() {
+        let nested = |levels: usize| {
+            format!(
+                "{{\"a\":{}{}}}",
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        let ok = nested(MAX_DEPTH);
+        assert!(serde_json::from_str::<serde_json::Value>(&ok).is_ok());
+        assert!(records(ok.as_bytes(), Framing::Json, None).is_ok());
+        let over = nested(MAX_DEPTH + 1);
+        let err = serde_json::from_str::<serde_json::Value>(&over).expect_err("too deep");
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+        assert!(records(over.as_bytes(), Framing::Json, None).is_err());
+    }
+
+    #[test]
     fn deep_nesting_is_a_syntax_error_not_a_stack_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let body = format!("{{\"a\":{deep}}}");
         let (d, reasons) = details(body.as_bytes(), Framing::Json, None);
-        assert!(d[0].message.contains("nesting deeper than 128"), "{d:?}");
+        assert!(d[0].message.contains("nesting deeper than 127"), "{d:?}");
         assert_eq!(reasons, vec![event_reason::INVALID_JSON]);
         // Brackets inside strings do not count; exactly MAX_DEPTH levels are fine.
         let ok = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
@@ -717,7 +736,7 @@ mod tests {
             format!("{{\"s\":\"{}\",\"a\":{over}}}", "[".repeat(500)),
         ] {
             let (d, _) = details(body.as_bytes(), Framing::Json, None);
-            assert!(d[0].message.contains("nesting deeper than 128"), "{d:?}");
+            assert!(d[0].message.contains("nesting deeper than 127"), "{d:?}");
         }
         // Hundreds of brackets that are not nesting (in strings, or side by side) are fine.
         for body in [
