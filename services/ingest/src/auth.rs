@@ -165,7 +165,10 @@ pub enum AuthOutcome {
 }
 
 impl Auth {
-    /// Checks `Authorization: Bearer <key>` or `X-API-Key: <key>` (first one present wins).
+    /// Checks `Authorization: Bearer <key>` or `X-API-Key: <key>`: the bearer key when there is
+    /// one, otherwise `X-API-Key`. An `Authorization` header of another scheme (or an empty
+    /// bearer) is not an error when `X-API-Key` is sent too (it may be meant for a proxy); alone
+    /// it is [`AuthOutcome::Malformed`].
     #[must_use]
     pub fn check(&self, headers: &http::HeaderMap) -> AuthOutcome {
         let Self::Keys(store) = self else {
@@ -379,6 +382,16 @@ mod tests {
                 "{value}"
             );
         }
+        // Both headers: a bearer key decides; another scheme leaves it to X-API-Key.
+        let both = |authorization: &str, api_key: &str| {
+            let mut h = headers("authorization", authorization);
+            h.insert("x-api-key", api_key.parse().expect("header value"));
+            auth.check(&h)
+        };
+        assert!(matches!(both("Basic azE6", "k1"), AuthOutcome::Allowed(_)));
+        assert!(matches!(both("Bearer ", "k1"), AuthOutcome::Allowed(_)));
+        assert_eq!(both("Bearer nope", "k1"), AuthOutcome::Invalid);
+        assert_eq!(both("Basic azE6", "nope"), AuthOutcome::Invalid);
         assert_eq!(auth.check(&http::HeaderMap::new()), AuthOutcome::Missing);
         assert!(matches!(
             Auth::Off.check(&http::HeaderMap::new()),
