@@ -442,19 +442,31 @@ pub fn trace_id(headers: &http::HeaderMap) -> Option<&str> {
     traceparent_trace_id(headers.get(TRACEPARENT)?)
 }
 
-/// The trace id of one `traceparent` value, if it is valid.
+/// The trace id of one `traceparent` value, if it is valid: by the rules of W3C trace context
+/// as the OpenTelemetry propagator applies them (lowercase ids and flags, neither id all zeros,
+/// exactly four fields in version `00`, version `ff` invalid), so the trace id on log lines is
+/// the one the exported span continues, or none when the span starts a new trace.
 pub(crate) fn traceparent_trace_id(value: &http::HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?;
-    let mut parts = value.trim().split('-');
+    let mut parts = value.trim().split_terminator('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let more = parts.next().is_some();
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let lower_hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let not_zero = |s: &str| s.bytes().any(|b| b != b'0');
     let valid = hex(version, 2)
-        && version != "ff"
-        && hex(trace, 32)
-        && trace.bytes().any(|b| b != b'0')
-        && hex(parent, 16)
-        && hex(flags, 2);
+        && !version.eq_ignore_ascii_case("ff")
+        && !(version == "00" && more)
+        && lower_hex(trace, 32)
+        && not_zero(trace)
+        && lower_hex(parent, 16)
+        && not_zero(parent)
+        && lower_hex(flags, 2);
     valid.then_some(trace)
 }
 
@@ -719,6 +731,41 @@ mod tests {
         ] {
             h.insert("traceparent", bad.parse().expect("hv"));
             assert_eq!(trace_id(&h), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_logged_trace_id_is_the_one_the_propagator_continues() {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use opentelemetry::trace::TraceContextExt as _;
+        let propagator = TraceContextPropagator::new();
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for value in [
+            format!("00-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7-00"),
+            format!(" 00-{id}-00f067aa0ba902b7-01 "),
+            format!("01-{id}-00f067aa0ba902b7-01-future"),
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00F067AA0BA902B7-01"),
+            format!("00-{id}-00f067aa0ba902b7-0A"),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7"),
+            "garbage".to_owned(),
+        ] {
+            let carrier =
+                std::collections::HashMap::from([(TRACEPARENT.to_owned(), value.clone())]);
+            let context = propagator.extract(&carrier);
+            let span = context.span();
+            let continued = span.span_context();
+            let theirs = continued
+                .is_valid()
+                .then(|| continued.trace_id().to_string());
+            let header = http::HeaderValue::from_str(&value).expect("header value");
+            let ours = traceparent_trace_id(&header).map(str::to_owned);
+            assert_eq!(ours, theirs, "{value:?}");
         }
     }
 }
