@@ -74,6 +74,11 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most events in one request (a JSON array's elements, NDJSON lines); more: 413, nothing
+    /// sent. Bounds what a request holds besides its bytes (about 256 bytes per event).
+    #[arg(long, env = "INGEST_MAX_EVENTS", default_value_t = 100_000)]
+    pub max_events: usize,
+
     /// How long a Firehose batch waits for more records after its first one.
     #[arg(long, env = "INGEST_LINGER", default_value = "10ms", value_parser = parse_duration)]
     pub linger: Duration,
@@ -214,6 +219,9 @@ impl Config {
         }
         if self.max_concurrent_calls == 0 {
             return Err(ConfigError::Zero("INGEST_MAX_CONCURRENT_CALLS"));
+        }
+        if self.max_events == 0 {
+            return Err(ConfigError::Zero("INGEST_MAX_EVENTS"));
         }
         if self.max_inflight_bytes < self.max_body_bytes {
             return Err(ConfigError::InflightBelowBody {
@@ -391,6 +399,11 @@ mod tests {
             let c = parse(&[flag, "0ms"]);
             assert!(matches!(c.validate(), Err(ConfigError::Zero(_))), "{flag}");
         }
+        assert_eq!(
+            parse(&["--max-events", "0"]).validate(),
+            Err(ConfigError::Zero("INGEST_MAX_EVENTS"))
+        );
+        assert_eq!(parse(&[]).max_events, 100_000);
         let c = parse(&["--rate-limit-burst", "0"]);
         assert_eq!(
             c.validate(),

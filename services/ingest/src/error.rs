@@ -58,6 +58,14 @@ pub enum ApiError {
         /// Empty, or a note that the cap was hit while decompressing.
         after: &'static str,
     },
+    /// More events in the request than `INGEST_MAX_EVENTS`; nothing was sent.
+    #[error(
+        "more than {limit} events in one request; nothing was sent: send them in smaller requests"
+    )]
+    TooManyEvents {
+        /// The limit.
+        limit: usize,
+    },
     /// The body did not arrive before the request's send deadline; nothing was sent.
     #[error("the request body did not arrive in time; nothing was sent")]
     RequestTimeout,
@@ -113,7 +121,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Overloaded | Self::FirehoseUnavailable { .. } | Self::ShuttingDown { .. } => {
@@ -129,7 +137,9 @@ impl ApiError {
             Self::Unauthorized(_) => request_reason::UNAUTHORIZED,
             Self::RateLimited { .. } => request_reason::RATE_LIMITED,
             Self::UnsupportedMediaType(_) => request_reason::CONTENT_TYPE,
-            Self::BodyTooLarge { .. } => request_reason::BODY_TOO_LARGE,
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => {
+                request_reason::BODY_TOO_LARGE
+            }
             Self::RequestTimeout => request_reason::TIMEOUT,
             Self::BadRequest { .. } => request_reason::BAD_REQUEST,
             Self::Overloaded => request_reason::SHED,
@@ -147,6 +157,7 @@ impl ApiError {
             Self::Unauthorized(_)
             | Self::UnsupportedMediaType(_)
             | Self::BodyTooLarge { .. }
+            | Self::TooManyEvents { .. }
             | Self::RequestTimeout
             | Self::BadRequest { .. } => None,
         }
@@ -184,6 +195,7 @@ impl IntoResponse for ApiError {
             | Self::RateLimited { .. }
             | Self::UnsupportedMediaType(_)
             | Self::BodyTooLarge { .. }
+            | Self::TooManyEvents { .. }
             | Self::RequestTimeout
             | Self::Overloaded => {}
         }

@@ -177,6 +177,7 @@ impl Service {
             limiter: RateLimiter::new(config.rate_limit_rps, config.rate_limit_burst),
             schema,
             max_body_bytes: config.max_body_bytes,
+            max_events: config.max_events,
             send_window: config.send_window(),
         };
         let state = AppState::new(producer, settings, metrics);

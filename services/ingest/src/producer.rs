@@ -269,9 +269,9 @@ impl ProducerHandle {
     }
 
     /// As [`Self::submit_until`], for records whose bytes `held` already counts against the
-    /// cap (the request body they were parsed from): the reservation becomes the records'
-    /// (made exactly their size) instead of a second one being taken, so the submission is
-    /// never shed.
+    /// cap (the request body they were parsed from, and what the caller holds per event): the
+    /// reservation becomes the submission's (grown to the records' size if they are larger)
+    /// instead of a second one being taken, so the submission is never shed.
     pub fn submit_reserved(
         &self,
         records: Vec<Bytes>,
@@ -290,15 +290,18 @@ impl ProducerHandle {
         }
     }
 
+    /// The cap on bytes in flight (`ProducerConfig::max_inflight_bytes`).
+    #[must_use]
+    pub fn inflight_limit(&self) -> usize {
+        self.shared.limit
+    }
+
     /// Counts `bytes` against the cap: by handing `held` over to them, or, without it, by a
-    /// reservation that may be refused (load shedding).
-    fn reserve(&self, bytes: usize, held: Option<Reservation>) -> bool {
+    /// reservation that may be refused (load shedding). The bytes now counted, if admitted.
+    fn reserve(&self, bytes: usize, held: Option<Reservation>) -> Option<usize> {
         match held {
-            Some(held) => {
-                held.hand_over(bytes);
-                true
-            }
-            None => self.shared.reserve(bytes, 0),
+            Some(held) => Some(held.hand_over(bytes)),
+            None => self.shared.reserve(bytes, 0).then_some(bytes),
         }
     }
 
@@ -312,16 +315,17 @@ impl ProducerHandle {
         // With nothing to submit, `held` (if any) is simply dropped, which releases it.
         let admitted = if records.is_empty() {
             Admission::Empty
-        } else if !self.reserve(bytes, held) {
-            Admission::Shed
-        } else {
-            let pending = Arc::new(Pending::new(records.len(), bytes, Arc::clone(&self.shared)));
+        } else if let Some(reserved) = self.reserve(bytes, held) {
+            let shared = Arc::clone(&self.shared);
+            let pending = Arc::new(Pending::new(records.len(), reserved, shared));
             if self.queue.push(&pending, records) {
                 Admission::Queued(Reply { pending }, send_by)
             } else {
-                self.shared.release(bytes);
+                self.shared.release(reserved);
                 Admission::Closed
             }
+        } else {
+            Admission::Shed
         };
         async move {
             match admitted {
@@ -451,16 +455,17 @@ impl Reservation {
         }
     }
 
-    /// Makes the reservation exactly `bytes` (growing it whatever the cap: records are at most
-    /// a few bytes larger than the body they came from) and gives it up without releasing it:
-    /// the submission releases it when its last record is let go of.
-    fn hand_over(mut self, bytes: usize) {
+    /// Makes the reservation at least `bytes` (growing it whatever the cap: records are at
+    /// most a few bytes larger than the body they came from) and gives it up without releasing
+    /// it: the submission releases it when its last record is let go of. Returns what it
+    /// holds. A larger reservation is kept whole: it stands for the buffer the records share
+    /// and the holder's bookkeeping per record, which live as long as the submission.
+    fn hand_over(mut self, bytes: usize) -> usize {
         if bytes > self.bytes {
             self.shared.force(bytes - self.bytes);
-        } else {
-            self.shrink(self.bytes - bytes);
+            self.bytes = bytes;
         }
-        self.bytes = 0;
+        std::mem::take(&mut self.bytes)
     }
 }
 
@@ -1668,7 +1673,7 @@ mod tests {
         drop(other);
         assert_eq!(producer.inflight_bytes(), 5);
         assert_eq!(metrics.inflight_bytes.get(), 5);
-        // Handed over: exactly the records' 3 × 8 bytes, not shed, let go of once answered.
+        // Handed over: grown to the records' 3 × 8 bytes, not shed, let go of once answered.
         let answer = tokio::spawn(producer.submit_reserved(recs("a", 3), None, body));
         tokio::task::yield_now().await;
         assert_eq!(producer.inflight_bytes(), 24);
@@ -1685,6 +1690,23 @@ mod tests {
         assert!(empty.grow(7));
         let outcome = producer.submit_reserved(Vec::new(), None, empty).await;
         assert!(matches!(outcome, SubmitOutcome::Accepted { record_ids } if record_ids.is_empty()));
+        assert_eq!(producer.inflight_bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_larger_than_the_records_is_held_whole_until_they_are_answered() {
+        let (sink, gate) = gated();
+        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let mut held = producer.reservation();
+        assert!(held.grow(100)); // a body and its bookkeeping, more than the records' 24 bytes
+        let answer = tokio::spawn(producer.submit_reserved(recs("a", 3), None, held));
+        tokio::task::yield_now().await;
+        assert_eq!(producer.inflight_bytes(), 100);
+        gate.add_permits(1);
+        assert!(matches!(
+            answer.await.unwrap(),
+            SubmitOutcome::Accepted { .. }
+        ));
         assert_eq!(producer.inflight_bytes(), 0);
     }
 

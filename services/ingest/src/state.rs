@@ -22,6 +22,8 @@ pub struct HttpSettings {
     pub schema: Option<Schema>,
     /// Body cap, as received and decompressed.
     pub max_body_bytes: usize,
+    /// Most events in one request.
+    pub max_events: usize,
     /// How long after a request starts its body must be in and its events inside a
     /// `PutRecordBatch` call ([`crate::config::Config::send_window`]).
     pub send_window: Duration,
@@ -84,6 +86,12 @@ impl AppState {
     #[must_use]
     pub fn max_body_bytes(&self) -> usize {
         self.inner.settings.max_body_bytes
+    }
+
+    /// Most events in one request.
+    #[must_use]
+    pub fn max_events(&self) -> usize {
+        self.inner.settings.max_events
     }
 
     /// See [`HttpSettings::send_window`].

@@ -127,6 +127,7 @@ fn every_error() -> Vec<ApiError> {
             limit: 1,
             after: "",
         },
+        ApiError::TooManyEvents { limit: 1 },
         ApiError::BadRequest {
             message: "x".into(),
             details: vec![],
@@ -145,6 +146,7 @@ fn every_error() -> Vec<ApiError> {
             | ApiError::RateLimited { .. }
             | ApiError::UnsupportedMediaType(_)
             | ApiError::BodyTooLarge { .. }
+            | ApiError::TooManyEvents { .. }
             | ApiError::BadRequest { .. }
             | ApiError::Overloaded
             | ApiError::FirehoseUnavailable { .. }

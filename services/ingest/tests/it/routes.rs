@@ -6,6 +6,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use ingest::producer::ProducerConfig;
+use ingest::routes::EVENT_BOOKKEEPING_BYTES;
 use serde_json::json;
 
 use crate::support::{self, FakeSink, Options, app, app_with, gzip, json, post, send};
@@ -415,6 +416,57 @@ async fn firehose_failures_past_the_budget_are_503_with_the_unaccepted_indexes()
 }
 
 #[tokio::test]
+async fn more_events_than_the_limit_are_413_and_nothing_is_sent() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_events: 2,
+            ..Options::default()
+        },
+    );
+    for request in [
+        json(r#"[{"n":1},{"n":2},{"n":3}]"#),
+        post(
+            "/v1/events",
+            "application/x-ndjson",
+            "{\"n\":1}\n\n{\"n\":2}\n{\"n\":3}\n",
+        ),
+    ] {
+        let a = send(&app.router, request).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+        assert!(
+            a.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("more than 2 events"),
+            "{}",
+            a.text
+        );
+    }
+    assert!(app.sink.records().is_empty());
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_requests_rejected_total{reason=\"body_too_large\"}"
+        ),
+        2.0
+    );
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+    // At the limit (blank NDJSON lines are not events): accepted.
+    let a = send(
+        &app.router,
+        post(
+            "/v1/events",
+            "application/x-ndjson",
+            "{\"n\":1}\n\n{\"n\":2}\n",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(app.sink.records().len(), 2);
+}
+
+#[tokio::test]
 async fn over_the_inflight_cap_requests_are_shed_with_503() {
     // A linger of an hour keeps the first request's bytes in flight.
     let app = app_with(
@@ -437,8 +489,10 @@ async fn over_the_inflight_cap_requests_are_shed_with_503() {
         metric(&app, "ingest_requests_rejected_total{reason=\"shed\"}"),
         1.0
     );
-    // The shed body's bytes were let go of; the first request's record is still held.
-    assert_eq!(metric(&app, "ingest_inflight_bytes "), 20.0);
+    // The shed body's bytes were let go of; the first request (its 19-byte body and one event's
+    // bookkeeping) is still held.
+    let held = (r#"{"first":"request"}"#.len() + EVENT_BOOKKEEPING_BYTES) as f64;
+    assert_eq!(metric(&app, "ingest_inflight_bytes "), held);
     assert_eq!(metric(&app, "ingest_inflight_bytes_limit "), 10.0);
     assert_eq!(app.sink.records(), Vec::<Bytes>::new());
     first.abort();
@@ -642,8 +696,10 @@ async fn events_not_sent_by_the_deadline_are_answered_503_and_never_sent() {
         metric(&app, "ingest_firehose_records_unaccepted_total "),
         2.0
     );
-    // Withdrawn, but still in the open batch: their bytes count against the cap until dropped.
-    let held = (r#"{"slow":"request"}"#.len() + 1 + r#"{"slow":"too"}"#.len() + 1) as f64;
+    // Withdrawn, but still in the open batch: the request's body and the two events'
+    // bookkeeping count against the cap until they are dropped.
+    let held =
+        (r#"[{"slow":"request"},{"slow":"too"}]"#.len() + 2 * EVENT_BOOKKEEPING_BYTES) as f64;
     assert_eq!(metric(&app, "ingest_inflight_bytes "), held);
     // Closing the producer flushes the open batch: the withdrawn events must not go out.
     let metrics = app.state.metrics().clone();

@@ -108,6 +108,7 @@ pub struct Options {
     pub rate: (f64, Option<u32>),
     pub schema: Option<Value>,
     pub max_body_bytes: usize,
+    pub max_events: usize,
     pub producer: ProducerConfig,
     /// The send window (`INGEST_REQUEST_TIMEOUT` - call timeout - 1 s in the service).
     pub send_window: Duration,
@@ -120,6 +121,7 @@ impl Default for Options {
             rate: (0.0, None),
             schema: None,
             max_body_bytes: 10 * 1024 * 1024,
+            max_events: 100_000,
             producer: ProducerConfig {
                 retry_budget: Duration::from_millis(300),
                 initial_backoff: Duration::from_millis(5),
@@ -187,6 +189,7 @@ pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
         limiter: RateLimiter::new(options.rate.0, options.rate.1),
         schema,
         max_body_bytes: options.max_body_bytes,
+        max_events: options.max_events,
         send_window: options.send_window,
     };
     let state = AppState::new(producer, settings, metrics);
