@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use axum::{
     Router,
     body::Bytes,
-    extract::State,
+    extract::{State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -31,7 +31,8 @@ use std::sync::Arc;
 
 /// The JSON 1.1 target prefix.
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
-/// Largest request body read (a full batch of base64 records plus JSON overhead).
+/// Largest request body read (a full batch of base64 records plus JSON overhead). Larger bodies
+/// are answered [`ApiError::RequestTooLarge`].
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Shared state of the API.
@@ -58,6 +59,12 @@ pub(crate) enum ApiError {
     UnknownOperation(String),
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// The body is over [`MAX_BODY_BYTES`], so it was not read. What AWS answers then is not
+    /// documented (not in `shared/docs/firehose-facts.md`); this is the JSON 1.1 error shape SDKs
+    /// parse, with 413 and the code Lambda's API uses for an oversized request
+    /// (`RequestEntityTooLargeException`), rather than axum's plain-text 413.
+    #[error("{0}")]
+    RequestTooLarge(String),
 }
 
 impl ApiError {
@@ -71,6 +78,10 @@ impl ApiError {
             Self::ServiceUnavailable(_) => (
                 "ServiceUnavailableException",
                 StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            Self::RequestTooLarge(_) => (
+                "RequestEntityTooLargeException",
+                StatusCode::PAYLOAD_TOO_LARGE,
             ),
         }
     }
@@ -117,20 +128,27 @@ fn ok(body: &Value) -> Response {
         .into_response()
 }
 
-async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let op = target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
-    let result = match op {
-        "PutRecord" => put_record(&state, &body),
-        "PutRecordBatch" => put_record_batch(&state, &body),
-        "DescribeDeliveryStream" => describe(&state, &body),
-        "ListDeliveryStreams" => list(&state, &body),
-        _ => Err(ApiError::UnknownOperation(format!(
-            "Operation {target:?} is not supported by firehose-local"
-        ))),
+    let result = match body {
+        Err(rejection) => Err(unreadable_body(&rejection)),
+        Ok(body) => match op {
+            "PutRecord" => put_record(&state, &body),
+            "PutRecordBatch" => put_record_batch(&state, &body),
+            "DescribeDeliveryStream" => describe(&state, &body),
+            "ListDeliveryStreams" => list(&state, &body),
+            _ => Err(ApiError::UnknownOperation(format!(
+                "Operation {target:?} is not supported by firehose-local"
+            ))),
+        },
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     let mut response = response;
@@ -138,6 +156,22 @@ async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes
         response.headers_mut().insert("x-amzn-requestid", v);
     }
     response
+}
+
+/// The error for a body that was not read: over [`MAX_BODY_BYTES`], or cut off by the client.
+fn unreadable_body(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::RequestTooLarge(format!(
+            "The request body is larger than firehose-local reads ({MAX_BODY_BYTES} bytes). \
+             A PutRecordBatch carries at most {MAX_BATCH_BYTES} bytes of records \
+             and a PutRecord at most {MAX_RECORD_BYTES}."
+        ))
+    } else {
+        ApiError::Serialization(format!(
+            "Cannot read the request body: {}",
+            rejection.body_text()
+        ))
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -307,6 +307,8 @@ impl Backup {
                 )
             }
             Err(e) => {
+                // `Config::validate` evaluates every configured prefix at start, so only a config
+                // that skipped validation gets here.
                 tracing::error!(stream, error = %e, records = count, "backup prefix does not evaluate; records LOST");
                 return false;
             }

@@ -5,6 +5,7 @@
 //! it stands for and carries that setting's default and range; [`Config::validate`] rejects
 //! out-of-range values at start with a message naming the field, so a bad file never half-runs.
 
+use firehose_formats::backup::{self as layout, ErrorOutputType};
 use firehose_formats::{http_endpoint, limits, transform as contract};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -579,8 +580,89 @@ impl Config {
                 }
                 _ => {}
             }
+            // `prefix` names source-record (`AllData`) objects and, without an
+            // `error_output_prefix`, error output too; `error_output_prefix` names error output.
+            let mut prefix_uses = vec![None];
+            if b.error_output_prefix.is_none() {
+                prefix_uses.extend(ERROR_OUTPUT_TYPES.map(Some));
+            }
+            check_prefix(n, "prefix", &b.prefix, &prefix_uses)?;
+            if let Some(p) = &b.error_output_prefix {
+                check_prefix(n, "error_output_prefix", p, &ERROR_OUTPUT_TYPES.map(Some))?;
+            }
         }
         Ok(())
+    }
+}
+
+/// Every `!{firehose:error-output-type}` value this crate writes (the engine writes
+/// `http-endpoint-failed` for any destination, so both apply to every stream).
+const ERROR_OUTPUT_TYPES: [ErrorOutputType; 2] = [
+    ErrorOutputType::ProcessingFailed,
+    ErrorOutputType::HttpEndpointFailed,
+];
+
+/// Evaluates a backup prefix the way every backup write will, so a prefix that cannot be
+/// evaluated stops the start instead of failing each write later, when its records can only be
+/// logged as lost. AWS refuses such prefixes when the stream is created (facts §2.1–2.2).
+///
+/// `uses` are the error-output types the prefix is evaluated with (`None`: source records). The
+/// expressions take their longest values, so the 512-character limit holds for every object:
+/// an 11-character random string, and a year of four digits (every supported pattern letter is
+/// fixed-width).
+fn check_prefix(
+    stream: &str,
+    field: &str,
+    template: &str,
+    uses: &[Option<ErrorOutputType>],
+) -> Result<(), ConfigError> {
+    // 9999-12-31T23:59:59Z; every supported timestamp field is fixed-width, so any instant with
+    // a four-digit year gives the longest evaluation.
+    let at = time::OffsetDateTime::from_unix_timestamp(253_402_300_799)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    for &kind in uses {
+        let mut random = || "x".repeat(layout::RANDOM_STRING_LEN);
+        if let Err(e) = layout::evaluate_prefix(template, kind, at, &mut random) {
+            let used_for = kind.map_or_else(
+                || "source-record backups".to_owned(),
+                |k| {
+                    format!(
+                        "error output with !{{firehose:error-output-type}} = {}",
+                        k.as_str()
+                    )
+                },
+            );
+            return Err(ConfigError::Invalid(format!(
+                "streams[{stream}].backup.{field} {template:?} cannot be evaluated for {used_for}: {e}; {}",
+                prefix_fix(&e)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What to change in a prefix that failed with `e`.
+const fn prefix_fix(e: &layout::PrefixError) -> &'static str {
+    use layout::PrefixError as E;
+    match e {
+        E::Unterminated(_) => "close every `!{` with `}`",
+        E::UnsupportedExpression(_) => {
+            "use only !{timestamp:<pattern>}, !{firehose:random-string} and, in \
+             error_output_prefix, !{firehose:error-output-type} (firehose-local has no dynamic \
+             partitioning, so no !{partitionKeyFromQuery:…} or !{partitionKeyFromLambda:…})"
+        }
+        E::BadTimestampPattern(_) => {
+            "write the pattern with yyyy, yy, MM, dd, HH, mm and ss (letters are case-sensitive \
+             and two wide: HH, not H; yyyy, not YYYY)"
+        }
+        E::TooLong(_) => {
+            "shorten it: an evaluated prefix may have at most 512 characters, counted with the \
+             longest values its expressions take (http-endpoint-failed, 11 random characters)"
+        }
+        E::ErrorTypeNotAllowed => {
+            "remove !{firehose:error-output-type}: only error_output_prefix may contain it"
+        }
+        E::ErrorTypeMissing => "add !{firehose:error-output-type}",
     }
 }
 
@@ -699,5 +781,76 @@ streams:
             Config::from_file(&dir.path().join("c.json")),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    /// A prefix that cannot be evaluated would make every backup write fail at run time (the
+    /// records lost); AWS refuses such prefixes when the stream is created, so must `validate`.
+    #[test]
+    fn prefixes_that_cannot_be_evaluated_are_refused_at_start() {
+        let err_prefix = |p: &str| {
+            let mut c = Config::local_default(Path::new("/tmp/x"));
+            c.streams[0].backup.error_output_prefix = Some(p.to_owned());
+            c.validate().map_err(|e| e.to_string())
+        };
+        let prefixes = |p: &str, e: Option<&str>| {
+            let mut c = Config::local_default(Path::new("/tmp/x"));
+            c.streams[0].backup.prefix = p.to_owned();
+            c.streams[0].backup.error_output_prefix = e.map(str::to_owned);
+            c.validate().map_err(|e| e.to_string())
+        };
+        let eop = "streams[events].backup.error_output_prefix";
+        for (prefix, why) in [
+            (
+                "e/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/H}/",
+                "unsupported timestamp pattern",
+            ),
+            (
+                "e/!{firehose:error-output-type}/!{timestamp:YYYY}/",
+                "unsupported timestamp pattern",
+            ),
+            (
+                "e/!{firehose:error-output-type}/!{partitionKeyFromQuery:x}/",
+                "!{partitionKeyFromQuery:x}",
+            ),
+            (
+                "e/!{firehose:error-output-type}/!{timestamp:yyyy",
+                "unterminated",
+            ),
+        ] {
+            let msg = err_prefix(prefix).expect_err(prefix);
+            assert!(msg.contains(eop) && msg.contains(why), "{prefix}: {msg}");
+        }
+        // 18 + 494 = 512 characters as `processing-failed/…`, but 515 as
+        // `http-endpoint-failed/…`: too long for the longer error-output type.
+        let long = format!("!{{firehose:error-output-type}}/{}", "a".repeat(494));
+        let msg = err_prefix(&long).unwrap_err();
+        assert!(
+            msg.contains(eop) && msg.contains("http-endpoint-failed") && msg.contains("515"),
+            "{msg}"
+        );
+        let fits = format!("!{{firehose:error-output-type}}/{}", "a".repeat(491));
+        err_prefix(&fits).expect("512 characters with the longest error-output type");
+        // The longest values the expressions take: 11 random characters, 4-digit years.
+        let random = format!(
+            "!{{firehose:error-output-type}}/!{{firehose:random-string}}/{}",
+            "a".repeat(480)
+        );
+        assert!(err_prefix(&random).unwrap_err().contains("513"));
+
+        // `prefix` is evaluated for source backups (no error-output type) ...
+        let ep = Some("e/!{firehose:error-output-type}/");
+        let p = "streams[events].backup.prefix";
+        for bad in ["p/!{timestamp:yyyy/MM/dd/H}/", "p/!{", "p/!{nope:x}/"] {
+            let msg = prefixes(bad, ep).expect_err(bad);
+            assert!(msg.contains(p), "{bad}: {msg}");
+        }
+        // ... and, without an error_output_prefix, for error output too: 480 + 14 fits as a
+        // source prefix, 480 + `http-endpoint-failed/` (21) + 14 does not.
+        prefixes(&"a".repeat(480), ep).expect("494 characters for source backups");
+        let msg = prefixes(&"a".repeat(480), None).unwrap_err();
+        assert!(
+            msg.contains(p) && msg.contains("http-endpoint-failed") && msg.contains("515"),
+            "{msg}"
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! whose JSON body echoes the `requestId` with a numeric `timestamp` is success. Anything else is
 //! retried with Firehose's backoff (1 s doubling, ±15 % jitter, 2 min cap) while the retry
 //! duration lasts, which counts backoff time only, as the API reference says; the request id stays
-//! the same on every retry. Spec: <https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html>.
+//! the same on every retry. Once a shutdown's grace period is over, nothing more is attempted:
+//! a request in progress is abandoned and the batch, like every batch still queued, goes to
+//! backup at once. Spec: <https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html>.
 
 use crate::backup::{b64, now_ms};
 use crate::buffer::Record;
@@ -36,6 +38,9 @@ pub mod error_code {
     pub const CONNECTION_FAILED: &str = "HttpEndpoint.ConnectionFailed";
     /// The connection broke mid-request.
     pub const CONNECTION_RESET: &str = "HttpEndpoint.ConnectionReset";
+    /// Not a Firehose code (Firehose keeps records for 24 h instead): the shutdown grace period
+    /// ended before the batch was sent at all, so it went to backup with `attemptsMade` 0.
+    pub const SHUTDOWN_BEFORE_ATTEMPT: &str = "Local.ShutdownBeforeAttempt";
 }
 
 /// Why one attempt failed.
@@ -234,7 +239,29 @@ impl Destination for HttpDelivery {
             let retry_budget = Duration::from_secs(self.config.retry_duration_secs);
             let mut spent = Duration::ZERO;
             let mut attempts: u32 = 0;
+            let failure = |attempts: u32, err: AttemptError| DeliveryFailure {
+                attempts,
+                error_code: err.code.to_owned(),
+                error_message: err.message,
+                ended_ms: now_ms(),
+            };
+            // The last failed attempt's error, once there is one.
+            let mut last: Option<AttemptError> = None;
             loop {
+                // Past the shutdown grace period nothing more is attempted: the README promises
+                // that what is still undelivered goes to backup at once, and one more request
+                // per queued batch could take a full request timeout each.
+                if give_up.is_cancelled() {
+                    let err = last.unwrap_or_else(|| AttemptError {
+                        code: error_code::SHUTDOWN_BEFORE_ATTEMPT,
+                        message: "firehose-local shut down and its grace period \
+                                  (shutdown_grace_secs) ended before this batch was sent; it \
+                                  was not attempted"
+                            .into(),
+                        permanent: true,
+                    });
+                    return Err(failure(attempts, err));
+                }
                 attempts += 1;
                 self.metrics.http_requests.with_label_values(&stream).inc();
                 self.metrics
@@ -245,7 +272,22 @@ impl Destination for HttpDelivery {
                     .http_processed_bytes
                     .with_label_values(&stream)
                     .inc_by(data_bytes);
-                let err = match self.attempt(&request_id, body.clone()).await {
+                // An attempt in progress when the grace period ends is abandoned: its outcome is
+                // unknown, and the batch is backed up (delivery is at-least-once, so the endpoint
+                // may also have it).
+                let outcome = tokio::select! {
+                    biased;
+                    r = self.attempt(&request_id, body.clone()) => r,
+                    () = give_up.cancelled() => Err(AttemptError {
+                        code: error_code::REQUEST_TIMEOUT,
+                        message: "The endpoint had not responded when the shutdown grace period \
+                                  (shutdown_grace_secs) ended; the request was abandoned, so the \
+                                  endpoint may have received it"
+                            .into(),
+                        permanent: true,
+                    }),
+                };
+                let err = match outcome {
                     Ok(()) => {
                         self.metrics.http_success.with_label_values(&stream).inc();
                         self.metrics
@@ -288,22 +330,20 @@ impl Destination for HttpDelivery {
                 );
                 let out_of_time = spent >= retry_budget || retry_budget.is_zero();
                 if err.permanent || out_of_time || give_up.is_cancelled() {
-                    return Err(DeliveryFailure {
-                        attempts,
-                        error_code: err.code.to_owned(),
-                        error_message: err.message,
-                        ended_ms: now_ms(),
-                    });
+                    return Err(failure(attempts, err));
                 }
                 let delay = Duration::from_millis(spec::jittered_ms(
                     spec::backoff_base_ms(attempts - 1),
                     rand::rng().random_range(-1.0..=1.0),
                 ));
                 tokio::select! {
+                    biased;
+                    // The grace period ended while waiting to retry: back up with the last error.
+                    () = give_up.cancelled() => return Err(failure(attempts, err)),
                     () = tokio::time::sleep(delay) => {}
-                    () = give_up.cancelled() => {}
                 }
                 spent += delay;
+                last = Some(err);
             }
         })
     }

@@ -5,7 +5,9 @@
 //! hints). Full destination batches go to the delivery task, which retries and backs up on
 //! failure, so a slow endpoint never stops the API from accepting records, as in Firehose.
 //! Shutdown closes intake, flushes both buffers and lets the delivery task finish; nothing
-//! accepted is dropped without either being delivered or written to backup.
+//! accepted is dropped without either being delivered or written to backup. Until then records
+//! exist only in memory (unbounded channels and buffers, nothing on disk), so a process killed
+//! without a graceful shutdown loses records already acknowledged (README, "What a crash loses").
 
 use crate::backup::Backup;
 use crate::buffer::{Buffer, Record};

@@ -13,11 +13,12 @@ use crate::processor::{InvokeError, Processor};
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use firehose_formats::limits::LAMBDA_MAX_PAYLOAD_BYTES;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -35,6 +36,20 @@ pub enum RuntimeApiError {
 }
 
 type Reply = oneshot::Sender<Result<Vec<u8>, InvokeError>>;
+
+/// The largest body the runtime may post: Lambda's 6 MB payload limit for a synchronous
+/// invocation's response (`firehose_formats::limits::LAMBDA_MAX_PAYLOAD_BYTES`,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>). axum's default
+/// (2 MiB) would refuse legal transform responses, which may be up to 6,000,000 bytes.
+///
+/// Over it, the answer is what AWS's own Runtime Interface Emulator gives (the Runtime API page
+/// and the facts doc do not say): 413 with `{"errorMessage": "Exceeded maximum allowed payload
+/// size (N bytes).", "errorType": "RequestEntityTooLarge"}`, and the invocation fails at once
+/// as `Function.ResponseSizeTooLarge`, a function error, so Firehose's `NumberOfRetries` applies
+/// and then `Lambda.FunctionError` (observed for oversized responses, facts §3.3).
+/// Source: aws/aws-lambda-runtime-interface-emulator, `lambda/rapi/handler/invocationresponse.go`
+/// and `lambda/rapi/rendering/rendering.go`.
+const MAX_RUNTIME_BODY_BYTES: usize = LAMBDA_MAX_PAYLOAD_BYTES;
 
 struct Invocation {
     event: Vec<u8>,
@@ -87,7 +102,8 @@ impl RuntimeApiProcessor {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(state);
+            .layer(DefaultBodyLimit::max(MAX_RUNTIME_BODY_BYTES))
+            .with_state(state.clone());
         let server_stop = stop.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -104,6 +120,7 @@ impl RuntimeApiProcessor {
             endpoint.clone(),
             function_arn,
             region,
+            state.in_flight,
             stop,
         ));
         Ok(Self { sender, endpoint })
@@ -117,12 +134,18 @@ impl RuntimeApiProcessor {
 }
 
 /// Runs the child, restarting it (after 1 s) whenever it exits, until `stop`.
+///
+/// When the child exits, the invocations it had taken and not answered fail at once, as Lambda
+/// fails an invocation whose runtime exits (`Runtime.ExitError`); otherwise each would wait for
+/// its full timeout and be retried as `Lambda.FunctionTimedOut`. Only one child runs at a time,
+/// and the next starts after this, so every invocation in flight belonged to the one that exited.
 async fn supervise(
     binary: PathBuf,
     extra_env: BTreeMap<String, String>,
     endpoint: String,
     function_arn: String,
     region: String,
+    in_flight: Arc<Mutex<HashMap<String, Reply>>>,
     stop: CancellationToken,
 ) {
     let name = function_arn
@@ -146,7 +169,14 @@ async fn supervise(
             Ok(mut child) => {
                 tracing::info!(binary = %binary.display(), runtime_api = endpoint, "started Lambda runtime child");
                 tokio::select! {
-                    status = child.wait() => tracing::warn!(?status, "Lambda runtime child exited; restarting"),
+                    status = child.wait() => {
+                        tracing::warn!(?status, "Lambda runtime child exited; restarting");
+                        let how = match status {
+                            Ok(s) => s.to_string(),
+                            Err(e) => format!("cannot tell how: {e}"),
+                        };
+                        fail_in_flight(&in_flight, &how);
+                    }
                     () = stop.cancelled() => {
                         let _ = child.kill().await;
                         return;
@@ -214,6 +244,24 @@ async fn next(State(state): State<ApiState>) -> Response {
     (StatusCode::OK, headers, inv.event).into_response()
 }
 
+/// Fails every invocation taken by a runtime that exited (`how`: its exit status).
+fn fail_in_flight(in_flight: &Mutex<HashMap<String, Reply>>, how: &str) {
+    let orphans: Vec<(String, Reply)> = in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain()
+        .collect();
+    for (id, reply) in orphans {
+        tracing::warn!(
+            request_id = id,
+            "invocation failed: its Lambda runtime exited"
+        );
+        let _ = reply.send(Err(InvokeError::Function(format!(
+            "Runtime.ExitError: RequestId: {id} Error: Runtime exited with error: {how}"
+        ))));
+    }
+}
+
 fn take(state: &ApiState, id: &str) -> Option<Reply> {
     state
         .in_flight
@@ -222,7 +270,16 @@ fn take(state: &ApiState, id: &str) -> Option<Reply> {
         .remove(id)
 }
 
-async fn response(State(state): State<ApiState>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn response(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unreadable_body(&state, &id, &headers, &rejection, "Response"),
+    };
     match take(&state, &id) {
         Some(reply) => {
             let _ = reply.send(Ok(body.to_vec()));
@@ -240,8 +297,12 @@ async fn error(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unreadable_body(&state, &id, &headers, &rejection, "Error"),
+    };
     match take(&state, &id) {
         Some(reply) => {
             let _ = reply.send(Err(InvokeError::Function(describe_error(&headers, &body))));
@@ -253,6 +314,53 @@ async fn error(
         }
         None => unknown_request(&id),
     }
+}
+
+/// A `…/response` or `…/error` body that could not be read: over [`MAX_RUNTIME_BODY_BYTES`]
+/// (413, see there) or cut off. Either way the runtime has answered and nothing more will come
+/// for `id`, so its invocation fails now rather than at its timeout.
+fn unreadable_body(
+    state: &ApiState,
+    id: &str,
+    headers: &HeaderMap,
+    rejection: &BytesRejection,
+    what: &str,
+) -> Response {
+    let Some(reply) = take(state, id) else {
+        return unknown_request(id);
+    };
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The emulator's wording; the size is known only from a Content-Length.
+        let size = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map(|n| format!(" ({n} bytes)"))
+            .unwrap_or_default();
+        let _ = reply.send(Err(InvokeError::Function(format!(
+            "Function.ResponseSizeTooLarge: {what} payload size{size} exceeded maximum allowed payload size ({MAX_RUNTIME_BODY_BYTES} bytes)."
+        ))));
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(serde_json::json!({
+                "errorMessage": format!("Exceeded maximum allowed payload size ({MAX_RUNTIME_BODY_BYTES} bytes)."),
+                "errorType": "RequestEntityTooLarge",
+            })),
+        )
+            .into_response();
+    }
+    let _ = reply.send(Err(InvokeError::Function(format!(
+        "Runtime.InvalidResponse: the runtime's {} body could not be read: {}",
+        what.to_lowercase(),
+        rejection.body_text()
+    ))));
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({
+            "errorMessage": rejection.body_text(),
+            "errorType": "TruncatedHTTPRequest",
+        })),
+    )
+        .into_response()
 }
 
 async fn init_error(headers: HeaderMap, body: Bytes) -> Response {
@@ -327,22 +435,60 @@ impl Processor for RuntimeApiProcessor {
 mod tests {
     use super::*;
 
+    /// An executable `sh` script with `body`, as the "runtime" child.
+    fn script(dir: &std::path::Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join("runtime.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A processor whose child idles (it never calls the API, and never exits: an exiting child
+    /// fails the invocations handed out), so the test can play the runtime itself.
+    async fn idle_child(dir: &std::path::Path, stop: &CancellationToken) -> RuntimeApiProcessor {
+        RuntimeApiProcessor::start(
+            script(dir, "exec sleep 600"),
+            BTreeMap::new(),
+            "arn:aws:lambda:us-east-1:0:function:f".into(),
+            "us-east-1".into(),
+            stop.clone(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Invokes `p` in the background and plays `GET …/next`; returns the invoker and request id.
+    async fn take_next(
+        p: &Arc<RuntimeApiProcessor>,
+        timeout: Duration,
+    ) -> (
+        tokio::task::JoinHandle<Result<Vec<u8>, InvokeError>>,
+        String,
+    ) {
+        let invoker = {
+            let p = p.clone();
+            tokio::spawn(async move { p.invoke(b"{}".to_vec(), timeout).await })
+        };
+        let next = reqwest::get(format!(
+            "http://{}/2018-06-01/runtime/invocation/next",
+            p.endpoint()
+        ))
+        .await
+        .unwrap();
+        let id = next.headers()["lambda-runtime-aws-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (invoker, id)
+    }
+
     /// Plays the runtime side of the protocol with plain HTTP, as a custom runtime does.
     #[tokio::test]
     async fn next_response_and_error_follow_the_protocol() {
         let stop = CancellationToken::new();
-        // `true` exits at once: the supervisor restarts it; the test plays the runtime itself.
-        let p = Arc::new(
-            RuntimeApiProcessor::start(
-                PathBuf::from("true"),
-                BTreeMap::new(),
-                "arn:aws:lambda:us-east-1:0:function:f".into(),
-                "us-east-1".into(),
-                stop.clone(),
-            )
-            .await
-            .unwrap(),
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(idle_child(dir.path(), &stop).await);
         let base = format!("http://{}/2018-06-01/runtime", p.endpoint());
         let client = reqwest::Client::new();
         let invoker = {
@@ -436,6 +582,108 @@ mod tests {
         .unwrap();
         let r = p.invoke(b"{}".to_vec(), Duration::from_millis(200)).await;
         assert_eq!(r, Err(InvokeError::TimedOut(Duration::from_millis(200))));
+        stop.cancel();
+    }
+
+    /// Transform responses up to Lambda's 6 MB are legal; axum's default 2 MiB body limit used to
+    /// refuse them with 413 and leave the invocation to time out.
+    #[tokio::test]
+    async fn a_three_megabyte_response_is_accepted() {
+        let stop = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(idle_child(dir.path(), &stop).await);
+        let (invoker, id) = take_next(&p, Duration::from_secs(60)).await;
+        let body = vec![b'x'; 3_000_000];
+        let posted = reqwest::Client::new()
+            .post(format!(
+                "http://{}/2018-06-01/runtime/invocation/{id}/response",
+                p.endpoint()
+            ))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), 202);
+        assert_eq!(invoker.await.unwrap().unwrap(), body);
+        stop.cancel();
+    }
+
+    /// Over the limit, the Runtime API answers 413 `RequestEntityTooLarge` and the invocation
+    /// fails at once, as AWS's runtime interface emulator does, instead of timing out.
+    #[tokio::test]
+    async fn an_over_limit_response_is_refused_and_fails_the_invocation_at_once() {
+        let stop = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(idle_child(dir.path(), &stop).await);
+        let (invoker, id) = take_next(&p, Duration::from_secs(120)).await;
+        let posted = reqwest::Client::new()
+            .post(format!(
+                "http://{}/2018-06-01/runtime/invocation/{id}/response",
+                p.endpoint()
+            ))
+            .body(vec![b'x'; LAMBDA_MAX_PAYLOAD_BYTES + 1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), 413);
+        let answer: serde_json::Value = posted.json().await.expect("a JSON error body");
+        assert_eq!(answer["errorType"], "RequestEntityTooLarge");
+        let result = tokio::time::timeout(Duration::from_secs(10), invoker)
+            .await
+            .expect("the invocation fails at once, not after its 120 s timeout")
+            .unwrap();
+        match result {
+            Err(InvokeError::Function(m)) => {
+                assert!(m.starts_with("Function.ResponseSizeTooLarge"), "{m}");
+            }
+            other => panic!("expected a function error, got {other:?}"),
+        }
+        stop.cancel();
+    }
+
+    /// A runtime that exits mid-invocation fails that invocation at once (Lambda reports
+    /// `Runtime.ExitError`), rather than leaving it to time out.
+    #[tokio::test]
+    async fn a_child_that_dies_mid_invocation_fails_it_at_once() {
+        let stop = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("exit-now");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // The child blocks until the test writes the FIFO, then exits 3.
+        let child = script(dir.path(), "read _ < \"$EXIT_FIFO\"\nexit 3");
+        let env = [("EXIT_FIFO".to_owned(), fifo.display().to_string())].into();
+        let p = Arc::new(
+            RuntimeApiProcessor::start(
+                child,
+                env,
+                "arn:aws:lambda:us-east-1:0:function:f".into(),
+                "us-east-1".into(),
+                stop.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+        let (invoker, _id) = take_next(&p, Duration::from_secs(120)).await;
+        // Opening for writing waits for the child to open it for reading; closing it ends the
+        // child's `read`.
+        let opened = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .await
+            .unwrap();
+        drop(opened);
+        let result = tokio::time::timeout(Duration::from_secs(10), invoker)
+            .await
+            .expect("the invocation fails when its runtime exits, not after its 120 s timeout")
+            .unwrap();
+        match result {
+            Err(InvokeError::Function(m)) => assert!(m.starts_with("Runtime.ExitError"), "{m}"),
+            other => panic!("expected a function error, got {other:?}"),
+        }
         stop.cancel();
     }
 }

@@ -314,3 +314,49 @@ async fn metrics_are_served_with_cloudwatch_names() {
     assert!(text.contains("firehose_put_record_batch_requests_total{delivery_stream=\"s\"} 1"));
     fh.shutdown().await.unwrap();
 }
+
+/// A body over the API's read limit gets an AWS JSON 1.1 error (what the SDKs parse), not a
+/// plain-text 413.
+#[tokio::test]
+async fn an_oversized_request_body_gets_an_aws_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fh = spawn_embedded(config(dir.path())).await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(fh.endpoint_url())
+        .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(vec![b' '; 9 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
+    assert_eq!(
+        resp.headers()["x-amzn-errortype"],
+        "RequestEntityTooLargeException"
+    );
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(body["__type"], "RequestEntityTooLargeException");
+    assert!(
+        body["message"].as_str().unwrap().contains("8388608"),
+        "{body}"
+    );
+
+    // What an SDK sees: 7 records of 1,000,000 bytes are over 8 MiB as base64.
+    let client = firehose_client(&fh.endpoint_url());
+    let million = vec![b'x'; 1_000_000];
+    let err = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some((0..7).map(|_| rec(&million)).collect()))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        err.code(),
+        Some("RequestEntityTooLargeException"),
+        "{err:?}"
+    );
+    fh.shutdown().await.unwrap();
+}

@@ -6,7 +6,7 @@ mod common;
 
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
-use common::{Behaviour, Endpoint, b64, config, files, firehose_client, unb64};
+use common::{Behaviour, Endpoint, HangingEndpoint, b64, config, files, firehose_client, unb64};
 use firehose_formats::backup::ErrorRecord;
 use firehose_local::config::{
     Compression, HttpEndpointConfig, ProcessorConfig, S3BackupMode, Secret,
@@ -372,4 +372,71 @@ async fn failing_invocations_are_retried_then_backed_up_as_function_errors() {
     assert_eq!(recs[0].error_code, "Lambda.FunctionError");
     assert_eq!(recs[0].attempts_made, 3, "1 invocation + NumberOfRetries 2");
     assert_eq!(recs[0].raw_data, b64(b"{\"a\":1}"));
+}
+
+/// README: "a delivery still failing after `shutdown_grace_secs` goes to `http-endpoint-failed/`
+/// at once". Against an endpoint that never answers, the request in progress is cut off at the
+/// end of the grace period and the queued batches are not attempted at all, so shutdown takes
+/// the grace period, not grace + one request timeout per batch.
+#[tokio::test]
+async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = HangingEndpoint::start().await;
+    let mut c = config(dir.path());
+    c.shutdown_grace_secs = 1;
+    let mut h = endpoint_config(&ep.url, 3600);
+    h.request_timeout_secs = 20;
+    c.streams[0].http_endpoint = Some(h);
+    let fh = spawn_embedded(c).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    let put = |data: &'static [u8]| {
+        client
+            .put_record()
+            .delivery_stream_name("s")
+            .record(rec(data))
+            .send()
+    };
+    put(b"one").await.unwrap();
+    ep.accepted
+        .recv()
+        .await
+        .expect("the first batch is being delivered");
+    // Interval 0: each put is its own batch, queued behind the hanging one.
+    put(b"two").await.unwrap();
+    put(b"three").await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(10), fh.shutdown())
+        .await
+        .expect(
+            "shutdown ends soon after the 1 s grace period, not after 3 × 20 s request timeouts",
+        )
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "shutdown took {took:?}"
+    );
+
+    let backup = dir.path().join("backup");
+    assert!(
+        files(&backup).iter().all(|f| f
+            .strip_prefix(&backup)
+            .unwrap()
+            .starts_with("http-endpoint-failed")),
+        "{:?}",
+        files(&backup)
+    );
+    let recs = error_records(&backup);
+    let mut got: Vec<Vec<u8>> = recs.iter().map(|r| unb64(&r.raw_data)).collect();
+    got.sort();
+    assert_eq!(got, [b"one".to_vec(), b"three".to_vec(), b"two".to_vec()]);
+    for r in &recs {
+        if unb64(&r.raw_data) == b"one" {
+            assert_eq!(r.attempts_made, 1);
+            assert_eq!(r.error_code, "HttpEndpoint.RequestTimeout");
+        } else {
+            assert_eq!(r.attempts_made, 0, "queued batches are not attempted");
+        }
+    }
 }

@@ -106,6 +106,30 @@ impl Endpoint {
     }
 }
 
+/// An endpoint on 127.0.0.1:0 that accepts connections and never answers: `accepted` yields
+/// once per connection, so a test knows a request is in progress.
+pub struct HangingEndpoint {
+    pub url: String,
+    pub accepted: mpsc::UnboundedReceiver<()>,
+}
+
+impl HangingEndpoint {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let (tx, accepted) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            // Held open, unanswered, until the test ends.
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                let _ = tx.send(());
+            }
+        });
+        Self { url, accepted }
+    }
+}
+
 /// A one-stream config named `s` under `dir`, flushing as soon as records arrive.
 pub fn config(dir: &Path) -> Config {
     let mut c = Config::local_default(dir);
