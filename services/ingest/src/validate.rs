@@ -535,9 +535,28 @@ fn check_event(
         ));
     }
     let schema = schema?;
+    // The scanner accepted the event; serde_json refuses a few more (a number out of f64's
+    // range, a lone surrogate escape), and says where within the event, not the body.
     let value: serde_json::Value = match serde_json::from_str(event) {
         Ok(v) => v,
-        Err(e) => return Some((event_reason::INVALID_JSON, vec![at(e.to_string())])),
+        Err(e) => {
+            let detail = if line.is_some() {
+                Detail {
+                    line,
+                    column: Some(indent + e.column()),
+                    message: without_position(&e),
+                    ..Detail::default()
+                }
+            } else {
+                at(format!(
+                    "{} at line {} column {} of the event",
+                    without_position(&e),
+                    e.line(),
+                    e.column()
+                ))
+            };
+            return Some((event_reason::INVALID_JSON, vec![detail]));
+        }
     };
     let found: Vec<Detail> = schema
         .0
@@ -832,6 +851,30 @@ mod tests {
         assert_eq!(d[0].path.as_deref(), Some("/user/id"));
         assert_eq!(d[1].index, Some(2));
         assert!(records(br#"{"user":{"id":7}}"#, Framing::Json, Some(&schema)).is_ok());
+    }
+
+    #[test]
+    fn what_only_serde_json_refuses_is_placed_in_the_body() {
+        let schema = Schema::compile(&serde_json::json!({"type": "object"}), "test")
+            .expect("schema compiles");
+        // Line 3 of the body, after 3 spaces; serde_json stops at the number's end, column 10 of
+        // the event, so column 13 of the line.
+        let body = b"{\"a\":1}\n\n   {\"a\":1e400}\n";
+        let (d, reasons) = details(body, Framing::Ndjson, Some(&schema));
+        assert_eq!(reasons, vec![event_reason::INVALID_JSON]);
+        assert_eq!(
+            (d[0].index, d[0].line, d[0].column),
+            (Some(1), Some(3), Some(3 + 10))
+        );
+        assert!(!d[0].message.contains(" at line "), "{}", d[0].message);
+        // A JSON array has no per-event line: the place is given within the event.
+        let (d, _) = details(b"[{}, {\"a\":1e400}]", Framing::Json, Some(&schema));
+        assert_eq!((d[0].index, d[0].line, d[0].column), (Some(1), None, None));
+        assert!(
+            d[0].message.ends_with("at line 1 column 10 of the event"),
+            "{}",
+            d[0].message
+        );
     }
 
     #[test]
