@@ -291,15 +291,20 @@ pub fn records_at_most(
 ) -> Result<Vec<Bytes>, Invalid> {
     // RFC 8259 section 8.1: a parser may ignore a leading byte order mark (some Windows tools
     // write one); it is never part of an event.
+    let received = body.len();
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    // Positions are reported in the body as sent: line 1's columns count the mark too.
+    let bom = received - body.len();
+    let line_one = |line: usize| if line == 1 { bom } else { 0 };
     let text = std::str::from_utf8(body).map_err(|e| {
         let (line, column) = position(body, e.valid_up_to());
+        let column = column + line_one(line);
         body_error(
             "body is not valid UTF-8",
             Detail {
                 line: Some(line),
                 column: Some(column),
-                message: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                message: format!("invalid UTF-8 at byte {}", bom + e.valid_up_to()),
                 ..Detail::default()
             },
             body,
@@ -332,7 +337,7 @@ pub fn records_at_most(
                         "body is not valid JSON",
                         Detail {
                             line: Some(e.line()),
-                            column: Some(e.column()),
+                            column: Some(e.column() + line_one(e.line())),
                             message: e.to_string(),
                             ..Detail::default()
                         },
@@ -352,7 +357,7 @@ pub fn records_at_most(
                 let indent = line.len() - start.len();
                 (
                     start.trim_end_matches(JSON_WHITESPACE),
-                    Some((n + 1, indent)),
+                    Some((n + 1, indent + line_one(n + 1))),
                 )
             })
             .filter(|(line, _)| !line.is_empty())
@@ -764,6 +769,22 @@ mod tests {
         let refused =
             records_at_most(b"{}\n{}\n42\n", Framing::Ndjson, None, 2).expect_err("over the limit");
         assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
+    }
+
+    #[test]
+    fn positions_count_a_byte_order_mark_as_sent() {
+        // After the 3-byte mark, the bad byte is the 10th of line 1 and byte 9 (0-based).
+        let (d, _) = details(b"\xEF\xBB\xBF{\"a\":\"\xff\"}", Framing::Json, None);
+        assert_eq!((d[0].line, d[0].column), (Some(1), Some(10)));
+        assert!(d[0].message.ends_with("at byte 9"), "{}", d[0].message);
+        // A syntax error at `}`: column 6 of the event, 9 of the line as sent.
+        for framing in [Framing::Json, Framing::Ndjson] {
+            let (d, _) = details(b"\xEF\xBB\xBF{\"a\":}\n", framing, None);
+            assert_eq!((d[0].line, d[0].column), (Some(1), Some(9)), "{framing:?}");
+        }
+        // Later lines are not shifted.
+        let (d, _) = details(b"\xEF\xBB\xBF{}\n{\"a\":}\n", Framing::Ndjson, None);
+        assert_eq!((d[0].line, d[0].column), (Some(2), Some(6)));
     }
 
     #[test]
