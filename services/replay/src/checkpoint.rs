@@ -1,4 +1,4 @@
-//! The checkpoint file: which objects a replay has finished, and how far it got in the one it
+//! The checkpoint file: which objects a replay has finished, and how far it got in the ones it
 //! was sending when it stopped.
 //!
 //! It is what makes a replay safe to re-run: a finished object is never sent again, and an
@@ -6,9 +6,17 @@
 //! to a temporary file beside the checkpoint, flushed to disk, then renamed over it, so a crash
 //! at any moment leaves either the old or the new checkpoint, never a torn one.
 //!
+//! A checkpoint belongs to one source *and* one target. What it records only means something
+//! for that pair: "finished" means "delivered to this target" (a record the front door cannot
+//! take counts as done for `--to-http` but was never put into a stream), and the item indexes
+//! of an unfinished object point into the list the target built from the object's records,
+//! which differs per target (for `--to-http` a record with several lines is several items).
+//! Opening it for another source or target is refused, before anything is sent.
+//!
 //! Progress inside an object is kept as the set of item indexes the target confirmed (a count
-//! of leading items plus the stragglers after it), so an object interrupted after a partly
-//! accepted batch resends exactly the items that were not confirmed.
+//! of leading items plus the stragglers after it), per object: an object interrupted after a
+//! partly accepted batch resends exactly the items that were not confirmed, even if later runs
+//! worked on other objects in between (one that could not be fetched is left for the next run).
 //!
 //! Objects are identified by key *and* size: Firehose never rewrites an object (its names end in
 //! a UUID), so a different size under a known key means somebody replaced it, and it is read
@@ -21,7 +29,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Format version written into the file; a file with another version is refused.
-pub const CHECKPOINT_VERSION: u32 = 1;
+///
+/// Version 2 keeps progress for several objects (`in_progress`) and checks the target. Version
+/// 1 files (one `partial` object, target not checked) are still read, so that a replay started
+/// by an older `replay` resumes; the target they name was written by the same rule.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// The older format version still read (see [`CHECKPOINT_VERSION`]).
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Why the checkpoint could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +69,22 @@ pub enum CheckpointError {
         /// The source this replay reads.
         expected: String,
         /// The source the file was written for.
+        found: String,
+    },
+    /// The file records a replay to another target: its finished objects and item indexes do
+    /// not apply here.
+    #[error(
+        "the checkpoint {path} belongs to a replay to {found}, not {expected}: what it records as done was done for {found} only. \
+         To resume that replay, run it again with that target. To send to {expected}, pass another --checkpoint file; a new file \
+         starts from nothing, so every selected record goes to {expected}, also those {found} already received (narrow the \
+         selection with --key, --error-type, --since/--until)"
+    )]
+    OtherTarget {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The target this replay sends to.
+        expected: String,
+        /// The target the file was written for.
         found: String,
     },
     /// Writing the file failed.
@@ -106,10 +137,18 @@ impl DoneItems {
     }
 }
 
-/// An object in progress.
+/// An object in progress, as version 1 stored it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Partial {
     key: String,
+    size: u64,
+    done: DoneItems,
+}
+
+/// The confirmed items of an object in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InProgress {
+    /// The object's size when the items were confirmed (a replaced object starts over).
     size: u64,
     done: DoneItems,
 }
@@ -120,11 +159,17 @@ struct State {
     version: u32,
     /// The source this replay reads, e.g. `s3://bucket/prefix/`.
     source: String,
-    /// The target, for the operator reading the file; not checked.
+    /// The target, as [`crate::target::Target::describe`] names it (`stream:NAME`,
+    /// `http:URL`): the kind and the destination. Checked on open.
     target: String,
     /// Finished objects: key → size.
     finished: BTreeMap<String, u64>,
-    /// The object being sent when the replay stopped, if any.
+    /// Objects with confirmed items that are not finished: key → progress. One per object, so
+    /// that working on another object never loses an interrupted one's progress.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    in_progress: BTreeMap<String, InProgress>,
+    /// Version 1's single object in progress; moved into `in_progress` on open, never written.
+    #[serde(default, skip_serializing)]
     partial: Option<Partial>,
 }
 
@@ -138,17 +183,19 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Opens the checkpoint at `path`, or starts an empty one if the file does not exist.
     ///
+    /// `target` is the target's [`crate::target::Target::describe`].
+    ///
     /// # Errors
-    /// The file cannot be read, is not a checkpoint, or belongs to another source.
+    /// The file cannot be read, is not a checkpoint, or belongs to another source or target.
     pub fn open(path: &Path, source: &str, target: &str) -> Result<Self, CheckpointError> {
         let state = match std::fs::read(path) {
             Ok(bytes) => {
-                let state: State =
+                let mut state: State =
                     serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Invalid {
                         path: path.to_owned(),
                         reason: e.to_string(),
                     })?;
-                if state.version != CHECKPOINT_VERSION {
+                if !(OLDEST_READABLE_VERSION..=CHECKPOINT_VERSION).contains(&state.version) {
                     return Err(CheckpointError::Invalid {
                         path: path.to_owned(),
                         reason: format!("it has version {}", state.version),
@@ -161,6 +208,17 @@ impl Checkpoint {
                         found: state.source,
                     });
                 }
+                if state.target != target {
+                    return Err(CheckpointError::OtherTarget {
+                        path: path.to_owned(),
+                        expected: target.to_owned(),
+                        found: state.target,
+                    });
+                }
+                if let Some(Partial { key, size, done }) = state.partial.take() {
+                    state.in_progress.insert(key, InProgress { size, done });
+                }
+                state.version = CHECKPOINT_VERSION;
                 state
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::empty_state(source, target),
@@ -200,6 +258,7 @@ impl Checkpoint {
             source: source.to_owned(),
             target: target.to_owned(),
             finished: BTreeMap::new(),
+            in_progress: BTreeMap::new(),
             partial: None,
         }
     }
@@ -213,8 +272,8 @@ impl Checkpoint {
     /// The items of the object an earlier run had confirmed (none if it was not in progress).
     #[must_use]
     pub fn done_items(&self, key: &str, size: u64) -> DoneItems {
-        match &self.state.partial {
-            Some(p) if p.key == key && p.size == size => p.done.clone(),
+        match self.state.in_progress.get(key) {
+            Some(p) if p.size == size => p.done.clone(),
             _ => DoneItems::default(),
         }
     }
@@ -235,11 +294,17 @@ impl Checkpoint {
         size: u64,
         done: &DoneItems,
     ) -> Result<(), CheckpointError> {
-        self.state.partial = Some(Partial {
-            key: key.to_owned(),
-            size,
-            done: done.clone(),
-        });
+        if done.is_empty() {
+            self.state.in_progress.remove(key);
+        } else {
+            self.state.in_progress.insert(
+                key.to_owned(),
+                InProgress {
+                    size,
+                    done: done.clone(),
+                },
+            );
+        }
         self.save()
     }
 
@@ -249,9 +314,7 @@ impl Checkpoint {
     /// The file cannot be written.
     pub fn record_finished(&mut self, key: &str, size: u64) -> Result<(), CheckpointError> {
         self.state.finished.insert(key.to_owned(), size);
-        if self.state.partial.as_ref().is_some_and(|p| p.key == key) {
-            self.state.partial = None;
-        }
+        self.state.in_progress.remove(key);
         self.save()
     }
 
@@ -356,6 +419,85 @@ mod tests {
             err.to_string().contains("pass another --checkpoint"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_target_is_refused_with_advice() {
+        // A --to-http run finished an object (a record it could not take counted as done) and
+        // was interrupted in another (indexes into the HTTP items); neither applies to a stream.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let http = "http:http://h/v1/events";
+        let mut cp = Checkpoint::open(&path, "s3://a/", http).unwrap();
+        cp.record_finished("k1", 1).unwrap();
+        let mut done = DoneItems::default();
+        done.insert(0);
+        cp.record_progress("k2", 2, &done).unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        let err = Checkpoint::open(&path, "s3://a/", "stream:events").unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::OtherTarget { expected, found, .. }
+                if expected == "stream:events" && found == http),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("pass another --checkpoint"), "{text}");
+        assert!(text.contains("run it again with that target"), "{text}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file is untouched"
+        );
+        // the same target still resumes
+        let cp = Checkpoint::open(&path, "s3://a/", http).unwrap();
+        assert!(cp.is_finished("k1", 1));
+        assert_eq!(cp.done_items("k2", 2), done);
+    }
+
+    #[test]
+    fn progress_is_kept_for_every_interrupted_object() {
+        // Object A was interrupted with items 0-2 confirmed; a later run could not fetch A and
+        // made progress in B. A's progress must survive.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let mut a = DoneItems::default();
+        for i in 0..3 {
+            a.insert(i);
+        }
+        cp.record_progress("A", 10, &a).unwrap();
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let mut b = DoneItems::default();
+        b.insert(0);
+        cp.record_progress("B", 20, &b).unwrap();
+        cp.record_finished("C", 30).unwrap();
+
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert_eq!(cp.done_items("A", 10), a, "A's progress survives B's");
+        assert_eq!(cp.done_items("B", 20), b);
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_resumes_its_object_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let v1 = r#"{"version":1,"source":"s","target":"t","finished":{"k1":1},
+            "partial":{"key":"k2","size":2,"done":{"prefix":3}}}"#;
+        std::fs::write(&path, v1).unwrap();
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(cp.is_finished("k1", 1));
+        assert_eq!(cp.done_items("k2", 2).len(), 3);
+        assert!(
+            Checkpoint::open(&path, "s", "other").is_err(),
+            "target checked"
+        );
+        cp.record_finished("k3", 3).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["version"], CHECKPOINT_VERSION);
+        assert_eq!(saved["in_progress"]["k2"]["done"]["prefix"], 3);
+        assert!(saved.get("partial").is_none());
     }
 
     #[test]

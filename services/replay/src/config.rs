@@ -51,6 +51,12 @@ pub struct Config {
     #[arg(long = "error-type", value_enum, value_name = "TYPE")]
     pub error_types: Vec<ErrorTypeArg>,
 
+    /// Only the object with this key (repeat for several), as the summary and the log print it,
+    /// e.g. an object whose records the front door refused, to replay it with `--to-stream`
+    /// (and another `--checkpoint` file).
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+
     /// First hour to replay, UTC, from the `YYYY/MM/dd/HH/` layout (or the object name):
     /// `2026-11-25T09`, `2026/11/25/09`, or a date for its first hour.
     #[arg(long, value_name = "HOUR")]
@@ -74,8 +80,9 @@ pub struct Config {
     #[arg(long, env = "REPLAY_RATE", value_name = "PER_SECOND")]
     pub rate: Option<u32>,
 
-    /// Checkpoint file: finished objects and the progress of the current one. Re-running with
-    /// the same file resumes and never resends a finished object. One file per source.
+    /// Checkpoint file: finished objects and the progress of unfinished ones. Re-running with
+    /// the same file resumes and never resends a finished object. One file per source and
+    /// target: a file written for another one is refused.
     #[arg(
         long,
         env = "REPLAY_CHECKPOINT",

@@ -12,21 +12,38 @@
 //!   split in halves and each half sent again, until the refused events stand alone; they come
 //!   back [`ItemResult::Rejected`] with the front door's message, and every good event is
 //!   delivered. This needs no knowledge of how the front door words its errors.
-//! - 401, 403, 404, 405: the configuration is wrong (key, URL); [`TargetError`] stops the replay.
+//! - 401, 403, 404, 405: the configuration is wrong (key, URL); [`TargetError`] stops the replay,
+//!   with the events the call had already delivered reported as such ([`SendError`]).
+//! - 3xx: redirects are not followed. A client following a 301/302 turns the POST into a GET
+//!   without a body, and a page answering that GET with 200 would count the batch as delivered
+//!   when nothing was; so a redirect is a configuration error that stops the replay, naming
+//!   where it pointed.
+//!
+//! Answer bodies are read up to [`MAX_ANSWER_BYTES`] and no further: only a short JSON answer
+//! (the 503's `unaccepted` list) or the start of an error message is needed, and a large or
+//! endless error page must not grow memory.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::read::Record;
-use crate::target::{ItemResult, Target, TargetError};
+use crate::target::{ItemResult, SendError, Target, TargetError};
 
 /// Default events per POST: small enough to stay far under the front door's default 10 MiB
 /// body limit with events of several KiB, large enough that a replay is not request-bound.
 pub const DEFAULT_EVENTS_PER_REQUEST: usize = 500;
+
+/// Most bytes of an answer's body that are read.
+///
+/// The front door's answers are small JSON objects; the largest, a 503 listing every event of a
+/// batch as `unaccepted`, takes about 7 bytes per event, so 1 MiB covers batches of over 100,000
+/// events. A body cut at the cap is still used for the error message; a cut `unaccepted` list
+/// does not parse, and the whole batch is sent again (a possible duplicate, never a loss).
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// Settings of the HTTP target.
 #[derive(Debug, Clone)]
@@ -101,6 +118,8 @@ impl HttpTarget {
         }
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // See the module docs: a followed redirect can turn a POST into a body-less GET.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| TargetError(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { client, config })
@@ -137,10 +156,23 @@ impl HttpTarget {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = read_capped(response, MAX_ANSWER_BYTES).await;
         let detail = || format!("{status}: {}", truncate(&text, 300));
         match status {
             s if s.is_success() => Answer::Delivered,
+            s if s.is_redirection() => Answer::Fatal(format!(
+                "{} answered {status} redirecting to {}; replay does not follow redirects (a POST would \
+                 become a GET without the events): point --to-http at the front door's /v1/events itself",
+                self.config.url,
+                location
+                    .as_deref()
+                    .unwrap_or("nowhere (no Location header)")
+            )),
             StatusCode::SERVICE_UNAVAILABLE => match unaccepted_indexes(&text, items.len()) {
                 Some(indexes) => Answer::Partly(indexes),
                 None => Answer::Retry(detail(), retry_after),
@@ -205,15 +237,19 @@ impl HttpTarget {
                     }
                     Answer::Partly(unaccepted) => {
                         let still: Vec<usize> = unaccepted.iter().map(|&u| group[u]).collect();
-                        for &i in &group {
-                            results[i] = ItemResult::Accepted;
+                        // Only the others are delivered: the unaccepted ones stay unaccepted
+                        // until a retry settles them, so a target error or the end of the
+                        // attempts in between never counts them as delivered.
+                        for (position, &i) in group.iter().enumerate() {
+                            results[i] = if unaccepted.binary_search(&position).is_ok() {
+                                ItemResult::Unaccepted(
+                                    "the front door answered 503 for it on every attempt".into(),
+                                )
+                            } else {
+                                ItemResult::Accepted
+                            };
                         }
                         if attempt >= self.config.max_attempts {
-                            for &i in &still {
-                                results[i] = ItemResult::Unaccepted(
-                                    "the front door answered 503 for it on every attempt".into(),
-                                );
-                            }
                             break;
                         }
                         tracing::warn!(
@@ -267,11 +303,16 @@ impl Target for HttpTarget {
         Ok(events)
     }
 
-    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, TargetError> {
+    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
         let mut results = vec![ItemResult::Unaccepted("not sent".into()); items.len()];
-        self.deliver(&items, (0..items.len()).collect(), &mut results)
-            .await?;
-        Ok(results)
+        match self
+            .deliver(&items, (0..items.len()).collect(), &mut results)
+            .await
+        {
+            Ok(()) => Ok(results),
+            // Halves or 503 retries delivered before the error are in `results`.
+            Err(error) => Err(SendError { error, results }),
+        }
     }
 }
 
@@ -308,6 +349,22 @@ fn unaccepted_indexes(body: &str, len: usize) -> Option<Vec<usize>> {
     indexes.sort_unstable();
     indexes.dedup();
     (!indexes.is_empty()).then_some(indexes)
+}
+
+/// The answer's body as text, reading at most `cap` bytes of it (see [`MAX_ANSWER_BYTES`]); a
+/// body that cannot be read is empty, and only the status counts.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(cap - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -382,6 +439,39 @@ mod tests {
         assert_eq!(unaccepted_indexes(r#"{"unaccepted":["x"]}"#, 5), None);
         assert_eq!(unaccepted_indexes(r#"{"unaccepted":[]}"#, 5), None);
         assert_eq!(unaccepted_indexes("service unavailable", 5), None);
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_read_only_up_to_the_cap() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // A 404 announcing 64 MiB of error page, sending 2 MiB of it and then nothing: a reader
+        // without a cap waits for (and would keep) the rest; a capped one answers at once.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 67108864\r\n\r\n")
+                .await
+                .unwrap();
+            // Write errors once the client has given up are expected.
+            let _ = socket.write_all(&vec![b'x'; 2 * MAX_ANSWER_BYTES]).await;
+            std::future::pending::<()>().await;
+        });
+        let mut config = HttpTargetConfig::new(format!("http://{addr}/").parse().unwrap());
+        config.request_timeout = Duration::from_secs(300);
+        let target = HttpTarget::new(config).unwrap();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(20),
+            target.send(vec![Bytes::from_static(b"{}")]),
+        )
+        .await
+        .expect("the answer is read up to the cap, not to its end");
+        let err = sent.unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
+        assert_eq!(err.results, vec![ItemResult::Unaccepted("not sent".into())]);
     }
 
     #[test]

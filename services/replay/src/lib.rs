@@ -93,6 +93,7 @@ pub async fn run(
         error_types: config.error_types.iter().map(|&t| t.into()).collect(),
         since: config.since.map(layout::HourBound::as_start),
         until: config.until.map(layout::HourBound::as_end),
+        keys: config.keys.clone(),
         exclude_keys: Vec::new(),
     };
     if let Location::Dir(dir) = &location {

@@ -8,14 +8,19 @@
 //! A line that cannot be read becomes an [`Unreadable`] with its line number, never an error
 //! for the whole object: one bad line must not hold back the good ones.
 //!
-//! The error-record fields are parsed by `firehose-formats`' shared tolerant reader; what is
-//! here is the object level: decompression, line splitting, raw records, and line numbers.
+//! Of an error record only `rawData` is needed to send the record again, so only `rawData` can
+//! make a line unreadable. The other fields (`errorCode`, `attemptsMade`, timestamps, ARNs, …)
+//! are not needed and are read leniently: `errorCode` is kept when it is a string, everything
+//! else is ignored. That is deliberately more lenient than `firehose-formats`'
+//! `ErrorRecord::parse_tolerant`, which refuses a line whose optional field has an unexpected
+//! type (a timestamp written as `1.741088912364E12`, an `errorMessage` that is an object): for
+//! a recovery tool, dropping a record whose data is intact over a field it never sends would be
+//! a loss.
 
 use std::io::Read;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use firehose_formats::backup::ErrorRecord;
 use flate2::read::MultiGzDecoder;
 
 use crate::layout::ObjectKind;
@@ -141,14 +146,32 @@ pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadErr
     Ok(out)
 }
 
-/// One NDJSON error record → the record bytes and its error code, through the shared tolerant
-/// reader ([`ErrorRecord::parse_tolerant`]).
+/// One NDJSON error record → the record bytes and its error code.
+///
+/// Keys match in any case (`rawData`, `RAWDATA`); unknown keys and the fields not needed to
+/// send the record are ignored whatever their type (see the module docs). Only a line that is
+/// not a JSON object, or whose `rawData` is missing, not a string or not base64, is unreadable.
 fn read_error_record(line: &[u8]) -> Result<(Bytes, Option<String>), String> {
-    let record = ErrorRecord::parse_tolerant(line).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| format!("error record is not a JSON object: {e}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("error record is not a JSON object: top level is not an object".to_owned());
+    };
+    // The first string under a matching key: a second spelling of a key (should one ever
+    // appear) with another type does not hide a good one.
+    let text = |name: &str| {
+        map.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find_map(|(_, v)| v.as_str())
+    };
+    let raw_data = text("rawData")
+        .ok_or_else(|| "error record field \"rawData\" is missing or not a string".to_owned())?;
     let data = base64::engine::general_purpose::STANDARD
-        .decode(record.raw_data.trim())
+        .decode(raw_data.trim())
         .map_err(|e| format!("`rawData` is not base64: {e}"))?;
-    let error_code = (!record.error_code.is_empty()).then_some(record.error_code);
+    let error_code = text("errorCode")
+        .filter(|code| !code.is_empty())
+        .map(str::to_owned);
     Ok((Bytes::from(data), error_code))
 }
 
@@ -229,6 +252,36 @@ mod tests {
         assert!(reasons[2].contains("rawData"), "{reasons:?}");
         assert!(reasons[3].contains("not base64"), "{reasons:?}");
         assert!(reasons[4].contains("not a JSON object"), "{reasons:?}");
+    }
+
+    #[test]
+    fn fields_not_needed_to_send_never_make_a_line_unreadable() {
+        // Each line has intact `rawData` and one optional field of an unexpected type.
+        let data = b64("{\"a\":1}");
+        let odd_fields = [
+            r#""arrivalTimestamp":1.741088912364E12"#,
+            r#""attemptsMade":-1"#,
+            r#""attemptsMade":"four""#,
+            r#""subsequenceNumber":-3"#,
+            r#""attemptEndingTimestamp":true"#,
+            r#""errorMessage":{"nested":"object"}"#,
+            r#""lambdaArn":42"#,
+            r#""lambdaARN":["a"]"#,
+            r#""dataId":49607357361271740811418664280693044274821622880012337186"#,
+            r#""errorCode":7"#,
+        ];
+        let body: String = odd_fields
+            .iter()
+            .map(|field| format!("{{\"rawData\":\"{data}\",{field}}}\n"))
+            .collect();
+        let read = read_object(&ObjectKind::ProcessingFailed, Bytes::from(body)).unwrap();
+        assert_eq!(read.unreadable, vec![], "no line is lost");
+        assert_eq!(read.records.len(), odd_fields.len());
+        assert!(read.records.iter().all(|r| r.data == "{\"a\":1}"));
+        assert_eq!(
+            read.records[9].error_code, None,
+            "a non-string errorCode is absent"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Selection {
     pub since: Option<UtcHour>,
     /// Last hour to include (UTC, from the key).
     pub until: Option<UtcHour>,
+    /// Only these keys (`--key`); empty means every key.
+    pub keys: Vec<String>,
     /// Keys never to read (the checkpoint file, when it sits inside a source directory).
     pub exclude_keys: Vec<String>,
 }
@@ -44,6 +46,9 @@ impl Selection {
     fn admits(&self, key: &str) -> Result<(), &'static str> {
         if self.exclude_keys.iter().any(|k| k == key) {
             return Err("excluded");
+        }
+        if !self.keys.is_empty() && !self.keys.iter().any(|k| k == key) {
+            return Err("not a --key");
         }
         if !self.error_types.is_empty() {
             let kind = ObjectKind::of_key(key);
@@ -148,6 +153,11 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
                 tracing::debug!(key = %object.key, why, "object not selected");
                 summary.objects_filtered_out += 1;
             }
+        }
+    }
+    for wanted in &options.selection.keys {
+        if !objects.iter().any(|o| &o.key == wanted) {
+            tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
         }
     }
     summary.objects = objects.len();
@@ -302,22 +312,22 @@ impl<T: Target> ObjectRun<'_, T> {
                 continue;
             }
             let batch: Vec<Bytes> = chunk.iter().map(|&i| items[i].1.clone()).collect();
-            let results = match self.target.send(batch).await {
-                Ok(results) if results.len() == chunk.len() => results,
-                Ok(results) => {
-                    let reason = format!(
-                        "the target answered {} results for {} items",
-                        results.len(),
-                        chunk.len()
-                    );
-                    self.stop(reason, remaining);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.stop(e.to_string(), remaining);
-                    return Ok(());
-                }
+            // A target error still says what the batch delivered before it: that is recorded
+            // like any answer, then the run stops, so a re-run does not send it again.
+            let (results, fatal) = match self.target.send(batch).await {
+                Ok(results) => (results, None),
+                Err(e) => (e.results, Some(e.error)),
             };
+            if results.len() != chunk.len() {
+                let reason = format!(
+                    "the target answered {} results for {} items{}",
+                    results.len(),
+                    chunk.len(),
+                    fatal.map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+                self.stop(reason, remaining);
+                return Ok(());
+            }
             let mut unaccepted = None;
             for (&index, result) in chunk.iter().zip(results) {
                 match result {
@@ -337,12 +347,15 @@ impl<T: Target> ObjectRun<'_, T> {
                 }
             }
             self.checkpoint.record_progress(key, size, &done)?;
-            if let Some(reason) = unaccepted {
-                let after = remaining - chunk.len();
-                self.stop(format!("the target stayed unavailable: {reason}"), 0);
-                self.summary.unsent += after;
-                return Ok(());
-            }
+            let reason = match (fatal, unaccepted) {
+                (Some(error), _) => error.to_string(),
+                (None, Some(reason)) => format!("the target stayed unavailable: {reason}"),
+                (None, None) => continue,
+            };
+            let after = remaining - chunk.len();
+            self.stop(reason, 0);
+            self.summary.unsent += after;
+            return Ok(());
         }
         if !self.dry_run {
             self.checkpoint.record_finished(key, size)?;
@@ -427,6 +440,7 @@ mod tests {
                     .unwrap()
                     .as_end(),
             ),
+            keys: vec![],
             exclude_keys: vec![],
         };
         assert_eq!(sel.admits("http-endpoint-failed/2026/11/25/09/a"), Ok(()));
@@ -454,5 +468,14 @@ mod tests {
         };
         assert_eq!(all.admits("2026/11/25/09/raw"), Ok(()));
         assert_eq!(all.admits("cp.json"), Err("excluded"));
+        let one = Selection {
+            keys: vec!["processing-failed/2026/11/25/09/a".into()],
+            ..Selection::default()
+        };
+        assert_eq!(one.admits("processing-failed/2026/11/25/09/a"), Ok(()));
+        assert_eq!(
+            one.admits("processing-failed/2026/11/25/09/b"),
+            Err("not a --key")
+        );
     }
 }

@@ -5,12 +5,19 @@
 //! `firehose-local` writes (its bucket directory, keys as relative paths), or a copy made with
 //! `aws s3 sync`. S3 uses the standard credential chain and honours `AWS_ENDPOINT_URL`
 //! (or `--endpoint-url`); path-style addressing is available for S3-compatible servers.
+//!
+//! An object is read into memory whole, so no more than [`MAX_DECODED_OBJECT_BYTES`] of it is
+//! read: the same cap [`crate::read`] puts on a decompressed object, applied to what is fetched
+//! (an uncompressed object is used as fetched).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use bytes::Bytes;
+use tokio::io::AsyncReadExt as _;
+
+use crate::read::MAX_DECODED_OBJECT_BYTES;
 
 /// One object to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +50,12 @@ pub enum SourceError {
         key: String,
         /// AWS's error, with its code.
         message: String,
+    },
+    /// The object is larger than [`MAX_DECODED_OBJECT_BYTES`]; it was not read whole.
+    #[error("{key} is larger than {MAX_DECODED_OBJECT_BYTES} bytes; refusing to read it")]
+    TooLarge {
+        /// The key.
+        key: String,
     },
 }
 
@@ -136,8 +149,16 @@ impl Source {
     /// The bytes of one object.
     ///
     /// # Errors
-    /// The object cannot be fetched.
+    /// The object cannot be fetched, or is larger than [`MAX_DECODED_OBJECT_BYTES`].
     pub async fn get(&self, key: &str) -> Result<Bytes, SourceError> {
+        self.get_at_most(key, MAX_DECODED_OBJECT_BYTES).await
+    }
+
+    /// [`Source::get`] with the cap as a parameter, so tests need no 1 GiB object.
+    async fn get_at_most(&self, key: &str, cap: u64) -> Result<Bytes, SourceError> {
+        let too_large = || SourceError::TooLarge {
+            key: key.to_owned(),
+        };
         match self {
             Self::S3 { client, bucket, .. } => {
                 let err = |message: String| SourceError::S3 {
@@ -153,22 +174,57 @@ impl Source {
                     .send()
                     .await
                     .map_err(|e| err(sdk_message(&e)))?;
-                let body = out
-                    .body
-                    .collect()
+                if out
+                    .content_length()
+                    .is_some_and(|len| u64::try_from(len).is_ok_and(|len| len > cap))
+                {
+                    return Err(too_large());
+                }
+                collect_at_most(out.body, cap)
                     .await
-                    .map_err(|e| err(format!("reading the body: {e}")))?;
-                Ok(body.into_bytes())
+                    .map_err(|e| err(format!("reading the body: {e}")))?
+                    .ok_or_else(too_large)
             }
             Self::Dir(root) => {
                 let path = root.join(key);
-                tokio::fs::read(&path)
+                let io = |source| SourceError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let file = tokio::fs::File::open(&path).await.map_err(io)?;
+                if file.metadata().await.map_err(io)?.len() > cap {
+                    return Err(too_large());
+                }
+                // The file may grow while it is read: `take` holds the cap anyway.
+                let mut body = Vec::new();
+                file.take(cap.saturating_add(1))
+                    .read_to_end(&mut body)
                     .await
-                    .map(Bytes::from)
-                    .map_err(|source| SourceError::Io { path, source })
+                    .map_err(io)?;
+                if body.len() as u64 > cap {
+                    return Err(too_large());
+                }
+                Ok(Bytes::from(body))
             }
         }
     }
+}
+
+/// Reads an S3 body chunk by chunk, stopping as soon as it is over `cap` bytes (`None`): the
+/// `Content-Length` check before it trusts the server, this does not.
+async fn collect_at_most(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    cap: u64,
+) -> Result<Option<Bytes>, aws_sdk_s3::primitives::ByteStreamError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if (out.len() + chunk.len()) as u64 > cap {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(Bytes::from(out)))
 }
 
 fn sdk_message<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
@@ -322,5 +378,38 @@ mod tests {
             source.get("nope").await,
             Err(SourceError::Io { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_object_over_the_cap_is_refused_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big"), "12345").unwrap();
+        let source = Source::Dir(dir.path().to_owned());
+        assert_eq!(source.get_at_most("big", 5).await.unwrap(), "12345");
+        let err = source.get_at_most("big", 4).await.unwrap_err();
+        assert!(matches!(err, SourceError::TooLarge { .. }), "{err}");
+
+        // An S3 body is read chunk by chunk and given up on past the cap.
+        let body = || aws_sdk_s3::primitives::ByteStream::from(b"12345".to_vec());
+        assert_eq!(
+            collect_at_most(body(), 5).await.unwrap(),
+            Some(Bytes::from("12345"))
+        );
+        assert_eq!(collect_at_most(body(), 4).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_stored_object_over_one_gib_is_refused() {
+        // A sparse file: 1 GiB + 1 byte that takes no disk space. Reading it whole would.
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("huge")).unwrap();
+        file.set_len(MAX_DECODED_OBJECT_BYTES + 1).unwrap();
+        let source = Source::Dir(dir.path().to_owned());
+        match source.get("huge").await {
+            Err(SourceError::TooLarge { .. }) => {}
+            Err(e) => panic!("refused for another reason: {e}"),
+            // Not the bytes: their debug output would be gigabytes.
+            Ok(body) => panic!("read whole: {} bytes in memory", body.len()),
+        }
     }
 }

@@ -15,7 +15,7 @@ use ingest::producer::{Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
 use ingest::sink::{RecordSink, Retry, classify_error_code};
 
 use crate::read::Record;
-use crate::target::{ItemResult, Target, TargetError};
+use crate::target::{ItemResult, SendError, Target, TargetError};
 
 /// Sends records to one delivery stream.
 #[derive(Debug, Clone)]
@@ -71,28 +71,33 @@ impl Target for StreamTarget {
         Ok(vec![record.data.clone()])
     }
 
-    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, TargetError> {
+    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
         let count = items.len();
         let outcome = self.producer.submit(items).await;
         match outcome {
             SubmitOutcome::Accepted { .. } => Ok(vec![ItemResult::Accepted; count]),
             SubmitOutcome::Incomplete { record_ids, error } => {
-                // The producer's error is "<code>: <message>"; a permanent code (no such stream,
-                // no permission) means nothing will ever be accepted.
-                let code = error.split(':').next().unwrap_or_default().trim();
-                if classify_error_code(code) == Retry::Permanent {
-                    return Err(TargetError(format!(
-                        "delivery stream {} refused the records: {error}",
-                        self.stream
-                    )));
-                }
-                Ok(record_ids
+                let results: Vec<ItemResult> = record_ids
                     .into_iter()
                     .map(|id| match id {
                         Some(_) => ItemResult::Accepted,
                         None => ItemResult::Unaccepted(error.clone()),
                     })
-                    .collect())
+                    .collect();
+                // The producer's error is "<code>: <message>"; a permanent code (no such stream,
+                // no permission) means nothing more will be accepted. The records an earlier
+                // call of the batch got in are still reported, for the checkpoint.
+                let code = error.split(':').next().unwrap_or_default().trim();
+                if classify_error_code(code) == Retry::Permanent {
+                    return Err(SendError {
+                        error: TargetError(format!(
+                            "delivery stream {} refused the records: {error}",
+                            self.stream
+                        )),
+                        results,
+                    });
+                }
+                Ok(results)
             }
             SubmitOutcome::Overloaded => Ok(vec![
                 ItemResult::Unaccepted(
@@ -100,7 +105,10 @@ impl Target for StreamTarget {
                 );
                 count
             ]),
-            SubmitOutcome::Closed => Err(TargetError("the producer has stopped".to_owned())),
+            SubmitOutcome::Closed => Err(SendError::nothing_sent(
+                TargetError("the producer has stopped".to_owned()),
+                count,
+            )),
         }
     }
 }

@@ -11,7 +11,9 @@
 //!   throttled, the front door is down); the replay stops so a later run can resume.
 //!
 //! A [`TargetError`] means no item of the call can ever succeed as configured (wrong stream
-//! name, bad credentials): the replay stops at once with the error.
+//! name, bad credentials): the replay stops at once with the error. A [`Target::send`] that
+//! finds that out after part of its batch was delivered says which items were ([`SendError`]),
+//! so the checkpoint records them and a re-run does not send them again.
 //!
 //! Implementations: [`crate::http::HttpTarget`] (`--to-http`), [`crate::stream::StreamTarget`]
 //! (`--to-stream`, through the front door's own Firehose producer).
@@ -38,6 +40,27 @@ pub enum ItemResult {
 #[error("{0}")]
 pub struct TargetError(pub String);
 
+/// A [`Target::send`] that had to stop: the configuration error, and what became of each item
+/// of the batch before it was found (some may already be delivered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct SendError {
+    /// Why nothing more can be sent.
+    pub error: TargetError,
+    /// One per item of the batch, in order: [`ItemResult::Accepted`] (or `Rejected`) for what
+    /// was settled before the error, [`ItemResult::Unaccepted`] for the rest.
+    pub results: Vec<ItemResult>,
+}
+
+impl SendError {
+    /// The call failed before any of its `count` items was delivered.
+    #[must_use]
+    pub fn nothing_sent(error: TargetError, count: usize) -> Self {
+        let results = vec![ItemResult::Unaccepted(error.0.clone()); count];
+        Self { error, results }
+    }
+}
+
 /// A destination for replayed records.
 pub trait Target: Send + Sync {
     /// How the target is shown in logs, the summary and the checkpoint, e.g. `stream:events`.
@@ -53,10 +76,14 @@ pub trait Target: Send + Sync {
     fn prepare(&self, record: &Record) -> Result<Vec<Bytes>, String>;
 
     /// Sends one batch; the result has one entry per item, in order.
+    ///
+    /// # Errors
+    /// [`SendError`] when the target cannot take anything more as configured; it still says
+    /// which items of the batch were delivered before that.
     fn send(
         &self,
         items: Vec<Bytes>,
-    ) -> impl Future<Output = Result<Vec<ItemResult>, TargetError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ItemResult>, SendError>> + Send;
 }
 
 /// The "target" of a dry run without `--to-stream`/`--to-http`: records are shown as read.
@@ -77,9 +104,10 @@ impl Target for NoTarget {
         Ok(vec![record.data.clone()])
     }
 
-    async fn send(&self, _items: Vec<Bytes>) -> Result<Vec<ItemResult>, TargetError> {
-        Err(TargetError(
-            "no target: pass --to-stream or --to-http".to_owned(),
+    async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
+        Err(SendError::nothing_sent(
+            TargetError("no target: pass --to-stream or --to-http".to_owned()),
+            items.len(),
         ))
     }
 }

@@ -291,3 +291,72 @@ async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once(
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
 }
+
+#[tokio::test]
+async fn events_delivered_before_a_configuration_error_are_not_sent_again() {
+    // The first POST (the AllData object's 3 events) is answered 503 naming event 1, so ad-1
+    // and ad-3 are delivered; the retry of ad-2 is answered 401 (the key was revoked). The run
+    // stops, and the checkpoint must still say that ad-1 and ad-3 were delivered.
+    let (door, url) = FrontDoor::start(Behaviour {
+        partial_503: true,
+        unauthorized_from_request: Some(2),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (first, _) = run_to_http(&url, &cp, &[]).await;
+    let stopped = first.stopped.clone().unwrap_or_default();
+    assert!(stopped.contains("credentials"), "{first}");
+    assert_eq!(door.ids(), ["ad-1", "ad-3"]);
+    assert_eq!(first.sent, 2, "{first}");
+
+    door.set(Behaviour::default());
+    let (second, _) = run_to_http(&url, &cp, &[]).await;
+    assert!(second.complete(), "{second}");
+    assert_eq!(second.already_sent, 2, "{second}");
+    assert_each_good_record_once(&door.ids());
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_stops_the_run() {
+    // A POST answered 302 must not become a GET that a page answers 200: nothing was delivered.
+    use axum::routing::{get, post};
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&gets);
+    let app = axum::Router::new()
+        .route(
+            "/v1/events",
+            post(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", "/welcome")],
+                    "moved",
+                )
+            }),
+        )
+        .route(
+            "/welcome",
+            get(move || async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "welcome"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (summary, _) = run_to_http(&url, &cp, &[]).await;
+    assert_eq!(summary.sent, 0, "{summary}");
+    assert!(!summary.complete(), "{summary}");
+    let stopped = summary.stopped.clone().unwrap_or_default();
+    assert!(
+        stopped.contains("302") && stopped.contains("/welcome") && stopped.contains("redirect"),
+        "{summary}"
+    );
+    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 0, "no GET");
+}

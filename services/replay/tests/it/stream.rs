@@ -12,15 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use ingest::producer::ProducerConfig;
 use ingest::sink::{BatchOutcome, RecordOutcome, RecordSink, SinkError};
-use replay::checkpoint::Checkpoint;
+use replay::checkpoint::{Checkpoint, CheckpointError};
+use replay::http::{HttpTarget, HttpTargetConfig};
 use replay::progress::Progress;
-use replay::replay::{Options, Run, replay};
+use replay::replay::{Options, Run, Selection, replay};
 use replay::source::Source;
 use replay::stream::StreamTarget;
-use replay::summary::Summary;
+use replay::summary::{ProblemKind, Summary};
+use replay::target::Target;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{GOOD_IDS, assert_each_good_record_once, fixture_dir};
+use crate::support::{Behaviour, FrontDoor, GOOD_IDS, assert_each_good_record_once, fixture_dir};
 
 type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, SinkError>> + Send + 'a>>;
 
@@ -34,6 +36,8 @@ struct FakeFirehose {
     down: AtomicBool,
     /// The whole call fails with a permanent error.
     access_denied: AtomicBool,
+    /// Calls from this one (0-based) on fail with a permanent error.
+    deny_from_call: Mutex<Option<usize>>,
     calls: AtomicUsize,
 }
 
@@ -41,7 +45,12 @@ impl RecordSink for FakeFirehose {
     fn put_batch<'a>(&'a self, _stream: &'a str, records: Vec<Bytes>) -> Answer<'a, BatchOutcome> {
         Box::pin(async move {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.access_denied.load(Ordering::SeqCst) {
+            let denied = self
+                .deny_from_call
+                .lock()
+                .expect("lock")
+                .is_some_and(|from| call >= from);
+            if denied || self.access_denied.load(Ordering::SeqCst) {
                 return Err(SinkError::new("AccessDeniedException", "not allowed"));
             }
             let mut accepted = self.accepted.lock().expect("lock");
@@ -195,4 +204,124 @@ async fn a_permanent_error_stops_at_once_and_a_missing_stream_before_anything_is
         .await
         .expect_err("a missing stream is refused");
     assert!(err.to_string().contains("check --to-stream"), "{err}");
+}
+
+#[tokio::test]
+async fn records_accepted_before_a_permanent_error_are_not_sent_again() {
+    // The first call of the first batch (the AllData object) gets ad-1 and ad-3 in and ad-2
+    // throttled; the producer's retry of ad-2 is denied for good. The batch ends in a target
+    // error, but ad-1 and ad-3 were delivered: the checkpoint must say so.
+    let fake = Arc::new(FakeFirehose::default());
+    fake.throttle_odd.store(true, Ordering::SeqCst);
+    *fake.deny_from_call.lock().expect("lock") = Some(1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let first = run_into(&fake, &cp).await;
+    let stopped = first.stopped.clone().unwrap_or_default();
+    assert!(stopped.contains("AccessDeniedException"), "{first}");
+    assert_eq!(fake.ids(), ["ad-1", "ad-3"]);
+    assert_eq!(first.sent, 2, "{first}");
+
+    fake.throttle_odd.store(false, Ordering::SeqCst);
+    *fake.deny_from_call.lock().expect("lock") = None;
+    let second = run_into(&fake, &cp).await;
+    assert!(second.complete(), "{second}");
+    assert_each_good_record_once(&fake.ids());
+}
+
+/// Runs a replay of `source` into `target` with the checkpoint `checkpoint`.
+async fn replay_with<T: Target>(
+    source: &Source,
+    target: &T,
+    checkpoint: &mut Checkpoint,
+    selection: Selection,
+) -> Summary {
+    let options = Options {
+        selection,
+        ..Options::default()
+    };
+    replay(
+        Run {
+            source,
+            target,
+            checkpoint,
+            progress: &Progress::hidden(),
+            preview: &mut Vec::new(),
+            cancel: &CancellationToken::new(),
+        },
+        &options,
+    )
+    .await
+    .expect("the replay runs")
+}
+
+#[tokio::test]
+async fn a_record_the_front_door_cannot_take_reaches_the_stream_with_its_own_checkpoint() {
+    use base64::Engine as _;
+    // One processing-failed object: two JSON events around a binary record (compressed data),
+    // which a front door cannot take.
+    let binary: &[u8] = &[0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe];
+    let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = "processing-failed/2026/11/25/09/events-1-2026-11-25-09-10-00-0b1a2c3d";
+    let path = tmp.path().join("src").join(key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let body = format!(
+        "{{\"rawData\":\"{}\"}}\n{{\"rawData\":\"{}\"}}\n{{\"rawData\":\"{}\"}}\n",
+        b64(br#"{"id":"x-1"}"#),
+        b64(binary),
+        b64(br#"{"id":"x-3"}"#)
+    );
+    std::fs::write(&path, body).expect("write object");
+    let source = Source::Dir(tmp.path().join("src"));
+    let cp = tmp.path().join("cp.json");
+
+    // --to-http: the binary record is refused and reported with key and line; the object is
+    // finished for this target.
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let http = HttpTarget::new(HttpTargetConfig::new(url.parse().expect("url"))).expect("target");
+    let mut checkpoint = Checkpoint::open(&cp, "src", &http.describe()).expect("checkpoint");
+    let to_http = replay_with(&source, &http, &mut checkpoint, Selection::default()).await;
+    assert_eq!(door.ids(), ["x-1", "x-3"]);
+    assert_eq!(to_http.rejected, 1, "{to_http}");
+    let refused = to_http
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Rejected)
+        .expect("the refused record is reported");
+    assert_eq!((refused.key.as_str(), refused.line), (key, Some(2)));
+    assert!(to_http.to_string().contains(&format!("rejected: {key}:2:")));
+
+    // --to-stream with the same checkpoint: refused at start, not "already done".
+    let fake = Arc::new(FakeFirehose::default());
+    let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
+    let stream = StreamTarget::start(sink, "events", quick_producer())
+        .await
+        .expect("the stream is active");
+    match Checkpoint::open(&cp, "src", &stream.describe()) {
+        Err(CheckpointError::OtherTarget { .. }) => {}
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a checkpoint of the --to-http replay was opened for --to-stream"),
+    }
+
+    // As the README says: another checkpoint file and --key for the reported object.
+    let mut own = Checkpoint::open(
+        &tmp.path().join("cp-stream.json"),
+        "src",
+        &stream.describe(),
+    )
+    .expect("a new checkpoint");
+    let selection = Selection {
+        keys: vec![refused.key.clone()],
+        ..Selection::default()
+    };
+    let to_stream = replay_with(&source, &stream, &mut own, selection).await;
+    assert!(to_stream.complete(), "{to_stream}");
+    let accepted = fake.accepted.lock().expect("lock").clone();
+    assert!(
+        accepted.iter().any(|r| r == binary),
+        "the binary record reached the stream: {accepted:?}"
+    );
+    // The object's other records go again too (duplicates the README warns about).
+    assert_eq!(accepted.len(), 3);
 }

@@ -49,6 +49,8 @@ pub(crate) struct Behaviour {
     /// On this request (1-based), record the events as accepted but never answer: a batch
     /// delivered whose confirmation is lost (the replay is killed while waiting).
     pub(crate) hang_on_request: Option<usize>,
+    /// From this request (1-based) on, answer 401 (the key was revoked mid-replay).
+    pub(crate) unauthorized_from_request: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +145,13 @@ async fn intake(
         let mut inner = door.inner.lock().expect("front door lock");
         inner.requests += 1;
         let request_no = inner.requests;
+        if inner
+            .behaviour
+            .unauthorized_from_request
+            .is_some_and(|from| request_no >= from)
+        {
+            return (StatusCode::UNAUTHORIZED, "bad key").into_response();
+        }
         if inner.behaviour.hang_on_request == Some(request_no) {
             inner.accepted.extend(events);
             (true, Vec::new(), false)
