@@ -458,6 +458,19 @@ mod tests {
         .unwrap()
     }
 
+    /// Plays the runtime's `POST …/invocation/{id}/response` with `body`.
+    async fn post_response(p: &RuntimeApiProcessor, id: &str, body: Vec<u8>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!(
+                "http://{}/2018-06-01/runtime/invocation/{id}/response",
+                p.endpoint()
+            ))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Invokes `p` in the background and plays `GET …/next`; returns the invoker and request id.
     async fn take_next(
         p: &Arc<RuntimeApiProcessor>,
@@ -594,15 +607,7 @@ mod tests {
         let p = Arc::new(idle_child(dir.path(), &stop).await);
         let (invoker, id) = take_next(&p, Duration::from_secs(60)).await;
         let body = vec![b'x'; 3_000_000];
-        let posted = reqwest::Client::new()
-            .post(format!(
-                "http://{}/2018-06-01/runtime/invocation/{id}/response",
-                p.endpoint()
-            ))
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let posted = post_response(&p, &id, body.clone()).await;
         assert_eq!(posted.status(), 202);
         assert_eq!(invoker.await.unwrap().unwrap(), body);
         stop.cancel();
@@ -616,15 +621,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = Arc::new(idle_child(dir.path(), &stop).await);
         let (invoker, id) = take_next(&p, Duration::from_secs(120)).await;
-        let posted = reqwest::Client::new()
-            .post(format!(
-                "http://{}/2018-06-01/runtime/invocation/{id}/response",
-                p.endpoint()
-            ))
-            .body(vec![b'x'; LAMBDA_MAX_PAYLOAD_BYTES + 1])
-            .send()
-            .await
-            .unwrap();
+        let posted = post_response(&p, &id, vec![b'x'; LAMBDA_MAX_PAYLOAD_BYTES + 1]).await;
         assert_eq!(posted.status(), 413);
         let answer: serde_json::Value = posted.json().await.expect("a JSON error body");
         assert_eq!(answer["errorType"], "RequestEntityTooLarge");
