@@ -203,7 +203,12 @@ impl Auth {
 pub struct KeyStore {
     path: PathBuf,
     keys: RwLock<Arc<KeySet>>,
+    /// The file's stamp (mtime, size) when the keys in force were read.
     stamp: RwLock<Option<(SystemTime, u64)>>,
+    /// A changed stamp seen at the previous look, not installed yet: a file is read only once it
+    /// has kept the same stamp for one look, so a file being written in place is not read
+    /// half-way.
+    seen: RwLock<Option<(SystemTime, u64)>>,
 }
 
 impl KeyStore {
@@ -218,6 +223,7 @@ impl KeyStore {
             path,
             keys: RwLock::new(Arc::new(keys)),
             stamp: RwLock::new(stamp),
+            seen: RwLock::new(None),
         })
     }
 
@@ -232,23 +238,43 @@ impl KeyStore {
         )
     }
 
-    /// Re-reads the file if it changed. Returns whether new keys were installed. A file that
-    /// no longer parses leaves the old keys in force (and is reported), so a bad edit cannot
-    /// lock every client out or let everyone in.
+    /// Re-reads the file if it changed and has not changed since the previous look (so a
+    /// changed file is installed one look after the change, never while it is being written,
+    /// say by an editor or `echo >` rewriting it in place: half a file can parse as fewer keys,
+    /// or a key cut short). Returns whether new keys were installed. A file that no longer
+    /// parses leaves the old keys in force (and is reported), so a bad edit cannot lock every
+    /// client out or let everyone in.
     ///
     /// # Errors
     /// The changed file could not be read or parsed.
     pub fn reload_if_changed(&self) -> Result<bool, KeyFileError> {
         let now = stamp_of(&self.path);
-        if now
-            == *self
-                .stamp
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        let settled = {
+            let mut seen = self
+                .seen
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if now
+                == *self
+                    .stamp
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            {
+                *seen = None;
+                return Ok(false);
+            }
+            let settled = *seen == now;
+            *seen = now;
+            settled
+        };
+        if !settled {
             return Ok(false);
         }
         let (keys, stamp) = read_keys(&self.path)?;
+        if stamp != now || stamp_of(&self.path) != stamp {
+            // Changed while being read: look again next time.
+            return Ok(false);
+        }
         *self
             .keys
             .write()
@@ -356,6 +382,7 @@ mod tests {
                 KeySet::parse(Path::new("k"), "k1\n").expect("parses"),
             )),
             stamp: RwLock::new(None),
+            seen: RwLock::new(None),
         };
         let auth = Auth::Keys(Arc::new(store));
         assert!(matches!(
@@ -410,12 +437,39 @@ mod tests {
 
         // A different size guarantees a new stamp even on coarse mtime file systems.
         std::fs::write(&path, "new-key\n").expect("rotate");
+        assert!(!store.reload_if_changed().expect("seen, not settled"));
         assert!(store.reload_if_changed().expect("reloads"));
         assert!(store.current().check(b"new-key").is_some());
         assert!(store.current().check(b"old").is_none());
 
         std::fs::write(&path, "sha256:not-hex-at-all\n").expect("bad edit");
+        assert!(!store.reload_if_changed().expect("seen, not settled"));
         assert!(store.reload_if_changed().is_err());
         assert!(store.current().check(b"new-key").is_some());
+    }
+
+    #[test]
+    fn a_file_still_being_written_is_not_installed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "old\n").expect("write");
+        let store = KeyStore::load(&path).expect("loads");
+        // Rewritten in place, caught half-way: "second-key" cut short, which parses.
+        std::fs::write(&path, "first-key\nsec").expect("half written");
+        assert!(!store.reload_if_changed().expect("not settled"));
+        std::fs::write(&path, "first-key\nsecond-key\n").expect("written");
+        assert!(
+            !store
+                .reload_if_changed()
+                .expect("changed since the last look")
+        );
+        assert!(
+            store.current().check(b"old").is_some(),
+            "old keys still in force"
+        );
+        assert!(store.current().check(b"sec").is_none());
+        assert!(store.reload_if_changed().expect("settled"));
+        assert!(store.current().check(b"second-key").is_some());
+        assert!(store.current().check(b"sec").is_none());
     }
 }
