@@ -341,6 +341,16 @@ pub fn one_value(text: &str) -> Scan<()> {
 /// # Errors
 /// [`InvalidJson`] when `text` is not one valid array.
 pub fn array_elements(text: &str) -> Scan<Vec<&str>> {
+    array_elements_up_to(text, usize::MAX)
+}
+
+/// As [`array_elements`], but stops at the element after the first `max`: then it returns
+/// those `max + 1` elements without looking at the rest of `text` (valid or not), which is
+/// enough for a caller to refuse a body with too many elements without listing them all.
+///
+/// # Errors
+/// [`InvalidJson`] when `text` is not one valid array (as far as it was read).
+pub fn array_elements_up_to(text: &str, max: usize) -> Scan<Vec<&str>> {
     let mut cursor = Cursor::new(text.as_bytes(), 0);
     let mut stack = Vec::new();
     let mut elements = Vec::new();
@@ -357,6 +367,9 @@ pub fn array_elements(text: &str) -> Scan<Vec<&str>> {
             cursor.skip_value(&mut stack)?;
             // Both ends are at ASCII bytes (a value's first and last), so on char boundaries.
             elements.push(text.get(start..cursor.pos).ok_or(InvalidJson)?);
+            if elements.len() > max {
+                return Ok(elements);
+            }
             match cursor.next_non_ws() {
                 Some(b',') => {}
                 Some(b']') => break,
@@ -401,6 +414,18 @@ mod tests {
             assert_eq!(array_elements(bad), Err(InvalidJson), "{bad:?}");
             assert_eq!(serde_elements(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_capped_split_stops_at_the_element_over_the_cap() {
+        assert_eq!(
+            array_elements_up_to("[1, 2, 3, not json", 2),
+            Ok(vec!["1", "2", "3"])
+        );
+        // At or under the cap it is the whole check, as array_elements.
+        assert_eq!(array_elements_up_to("[1, 2]", 2), Ok(vec!["1", "2"]));
+        assert_eq!(array_elements_up_to("[1, 2] x", 2), Err(InvalidJson));
+        assert_eq!(array_elements_up_to("[1, x, 3]", 2), Err(InvalidJson));
     }
 
     #[test]

@@ -442,11 +442,11 @@ pub fn records_at_most(
 /// single-event request (callgrind), the largest item of the handler. `serde_json` is asked
 /// only to explain a body that fails, with its line and column.
 ///
-/// At most `max_events + 1` are returned (enough for the caller to refuse the body), so a huge
-/// array of tiny events is not copied into a second, larger list.
+/// At most `max_events + 1` are returned (enough for the caller to refuse the body): a huge
+/// array of tiny events is neither listed whole nor scanned past that element.
 fn json_events(text: &str, max_events: usize) -> Option<Vec<(&str, Option<Position>)>> {
     let events = if text.trim_start().starts_with('[') {
-        json_scan::array_elements(text).ok()?
+        json_scan::array_elements_up_to(text, max_events).ok()?
     } else {
         json_scan::one_value(text).ok()?;
         vec![text.trim_matches(JSON_WHITESPACE)]
@@ -765,6 +765,10 @@ mod tests {
             assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
             assert!(refused.rejected.is_empty(), "no event was judged");
         }
+        // A JSON array is not scanned past the element over the limit (the rest may be anything).
+        let refused = records_at_most(b"[{},{},{},garbage", Framing::Json, None, 2)
+            .expect_err("over the limit");
+        assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
         // Counted before validation: an invalid event past the limit does not matter.
         let refused =
             records_at_most(b"{}\n{}\n42\n", Framing::Ndjson, None, 2).expect_err("over the limit");
