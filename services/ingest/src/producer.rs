@@ -290,12 +290,6 @@ impl ProducerHandle {
         }
     }
 
-    /// The cap on bytes in flight (`ProducerConfig::max_inflight_bytes`).
-    #[must_use]
-    pub fn inflight_limit(&self) -> usize {
-        self.shared.limit
-    }
-
     /// Counts `bytes` against the cap: by handing `held` over to them, or, without it, by a
     /// reservation that may be refused (load shedding). The bytes now counted, if admitted.
     fn reserve(&self, bytes: usize, held: Option<Reservation>) -> Option<usize> {

@@ -160,8 +160,8 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         raw
     };
 
-    let records = validate::records_at_most(&body, framing, state.schema(), state.max_events())
-        .map_err(|invalid| {
+    let records = validate::records(&body, framing, state.schema(), state.max_events()).map_err(
+        |invalid| {
             for &(reason, size) in &invalid.rejected {
                 let m = state.metrics();
                 m.events_rejected.with_label_values(&[reason]).inc();
@@ -170,7 +170,8 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
                     .inc_by(size as u64);
             }
             invalid.error
-        })?;
+        },
+    )?;
     // The records are a copy of the events: the body need not be held while they are sent.
     drop(body);
     let events = records.len();

@@ -265,25 +265,13 @@ impl Schema {
     }
 }
 
-/// Parses `body` into records (see the module docs), with no limit on how many.
+/// Parses `body` into records (see the module docs), refusing a body of more than
+/// `max_events` events ([`ApiError::TooManyEvents`]) before checking any of them: it is split
+/// no further than the event over the limit (an NDJSON line, a JSON array's element).
 ///
 /// # Errors
 /// [`Invalid`] listing every problem found; nothing is returned for sending then.
 pub fn records(
-    body: &[u8],
-    framing: Framing,
-    schema: Option<&Schema>,
-) -> Result<Vec<Bytes>, Invalid> {
-    records_at_most(body, framing, schema, usize::MAX)
-}
-
-/// As [`records`], refusing a body of more than `max_events` events
-/// ([`ApiError::TooManyEvents`]) before checking any of them. NDJSON is split no further than
-/// one line past the limit; a JSON array's elements are all found first (one slice each).
-///
-/// # Errors
-/// [`Invalid`] listing every problem found; nothing is returned for sending then.
-pub fn records_at_most(
     body: &[u8],
     framing: Framing,
     schema: Option<&Schema>,
@@ -639,6 +627,15 @@ fn position(body: &[u8], offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// The validator with no limit on events (the limit has tests of its own).
+    fn records(
+        body: &[u8],
+        framing: Framing,
+        schema: Option<&Schema>,
+    ) -> Result<Vec<Bytes>, Invalid> {
+        super::records(body, framing, schema, usize::MAX)
+    }
+
     fn ok(body: &str, framing: Framing) -> Vec<String> {
         records(body.as_bytes(), framing, None)
             .expect("valid")
@@ -759,19 +756,19 @@ mod tests {
             (&b"[{},{},{}]"[..], Framing::Json),
             (&b"{}\n{}\n\n{}\n"[..], Framing::Ndjson),
         ] {
-            let all = records_at_most(body, framing, None, 3).map_err(|i| i.error);
+            let all = super::records(body, framing, None, 3).map_err(|i| i.error);
             assert_eq!(all.map(|r| r.len()), Ok(3));
-            let refused = records_at_most(body, framing, None, 2).expect_err("over the limit");
+            let refused = super::records(body, framing, None, 2).expect_err("over the limit");
             assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
             assert!(refused.rejected.is_empty(), "no event was judged");
         }
         // A JSON array is not scanned past the element over the limit (the rest may be anything).
-        let refused = records_at_most(b"[{},{},{},garbage", Framing::Json, None, 2)
+        let refused = super::records(b"[{},{},{},garbage", Framing::Json, None, 2)
             .expect_err("over the limit");
         assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
         // Counted before validation: an invalid event past the limit does not matter.
         let refused =
-            records_at_most(b"{}\n{}\n42\n", Framing::Ndjson, None, 2).expect_err("over the limit");
+            super::records(b"{}\n{}\n42\n", Framing::Ndjson, None, 2).expect_err("over the limit");
         assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
     }
 
