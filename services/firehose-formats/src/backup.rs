@@ -229,10 +229,16 @@ impl ErrorRecord {
     }
 
     /// Reads one line tolerantly: keys in any case and order (`lambdaArn` or `lambdaARN`), unknown
-    /// keys ignored, numbers accepted as JSON numbers or numeric strings.
+    /// keys ignored, numbers accepted as JSON numbers or numeric strings. Only `rawData` is
+    /// needed to send the record again, so only `rawData` can make a line unreadable: any other
+    /// field with an unexpected type or value (a timestamp written `1.741088912364E12`, an
+    /// `errorMessage` that is an object, a negative `attemptsMade`) reads as absent (0 or empty
+    /// for the non-optional ones), since dropping a record whose data is intact over a field
+    /// nobody sends would be a loss. Of several spellings of a key, the first with a usable
+    /// value counts.
     ///
     /// # Errors
-    /// [`ErrorRecordParseError`] when the line is not an object or lacks `rawData`.
+    /// [`ErrorRecordParseError`] when the line is not an object or lacks a string `rawData`.
     pub fn parse_tolerant(line: &[u8]) -> Result<Self, ErrorRecordParseError> {
         let value: serde_json::Value = serde_json::from_slice(line)
             .map_err(|e| ErrorRecordParseError::NotJson(e.to_string()))?;
@@ -241,51 +247,33 @@ impl ErrorRecord {
                 "top level is not an object".into(),
             ));
         };
-        let get = |name: &str| {
+        // The values under any spelling of `name`.
+        let values = |name: &'static str| {
             map.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v)
         };
-        let int = |name: &'static str| -> Result<Option<i64>, ErrorRecordParseError> {
-            match get(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::Number(n)) => n
-                    .as_i64()
-                    .map(Some)
-                    .ok_or(ErrorRecordParseError::Field(name)),
-                Some(serde_json::Value::String(s)) => s
-                    .trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| ErrorRecordParseError::Field(name)),
-                Some(_) => Err(ErrorRecordParseError::Field(name)),
-            }
+        let int = |name| {
+            values(name).find_map(|v| match v {
+                serde_json::Value::Number(n) => n.as_i64(),
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            })
         };
-        let text = |name: &'static str| -> Result<Option<String>, ErrorRecordParseError> {
-            match get(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(ErrorRecordParseError::Field(name)),
-            }
-        };
-        let raw_data = text("rawData")?.ok_or(ErrorRecordParseError::Field("rawData"))?;
+        let text = |name| values(name).find_map(|v| v.as_str().map(str::to_owned));
+        let raw_data = text("rawData").ok_or(ErrorRecordParseError::Field("rawData"))?;
         Ok(Self {
-            attempts_made: int("attemptsMade")?
-                .map(u32::try_from)
-                .transpose()
-                .map_err(|_| ErrorRecordParseError::Field("attemptsMade"))?
+            attempts_made: int("attemptsMade")
+                .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
-            arrival_timestamp: int("arrivalTimestamp")?.unwrap_or(0),
-            error_code: text("errorCode")?.unwrap_or_default(),
-            error_message: text("errorMessage")?.unwrap_or_default(),
-            attempt_ending_timestamp: int("attemptEndingTimestamp")?.unwrap_or(0),
+            arrival_timestamp: int("arrivalTimestamp").unwrap_or(0),
+            error_code: text("errorCode").unwrap_or_default(),
+            error_message: text("errorMessage").unwrap_or_default(),
+            attempt_ending_timestamp: int("attemptEndingTimestamp").unwrap_or(0),
             raw_data,
-            lambda_arn: text("lambdaArn")?,
-            subsequence_number: int("subsequenceNumber")?
-                .map(u64::try_from)
-                .transpose()
-                .map_err(|_| ErrorRecordParseError::Field("subsequenceNumber"))?,
-            data_id: text("dataId")?,
+            lambda_arn: text("lambdaArn"),
+            subsequence_number: int("subsequenceNumber").and_then(|n| u64::try_from(n).ok()),
+            data_id: text("dataId"),
         })
     }
 }
@@ -415,5 +403,29 @@ mod tests {
         let round =
             ErrorRecord::parse_tolerant(rec.to_ndjson_line().as_bytes()).expect("round trip");
         assert_eq!(round, rec);
+    }
+
+    #[test]
+    fn only_raw_data_can_make_a_line_unreadable() {
+        let rec = ErrorRecord::parse_tolerant(
+            br#"{"rawData":"e30=","arrivalTimestamp":1.741088912364E12,"attemptsMade":-1,
+                 "errorMessage":{"nested":1},"lambdaARN":["a"],"lambdaArn":"arn:x","errorCode":7}"#,
+        )
+        .expect("rawData is intact");
+        assert_eq!(rec.raw_data, "e30=");
+        assert_eq!((rec.arrival_timestamp, rec.attempts_made), (0, 0));
+        assert_eq!(
+            (rec.error_code.as_str(), rec.error_message.as_str()),
+            ("", "")
+        );
+        assert_eq!(
+            rec.lambda_arn.as_deref(),
+            Some("arn:x"),
+            "the usable spelling counts"
+        );
+        assert_eq!(
+            ErrorRecord::parse_tolerant(br#"{"rawData":5}"#),
+            Err(ErrorRecordParseError::Field("rawData"))
+        );
     }
 }

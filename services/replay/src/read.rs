@@ -10,17 +10,16 @@
 //!
 //! Of an error record only `rawData` is needed to send the record again, so only `rawData` can
 //! make a line unreadable. The other fields (`errorCode`, `attemptsMade`, timestamps, ARNs, …)
-//! are not needed and are read leniently: `errorCode` is kept when it is a string, everything
-//! else is ignored. That is deliberately more lenient than `firehose-formats`'
-//! `ErrorRecord::parse_tolerant`, which refuses a line whose optional field has an unexpected
-//! type (a timestamp written as `1.741088912364E12`, an `errorMessage` that is an object): for
-//! a recovery tool, dropping a record whose data is intact over a field it never sends would be
-//! a loss.
+//! are not needed and are read leniently (`firehose-formats`' `ErrorRecord::parse_tolerant`):
+//! a field of an unexpected type (a timestamp written as `1.741088912364E12`, an `errorMessage`
+//! that is an object) reads as absent; for a recovery tool, dropping a record whose data is
+//! intact over a field it never sends would be a loss.
 
 use std::io::Read;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use firehose_formats::backup::ErrorRecord;
 use flate2::read::MultiGzDecoder;
 
 use crate::layout::ObjectKind;
@@ -152,26 +151,11 @@ pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadErr
 /// send the record are ignored whatever their type (see the module docs). Only a line that is
 /// not a JSON object, or whose `rawData` is missing, not a string or not base64, is unreadable.
 fn read_error_record(line: &[u8]) -> Result<(Bytes, Option<String>), String> {
-    let value: serde_json::Value = serde_json::from_slice(line)
-        .map_err(|e| format!("error record is not a JSON object: {e}"))?;
-    let serde_json::Value::Object(map) = value else {
-        return Err("error record is not a JSON object: top level is not an object".to_owned());
-    };
-    // The first string under a matching key: a second spelling of a key (should one ever
-    // appear) with another type does not hide a good one.
-    let text = |name: &str| {
-        map.iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .find_map(|(_, v)| v.as_str())
-    };
-    let raw_data = text("rawData")
-        .ok_or_else(|| "error record field \"rawData\" is missing or not a string".to_owned())?;
+    let record = ErrorRecord::parse_tolerant(line).map_err(|e| e.to_string())?;
     let data = base64::engine::general_purpose::STANDARD
-        .decode(raw_data.trim())
+        .decode(record.raw_data.trim())
         .map_err(|e| format!("`rawData` is not base64: {e}"))?;
-    let error_code = text("errorCode")
-        .filter(|code| !code.is_empty())
-        .map(str::to_owned);
+    let error_code = Some(record.error_code).filter(|code| !code.is_empty());
     Ok((Bytes::from(data), error_code))
 }
 
