@@ -439,13 +439,7 @@ fn json_events(text: &str, max_events: usize) -> Option<Vec<(&str, Option<Positi
         json_scan::one_value(text).ok()?;
         vec![text.trim_matches(JSON_WHITESPACE)]
     };
-    Some(
-        events
-            .into_iter()
-            .take(max_events.saturating_add(1))
-            .map(|event| (event, None))
-            .collect(),
-    )
+    Some(events.into_iter().map(|event| (event, None)).collect())
 }
 
 /// The whitespace JSON allows around values (RFC 8259, section 2).

@@ -352,9 +352,7 @@ impl<T: Target> ObjectRun<'_, T> {
                 (None, Some(reason)) => format!("the target stayed unavailable: {reason}"),
                 (None, None) => continue,
             };
-            let after = remaining - chunk.len();
-            self.stop(reason, 0);
-            self.summary.unsent += after;
+            self.stop(reason, remaining - chunk.len());
             return Ok(());
         }
         if !self.dry_run {
