@@ -3,8 +3,11 @@
 //! Objects get Firehose's keys (`firehose_formats::backup`), optional GZIP with a `.gz` name, and
 //! error output is NDJSON [`ErrorRecord`] lines. Two stores sit behind [`BackupStore`]: a local
 //! directory (the default: keys become relative paths) and an S3 bucket through `aws-sdk-s3`.
-//! A failed write is retried with backoff, as Firehose keeps retrying S3; only a shutdown past
-//! its grace period stops the retries, and then the loss is logged with its record count.
+//! A failed write is retried with backoff, as Firehose keeps retrying S3. Only a shutdown stops
+//! that: [`SHUTDOWN_BACKUP_WINDOW`] after its grace period (the window the backups of deliveries
+//! and transforms cut off by the grace period need), a write that has not landed, even one still
+//! waiting for a hanging store, is abandoned and its loss logged with the record count, so a
+//! graceful stop takes at most `shutdown_grace_secs` plus that window.
 
 use crate::config::{BackupConfig, BackupTarget, Compression};
 use crate::metrics::Metrics;
@@ -19,6 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+
+/// How long after a shutdown's grace period backup writes may still take: the batches cut off by
+/// the grace period are written then. Past it, a write that has not landed is abandoned and its
+/// records are logged as lost (README, "What a crash loses").
+pub const SHUTDOWN_BACKUP_WINDOW: Duration = Duration::from_secs(10);
 
 /// Why one object write failed.
 #[derive(Debug, thiserror::Error)]
@@ -183,8 +191,8 @@ pub(crate) struct Backup {
     pub(crate) version: u64,
     pub(crate) config: BackupConfig,
     pub(crate) metrics: Metrics,
-    /// Cancelled when a shutdown's grace period is over: stop retrying failed writes.
-    pub(crate) give_up: CancellationToken,
+    /// Cancelled [`SHUTDOWN_BACKUP_WINDOW`] after a shutdown's grace period: abandon writes.
+    pub(crate) cutoff: CancellationToken,
 }
 
 fn random_string() -> String {
@@ -274,7 +282,7 @@ impl Backup {
         .await;
     }
 
-    /// Writes one object, retrying until it lands or shutdown gives up. Returns whether it landed.
+    /// Writes one object, retrying until it lands or the shutdown cutoff. Returns whether it landed.
     async fn write(
         &self,
         prefix: &str,
@@ -324,7 +332,17 @@ impl Backup {
                 .backup_attempts
                 .with_label_values(&[stream])
                 .inc();
-            match self.store.put(key.clone(), body.clone()).await {
+            // Past the cutoff a write in progress is abandoned: a hanging store must not hold
+            // shutdown up for as long as it hangs.
+            let put = tokio::select! {
+                biased;
+                r = self.store.put(key.clone(), body.clone()) => r,
+                () = self.cutoff.cancelled() => {
+                    tracing::error!(stream, key, records = count, "backup write abandoned: the store had not answered when shutdown's backup window ended; records LOST");
+                    return false;
+                }
+            };
+            match put {
                 Ok(()) => {
                     self.metrics
                         .backup_success
@@ -347,7 +365,7 @@ impl Backup {
                     tracing::info!(stream, key, records = count, "backup object written");
                     return true;
                 }
-                Err(e) if self.give_up.is_cancelled() => {
+                Err(e) if self.cutoff.is_cancelled() => {
                     tracing::error!(stream, key, error = %e, records = count, "backup write failed during shutdown; records LOST");
                     return false;
                 }
@@ -355,7 +373,7 @@ impl Backup {
                     tracing::warn!(stream, key, error = %e, retry_in_ms = delay.as_millis(), "backup write failed; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = self.give_up.cancelled() => {}
+                        () = self.cutoff.cancelled() => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
@@ -386,7 +404,7 @@ mod tests {
                 ..BackupConfig::default()
             },
             metrics: Metrics::new().unwrap(),
-            give_up: CancellationToken::new(),
+            cutoff: CancellationToken::new(),
         }
     }
 
@@ -438,6 +456,70 @@ mod tests {
         assert_eq!(
             ErrorRecord::parse_tolerant(text.lines().next().unwrap().as_bytes()).unwrap(),
             rec
+        );
+    }
+
+    /// A store whose writes never finish; `started` yields once per write.
+    #[derive(Debug)]
+    struct HangingStore(tokio::sync::mpsc::UnboundedSender<()>);
+
+    impl BackupStore for HangingStore {
+        fn put(&self, _key: String, _body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>> {
+            let _ = self.0.send(());
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// A write to a store that hangs used to wait as long as the store did, however long after
+    /// the shutdown grace period, and shutdown with it. Past the cutoff it is abandoned (the loss
+    /// logged), and a write that starts after it does not wait either.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_to_a_hanging_store_is_abandoned_at_the_shutdown_cutoff() {
+        let (tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let cutoff = CancellationToken::new();
+        let b = Backup {
+            store: Arc::new(HangingStore(tx)),
+            cutoff: cutoff.clone(),
+            ..backup(std::path::Path::new("/nonexistent"), Compression::None)
+        };
+        let rec = ErrorRecord {
+            arrival_timestamp: 1_741_088_912_364,
+            raw_data: b64(b"hi"),
+            ..ErrorRecord::default()
+        };
+        let write = {
+            let (b, rec) = (b.clone(), rec.clone());
+            tokio::spawn(async move {
+                b.write_errors(ErrorOutputType::HttpEndpointFailed, &[rec])
+                    .await;
+            })
+        };
+        started.recv().await.expect("the write reached the store");
+        cutoff.cancel();
+        tokio::time::timeout(Duration::from_secs(3600), write)
+            .await
+            .expect("the write is abandoned at the cutoff, not left waiting for the store")
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(3600),
+            b.write_errors(ErrorOutputType::HttpEndpointFailed, &[rec]),
+        )
+        .await
+        .expect("a write after the cutoff returns at once");
+        assert_eq!(
+            b.metrics
+                .backup_success
+                .with_label_values(&["events"])
+                .get(),
+            0
+        );
+        assert_eq!(
+            b.metrics
+                .error_output_records
+                .with_label_values(&["events", "http-endpoint-failed"])
+                .get(),
+            0,
+            "abandoned records are not counted as written"
         );
     }
 

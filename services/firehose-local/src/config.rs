@@ -56,7 +56,9 @@ pub struct Config {
     /// Account id written into ARNs (`000000000000`).
     #[serde(default = "default_account_id")]
     pub account_id: String,
-    /// Seconds a graceful shutdown keeps retrying failed deliveries before backing the rest up (30).
+    /// Seconds a graceful shutdown keeps retrying failed deliveries and transform invocations
+    /// before backing the rest up (30); backup writes get [`crate::backup::SHUTDOWN_BACKUP_WINDOW`]
+    /// more.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
     /// Fault injection (all off by default).
@@ -562,23 +564,16 @@ impl Config {
                 }
             }
             let b = &s.backup;
-            if b.prefix.contains("!{firehose:error-output-type}") {
+            // Evaluating the prefixes (`check_prefix`) refuses `!{firehose:error-output-type}` in
+            // `prefix`, and a `prefix` with expressions but no `error_output_prefix`. It cannot
+            // see this rule (a prefix without expressions evaluates): a set
+            // `error_output_prefix` must contain `!{firehose:error-output-type}`.
+            if let Some(p) = &b.error_output_prefix
+                && !p.contains("!{firehose:error-output-type}")
+            {
                 return bad(format!(
-                    "streams[{n}].backup.prefix cannot contain !{{firehose:error-output-type}}"
+                    "streams[{n}].backup.error_output_prefix must contain !{{firehose:error-output-type}}"
                 ));
-            }
-            match &b.error_output_prefix {
-                Some(p) if !p.contains("!{firehose:error-output-type}") => {
-                    return bad(format!(
-                        "streams[{n}].backup.error_output_prefix must contain !{{firehose:error-output-type}}"
-                    ));
-                }
-                None if b.prefix.contains("!{") => {
-                    return bad(format!(
-                        "streams[{n}].backup.error_output_prefix is required when prefix has expressions"
-                    ));
-                }
-                _ => {}
             }
             // `prefix` names source-record (`AllData`) objects and, without an
             // `error_output_prefix`, error output too; `error_output_prefix` names error output.
@@ -608,18 +603,15 @@ const ERROR_OUTPUT_TYPES: [ErrorOutputType; 2] = [
 ///
 /// `uses` are the error-output types the prefix is evaluated with (`None`: source records). The
 /// expressions take their longest values, so the 512-character limit holds for every object:
-/// an 11-character random string, and a year of four digits (every supported pattern letter is
-/// fixed-width).
+/// an 11-character random string, and any instant, since every supported timestamp field is
+/// fixed-width (`yyyy` four digits, the others two) for the years records can arrive in.
 fn check_prefix(
     stream: &str,
     field: &str,
     template: &str,
     uses: &[Option<ErrorOutputType>],
 ) -> Result<(), ConfigError> {
-    // 9999-12-31T23:59:59Z; every supported timestamp field is fixed-width, so any instant with
-    // a four-digit year gives the longest evaluation.
-    let at = time::OffsetDateTime::from_unix_timestamp(253_402_300_799)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = time::OffsetDateTime::UNIX_EPOCH;
     for &kind in uses {
         let mut random = || "x".repeat(layout::RANDOM_STRING_LEN);
         if let Err(e) = layout::evaluate_prefix(template, kind, at, &mut random) {
@@ -662,7 +654,12 @@ const fn prefix_fix(e: &layout::PrefixError) -> &'static str {
         E::ErrorTypeNotAllowed => {
             "remove !{firehose:error-output-type}: only error_output_prefix may contain it"
         }
-        E::ErrorTypeMissing => "add !{firehose:error-output-type}",
+        // Only `prefix` (with expressions, evaluated for error output) gets here: `validate`
+        // refuses an `error_output_prefix` without !{firehose:error-output-type} before.
+        E::ErrorTypeMissing => {
+            "set error_output_prefix (with !{firehose:error-output-type}): it is required when \
+             prefix has expressions"
+        }
     }
 }
 
@@ -844,6 +841,21 @@ streams:
             let msg = prefixes(bad, ep).expect_err(bad);
             assert!(msg.contains(p), "{bad}: {msg}");
         }
+        // Only error_output_prefix may hold !{firehose:error-output-type}, and a prefix with
+        // expressions needs an error_output_prefix (AWS's rules, facts §2.2).
+        let msg = prefixes("p/!{firehose:error-output-type}/", ep).unwrap_err();
+        assert!(
+            msg.contains(p) && msg.contains("only error_output_prefix may contain it"),
+            "{msg}"
+        );
+        let msg = prefixes("p/!{timestamp:yyyy}/", None).unwrap_err();
+        assert!(
+            msg.contains(p)
+                && msg.contains("error_output_prefix")
+                && msg.contains("required when prefix has expressions"),
+            "{msg}"
+        );
+        prefixes("p/!{timestamp:yyyy}/", ep).expect("with an error_output_prefix");
         // ... and, without an error_output_prefix, for error output too: 480 + 14 fits as a
         // source prefix, 480 + `http-endpoint-failed/` (21) + 14 does not.
         prefixes(&"a".repeat(480), ep).expect("494 characters for source backups");

@@ -39,7 +39,9 @@ pub mod error_code {
     /// The connection broke mid-request.
     pub const CONNECTION_RESET: &str = "HttpEndpoint.ConnectionReset";
     /// Not a Firehose code (Firehose keeps records for 24 h instead): the shutdown grace period
-    /// ended before the batch was sent at all, so it went to backup with `attemptsMade` 0.
+    /// ended before the batch was sent at all, so it went to backup with `attemptsMade` 0. The
+    /// processor stage uses it too, for a batch never sent to the transform function
+    /// (`processing-failed/`).
     pub const SHUTDOWN_BEFORE_ATTEMPT: &str = "Local.ShutdownBeforeAttempt";
 }
 
@@ -245,23 +247,22 @@ impl Destination for HttpDelivery {
                 error_message: err.message,
                 ended_ms: now_ms(),
             };
-            // The last failed attempt's error, once there is one.
-            let mut last: Option<AttemptError> = None;
+            // Past the shutdown grace period nothing more is attempted: the README promises
+            // that what is still undelivered goes to backup at once, and one more request per
+            // queued batch could take a full request timeout each. (A batch already attempted
+            // gets the same check after each failure, below, and keeps its last error.)
+            if give_up.is_cancelled() {
+                let err = AttemptError {
+                    code: error_code::SHUTDOWN_BEFORE_ATTEMPT,
+                    message: "firehose-local shut down and its grace period \
+                              (shutdown_grace_secs) ended before this batch was sent; it was \
+                              not attempted"
+                        .into(),
+                    permanent: true,
+                };
+                return Err(failure(attempts, err));
+            }
             loop {
-                // Past the shutdown grace period nothing more is attempted: the README promises
-                // that what is still undelivered goes to backup at once, and one more request
-                // per queued batch could take a full request timeout each.
-                if give_up.is_cancelled() {
-                    let err = last.unwrap_or_else(|| AttemptError {
-                        code: error_code::SHUTDOWN_BEFORE_ATTEMPT,
-                        message: "firehose-local shut down and its grace period \
-                                  (shutdown_grace_secs) ended before this batch was sent; it \
-                                  was not attempted"
-                            .into(),
-                        permanent: true,
-                    });
-                    return Err(failure(attempts, err));
-                }
                 attempts += 1;
                 self.metrics.http_requests.with_label_values(&stream).inc();
                 self.metrics
@@ -329,21 +330,22 @@ impl Destination for HttpDelivery {
                     "HTTP endpoint delivery attempt failed"
                 );
                 let out_of_time = spent >= retry_budget || retry_budget.is_zero();
+                if !err.permanent && !out_of_time {
+                    let delay = Duration::from_millis(spec::jittered_ms(
+                        spec::backoff_base_ms(attempts - 1),
+                        rand::rng().random_range(-1.0..=1.0),
+                    ));
+                    tokio::select! {
+                        biased;
+                        () = give_up.cancelled() => {}
+                        () = tokio::time::sleep(delay) => spent += delay,
+                    }
+                }
+                // Retries left, and the grace period not over (before, while or just after
+                // waiting to retry): try again. Otherwise back up with this attempt's error.
                 if err.permanent || out_of_time || give_up.is_cancelled() {
                     return Err(failure(attempts, err));
                 }
-                let delay = Duration::from_millis(spec::jittered_ms(
-                    spec::backoff_base_ms(attempts - 1),
-                    rand::rng().random_range(-1.0..=1.0),
-                ));
-                tokio::select! {
-                    biased;
-                    // The grace period ended while waiting to retry: back up with the last error.
-                    () = give_up.cancelled() => return Err(failure(attempts, err)),
-                    () = tokio::time::sleep(delay) => {}
-                }
-                spent += delay;
-                last = Some(err);
             }
         })
     }

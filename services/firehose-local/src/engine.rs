@@ -4,8 +4,10 @@
 //! buffer (processor hints), are transformed, then wait in the destination buffer (destination
 //! hints). Full destination batches go to the delivery task, which retries and backs up on
 //! failure, so a slow endpoint never stops the API from accepting records, as in Firehose.
-//! Shutdown closes intake, flushes both buffers and lets the delivery task finish; nothing
-//! accepted is dropped without either being delivered or written to backup. Until then records
+//! Shutdown closes intake, flushes both buffers and lets both tasks finish; once the grace period
+//! is over, transforms and deliveries are cut off and their batches backed up. Nothing accepted
+//! is dropped without being delivered or written to backup, or, when the backup store has still
+//! not taken it as shutdown's backup window ends, logged as lost with its count. Until then records
 //! exist only in memory (unbounded channels and buffers, nothing on disk), so a process killed
 //! without a graceful shutdown loses records already acknowledged (README, "What a crash loses").
 
@@ -57,7 +59,8 @@ pub(crate) struct StreamParts {
     pub(crate) backup: Backup,
     /// Cancelled at shutdown: stop taking records, flush.
     pub(crate) stop_intake: CancellationToken,
-    /// Cancelled when the shutdown grace period ends: stop retrying, back up.
+    /// Cancelled when the shutdown grace period ends: stop retrying, back up. The processor
+    /// stage holds the same token.
     pub(crate) give_up: CancellationToken,
 }
 
@@ -359,7 +362,7 @@ mod tests {
                 version: 1,
                 config: config.backup.clone(),
                 metrics: Metrics::new().unwrap(),
-                give_up: CancellationToken::new(),
+                cutoff: CancellationToken::new(),
             },
             config,
             stop_intake: stop.clone(),
@@ -475,6 +478,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             faults: crate::faults::Faults::new(&crate::config::FaultsConfig::default()),
             metrics: Metrics::new().unwrap(),
+            give_up: CancellationToken::new(),
         });
         let (handle, _task) = spawn(parts);
         let started = Instant::now();

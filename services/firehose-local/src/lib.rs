@@ -131,8 +131,9 @@ impl Server {
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then stops intake, flushes every
-    /// buffer and waits for delivery; failed deliveries keep retrying for the configured grace
-    /// period and are then backed up.
+    /// buffer and waits for delivery; failed deliveries and transform invocations keep retrying
+    /// for the configured grace period and are then backed up, and backup writes that have not
+    /// landed [`backup::SHUTDOWN_BACKUP_WINDOW`] later are abandoned (their loss logged).
     ///
     /// # Errors
     /// [`Error`] if a stage cannot start or the listener fails.
@@ -146,6 +147,7 @@ impl Server {
         let faults = faults::Faults::new(&config.faults);
         let stop_intake = CancellationToken::new();
         let give_up = CancellationToken::new();
+        let backup_cutoff = CancellationToken::new();
         let stop_children = CancellationToken::new();
         let mut streams = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -159,7 +161,7 @@ impl Server {
                 version: STREAM_VERSION,
                 config: sc.backup.clone(),
                 metrics: metrics.clone(),
-                give_up: give_up.clone(),
+                cutoff: backup_cutoff.clone(),
             };
             let destination: Arc<dyn Destination> =
                 match (self.destinations.get(&name), &sc.http_endpoint) {
@@ -218,6 +220,7 @@ impl Server {
                         timeout: Duration::from_secs(pc.timeout_secs),
                         faults: faults.clone(),
                         metrics: metrics.clone(),
+                        give_up: give_up.clone(),
                     })
                 }
             };
@@ -253,6 +256,11 @@ impl Server {
                 tokio::time::sleep(grace).await;
                 tracing::warn!("shutdown grace period over: backing up what is still undelivered");
                 give_up.cancel();
+                tokio::time::sleep(backup::SHUTDOWN_BACKUP_WINDOW).await;
+                tracing::error!(
+                    "shutdown backup window over: abandoning backup writes that have not landed"
+                );
+                backup_cutoff.cancel();
             })
         };
         for task in tasks {

@@ -4,13 +4,18 @@
 //! limit), retries a failed invocation `NumberOfRetries` times, and then checks the response:
 //! missing or duplicated record ids and responses that break the status model fail the whole
 //! batch without retry; records returned `ProcessingFailed` fail alone. Every failed record goes
-//! to `processing-failed/` with its original data. How the function runs is behind [`Processor`]:
+//! to `processing-failed/` with its original data. Once a shutdown's grace period is over nothing
+//! more is invoked, as in HTTP delivery: an invocation in progress is abandoned
+//! (`Lambda.FunctionTimedOut`, not retried), a batch not yet invoked fails with
+//! `Local.ShutdownBeforeAttempt` and `attemptsMade` 0, and both go to `processing-failed/`, so a
+//! hanging function cannot hold shutdown up. How the function runs is behind [`Processor`]:
 //! in this process through the `transform` library, or as a child process through the Lambda
 //! Runtime API (`runtime_api`). Sources: <https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html>,
 //! <https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-failure-handling.html>.
 
 use crate::backup::{b64, now_ms};
 use crate::buffer::Record;
+use crate::delivery::error_code::SHUTDOWN_BEFORE_ATTEMPT;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
 use base64::Engine as _;
@@ -23,6 +28,7 @@ use firehose_formats::transform::{
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Why one invocation failed (Firehose retries these).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +108,8 @@ pub(crate) struct ProcessorStage {
     pub(crate) timeout: Duration,
     pub(crate) faults: Faults,
     pub(crate) metrics: Metrics,
+    /// Cancelled when a shutdown's grace period is over: invoke nothing more, back up.
+    pub(crate) give_up: CancellationToken,
 }
 
 impl ProcessorStage {
@@ -185,6 +193,22 @@ impl ProcessorStage {
 
     async fn process_one(&self, batch: Vec<Record>, event: Vec<u8>, out: &mut Processed) {
         let stream = [self.stream.as_str()];
+        // Past the shutdown grace period nothing more is invoked: the batch goes to backup now.
+        if self.give_up.is_cancelled() {
+            tracing::warn!(
+                stream = self.stream,
+                records = batch.len(),
+                "shutdown grace period over; backing the batch up without invoking the transform"
+            );
+            out.failed.extend(self.failed(
+                &batch,
+                0,
+                SHUTDOWN_BEFORE_ATTEMPT,
+                "firehose-local shut down and its grace period (shutdown_grace_secs) ended before \
+                 this batch was sent to the transform function; it was not invoked",
+            ));
+            return;
+        }
         let mut attempts = 0;
         let response = loop {
             attempts += 1;
@@ -193,15 +217,31 @@ impl ProcessorStage {
                 .with_label_values(&stream)
                 .inc();
             let started = tokio::time::Instant::now();
-            let result = self.invoke_once(&event).await;
+            // An invocation in progress when the grace period ends is abandoned (its outcome is
+            // unknown) and not retried.
+            let result = tokio::select! {
+                biased;
+                r = self.invoke_once(&event) => r,
+                () = self.give_up.cancelled() => {
+                    tracing::warn!(stream = self.stream, attempts, records = batch.len(), "shutdown grace period over; transform invocation abandoned");
+                    out.failed.extend(self.failed(
+                        &batch,
+                        attempts,
+                        error_code::FUNCTION_TIMED_OUT,
+                        "The function had not returned when the shutdown grace period \
+                         (shutdown_grace_secs) ended; the invocation was abandoned",
+                    ));
+                    return;
+                }
+            };
             self.metrics
                 .processing_duration
                 .with_label_values(&stream)
                 .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(body) => break body,
-                Err(e) if attempts > self.number_of_retries => {
-                    tracing::warn!(stream = self.stream, attempts, error = %e, records = batch.len(), "transform invocation failed after all retries");
+                Err(e) if attempts > self.number_of_retries || self.give_up.is_cancelled() => {
+                    tracing::warn!(stream = self.stream, attempts, error = %e, records = batch.len(), "transform invocation failed and is not retried (retries used up, or shutdown grace period over)");
                     out.failed.extend(self.failed(
                         &batch,
                         attempts,
@@ -341,6 +381,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 faults: Faults::new(&crate::config::FaultsConfig::default()),
                 metrics: Metrics::new().unwrap(),
+                give_up: CancellationToken::new(),
             },
             p,
         )

@@ -444,18 +444,27 @@ mod tests {
         path
     }
 
-    /// A processor whose child idles (it never calls the API, and never exits: an exiting child
-    /// fails the invocations handed out), so the test can play the runtime itself.
-    async fn idle_child(dir: &std::path::Path, stop: &CancellationToken) -> RuntimeApiProcessor {
+    /// A processor for function `f` running `child` with `env` added, until `stop`.
+    async fn start_child(
+        child: PathBuf,
+        env: BTreeMap<String, String>,
+        stop: &CancellationToken,
+    ) -> RuntimeApiProcessor {
         RuntimeApiProcessor::start(
-            script(dir, "exec sleep 600"),
-            BTreeMap::new(),
+            child,
+            env,
             "arn:aws:lambda:us-east-1:0:function:f".into(),
             "us-east-1".into(),
             stop.clone(),
         )
         .await
         .unwrap()
+    }
+
+    /// A processor whose child idles (it never calls the API, and never exits: an exiting child
+    /// fails the invocations handed out), so the test can play the runtime itself.
+    async fn idle_child(dir: &std::path::Path, stop: &CancellationToken) -> RuntimeApiProcessor {
+        start_child(script(dir, "exec sleep 600"), BTreeMap::new(), stop).await
     }
 
     /// Plays the runtime's `POST …/invocation/{id}/response` with `body`.
@@ -554,19 +563,7 @@ mod tests {
             .unwrap();
         assert_eq!(again.status(), 400, "a request id is answered once");
 
-        let invoker = {
-            let p = p.clone();
-            tokio::spawn(async move { p.invoke(b"{}".to_vec(), Duration::from_secs(10)).await })
-        };
-        let next = client
-            .get(format!("{base}/invocation/next"))
-            .send()
-            .await
-            .unwrap();
-        let id = next.headers()["lambda-runtime-aws-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let (invoker, id) = take_next(&p, Duration::from_secs(10)).await;
         client
             .post(format!("{base}/invocation/{id}/error"))
             .header("lambda-runtime-function-error-type", "Runtime.Unhandled")
@@ -584,15 +581,8 @@ mod tests {
     #[tokio::test]
     async fn an_unanswered_invocation_times_out() {
         let stop = CancellationToken::new();
-        let p = RuntimeApiProcessor::start(
-            PathBuf::from("true"),
-            BTreeMap::new(),
-            "arn:aws:lambda:us-east-1:0:function:f".into(),
-            "us-east-1".into(),
-            stop.clone(),
-        )
-        .await
-        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = idle_child(dir.path(), &stop).await;
         let r = p.invoke(b"{}".to_vec(), Duration::from_millis(200)).await;
         assert_eq!(r, Err(InvokeError::TimedOut(Duration::from_millis(200))));
         stop.cancel();
@@ -653,17 +643,7 @@ mod tests {
         // The child blocks until the test writes the FIFO, then exits 3.
         let child = script(dir.path(), "read _ < \"$EXIT_FIFO\"\nexit 3");
         let env = [("EXIT_FIFO".to_owned(), fifo.display().to_string())].into();
-        let p = Arc::new(
-            RuntimeApiProcessor::start(
-                child,
-                env,
-                "arn:aws:lambda:us-east-1:0:function:f".into(),
-                "us-east-1".into(),
-                stop.clone(),
-            )
-            .await
-            .unwrap(),
-        );
+        let p = Arc::new(start_child(child, env, &stop).await);
         let (invoker, _id) = take_next(&p, Duration::from_secs(120)).await;
         // Opening for writing waits for the child to open it for reading; closing it ends the
         // child's `read`.

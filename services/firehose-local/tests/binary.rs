@@ -114,23 +114,37 @@ backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
     }
 }
 
-#[tokio::test]
-async fn a_bad_config_fails_at_start_naming_the_field() {
+/// Starts the binary on `config` (file `name` under a temporary directory; `{dir}` in it stands
+/// for that directory) and returns its stderr once it has refused to start, as it must.
+async fn refused_at_start(name: &str, config: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.yaml");
+    let path = dir.path().join(name);
     std::fs::write(
-        &config,
-        "streams:\n  - name: s\n    buffering: { size_mb: 100, interval_secs: 60 }\n",
+        &path,
+        config.replace("{dir}", &dir.path().display().to_string()),
     )
     .unwrap();
-    let out = tokio::process::Command::new(BIN)
+    let run = tokio::process::Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .output()
+        .arg(&path)
+        .kill_on_drop(true)
+        .output();
+    // Accepting the config would serve instead of exiting.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
         .await
+        .expect("the binary must refuse the config at start, not serve")
         .unwrap();
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_bad_config_fails_at_start_naming_the_field() {
+    let stderr = refused_at_start(
+        "bad.yaml",
+        "streams:\n  - name: s\n    buffering: { size_mb: 100, interval_secs: 60 }\n",
+    )
+    .await;
     assert!(
         stderr.contains("streams[s].buffering.size_mb must be 1-64, got 100"),
         "{stderr}"
@@ -139,32 +153,16 @@ async fn a_bad_config_fails_at_start_naming_the_field() {
 
 #[tokio::test]
 async fn a_backup_prefix_that_cannot_be_evaluated_fails_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad-prefix.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    // Accepting the prefix would serve and lose every backup.
+    let stderr = refused_at_start(
+        "bad-prefix.toml",
+        r#"
 [[streams]]
 name = "s"
-backup = {{ target = {{ kind = "local-dir", dir = "{}" }}, error_output_prefix = "e/!{{firehose:error-output-type}}/!{{timestamp:yyyy/MM/dd/H}}/" }}
+backup = { target = { kind = "local-dir", dir = "{dir}/backup" }, error_output_prefix = "e/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/H}/" }
 "#,
-            dir.path().join("backup").display()
-        ),
     )
-    .unwrap();
-    let run = tokio::process::Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .kill_on_drop(true)
-        .output();
-    // Accepting the prefix would serve (and lose every backup) instead of exiting.
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
-        .await
-        .expect("the binary must refuse the prefix at start, not serve")
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(
         stderr.contains("streams[s].backup.error_output_prefix")
             && stderr.contains("unsupported timestamp pattern"),

@@ -6,12 +6,16 @@ mod common;
 
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
-use common::{Behaviour, Endpoint, HangingEndpoint, b64, config, files, firehose_client, unb64};
+use common::{Behaviour, Endpoint, b64, config, files, firehose_client, unb64};
 use firehose_formats::backup::ErrorRecord;
 use firehose_local::config::{
     Compression, HttpEndpointConfig, ProcessorConfig, S3BackupMode, Secret,
 };
-use firehose_local::spawn_embedded;
+use firehose_local::delivery::error_code::SHUTDOWN_BEFORE_ATTEMPT;
+use firehose_local::{InvokeError, Processor, Server, spawn_embedded, spawn_server};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
 
 fn rec(data: &[u8]) -> Record {
     Record::builder().data(Blob::new(data)).build().unwrap()
@@ -381,7 +385,7 @@ async fn failing_invocations_are_retried_then_backed_up_as_function_errors() {
 #[tokio::test]
 async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ep = HangingEndpoint::start().await;
+    let mut ep = Endpoint::start(Behaviour::Hang).await;
     let mut c = config(dir.path());
     c.shutdown_grace_secs = 1;
     let mut h = endpoint_config(&ep.url, 3600);
@@ -397,7 +401,7 @@ async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
             .send()
     };
     put(b"one").await.unwrap();
-    ep.accepted
+    ep.seen
         .recv()
         .await
         .expect("the first batch is being delivered");
@@ -439,4 +443,104 @@ async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
             assert_eq!(r.attempts_made, 0, "queued batches are not attempted");
         }
     }
+    assert!(
+        ep.seen.try_recv().is_err(),
+        "the queued batches never reached the endpoint"
+    );
+}
+
+/// A transform that never returns within its timeout: `invoked` yields once per invocation.
+#[derive(Debug)]
+struct HangingFunction {
+    invoked: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Processor for HangingFunction {
+    fn invoke(
+        &self,
+        _event: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<u8>, InvokeError>> {
+        let _ = self.invoked.send(());
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Err(InvokeError::TimedOut(timeout))
+        })
+    }
+}
+
+/// The processor stage honours the grace period as delivery does: the invocation in progress is
+/// abandoned (not retried) and the batch still waiting is not invoked; both go to
+/// `processing-failed/`, so shutdown takes the grace period, not (1 + retries) function timeouts.
+#[tokio::test]
+async fn shutdown_backs_up_transform_batches_at_once_when_the_function_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.shutdown_grace_secs = 1;
+    c.streams[0].processor = Some(ProcessorConfig {
+        buffer_interval_secs: 0,
+        number_of_retries: 3,
+        timeout_secs: 300,
+        ..ProcessorConfig::default()
+    });
+    let (invoked, mut invocations) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::new(c)
+        .unwrap()
+        .with_processor("s", Arc::new(HangingFunction { invoked }));
+    let fh = spawn_server(server).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    let put = |data: &'static [u8]| {
+        client
+            .put_record()
+            .delivery_stream_name("s")
+            .record(rec(data))
+            .send()
+    };
+    put(b"one").await.unwrap();
+    invocations
+        .recv()
+        .await
+        .expect("the first batch is being transformed");
+    // Waits behind the hanging invocation.
+    put(b"two").await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), fh.shutdown())
+        .await
+        .expect(
+            "shutdown ends soon after the 1 s grace period, not after 4 × 300 s function timeouts",
+        )
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    assert!(
+        invocations.try_recv().is_err(),
+        "no retry and no invocation after the grace period"
+    );
+
+    let backup = dir.path().join("backup");
+    assert!(
+        files(&backup).iter().all(|f| f
+            .strip_prefix(&backup)
+            .unwrap()
+            .starts_with("processing-failed")),
+        "{:?}",
+        files(&backup)
+    );
+    let recs = error_records(&backup);
+    let mut got: Vec<Vec<u8>> = recs.iter().map(|r| unb64(&r.raw_data)).collect();
+    got.sort();
+    assert_eq!(got, [b"one".to_vec(), b"two".to_vec()], "nothing lost");
+    for r in &recs {
+        assert!(r.lambda_arn.is_some(), "{r:?}");
+        if unb64(&r.raw_data) == b"one" {
+            assert_eq!(r.error_code, "Lambda.FunctionTimedOut");
+            assert_eq!(r.attempts_made, 1, "abandoned, not retried");
+            assert!(r.error_message.contains("shutdown grace period"), "{r:?}");
+        } else {
+            assert_eq!(r.error_code, SHUTDOWN_BEFORE_ATTEMPT);
+            assert_eq!(r.attempts_made, 0, "the waiting batch is not invoked");
+        }
+    }
+    assert!(files(&dir.path().join("delivered")).is_empty());
 }

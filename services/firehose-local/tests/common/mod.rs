@@ -30,6 +30,9 @@ pub enum Behaviour {
     Fail,
     /// 200 but echoing the wrong request id.
     WrongRequestId,
+    /// Never answers (the request is still recorded in `seen`, so a test knows it is in
+    /// progress); the connection stays open until the client gives up.
+    Hang,
 }
 
 #[derive(Clone)]
@@ -82,6 +85,7 @@ async fn handle(
             json_type,
             spec::success_body("not-the-id", 1),
         ),
+        Behaviour::Hang => std::future::pending().await,
     }
 }
 
@@ -103,30 +107,6 @@ impl Endpoint {
             seen: rx,
             behaviour,
         }
-    }
-}
-
-/// An endpoint on 127.0.0.1:0 that accepts connections and never answers: `accepted` yields
-/// once per connection, so a test knows a request is in progress.
-pub struct HangingEndpoint {
-    pub url: String,
-    pub accepted: mpsc::UnboundedReceiver<()>,
-}
-
-impl HangingEndpoint {
-    pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1", listener.local_addr().unwrap());
-        let (tx, accepted) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            // Held open, unanswered, until the test ends.
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-                let _ = tx.send(());
-            }
-        });
-        Self { url, accepted }
     }
 }
 
