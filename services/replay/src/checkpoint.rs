@@ -13,6 +13,19 @@
 //! which differs per target (for `--to-http` a record with several lines is several items).
 //! Opening it for another source or target is refused, before anything is sent.
 //!
+//! The target is named as [`crate::target::Target::describe`] names it: `http:URL`, or
+//! `stream:NAME (region REGION)` (`…, endpoint URL)` with an endpoint override), because a
+//! delivery stream's name is unique only within an account and region: a same-named stream in
+//! another region (or behind another endpoint) is another target, which received nothing. A
+//! file written before the region was part of the name says `stream:NAME` only; it is resumed by
+//! a replay to the stream `NAME` (in whatever region that replay uses: the file cannot say which
+//! one it was written in, so resume it only in that one) and names the region from its next
+//! save on. The account is not part of the name: use one file per account.
+//!
+//! A dry run without a target has no target to check a file against, and cannot tell what a
+//! target would still need: it reads no file, and refuses one that exists, naming the target it
+//! belongs to ([`CheckpointError::DryRunWithoutTarget`]).
+//!
 //! Progress inside an object is kept as the set of item indexes the target confirmed (a count
 //! of leading items plus the stragglers after it), per object: an object interrupted after a
 //! partly accepted batch resends exactly the items that were not confirmed, even if later runs
@@ -87,6 +100,18 @@ pub enum CheckpointError {
         /// The target the file was written for.
         found: String,
     },
+    /// A dry run without a target found a file: what it records is done only for its target.
+    #[error(
+        "the checkpoint {path} belongs to a replay to {found}; a dry run without --to-stream or --to-http \
+         cannot tell what that replay would still send. To see that, run the dry run with that target \
+         (for a stream, also in that region); to see every selected record, pass another --checkpoint file"
+    )]
+    DryRunWithoutTarget {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The target the file was written for.
+        found: String,
+    },
     /// Writing the file failed.
     #[error("cannot write the checkpoint file {path}: {source}")]
     Write {
@@ -137,12 +162,12 @@ impl DoneItems {
     }
 }
 
-/// An object in progress, as version 1 stored it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An object in progress, as version 1 stored it: its key beside the fields of [`InProgress`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 struct Partial {
     key: String,
-    size: u64,
-    done: DoneItems,
+    #[serde(flatten)]
+    progress: InProgress,
 }
 
 /// The confirmed items of an object in progress.
@@ -159,8 +184,8 @@ struct State {
     version: u32,
     /// The source this replay reads, e.g. `s3://bucket/prefix/`.
     source: String,
-    /// The target, as [`crate::target::Target::describe`] names it (`stream:NAME`,
-    /// `http:URL`): the kind and the destination. Checked on open.
+    /// The target, as [`crate::target::Target::describe`] names it (`stream:NAME (region R)`,
+    /// `http:URL`): the kind and the destination. Checked on open (see the module docs).
     target: String,
     /// Finished objects: key → size.
     finished: BTreeMap<String, u64>,
@@ -188,51 +213,45 @@ impl Checkpoint {
     /// # Errors
     /// The file cannot be read, is not a checkpoint, or belongs to another source or target.
     pub fn open(path: &Path, source: &str, target: &str) -> Result<Self, CheckpointError> {
-        let state = match std::fs::read(path) {
-            Ok(bytes) => {
-                let mut state: State =
-                    serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Invalid {
-                        path: path.to_owned(),
-                        reason: e.to_string(),
-                    })?;
-                if !(OLDEST_READABLE_VERSION..=CHECKPOINT_VERSION).contains(&state.version) {
-                    return Err(CheckpointError::Invalid {
-                        path: path.to_owned(),
-                        reason: format!("it has version {}", state.version),
-                    });
-                }
-                if state.source != source {
-                    return Err(CheckpointError::OtherSource {
-                        path: path.to_owned(),
-                        expected: source.to_owned(),
-                        found: state.source,
-                    });
-                }
-                if state.target != target {
+        let state = match read_state(path, source)? {
+            Some(mut state) => {
+                if !belongs_to(&state.target, target) {
                     return Err(CheckpointError::OtherTarget {
                         path: path.to_owned(),
                         expected: target.to_owned(),
                         found: state.target,
                     });
                 }
-                if let Some(Partial { key, size, done }) = state.partial.take() {
-                    state.in_progress.insert(key, InProgress { size, done });
+                // A file naming a stream without its region names it from the next save on.
+                target.clone_into(&mut state.target);
+                if let Some(Partial { key, progress }) = state.partial.take() {
+                    state.in_progress.insert(key, progress);
                 }
                 state.version = CHECKPOINT_VERSION;
                 state
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::empty_state(source, target),
-            Err(source) => {
-                return Err(CheckpointError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+            None => Self::empty_state(source, target),
         };
         Ok(Self {
             path: Some(path.to_owned()),
             state,
         })
+    }
+
+    /// The checkpoint of a dry run without a target: an empty one that writes nothing, if there
+    /// is no file at `path`.
+    ///
+    /// # Errors
+    /// The file exists ([`CheckpointError::DryRunWithoutTarget`] naming its target, or why it is not a
+    /// checkpoint of this source).
+    pub fn open_without_target(path: &Path, source: &str) -> Result<Self, CheckpointError> {
+        match read_state(path, source)? {
+            Some(state) => Err(CheckpointError::DryRunWithoutTarget {
+                path: path.to_owned(),
+                found: state.target,
+            }),
+            None => Ok(Self::in_memory(source, "none")),
+        }
     }
 
     /// A checkpoint that remembers nothing and writes nothing (for `--dry-run` without a file).
@@ -339,6 +358,51 @@ impl Checkpoint {
         std::fs::rename(&tmp, path).map_err(err)?;
         Ok(())
     }
+}
+
+/// The state in the file at `path`, checked for its version and `source`; `None` if there is
+/// no file.
+fn read_state(path: &Path, source: &str) -> Result<Option<State>, CheckpointError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Invalid {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !(OLDEST_READABLE_VERSION..=CHECKPOINT_VERSION).contains(&state.version) {
+        return Err(CheckpointError::Invalid {
+            path: path.to_owned(),
+            reason: format!("it has version {}", state.version),
+        });
+    }
+    if state.source != source {
+        return Err(CheckpointError::OtherSource {
+            path: path.to_owned(),
+            expected: source.to_owned(),
+            found: state.source,
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Whether a file written for the target named `found` belongs to `target`: the same name, or
+/// `stream:NAME` as written before the region was part of it, for `stream:NAME (region …)`
+/// (stream names hold no spaces; see the module docs).
+fn belongs_to(found: &str, target: &str) -> bool {
+    found == target
+        || (found.starts_with("stream:")
+            && !found.contains(' ')
+            && target
+                .strip_prefix(found)
+                .is_some_and(|rest| rest.starts_with(" (")))
 }
 
 #[cfg(test)]
@@ -453,6 +517,101 @@ mod tests {
         let cp = Checkpoint::open(&path, "s3://a/", http).unwrap();
         assert!(cp.is_finished("k1", 1));
         assert_eq!(cp.done_items("k2", 2), done);
+    }
+
+    #[test]
+    fn a_stream_checkpoint_of_one_region_is_refused_in_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let east = "stream:events (region us-east-1)";
+        let west = "stream:events (region eu-west-1)";
+        Checkpoint::open(&path, "s", east)
+            .unwrap()
+            .record_finished("k", 1)
+            .unwrap();
+        let err = Checkpoint::open(&path, "s", west).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::OtherTarget { expected, found, .. }
+                if expected == west && found == east),
+            "{err}"
+        );
+        let local = "stream:events (region us-east-1, endpoint http://127.0.0.1:4566)";
+        assert!(
+            Checkpoint::open(&path, "s", local).is_err(),
+            "endpoint checked"
+        );
+        assert!(
+            Checkpoint::open(&path, "s", east)
+                .unwrap()
+                .is_finished("k", 1)
+        );
+    }
+
+    #[test]
+    fn a_stream_checkpoint_named_without_its_region_resumes_and_then_names_it() {
+        // Written before the region was part of a stream's name.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let old = r#"{"version":2,"source":"s","target":"stream:events","finished":{"k1":1}}"#;
+        std::fs::write(&path, old).unwrap();
+        let east = "stream:events (region us-east-1)";
+        for other in [
+            "stream:events-2 (region us-east-1)",
+            "stream:event (region us-east-1)",
+            "stream:other (region us-east-1)",
+            "http:http://h/v1/events",
+        ] {
+            assert!(
+                matches!(
+                    Checkpoint::open(&path, "s", other),
+                    Err(CheckpointError::OtherTarget { .. })
+                ),
+                "{other}"
+            );
+        }
+        let mut cp = Checkpoint::open(&path, "s", east).unwrap();
+        assert!(cp.is_finished("k1", 1));
+        cp.record_finished("k2", 2).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["target"], east);
+        assert!(
+            Checkpoint::open(&path, "s", "stream:events (region eu-west-1)").is_err(),
+            "once it names the region, another region is refused"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_without_a_target_refuses_a_file_naming_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open_without_target(&path, "s").unwrap();
+        cp.record_finished("k", 1).unwrap();
+        assert!(!path.exists(), "writes nothing");
+
+        let http = "http:http://h/v1/events";
+        Checkpoint::open(&path, "s", http)
+            .unwrap()
+            .record_finished("k", 1)
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = Checkpoint::open_without_target(&path, "s").unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::DryRunWithoutTarget { found, .. } if found == http),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(http), "{text}");
+        assert!(text.contains("pass another --checkpoint"), "{text}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file is untouched"
+        );
+        assert!(matches!(
+            Checkpoint::open_without_target(&path, "other"),
+            Err(CheckpointError::OtherSource { .. })
+        ));
     }
 
     #[test]

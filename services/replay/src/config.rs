@@ -67,7 +67,8 @@ pub struct Config {
     pub until: Option<HourBound>,
 
     /// Read and count everything, print the first `--show` items, send nothing, leave the
-    /// checkpoint unchanged. Needs no target.
+    /// checkpoint unchanged. Needs no target; without one, an existing checkpoint file is
+    /// refused (naming its target, to pass for what a re-run would still send).
     #[arg(long)]
     pub dry_run: bool,
 

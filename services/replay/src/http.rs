@@ -240,14 +240,13 @@ impl HttpTarget {
                         // Only the others are delivered: the unaccepted ones stay unaccepted
                         // until a retry settles them, so a target error or the end of the
                         // attempts in between never counts them as delivered.
-                        for (position, &i) in group.iter().enumerate() {
-                            results[i] = if unaccepted.binary_search(&position).is_ok() {
-                                ItemResult::Unaccepted(
-                                    "the front door answered 503 for it on every attempt".into(),
-                                )
-                            } else {
-                                ItemResult::Accepted
-                            };
+                        for &i in &group {
+                            results[i] = ItemResult::Accepted;
+                        }
+                        for &i in &still {
+                            results[i] = ItemResult::Unaccepted(
+                                "the front door answered 503 for it on every attempt".into(),
+                            );
                         }
                         if attempt >= self.config.max_attempts {
                             break;

@@ -49,7 +49,7 @@ use crate::http::{HttpTarget, HttpTargetConfig};
 use crate::progress::Progress;
 use crate::replay::{Options, Run, Selection};
 use crate::source::{Location, Source};
-use crate::stream::StreamTarget;
+use crate::stream::{StreamLocation, StreamTarget};
 use crate::summary::Summary;
 use crate::target::{NoTarget, Target};
 
@@ -114,6 +114,16 @@ pub async fn run(
         show: config.show,
         rate: config.rate,
     };
+    let source_name = match &source {
+        Source::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        Source::Dir(path) => std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+    };
+    // The checkpoint is opened once the target is known (and, for a stream, checked), so that
+    // it is checked against the target's full name.
+    let open = |target: &str| Checkpoint::open(&config.checkpoint, &source_name, target);
 
     match target_choice {
         TargetChoice::Stream(stream) => {
@@ -121,14 +131,22 @@ pub async fn run(
                 return Err(AppError::NoRegion);
             };
             let client = aws_sdk_firehose::Client::new(sdk);
+            let Some(region) = client.config().region() else {
+                return Err(AppError::NoRegion);
+            };
+            let location = StreamLocation {
+                region: region.to_string(),
+                endpoint: sdk.endpoint_url().map(str::to_owned),
+            };
             let producer = ingest::producer::ProducerConfig {
                 retry_budget: Duration::from_secs(config.retry_budget_secs),
                 // One batch in flight at a time: the checkpoint stays exact (see `replay`).
                 max_concurrent_calls: 1,
                 ..ingest::producer::ProducerConfig::default()
             };
-            let target = StreamTarget::start(Arc::new(client), &stream, producer).await?;
-            drive(&source, &target, config, &options, preview, cancel).await
+            let target = StreamTarget::start(Arc::new(client), &stream, location, producer).await?;
+            let checkpoint = open(&target.describe())?;
+            drive(&source, &target, checkpoint, &options, preview, cancel).await
         }
         TargetChoice::Http(url) => {
             let mut http = HttpTargetConfig::new(url);
@@ -136,29 +154,25 @@ pub async fn run(
             http.max_attempts = config.http_max_attempts;
             http.events_per_request = config.http_batch;
             let target = HttpTarget::new(http)?;
-            drive(&source, &target, config, &options, preview, cancel).await
+            let checkpoint = open(&target.describe())?;
+            drive(&source, &target, checkpoint, &options, preview, cancel).await
         }
-        TargetChoice::None => drive(&source, &NoTarget, config, &options, preview, cancel).await,
+        TargetChoice::None => {
+            let checkpoint = Checkpoint::open_without_target(&config.checkpoint, &source_name)?;
+            drive(&source, &NoTarget, checkpoint, &options, preview, cancel).await
+        }
     }
 }
 
 async fn drive<T: Target>(
     source: &Source,
     target: &T,
-    config: &Config,
+    checkpoint: Checkpoint,
     options: &Options,
     preview: &mut (dyn Write + Send),
     cancel: &CancellationToken,
 ) -> Result<Summary, AppError> {
-    let source_name = match source {
-        Source::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
-        Source::Dir(path) => std::path::absolute(path)
-            .unwrap_or_else(|_| path.clone())
-            .display()
-            .to_string(),
-    };
-    let checkpoint = Checkpoint::open(&config.checkpoint, &source_name, &target.describe())?;
-    let mut checkpoint = if config.dry_run {
+    let mut checkpoint = if options.dry_run {
         checkpoint.read_only()
     } else {
         checkpoint

@@ -14,6 +14,11 @@
 //! a field of an unexpected type (a timestamp written as `1.741088912364E12`, an `errorMessage`
 //! that is an object) reads as absent; for a recovery tool, dropping a record whose data is
 //! intact over a field it never sends would be a loss.
+//!
+//! An object is held in memory whole, so nothing reads more of one than a cap
+//! ([`MAX_DECODED_OBJECT_BYTES`]): [`read_at_most`] for what is fetched (an S3 body, a file),
+//! [`read_at_most_blocking`] for what the GZIP decoder makes of it. Both stop one byte past the
+//! cap, whatever size the object claimed.
 
 use std::io::Read;
 
@@ -21,6 +26,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use firehose_formats::backup::ErrorRecord;
 use flate2::read::MultiGzDecoder;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::layout::ObjectKind;
 
@@ -77,6 +83,52 @@ pub enum ReadError {
     TooLarge,
 }
 
+/// Why [`read_at_most`] or [`read_at_most_blocking`] returned no bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum CappedReadError {
+    /// There is more than `cap` bytes; reading stopped one byte past it.
+    #[error("it is larger than {cap} bytes")]
+    TooLarge {
+        /// The cap.
+        cap: u64,
+    },
+    /// The reader failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads `reader` to its end into memory, but never more than `cap + 1` bytes: past `cap` it
+/// stops with [`CappedReadError::TooLarge`], however much the reader still holds (a size
+/// announced beforehand is trusted by nobody here).
+///
+/// # Errors
+/// [`CappedReadError::TooLarge`] past the cap, [`CappedReadError::Io`] when reading fails.
+pub async fn read_at_most(reader: impl AsyncRead, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+    let mut out = Vec::new();
+    std::pin::pin!(reader.take(cap.saturating_add(1)))
+        .read_to_end(&mut out)
+        .await?;
+    within(out, cap)
+}
+
+/// [`read_at_most`] for a blocking reader: the GZIP decoder over an object already in memory,
+/// which never waits for I/O.
+///
+/// # Errors
+/// As [`read_at_most`].
+pub fn read_at_most_blocking(reader: impl Read, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+    let mut out = Vec::new();
+    reader.take(cap.saturating_add(1)).read_to_end(&mut out)?;
+    within(out, cap)
+}
+
+fn within(bytes: Vec<u8>, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+    if bytes.len() as u64 > cap {
+        return Err(CappedReadError::TooLarge { cap });
+    }
+    Ok(bytes)
+}
+
 /// Whether `body` starts with the GZIP magic bytes.
 #[must_use]
 pub fn is_gzip(body: &[u8]) -> bool {
@@ -92,15 +144,11 @@ pub fn decompress(body: Bytes) -> Result<Bytes, ReadError> {
     if !is_gzip(&body) {
         return Ok(body);
     }
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4));
-    MultiGzDecoder::new(&body[..])
-        .take(MAX_DECODED_OBJECT_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(ReadError::Gzip)?;
-    if out.len() as u64 > MAX_DECODED_OBJECT_BYTES {
-        return Err(ReadError::TooLarge);
+    match read_at_most_blocking(MultiGzDecoder::new(&body[..]), MAX_DECODED_OBJECT_BYTES) {
+        Ok(out) => Ok(Bytes::from(out)),
+        Err(CappedReadError::TooLarge { .. }) => Err(ReadError::TooLarge),
+        Err(CappedReadError::Io(e)) => Err(ReadError::Gzip(e)),
     }
-    Ok(Bytes::from(out))
 }
 
 /// Reads one object of the given kind.
@@ -286,6 +334,34 @@ mod tests {
         body.extend(gzip(b"{\"b\":2}\n"));
         let read = read_object(&ObjectKind::Raw, Bytes::from(body)).unwrap();
         assert_eq!(read.records.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn reading_stops_one_byte_past_the_cap_and_names_it() {
+        assert_eq!(read_at_most(&b"12345"[..], 5).await.unwrap(), b"12345");
+        let err = read_at_most(&b"12345"[..], 4).await.unwrap_err();
+        assert!(matches!(err, CappedReadError::TooLarge { cap: 4 }), "{err}");
+        assert_eq!(err.to_string(), "it is larger than 4 bytes");
+        // A reader that never ends is not read to its end.
+        let endless = tokio::io::repeat(b'x');
+        assert!(matches!(
+            read_at_most(endless, 1000).await,
+            Err(CappedReadError::TooLarge { cap: 1000 })
+        ));
+
+        let gz = gzip(b"123456");
+        assert_eq!(
+            read_at_most_blocking(MultiGzDecoder::new(&gz[..]), 6).unwrap(),
+            b"123456"
+        );
+        assert!(matches!(
+            read_at_most_blocking(MultiGzDecoder::new(&gz[..]), 5),
+            Err(CappedReadError::TooLarge { cap: 5 })
+        ));
+        assert!(matches!(
+            read_at_most_blocking(std::io::repeat(b'x'), 1000),
+            Err(CappedReadError::TooLarge { cap: 1000 })
+        ));
     }
 
     #[test]

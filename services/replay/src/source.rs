@@ -7,17 +7,16 @@
 //! (or `--endpoint-url`); path-style addressing is available for S3-compatible servers.
 //!
 //! An object is read into memory whole, so no more than [`MAX_DECODED_OBJECT_BYTES`] of it is
-//! read: the same cap [`crate::read`] puts on a decompressed object, applied to what is fetched
-//! (an uncompressed object is used as fetched).
+//! read ([`read_at_most`]): the same cap [`crate::read`] puts on a decompressed object, applied
+//! to what is fetched (an uncompressed object is used as fetched).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use bytes::Bytes;
-use tokio::io::AsyncReadExt as _;
 
-use crate::read::MAX_DECODED_OBJECT_BYTES;
+use crate::read::{CappedReadError, MAX_DECODED_OBJECT_BYTES, read_at_most};
 
 /// One object to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,12 +50,27 @@ pub enum SourceError {
         /// AWS's error, with its code.
         message: String,
     },
-    /// The object is larger than [`MAX_DECODED_OBJECT_BYTES`]; it was not read whole.
-    #[error("{key} is larger than {MAX_DECODED_OBJECT_BYTES} bytes; refusing to read it")]
+    /// The object is larger than the cap ([`MAX_DECODED_OBJECT_BYTES`]); it was not read whole.
+    #[error("{key} is larger than {cap} bytes; refusing to read it")]
     TooLarge {
         /// The key.
         key: String,
+        /// The cap.
+        cap: u64,
     },
+}
+
+impl SourceError {
+    /// A [`read_at_most`] of `key` that failed: over the cap, or `io` says how reading failed.
+    fn capped(key: &str, error: CappedReadError, io: impl FnOnce(std::io::Error) -> Self) -> Self {
+        match error {
+            CappedReadError::TooLarge { cap } => Self::TooLarge {
+                key: key.to_owned(),
+                cap,
+            },
+            CappedReadError::Io(e) => io(e),
+        }
+    }
 }
 
 /// Where the source is, as given on the command line.
@@ -158,8 +172,9 @@ impl Source {
     async fn get_at_most(&self, key: &str, cap: u64) -> Result<Bytes, SourceError> {
         let too_large = || SourceError::TooLarge {
             key: key.to_owned(),
+            cap,
         };
-        match self {
+        let body = match self {
             Self::S3 { client, bucket, .. } => {
                 let err = |message: String| SourceError::S3 {
                     operation: "GetObject",
@@ -180,10 +195,12 @@ impl Source {
                 {
                     return Err(too_large());
                 }
-                collect_at_most(out.body, cap)
+                // `Content-Length` is the server's word; the cap holds without it.
+                read_at_most(out.body.into_async_read(), cap)
                     .await
-                    .map_err(|e| err(format!("reading the body: {e}")))?
-                    .ok_or_else(too_large)
+                    .map_err(|e| {
+                        SourceError::capped(key, e, |e| err(format!("reading the body: {e}")))
+                    })?
             }
             Self::Dir(root) => {
                 let path = root.join(key);
@@ -195,36 +212,14 @@ impl Source {
                 if file.metadata().await.map_err(io)?.len() > cap {
                     return Err(too_large());
                 }
-                // The file may grow while it is read: `take` holds the cap anyway.
-                let mut body = Vec::new();
-                file.take(cap.saturating_add(1))
-                    .read_to_end(&mut body)
+                // The file may grow while it is read: the cap holds anyway.
+                read_at_most(file, cap)
                     .await
-                    .map_err(io)?;
-                if body.len() as u64 > cap {
-                    return Err(too_large());
-                }
-                Ok(Bytes::from(body))
+                    .map_err(|e| SourceError::capped(key, e, io))?
             }
-        }
+        };
+        Ok(Bytes::from(body))
     }
-}
-
-/// Reads an S3 body chunk by chunk, stopping as soon as it is over `cap` bytes (`None`): the
-/// `Content-Length` check before it trusts the server, this does not.
-async fn collect_at_most(
-    mut body: aws_sdk_s3::primitives::ByteStream,
-    cap: u64,
-) -> Result<Option<Bytes>, aws_sdk_s3::primitives::ByteStreamError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if (out.len() + chunk.len()) as u64 > cap {
-            return Ok(None);
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Some(Bytes::from(out)))
 }
 
 fn sdk_message<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
@@ -389,13 +384,13 @@ mod tests {
         let err = source.get_at_most("big", 4).await.unwrap_err();
         assert!(matches!(err, SourceError::TooLarge { .. }), "{err}");
 
-        // An S3 body is read chunk by chunk and given up on past the cap.
-        let body = || aws_sdk_s3::primitives::ByteStream::from(b"12345".to_vec());
-        assert_eq!(
-            collect_at_most(body(), 5).await.unwrap(),
-            Some(Bytes::from("12345"))
-        );
-        assert_eq!(collect_at_most(body(), 4).await.unwrap(), None);
+        // An S3 body is read as it comes and given up on past the cap.
+        let body = || aws_sdk_s3::primitives::ByteStream::from(b"12345".to_vec()).into_async_read();
+        assert_eq!(read_at_most(body(), 5).await.unwrap(), b"12345");
+        assert!(matches!(
+            read_at_most(body(), 4).await,
+            Err(CappedReadError::TooLarge { cap: 4 })
+        ));
     }
 
     #[tokio::test]

@@ -6,7 +6,12 @@
 //! only adapts its answer to the replay's [`ItemResult`]s. Records go as they were read: for
 //! `processing-failed` that is the original input, for `http-endpoint-failed` the data as it was
 //! sent to the endpoint (see the README), for `AllData` the record bytes the producer wrote.
+//!
+//! A delivery stream's name is unique only within an account and region, so the target names
+//! the region too, and the endpoint when one is set ([`StreamLocation`]): the checkpoint holds
+//! that name, and a same-named stream elsewhere is another target (see [`crate::checkpoint`]).
 
+use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,10 +22,31 @@ use ingest::sink::{RecordSink, Retry, classify_error_code};
 use crate::read::Record;
 use crate::target::{ItemResult, SendError, Target, TargetError};
 
+/// Where a delivery stream is, besides its name: the region, and the endpoint override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamLocation {
+    /// The region the Firehose client sends to.
+    pub region: String,
+    /// The endpoint override (`--endpoint-url`, `AWS_ENDPOINT_URL`, a profile's
+    /// `endpoint_url`), when one is set.
+    pub endpoint: Option<String>,
+}
+
+impl fmt::Display for StreamLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "region {}", self.region)?;
+        match &self.endpoint {
+            Some(endpoint) => write!(f, ", endpoint {endpoint}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sends records to one delivery stream.
 #[derive(Debug, Clone)]
 pub struct StreamTarget {
     stream: String,
+    location: StreamLocation,
     producer: ProducerHandle,
     max_batch: usize,
 }
@@ -29,21 +55,25 @@ impl StreamTarget {
     /// Checks that the stream exists and is active (so a typo fails before anything is read),
     /// then starts a producer for it. Must be called inside a Tokio runtime.
     ///
+    /// `location` is where `sink` sends (its client's region and endpoint): it names the target.
+    ///
     /// # Errors
     /// The stream cannot be described or is not active.
     pub async fn start(
         sink: Arc<dyn RecordSink>,
         stream: &str,
+        location: StreamLocation,
         config: ProducerConfig,
     ) -> Result<Self, TargetError> {
         sink.check(stream).await.map_err(|e| {
             TargetError(format!(
-                "delivery stream {stream} cannot take records ({e}); check --to-stream, the region and the credentials"
+                "delivery stream {stream} ({location}) cannot take records ({e}); check --to-stream, the region and the credentials"
             ))
         })?;
         let max_batch = config.max_batch_records;
         Ok(Self {
             stream: stream.to_owned(),
+            location,
             producer: Producer::spawn(sink, stream, config),
             max_batch,
         })
@@ -52,7 +82,7 @@ impl StreamTarget {
 
 impl Target for StreamTarget {
     fn describe(&self) -> String {
-        format!("stream:{}", self.stream)
+        format!("stream:{} ({})", self.stream, self.location)
     }
 
     fn max_batch(&self) -> usize {

@@ -63,7 +63,9 @@ impl SendError {
 
 /// A destination for replayed records.
 pub trait Target: Send + Sync {
-    /// How the target is shown in logs, the summary and the checkpoint, e.g. `stream:events`.
+    /// How the target is shown in logs, the summary and the checkpoint, e.g.
+    /// `stream:events (region us-east-1)`: everything that tells it from another target, since
+    /// a checkpoint belongs to one ([`crate::checkpoint`]).
     fn describe(&self) -> String;
 
     /// The most items one [`Target::send`] call should carry.

@@ -17,7 +17,7 @@ use replay::http::{HttpTarget, HttpTargetConfig};
 use replay::progress::Progress;
 use replay::replay::{Options, Run, Selection, replay};
 use replay::source::Source;
-use replay::stream::StreamTarget;
+use replay::stream::{StreamLocation, StreamTarget};
 use replay::summary::{ProblemKind, Summary};
 use replay::target::Target;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +108,14 @@ impl FakeFirehose {
     }
 }
 
+/// Where the fake stream is said to be.
+fn location() -> StreamLocation {
+    StreamLocation {
+        region: "us-east-1".to_owned(),
+        endpoint: None,
+    }
+}
+
 fn quick_producer() -> ProducerConfig {
     ProducerConfig {
         linger: Duration::from_millis(1),
@@ -122,7 +130,7 @@ fn quick_producer() -> ProducerConfig {
 async fn run_into(fake: &Arc<FakeFirehose>, checkpoint_path: &std::path::Path) -> Summary {
     let source = Source::Dir(fixture_dir());
     let sink: Arc<dyn RecordSink> = Arc::clone(fake) as Arc<dyn RecordSink>;
-    let target = StreamTarget::start(sink, "events", quick_producer())
+    let target = StreamTarget::start(sink, "events", location(), quick_producer())
         .await
         .expect("the stream is active");
     let mut checkpoint =
@@ -200,7 +208,7 @@ async fn a_permanent_error_stops_at_once_and_a_missing_stream_before_anything_is
     assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "not retried");
 
     let sink: Arc<dyn RecordSink> = fake;
-    let err = StreamTarget::start(sink, "missing", quick_producer())
+    let err = StreamTarget::start(sink, "missing", location(), quick_producer())
         .await
         .expect_err("a missing stream is refused");
     assert!(err.to_string().contains("check --to-stream"), "{err}");
@@ -295,7 +303,7 @@ async fn a_record_the_front_door_cannot_take_reaches_the_stream_with_its_own_che
     // --to-stream with the same checkpoint: refused at start, not "already done".
     let fake = Arc::new(FakeFirehose::default());
     let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
-    let stream = StreamTarget::start(sink, "events", quick_producer())
+    let stream = StreamTarget::start(sink, "events", location(), quick_producer())
         .await
         .expect("the stream is active");
     match Checkpoint::open(&cp, "src", &stream.describe()) {
