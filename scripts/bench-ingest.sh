@@ -14,7 +14,9 @@
 # and loads ingest and minimal alike with wrk, for 1 KB events sent one per request ("single")
 # and 100 per request ("batch"). It prints requests/s, events/s, events per CPU-second of the
 # server (ingest's and minimal's own CPU time from /proc), p50/p99 latency, peak RSS (VmHWM),
-# the ratio ingest/minimal, and Firehose API calls against events.
+# the ratio ingest/minimal, and Firehose API calls against events. CPU per request is shown as
+# user + system time: the kernel's share (sockets, loopback TCP) is about the same for every
+# server, so the user-space figure is where the services differ.
 #
 # The host's speed can drift by a factor of two within minutes on a shared VM, so each scenario
 # runs ROUNDS rounds (minimal, [forwarder,] ingest, back to back) and each ratio is the median
@@ -85,24 +87,28 @@ calls() { curl -s "http://127.0.0.1:$fake_port/stats" | python3 -c 'import json,
 run() {
   local name=$1 pid=$2 url=$3 body=$4 per=$5 conns=$6 before after out calls_before calls_after
   calls_before=$(calls)
-  before=$(cpu_ticks "$pid")
+  before=$(cpu_ticks_split "$pid")
   out=$(BODY_FILE="$body" "${load_cpu[@]}" wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s "$work/post.lua" "$url")
-  after=$(cpu_ticks "$pid")
+  after=$(cpu_ticks_split "$pid")
   calls_after=$(calls)
   # PutRecordBatch calls and records the fake Firehose saw during this run.
   echo "$calls_before $calls_after" | awk '{print $3 - $1, $4 - $2}' >>"$work/$name.calls"
-  local rps p50 p99 non2xx secs requests us
+  local rps p50 p99 non2xx secs requests us user_us sys_us
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  secs=$(awk -v t=$((after - before)) -v hz="$clock_hz" 'BEGIN {printf "%.2f", t / hz}')
-  us=$(awk -v n="$requests" -v s="$secs" 'BEGIN {if (n > 0) print s * 1e6 / n; else print 0}')
-  printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s %7.1f cpu-us/req  p50 %-9s p99 %-9s non-2xx %s\n' \
+  # CPU microseconds per request: user, system, and both.
+  read -r user_us sys_us < <(awk -v b="$before" -v a="$after" -v n="$requests" -v hz="$clock_hz" 'BEGIN {
+    split(b, x, " "); split(a, y, " "); f = (n > 0) ? 1e6 / hz / n : 0
+    print (y[1] - x[1]) * f, (y[2] - x[2]) * f }')
+  us=$(awk -v u="$user_us" -v s="$sys_us" 'BEGIN {print u + s}')
+  secs=$(awk -v u="$user_us" -v s="$sys_us" -v n="$requests" 'BEGIN {print (u + s) * n / 1e6}')
+  printf '%-16s %10.0f req/s %10.0f events/s %10.0f events/cpu-s %7.1f cpu-us/req (user %.1f, sys %.1f)  p50 %-9s p99 %-9s non-2xx %s\n' \
     "$name" "$rps" "$(awk -v r="$rps" -v p="$per" 'BEGIN {print r * p}')" \
     "$(awk -v n="$requests" -v p="$per" -v s="$secs" 'BEGIN {if (s > 0) print n * p / s; else print 0}')" \
-    "$us" "$p50" "$p99" "${non2xx:-0}"
+    "$us" "$user_us" "$sys_us" "$p50" "$p99" "${non2xx:-0}"
   echo "$rps $us" >>"$work/$name.runs"
 }
 

@@ -17,6 +17,7 @@
 #                              ADMIN); if it exits first, prints LOG and exits 1
 #   cpu_ticks PID              the process's user + system CPU time so far, in clock ticks
 #                              ($clock_hz of them per second)
+#   cpu_ticks_split PID        the same as "USER SYSTEM"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 # shellcheck source=scripts/env.sh
@@ -83,3 +84,4 @@ wait_ingest() {
 # shellcheck disable=SC2034 # read by the scripts that source this file
 clock_hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks_split() { awk '{print $14, $15}' "/proc/$1/stat"; }
