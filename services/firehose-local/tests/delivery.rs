@@ -38,6 +38,17 @@ fn endpoint_config(url: &str, retry_duration_secs: u64) -> HttpEndpointConfig {
     }
 }
 
+/// Puts one record with `data` into stream `s`; it must be accepted.
+async fn put(client: &aws_sdk_firehose::Client, data: &[u8]) {
+    client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(data))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn error_records(dir: &std::path::Path) -> Vec<ErrorRecord> {
     common::lines(dir)
         .iter()
@@ -128,13 +139,7 @@ async fn uncompressed_requests_have_no_content_encoding_header() {
     h.access_key = None;
     c.streams[0].http_endpoint = Some(h);
     let fh = spawn_embedded(c).await.unwrap();
-    firehose_client(&fh.endpoint_url())
-        .put_record()
-        .delivery_stream_name("s")
-        .record(rec(b"x"))
-        .send()
-        .await
-        .unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"x").await;
     let seen = ep.seen.recv().await.unwrap();
     assert!(!seen.headers.contains_key("content-encoding"));
     assert!(!seen.headers.contains_key("x-amz-firehose-access-key"));
@@ -208,13 +213,7 @@ async fn a_200_with_the_wrong_request_id_is_not_success() {
     let mut c = config(dir.path());
     c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 0));
     let fh = spawn_embedded(c).await.unwrap();
-    firehose_client(&fh.endpoint_url())
-        .put_record()
-        .delivery_stream_name("s")
-        .record(rec(b"x"))
-        .send()
-        .await
-        .unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"x").await;
     ep.seen.recv().await.unwrap();
     fh.shutdown().await.unwrap();
     assert!(ep.seen.try_recv().is_err(), "retry duration 0: no retries");
@@ -239,13 +238,7 @@ async fn an_unreachable_endpoint_is_a_connection_failure() {
     let mut c = config(dir.path());
     c.streams[0].http_endpoint = Some(endpoint_config(&format!("http://127.0.0.1:{port}/v1"), 0));
     let fh = spawn_embedded(c).await.unwrap();
-    firehose_client(&fh.endpoint_url())
-        .put_record()
-        .delivery_stream_name("s")
-        .record(rec(b"x"))
-        .send()
-        .await
-        .unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"x").await;
     fh.shutdown().await.unwrap();
     let recs = error_records(&dir.path().join("backup"));
     assert_eq!(recs[0].error_code, "HttpEndpoint.ConnectionFailed");
@@ -357,13 +350,7 @@ async fn failing_invocations_are_retried_then_backed_up_as_function_errors() {
         ..ProcessorConfig::default()
     });
     let fh = spawn_embedded(c).await.unwrap();
-    firehose_client(&fh.endpoint_url())
-        .put_record()
-        .delivery_stream_name("s")
-        .record(rec(b"{\"a\":1}"))
-        .send()
-        .await
-        .unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"{\"a\":1}").await;
     let metrics_url = format!("{}/metrics", fh.endpoint_url());
     fh.shutdown().await.unwrap();
     assert!(
@@ -376,6 +363,38 @@ async fn failing_invocations_are_retried_then_backed_up_as_function_errors() {
     assert_eq!(recs[0].error_code, "Lambda.FunctionError");
     assert_eq!(recs[0].attempts_made, 3, "1 invocation + NumberOfRetries 2");
     assert_eq!(recs[0].raw_data, b64(b"{\"a\":1}"));
+}
+
+/// Shuts `fh` (configured with a 1 s grace period) down and checks that this ends within a few
+/// seconds, not after `instead` (what an uncut wait would take).
+async fn shut_down_soon_after_the_grace_period(fh: firehose_local::EmbeddedHandle, instead: &str) {
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), fh.shutdown())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("shutdown ends soon after the 1 s grace period, not after {instead}")
+        })
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
+
+/// The error records backed up under `<dir>/backup`, all of which must be under `kind/`, with
+/// their data, sorted by it.
+fn backed_up_under(dir: &std::path::Path, kind: &str) -> Vec<(Vec<u8>, ErrorRecord)> {
+    let backup = dir.join("backup");
+    let all = files(&backup);
+    assert!(
+        all.iter()
+            .all(|f| f.strip_prefix(&backup).unwrap().starts_with(kind)),
+        "not all under {kind}/: {all:?}"
+    );
+    let mut recs: Vec<(Vec<u8>, ErrorRecord)> = error_records(&backup)
+        .into_iter()
+        .map(|r| (unb64(&r.raw_data), r))
+        .collect();
+    recs.sort_by(|a, b| a.0.cmp(&b.0));
+    recs
 }
 
 /// README: "a delivery still failing after `shutdown_grace_secs` goes to `http-endpoint-failed/`
@@ -393,50 +412,22 @@ async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
     c.streams[0].http_endpoint = Some(h);
     let fh = spawn_embedded(c).await.unwrap();
     let client = firehose_client(&fh.endpoint_url());
-    let put = |data: &'static [u8]| {
-        client
-            .put_record()
-            .delivery_stream_name("s")
-            .record(rec(data))
-            .send()
-    };
-    put(b"one").await.unwrap();
+    put(&client, b"one").await;
     ep.seen
         .recv()
         .await
         .expect("the first batch is being delivered");
     // Interval 0: each put is its own batch, queued behind the hanging one.
-    put(b"two").await.unwrap();
-    put(b"three").await.unwrap();
+    put(&client, b"two").await;
+    put(&client, b"three").await;
 
-    let started = tokio::time::Instant::now();
-    tokio::time::timeout(std::time::Duration::from_secs(10), fh.shutdown())
-        .await
-        .expect(
-            "shutdown ends soon after the 1 s grace period, not after 3 × 20 s request timeouts",
-        )
-        .unwrap();
-    let took = started.elapsed();
-    assert!(
-        took < std::time::Duration::from_secs(5),
-        "shutdown took {took:?}"
-    );
+    shut_down_soon_after_the_grace_period(fh, "3 × 20 s request timeouts").await;
 
-    let backup = dir.path().join("backup");
-    assert!(
-        files(&backup).iter().all(|f| f
-            .strip_prefix(&backup)
-            .unwrap()
-            .starts_with("http-endpoint-failed")),
-        "{:?}",
-        files(&backup)
-    );
-    let recs = error_records(&backup);
-    let mut got: Vec<Vec<u8>> = recs.iter().map(|r| unb64(&r.raw_data)).collect();
-    got.sort();
-    assert_eq!(got, [b"one".to_vec(), b"three".to_vec(), b"two".to_vec()]);
-    for r in &recs {
-        if unb64(&r.raw_data) == b"one" {
+    let recs = backed_up_under(dir.path(), "http-endpoint-failed");
+    let got: Vec<&[u8]> = recs.iter().map(|(data, _)| data.as_slice()).collect();
+    assert_eq!(got, [&b"one"[..], b"three", b"two"], "nothing lost");
+    for (data, r) in &recs {
+        if data == b"one" {
             assert_eq!(r.attempts_made, 1);
             assert_eq!(r.error_code, "HttpEndpoint.RequestTimeout");
         } else {
@@ -489,51 +480,26 @@ async fn shutdown_backs_up_transform_batches_at_once_when_the_function_hangs() {
         .with_processor("s", Arc::new(HangingFunction { invoked }));
     let fh = spawn_server(server).await.unwrap();
     let client = firehose_client(&fh.endpoint_url());
-    let put = |data: &'static [u8]| {
-        client
-            .put_record()
-            .delivery_stream_name("s")
-            .record(rec(data))
-            .send()
-    };
-    put(b"one").await.unwrap();
+    put(&client, b"one").await;
     invocations
         .recv()
         .await
         .expect("the first batch is being transformed");
     // Waits behind the hanging invocation.
-    put(b"two").await.unwrap();
+    put(&client, b"two").await;
 
-    let started = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), fh.shutdown())
-        .await
-        .expect(
-            "shutdown ends soon after the 1 s grace period, not after 4 × 300 s function timeouts",
-        )
-        .unwrap();
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    shut_down_soon_after_the_grace_period(fh, "4 × 300 s function timeouts").await;
     assert!(
         invocations.try_recv().is_err(),
         "no retry and no invocation after the grace period"
     );
 
-    let backup = dir.path().join("backup");
-    assert!(
-        files(&backup).iter().all(|f| f
-            .strip_prefix(&backup)
-            .unwrap()
-            .starts_with("processing-failed")),
-        "{:?}",
-        files(&backup)
-    );
-    let recs = error_records(&backup);
-    let mut got: Vec<Vec<u8>> = recs.iter().map(|r| unb64(&r.raw_data)).collect();
-    got.sort();
-    assert_eq!(got, [b"one".to_vec(), b"two".to_vec()], "nothing lost");
-    for r in &recs {
+    let recs = backed_up_under(dir.path(), "processing-failed");
+    let got: Vec<&[u8]> = recs.iter().map(|(data, _)| data.as_slice()).collect();
+    assert_eq!(got, [&b"one"[..], b"two"], "nothing lost");
+    for (data, r) in &recs {
         assert!(r.lambda_arn.is_some(), "{r:?}");
-        if unb64(&r.raw_data) == b"one" {
+        if data == b"one" {
             assert_eq!(r.error_code, "Lambda.FunctionTimedOut");
             assert_eq!(r.attempts_made, 1, "abandoned, not retried");
             assert!(r.error_message.contains("shutdown grace period"), "{r:?}");
