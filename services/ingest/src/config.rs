@@ -125,7 +125,9 @@ pub struct Config {
     #[arg(long, env = "INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// How often `/readyz` re-checks the delivery stream (`DescribeDeliveryStream`).
+    /// How often (±10 %) `/readyz` re-checks that the delivery stream is reachable: a
+    /// `PutRecordBatch` call answered since the last check counts, otherwise
+    /// `DescribeDeliveryStream` is called (see [`crate::state`]).
     #[arg(long, env = "INGEST_READINESS_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub readiness_interval: Duration,
 

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use ingest::producer::ProducerConfig;
 use ingest::routes::EVENT_BOOKKEEPING_BYTES;
+use ingest::sink::SinkError;
+use ingest::state::{CHECK_FAILURES_BEFORE_UNREADY, Readiness, StreamCheck};
 use serde_json::json;
 
 use crate::support::{self, FakeSink, Options, app, app_with, gzip, json, post, send};
@@ -775,18 +777,18 @@ async fn health_readiness_and_metrics_on_the_admin_router() {
     // Not ready until the stream has been checked.
     let a = send(&app.admin, get("/readyz")).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    app.state.readiness().set_stream(Ok(()));
+    app.state.readiness().set_stream(StreamCheck::Reachable);
     let a = send(&app.admin, get("/readyz")).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["ready"], true);
     assert_eq!(metric(&app, "ingest_ready "), 1.0);
     app.state
         .readiness()
-        .set_stream(Err("ResourceNotFoundException".into()));
+        .set_stream(StreamCheck::Refused("ResourceNotFoundException".into()));
     let a = send(&app.admin, get("/readyz")).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.body["lastError"], "ResourceNotFoundException");
-    app.state.readiness().set_stream(Ok(()));
+    app.state.readiness().set_stream(StreamCheck::Reachable);
     app.state.readiness().set_terminating();
     let a = send(&app.admin, get("/readyz")).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -794,6 +796,86 @@ async fn health_readiness_and_metrics_on_the_admin_router() {
     assert_eq!(metric(&app, "ingest_ready "), 0.0);
     let a = send(&app.admin, get("/metrics")).await;
     assert!(a.text.contains("# TYPE ingest_build_info gauge"));
+}
+
+/// DescribeDeliveryStream is limited to five calls per second per account and region (a hard
+/// limit), so a fleet's checks can be throttled: a throttled check must not take a pod out of
+/// the load balancer at once, and a pod with traffic must not call it at all.
+#[tokio::test(start_paused = true)]
+async fn readiness_outlasts_throttled_checks_and_traffic_stands_in_for_them() {
+    let app = app();
+    let sink = std::sync::Arc::clone(&app.sink);
+    let checks = || sink.checks.load(std::sync::atomic::Ordering::SeqCst);
+    // Lets the watcher run (paused time jumps to its next check) until `n` checks were made.
+    let until_checks = |n: usize| async move {
+        while checks() < n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let ready = || app.state.readiness().is_ready();
+    let watcher = tokio::spawn(Readiness::watch(
+        app.state.clone(),
+        std::sync::Arc::clone(&app.sink) as _,
+        "test-stream".to_owned(),
+        Duration::from_secs(15),
+    ));
+    until_checks(1).await;
+    assert!(ready(), "the first check found the stream");
+
+    *app.sink.check_error.lock().unwrap() = Some(SinkError::new(
+        "LimitExceededException",
+        "Rate exceeded for DescribeDeliveryStream",
+    ));
+    let limit = usize::try_from(CHECK_FAILURES_BEFORE_UNREADY).unwrap();
+    for failed in 1..limit {
+        until_checks(1 + failed).await;
+        assert!(ready(), "still ready after {failed} throttled check(s)");
+    }
+    until_checks(1 + limit).await;
+    assert!(
+        !ready(),
+        "not ready after {limit} throttled checks in a row"
+    );
+    let a = send(
+        &app.admin,
+        Request::get("/readyz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(
+        a.body["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("LimitExceededException")),
+        "{}",
+        a.body
+    );
+
+    // Not ready: it looks again within seconds, not a whole interval.
+    *app.sink.check_error.lock().unwrap() = None;
+    let before = tokio::time::Instant::now();
+    until_checks(2 + limit).await;
+    assert!(ready());
+    assert!(
+        before.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        before.elapsed()
+    );
+
+    // A PutRecordBatch call Firehose answered stands in for the next check: no
+    // DescribeDeliveryStream, even though it would now say the stream is gone.
+    let made = checks();
+    let r = send(&app.router, json(r#"{"a":1}"#)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    *app.sink.check_error.lock().unwrap() = Some(SinkError::new(
+        "ResourceNotFoundException",
+        "Firehose test-stream under account 000000000000 not found.",
+    ));
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(checks(), made, "no check while calls are answered");
+    assert!(ready());
+    // Without traffic the next one asks, and a missing stream is not ready at once.
+    until_checks(made + 1).await;
+    assert!(!ready(), "a stream found missing is not ready at once");
+    watcher.abort();
 }
 
 #[tokio::test]

@@ -27,7 +27,10 @@ pub type Rule = Box<dyn Fn(&[u8], usize) -> Option<&'static str> + Send + Sync>;
 pub struct FakeSink {
     pub calls: Mutex<Vec<Vec<Bytes>>>,
     rule: Rule,
-    pub check_error: Mutex<Option<String>>,
+    /// What `check` (DescribeDeliveryStream) answers: `None` is ACTIVE.
+    pub check_error: Mutex<Option<SinkError>>,
+    /// `check` calls made.
+    pub checks: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for FakeSink {
@@ -42,6 +45,7 @@ impl FakeSink {
             calls: Mutex::new(Vec::new()),
             rule,
             check_error: Mutex::new(None),
+            checks: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -89,16 +93,11 @@ impl RecordSink for FakeSink {
         })
     }
 
-    fn check<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            match self.check_error.lock().unwrap().clone() {
-                None => Ok(()),
-                Some(e) => Err(SinkError::new(
-                    "ResourceNotFoundException",
-                    format!("{stream}: {e}"),
-                )),
-            }
-        })
+    fn check<'a>(&'a self, _stream: &'a str) -> BoxFuture<'a, Result<(), SinkError>> {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answer = self.check_error.lock().unwrap().clone();
+        Box::pin(async move { answer.map_or(Ok(()), Err) })
     }
 }
 
