@@ -19,7 +19,6 @@
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use axum::Router;
@@ -79,13 +78,10 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8082".to_owned());
     let stream = std::env::var("FIREHOSE_DELIVERY_STREAM").unwrap_or_else(|_| "bench".to_owned());
-    // As ingest configures its client: the SDK's own retries off.
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
+    // The client ingest uses: the SDK's own retries off for Firehose calls.
+    let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let forwarder = Arc::new(Forwarder {
-        client: aws_sdk_firehose::Client::new(&aws),
+        client: ingest::sink::firehose_client(&aws),
         stream,
     });
     let listener = tokio::net::TcpListener::bind(&addr).await?;

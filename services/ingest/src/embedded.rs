@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use firehose_local::config::{Compression, HttpEndpointConfig, S3BackupMode, Secret};
 
 use crate::config::Config;
@@ -104,13 +103,12 @@ pub async fn start(config: &Config) -> Result<Embedded, EmbeddedError> {
     let credentials =
         aws_sdk_firehose::config::Credentials::new("local", "local", None, None, "ingest-embedded");
     let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::disabled())
         .region(aws_config::Region::new(region))
         .credentials_provider(credentials)
         .endpoint_url(handle.endpoint_url())
         .load()
         .await;
-    let client = aws_sdk_firehose::Client::new(&sdk);
+    let client = crate::sink::firehose_client(&sdk);
     Ok(Embedded {
         handle,
         client,

@@ -186,6 +186,7 @@ impl Service {
             sink,
             target.stream().to_owned(),
             config.readiness_interval,
+            config.call_timeout,
         )));
         Ok(Self { state, background })
     }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use ingest::config::Config;
 use ingest::{Drain, Service, Target};
 use tokio::net::TcpListener;
@@ -52,13 +51,18 @@ async fn start(
     let client = match Target::from_config(&config)? {
         Target::Firehose { .. } => {
             // Credentials and region: the standard chain (env, profile, web identity/IRSA,
-            // IMDS); AWS_ENDPOINT_URL overrides the endpoint. The SDK's own retries are off:
-            // the producer retries (only the failed records) within its budget.
-            let aws = aws_config::defaults(BehaviorVersion::latest())
-                .retry_config(RetryConfig::disabled())
-                .load()
-                .await;
-            aws_sdk_firehose::Client::new(&aws)
+            // IMDS); AWS_ENDPOINT_URL overrides the endpoint (AWS_ENDPOINT_URL_FIREHOSE for
+            // Firehose alone: the global one also moves STS, which IRSA needs). The SDK's own
+            // retries are off for Firehose calls only (`firehose_client`).
+            let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
+            // Without a region every call fails inside the SDK as a dispatch error, retried
+            // and never explained: say so now.
+            anyhow::ensure!(
+                aws.region().is_some(),
+                "no AWS region: set AWS_REGION (or a profile's region); on EKS with IRSA the \
+                 pod identity webhook sets it"
+            );
+            ingest::sink::firehose_client(&aws)
         }
         #[cfg(feature = "embedded")]
         Target::Local { .. } => {

@@ -106,7 +106,10 @@ impl SinkError {
 /// stream's throughput quota, i.e. throttling) or `InternalFailure`; both are retriable
 /// (<https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html>).
 /// Transport failures (timeouts, connection errors, unreadable responses) are retriable too.
-/// Anything that means "this request can never succeed as sent" is permanent.
+/// So is `InvalidSignatureException`: it is what a skewed clock gets, and the SDK learns the
+/// skew from that answer's `Date` header and signs the next attempt right (a wrong secret
+/// fails every attempt and uses up the budget). Anything that means "this request can never
+/// succeed as sent" is permanent.
 #[must_use]
 pub fn classify_error_code(code: &str) -> Retry {
     match code {
@@ -116,7 +119,6 @@ pub fn classify_error_code(code: &str) -> Retry {
         | "InvalidSourceException"
         | "AccessDeniedException"
         | "UnrecognizedClientException"
-        | "InvalidSignatureException"
         | "MissingAuthenticationToken"
         | "ValidationException"
         | "SerializationException"
@@ -124,6 +126,20 @@ pub fn classify_error_code(code: &str) -> Retry {
         | "Construction" => Retry::Permanent,
         _ => Retry::Retriable,
     }
+}
+
+/// The Firehose client for `sdk` (region, credentials, endpoint), with the SDK's own retries
+/// off for Firehose calls only: the producer retries just the failed records within its
+/// budget, and SDK retries inside each producer attempt would multiply attempts, hide
+/// throttling from the producer's metrics and be cut off by its call timeout. `sdk` itself
+/// keeps its retry settings, so the credential chain (IRSA's `AssumeRoleWithWebIdentity` call to
+/// STS at each refresh) still retries a transient STS error.
+#[must_use]
+pub fn firehose_client(sdk: &aws_config::SdkConfig) -> aws_sdk_firehose::Client {
+    let config = aws_sdk_firehose::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_firehose::Client::from_conf(config)
 }
 
 /// Where records go. Implemented for [`aws_sdk_firehose::Client`], and by fakes in tests.
@@ -282,6 +298,41 @@ impl RecordSink for aws_sdk_firehose::Client {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_firehose_client_makes_one_attempt_and_leaves_the_shared_config_alone() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .build();
+        let client = firehose_client(&sdk);
+        let retries = client.config().retry_config().expect("a retry config");
+        assert_eq!(
+            retries.max_attempts(),
+            1,
+            "the producer retries, not the SDK"
+        );
+        // The credential chain (STS for IRSA) is built from `sdk`: its retries stay.
+        assert_eq!(sdk.retry_config().map(|r| r.max_attempts()), Some(3));
+        assert_eq!(
+            client.config().region().map(ToString::to_string).as_deref(),
+            Some("us-east-1")
+        );
+    }
+
+    #[test]
+    fn an_invalid_signature_is_retried_as_a_skewed_clock_gets_it() {
+        assert_eq!(
+            classify_error_code("InvalidSignatureException"),
+            Retry::Retriable
+        );
+        assert_eq!(
+            classify_error_code("UnrecognizedClientException"),
+            Retry::Permanent
+        );
+    }
+
     use super::*;
 
     #[test]

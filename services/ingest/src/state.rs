@@ -298,12 +298,15 @@ impl Readiness {
     /// Checks the stream now and then about every `every`, until the task is aborted: a
     /// `PutRecordBatch` call answered since the previous check counts as a successful check
     /// (read from `ingest_firehose_put_batch_calls_total`, outcomes `ok` and `partial`); only
-    /// otherwise is `DescribeDeliveryStream` called. See the module docs.
+    /// otherwise is `DescribeDeliveryStream` called, and a call without an answer within
+    /// `check_timeout` is a [`StreamCheck::Failed`] (the SDK sets no read timeout, and a
+    /// connection that stops answering would otherwise stop the checks). See the module docs.
     pub async fn watch(
         state: AppState,
         sink: Arc<dyn RecordSink>,
         stream: String,
         every: Duration,
+        check_timeout: Duration,
     ) {
         let answered_calls = || {
             let calls = &state.metrics().producer.put_batch_calls;
@@ -317,7 +320,16 @@ impl Readiness {
             let check = if calls > seen_calls {
                 StreamCheck::Reachable
             } else {
-                let result = sink.check(&stream).await;
+                let result = tokio::time::timeout(check_timeout, sink.check(&stream))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(SinkError::new(
+                            "Timeout",
+                            format!(
+                                "DescribeDeliveryStream had no answer within {check_timeout:?}"
+                            ),
+                        ))
+                    });
                 if let Err(e) = &result {
                     tracing::debug!(error = %e, stream = %stream, "stream check failed");
                 }

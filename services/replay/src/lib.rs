@@ -130,7 +130,8 @@ pub async fn run(
             let Some(sdk) = &sdk else {
                 return Err(AppError::NoRegion);
             };
-            let client = aws_sdk_firehose::Client::new(sdk);
+            // The SDK's own retries off for Firehose calls: the producer retries.
+            let client = ingest::sink::firehose_client(sdk);
             let Some(region) = client.config().region() else {
                 return Err(AppError::NoRegion);
             };

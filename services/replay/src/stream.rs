@@ -65,7 +65,17 @@ impl StreamTarget {
         location: StreamLocation,
         config: ProducerConfig,
     ) -> Result<Self, TargetError> {
-        sink.check(stream).await.map_err(|e| {
+        // The SDK sets no read timeout: a connection that stops answering must not hang the
+        // start.
+        let checked = tokio::time::timeout(config.call_timeout, sink.check(stream))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ingest::sink::SinkError::new(
+                    "Timeout",
+                    format!("no answer within {:?}", config.call_timeout),
+                ))
+            });
+        checked.map_err(|e| {
             TargetError(format!(
                 "delivery stream {stream} ({location}) cannot take records ({e}); check --to-stream, the region and the credentials"
             ))

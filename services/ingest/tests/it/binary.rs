@@ -350,7 +350,7 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
 
 #[tokio::test]
 async fn bad_config_fails_at_start_saying_what_to_fix() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         // No stream: the embedded local Firehose, whose own bad config must stop the start too.
         (
             &[(
@@ -374,6 +374,15 @@ async fn bad_config_fails_at_start_saying_what_to_fix() {
         (
             &[("FIREHOSE_DELIVERY_STREAM", "s"), ("INGEST_LINGER", "abc")],
             "INGEST_LINGER",
+        ),
+        // No region anywhere (no env, no profile, no instance metadata): every call would fail
+        // inside the SDK as a dispatch error, and the pod would never be ready, unexplained.
+        (
+            &[
+                ("FIREHOSE_DELIVERY_STREAM", "s"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+            "no AWS region: set AWS_REGION",
         ),
     ];
     for (env, expected) in cases {

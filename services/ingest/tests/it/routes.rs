@@ -818,6 +818,7 @@ async fn readiness_outlasts_throttled_checks_and_traffic_stands_in_for_them() {
         std::sync::Arc::clone(&app.sink) as _,
         "test-stream".to_owned(),
         Duration::from_secs(15),
+        Duration::from_secs(10),
     ));
     until_checks(1).await;
     assert!(ready(), "the first check found the stream");
@@ -875,6 +876,41 @@ async fn readiness_outlasts_throttled_checks_and_traffic_stands_in_for_them() {
     // Without traffic the next one asks, and a missing stream is not ready at once.
     until_checks(made + 1).await;
     assert!(!ready(), "a stream found missing is not ready at once");
+    watcher.abort();
+}
+
+/// The SDK sets no read timeout: a check whose connection stops answering must end as a failed
+/// check, not stop the checks (readiness would then stay whatever it was).
+#[tokio::test(start_paused = true)]
+async fn a_stream_check_without_an_answer_is_a_failed_check() {
+    let app = app();
+    app.sink
+        .check_hangs
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let watcher = tokio::spawn(Readiness::watch(
+        app.state.clone(),
+        std::sync::Arc::clone(&app.sink) as _,
+        "test-stream".to_owned(),
+        Duration::from_secs(15),
+        Duration::from_secs(10),
+    ));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let error = app.state.readiness().last_error().unwrap_or_default();
+    assert!(
+        error.contains("no answer within 10s"),
+        "the check timed out: {error}"
+    );
+    // And the watcher goes on: the next check comes (sooner, as not ready yet).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.sink
+        .check_hangs
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let made = app.sink.checks.load(std::sync::atomic::Ordering::SeqCst);
+    while app.sink.checks.load(std::sync::atomic::Ordering::SeqCst) == made {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(app.state.readiness().is_ready());
     watcher.abort();
 }
 

@@ -31,6 +31,8 @@ pub struct FakeSink {
     pub check_error: Mutex<Option<SinkError>>,
     /// `check` calls made.
     pub checks: std::sync::atomic::AtomicUsize,
+    /// `check` never answers.
+    pub check_hangs: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for FakeSink {
@@ -46,6 +48,7 @@ impl FakeSink {
             rule,
             check_error: Mutex::new(None),
             checks: std::sync::atomic::AtomicUsize::new(0),
+            check_hangs: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -97,7 +100,13 @@ impl RecordSink for FakeSink {
         self.checks
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let answer = self.check_error.lock().unwrap().clone();
-        Box::pin(async move { answer.map_or(Ok(()), Err) })
+        let hangs = self.check_hangs.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if hangs {
+                std::future::pending::<()>().await;
+            }
+            answer.map_or(Ok(()), Err)
+        })
     }
 }
 

@@ -80,6 +80,10 @@ impl RecordSink for FakeFirehose {
 
     fn check<'a>(&'a self, stream: &'a str) -> Answer<'a, ()> {
         Box::pin(async move {
+            if stream == "unanswered" {
+                // A connection that stops answering: the SDK sets no read timeout.
+                std::future::pending::<()>().await;
+            }
             if stream == "missing" {
                 Err(SinkError::new(
                     "ResourceNotFoundException",
@@ -212,6 +216,23 @@ async fn a_permanent_error_stops_at_once_and_a_missing_stream_before_anything_is
         .await
         .expect_err("a missing stream is refused");
     assert!(err.to_string().contains("check --to-stream"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_check_without_an_answer_ends_at_the_call_timeout() {
+    let sink: Arc<dyn RecordSink> = Arc::new(FakeFirehose::default());
+    let config = ProducerConfig {
+        call_timeout: Duration::from_secs(10),
+        ..quick_producer()
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(3600),
+        StreamTarget::start(sink, "unanswered", location(), config),
+    )
+    .await
+    .expect("the start gives up, it does not hang")
+    .expect_err("an unanswered check is refused");
+    assert!(err.to_string().contains("no answer within 10s"), "{err}");
 }
 
 #[tokio::test]
