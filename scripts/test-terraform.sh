@@ -7,9 +7,9 @@
 #   scripts/test-terraform.sh
 #
 # Offline: hashicorp/aws comes from the filesystem mirror in the machine image (TF_PLUGIN_MIRROR,
-# default /opt/tf-plugins) through the CLI config terraform/tests/offline.tfrc. Where terraform or
-# the mirror is missing, the Terraform steps are skipped with a message saying so; the docs check
-# and checkov still run (and fail under CI=true when their tool is missing).
+# default /opt/tf-plugins) through the CLI config terraform/tests/offline.tfrc. A missing tool
+# (terraform, the provider mirror, python-hcl2, checkov) fails under CI=true; for a developer the
+# steps that need it are skipped with a message saying so and the others still run.
 #
 # Everything runs on a copy of terraform/ in a temporary directory, so no .terraform/ directory or
 # lock file is left in the checkout and concurrent runs do not collide.
@@ -53,7 +53,7 @@ if command -v terraform >/dev/null 2>&1; then
   log "terraform fmt -check -recursive ($(terraform version | head -n1))"
   terraform fmt -check -recursive -diff terraform
 else
-  skip "terraform is not on PATH: fmt, init/validate and terraform test not run (install Terraform >= 1.9)"
+  tool_missing "terraform is not on PATH: fmt, init/validate and terraform test not run (install Terraform >= 1.9)"
 fi
 
 # --- generated README tables -------------------------------------------------------------------
@@ -75,7 +75,7 @@ fi
 # --- init, validate, terraform test (need the provider mirror) ---------------------------------
 if [ "$have_terraform" = true ]; then
   if [ ! -d "$mirror/registry.terraform.io/hashicorp/aws" ]; then
-    skip "no hashicorp/aws provider in the mirror at $mirror (set TF_PLUGIN_MIRROR to its directory): init, validate and terraform test not run"
+    tool_missing "no hashicorp/aws provider in the mirror at $mirror (set TF_PLUGIN_MIRROR to its directory): init, validate and terraform test not run"
   else
     dirs=("$module")
     for d in "$module"/examples/*/; do

@@ -48,10 +48,14 @@ locals {
         Resource = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"]
       },
       {
+        # Exactly the qualified ARN Firehose is configured with (the `live` alias): it invokes it
+        # and reads its configuration through it. AWS's policy for Lambda transforms grants both
+        # actions on `function:function-name:function-version` only.
+        # https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html
         Sid      = "InvokeTransform"
         Effect   = "Allow"
         Action   = ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]
-        Resource = [aws_lambda_function.this.arn, "${aws_lambda_function.this.arn}:*"]
+        Resource = [aws_lambda_alias.this.arn]
       },
       {
         Sid      = "WriteDeliveryErrorLogs"

@@ -17,9 +17,12 @@ resource "aws_lambda_function" "this" {
 
   filename         = var.lambda_zip_path
   source_code_hash = filebase64sha256(var.lambda_zip_path)
-  runtime          = "provided.al2023"
-  handler          = "bootstrap"
-  architectures    = [var.lambda_architecture]
+  # Every code or configuration change publishes a new version; the `live` alias below follows it
+  # and is what Firehose invokes (never $LATEST).
+  publish       = true
+  runtime       = "provided.al2023"
+  handler       = "bootstrap"
+  architectures = [var.lambda_architecture]
 
   memory_size = var.lambda_memory_size_mb
   timeout     = var.lambda_timeout_seconds
@@ -43,6 +46,22 @@ resource "aws_lambda_function" "this" {
     aws_cloudwatch_log_group.lambda,
     aws_iam_role_policy.lambda,
   ]
+}
+
+# What Firehose invokes: a qualified ARN (`function:<name>:live`), so the Firehose role is granted
+# that one ARN instead of `function:<name>:*`. An alias rather than the version's qualified_arn:
+# a deploy then only moves the alias (one atomic update). With the version ARN in the stream and
+# the policy, Terraform would narrow the policy to the new version before the stream switches to
+# it (the stream waits for the policy), and invocations of the old version in between would be
+# denied and their batches sent to processing-failed/.
+# https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html (grants on
+# `function:function-name:function-version`)
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-aliases.html
+resource "aws_lambda_alias" "this" {
+  name             = "live"
+  description      = "The version Firehose ${var.name} invokes"
+  function_name    = aws_lambda_function.this.function_name
+  function_version = aws_lambda_function.this.version
 }
 
 resource "aws_cloudwatch_log_group" "lambda" {

@@ -58,9 +58,9 @@ locals {
     BufferIntervalInSeconds = tostring(var.processor_buffer_interval_seconds)
   }
   processor_parameters = merge(
-    # $LATEST: the function is updated in place by `terraform apply`; Firehose's own docs and the
-    # provider's examples name the version explicitly.
-    { LambdaArn = "${aws_lambda_function.this.arn}:$LATEST" },
+    # The `live` alias (lambda.tf): a qualified ARN that follows each published version, so
+    # Firehose never runs $LATEST and its role is granted this one ARN.
+    { LambdaArn = aws_lambda_alias.this.arn },
     { for k, v in local.processor_inputs : k => v if v != local.processor_defaults[k] },
   )
 

@@ -18,8 +18,9 @@ output "region" {
 }
 
 output "endpoint_url" {
-  description = "The HTTP endpoint the stream delivers to."
+  description = "The HTTP endpoint the stream delivers to. Sensitive: the API model marks `Url` sensitive, and a custom endpoint may carry a token in its query string (`terraform output -raw endpoint_url` shows it)."
   value       = local.endpoint_url
+  sensitive   = true
 }
 
 output "firehose_role_arn" {
@@ -65,6 +66,11 @@ output "lambda_function_name" {
   value       = aws_lambda_function.this.function_name
 }
 
+output "lambda_alias_arn" {
+  description = "Qualified ARN of the transform's `live` alias: what Firehose invokes (the latest published version)."
+  value       = aws_lambda_alias.this.arn
+}
+
 output "lambda_role_arn" {
   description = "ARN of the transform function's execution role."
   value       = aws_iam_role.lambda.arn
@@ -84,10 +90,12 @@ output "irsa_role_arn" {
 #########
 
 output "alarm_arns" {
-  description = "ARNs of the CloudWatch alarms by name (`backup_records`, `http_endpoint_success`, `http_endpoint_data_freshness`, `processing_success`, `lambda_errors`, `lambda_throttles`, `throttled_records`). Empty when `create_alarms` is false."
+  description = "ARNs of the CloudWatch alarms by name: `http_endpoint_success`, `http_endpoint_data_freshness`, `processing_success`, `lambda_errors`, `lambda_throttles`, `throttled_records`, `s3_delivery_success`, `s3_backup_success`, `delivery_error_logs`, `backup_error_logs`, `quota_bytes`, `quota_records`, `quota_put_requests`, plus `backup_records` (FailedDataOnly only) and `stream_kms_errors` (with `stream_kms_key_arn` only). Empty when `create_alarms` is false."
   value = merge(
     { for k, a in aws_cloudwatch_metric_alarm.this : k => a.arn },
     { for a in aws_cloudwatch_metric_alarm.backup_records : "backup_records" => a.arn },
+    { for k, a in aws_cloudwatch_metric_alarm.quota : "quota_${k}" => a.arn },
+    { for a in aws_cloudwatch_metric_alarm.stream_kms_errors : "stream_kms_errors" => a.arn },
   )
 }
 

@@ -49,11 +49,19 @@ resource "aws_s3_bucket_versioning" "backup" {
   bucket = aws_s3_bucket.backup.id
 
   versioning_configuration {
-    # An overwritten or deleted backup object can be recovered until it expires.
+    # An overwritten or deleted backup object can be recovered for
+    # backup_noncurrent_expiration_days (the lifecycle rule below).
     status = "Enabled"
   }
 }
 
+# On a versioned bucket, expiration does not delete: it adds a delete marker and makes the object a
+# noncurrent version, which noncurrent_version_expiration deletes `noncurrent_days` later. So an
+# object lives backup_expiration_days + backup_noncurrent_expiration_days (default 30 + 1), not
+# 2 x backup_expiration_days. The second rule removes the delete markers left once no version
+# remains (ExpiredObjectDeleteMarker cannot share an expiration with Days, hence its own rule).
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html
+# https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html
 resource "aws_s3_bucket_lifecycle_configuration" "backup" {
   bucket = aws_s3_bucket.backup.id
 
@@ -68,11 +76,22 @@ resource "aws_s3_bucket_lifecycle_configuration" "backup" {
     }
 
     noncurrent_version_expiration {
-      noncurrent_days = var.backup_expiration_days
+      noncurrent_days = var.backup_noncurrent_expiration_days
     }
 
     abort_incomplete_multipart_upload {
       days_after_initiation = 7
+    }
+  }
+
+  rule {
+    id     = "remove-expired-delete-markers"
+    status = "Enabled"
+
+    filter {}
+
+    expiration {
+      expired_object_delete_marker = true
     }
   }
 

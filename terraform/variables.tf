@@ -7,13 +7,16 @@ variable "name" {
   type        = string
 
   validation {
-    # Firehose allows 1-64 of [a-zA-Z0-9_.-]; Lambda function names disallow `.` and the derived
-    # names add up to 24 characters (`-transform-irsa` on a role, `-backup-` on a bucket prefix),
-    # so the stem is held to 1-40 of [a-zA-Z0-9_-].
+    # Firehose allows 1-64 of [a-zA-Z0-9_.-]; Lambda function names disallow `.`. The longest
+    # suffix the module appends is 12 characters (`-ingest-irsa` on the IRSA role; IAM role and
+    # Lambda function names allow 64), so the stem is held to 1-40 characters. The first one must
+    # be a letter or digit: the bucket prefix is the lowercased name with `_` turned into `-`, and
+    # S3 bucket names must start with a letter or digit (a leading `-`/`_` fails only at apply).
     # https://docs.aws.amazon.com/firehose/latest/APIReference/API_CreateDeliveryStream.html
     # https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html
-    condition     = can(regex("^[a-zA-Z0-9_-]{1,40}$", var.name))
-    error_message = "name must be 1-40 characters of letters, digits, '_' or '-' (it becomes the stream, function, role and log group names)."
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+    condition     = can(regex("^[a-zA-Z0-9][a-zA-Z0-9_-]{0,39}$", var.name))
+    error_message = "name must be 1-40 characters of letters, digits, '_' or '-', starting with a letter or digit (it becomes the stream, function, role, log group and bucket names)."
   }
 }
 
@@ -44,9 +47,12 @@ variable "newrelic_endpoint_url" {
   default     = null
 
   validation {
-    # The API model: Url is 1-1000 characters matching `https://.*`.
+    # The API model: Url is 1-1000 characters matching `https://.*`; only port 443 is accepted.
+    # The host ends at the first ':', '/', '?' or '#'; after it an optional `:443`, then a path
+    # or a query string (`https://host?token=...` is valid: a custom endpoint may carry a token).
     # https://docs.aws.amazon.com/firehose/latest/APIReference/API_HttpEndpointConfiguration.html
-    condition     = var.newrelic_endpoint_url == null || can(regex("^https://[^/:]+(:443)?(/.*)?$", coalesce(var.newrelic_endpoint_url, "-"))) && length(coalesce(var.newrelic_endpoint_url, "-")) <= 1000
+    # https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html
+    condition     = var.newrelic_endpoint_url == null || can(regex("^https://[^/:?#]+(:443)?([/?].*)?$", coalesce(var.newrelic_endpoint_url, "-"))) && length(coalesce(var.newrelic_endpoint_url, "-")) <= 1000
     error_message = "newrelic_endpoint_url must be an https:// URL on port 443, at most 1000 characters: Firehose delivers to nothing else."
   }
 
@@ -73,9 +79,21 @@ variable "newrelic_license_key_secret_arn" {
 }
 
 variable "newrelic_license_key_secret_kms_key_arn" {
-  description = "ARN of the customer-managed KMS key that encrypts the license-key secret, if any; the Firehose role gets `kms:Decrypt` on it through Secrets Manager only. Leave null for the AWS-managed `aws/secretsmanager` key."
+  description = "ARN of the customer-managed KMS key that encrypts the license-key secret, if any; the Firehose role gets `kms:Decrypt` on it through Secrets Manager only. Leave null for the AWS-managed `aws/secretsmanager` key. Only with `newrelic_license_key_secret_arn`."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.newrelic_license_key_secret_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", coalesce(var.newrelic_license_key_secret_kms_key_arn, "-")))
+    error_message = "newrelic_license_key_secret_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
+  }
+
+  validation {
+    # Without a secret the key would be granted for nothing (the policy statement is only made
+    # for a secret), so a key on its own is a configuration mistake.
+    condition     = var.newrelic_license_key_secret_kms_key_arn == null || var.newrelic_license_key_secret_arn != null
+    error_message = "newrelic_license_key_secret_kms_key_arn is the key of the license-key secret: set it only together with newrelic_license_key_secret_arn."
+  }
 }
 
 variable "newrelic_license_key" {
@@ -186,13 +204,24 @@ variable "backup_force_destroy" {
 }
 
 variable "backup_expiration_days" {
-  description = "Days after which backup objects (and old versions of them) expire. Leave enough time to replay failed records."
+  description = "Days after which backup objects expire (become noncurrent versions, which `backup_noncurrent_expiration_days` later are deleted for good). Leave enough time to replay failed records."
   type        = number
   default     = 30
 
   validation {
     condition     = floor(var.backup_expiration_days) == var.backup_expiration_days && var.backup_expiration_days >= 1
     error_message = "backup_expiration_days must be a whole number of at least 1."
+  }
+}
+
+variable "backup_noncurrent_expiration_days" {
+  description = "Days a noncurrent object version (an expired or deleted backup object) is kept before S3 deletes it for good. Backups therefore live about `backup_expiration_days` + this; it is also how long an accidentally deleted object can be restored."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = floor(var.backup_noncurrent_expiration_days) == var.backup_noncurrent_expiration_days && var.backup_noncurrent_expiration_days >= 1
+    error_message = "backup_noncurrent_expiration_days must be a whole number of at least 1."
   }
 }
 
@@ -356,6 +385,12 @@ variable "stream_kms_key_arn" {
     condition     = var.stream_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", coalesce(var.stream_kms_key_arn, "-")))
     error_message = "stream_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
   }
+
+  validation {
+    # Without SSE the key would be ignored by the stream yet granted to the IRSA role.
+    condition     = var.stream_kms_key_arn == null || var.stream_encryption_enabled
+    error_message = "stream_kms_key_arn needs stream_encryption_enabled = true (the key is only used for server-side encryption)."
+  }
 }
 
 #####################
@@ -426,7 +461,7 @@ variable "irsa_service_account" {
 #########
 
 variable "create_alarms" {
-  description = "Create the CloudWatch alarms."
+  description = "Create the CloudWatch alarms (and the metric filters on the error log group they use). Without `alarm_sns_topic_arn` or `create_sns_topic` they notify nobody; a `check` warns about that at plan time."
   type        = bool
   default     = true
 }
@@ -441,10 +476,17 @@ variable "alarm_sns_topic_arn" {
   description = "Existing SNS topic the alarms notify (alarm and OK). Null: the topic from `create_sns_topic`, or no notifications."
   type        = string
   default     = null
+
+  validation {
+    # Topic names: 1-256 of letters, digits, '-' and '_' (FIFO topics end in `.fifo`).
+    # https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html
+    condition     = var.alarm_sns_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", coalesce(var.alarm_sns_topic_arn, "-")))
+    error_message = "alarm_sns_topic_arn must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic name>)."
+  }
 }
 
 variable "alarm_period_seconds" {
-  description = "Period of every alarm's metric in seconds. Firehose publishes its metrics every 5 minutes per the developer guide, so periods under 300 see gaps."
+  description = "Period of every alarm's metric in seconds. AWS's two statements differ: the developer guide says Firehose pushes metrics every five minutes, the PutRecord API reference says it publishes them in one-minute intervals (see the README); 300 works with either, 60 may see gaps."
   type        = number
   default     = 300
 
@@ -455,7 +497,7 @@ variable "alarm_period_seconds" {
 }
 
 variable "alarm_evaluation_periods" {
-  description = "Consecutive breaching periods before a ratio or freshness alarm fires (count alarms fire on the first)."
+  description = "Consecutive breaching periods before a ratio alarm (HTTP success, transform success, S3 write success) fires; count alarms fire on the first, freshness has `alarm_data_freshness_evaluation_periods`."
   type        = number
   default     = 3
 
@@ -466,7 +508,7 @@ variable "alarm_evaluation_periods" {
 }
 
 variable "alarm_backup_records_threshold" {
-  description = "Alarm when more records than this are written to the backup bucket in one period (the seed's alarm; with FailedDataOnly every such record missed New Relic)."
+  description = "Alarm when more records than this are written to the backup bucket in one period (the seed's alarm; every such record missed New Relic). Only with `s3_backup_mode = \"FailedDataOnly\"`: with AllData every record is backed up, so the count says nothing about failures."
   type        = number
   default     = 0
 
@@ -488,13 +530,24 @@ variable "alarm_http_success_min" {
 }
 
 variable "alarm_data_freshness_max_seconds" {
-  description = "Alarm when `DeliveryToHttpEndpoint.DataFreshness` (maximum age of the oldest undelivered record) stays above this many seconds."
+  description = "Alarm when `DeliveryToHttpEndpoint.DataFreshness` (age of the oldest undelivered record, Maximum) exceeds this many seconds. AWS recommends alarming when freshness exceeds the buffering limit; at the defaults a record waits at most ~60 s (transform buffer) + ~60 s (endpoint buffer) + 60 s of retries, so 600 s means delivery is stuck. Raise it with `retry_duration_seconds`."
   type        = number
-  default     = 900
+  default     = 600
 
   validation {
     condition     = var.alarm_data_freshness_max_seconds >= 60
     error_message = "alarm_data_freshness_max_seconds must be at least 60 (the buffer interval alone can reach that)."
+  }
+}
+
+variable "alarm_data_freshness_evaluation_periods" {
+  description = "Consecutive breaching periods before the freshness alarm fires. Freshness is already an age, so one period suffices: with the defaults the alarm fires at most one period (5 min) after the oldest record passes 600 s."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = floor(var.alarm_data_freshness_evaluation_periods) == var.alarm_data_freshness_evaluation_periods && var.alarm_data_freshness_evaluation_periods >= 1
+    error_message = "alarm_data_freshness_evaluation_periods must be a whole number of at least 1."
   }
 }
 
@@ -539,5 +592,27 @@ variable "alarm_throttled_records_threshold" {
   validation {
     condition     = var.alarm_throttled_records_threshold >= 0
     error_message = "alarm_throttled_records_threshold must be at least 0."
+  }
+}
+
+variable "alarm_error_log_events_threshold" {
+  description = "Alarm when more error events than this reach the stream's error log group in one period: `HttpEndpoint.*` and `Lambda.*` codes (delivery to New Relic, the transform), and `S3.*` codes (writes to the backup bucket). Firehose samples these logs when errors are frequent, so any count is a signal."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alarm_error_log_events_threshold >= 0
+    error_message = "alarm_error_log_events_threshold must be at least 0."
+  }
+}
+
+variable "alarm_quota_utilization_max" {
+  description = "Early warning before `ThrottledRecords`: alarm when incoming bytes, records or put requests per second (Sum per period / period) exceed this share of the stream's `BytesPerSecondLimit`, `RecordsPerSecondLimit` or `PutRequestsPerSecondLimit`."
+  type        = number
+  default     = 0.8
+
+  validation {
+    condition     = var.alarm_quota_utilization_max > 0 && var.alarm_quota_utilization_max <= 1
+    error_message = "alarm_quota_utilization_max is a ratio: greater than 0, at most 1."
   }
 }

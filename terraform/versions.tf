@@ -1,6 +1,7 @@
 terraform {
-  # 1.9: validation blocks may refer to other variables (used for the license-key and IRSA
-  # inputs). `terraform test` with mock providers needs 1.7, so 1.9 covers both.
+  # 1.9: validation blocks may refer to other variables (the license-key, secret-key, stream-key
+  # and IRSA inputs). It also covers `check` blocks (1.5, alarms.tf) and `terraform test` with
+  # mock providers (1.7).
   required_version = ">= 1.9"
 
   required_providers {

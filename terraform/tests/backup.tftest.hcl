@@ -10,6 +10,9 @@ variables {
   lambda_zip_path                 = "tests/fixtures/bootstrap.zip"
   newrelic_license_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-AbCdEf"
   irsa_oidc_provider_arn          = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789"
+  # A topic, so check "alarm_notifications" (alarms notifying nobody) holds; alarms.tftest.hcl
+  # covers the default without one.
+  alarm_sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:platform-alerts"
 }
 
 run "failed_data_only_by_default_gzip_under_error_type_prefix" {
@@ -75,13 +78,23 @@ run "failed_data_only_by_default_gzip_under_error_type_prefix" {
     error_message = "The bucket must be versioned."
   }
 
+  # Versioned bucket: expiry turns an object into a noncurrent version, which is deleted
+  # noncurrent_days later. 30 + 1 days, not 30 + 30.
   assert {
     condition = (
       aws_s3_bucket_lifecycle_configuration.backup.rule[0].status == "Enabled" &&
       aws_s3_bucket_lifecycle_configuration.backup.rule[0].expiration[0].days == 30 &&
-      aws_s3_bucket_lifecycle_configuration.backup.rule[0].noncurrent_version_expiration[0].noncurrent_days == 30
+      aws_s3_bucket_lifecycle_configuration.backup.rule[0].noncurrent_version_expiration[0].noncurrent_days == 1
     )
-    error_message = "Backups (and their old versions) must expire after 30 days by default."
+    error_message = "Backups must expire after 30 days and their noncurrent versions 1 day later by default."
+  }
+
+  assert {
+    condition = anytrue([
+      for r in aws_s3_bucket_lifecycle_configuration.backup.rule :
+      r.status == "Enabled" && length(r.expiration) == 1 && r.expiration[0].expired_object_delete_marker == true
+    ])
+    error_message = "A lifecycle rule must remove expired object delete markers."
   }
 
   # TLS only: one Deny for every request without aws:SecureTransport, on the bucket and its objects.
@@ -100,10 +113,11 @@ run "all_data_kms_and_custom_expiry" {
   command = apply
 
   variables {
-    s3_backup_mode         = "AllData"
-    backup_bucket_name     = "acme-events-backup"
-    backup_expiration_days = 90
-    backup_kms_key_arn     = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    s3_backup_mode                    = "AllData"
+    backup_bucket_name                = "acme-events-backup"
+    backup_expiration_days            = 90
+    backup_noncurrent_expiration_days = 7
+    backup_kms_key_arn                = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
   }
 
   assert {
@@ -131,8 +145,11 @@ run "all_data_kms_and_custom_expiry" {
   }
 
   assert {
-    condition     = aws_s3_bucket_lifecycle_configuration.backup.rule[0].expiration[0].days == 90
-    error_message = "backup_expiration_days must set the expiry."
+    condition = (
+      aws_s3_bucket_lifecycle_configuration.backup.rule[0].expiration[0].days == 90 &&
+      aws_s3_bucket_lifecycle_configuration.backup.rule[0].noncurrent_version_expiration[0].noncurrent_days == 7
+    )
+    error_message = "backup_expiration_days and backup_noncurrent_expiration_days must set the expiry."
   }
 }
 

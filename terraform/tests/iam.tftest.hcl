@@ -24,6 +24,9 @@ variables {
   lambda_zip_path                 = "tests/fixtures/bootstrap.zip"
   newrelic_license_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-AbCdEf"
   irsa_oidc_provider_arn          = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789"
+  # A topic, so check "alarm_notifications" (alarms notifying nobody) holds; alarms.tftest.hcl
+  # covers the default without one.
+  alarm_sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:platform-alerts"
 }
 
 run "firehose_role_reaches_only_its_bucket_function_log_streams_and_secret" {
@@ -48,7 +51,7 @@ run "firehose_role_reaches_only_its_bucket_function_log_streams_and_secret" {
         Sid      = "InvokeTransform"
         Effect   = "Allow"
         Action   = ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]
-        Resource = ["arn:aws:lambda:eu-west-1:123456789012:function:events-transform", "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:*"]
+        Resource = ["arn:aws:lambda:eu-west-1:123456789012:function:events-transform:live"]
       },
       {
         Sid      = "WriteDeliveryErrorLogs"
@@ -63,7 +66,16 @@ run "firehose_role_reaches_only_its_bucket_function_log_streams_and_secret" {
         Resource = ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-AbCdEf"]
       },
     ]
-    error_message = "The Firehose role's policy must grant exactly the bucket, the function, the log streams and the secret."
+    error_message = "The Firehose role's policy must grant exactly the bucket, the transform's alias, the log streams and the secret."
+  }
+
+  # The role is scoped to exactly the qualified ARN Firehose invokes: no function:*, no $LATEST.
+  assert {
+    condition = one([
+      for p in aws_kinesis_firehose_delivery_stream.this.http_endpoint_configuration[0].processing_configuration[0].processors[0].parameters :
+      p.parameter_value if p.parameter_name == "LambdaArn"
+    ]) == one([for s in jsondecode(aws_iam_role_policy.firehose.policy).Statement : one(s.Resource) if s.Sid == "InvokeTransform"])
+    error_message = "The Firehose role must be granted exactly the LambdaArn the processor uses."
   }
 
   assert {
@@ -96,8 +108,8 @@ run "no_allow_statement_uses_a_bare_wildcard" {
     stream_kms_key_arn                      = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"
   }
 
-  # Wildcards appear only after a named resource: objects in the bucket, versions of the function,
-  # streams in the log group. Never "*" alone, never in the service, region or account field.
+  # Wildcards appear only after a named resource: objects in the bucket, streams in the log group.
+  # Never "*" alone, never in the service, region or account field.
   assert {
     condition = alltrue(flatten([
       for doc in [aws_iam_role_policy.firehose.policy, aws_iam_role_policy.lambda.policy, aws_iam_role_policy.irsa[0].policy] : [

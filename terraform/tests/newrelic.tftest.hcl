@@ -10,6 +10,9 @@ variables {
   lambda_zip_path                 = "tests/fixtures/bootstrap.zip"
   newrelic_license_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-AbCdEf"
   irsa_oidc_provider_arn          = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789"
+  # A topic, so check "alarm_notifications" (alarms notifying nobody) holds; alarms.tftest.hcl
+  # covers the default without one.
+  alarm_sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:platform-alerts"
 }
 
 run "defaults_follow_new_relics_firehose_guide" {
@@ -108,9 +111,30 @@ run "any_https_url_can_replace_new_relic" {
     error_message = "newrelic_endpoint_url must override the region's URL."
   }
 
+  # The URL may carry a token, and the API model marks Url sensitive.
+  assert {
+    condition     = issensitive(output.endpoint_url) && nonsensitive(output.endpoint_url) == "https://firehose-sink.example.com/v1/firehose"
+    error_message = "The endpoint_url output must be sensitive."
+  }
+
   assert {
     condition     = aws_kinesis_firehose_delivery_stream.this.http_endpoint_configuration[0].buffering_size == 4
     error_message = "A non-New Relic endpoint may use a larger buffer."
+  }
+}
+
+# A custom endpoint authenticated by a query-string token, with an explicit :443.
+run "a_url_with_port_443_and_a_query_token_is_accepted" {
+  command = plan
+
+  variables {
+    newrelic_endpoint_url = "https://firehose-sink.example.com:443?token=abc:def"
+    buffering_size_mib    = 4
+  }
+
+  assert {
+    condition     = aws_kinesis_firehose_delivery_stream.this.http_endpoint_configuration[0].url == "https://firehose-sink.example.com:443?token=abc:def"
+    error_message = "A query string (after the host or :443) must be allowed."
   }
 }
 
@@ -148,12 +172,23 @@ run "processor_runs_the_transform_and_omits_firehose_defaults" {
 
   # Only LambdaArn: NumberOfRetries=3, BufferSizeInMBs=1 and BufferIntervalInSeconds=60 are
   # Firehose's defaults, which the provider never stores in state; written out they would make
-  # every plan show a diff (see README.md).
+  # every plan show a diff (see README.md). LambdaArn is the `live` alias, never $LATEST.
   assert {
     condition = {
       for p in aws_kinesis_firehose_delivery_stream.this.http_endpoint_configuration[0].processing_configuration[0].processors[0].parameters : p.parameter_name => p.parameter_value
-    } == { LambdaArn = "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:$LATEST" }
-    error_message = "At defaults the processor must name only the function ($LATEST)."
+    } == { LambdaArn = "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:live" }
+    error_message = "At defaults the processor must name only the transform's alias."
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.this.publish == true &&
+      aws_lambda_alias.this.name == "live" &&
+      aws_lambda_alias.this.function_name == "events-transform" &&
+      aws_lambda_alias.this.function_version == aws_lambda_function.this.version &&
+      output.lambda_alias_arn == "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:live"
+    )
+    error_message = "The function must publish versions and the alias must point at the published one."
   }
 }
 
@@ -170,7 +205,7 @@ run "processor_writes_out_values_that_differ_from_firehose_defaults" {
     condition = {
       for p in aws_kinesis_firehose_delivery_stream.this.http_endpoint_configuration[0].processing_configuration[0].processors[0].parameters : p.parameter_name => p.parameter_value
       } == {
-      LambdaArn               = "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:$LATEST"
+      LambdaArn               = "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:live"
       NumberOfRetries         = "5"
       BufferSizeInMBs         = "0.5"
       BufferIntervalInSeconds = "30"
@@ -334,4 +369,67 @@ run "rejects_a_name_lambda_cannot_take" {
   }
 
   expect_failures = [var.name]
+}
+
+run "rejects_a_name_starting_with_a_dash" {
+  command = plan
+
+  variables {
+    name = "-events"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "rejects_a_name_starting_with_an_underscore" {
+  command = plan
+
+  variables {
+    name = "_events"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "rejects_a_port_other_than_443_before_a_query" {
+  command = plan
+
+  variables {
+    newrelic_endpoint_url = "https://firehose-sink.example.com:8443?token=abc"
+  }
+
+  expect_failures = [var.newrelic_endpoint_url]
+}
+
+run "rejects_a_secret_key_that_is_not_a_kms_key_arn" {
+  command = plan
+
+  variables {
+    newrelic_license_key_secret_kms_key_arn = "alias/newrelic"
+  }
+
+  expect_failures = [var.newrelic_license_key_secret_kms_key_arn]
+}
+
+run "rejects_a_secret_key_without_a_secret" {
+  command = plan
+
+  variables {
+    newrelic_license_key_secret_arn         = null
+    newrelic_license_key                    = "0123456789abcdef0123456789abcdef01234567"
+    newrelic_license_key_secret_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000001"
+  }
+
+  expect_failures = [var.newrelic_license_key_secret_kms_key_arn]
+}
+
+run "rejects_a_stream_key_without_stream_encryption" {
+  command = plan
+
+  variables {
+    stream_encryption_enabled = false
+    stream_kms_key_arn        = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"
+  }
+
+  expect_failures = [var.stream_kms_key_arn]
 }

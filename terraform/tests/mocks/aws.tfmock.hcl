@@ -33,6 +33,12 @@ mock_resource "aws_lambda_function" {
   }
 }
 
+mock_resource "aws_lambda_alias" {
+  defaults = {
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:events-transform:live"
+  }
+}
+
 mock_resource "aws_kinesis_firehose_delivery_stream" {
   defaults = {
     arn = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/events"
