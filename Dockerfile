@@ -5,6 +5,9 @@
 #   docker build -t ingest .
 #   docker build --build-arg BIN=firehose-local -t firehose-local .
 #
+# ingest is built with --no-default-features (build arg CARGO_FEATURE_FLAGS): no embedded local
+# Firehose, so the image refuses to start without FIREHOSE_DELIVERY_STREAM.
+#
 # Stages: chef (toolchain + cargo-chef) -> planner (dependency recipe from the manifests only)
 # -> builder (dependencies cooked in their own layer, so source edits rebuild only our crates)
 # -> runtime (distroless, non-root, the one binary and CA certificates, nothing else).
@@ -38,11 +41,18 @@ RUN cargo chef prepare --recipe-path recipe.json
 # hadolint ignore=DL3049
 FROM chef AS builder
 ARG BIN=ingest
+# Cargo feature flags for BIN, the same for the cooked dependencies and the build (else the
+# build recompiles what cook cached). The default leaves out ingest's embedded local Firehose
+# (feature `embedded`, development only; a production image must not contain it);
+# firehose-local has no default features, so it builds the same either way. Split into words
+# on purpose; --build-arg CARGO_FEATURE_FLAGS= builds with the default features.
+ARG CARGO_FEATURE_FLAGS=--no-default-features
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is cached until Cargo.toml or Cargo.lock change.
-RUN cargo chef cook --release --recipe-path recipe.json --package "${BIN}"
+RUN cargo chef cook --release --locked --recipe-path recipe.json --package "${BIN}" \
+    ${CARGO_FEATURE_FLAGS}
 COPY . .
-RUN cargo build --release --locked --package "${BIN}" --bin "${BIN}" \
+RUN cargo build --release --locked --package "${BIN}" --bin "${BIN}" ${CARGO_FEATURE_FLAGS} \
     && install -D -m 0755 "target/release/${BIN}" /out/app
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime

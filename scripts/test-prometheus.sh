@@ -32,10 +32,15 @@ done
 py="$TOOLS_VENV/bin/python"
 "$py" -c 'import boto3, helm_python, yaml' 2>/dev/null || missing "boto3/helm-python-sdk not in $TOOLS_VENV"
 
-bin="${INGEST_BIN:-$CARGO_TARGET_DIR/debug/ingest}"
-if [ ! -x "$bin" ]; then
-  echo "test-prometheus: building ingest"
+# Always build (a no-op when the binary is fresh), so a stale binary is never tested; INGEST_BIN
+# names a binary to test as it is.
+if [ -n "${INGEST_BIN:-}" ]; then
+  bin="$INGEST_BIN"
+  [ -x "$bin" ] || { echo "test-prometheus: INGEST_BIN=$bin is not an executable" >&2; exit 1; }
+else
+  echo "test-prometheus: building ingest (cargo build -p ingest --locked)"
   cargo build -p ingest --locked
+  bin="$CARGO_TARGET_DIR/debug/ingest"
 fi
 
 if [ -z "${MOTO_ENDPOINT:-}" ]; then

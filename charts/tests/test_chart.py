@@ -231,6 +231,8 @@ BAD_VALUES = {
     "error ratio over 1": {"prometheusRule": {"thresholds": {"errorRatio": 5}}},
     "bad scrape interval": {"serviceMonitor": {"interval": "often"}},
     "bad spread policy": {"topologySpread": {"whenUnsatisfiable": "Maybe"}},
+    "empty runbook url": {"prometheusRule": {"runbookUrl": ""}},
+    "bad unhealthy pod eviction policy": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Never"}},
 }
 
 
@@ -264,6 +266,35 @@ REFUSED = {
         {"path": "/readyz", "pathType": "Exact"}]}}, "admin path"),
     "grace shorter than drain": ({"terminationGracePeriodSeconds": 20}, "terminationGracePeriodSeconds"),
     "in-flight cap below body cap": ({"config": {"maxInflightBytes": 1024}}, "maxInflightBytes"),
+    # The duration rules of ingest's Config::validate (services/ingest/src/config.rs).
+    "shutdown grace below request timeout (GraceBelowTimeout)": (
+        {"config": {"shutdownGraceSecs": 20}},
+        "config.shutdownGraceSecs (20) must be at least config.requestTimeout (25s)"),
+    "shutdown grace below request timeout in minutes": (
+        {"config": {"requestTimeout": "0.5m", "shutdownGraceSecs": 29}},
+        "config.shutdownGraceSecs (29) must be at least config.requestTimeout (0.5m)"),
+    "request timeout not above budget + call + 1 s (TimeoutBelowBudget)": (
+        {"config": {"retryBudget": "14s"}},
+        "config.requestTimeout (25s) must be longer than config.retryBudget (14s) + "
+        "config.firehoseCallTimeout (10s) + 1s"),
+    "request timeout in ms not above budget + call + 1 s": (
+        {"config": {"requestTimeout": "21000ms", "retryBudget": "10s", "firehoseCallTimeout": "10s",
+                    "shutdownGraceSecs": 30}},
+        "config.requestTimeout (21000ms) must be longer than config.retryBudget (10s)"),
+    "linger past the send window (LingerTooLong)": (
+        {"config": {"retryBudget": "1s", "linger": "14s"}},
+        "config.linger (14s) must be shorter than config.requestTimeout (25s) - "
+        "config.firehoseCallTimeout (10s) - 1s"),
+    "zero call timeout": ({"config": {"firehoseCallTimeout": "0ms"}},
+                          "config.firehoseCallTimeout (0ms) must be greater than 0"),
+    "zero readiness interval": ({"config": {"readinessInterval": "0s"}},
+                                "config.readinessInterval (0s) must be greater than 0"),
+    "zero api keys reload": ({"config": {"apiKeysReload": "0"}},
+                             "config.apiKeysReload (0) must be greater than 0"),
+    "role ARN without a ServiceAccount to put it on": (
+        {"serviceAccount": {"create": False, "roleArn": "arn:aws:iam::123456789012:role/ingest"}},
+        "serviceAccount.roleArn (arn:aws:iam::123456789012:role/ingest) is set but "
+        "serviceAccount.create is false"),
 }
 
 
@@ -275,6 +306,28 @@ def test_render_refuses_values_that_cannot_work(case):
     with pytest.raises(helm.HelmError) as err:
         c.render(values)
     assert message in str(err.value), str(err.value)
+
+
+# Values right at the edge of ingest's duration rules, in every unit the schema allows: accepted.
+DURATION_EDGES = {
+    "budget + call + 1 s just below the timeout": {"retryBudget": "13.999s"},
+    "linger just inside the send window": {"retryBudget": "1s", "linger": "13999ms"},
+    "grace equal to a timeout in minutes": {"requestTimeout": "0.5m", "shutdownGraceSecs": 30},
+    "bare numbers are seconds": {"requestTimeout": "30", "retryBudget": "18", "shutdownGraceSecs": 30},
+    "zero linger and retry budget are allowed": {"linger": "0ms", "retryBudget": "0s"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(DURATION_EDGES))
+def test_render_accepts_durations_at_the_edge_of_ingest_rules(case):
+    values = _deep_merge(MINIMAL, {"config": DURATION_EDGES[case]})
+    c.validate_schema(values)
+    env = c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
+    for key, value in DURATION_EDGES[case].items():
+        if isinstance(value, str):
+            name = {"retryBudget": "INGEST_RETRY_BUDGET", "linger": "INGEST_LINGER",
+                    "requestTimeout": "INGEST_REQUEST_TIMEOUT"}[key]
+            assert env[name] == value
 
 
 def test_ingress_exact_root_path_is_allowed():
@@ -323,6 +376,11 @@ def test_pods_are_hardened(scenario):
             assert sc["runAsUser"] >= 10000, name
 
 
+# Seconds the derived terminationGracePeriodSeconds adds after the drain: ingest flushes telemetry
+# after draining (a final OTLP export, default timeout 10 s), so the margin must exceed that.
+GRACE_MARGIN = 15
+
+
 def test_termination_grace_exceeds_prestop_and_drain():
     for values in SCENARIOS.values():
         merged_values = _deep_merge(yaml.safe_load((c.CHART / "values.yaml").read_text()), values)
@@ -332,8 +390,28 @@ def test_termination_grace_exceeds_prestop_and_drain():
         drain = merged_values["config"]["shutdownDelaySecs"] + merged_values["config"]["shutdownGraceSecs"]
         assert pause == merged_values["preStopSleepSeconds"] and pause > 0
         assert spec["terminationGracePeriodSeconds"] > pause + drain
+        if not merged_values["terminationGracePeriodSeconds"]:
+            assert spec["terminationGracePeriodSeconds"] == pause + drain + GRACE_MARGIN
         env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
         assert env["INGEST_SHUTDOWN_GRACE"] == f"{merged_values['config']['shutdownGraceSecs']}s"
+
+
+def test_derived_grace_margin_outlasts_the_telemetry_flush():
+    spec = deployment(render_objects(MINIMAL))["spec"]["template"]["spec"]
+    # Defaults: preStop 5 + shutdownDelaySecs 0 + shutdownGraceSecs 25 + margin 15.
+    assert spec["terminationGracePeriodSeconds"] == 5 + 0 + 25 + GRACE_MARGIN
+    assert GRACE_MARGIN > 10  # the OTLP exporter's default timeout
+    readme = (c.CHART / "README.md").read_text()
+    assert f"sum plus {GRACE_MARGIN} s" in readme
+
+
+def test_zero_prestop_renders_no_hook():
+    # Kubernetes < 1.33 refuses a preStop sleep of 0 seconds.
+    objs = render_objects(_deep_merge(MINIMAL, {"preStopSleepSeconds": 0}))
+    assert "lifecycle" not in ingest_container(objs)
+    assert deployment(objs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == \
+        0 + 25 + GRACE_MARGIN
+    assert ingest_container(render_objects(MINIMAL))["lifecycle"]["preStop"]["sleep"]["seconds"] == 5
 
 
 def test_pods_spread_across_zones():
@@ -404,11 +482,34 @@ def test_config_env_names_are_ones_ingest_reads():
     known = set()
     for src in sources:
         known |= set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', src.read_text()))
-    known |= {"AWS_REGION", "AWS_ENDPOINT_URL"}  # read by aws-config, not clap
+    # Read by aws-config, not clap (the credentials only in firehoseLocal mode).
+    known |= {"AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     for values in SCENARIOS.values():
         env = c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
         unknown = sorted(set(env) - known)
         assert not unknown, f"ConfigMap sets variables ingest does not read: {unknown}"
+
+
+def test_only_firehose_local_mode_gets_dummy_aws_credentials():
+    # firehose-local checks no signatures, but with a stream configured ingest uses the SDK's
+    # default credential chain: without credentials in the environment it would try IMDS and
+    # never become ready on kind/minikube.
+    dev = SCENARIOS["dev-firehose-local-values"]
+    assert dev["firehoseLocal"]["enabled"] is True
+    env = c.find(render_objects(dev), "ConfigMap", c.RELEASE)[0]["data"]
+    assert env["AWS_ACCESS_KEY_ID"] == "local" and env["AWS_SECRET_ACCESS_KEY"] == "local"
+    assert env["AWS_REGION"] == "us-east-1"
+    # No region set: firehose-local serves any, but the SDK needs one.
+    no_region = _deep_merge(dev, {"config": {"region": ""}})
+    assert c.find(render_objects(no_region), "ConfigMap", c.RELEASE)[0]["data"]["AWS_REGION"] == "us-east-1"
+    for name, values in SCENARIOS.items():
+        if (values.get("firehoseLocal") or {}).get("enabled"):
+            continue
+        text = c.manifest_text(c.render(values))
+        assert "AWS_ACCESS_KEY_ID" not in text and "AWS_SECRET_ACCESS_KEY" not in text, name
+    # Without firehose-local and without a region, no AWS_REGION is invented.
+    no_region = _deep_merge(MINIMAL, {"config": {"region": ""}})
+    assert "AWS_REGION" not in c.find(render_objects(no_region), "ConfigMap", c.RELEASE)[0]["data"]
 
 
 def test_firehose_local_env_names_are_ones_it_reads():
@@ -428,7 +529,14 @@ def test_hpa_pdb_networkpolicy():
     kinds = [m["type"] for m in hpa["spec"]["metrics"]]
     assert kinds == ["Resource", "Pods"]
     assert "replicas" not in deployment(objs)["spec"]
-    assert c.find(objs, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 1
+    pdb = c.find(objs, "PodDisruptionBudget")[0]["spec"]
+    assert pdb["maxUnavailable"] == 1
+    # Running but unready pods may always be evicted: an all-unready fleet never blocks a drain.
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    other = _deep_merge(MINIMAL, {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "IfHealthyBudget"}})
+    assert c.find(render_objects(other), "PodDisruptionBudget")[0]["spec"]["unhealthyPodEvictionPolicy"] \
+        == "IfHealthyBudget"
+    assert "unhealthyPodEvictionPolicy" in (c.CHART / "README.md").read_text()
     np_ = c.find(objs, "NetworkPolicy")[0]["spec"]
     admin_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "admin")
     assert admin_rule["from"], "the admin port must not be open to everyone"
@@ -612,16 +720,155 @@ def test_skaffold_deploys_the_chart_with_the_built_images():
             assert templates["image.repository"] == "{{.IMAGE_REPO_ingest}}"
     dev = next(p for p in cfg["profiles"] if p["name"] == "dev")
     release = dev["deploy"]["helm"]["releases"][0]
-    assert release["setValues"]["firehoseLocal.enabled"] is True
+    # Dev deploys exactly the chart's dev scenario (what the README says and these tests render).
+    assert release["valuesFiles"] == ["charts/ingest/ci/dev-firehose-local-values.yaml"]
+    assert not release.get("setValues"), "dev values belong in ci/dev-firehose-local-values.yaml"
     bins = {a["image"]: a["docker"]["buildArgs"]["BIN"] for a in dev["build"]["artifacts"]}
     assert bins == {"ingest": "ingest", "firehose-local": "firehose-local"}
-    # The dev values must pass the chart's schema and render.
-    values: dict[str, Any] = {}
-    for key, value in release["setValues"].items():
-        node = values
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    values = yaml.safe_load((c.REPO / release["valuesFiles"][0]).read_text())
+    assert values["firehoseLocal"]["enabled"] is True
     c.validate_schema(values)
     assert c.find(render_objects(values), "Deployment", f"{c.RELEASE}-firehose-local")
+    readme = (c.CHART / "README.md").read_text()
+    assert "`skaffold dev -p dev`" in readme and "ci/dev-firehose-local-values.yaml" in readme
+
+
+def test_alb_targets_are_health_checked_on_the_admin_port():
+    # ingest answers GET / with 405, so the ALB's default check (GET / on the traffic port,
+    # expecting 200) would mark every target unhealthy. Any scenario with an ALB ingress must
+    # point the check at /readyz on the admin port and let the VPC reach that port.
+    albs = 0
+    for name, values in SCENARIOS.items():
+        objs = render_objects(values)
+        for ing in c.find(objs, "Ingress"):
+            if ing["spec"].get("ingressClassName") != "alb":
+                continue
+            albs += 1
+            ann = ing["metadata"]["annotations"]
+            admin_port = ingest_container(objs)["ports"][1]
+            assert admin_port["name"] == "admin"
+            assert ann["alb.ingress.kubernetes.io/healthcheck-port"] == str(admin_port["containerPort"]), name
+            assert ann["alb.ingress.kubernetes.io/healthcheck-path"] == "/readyz", name
+            np_ = c.find(objs, "NetworkPolicy", c.RELEASE)[0]["spec"]
+            http_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "http")
+            admin_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "admin")
+            alb_blocks = [p["ipBlock"] for p in http_rule.get("from", []) if "ipBlock" in p]
+            assert alb_blocks, f"{name}: the ALB's addresses are not in networkPolicy.httpFrom"
+            for block in alb_blocks:
+                assert {"ipBlock": block} in admin_rule["from"], \
+                    f"{name}: the ALB cannot reach the admin port for its health checks"
+            # Prometheus still reaches it too.
+            assert any("namespaceSelector" in p for p in admin_rule["from"]), name
+            # The ALB deregisters slowly: the preStop pause must cover it.
+            assert ingest_container(objs)["lifecycle"]["preStop"]["sleep"]["seconds"] >= 15, name
+    assert albs, "no scenario exercises an ALB ingress"
+    readme = (c.CHART / "README.md").read_text()
+    assert "elbv2.k8s.aws/pod-readiness-gate-inject" in readme
+
+
+def test_values_do_not_claim_prestop_covers_load_balancers():
+    text = (c.CHART / "values.yaml").read_text() + (c.CHART / "values.schema.json").read_text()
+    assert "already covers endpoint removal" not in text
+    assert "target-type ip" in text
+
+
+def test_extra_env_documents_the_egress_needed_for_otlp():
+    values_text = (c.CHART / "values.yaml").read_text()
+    block = values_text[values_text.index("OTEL_EXPORTER_OTLP_ENDPOINT") - 200:values_text.index("extraEnv: []")]
+    assert "networkPolicy.egress" in block and "4318" in block
+    rule = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "otel"}}}],
+            "ports": [{"port": 4318, "protocol": "TCP"}]}
+    values = _deep_merge(MINIMAL, {"networkPolicy": {"egress": [{"ports": [{"port": 443, "protocol": "TCP"}]}, rule]}})
+    egress = c.find(render_objects(values), "NetworkPolicy", c.RELEASE)[0]["spec"]["egress"]
+    assert rule in egress
+
+
+def test_runbook_url_is_rendered_as_a_string():
+    # Unquoted, a URL with ": " (or an empty one, now refused by the schema) broke the YAML.
+    url = "https://wiki.example.com/Ingest: runbooks"
+    values = c.monitoring_values()
+    values["prometheusRule"]["runbookUrl"] = url
+    for r in c.alerts(values):
+        assert r["annotations"]["runbook_url"] == f"{url}#{r['alert'].lower()}"
+
+
+def test_dockerfile_builds_ingest_without_the_embedded_firehose():
+    text = (c.REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG CARGO_FEATURE_FLAGS=--no-default-features$", text, re.M)
+    cook = re.search(r"^RUN cargo chef cook .*?(?<!\\)$", text, re.M | re.S)
+    build = re.search(r"^RUN cargo build .*?(?<!\\)$", text, re.M | re.S)
+    assert cook and build
+    for step in (cook.group(0), build.group(0)):
+        assert "--locked" in step, step
+        assert "${CARGO_FEATURE_FLAGS}" in step, step
+        assert '--package "${BIN}"' in step, step
+    # The embedded Firehose is what ingest's default features add.
+    cargo = (c.REPO / "services" / "ingest" / "Cargo.toml").read_text()
+    assert 'default = ["embedded"]' in cargo
+    # firehose-local (the dev image, BIN=firehose-local) has no default features to lose.
+    assert "[features]" not in (c.REPO / "services" / "firehose-local" / "Cargo.toml").read_text()
+
+
+def test_prometheus_stage_always_rebuilds_ingest():
+    text = (c.REPO / "scripts" / "test-prometheus.sh").read_text()
+    assert "cargo build -p ingest --locked" in text
+    assert not re.search(r'if \[ ! -x "\$bin" \]', text), "a stale binary would be tested"
+
+
+def test_aws_dashboard_plots_bytes_per_second_against_the_limit():
+    # IncomingBytes is a Sum per period; BytesPerSecondLimit is per second. On one axis the
+    # incoming side must be metric math over the period.
+    for panel in c.panels(c.dashboards()["ingest-aws"]):
+        limit = [t for t in panel["targets"] if t.get("metricName") == "BytesPerSecondLimit"
+                 and t.get("metricEditorMode", 0) == 0]
+        if not limit:
+            continue
+        ids = {t["id"]: t for t in panel["targets"] if t.get("id")}
+        visible = [t for t in panel["targets"] if not t.get("hide") and t not in limit]
+        assert visible, panel["title"]
+        for t in visible:
+            assert t["metricEditorMode"] == 1, f"{panel['title']}: {t['refId']} is not per second"
+            m = re.fullmatch(r"(\w+)/PERIOD\(\1\)", t["expression"].replace(" ", ""))
+            assert m, t["expression"]
+            source = ids[m.group(1)]
+            assert source["metricName"] == "IncomingBytes" and source["statistic"] == "Sum"
+            assert source["hide"] is True
+        assert panel["fieldConfig"]["defaults"]["unit"] == "Bps"
+        return
+    pytest.fail("no panel plots BytesPerSecondLimit")
+
+
+def test_readme_names_dashboard_panels_that_exist():
+    titles = {p["title"] for d in c.dashboards().values() for p in c.panels(d)}
+    dash_titles = [d["title"] for d in c.dashboards().values()]
+    readme = (c.CHART / "README.md").read_text()
+    named = {m for m in re.findall(r"\*([A-Z][^*]*[^:*])\*", readme)}
+    assert "Request latency" in named
+    for name in named:
+        assert name in titles or any(t.startswith(name) for t in dash_titles), \
+            f"README names a panel or dashboard {name!r} that does not exist"
+
+
+def test_docs_name_real_terraform_outputs():
+    outputs = set(re.findall(r'^output "([a-z_]+)"', (c.REPO / "terraform" / "outputs.tf").read_text(), re.M))
+    assert "irsa_role_arn" in outputs
+    for path in (c.REPO / "skaffold.yaml", c.CHART / "README.md", c.CHART / "values.yaml"):
+        for name in set(re.findall(r"\b[a-z]+(?:_[a-z]+)*_(?:arn|name)\b", path.read_text())):
+            assert name in outputs, f"{path.name} names Terraform output {name}, which does not exist"
+
+
+def test_docs_list_every_firehose_action_the_role_needs():
+    granted = set(re.findall(r'"firehose:(\w+)"', (c.REPO / "terraform" / "irsa.tf").read_text()))
+    # ingest calls PutRecordBatch for events and DescribeDeliveryStream for /readyz.
+    needed = {"PutRecordBatch", "DescribeDeliveryStream"}
+    assert needed <= granted
+    schema = json.loads((c.CHART / "values.schema.json").read_text())
+    texts = {
+        "values.schema.json": schema["properties"]["serviceAccount"]["properties"]["roleArn"]["description"],
+        "values.yaml": (c.CHART / "values.yaml").read_text(),
+        "README.md values table": next(line for line in (c.CHART / "README.md").read_text().splitlines()
+                                        if line.startswith("| `serviceAccount.roleArn`")),
+    }
+    for where, text in texts.items():
+        for action in needed:
+            assert f"firehose:{action}" in text, f"{where} does not name firehose:{action}"

@@ -25,7 +25,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "More than {{ mulf $t.errorRatio 100 }}% of requests to ingest fail with 5xx."
     description: "{{`{{ $value | humanizePercentage }}`}} of requests to {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were answered with 5xx over the last 5 minutes."
-    runbook_url: {{ $runbook }}#ingesthigherrorratio
+    runbook_url: {{ printf "%s#ingesthigherrorratio" $runbook | quote }}
 - alert: IngestHighLatencyP99
   expr: |-
     histogram_quantile(0.99, sum by (namespace, job, le) (rate(ingest_http_request_duration_seconds_bucket{ {{- $sel }}}[5m])))
@@ -39,7 +39,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "ingest p99 latency is above {{ $t.latencyP99Seconds }}s."
     description: "The 99th percentile of request latency of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} is {{`{{ $value | humanizeDuration }}`}}."
-    runbook_url: {{ $runbook }}#ingesthighlatencyp99
+    runbook_url: {{ printf "%s#ingesthighlatencyp99" $runbook | quote }}
 - alert: IngestFirehoseFailures
   expr: |-
     sum by (namespace, job) (rate(ingest_firehose_put_batch_calls_total{ {{- $sel }}, outcome=~"error|partial"}[5m]))
@@ -54,7 +54,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "Many PutRecordBatch calls to Firehose fail or fail partly."
     description: "{{`{{ $value | humanizePercentage }}`}} of PutRecordBatch calls from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} had an error or refused records over the last 5 minutes."
-    runbook_url: {{ $runbook }}#ingestfirehosefailures
+    runbook_url: {{ printf "%s#ingestfirehosefailures" $runbook | quote }}
 - alert: IngestFirehoseRecordsUnaccepted
   expr: |-
     sum by (namespace, job) (increase(ingest_firehose_records_unaccepted_total{ {{- $sel }}}[5m]))
@@ -68,7 +68,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "Firehose did not accept events within the retry budget; clients got 503."
     description: "{{`{{ $value | humanize }}`}} records from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were still refused by Firehose when the retry budget ran out in the last 5 minutes. Clients that do not retry lose them."
-    runbook_url: {{ $runbook }}#ingestfirehoserecordsunaccepted
+    runbook_url: {{ printf "%s#ingestfirehoserecordsunaccepted" $runbook | quote }}
 - alert: IngestLoadShedding
   expr: |-
     sum by (namespace, job) (rate(ingest_requests_rejected_total{ {{- $sel }}, reason="shed"}[5m]))
@@ -82,7 +82,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "ingest is shedding load (in-flight bytes at the cap)."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} sheds {{`{{ $value | humanize }}`}} requests per second with 503."
-    runbook_url: {{ $runbook }}#ingestloadshedding
+    runbook_url: {{ printf "%s#ingestloadshedding" $runbook | quote }}
 - alert: IngestNoTraffic
   expr: |-
     sum by (namespace, job) (rate(ingest_events_accepted_total{ {{- $sel }}}[{{ $t.noTrafficFor }}]))
@@ -96,7 +96,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "ingest accepted no events for {{ $t.noTrafficFor }}."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} accepted {{`{{ $value | humanize }}`}} events per second over the last {{ $t.noTrafficFor }}."
-    runbook_url: {{ $runbook }}#ingestnotraffic
+    runbook_url: {{ printf "%s#ingestnotraffic" $runbook | quote }}
 - alert: IngestPodsDown
   expr: |-
     (
@@ -113,7 +113,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
   annotations:
     summary: "Fewer than {{ $t.minReadyPods }} ingest pods are ready."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} has fewer than {{ $t.minReadyPods }} ready pods, or Prometheus has no target for it at all."
-    runbook_url: {{ $runbook }}#ingestpodsdown
+    runbook_url: {{ printf "%s#ingestpodsdown" $runbook | quote }}
 {{- with .Values.prometheusRule.additionalRules }}
 {{ toYaml . }}
 {{- end }}

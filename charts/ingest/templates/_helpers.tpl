@@ -86,6 +86,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The AWS region: explicit value, else us-east-1 for firehose-local (which serves any region,
+but the SDK needs one). */}}
+{{- define "ingest.region" -}}
+{{- if .Values.config.region }}
+{{- .Values.config.region }}
+{{- else if .Values.firehoseLocal.enabled }}
+{{- "us-east-1" }}
+{{- end }}
+{{- end }}
+
 {{/* The AWS endpoint override: explicit value, else firehose-local when enabled. */}}
 {{- define "ingest.endpointUrl" -}}
 {{- if .Values.config.endpointUrl }}
@@ -95,7 +105,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The drain budget the pod must be given: preStop pause + readiness delay + drain + 10 s margin. */}}
+{{/* Seconds added to the drain in the derived terminationGracePeriodSeconds: after the drain,
+ingest still shuts telemetry down (a final OTLP export, whose default timeout is 10 s), so the
+margin must be longer than that. */}}
+{{- define "ingest.terminationGraceMargin" -}}
+15
+{{- end }}
+
+{{/* The drain budget the pod must be given: preStop pause + readiness delay + drain + margin. */}}
 {{- define "ingest.terminationGracePeriodSeconds" -}}
 {{- $needed := add .Values.preStopSleepSeconds .Values.config.shutdownDelaySecs .Values.config.shutdownGraceSecs }}
 {{- if .Values.terminationGracePeriodSeconds }}
@@ -104,7 +121,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- .Values.terminationGracePeriodSeconds }}
 {{- else }}
-{{- add $needed 10 }}
+{{- add $needed (include "ingest.terminationGraceMargin" . | int) }}
+{{- end }}
+{{- end }}
+
+{{/* A duration value (the forms values.schema.json allows and ingest parses: `250ms`, `10s`,
+`2m`, or a bare number of seconds; decimals allowed) in milliseconds, as text: wrap the include
+in float64. */}}
+{{- define "ingest.durationMs" -}}
+{{- $text := toString . | trim }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text }}
+{{- $unit := trimPrefix $number $text }}
+{{- if not $number }}
+{{- fail (printf "%q is not a duration: use e.g. 250ms, 10s or 2m" $text) }}
+{{- else if eq $unit "ms" }}
+{{- float64 $number }}
+{{- else if or (eq $unit "s") (eq $unit "") }}
+{{- mulf $number 1000 }}
+{{- else if eq $unit "m" }}
+{{- mulf $number 60000 }}
+{{- else }}
+{{- fail (printf "%q is not a duration: use e.g. 250ms, 10s or 2m" $text) }}
 {{- end }}
 {{- end }}
 
@@ -119,11 +156,44 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if lt (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes) }}
 {{- fail (printf "config.maxInflightBytes (%d) must be at least config.maxBodyBytes (%d) so one full request fits" (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes)) }}
 {{- end }}
+{{- if and (not .Values.serviceAccount.create) .Values.serviceAccount.roleArn }}
+{{- fail (printf "serviceAccount.roleArn (%s) is set but serviceAccount.create is false, so the chart would not annotate any ServiceAccount with it: annotate your ServiceAccount %q with eks.amazonaws.com/role-arn yourself and unset roleArn, or set serviceAccount.create=true" .Values.serviceAccount.roleArn (include "ingest.serviceAccountName" .)) }}
+{{- end }}
+{{- include "ingest.validateDurations" . }}
 {{- range .Values.ingress.paths }}
 {{- $adminPath := or (hasPrefix "/metrics" .path) (hasPrefix "/healthz" .path) (hasPrefix "/readyz" .path) }}
 {{- $coversMetrics := and (ne .pathType "Exact") (hasPrefix .path "/metrics") }}
 {{- if or $adminPath $coversMetrics }}
 {{- fail (printf "ingress.paths: %q (%s) would route /metrics or another admin path; route only the events paths (e.g. /v1/events Exact, or / Exact)" .path .pathType) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The start-up rules ingest enforces between durations (services/ingest/src/config.rs,
+Config::validate), checked here so a combination ingest refuses fails the install instead of
+crash-looping the pods. Same order and the same comparisons as ingest. */}}
+{{- define "ingest.validateDurations" -}}
+{{- $c := .Values.config }}
+{{- $linger := include "ingest.durationMs" $c.linger | float64 }}
+{{- $budget := include "ingest.durationMs" $c.retryBudget | float64 }}
+{{- $call := include "ingest.durationMs" $c.firehoseCallTimeout | float64 }}
+{{- $timeout := include "ingest.durationMs" $c.requestTimeout | float64 }}
+{{- $zero := float64 0 }}
+{{- range $key := list "firehoseCallTimeout" "requestTimeout" "apiKeysReload" "readinessInterval" }}
+{{- if le (include "ingest.durationMs" (index $c $key) | float64) $zero }}
+{{- fail (printf "config.%s (%s) must be greater than 0" $key (index $c $key)) }}
+{{- end }}
+{{- end }}
+{{- /* INGEST_REQUEST_TIMEOUT > INGEST_RETRY_BUDGET + INGEST_FIREHOSE_CALL_TIMEOUT + 1 s */}}
+{{- if le $timeout (addf $budget $call 1000) }}
+{{- fail (printf "config.requestTimeout (%s) must be longer than config.retryBudget (%s) + config.firehoseCallTimeout (%s) + 1s, or requests run out of time while their records are still being retried; ingest refuses to start otherwise" $c.requestTimeout $c.retryBudget $c.firehoseCallTimeout) }}
+{{- end }}
+{{- /* INGEST_LINGER < INGEST_REQUEST_TIMEOUT - INGEST_FIREHOSE_CALL_TIMEOUT - 1 s */}}
+{{- if ge $linger (maxf (subf $timeout $call 1000) 0) }}
+{{- fail (printf "config.linger (%s) must be shorter than config.requestTimeout (%s) - config.firehoseCallTimeout (%s) - 1s, or a lone event is never sent in time; ingest refuses to start otherwise" $c.linger $c.requestTimeout $c.firehoseCallTimeout) }}
+{{- end }}
+{{- /* INGEST_SHUTDOWN_GRACE >= INGEST_REQUEST_TIMEOUT */}}
+{{- if lt (mulf $c.shutdownGraceSecs 1000) $timeout }}
+{{- fail (printf "config.shutdownGraceSecs (%d) must be at least config.requestTimeout (%s), so requests in flight at shutdown are answered before exit; ingest refuses to start otherwise" (int $c.shutdownGraceSecs) $c.requestTimeout) }}
 {{- end }}
 {{- end }}
