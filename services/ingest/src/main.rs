@@ -59,8 +59,9 @@ async fn start(
             // and never explained: say so now.
             anyhow::ensure!(
                 aws.region().is_some(),
-                "no AWS region: set AWS_REGION (or a profile's region); on EKS with IRSA the \
-                 pod identity webhook sets it"
+                "no AWS region: set AWS_REGION (or a profile's region; the Helm chart's \
+                 config.region). On EKS the pod identity webhook usually sets it for IRSA pods, \
+                 and instance metadata gives it where the pod can reach it"
             );
             ingest::sink::firehose_client(&aws)
         }
