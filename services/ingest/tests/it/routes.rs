@@ -798,6 +798,18 @@ async fn health_readiness_and_metrics_on_the_admin_router() {
     assert!(a.text.contains("# TYPE ingest_build_info gauge"));
 }
 
+/// The readiness watcher of `app`'s stream, as `Service::build` starts it: checks every 15 s,
+/// each given 10 s.
+fn watch_stream(app: &support::TestApp) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(Readiness::watch(
+        app.state.clone(),
+        std::sync::Arc::clone(&app.sink) as _,
+        "test-stream".to_owned(),
+        Duration::from_secs(15),
+        Duration::from_secs(10),
+    ))
+}
+
 /// DescribeDeliveryStream is limited to five calls per second per account and region (a hard
 /// limit), so a fleet's checks can be throttled: a throttled check must not take a pod out of
 /// the load balancer at once, and a pod with traffic must not call it at all.
@@ -813,13 +825,7 @@ async fn readiness_outlasts_throttled_checks_and_traffic_stands_in_for_them() {
         }
     };
     let ready = || app.state.readiness().is_ready();
-    let watcher = tokio::spawn(Readiness::watch(
-        app.state.clone(),
-        std::sync::Arc::clone(&app.sink) as _,
-        "test-stream".to_owned(),
-        Duration::from_secs(15),
-        Duration::from_secs(10),
-    ));
+    let watcher = watch_stream(&app);
     until_checks(1).await;
     assert!(ready(), "the first check found the stream");
 
@@ -887,13 +893,7 @@ async fn a_stream_check_without_an_answer_is_a_failed_check() {
     app.sink
         .check_hangs
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let watcher = tokio::spawn(Readiness::watch(
-        app.state.clone(),
-        std::sync::Arc::clone(&app.sink) as _,
-        "test-stream".to_owned(),
-        Duration::from_secs(15),
-        Duration::from_secs(10),
-    ));
+    let watcher = watch_stream(&app);
     tokio::time::sleep(Duration::from_secs(11)).await;
     let error = app.state.readiness().last_error().unwrap_or_default();
     assert!(
