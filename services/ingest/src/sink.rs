@@ -68,7 +68,7 @@ pub enum Retry {
 #[error("{code}: {message}")]
 pub struct SinkError {
     /// Error code: the AWS error code (`ResourceNotFoundException`, …) or a transport class
-    /// (`Timeout`, `Dispatch`, `Response`, `Construction`).
+    /// (`Timeout`, `Dispatch`, `Credentials`, `Response`, `Construction`).
     pub code: String,
     /// Human-readable summary, fit for clients.
     pub message: String,
@@ -172,6 +172,17 @@ where
             )
         }
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "call timed out".to_owned()),
+        // Credentials are resolved in the send phase, so a failing credential chain (no
+        // provider found, an STS error at an IRSA refresh) arrives as a dispatch failure.
+        SdkError::DispatchFailure(_) if credentials_error(err).is_some() => (
+            "Credentials".to_owned(),
+            format!(
+                "no AWS credentials: {}",
+                credentials_error(err)
+                    .map(|e| error_chain(e))
+                    .unwrap_or_default()
+            ),
+        ),
         SdkError::DispatchFailure(e) => {
             let what = if e.is_timeout() {
                 "timed out connecting to Firehose"
@@ -193,6 +204,32 @@ where
         _ => ("Unhandled".to_owned(), "unexpected SDK error".to_owned()),
     };
     SinkError::new(code, message).with_detail(format!("{err:?}"))
+}
+
+/// The credential chain's error somewhere in `err`'s sources, if that is why the call failed.
+fn credentials_error<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e aws_credential_types::provider::error::CredentialsError> {
+    let mut next = err.source();
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `err` and its sources, joined by ": " (a credentials error's own text is only its kind).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
 }
 
 /// Like [`sdk_error`], but names modeled errors by their variant when the response carried no

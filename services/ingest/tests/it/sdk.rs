@@ -127,6 +127,51 @@ async fn throttling_past_the_budget_leaves_only_failed_indexes_unaccepted() {
     );
 }
 
+/// A credential chain that finds nothing (no IRSA token file, say).
+#[derive(Debug)]
+struct NoCredentials;
+
+impl aws_sdk_firehose::config::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no web identity token file",
+            ),
+        ))
+    }
+}
+
+/// The SDK resolves credentials in the send phase, so a failing chain arrives as a dispatch
+/// failure; it is named for what it is, not "could not send the request to Firehose". (A real
+/// client: the mocks answer before credentials are resolved. Nothing listens at the endpoint,
+/// and nothing is sent: the chain fails first.)
+#[tokio::test]
+async fn a_failing_credential_chain_is_named_as_such() {
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .retry_config(RetryConfig::disabled())
+        .credentials_provider(NoCredentials)
+        .build();
+    let client = Client::from_conf(config);
+    let err = client
+        .put_batch("stream", records(1))
+        .await
+        .expect_err("no credentials");
+    assert_eq!(err.code, "Credentials", "{err:?}");
+    assert!(
+        err.message.contains("no AWS credentials") && err.message.contains("no web identity token"),
+        "{}",
+        err.message
+    );
+}
+
 #[tokio::test]
 async fn a_throttled_call_is_retriable_and_a_missing_stream_is_not() {
     let unavailable = mock!(Client::put_record_batch).then_error(|| {
