@@ -1058,17 +1058,11 @@ impl Sender {
         self.metrics.batch_records.observe(items.len() as f64);
         self.metrics.batch_bytes.observe(bytes as f64);
         let started = Instant::now();
-        let result = tokio::time::timeout(
+        let result = crate::sink::within(
             self.config.call_timeout,
             self.sink.put_batch(&self.stream, data),
         )
-        .await
-        .unwrap_or_else(|_| {
-            Err(SinkError::new(
-                "Timeout",
-                format!("no answer within {:?}", self.config.call_timeout),
-            ))
-        });
+        .await;
         self.metrics
             .put_batch_duration
             .observe(started.elapsed().as_secs_f64());

@@ -142,6 +142,23 @@ pub fn firehose_client(sdk: &aws_config::SdkConfig) -> aws_sdk_firehose::Client 
     aws_sdk_firehose::Client::from_conf(config)
 }
 
+/// `call`, or a retriable `Timeout` error once `limit` has passed without its answer: the SDK
+/// sets no read timeout, so every Firehose call the service waits for goes through this.
+///
+/// # Errors
+/// `call`'s error, or the timeout.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, SinkError>>,
+) -> Result<T, SinkError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(SinkError::new(
+            "Timeout",
+            format!("no answer within {limit:?}"),
+        ))
+    })
+}
+
 /// Where records go. Implemented for [`aws_sdk_firehose::Client`], and by fakes in tests.
 ///
 /// Methods return boxed futures so the producer and the HTTP state can hold an
@@ -173,25 +190,24 @@ where
         }
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "call timed out".to_owned()),
         // Credentials are resolved in the send phase, so a failing credential chain (no
-        // provider found, an STS error at an IRSA refresh) arrives as a dispatch failure.
-        SdkError::DispatchFailure(_) if credentials_error(err).is_some() => (
-            "Credentials".to_owned(),
-            format!(
-                "no AWS credentials: {}",
-                credentials_error(err)
-                    .map(|e| error_chain(e))
-                    .unwrap_or_default()
-            ),
-        ),
+        // provider found, an STS error at an IRSA refresh) arrives as a dispatch failure. Its
+        // own account (token file paths, role ARNs) stays in `detail`, for the log only.
         SdkError::DispatchFailure(e) => {
-            let what = if e.is_timeout() {
-                "timed out connecting to Firehose"
-            } else if e.is_io() {
-                "could not connect to Firehose"
+            if is_credentials_error(err) {
+                (
+                    "Credentials".to_owned(),
+                    "the service has no AWS credentials for Firehose".to_owned(),
+                )
             } else {
-                "could not send the request to Firehose"
-            };
-            ("Dispatch".to_owned(), what.to_owned())
+                let what = if e.is_timeout() {
+                    "timed out connecting to Firehose"
+                } else if e.is_io() {
+                    "could not connect to Firehose"
+                } else {
+                    "could not send the request to Firehose"
+                };
+                ("Dispatch".to_owned(), what.to_owned())
+            }
         }
         SdkError::ResponseError(_) => (
             "Response".to_owned(),
@@ -206,30 +222,10 @@ where
     SinkError::new(code, message).with_detail(format!("{err:?}"))
 }
 
-/// The credential chain's error somewhere in `err`'s sources, if that is why the call failed.
-fn credentials_error<'e>(
-    err: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e aws_credential_types::provider::error::CredentialsError> {
-    let mut next = err.source();
-    while let Some(e) = next {
-        if let Some(found) = e.downcast_ref() {
-            return Some(found);
-        }
-        next = e.source();
-    }
-    None
-}
-
-/// `err` and its sources, joined by ": " (a credentials error's own text is only its kind).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        next = e.source();
-    }
-    text
+/// Whether the credential chain's error is among `err`'s sources.
+fn is_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(err.source(), |e| e.source())
+        .any(|e| e.is::<aws_credential_types::provider::error::CredentialsError>())
 }
 
 /// Like [`sdk_error`], but names modeled errors by their variant when the response carried no

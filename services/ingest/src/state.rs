@@ -260,8 +260,8 @@ impl Readiness {
                     .failures
                     .fetch_add(1, Ordering::AcqRel)
                     .saturating_add(1);
-                let was_ok = self.stream_reachable();
-                if was_ok && failures < CHECK_FAILURES_BEFORE_UNREADY {
+                let still_ok = self.stream_reachable() && failures < CHECK_FAILURES_BEFORE_UNREADY;
+                if still_ok {
                     tracing::warn!(
                         error = %e,
                         failures,
@@ -269,7 +269,7 @@ impl Readiness {
                         "delivery stream check failed; still ready until this happens {CHECK_FAILURES_BEFORE_UNREADY} times in a row"
                     );
                 }
-                (was_ok && failures < CHECK_FAILURES_BEFORE_UNREADY, Some(e))
+                (still_ok, Some(e))
             }
         };
         let was = self.stream_ok.swap(ok, Ordering::AcqRel);
@@ -320,16 +320,7 @@ impl Readiness {
             let check = if calls > seen_calls {
                 StreamCheck::Reachable
             } else {
-                let result = tokio::time::timeout(check_timeout, sink.check(&stream))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(SinkError::new(
-                            "Timeout",
-                            format!(
-                                "DescribeDeliveryStream had no answer within {check_timeout:?}"
-                            ),
-                        ))
-                    });
+                let result = crate::sink::within(check_timeout, sink.check(&stream)).await;
                 if let Err(e) = &result {
                     tracing::debug!(error = %e, stream = %stream, "stream check failed");
                 }

@@ -67,14 +67,7 @@ impl StreamTarget {
     ) -> Result<Self, TargetError> {
         // The SDK sets no read timeout: a connection that stops answering must not hang the
         // start.
-        let checked = tokio::time::timeout(config.call_timeout, sink.check(stream))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ingest::sink::SinkError::new(
-                    "Timeout",
-                    format!("no answer within {:?}", config.call_timeout),
-                ))
-            });
+        let checked = ingest::sink::within(config.call_timeout, sink.check(stream)).await;
         checked.map_err(|e| {
             TargetError(format!(
                 "delivery stream {stream} ({location}) cannot take records ({e}); check --to-stream, the region and the credentials"

@@ -810,20 +810,21 @@ fn watch_stream(app: &support::TestApp) -> tokio::task::JoinHandle<()> {
     ))
 }
 
+/// Lets the watcher run (paused time jumps to its next check) until `sink` has seen `n` checks.
+async fn until_checks(sink: &FakeSink, n: usize) {
+    while sink.checks.load(std::sync::atomic::Ordering::SeqCst) < n {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// DescribeDeliveryStream is limited to five calls per second per account and region (a hard
 /// limit), so a fleet's checks can be throttled: a throttled check must not take a pod out of
 /// the load balancer at once, and a pod with traffic must not call it at all.
 #[tokio::test(start_paused = true)]
 async fn readiness_outlasts_throttled_checks_and_traffic_stands_in_for_them() {
     let app = app();
-    let sink = std::sync::Arc::clone(&app.sink);
-    let checks = || sink.checks.load(std::sync::atomic::Ordering::SeqCst);
-    // Lets the watcher run (paused time jumps to its next check) until `n` checks were made.
-    let until_checks = |n: usize| async move {
-        while checks() < n {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
+    let checks = || app.sink.checks.load(std::sync::atomic::Ordering::SeqCst);
+    let until_checks = |n: usize| until_checks(&app.sink, n);
     let ready = || app.state.readiness().is_ready();
     let watcher = watch_stream(&app);
     until_checks(1).await;
@@ -906,10 +907,7 @@ async fn a_stream_check_without_an_answer_is_a_failed_check() {
         .check_hangs
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let made = app.sink.checks.load(std::sync::atomic::Ordering::SeqCst);
-    while app.sink.checks.load(std::sync::atomic::Ordering::SeqCst) == made {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    until_checks(&app.sink, made + 1).await;
     assert!(app.state.readiness().is_ready());
     watcher.abort();
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_credential_types::credential_fn::provide_credentials_fn;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::config::retry::RetryConfig;
 use aws_sdk_firehose::operation::describe_delivery_stream::DescribeDeliveryStreamOutput;
@@ -127,25 +129,6 @@ async fn throttling_past_the_budget_leaves_only_failed_indexes_unaccepted() {
     );
 }
 
-/// A credential chain that finds nothing (no IRSA token file, say).
-#[derive(Debug)]
-struct NoCredentials;
-
-impl aws_sdk_firehose::config::ProvideCredentials for NoCredentials {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
-            aws_credential_types::provider::error::CredentialsError::not_loaded(
-                "no web identity token file",
-            ),
-        ))
-    }
-}
-
 /// The SDK resolves credentials in the send phase, so a failing chain arrives as a dispatch
 /// failure; it is named for what it is, not "could not send the request to Firehose". (A real
 /// client: the mocks answer before credentials are resolved. Nothing listens at the endpoint,
@@ -157,7 +140,10 @@ async fn a_failing_credential_chain_is_named_as_such() {
         .region(aws_sdk_firehose::config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .retry_config(RetryConfig::disabled())
-        .credentials_provider(NoCredentials)
+        // A credential chain that finds nothing (no IRSA token file, say).
+        .credentials_provider(provide_credentials_fn(|| async {
+            Err(CredentialsError::not_loaded("no web identity token file"))
+        }))
         .build();
     let client = Client::from_conf(config);
     let err = client
@@ -166,9 +152,17 @@ async fn a_failing_credential_chain_is_named_as_such() {
         .expect_err("no credentials");
     assert_eq!(err.code, "Credentials", "{err:?}");
     assert!(
-        err.message.contains("no AWS credentials") && err.message.contains("no web identity token"),
+        err.message.contains("no AWS credentials"),
         "{}",
         err.message
+    );
+    // Clients see the message; the chain's own account (paths, role ARNs) is for the log.
+    assert!(!err.message.contains("web identity"), "{}", err.message);
+    assert!(
+        err.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("no web identity token")),
+        "{err:?}"
     );
 }
 
