@@ -167,7 +167,7 @@ locals {
     invalid_state = "KMSKeyInvalidState"
     not_found     = "KMSKeyNotFound"
   }
-  stream_kms_alarm = var.create_alarms && var.stream_encryption_enabled && var.stream_kms_key_arn != null
+  stream_kms_alarm = var.create_alarms && local.stream_cmk
 }
 
 resource "aws_cloudwatch_log_metric_filter" "errors" {

@@ -72,7 +72,8 @@ locals {
         Resource = [var.newrelic_license_key_secret_arn]
       },
     ] : [],
-    local.use_secrets_manager && var.newrelic_license_key_secret_kms_key_arn != null ? [
+    # (A validation allows the key only with a secret.)
+    var.newrelic_license_key_secret_kms_key_arn != null ? [
       {
         Sid       = "DecryptLicenseKey"
         Effect    = "Allow"

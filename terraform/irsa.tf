@@ -56,7 +56,7 @@ locals {
     # from 2027-02-28) PutRecord/PutRecordBatch callers need these on the key, or they get
     # AccessDenied from KMS. No kms:ViaService condition: AWS's notice names none, and a wrong
     # guess here would reject every record at the front door.
-    var.stream_encryption_enabled && var.stream_kms_key_arn != null ? [{
+    local.stream_cmk ? [{
       Sid      = "EncryptRecordsWithStreamKey"
       Effect   = "Allow"
       Action   = ["kms:GenerateDataKey", "kms:Decrypt"]

@@ -24,6 +24,10 @@ locals {
   endpoint_url = coalesce(var.newrelic_endpoint_url, local.newrelic_firehose_urls[var.newrelic_region])
 
   use_secrets_manager = var.newrelic_license_key_secret_arn != null
+  # A customer-managed key for the stream (a validation allows one only with stream encryption).
+  stream_cmk = var.stream_kms_key_arn != null
+  # The shape of a KMS key ARN, for the validations of the three key inputs.
+  kms_key_arn_pattern = "^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$"
 
   function_name = "${var.name}-transform"
 

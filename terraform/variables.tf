@@ -84,7 +84,7 @@ variable "newrelic_license_key_secret_kms_key_arn" {
   default     = null
 
   validation {
-    condition     = var.newrelic_license_key_secret_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", coalesce(var.newrelic_license_key_secret_kms_key_arn, "-")))
+    condition     = var.newrelic_license_key_secret_kms_key_arn == null || can(regex(local.kms_key_arn_pattern, coalesce(var.newrelic_license_key_secret_kms_key_arn, "-")))
     error_message = "newrelic_license_key_secret_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
   }
 
@@ -231,7 +231,7 @@ variable "backup_kms_key_arn" {
   default     = null
 
   validation {
-    condition     = var.backup_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", coalesce(var.backup_kms_key_arn, "-")))
+    condition     = var.backup_kms_key_arn == null || can(regex(local.kms_key_arn_pattern, coalesce(var.backup_kms_key_arn, "-")))
     error_message = "backup_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
   }
 }
@@ -382,7 +382,7 @@ variable "stream_kms_key_arn" {
   default     = null
 
   validation {
-    condition     = var.stream_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", coalesce(var.stream_kms_key_arn, "-")))
+    condition     = var.stream_kms_key_arn == null || can(regex(local.kms_key_arn_pattern, coalesce(var.stream_kms_key_arn, "-")))
     error_message = "stream_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
   }
 
