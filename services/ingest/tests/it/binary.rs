@@ -48,17 +48,11 @@ impl Ingest {
             command.env(k, v);
         }
         let (child, mut logs) = spawn_logged(command);
-        let mut startup = Vec::new();
-        let listening = wait_log(&mut logs, |v| {
-            startup.push(v.clone());
-            v["message"] == "ingest listening"
-        })
-        .await;
+        let (listening, startup) = wait_started(&mut logs).await;
         let url = format!(
             "http://{}",
             listening["listen"].as_str().expect("listen addr")
         );
-        wait_log(&mut logs, |v| v["message"] == "delivery stream reachable").await;
         Self {
             child,
             logs,
@@ -100,6 +94,23 @@ pub(super) fn spawn_logged(mut command: Command) -> (Child, mpsc::UnboundedRecei
         }
     });
     (child, logs)
+}
+
+/// Waits until ingest logged both "ingest listening" and "delivery stream reachable", in either
+/// order: the readiness check runs beside the start-up, and on a busy host it can answer before
+/// the listeners are bound. Returns the listening line and every line up to it.
+pub(super) async fn wait_started(logs: &mut mpsc::UnboundedReceiver<Value>) -> (Value, Vec<Value>) {
+    let reachable = |v: &Value| v["message"] == "delivery stream reachable";
+    let mut startup = Vec::new();
+    let listening = wait_log(logs, |v| {
+        startup.push(v.clone());
+        v["message"] == "ingest listening"
+    })
+    .await;
+    if !startup.iter().any(reachable) {
+        wait_log(logs, reachable).await;
+    }
+    (listening, startup)
 }
 
 pub(super) async fn wait_log(

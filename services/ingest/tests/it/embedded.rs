@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::binary::{spawn_logged, wait_log};
+use crate::binary::{spawn_logged, wait_log, wait_started};
 
 struct Ingest {
     child: Child,
@@ -57,10 +57,9 @@ async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Ingest {
         warned["level"], "WARN",
         "the embedded default is announced loudly"
     );
-    let listening = wait_log(&mut logs, |v| v["message"] == "ingest listening").await;
+    let (listening, _) = wait_started(&mut logs).await;
     let url = format!("http://{}", listening["listen"].as_str().expect("listen"));
     let admin = format!("http://{}", listening["admin"].as_str().expect("admin"));
-    wait_log(&mut logs, |v| v["message"] == "delivery stream reachable").await;
     Ingest { child, url, admin }
 }
 
