@@ -142,6 +142,9 @@ pub fn firehose_client(sdk: &aws_config::SdkConfig) -> aws_sdk_firehose::Client 
     aws_sdk_firehose::Client::from_conf(config)
 }
 
+/// The error code of a [`RecordSink::check`] that found the stream, but not `ACTIVE`.
+pub const STREAM_NOT_ACTIVE: &str = "StreamNotActive";
+
 /// `call`, or a retriable `Timeout` error once `limit` has passed without its answer: the SDK
 /// sets no read timeout, so every Firehose call the service waits for goes through this.
 ///
@@ -215,7 +218,8 @@ where
         ),
         SdkError::ConstructionFailure(_) => (
             "Construction".to_owned(),
-            "the request could not be built (credentials or configuration)".to_owned(),
+            "the request could not be built (check the AWS region and endpoint settings)"
+                .to_owned(),
         ),
         _ => ("Unhandled".to_owned(), "unexpected SDK error".to_owned()),
     };
@@ -319,7 +323,7 @@ impl RecordSink for aws_sdk_firehose::Client {
                 Ok(())
             } else {
                 Err(SinkError {
-                    code: "StreamNotActive".to_owned(),
+                    code: STREAM_NOT_ACTIVE.to_owned(),
                     message: format!("delivery stream {stream} is {status}"),
                     retry: Retry::Retriable,
                     detail: None,

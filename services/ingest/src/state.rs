@@ -162,7 +162,9 @@ impl StreamCheck {
                     None => e.to_string(),
                 };
                 match e.code.as_str() {
-                    "ResourceNotFoundException" | "StreamNotActive" => Self::Refused(text),
+                    "ResourceNotFoundException" | crate::sink::STREAM_NOT_ACTIVE => {
+                        Self::Refused(text)
+                    }
                     _ => Self::Failed(text),
                 }
             }
@@ -360,7 +362,7 @@ mod tests {
             )
         };
         assert!(refused("ResourceNotFoundException"));
-        assert!(refused("StreamNotActive"));
+        assert!(refused(crate::sink::STREAM_NOT_ACTIVE));
         for code in [
             "LimitExceededException",
             "ThrottlingException",
