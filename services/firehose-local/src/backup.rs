@@ -371,10 +371,11 @@ impl Backup {
                 }
                 Err(e) => {
                     tracing::warn!(stream, key, error = %e, retry_in_ms = delay.as_millis(), "backup write failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.cutoff.cancelled() => {}
-                    }
+                    // Cut short by the cutoff, after which the next attempt ends the loop.
+                    let _ = self
+                        .cutoff
+                        .run_until_cancelled(tokio::time::sleep(delay))
+                        .await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }

@@ -335,10 +335,12 @@ impl Destination for HttpDelivery {
                         spec::backoff_base_ms(attempts - 1),
                         rand::rng().random_range(-1.0..=1.0),
                     ));
-                    tokio::select! {
-                        biased;
-                        () = give_up.cancelled() => {}
-                        () = tokio::time::sleep(delay) => spent += delay,
+                    if give_up
+                        .run_until_cancelled(tokio::time::sleep(delay))
+                        .await
+                        .is_some()
+                    {
+                        spent += delay;
                     }
                 }
                 // Retries left, and the grace period not over (before, while or just after

@@ -124,10 +124,7 @@ impl Destination for LocalDestination {
                     }
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "local destination write failed; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = give_up.cancelled() => {}
-                        }
+                        let _ = give_up.run_until_cancelled(tokio::time::sleep(delay)).await;
                         delay = (delay * 2).min(Duration::from_secs(30));
                     }
                 }
