@@ -261,6 +261,17 @@ run "a_customer_managed_stream_key_gets_a_kms_alarm" {
     )
     error_message = "A customer-managed stream key must get an alarm on Firehose's KMS error metrics."
   }
+
+  # What the other runs check of every alarm, for the one that exists only with a key.
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.stream_kms_errors[0].treat_missing_data == "notBreaching" &&
+      aws_cloudwatch_metric_alarm.stream_kms_errors[0].alarm_actions == toset(["arn:aws:sns:eu-west-1:123456789012:platform-alerts"]) &&
+      aws_cloudwatch_metric_alarm.stream_kms_errors[0].ok_actions == toset(["arn:aws:sns:eu-west-1:123456789012:platform-alerts"]) &&
+      alltrue([for q in aws_cloudwatch_metric_alarm.stream_kms_errors[0].metric_query : q.metric[0].period == 300 && q.metric[0].dimensions == tomap({ DeliveryStreamName = "events" }) if length(q.metric) > 0])
+    )
+    error_message = "The KMS alarm must not fire without traffic, must notify the topic on alarm and recovery, and must watch this stream over 5-minute periods."
+  }
 }
 
 run "an_existing_topic_wins_and_alarms_can_be_disabled" {
