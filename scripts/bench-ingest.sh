@@ -3,6 +3,7 @@
 #
 #   scripts/bench-ingest.sh                      # 3 rounds of 10 s runs, 256 connections
 #   DURATION=30s ROUNDS=5 CONNECTIONS=128 scripts/bench-ingest.sh
+#   SCENARIOS=single-hc ROUNDS=9 scripts/bench-ingest.sh   # only the load target's scenario
 #
 # In one run it starts, on free loopback ports:
 #   * fake-firehose  (examples/fake-firehose.rs): answers PutRecordBatch instantly, counts calls
@@ -45,6 +46,12 @@ HIGH_CONNECTIONS="${HIGH_CONNECTIONS:-1024}"
 THREADS="${THREADS:-2}"
 BATCH="${BATCH:-100}"
 PIN="${PIN:-0}"
+# Any of: single single-hc batch.
+SCENARIOS="${SCENARIOS:-single single-hc batch}"
+for name in $SCENARIOS; do
+  case "$name" in single | single-hc | batch) ;; *) echo "unknown scenario '$name' in SCENARIOS (single, single-hc, batch)" >&2; exit 2 ;; esac
+done
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 server_cpu=()
 load_cpu=()
 if [[ "$PIN" == 1 ]]; then
@@ -147,20 +154,22 @@ ratios() {
 pinned="all processes share $(nproc) cores"
 [[ "$PIN" == 1 ]] && pinned="server pinned to CPU 0; wrk and the fake Firehose on CPUs 1-$(($(nproc) - 1))"
 echo "== $DURATION per run, $ROUNDS rounds per scenario, $CONNECTIONS connections, $THREADS wrk threads, batch of $BATCH x 1 KB; $pinned"
-scenario single "$work/single.json" 1 "$CONNECTIONS"
+if wants single; then scenario single "$work/single.json" 1 "$CONNECTIONS"; fi
 # The same with enough connections that the linger no longer bounds a closed loop
 # (C / linger = 1024 / 10 ms ~ 100k req/s): what the CPU allows.
-scenario single-hc "$work/single.json" 1 "$HIGH_CONNECTIONS"
-scenario batch "$work/batch.json" "$BATCH" "$CONNECTIONS" forwarder
+if wants single-hc; then scenario single-hc "$work/single.json" 1 "$HIGH_CONNECTIONS"; fi
+if wants batch; then scenario batch "$work/batch.json" "$BATCH" "$CONNECTIONS" forwarder; fi
 
 echo
 cat "$work/summary"
 echo "(target >= 70 % of minimal; single-hc is single events at $HIGH_CONNECTIONS connections;"
 echo " forwarder: examples/forwarder.rs, the SDK alone with nothing of ingest's, in the batch scenario)"
-for name in single single-hc batch; do
+for name in $SCENARIOS; do
   awk -v name="$name" '{c += $1; r += $2} END {printf "ingest %s: %d events in %d PutRecordBatch calls = %.0f events per call\n", name, r, c, (c ? r / c : 0)}' \
     "$work/ingest-$name.calls"
 done
-awk '{c += $1; r += $2} END {printf "forwarder batch: %d events in %d calls = %.0f per call (one call per request)\n", r, c, (c ? r / c : 0)}' \
-  "$work/forwarder-batch.calls"
+if wants batch; then
+  awk '{c += $1; r += $2} END {printf "forwarder batch: %d events in %d calls = %.0f per call (one call per request)\n", r, c, (c ? r / c : 0)}' \
+    "$work/forwarder-batch.calls"
+fi
 echo "peak RSS: ingest $(awk '/VmHWM/ {print $2, $3}' "/proc/$ingest_pid/status"), minimal $(awk '/VmHWM/ {print $2, $3}' "/proc/$minimal_pid/status")"
