@@ -167,6 +167,9 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Respon
             tracing::event!(
                 target: ACCESS_TARGET,
                 $level,
+                // A `str` field rather than the trailing format string: the same `message`, in
+                // the same place, without formatting it through `Debug` for every line.
+                message = "request",
                 method,
                 route,
                 status = status.as_u16(),
@@ -176,7 +179,6 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Respon
                 request_id,
                 trace_id,
                 key_id,
-                "request"
             )
         };
     }
