@@ -54,6 +54,7 @@ pub(crate) fn enrich(
     if body.as_bytes().get(start) == Some(&b'{') {
         if scanner.scan(body, start).is_ok() && splice(body, &scanner.members, out) {
             stamp.finish(id_json, out);
+            one_line(out);
             return;
         }
         out.clear();
@@ -62,12 +63,33 @@ pub(crate) fn enrich(
         out.extend_from_slice(value.get().as_bytes());
         out.push(b',');
         stamp.finish(id_json, out);
+        one_line(out);
         return;
     }
     out.extend_from_slice(b"{\"message\":");
     json::write_escaped(out, body);
     out.push(b',');
     stamp.finish(id_json, out);
+}
+
+/// Turns the line breaks of valid JSON `out` into spaces, so a pretty-printed event leaves as
+/// one line, as the seed's `json.dumps` wrote it.
+///
+/// New Relic's Firehose endpoint appears to split a record on newlines and read each line as
+/// an event (`newrelic-logs.md` §1b: seen for NDJSON records, unconfirmed for multi-line
+/// objects); an object spread over lines would then arrive as broken fragments. In valid JSON a
+/// raw `\n` or `\r` can only be whitespace between tokens (RFC 8259 §7: inside strings they must
+/// be escaped), so replacing each with a space changes no value and no length: the response
+/// budget computed for the record still holds.
+fn one_line(out: &mut [u8]) {
+    if memchr::memchr2(b'\n', b'\r', out).is_none() {
+        return;
+    }
+    for byte in out.iter_mut() {
+        if matches!(*byte, b'\n' | b'\r') {
+            *byte = b' ';
+        }
+    }
 }
 
 /// `text` without one trailing `\n` or `\r\n`.
@@ -159,10 +181,32 @@ mod tests {
 
     #[test]
     fn whitespace_inside_members_is_kept_and_around_the_object_is_not() {
-        let input = "  {\n  \"a\" : 1 ,\n  \"b\":[ 2 ]\n}\n";
+        let input = "  {\t  \"a\" : 1 ,\t  \"b\":[ 2 ]\t}\n";
         assert_eq!(
             run(input),
-            format!("{{\n  \"a\" : 1,\n  \"b\":[ 2 ],{OURS}")
+            format!("{{\t  \"a\" : 1,\t  \"b\":[ 2 ],{OURS}")
+        );
+    }
+
+    #[test]
+    fn a_pretty_printed_event_leaves_as_one_line_with_its_values_unchanged() {
+        let input = "{\r\n  \"a\": 1,\n  \"s\": \"line\\nbreak\",\n  \"b\": [1,\n 2]\n}\n";
+        let out = run(input);
+        assert_eq!(
+            out,
+            format!("{{    \"a\": 1,   \"s\": \"line\\nbreak\",   \"b\": [1,  2],{OURS}")
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            parsed["s"], "line\nbreak",
+            "an escaped newline is data and stays"
+        );
+        assert_eq!(parsed["b"], serde_json::json!([1, 2]));
+        // The same for a value that is not an object, and for text (escaped, as before).
+        assert_eq!(run("[1,\n2]"), format!("{{\"message\":[1, 2],{OURS}"));
+        assert_eq!(
+            run("two\nlines"),
+            format!("{{\"message\":\"two\\nlines\",{OURS}")
         );
     }
 
