@@ -73,6 +73,8 @@ pub struct InvocationStats {
     pub failed_invalid_utf8: usize,
     /// `ProcessingFailed` because the transformed record did not fit the response budget.
     pub failed_over_budget: usize,
+    /// `ProcessingFailed` because the transformed record was over Firehose's record limit.
+    pub failed_over_record_limit: usize,
     /// Size of the event JSON.
     pub event_bytes: usize,
     /// Total decoded size of the records' data that was valid base64.
@@ -92,6 +94,7 @@ impl InvocationStats {
             Some(FailureReason::InvalidBase64) => self.failed_invalid_base64 += 1,
             Some(FailureReason::InvalidUtf8) => self.failed_invalid_utf8 += 1,
             Some(FailureReason::OverResponseBudget) => self.failed_over_budget += 1,
+            Some(FailureReason::OverRecordLimit) => self.failed_over_record_limit += 1,
             None => {}
         }
     }

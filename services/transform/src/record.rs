@@ -6,6 +6,8 @@
 
 use base64_simd::STANDARD as BASE64;
 
+use firehose_formats::limits::MAX_RECORD_BYTES;
+
 use crate::enrich::{self, Stamp};
 use crate::json;
 use crate::scan::ObjectScan;
@@ -48,6 +50,13 @@ pub enum FailureReason {
     /// Firehose backs it up instead of failing the whole batch.
     #[error("transformed record does not fit in the Lambda response budget")]
     OverResponseBudget,
+    /// The transformed record is larger than a Firehose record may be (1,024,000 bytes,
+    /// [`firehose_formats::limits::MAX_RECORD_BYTES`]; an HTTP-endpoint request carries no
+    /// larger record). Enrichment can push a record near the limit over it (escaping text can
+    /// double it), and what Firehose does with such a record is not documented; returned
+    /// unchanged, the record is backed up to S3 instead.
+    #[error("transformed record is larger than Firehose's 1,024,000-byte record limit")]
+    OverRecordLimit,
 }
 
 impl FailureReason {
@@ -58,6 +67,7 @@ impl FailureReason {
             Self::InvalidBase64 => "invalid_base64",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::OverResponseBudget => "over_response_budget",
+            Self::OverRecordLimit => "over_record_limit",
         }
     }
 }
@@ -136,6 +146,9 @@ impl Scratch {
             return Outcome::Dropped;
         }
         enrich::enrich(text, id_json, stamp, &mut self.scanner, &mut self.payload);
+        if self.payload.len() > MAX_RECORD_BYTES {
+            return Outcome::Failed(FailureReason::OverRecordLimit);
+        }
         Outcome::Transformed
     }
 
@@ -185,6 +198,27 @@ mod tests {
             decoded(&out),
             r#"{"level":"INFO","n":1.10,"transformed":true,"_transformed_ts":1770249600000,"_record_id":"rec-1"}"#
         );
+    }
+
+    #[test]
+    fn a_record_enriched_past_the_record_limit_fails_with_the_data_unchanged() {
+        // An object that fits the limit by itself, and our three members take it over.
+        let object = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_RECORD_BYTES - 10));
+        assert!(object.len() <= MAX_RECORD_BYTES);
+        let data = b64(object.as_bytes());
+        let out = transform_record("rec-1", &data, NOW);
+        assert_eq!(out.result, RecordResult::ProcessingFailed);
+        assert_eq!(out.failure, Some(FailureReason::OverRecordLimit));
+        assert_eq!(out.data, data, "returned unchanged, for the backup");
+        // Text that escaping doubles: 600,000 quotes are 1,200,000 bytes once escaped.
+        let data = b64("\"".repeat(600_000).as_bytes());
+        let out = transform_record("rec-2", &data, NOW);
+        assert_eq!(out.failure, Some(FailureReason::OverRecordLimit));
+        // The largest record that still fits is enriched.
+        let fits = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_RECORD_BYTES - 200));
+        let out = transform_record("rec-3", &b64(fits.as_bytes()), NOW);
+        assert_eq!(out.result, RecordResult::Ok);
+        assert!(decoded(&out).len() <= MAX_RECORD_BYTES);
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
         failed_invalid_base64 = stats.failed_invalid_base64,
         failed_invalid_utf8 = stats.failed_invalid_utf8,
         failed_over_budget = stats.failed_over_budget,
+        failed_over_record_limit = stats.failed_over_record_limit,
         event_bytes = stats.event_bytes,
         decoded_bytes = stats.decoded_bytes,
         response_bytes = stats.response_bytes,
