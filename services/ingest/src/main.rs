@@ -79,7 +79,28 @@ async fn start(
             embedded.client
         }
     };
-    let service = Service::build(&config, Arc::new(client))?;
+    let served = serve(&config, client).await;
+    // Whatever ended the front door (a drained shutdown or an error), everything it
+    // acknowledged is in the local Firehose, which now flushes (delivers or backs up) before
+    // we exit. Dropping the handle instead would leave the flush to a task that the runtime
+    // aborts as soon as `main` returns.
+    #[cfg(feature = "embedded")]
+    if let Some(local) = local {
+        let flushed = local.shutdown().await;
+        if let (Err(_), Err(e)) = (&served, &flushed) {
+            // Only the first error is returned; this one must not go unseen.
+            tracing::error!(error = %e, "the local Firehose could not flush");
+        }
+        served?;
+        flushed?;
+        return Ok(());
+    }
+    served
+}
+
+/// Binds both listeners and serves until `shutdown_signal` and the drain are over.
+async fn serve(config: &Config, client: aws_sdk_firehose::Client) -> anyhow::Result<()> {
+    let service = Service::build(config, Arc::new(client))?;
     let public = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on INGEST_LISTEN={}: {e}", config.listen))?;
@@ -99,17 +120,11 @@ async fn start(
         delay: config.shutdown_delay,
         grace: config.shutdown_grace,
     };
-    ingest::run(public, admin, service.state, drain, shutdown_signal()).await?;
+    let served = ingest::run(public, admin, service.state, drain, shutdown_signal()).await;
     for task in service.background {
         task.abort();
     }
-    // The front door has drained: everything it acknowledged is in the local Firehose, which
-    // now flushes (delivers or backs up) before we exit.
-    #[cfg(feature = "embedded")]
-    if let Some(local) = local {
-        local.shutdown().await?;
-    }
-    Ok(())
+    served.map_err(Into::into)
 }
 
 /// SIGTERM (what Kubernetes sends) or Ctrl-C.
