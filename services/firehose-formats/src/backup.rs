@@ -58,9 +58,10 @@ pub enum PrefixError {
     /// An error-output prefix without `!{firehose:error-output-type}`.
     #[error("an error-output prefix must contain !{{firehose:error-output-type}}")]
     ErrorTypeMissing,
-    /// A timestamp pattern letter outside `yyyy yy MM dd HH mm ss`.
+    /// A timestamp pattern letter outside `yyyy yy MM dd HH mm ss` (unquoted), an unclosed
+    /// `'`, or a character Java reserves (`[ ] # { }`).
     #[error(
-        "unsupported timestamp pattern {0:?} (supported: yyyy, yy, MM, dd, HH, mm, ss and literals)"
+        "unsupported timestamp pattern {0:?} (supported: yyyy, yy, MM, dd, HH, mm, ss, text in single quotes, and characters other than letters and [ ] # {{ }})"
     )]
     BadTimestampPattern(String),
     /// The evaluated prefix is longer than 512 characters.
@@ -68,16 +69,54 @@ pub enum PrefixError {
     TooLong(usize),
 }
 
-/// Formats `at` with a Java `DateTimeFormatter`-style pattern (the subset Firehose users write).
+/// Formats `at` with a Java `DateTimeFormatter` pattern, the subset Firehose users write:
+/// `yyyy yy MM dd HH mm ss`, text in single quotes copied without them (`'year='yyyy`,
+/// `yyyy'-'MM`), `''` for a quote, and any other character that is not a letter copied as it is.
+///
+/// Other pattern letters (`H`, `YYYY`, `MMM`, …), which Java and so AWS may accept, are refused
+/// rather than formatted differently from AWS; so are Java's optional-section and reserved
+/// characters `[ ] # { }`, and an unclosed quote (Java refuses both).
 ///
 /// # Errors
-/// [`PrefixError::BadTimestampPattern`] for letters outside the supported set.
+/// [`PrefixError::BadTimestampPattern`] for anything outside that subset.
 pub fn format_timestamp(pattern: &str, at: OffsetDateTime) -> Result<String, PrefixError> {
+    let bad = || PrefixError::BadTimestampPattern(pattern.to_owned());
     let mut out = String::new();
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if c == '\'' {
+            // `''` is a quote; otherwise the text up to the closing quote, in which `''` is a
+            // quote too.
+            i += 1;
+            if chars.get(i) == Some(&'\'') {
+                out.push('\'');
+                i += 1;
+                continue;
+            }
+            loop {
+                match (chars.get(i), chars.get(i + 1)) {
+                    (None, _) => return Err(bad()),
+                    (Some('\''), Some('\'')) => {
+                        out.push('\'');
+                        i += 2;
+                    }
+                    (Some('\''), _) => {
+                        i += 1;
+                        break;
+                    }
+                    (Some(&text), _) => {
+                        out.push(text);
+                        i += 1;
+                    }
+                }
+            }
+            continue;
+        }
+        if matches!(c, '[' | ']' | '#' | '{' | '}') {
+            return Err(bad());
+        }
         if !c.is_ascii_alphabetic() {
             out.push(c);
             i += 1;
@@ -92,7 +131,7 @@ pub fn format_timestamp(pattern: &str, at: OffsetDateTime) -> Result<String, Pre
             ('H', 2) => format!("{:02}", at.hour()),
             ('m', 2) => format!("{:02}", at.minute()),
             ('s', 2) => format!("{:02}", at.second()),
-            _ => return Err(PrefixError::BadTimestampPattern(pattern.to_owned())),
+            _ => return Err(bad()),
         };
         out.push_str(&piece);
         i += run;
@@ -156,7 +195,10 @@ pub fn evaluate_prefix(
 
 /// The object name after the prefix: `<stream>-<version>-YYYY-MM-dd-HH-mm-ss-<uuid><extension>`.
 ///
-/// `at` is the write time in UTC; `extension` is `""` or e.g. [`GZIP_EXTENSION`].
+/// `at` is the approximate arrival time of the oldest record in the object, in UTC, as for the
+/// prefix: the one real sample at hand (facts §2.2, a `processing-failed` object) names its
+/// record's arrival second, not the later write time. `extension` is `""` or e.g.
+/// [`GZIP_EXTENSION`].
 #[must_use]
 pub fn object_name(
     stream: &str,
@@ -350,6 +392,41 @@ mod tests {
             evaluate_prefix(&"a".repeat(513), None, at, &mut no_random),
             Err(PrefixError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn quoted_text_in_timestamp_patterns_is_copied_without_its_quotes() {
+        let at = datetime!(2026-03-04 11:48:32 UTC);
+        let cases = [
+            ("yyyy'-'MM'-'dd", "2026-03-04"),
+            ("'year='yyyy/'month='MM", "year=2026/month=03"),
+            ("yyyy/MM/dd/HH/", "2026/03/04/11/"),
+            ("''yy''", "'26'"),
+            ("'it''s' HH", "it's 11"),
+            ("'dt='yyyy-MM-dd' 'HH:mm:ss", "dt=2026-03-04 11:48:32"),
+        ];
+        for (pattern, want) in cases {
+            assert_eq!(
+                format_timestamp(pattern, at).as_deref(),
+                Ok(want),
+                "{pattern}"
+            );
+        }
+        for pattern in [
+            "yyyy'", "'open", "yyyy[MM]", "yyyy#", "H", "YYYY", "MMM", "year",
+        ] {
+            assert!(
+                matches!(
+                    format_timestamp(pattern, at),
+                    Err(PrefixError::BadTimestampPattern(_))
+                ),
+                "{pattern}"
+            );
+        }
+        assert_eq!(
+            evaluate_prefix("!{timestamp:'dt='yyyy'-'MM}/", None, at, &mut no_random),
+            Ok("dt=2026-03/".into())
+        );
     }
 
     #[test]

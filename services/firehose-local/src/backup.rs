@@ -82,6 +82,13 @@ impl BackupStore for LocalDirStore {
                 path: path.clone(),
                 source,
             };
+            // `Config::validate` refuses prefixes that would make such keys.
+            if !crate::config::stays_inside(&key) {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the object key would leave the backup directory",
+                )));
+            }
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent).await.map_err(io)?;
             }
@@ -303,12 +310,16 @@ impl Backup {
                     Compression::Gzip => layout::GZIP_EXTENSION,
                     Compression::None => "",
                 };
+                // The name's time is the oldest record's arrival too, like the prefix's: in the
+                // real processing-failed object of facts §2.2 (UKHO), the name says 11-48-32,
+                // the record's arrivalTimestamp is 11:48:32.364, and Firehose stopped trying at
+                // 11:50:07 (attemptEndingTimestamp), so the write came later still.
                 format!(
                     "{p}{}",
                     layout::object_name(
                         stream,
                         self.version,
-                        OffsetDateTime::now_utc(),
+                        datetime_from_ms(oldest_ms),
                         &uuid::Uuid::new_v4().to_string(),
                         ext
                     )
@@ -423,6 +434,23 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test]
+    async fn the_local_store_writes_no_key_outside_its_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("backup");
+        let store = LocalDirStore::new(dir.clone());
+        for key in ["../outside", "/abs", "a/../../outside", "./a"] {
+            let err = store.put(key.to_owned(), b"x".to_vec()).await;
+            assert!(err.is_err(), "{key}");
+        }
+        assert!(!root.path().join("outside").exists());
+        store
+            .put("a/b..c/d".to_owned(), b"x".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(dir.join("a/b..c/d")).unwrap(), b"x");
     }
 
     #[tokio::test]

@@ -599,7 +599,10 @@ const ERROR_OUTPUT_TYPES: [ErrorOutputType; 2] = [
 
 /// Evaluates a backup prefix the way every backup write will, so a prefix that cannot be
 /// evaluated stops the start instead of failing each write later, when its records can only be
-/// logged as lost. AWS refuses such prefixes when the stream is created (facts §2.1–2.2).
+/// logged as lost. AWS checks the prefix rules when the stream is created (facts §2.1–2.2);
+/// for timestamp patterns firehose-local is stricter than AWS (see
+/// [`layout::format_timestamp`]): a pattern letter it does not implement is refused here rather
+/// than formatted differently.
 ///
 /// `uses` are the error-output types the prefix is evaluated with (`None`: source records). The
 /// expressions take their longest values, so the 512-character limit holds for every object:
@@ -614,7 +617,17 @@ fn check_prefix(
     let at = time::OffsetDateTime::UNIX_EPOCH;
     for &kind in uses {
         let mut random = || "x".repeat(layout::RANDOM_STRING_LEN);
-        if let Err(e) = layout::evaluate_prefix(template, kind, at, &mut random) {
+        let evaluated = layout::evaluate_prefix(template, kind, at, &mut random);
+        if let Ok(key) = &evaluated
+            && !stays_inside(key)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "streams[{stream}].backup.{field} {template:?} starts with `/` or has a `.` or \
+                 `..` segment: S3 would keep those as characters of the key, but firehose-local \
+                 also writes backups as files under --dir, and such a key would not stay inside it"
+            )));
+        }
+        if let Err(e) = evaluated {
             let used_for = kind.map_or_else(
                 || "source-record backups".to_owned(),
                 |k| {
@@ -633,6 +646,15 @@ fn check_prefix(
     Ok(())
 }
 
+/// Whether `key`, taken as a relative path, names a file under the directory it is joined to:
+/// not absolute, no `.` or `..` segment. (`LocalDirStore` checks every key the same way.)
+pub(crate) fn stays_inside(key: &str) -> bool {
+    !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+}
+
 /// What to change in a prefix that failed with `e`.
 const fn prefix_fix(e: &layout::PrefixError) -> &'static str {
     use layout::PrefixError as E;
@@ -645,7 +667,8 @@ const fn prefix_fix(e: &layout::PrefixError) -> &'static str {
         }
         E::BadTimestampPattern(_) => {
             "write the pattern with yyyy, yy, MM, dd, HH, mm and ss (letters are case-sensitive \
-             and two wide: HH, not H; yyyy, not YYYY)"
+             and two wide: HH, not H; yyyy, not YYYY), put other text in single quotes \
+             ('year='yyyy), and close every quote"
         }
         E::TooLong(_) => {
             "shorten it: an evaluated prefix may have at most 512 characters, counted with the \
@@ -817,6 +840,20 @@ streams:
             let msg = err_prefix(prefix).expect_err(prefix);
             assert!(msg.contains(eop) && msg.contains(why), "{prefix}: {msg}");
         }
+        for escaping in [
+            "/abs/!{firehose:error-output-type}/",
+            "../!{firehose:error-output-type}/",
+            "e/./!{firehose:error-output-type}/",
+            "e/!{firehose:error-output-type}/../../x",
+        ] {
+            let msg = err_prefix(escaping).expect_err(escaping);
+            assert!(
+                msg.contains(eop) && msg.contains("would not stay inside"),
+                "{escaping}: {msg}"
+            );
+        }
+        err_prefix("e..f/!{timestamp:'..'yyyy}/!{firehose:error-output-type}/")
+            .expect("dots inside a segment are characters");
         // 18 + 494 = 512 characters as `processing-failed/…`, but 515 as
         // `http-endpoint-failed/…`: too long for the longer error-output type.
         let long = format!("!{{firehose:error-output-type}}/{}", "a".repeat(494));

@@ -79,10 +79,11 @@ impl Destination for LocalDestination {
             let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(oldest) * 1_000_000)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             let prefix = layout::format_timestamp("yyyy/MM/dd/HH/", at).unwrap_or_default();
+            // Named like an S3 object, by the oldest record's arrival (see `backup`).
             let name = layout::object_name(
                 &self.stream,
                 self.version,
-                OffsetDateTime::now_utc(),
+                at,
                 &uuid::Uuid::new_v4().to_string(),
                 LOCAL_EXTENSION,
             );

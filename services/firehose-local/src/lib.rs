@@ -288,6 +288,9 @@ pub async fn run(
 }
 
 /// A local Firehose running in the background on a loopback port.
+///
+/// Await [`EmbeddedHandle::shutdown`] before the host exits, on error paths too: records it
+/// answered with 200 are only in memory until they are delivered or backed up.
 #[derive(Debug)]
 pub struct EmbeddedHandle {
     addr: SocketAddr,
@@ -330,7 +333,10 @@ impl EmbeddedHandle {
 
 impl Drop for EmbeddedHandle {
     fn drop(&mut self) {
-        // Dropped without `shutdown()`: still stop and flush in the background.
+        // Dropped without `shutdown()`: the server still stops and flushes, but in a background
+        // task, which lives only as long as the runtime. A host that exits after dropping the
+        // handle loses whatever was not yet delivered or backed up: call `shutdown()` and await
+        // it on every exit path.
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
