@@ -331,6 +331,9 @@ fn default_region() -> String {
 fn default_account_id() -> String {
     DEFAULT_ACCOUNT_ID.to_owned()
 }
+/// Longest `shutdown_grace_secs` accepted: one hour.
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 3600;
+
 const fn default_shutdown_grace_secs() -> u64 {
     30
 }
@@ -448,6 +451,13 @@ impl Config {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
         if self.streams.is_empty() {
             return bad("at least one entry in `streams` is required".into());
+        }
+        // It is added to the clock at shutdown; an hour is more than any flush needs.
+        if self.shutdown_grace_secs > MAX_SHUTDOWN_GRACE_SECS {
+            return bad(format!(
+                "shutdown_grace_secs must be 0-{MAX_SHUTDOWN_GRACE_SECS}, got {}",
+                self.shutdown_grace_secs
+            ));
         }
         for share in [
             ("faults.throttle_share", self.faults.throttle_share),
@@ -807,6 +817,14 @@ streams:
     /// records lost); AWS refuses such prefixes when the stream is created, so must `validate`.
     #[test]
     fn prefixes_that_cannot_be_evaluated_are_refused_at_start() {
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        c.shutdown_grace_secs = u64::MAX;
+        let msg = c
+            .validate()
+            .expect_err("a grace past the clock")
+            .to_string();
+        assert!(msg.contains("shutdown_grace_secs must be 0-3600"), "{msg}");
+
         let err_prefix = |p: &str| {
             let mut c = Config::local_default(Path::new("/tmp/x"));
             c.streams[0].backup.error_output_prefix = Some(p.to_owned());

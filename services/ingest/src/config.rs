@@ -192,6 +192,11 @@ pub enum ConfigError {
         /// The request timeout.
         timeout: Duration,
     },
+    /// More concurrent calls than the service can track.
+    #[error(
+        "INGEST_MAX_CONCURRENT_CALLS must be at most {MAX_CONCURRENT_CALLS}, got {0} (Firehose's quotas are reached with far fewer)"
+    )]
+    TooManyCalls(usize),
     /// A rate that is negative or not a number.
     #[error("INGEST_RATE_LIMIT_RPS must be a number >= 0, got {0}")]
     Rate(String),
@@ -221,6 +226,9 @@ impl Config {
         }
         if self.max_concurrent_calls == 0 {
             return Err(ConfigError::Zero("INGEST_MAX_CONCURRENT_CALLS"));
+        }
+        if self.max_concurrent_calls > MAX_CONCURRENT_CALLS {
+            return Err(ConfigError::TooManyCalls(self.max_concurrent_calls));
         }
         if self.max_events == 0 {
             return Err(ConfigError::Zero("INGEST_MAX_EVENTS"));
@@ -294,14 +302,23 @@ impl Config {
     }
 }
 
+/// Most `PutRecordBatch` calls in flight that `INGEST_MAX_CONCURRENT_CALLS` may ask for. Each is
+/// a permit of one semaphore, and hundreds already reach a stream's request quota.
+pub const MAX_CONCURRENT_CALLS: usize = 4096;
+
+/// Longest duration any setting takes (7 days). Every duration is added to a clock reading
+/// somewhere (deadlines, timers), and a sum past what the clock can hold would panic; no
+/// setting of this service has a use for more.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Time kept between the last moment a request's events may be sent and its timeout, for the
 /// call's answer to be turned into the response.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+/// Parses `250ms`, `10s`, `2m` or a bare number of seconds, at most [`MAX_DURATION`].
 ///
 /// # Errors
-/// A message naming the accepted forms.
+/// A message naming the accepted forms, or the longest duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -321,7 +338,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the longest duration accepted, 7 days (10080m)"
+        ));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -374,6 +397,15 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("10080m"), Ok(MAX_DURATION));
+        for huge in ["10081m", "99999999999", "18446744073709551616s"] {
+            parse_duration(huge).expect_err(huge);
+        }
+        let err = parse_duration("10081m").expect_err("over 7 days");
+        assert!(
+            err.contains("longer than the longest duration accepted, 7 days"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -406,6 +438,33 @@ mod tests {
             Err(ConfigError::Zero("INGEST_MAX_EVENTS"))
         );
         assert_eq!(parse(&[]).max_events, 100_000);
+        assert_eq!(
+            parse(&["--max-concurrent-calls", "0"]).validate(),
+            Err(ConfigError::Zero("INGEST_MAX_CONCURRENT_CALLS"))
+        );
+        let err = parse(&["--max-concurrent-calls", "4097"])
+            .validate()
+            .expect_err("more calls than a semaphore should hold");
+        assert!(err.to_string().contains("at most 4096"), "{err}");
+        parse(&["--max-concurrent-calls", "4096"])
+            .validate()
+            .expect("the largest accepted");
+        // The longest durations together: validation adds them, and must not overflow.
+        let week = "10080m";
+        let c = parse(&[
+            "--retry-budget",
+            week,
+            "--call-timeout",
+            week,
+            "--request-timeout",
+            week,
+            "--shutdown-grace",
+            week,
+        ]);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TimeoutBelowBudget { .. })
+        ));
         let c = parse(&["--rate-limit-burst", "0"]);
         assert_eq!(
             c.validate(),

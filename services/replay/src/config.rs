@@ -111,7 +111,9 @@ pub struct Config {
         long,
         env = "REPLAY_RETRY_BUDGET_SECS",
         default_value_t = 60,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        // Added to the clock for every batch; a day is more than any outage worth waiting out.
+        value_parser = clap::value_parser!(u64).range(..=86_400)
     )]
     pub retry_budget_secs: u64,
 
@@ -291,6 +293,22 @@ mod tests {
             "http://h/",
         ];
         assert!(Config::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn a_retry_budget_past_a_day_is_refused_by_the_parser() {
+        let args = [
+            "replay",
+            "s3://b/",
+            "--to-stream",
+            "s",
+            "--retry-budget-secs",
+        ];
+        let with = |v: &'static str| Config::try_parse_from(args.iter().copied().chain([v]));
+        assert!(with("86400").is_ok());
+        let err = with("86401").unwrap_err().to_string();
+        assert!(err.contains("86401") && err.contains("0..=86400"), "{err}");
+        assert!(with("18446744073709551615").is_err());
     }
 
     #[test]
