@@ -33,7 +33,10 @@
 //!    and never sent afterwards. Records inside a call get that call's answer. So the submitter
 //!    is answered at most one call timeout after its deadline, and a record reported as not
 //!    accepted is never sent afterwards by this producer (if its last call ended without an
-//!    answer, Firehose may have it anyway: step 4).
+//!    answer, Firehose may have it anyway: step 4). The submitter's future does the
+//!    withdrawing at the deadline; a call being filled checks the deadline of each record it
+//!    takes as well, so even the records of a submitter that went away (a dropped future: the
+//!    client disconnected) never go into a call after their deadline.
 //!
 //! A submission's bytes count against the in-flight cap until the producer lets go of the
 //! last of its records (answered, or dropped after a withdrawal), so the cap bounds what is
@@ -259,7 +262,8 @@ impl ProducerHandle {
     /// record is answered. With `send_by`, records not inside a `PutRecordBatch` call when it
     /// passes are withdrawn (module docs, step 5), so the future resolves at most
     /// [`ProducerConfig::call_timeout`] after `send_by`. Dropping the future does not
-    /// withdraw the records: they are still sent.
+    /// withdraw the records before their deadline (they may still be sent until then), and
+    /// none is put into a call after it.
     pub fn submit_until(
         &self,
         records: Vec<Bytes>,
@@ -311,7 +315,7 @@ impl ProducerHandle {
             Admission::Empty
         } else if let Some(reserved) = self.reserve(bytes, held) {
             let shared = Arc::clone(&self.shared);
-            let pending = Arc::new(Pending::new(records.len(), reserved, shared));
+            let pending = Arc::new(Pending::new(records.len(), reserved, send_by, shared));
             if self.queue.push(&pending, records) {
                 Admission::Queued(Reply { pending }, send_by)
             } else {
@@ -473,6 +477,10 @@ impl Drop for Reservation {
 #[derive(Debug)]
 struct Pending {
     state: Mutex<PendingState>,
+    /// The submission's send deadline. The submitter's future withdraws the records when it
+    /// passes; [`Pending::claim`] checks it too, so a record is never put into a call after
+    /// it, even when that future was dropped (a client that went away) or has not run yet.
+    send_by: Option<Instant>,
     shared: Arc<Shared>,
     /// The submission's bytes against the in-flight cap, released by the last record let go of.
     bytes: usize,
@@ -517,8 +525,9 @@ const NOT_SENT_IN_TIME: &str = "not sent before the request's deadline: every Pu
 const STOPPED: &str = "the producer stopped before the record was sent";
 
 impl Pending {
-    fn new(records: usize, bytes: usize, shared: Arc<Shared>) -> Self {
+    fn new(records: usize, bytes: usize, send_by: Option<Instant>, shared: Arc<Shared>) -> Self {
         Self {
+            send_by,
             state: Mutex::new(PendingState {
                 slots: std::iter::repeat_with(|| Slot::Waiting)
                     .take(records)
@@ -570,10 +579,15 @@ impl Pending {
         Self::reply_if_done(state);
     }
 
-    /// Marks record `index` as inside a call, unless it was answered (withdrawn) already.
-    fn claim(&self, index: usize) -> bool {
+    /// Marks record `index` as inside a call, unless it was answered (withdrawn) already or the
+    /// send deadline has passed at `now`, which withdraws the submission here and now.
+    fn claim(&self, index: usize, now: Instant) -> bool {
         let mut state = self.lock();
         if state.withdrawn {
+            return false;
+        }
+        if self.send_by.is_some_and(|at| now >= at) {
+            self.withdraw_locked(state);
             return false;
         }
         match state.slots.get_mut(index) {
@@ -612,7 +626,10 @@ impl Pending {
     /// The deadline passed: answers every waiting record as not accepted; records inside a
     /// call keep waiting for it.
     fn withdraw(&self) {
-        let mut state = self.lock();
+        self.withdraw_locked(self.lock());
+    }
+
+    fn withdraw_locked(&self, mut state: std::sync::MutexGuard<'_, PendingState>) {
         state.withdrawn = true;
         let mut withdrawn = 0usize;
         for slot in &mut state.slots {
@@ -878,9 +895,10 @@ impl Item {
         self.pending.resolve(self.index, answer);
     }
 
-    /// Marks the record as inside a call; `false` if it was withdrawn (then drop it).
-    fn claim(&mut self) -> bool {
-        let claimed = self.pending.claim(self.index);
+    /// Marks the record as inside a call starting at `now`; `false` if it was withdrawn (then
+    /// drop it).
+    fn claim(&mut self, now: Instant) -> bool {
+        let claimed = self.pending.claim(self.index, now);
         self.answered |= !claimed;
         claimed
     }
@@ -995,9 +1013,11 @@ impl Sender {
         let budget_ends = Instant::now() + self.config.retry_budget;
         let mut attempt: u32 = 0;
         loop {
-            // Records whose submission was withdrawn (its deadline passed) are answered already
-            // and must not be sent now; the rest are marked as inside this call.
-            items.retain_mut(Item::claim);
+            // Records whose submission was withdrawn (or whose deadline has passed: it is
+            // withdrawn now) are answered and must not be sent; the rest are marked as inside
+            // this call.
+            let now = Instant::now();
+            items.retain_mut(|item| item.claim(now));
             if items.is_empty() {
                 return;
             }
@@ -1850,6 +1870,30 @@ mod tests {
         // b's batch got the slot after a's call: none of it went out.
         producer.drained().await;
         assert_eq!(sink.calls(), vec![recs("a", 2)]);
+        assert_eq!(metrics.inflight_bytes.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_deadline_no_record_goes_into_a_call_even_when_nobody_waits_for_it() {
+        let (sink, gate) = gated();
+        let config = ProducerConfig {
+            max_concurrent_calls: 1,
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        let a = tokio::spawn(producer.submit(recs("a", 2)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The client of `b` goes away: its future is dropped unpolled, so its own timer never
+        // withdraws the records. They are queued all the same.
+        drop(producer.submit_until(recs("b", 3), Some(Instant::now() + Duration::from_secs(1))));
+        assert_eq!(producer.inflight_bytes(), 16 + 24);
+        // The slot frees long after b's deadline.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        gate.add_permits(10);
+        assert!(matches!(a.await.unwrap(), SubmitOutcome::Accepted { .. }));
+        producer.drained().await;
+        assert_eq!(sink.calls(), vec![recs("a", 2)], "b was never sent");
+        assert_eq!(metrics.records_unaccepted.get(), 3);
         assert_eq!(metrics.inflight_bytes.get(), 0);
     }
 
