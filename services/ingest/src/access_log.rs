@@ -192,6 +192,7 @@ mod tests {
     }
 
     fn lines(emit: impl FnOnce()) -> Vec<Value> {
+        let _serial = crate::scoped_subscriber_lock();
         let sink = Sink::default();
         let subscriber = tracing_subscriber::registry().with(AccessLog::new(sink.clone()));
         tracing::subscriber::with_default(subscriber, emit);

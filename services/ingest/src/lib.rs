@@ -282,3 +282,15 @@ pub async fn run(
     tracing::info!("shutdown complete");
     result
 }
+
+/// Held by the unit tests that install a scoped `tracing` subscriber. `tracing` caches each
+/// callsite's interest globally, from every subscriber alive when it is computed, so two such
+/// tests with different filters on parallel threads (`cargo test`; nextest runs each test in a
+/// process of its own) could see each other's answer: an INFO-only test found the request span
+/// enabled in about one run in ten.
+#[cfg(test)]
+pub(crate) fn scoped_subscriber_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -694,6 +694,7 @@ mod tests {
 
     #[test]
     fn at_info_no_request_span_is_built_and_library_debug_callsites_are_off() {
+        let _serial = crate::scoped_subscriber_lock();
         let layers = log_layers("info", std::io::sink).expect("valid filter");
         let subscriber = tracing_subscriber::registry().with(layers);
         tracing::subscriber::with_default(subscriber, || {
@@ -706,6 +707,7 @@ mod tests {
 
     #[test]
     fn at_debug_the_request_span_is_built_for_the_log() {
+        let _serial = crate::scoped_subscriber_lock();
         let layers = log_layers("debug", std::io::sink).expect("valid filter");
         let subscriber = tracing_subscriber::registry().with(layers);
         tracing::subscriber::with_default(subscriber, || {
