@@ -56,6 +56,23 @@ pub fn check_env(get: impl Fn(&str) -> Option<String>) -> Result<(), EnvError> {
     Ok(())
 }
 
+/// The `tracing` level for Lambda's advanced logging controls: Lambda sets `AWS_LAMBDA_LOG_LEVEL`
+/// (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`) when a function's application log
+/// level is configured, and expects a custom runtime to honour it
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html>).
+/// `FATAL` has no `tracing` level of its own and maps to `error`; unset or unknown: `info`.
+/// `RUST_LOG`, when set to a valid filter, takes precedence (it can name targets).
+#[must_use]
+pub fn lambda_log_level(value: Option<&str>) -> &'static str {
+    match value.map(|v| v.trim().to_ascii_uppercase()).as_deref() {
+        Some("TRACE") => "trace",
+        Some("DEBUG") => "debug",
+        Some("WARN") => "warn",
+        Some("ERROR" | "FATAL") => "error",
+        _ => "info",
+    }
+}
+
 /// Maps an invocation error to the Runtime API's error body (`errorType`, `errorMessage`).
 impl From<InvocationError> for Diagnostic {
     fn from(error: InvocationError) -> Self {
@@ -121,6 +138,22 @@ mod tests {
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
     ];
+
+    #[test]
+    fn lambdas_log_level_becomes_a_tracing_level() {
+        for (value, level) in [
+            (Some("DEBUG"), "debug"),
+            (Some("trace"), "trace"),
+            (Some(" WARN "), "warn"),
+            (Some("ERROR"), "error"),
+            (Some("FATAL"), "error"),
+            (Some("INFO"), "info"),
+            (Some("verbose"), "info"),
+            (None, "info"),
+        ] {
+            assert_eq!(lambda_log_level(value), level, "{value:?}");
+        }
+    }
 
     #[test]
     fn a_lambda_environment_passes() {

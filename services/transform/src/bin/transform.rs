@@ -1,7 +1,9 @@
 //! `transform`: the Firehose transform Lambda, built as the custom-runtime `bootstrap`.
 //!
-//! Logs go to stdout as one JSON object per line (`RUST_LOG` filters, default `info`). The
-//! Lambda environment is checked first, so running it by hand says what is missing.
+//! Logs go to stdout as one JSON object per line. `RUST_LOG` filters them; without it, the
+//! level Lambda's advanced logging controls set (`AWS_LAMBDA_LOG_LEVEL`), else `info`. A
+//! `RUST_LOG` that does not parse is reported in the first line and ignored. The Lambda
+//! environment is checked first, so running it by hand says what is missing.
 
 use std::process::ExitCode;
 
@@ -9,15 +11,25 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    let level =
+        transform::lambda::lambda_log_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref());
+    let (filter, bad_rust_log) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
+            Ok(filter) => (filter, None),
+            Err(error) => (EnvFilter::new(level), Some((directives, error))),
+        },
+        _ => (EnvFilter::new(level), None),
+    };
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
+    if let Some((directives, error)) = bad_rust_log {
+        tracing::warn!(rust_log = %directives, %error, using = level, "RUST_LOG is not a valid filter; it is ignored");
+    }
     if let Err(error) = transform::lambda::check_env(|name| std::env::var(name).ok()) {
         tracing::error!(%error, "not started");
         return ExitCode::from(2);
