@@ -1836,17 +1836,29 @@ mod tests {
         assert!(sink.calls().is_empty());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn at_the_deadline_queued_records_are_withdrawn_and_never_sent() {
+    /// A producer with one call slot, taken by the two records of `a` and held there until the
+    /// gate gets a permit.
+    async fn one_slot_held_by_a() -> (
+        Arc<FakeSink>,
+        Arc<Semaphore>,
+        ProducerHandle,
+        ProducerMetrics,
+        tokio::task::JoinHandle<SubmitOutcome>,
+    ) {
         let (sink, gate) = gated();
         let config = ProducerConfig {
             max_concurrent_calls: 1,
             ..ProducerConfig::default()
         };
         let (producer, metrics) = spawn(&sink, config);
-        // `a` takes the only call slot and is held there.
         let a = tokio::spawn(producer.submit(recs("a", 2)));
         tokio::time::sleep(Duration::from_millis(50)).await;
+        (sink, gate, producer, metrics, a)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_queued_records_are_withdrawn_and_never_sent() {
+        let (sink, gate, producer, metrics, a) = one_slot_held_by_a().await;
         let started = Instant::now();
         let b = producer
             .submit_until(recs("b", 3), Some(started + Duration::from_secs(1)))
@@ -1875,14 +1887,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn past_the_deadline_no_record_goes_into_a_call_even_when_nobody_waits_for_it() {
-        let (sink, gate) = gated();
-        let config = ProducerConfig {
-            max_concurrent_calls: 1,
-            ..ProducerConfig::default()
-        };
-        let (producer, metrics) = spawn(&sink, config);
-        let a = tokio::spawn(producer.submit(recs("a", 2)));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (sink, gate, producer, metrics, a) = one_slot_held_by_a().await;
         // The client of `b` goes away: its future is dropped unpolled, so its own timer never
         // withdraws the records. They are queued all the same.
         drop(producer.submit_until(recs("b", 3), Some(Instant::now() + Duration::from_secs(1))));
