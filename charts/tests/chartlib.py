@@ -76,6 +76,8 @@ def monitoring_values(**thresholds: Any) -> dict[str, Any]:
         "config": {"deliveryStream": "events", "region": "us-east-1"},
         "apiKeys": {"enabled": False},
         "prometheusRule": {"enabled": True},
+        # The alerts select the job the ServiceMonitor gives the scrape.
+        "serviceMonitor": {"enabled": True},
     }
     if thresholds:
         values["prometheusRule"]["thresholds"] = thresholds

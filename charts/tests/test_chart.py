@@ -291,6 +291,9 @@ REFUSED = {
                                 "config.readinessInterval (0s) must be greater than 0"),
     "zero api keys reload": ({"config": {"apiKeysReload": "0"}},
                              "config.apiKeysReload (0) must be greater than 0"),
+    "alerts without the ServiceMonitor whose job they select": (
+        {"prometheusRule": {"enabled": True}},
+        "prometheusRule.enabled needs serviceMonitor.enabled"),
     "role ARN without a ServiceAccount to put it on": (
         {"serviceAccount": {"create": False, "roleArn": "arn:aws:iam::123456789012:role/ingest"}},
         "serviceAccount.roleArn (arn:aws:iam::123456789012:role/ingest) is set but "
@@ -483,7 +486,7 @@ def test_config_env_names_are_ones_ingest_reads():
     for src in sources:
         known |= set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', src.read_text()))
     # Read by aws-config, not clap (the credentials only in firehoseLocal mode).
-    known |= {"AWS_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    known |= {"AWS_REGION", "AWS_ENDPOINT_URL_FIREHOSE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     for values in SCENARIOS.values():
         env = c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
         unknown = sorted(set(env) - known)
@@ -580,9 +583,14 @@ def test_dev_scenario_points_ingest_at_firehose_local():
     env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
     svc = c.find(objs, "Service", f"{c.RELEASE}-firehose-local")[0]
     port = svc["spec"]["ports"][0]["port"]
-    assert env["AWS_ENDPOINT_URL"] == f"http://{svc['metadata']['name']}.{c.NAMESPACE}.svc:{port}"
+    url = f"http://{svc['metadata']['name']}.{c.NAMESPACE}.svc:{port}"
+    assert env["AWS_ENDPOINT_URL_FIREHOSE"] == url
+    # Never the global override: it would also move STS, which IRSA needs
+    # (services/ingest/tests/it/binary.rs proves the Firehose-only variable is enough).
+    assert "AWS_ENDPOINT_URL" not in env
     assert env["FIREHOSE_DELIVERY_STREAM"] == "dev-events"
-    assert "AWS_ENDPOINT_URL" not in c.find(render_objects(MINIMAL), "ConfigMap", c.RELEASE)[0]["data"]
+    minimal = c.find(render_objects(MINIMAL), "ConfigMap", c.RELEASE)[0]["data"]
+    assert not {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_FIREHOSE"} & set(minimal)
 
 
 def test_notes_tell_how_to_send_the_first_event():

@@ -267,6 +267,33 @@ pub(super) async fn start_fake_firehose() -> (String, Arc<FakeFirehose>) {
     (endpoint, fake)
 }
 
+/// The Helm chart points Firehose calls elsewhere with `AWS_ENDPOINT_URL_FIREHOSE`, not the
+/// global `AWS_ENDPOINT_URL`, which would also move STS (IRSA's web-identity exchange). Here
+/// the global one leads nowhere, so the readiness check and the event can only have reached
+/// Firehose through the service-specific variable.
+#[tokio::test]
+async fn aws_endpoint_url_firehose_alone_moves_the_firehose_client() {
+    let (endpoint, fake) = start_fake_firehose().await;
+    let ingest = Ingest::start(
+        "http://127.0.0.1:9",
+        "only-firehose",
+        &[("AWS_ENDPOINT_URL_FIREHOSE", &endpoint)],
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/events", ingest.url))
+        .header("content-type", "application/json")
+        .body(r#"{"via":"AWS_ENDPOINT_URL_FIREHOSE"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        fake.kept(),
+        vec![b"{\"via\":\"AWS_ENDPOINT_URL_FIREHOSE\"}\n".to_vec()]
+    );
+}
+
 #[tokio::test]
 async fn sigterm_under_load_loses_no_acknowledged_event() {
     let (endpoint, fake) = start_fake_firehose().await;
