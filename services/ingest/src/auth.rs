@@ -1,7 +1,8 @@
 //! API keys: loading, rotation without restart, constant-time checking.
 //!
 //! Keys live in a file (a mounted Kubernetes Secret, typically), one per line: the key itself or
-//! `sha256:<hex>` of it, so the file need not hold usable secrets. In memory only SHA-256 digests
+//! `sha256:<hex>` of it (prefix in any case, or `sha-256:`), so the file need not hold usable
+//! secrets. In memory only SHA-256 digests
 //! are kept. A presented key is hashed and compared against every digest with
 //! [`subtle::ConstantTimeEq`], without stopping at the first match, so timing says nothing about
 //! which or how many bytes matched. Keys are never logged: a request is identified by
@@ -85,6 +86,17 @@ impl fmt::Debug for KeySet {
     }
 }
 
+/// The hex after a digest prefix: `sha256:` in any case, or `sha-256:`. A line that only looks
+/// like a digest (a mistyped `SHA256:…`) must not become a plain key, or the digest text itself,
+/// which the file is meant to hold instead of a secret, would let its reader in.
+fn digest_part(line: &str) -> Option<&str> {
+    ["sha256:", "sha-256:"].into_iter().find_map(|prefix| {
+        line.get(..prefix.len())
+            .filter(|head| head.eq_ignore_ascii_case(prefix))
+            .map(|_| &line[prefix.len()..])
+    })
+}
+
 impl KeySet {
     /// Parses the file format described in the module docs.
     ///
@@ -92,12 +104,14 @@ impl KeySet {
     /// A malformed `sha256:` line, or no key at all.
     pub fn parse(path: &Path, text: &str) -> Result<Self, KeyFileError> {
         let mut digests = Vec::new();
+        // A file saved by an editor that writes a byte-order mark: not part of the first key.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            if let Some(hex_digest) = line.strip_prefix("sha256:") {
+            if let Some(hex_digest) = digest_part(line) {
                 let mut digest = [0u8; 32];
                 hex::decode_to_slice(hex_digest.trim(), &mut digest).map_err(|_| {
                     KeyFileError::BadDigest {
@@ -355,6 +369,31 @@ mod tests {
         assert!(set.check(b"hashed-key").is_some());
         assert!(set.check(b"other").is_none());
         assert!(set.check(b"").is_none());
+    }
+
+    #[test]
+    fn digest_prefixes_in_any_spelling_are_digests_never_keys() {
+        let digest = hex::encode(Sha256::digest(b"other"));
+        for prefix in ["SHA256:", "Sha256:", "sha-256:", "SHA-256:"] {
+            let line = format!("{prefix}{digest}");
+            let set = KeySet::parse(Path::new("k"), &line).expect("a digest");
+            assert!(set.check(b"other").is_some(), "{prefix}");
+            assert!(
+                set.check(line.as_bytes()).is_none(),
+                "{prefix}: the line is no key"
+            );
+            // Mistyped digits are refused, not taken as a plain key.
+            let err = KeySet::parse(Path::new("k"), &format!("{prefix}{}", &digest[1..]))
+                .expect_err("63 hex digits");
+            assert!(err.to_string().contains("64 hex digits"), "{prefix}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let set = KeySet::parse(Path::new("k"), "\u{feff}first\nsecond\n").expect("parses");
+        assert!(set.check(b"first").is_some());
+        assert!(set.check(b"second").is_some());
     }
 
     #[test]
