@@ -1,7 +1,8 @@
 //! The public router's per-request wrapper: one hand-written tower layer instead of five.
 //!
 //! For every request, [`Track`]:
-//! * keeps the client's `x-request-id` or sets a new UUID v4, and echoes it in the answer;
+//! * keeps the client's `x-request-id` (up to [`MAX_REQUEST_ID_BYTES`]) or sets a new UUID v4,
+//!   and echoes it in the answer;
 //! * runs the handler in the request span ([`telemetry::request_span`], built only when
 //!   something records it);
 //! * counts and times the request by route template, method and status, counts refusals by
@@ -95,8 +96,8 @@ where
         let started = Instant::now();
         let headers = request.headers_mut();
         let request_id = match headers.get(REQUEST_ID) {
-            Some(id) => id.clone(),
-            None => {
+            Some(id) if id.len() <= MAX_REQUEST_ID_BYTES => id.clone(),
+            _ => {
                 let id = new_request_id();
                 headers.insert(REQUEST_ID, id.clone());
                 id
@@ -128,6 +129,11 @@ where
         })
     }
 }
+
+/// Longest client `x-request-id` kept. A longer one is replaced by a fresh id (in the request
+/// as the handler sees it and in the answer): it would be echoed and written into every log
+/// line of the request, and a client can send tens of kilobytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 200;
 
 /// A fresh request id: a random UUID v4, hyphenated.
 fn new_request_id() -> HeaderValue {

@@ -51,6 +51,25 @@ async fn one_object_is_one_record_exactly_as_received() {
 }
 
 #[tokio::test]
+async fn a_client_request_id_is_kept_up_to_200_bytes() {
+    let app = app();
+    for (sent, kept) in [("a".repeat(200), true), ("b".repeat(201), false)] {
+        let mut request = json("{}");
+        request
+            .headers_mut()
+            .insert("x-request-id", sent.parse().unwrap());
+        let a = send(&app.router, request).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let echoed = a.headers["x-request-id"].to_str().unwrap();
+        if kept {
+            assert_eq!(echoed, sent);
+        } else {
+            assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn arrays_ndjson_gzip_and_the_legacy_path_work() {
     let app = app();
     let a = send(&app.router, json(r#"[{"a":1}, {"b":2}, {"c":3}]"#)).await;
