@@ -291,6 +291,9 @@ REFUSED = {
                                 "config.readinessInterval (0s) must be greater than 0"),
     "zero api keys reload": ({"config": {"apiKeysReload": "0"}},
                              "config.apiKeysReload (0) must be greater than 0"),
+    "autoscaling without a CPU request": (
+        {"autoscaling": {"enabled": True}},
+        "autoscaling.enabled needs resources.requests.cpu"),
     "alerts without the ServiceMonitor whose job they select": (
         {"prometheusRule": {"enabled": True}},
         "prometheusRule.enabled needs serviceMonitor.enabled"),

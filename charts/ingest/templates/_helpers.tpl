@@ -160,6 +160,9 @@ in float64. */}}
 {{- fail (printf "serviceAccount.roleArn (%s) is set but serviceAccount.create is false, so the chart would not annotate any ServiceAccount with it: annotate your ServiceAccount %q with eks.amazonaws.com/role-arn yourself and unset roleArn, or set serviceAccount.create=true" .Values.serviceAccount.roleArn (include "ingest.serviceAccountName" .)) }}
 {{- end }}
 {{- include "ingest.validateDurations" . }}
+{{- if and .Values.autoscaling.enabled (not (dig "requests" "cpu" "" .Values.resources)) }}
+{{- fail "autoscaling.enabled needs resources.requests.cpu: the autoscaler scales on CPU utilization, a share of the request, and without one it cannot compute it and never scales" }}
+{{- end }}
 {{- if and .Values.prometheusRule.enabled (not .Values.serviceMonitor.enabled) }}
 {{- fail (printf "prometheusRule.enabled needs serviceMonitor.enabled: the alerts select job=\"%s-admin\", the job name the chart's ServiceMonitor gives the scrape; without it IngestPodsDown fires forever and no other alert can fire" (include "ingest.fullname" .)) }}
 {{- end }}
