@@ -189,7 +189,18 @@ impl HttpTarget {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
                 Answer::Retry(detail(), retry_after)
             }
-            s if s.is_client_error() => Answer::Refused(detail()),
+            // Too large: halves are smaller, and a single event this large is the event's own.
+            StatusCode::PAYLOAD_TOO_LARGE => Answer::Refused(detail()),
+            // The front door names the events it refuses (`details[].index`); a refusal that
+            // names none is about the request itself (a content type, a proxy or firewall in
+            // between), and splitting it would only "reject" every event, one POST each.
+            s if s.is_client_error() && names_events(&text) => Answer::Refused(detail()),
+            s if s.is_client_error() => Answer::Fatal(format!(
+                "{} refused the request as a whole ({}), not single events: nothing of it is \
+                 marked done; fix the cause and re-run",
+                self.config.url,
+                detail()
+            )),
             _ => Answer::Retry(detail(), retry_after),
         }
     }
@@ -321,6 +332,21 @@ impl Target for HttpTarget {
 /// `unaccepted` (any case, any nesting level of objects), e.g. `{"unaccepted":[3,7]}` or
 /// `{"error":{"unaccepted_indexes":[3]}}`. Indexes outside the batch make the answer unusable
 /// (`None`: the whole batch is retried, which can only duplicate, never lose).
+/// Whether a refusal's body names events: the front door's `{"details": [{"index": N, …}]}`.
+fn names_events(body: &str) -> bool {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    map.iter().any(|(key, value)| {
+        key.eq_ignore_ascii_case("details")
+            && value.as_array().is_some_and(|details| {
+                details
+                    .iter()
+                    .any(|d| d.get("index").is_some_and(serde_json::Value::is_u64))
+            })
+    })
+}
+
 fn unaccepted_indexes(body: &str, len: usize) -> Option<Vec<usize>> {
     fn find(value: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
         let serde_json::Value::Object(map) = value else {
@@ -438,6 +464,17 @@ mod tests {
         assert_eq!(unaccepted_indexes(r#"{"unaccepted":["x"]}"#, 5), None);
         assert_eq!(unaccepted_indexes(r#"{"unaccepted":[]}"#, 5), None);
         assert_eq!(unaccepted_indexes("service unavailable", 5), None);
+    }
+
+    #[test]
+    fn a_refusal_names_events_only_with_indexed_details() {
+        assert!(names_events(
+            r#"{"error":"1 of 2 events are invalid","details":[{"index":1,"message":"x"}]}"#
+        ));
+        assert!(!names_events(r#"{"error":"unsupported media type"}"#));
+        assert!(!names_events(r#"{"error":"x","details":[]}"#));
+        assert!(!names_events(r#"{"details":[{"message":"no index"}]}"#));
+        assert!(!names_events("<html>403 by the firewall</html>"));
     }
 
     #[tokio::test]

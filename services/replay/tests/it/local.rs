@@ -191,6 +191,33 @@ async fn an_event_the_front_door_refuses_is_isolated_and_the_rest_delivered() {
 }
 
 #[tokio::test]
+async fn a_refusal_of_the_whole_request_stops_the_run_and_marks_nothing_done() {
+    // A firewall (or a wrong content type) refuses every request without naming an event:
+    // splitting it would only "reject" every event, one POST each, and check them all off.
+    let (door, url) = FrontDoor::start(Behaviour {
+        refuse_every_request: Some(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (summary, _) = run_to_http(&url, &cp, &[]).await;
+    assert!(!summary.complete(), "{summary}");
+    assert_eq!((summary.sent, summary.rejected), (0, 0), "{summary}");
+    assert_eq!(door.requests(), 1, "no splitting");
+    let stopped = summary.stopped.clone().unwrap_or_default();
+    assert!(
+        stopped.contains("415") && stopped.contains("as a whole"),
+        "{stopped}"
+    );
+    // Fixed: the re-run delivers everything, once.
+    door.set(Behaviour::default());
+    let (summary, _) = run_to_http(&url, &cp, &[]).await;
+    assert!(summary.complete(), "{summary}");
+    assert_each_good_record_once(&door.ids());
+}
+
+#[tokio::test]
 async fn filters_select_by_error_type_and_hour() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");

@@ -44,8 +44,12 @@ pub(crate) struct Behaviour {
     pub(crate) accept_limit: Option<usize>,
     /// Answer every other batch's first attempt with 503 naming its odd-indexed events.
     pub(crate) partial_503: bool,
-    /// Events whose id is here make the whole body a 400.
+    /// Events whose id is here make the whole body a 400 naming them (`details[].index`), as
+    /// the front door does.
     pub(crate) reject_ids: BTreeSet<String>,
+    /// Every request is refused with this status and a body naming no event (a proxy or
+    /// firewall in between, a wrong content type).
+    pub(crate) refuse_every_request: Option<StatusCode>,
     /// On this request (1-based), record the events as accepted but never answer: a batch
     /// delivered whose confirmation is lost (the replay is killed while waiting).
     pub(crate) hang_on_request: Option<usize>,
@@ -141,10 +145,13 @@ async fn intake(
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     // Decide under the lock, answer after it is released.
-    let (hang, unaccepted, refused) = {
+    let (hang, unaccepted) = {
         let mut inner = door.inner.lock().expect("front door lock");
         inner.requests += 1;
         let request_no = inner.requests;
+        if let Some(status) = inner.behaviour.refuse_every_request {
+            return (status, "refused by the firewall").into_response();
+        }
         if inner
             .behaviour
             .unauthorized_from_request
@@ -154,14 +161,31 @@ async fn intake(
         }
         if inner.behaviour.hang_on_request == Some(request_no) {
             inner.accepted.extend(events);
-            (true, Vec::new(), false)
-        } else if events.iter().any(|e| {
-            e["id"]
-                .as_str()
-                .is_some_and(|id| inner.behaviour.reject_ids.contains(id))
-        }) {
-            (false, Vec::new(), true)
+            (true, Vec::new())
         } else {
+            let refused: Vec<usize> = events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    e["id"]
+                        .as_str()
+                        .is_some_and(|id| inner.behaviour.reject_ids.contains(id))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if !refused.is_empty() {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({
+                        "error": "an event breaks the schema",
+                        "details": refused
+                            .iter()
+                            .map(|i| serde_json::json!({"index": i, "message": "breaks the schema"}))
+                            .collect::<Vec<_>>(),
+                    })),
+                )
+                    .into_response();
+            }
             let mut unaccepted = Vec::new();
             for (i, event) in events.into_iter().enumerate() {
                 let over_limit = inner
@@ -175,19 +199,12 @@ async fn intake(
                     inner.accepted.push(event);
                 }
             }
-            (false, unaccepted, false)
+            (false, unaccepted)
         }
     };
     if hang {
         door.hanging.notify_one();
         std::future::pending::<()>().await;
-    }
-    if refused {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({"error": "an event breaks the schema"})),
-        )
-            .into_response();
     }
     if unaccepted.is_empty() {
         (
