@@ -76,6 +76,17 @@ pub enum ReadError {
     /// The object starts like GZIP but does not decompress.
     #[error("the object starts with the GZIP magic bytes but does not decompress: {0}")]
     Gzip(#[source] std::io::Error),
+    /// Compressed in a format replay does not read (Firehose also offers ZIP and Snappy).
+    #[error(
+        "the object is {0}-compressed, which replay does not read (only GZIP); decompress it and replay the result"
+    )]
+    Unsupported(&'static str),
+    /// Not one line could be read, and the object is not text: most likely a compression
+    /// without magic bytes (Hadoop-compatible Snappy) or not a Firehose backup at all.
+    #[error(
+        "not one line of the object could be read, and it is not UTF-8 text (compressed in a format replay does not read, e.g. Hadoop-compatible Snappy?)"
+    )]
+    NotText,
     /// Decompressed, the object is larger than [`MAX_DECODED_OBJECT_BYTES`].
     #[error(
         "the object decompresses to more than {MAX_DECODED_OBJECT_BYTES} bytes; refusing to read it"
@@ -160,9 +171,16 @@ pub fn decompress(body: Bytes) -> Result<Bytes, ReadError> {
 ///   with its `\n` put back, byte for byte what the producer sent.
 ///
 /// # Errors
-/// Only for the object as a whole (see [`decompress`]); bad lines are in
-/// [`ReadObject::unreadable`].
+/// Only for the object as a whole: see [`decompress`]; ZIP or Snappy magic bytes; binary data
+/// of which not one line reads. Bad lines otherwise are in [`ReadObject::unreadable`].
 pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadError> {
+    if body.starts_with(b"PK\x03\x04") {
+        return Err(ReadError::Unsupported("ZIP"));
+    }
+    // snappy-java's stream header, and the framing format's stream identifier.
+    if body.starts_with(b"\x82SNAPPY\x00") || body.starts_with(b"\xff\x06\x00\x00sNaPpY") {
+        return Err(ReadError::Unsupported("Snappy"));
+    }
     let body = decompress(body)?;
     let mut out = ReadObject::default();
     let mut start = 0;
@@ -189,6 +207,11 @@ pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadErr
                 reason,
             }),
         }
+    }
+    // Checked off as finished, such an object would never be read again, even once replay
+    // could read it: it fails instead, and stays for the next run.
+    if out.records.is_empty() && !out.unreadable.is_empty() && std::str::from_utf8(&body).is_err() {
+        return Err(ReadError::NotText);
     }
     Ok(out)
 }
@@ -370,6 +393,29 @@ mod tests {
         body.truncate(12);
         let err = read_object(&ObjectKind::Raw, Bytes::from(body)).unwrap_err();
         assert!(matches!(err, ReadError::Gzip(_)), "{err}");
+    }
+
+    #[test]
+    fn objects_replay_cannot_decompress_are_object_errors_not_finished() {
+        for (body, what) in [
+            (b"PK\x03\x04\x14\x00rest".to_vec(), "ZIP"),
+            (b"\x82SNAPPY\x00\x00\x00\x00\x01".to_vec(), "Snappy"),
+            (b"\xff\x06\x00\x00sNaPpY\x01".to_vec(), "Snappy"),
+        ] {
+            let err = read_object(&ObjectKind::ProcessingFailed, Bytes::from(body)).unwrap_err();
+            assert!(
+                matches!(err, ReadError::Unsupported(w) if w == what),
+                "{err}"
+            );
+        }
+        // No magic bytes (Hadoop-compatible Snappy): binary, and not one line reads.
+        let binary = Bytes::from_static(b"\x00\x00\x01\x2c\x93\xfe\n\xc3\x28\xa0\x01");
+        let err = read_object(&ObjectKind::ProcessingFailed, binary).unwrap_err();
+        assert!(matches!(err, ReadError::NotText), "{err}");
+        // Text with bad lines and no good one is still read line by line (each reported).
+        let text = Bytes::from_static(b"not json\nnor this\n");
+        let read = read_object(&ObjectKind::ProcessingFailed, text).unwrap();
+        assert_eq!((read.records.len(), read.unreadable.len()), (0, 2));
     }
 
     #[test]
