@@ -201,6 +201,41 @@ impl HourBound {
     }
 }
 
+/// The hour digits of a time written `HH`, `HH:MM` or `HH:MM:SS[.fff]`, in UTC: with no zone,
+/// `Z`, or a zero offset (`+00:00`, `-00`, `+0000`). Another offset is an error rather than
+/// silently read as UTC, which would move the window by that many hours.
+fn hour_of<'a>(time: &'a str, whole: &str) -> Result<&'a str, String> {
+    let bad = || {
+        format!("`{whole}` is not an hour: write 2026-11-25T09, 2026/11/25/09 or 2026-11-25 (UTC)")
+    };
+    let (clock, zone) = match time.find(['Z', 'z', '+', '-']) {
+        Some(at) => time.split_at(at),
+        None => (time, ""),
+    };
+    let zero_offset = matches!(
+        zone,
+        "" | "Z" | "z" | "+00:00" | "-00:00" | "+0000" | "-0000" | "+00" | "-00"
+    );
+    if !zero_offset {
+        return Err(format!(
+            "`{whole}` has the UTC offset `{zone}`: backup folders are in UTC, so write the hour \
+             in UTC (with no offset or Z), e.g. 2026-11-25T09"
+        ));
+    }
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let mut fields = clock.split(':');
+    let hour = fields.next().filter(|h| h.len() == 2).ok_or_else(bad)?;
+    let minute_ok = fields.next().is_none_or(|m| m.len() == 2 && digits(m));
+    let second_ok = fields.next().is_none_or(|sec| {
+        let (whole_s, fraction) = sec.split_once('.').unwrap_or((sec, "0"));
+        whole_s.len() == 2 && digits(whole_s) && digits(fraction)
+    });
+    if !(minute_ok && second_ok && fields.next().is_none()) {
+        return Err(bad());
+    }
+    Ok(hour)
+}
+
 impl FromStr for HourBound {
     type Err = String;
 
@@ -210,7 +245,7 @@ impl FromStr for HourBound {
         };
         let s = s.trim();
         let (date, hour) = match s.split_once(['T', 't', ' ']) {
-            Some((date, time)) => (date, Some(time.get(..2).ok_or_else(bad)?)),
+            Some((date, time)) => (date, Some(hour_of(time, s)?)),
             None if s.matches('/').count() == 3 => {
                 let (date, hour) = s.rsplit_once('/').ok_or_else(bad)?;
                 (date, Some(hour))
@@ -315,9 +350,38 @@ mod tests {
             "2026-11-25T25",
             "2026-1-25",
             "2026-11-25-01-02",
+            "2026-11-25T9",
+            "2026-11-25T09:3",
+            "2026-11-25T09:30:00:00",
+            "2026-11-25T09h",
         ] {
             let err = bad.parse::<HourBound>().unwrap_err();
             assert!(err.contains("2026-11-25T09"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_utc_times_are_taken() {
+        for utc in [
+            "2026-11-25T09:00:00Z",
+            "2026-11-25T09:00:00.250Z",
+            "2026-11-25T09:59+00:00",
+            "2026-11-25T09-00",
+            "2026-11-25t09z",
+        ] {
+            let b: HourBound = utc.parse().unwrap_or_else(|e| panic!("{utc}: {e}"));
+            assert_eq!(b.as_start().to_string(), "2026-11-25T09", "{utc}");
+        }
+        for offset in [
+            "2026-11-25T09:00+02:00",
+            "2026-11-25T09-05:00",
+            "2026-11-25T09:00+0100",
+        ] {
+            let err = offset.parse::<HourBound>().unwrap_err();
+            assert!(
+                err.contains("UTC offset") && err.contains("in UTC"),
+                "{offset}: {err}"
+            );
         }
     }
 }
