@@ -61,6 +61,17 @@ impl Ingest {
         }
     }
 
+    /// POSTs one JSON `body` to `/v1/events`.
+    pub(super) async fn post_json(&self, body: &'static str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/events", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub(super) async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running").to_string();
@@ -280,13 +291,9 @@ async fn aws_endpoint_url_firehose_alone_moves_the_firehose_client() {
         &[("AWS_ENDPOINT_URL_FIREHOSE", &endpoint)],
     )
     .await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/events", ingest.url))
-        .header("content-type", "application/json")
-        .body(r#"{"via":"AWS_ENDPOINT_URL_FIREHOSE"}"#)
-        .send()
-        .await
-        .expect("request");
+    let response = ingest
+        .post_json(r#"{"via":"AWS_ENDPOINT_URL_FIREHOSE"}"#)
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         fake.kept(),

@@ -254,13 +254,7 @@ async fn bad_otlp_settings_are_reported_and_the_service_still_serves() {
         );
 
         let before = fake.records.load(std::sync::atomic::Ordering::Relaxed);
-        let answer = reqwest::Client::new()
-            .post(format!("{}/v1/events", ingest.url))
-            .header("content-type", "application/json")
-            .body(r#"{"still":"served"}"#)
-            .send()
-            .await
-            .expect("post");
+        let answer = ingest.post_json(r#"{"still":"served"}"#).await;
         assert_eq!(answer.status(), 200, "{env:?}");
         assert_eq!(
             fake.records.load(std::sync::atomic::Ordering::Relaxed),
