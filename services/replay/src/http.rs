@@ -326,12 +326,6 @@ impl Target for HttpTarget {
     }
 }
 
-/// The indexes a 503 body says were not accepted, if it says so.
-///
-/// Tolerant about the shape: a JSON object with an array of integers under a key containing
-/// `unaccepted` (any case, any nesting level of objects), e.g. `{"unaccepted":[3,7]}` or
-/// `{"error":{"unaccepted_indexes":[3]}}`. Indexes outside the batch make the answer unusable
-/// (`None`: the whole batch is retried, which can only duplicate, never lose).
 /// Whether a refusal's body names events: the front door's `{"details": [{"index": N, …}]}`.
 fn names_events(body: &str) -> bool {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) else {
@@ -347,6 +341,12 @@ fn names_events(body: &str) -> bool {
     })
 }
 
+/// The indexes a 503 body says were not accepted, if it says so.
+///
+/// Tolerant about the shape: a JSON object with an array of integers under a key containing
+/// `unaccepted` (any case, any nesting level of objects), e.g. `{"unaccepted":[3,7]}` or
+/// `{"error":{"unaccepted_indexes":[3]}}`. Indexes outside the batch make the answer unusable
+/// (`None`: the whole batch is retried, which can only duplicate, never lose).
 fn unaccepted_indexes(body: &str, len: usize) -> Option<Vec<usize>> {
     fn find(value: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
         let serde_json::Value::Object(map) = value else {

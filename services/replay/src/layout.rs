@@ -203,11 +203,9 @@ impl HourBound {
 
 /// The hour digits of a time written `HH`, `HH:MM` or `HH:MM:SS[.fff]`, in UTC: with no zone,
 /// `Z`, or a zero offset (`+00:00`, `-00`, `+0000`). Another offset is an error rather than
-/// silently read as UTC, which would move the window by that many hours.
-fn hour_of<'a>(time: &'a str, whole: &str) -> Result<&'a str, String> {
-    let bad = || {
-        format!("`{whole}` is not an hour: write 2026-11-25T09, 2026/11/25/09 or 2026-11-25 (UTC)")
-    };
+/// silently read as UTC, which would move the window by that many hours. `whole` is the bound
+/// as given, and `bad` the error for a malformed one.
+fn hour_of<'a>(time: &'a str, whole: &str, bad: impl Fn() -> String) -> Result<&'a str, String> {
     let (clock, zone) = match time.find(['Z', 'z', '+', '-']) {
         Some(at) => time.split_at(at),
         None => (time, ""),
@@ -224,7 +222,7 @@ fn hour_of<'a>(time: &'a str, whole: &str) -> Result<&'a str, String> {
     }
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
     let mut fields = clock.split(':');
-    let hour = fields.next().filter(|h| h.len() == 2).ok_or_else(bad)?;
+    let hour = fields.next().filter(|h| h.len() == 2).ok_or_else(&bad)?;
     let minute_ok = fields.next().is_none_or(|m| m.len() == 2 && digits(m));
     let second_ok = fields.next().is_none_or(|sec| {
         let (whole_s, fraction) = sec.split_once('.').unwrap_or((sec, "0"));
@@ -245,7 +243,7 @@ impl FromStr for HourBound {
         };
         let s = s.trim();
         let (date, hour) = match s.split_once(['T', 't', ' ']) {
-            Some((date, time)) => (date, Some(hour_of(time, s)?)),
+            Some((date, time)) => (date, Some(hour_of(time, s, bad)?)),
             None if s.matches('/').count() == 3 => {
                 let (date, hour) = s.rsplit_once('/').ok_or_else(bad)?;
                 (date, Some(hour))
