@@ -317,7 +317,7 @@ impl ProducerHandle {
             let shared = Arc::clone(&self.shared);
             let pending = Arc::new(Pending::new(records.len(), reserved, send_by, shared));
             if self.queue.push(&pending, records) {
-                Admission::Queued(Reply { pending }, send_by)
+                Admission::Queued(Reply { pending })
             } else {
                 self.shared.release(reserved);
                 Admission::Closed
@@ -332,8 +332,10 @@ impl ProducerHandle {
                 },
                 Admission::Shed => SubmitOutcome::Overloaded,
                 Admission::Closed => SubmitOutcome::Closed,
-                Admission::Queued(reply, None) => reply.await,
-                Admission::Queued(mut reply, Some(at)) => {
+                Admission::Queued(mut reply) => {
+                    let Some(at) = reply.pending.send_by else {
+                        return reply.await;
+                    };
                     tokio::select! {
                         biased;
                         outcome = &mut reply => return outcome,
@@ -364,8 +366,8 @@ enum Admission {
     Empty,
     Shed,
     Closed,
-    /// Queued: the answer, and the deadline at which to withdraw what is not sent.
-    Queued(Reply, Option<Instant>),
+    /// Queued: the answer (with the submission, and so its deadline).
+    Queued(Reply),
 }
 
 #[derive(Debug)]

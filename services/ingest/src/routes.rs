@@ -124,6 +124,19 @@ pub const EVENT_BOOKKEEPING_BYTES: usize = 256;
 /// the blocking pool.
 const INLINE_VALIDATION_BYTES: usize = 1024 * 1024;
 
+/// Runs CPU work on the blocking pool; `failed` is the 400's message if it panics there.
+async fn on_blocking_pool<T: Send + 'static>(
+    failed: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::BadRequest {
+            message: failed.to_owned(),
+            details: Vec::new(),
+        })
+}
+
 /// Everything after the head: the body, its events, the producer.
 async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepted>, ApiError> {
     let Head {
@@ -143,15 +156,11 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         // Inflating is CPU work whose size the compressed length does not tell (10 KB can
         // inflate to the 10 MiB cap): always off the async workers, or a few small bombs
         // would stall every other request.
-        let (inflated, mut back) = tokio::task::spawn_blocking(move || {
+        let (inflated, mut back) = on_blocking_pool("could not decompress the body", move || {
             let inflated = validate::gunzip(&raw, limit, |n| held.grow(n));
             (inflated, held)
         })
-        .await
-        .map_err(|_| ApiError::BadRequest {
-            message: "could not decompress the body".to_owned(),
-            details: Vec::new(),
-        })?;
+        .await?;
         // The compressed bytes are gone.
         back.shrink(raw_len);
         held = back;
@@ -167,14 +176,10 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     let checked = if body.len() > INLINE_VALIDATION_BYTES {
         let body = body.clone();
         let state = state.clone();
-        tokio::task::spawn_blocking(move || {
+        on_blocking_pool("could not validate the body", move || {
             validate::records(&body, framing, state.schema(), state.max_events())
         })
-        .await
-        .map_err(|_| ApiError::BadRequest {
-            message: "could not validate the body".to_owned(),
-            details: Vec::new(),
-        })?
+        .await?
     } else {
         validate::records(&body, framing, state.schema(), state.max_events())
     };
