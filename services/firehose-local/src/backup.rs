@@ -219,7 +219,8 @@ pub(crate) fn now_ms() -> i64 {
     .unwrap_or(i64::MAX)
 }
 
-fn datetime_from_ms(ms: i64) -> OffsetDateTime {
+/// `ms` since the Unix epoch as a UTC time (the epoch itself if out of range).
+pub(crate) fn datetime_from_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }

@@ -12,7 +12,6 @@ use firehose_formats::backup as layout;
 use futures::future::BoxFuture;
 use std::path::PathBuf;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 /// A batch the destination gave up on; every record in it goes to error output.
@@ -76,8 +75,7 @@ impl Destination for LocalDestination {
                 .map(|r| r.arrival_ms)
                 .min()
                 .unwrap_or_else(crate::backup::now_ms);
-            let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(oldest) * 1_000_000)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let at = crate::backup::datetime_from_ms(oldest);
             let prefix = layout::format_timestamp("yyyy/MM/dd/HH/", at).unwrap_or_default();
             // Named like an S3 object, by the oldest record's arrival (see `backup`).
             let name = layout::object_name(
