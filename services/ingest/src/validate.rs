@@ -342,7 +342,7 @@ pub fn records(
                         "body is not valid JSON",
                         Detail {
                             line: Some(e.line()),
-                            column: Some(e.column() + line_one(e.line())),
+                            column: Some(raw_value_column(&e) + line_one(e.line())),
                             message: e.to_string(),
                             ..Detail::default()
                         },
@@ -465,6 +465,18 @@ const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 /// Where an NDJSON event starts: its 1-based line, and the bytes of whitespace before it.
 type Position = (usize, usize);
 
+/// The 1-based column of a `&RawValue` parse error. `serde_json` gives the column of the
+/// offending byte, except for a control character inside a string, where its skipping scan
+/// (the one `&RawValue` uses; its full parse does not) stops *at* the byte and reports the
+/// column before it: `{"a":"x<TAB>"}` says column 7 for the tab in column 8.
+fn raw_value_column(e: &serde_json::Error) -> usize {
+    if e.to_string().starts_with("control character") {
+        e.column() + 1
+    } else {
+        e.column()
+    }
+}
+
 /// `serde_json`'s message without its "at line L column C" (relative to the event alone; the
 /// detail carries the position in the body).
 fn without_position(e: &serde_json::Error) -> String {
@@ -500,7 +512,7 @@ fn check_event(
             event_reason::INVALID_JSON,
             vec![Detail {
                 line,
-                column: Some(indent + e.column()),
+                column: Some(indent + raw_value_column(&e)),
                 message: without_position(&e),
                 ..Detail::default()
             }],
@@ -710,6 +722,26 @@ mod tests {
         let (d, _) = details(b"{\"a\":1}\n    {oops}\n", Framing::Ndjson, None);
         assert_eq!((d[0].line, d[0].column), (Some(2), Some(6)));
         assert!(!d[0].message.contains("line"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn a_control_character_in_a_string_is_located_at_itself() {
+        // A tab in column 8; a raw line feed (inside a string, not between lines) in column 9.
+        let (d, _) = details(b"{\"a\":\"x\ty\"}", Framing::Json, None);
+        assert_eq!((d[0].line, d[0].column), (Some(1), Some(8)));
+        let (d, _) = details(b"[{\"a\":\"x\ny\"}]", Framing::Json, None);
+        assert_eq!((d[0].line, d[0].column), (Some(1), Some(9)));
+        let (d, _) = details(b"[{\"a\":1},\n {\"a\":\"x\ty\"}]", Framing::Json, None);
+        assert_eq!((d[0].line, d[0].column), (Some(2), Some(9)));
+        // NDJSON: in the body's line, indentation counted.
+        let (d, _) = details(b"{\"a\":1}\n  {\"a\":\"x\ty\"}\n", Framing::Ndjson, None);
+        assert_eq!(
+            (d[0].index, d[0].line, d[0].column),
+            (Some(1), Some(2), Some(10))
+        );
+        // Other errors keep serde_json's column: `o` of `{oops}` is column 2.
+        let (d, _) = details(b"{oops}", Framing::Json, None);
+        assert_eq!(d[0].column, Some(2));
     }
 
     #[test]
