@@ -67,7 +67,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
     {{- end }}
   annotations:
     summary: "Firehose did not accept events within the retry budget; clients got 503."
-    description: "{{`{{ $value | humanize }}`}} records from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were still refused by Firehose when the retry budget ran out in the last 5 minutes. Clients that do not retry lose them."
+    description: "{{`{{ $value | humanize }}`}} records from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were answered as not accepted (503) in the last 5 minutes: still refused by Firehose when the retry budget ran out, not sent before their request's deadline, or refused for good. Clients that do not retry lose them."
     runbook_url: {{ printf "%s#ingestfirehoserecordsunaccepted" $runbook | quote }}
 - alert: IngestLoadShedding
   expr: |-

@@ -215,7 +215,9 @@ impl ProducerMetrics {
         )?;
         let records_unaccepted = IntCounter::new(
             "ingest_firehose_records_unaccepted_total",
-            "Records answered as not accepted: the retry budget ran out, or the send deadline passed",
+            "Records answered as not accepted (the client is told to send them again): the retry \
+             budget ran out, the send deadline passed, Firehose refused them for good, or the \
+             producer stopped",
         )?;
         let inflight_bytes = InflightBytes {
             shown: IntGauge::new(

@@ -575,6 +575,7 @@ impl Pending {
             Err(e) => {
                 *slot = Slot::Refused;
                 state.error = Some(e);
+                self.shared.metrics.records_unaccepted.inc();
             }
         }
         state.remaining = state.remaining.saturating_sub(1);
@@ -621,6 +622,7 @@ impl Pending {
         *slot = Slot::Refused;
         state.error = Some(error.to_owned());
         state.remaining = state.remaining.saturating_sub(1);
+        self.shared.metrics.records_unaccepted.inc();
         Self::reply_if_done(state);
         false
     }
@@ -1052,18 +1054,13 @@ impl Sender {
             let backoff = self.backoff(attempt);
             let message = error.to_string();
             if error.retry == Retry::Permanent || Instant::now() + backoff >= budget_ends {
-                self.metrics.records_unaccepted.inc_by(failed.len() as u64);
                 for item in failed {
                     item.answer(Err(message.clone()));
                 }
                 return;
             }
             let mut failed = failed;
-            let before = failed.len();
             failed.retain_mut(|item| item.requeue(&message));
-            self.metrics
-                .records_unaccepted
-                .inc_by((before - failed.len()) as u64);
             if failed.is_empty() {
                 return;
             }
@@ -1109,7 +1106,6 @@ impl Sender {
                             // answered now, whatever the others' errors say.
                             let error = SinkError::new(error_code, message);
                             if error.retry == Retry::Permanent {
-                                self.metrics.records_unaccepted.inc();
                                 item.answer(Err(error.to_string()));
                             } else {
                                 last = Some(error);
@@ -1723,7 +1719,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn oversized_records_are_refused_without_a_call() {
         let sink = FakeSink::ok();
-        let (producer, _) = spawn(&sink, ProducerConfig::default());
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
         let records = vec![
             Bytes::from(vec![b'x'; MAX_RECORD_BYTES + 1]),
             Bytes::from("{}\n"),
@@ -1731,6 +1727,8 @@ mod tests {
         let outcome = producer.submit(records).await;
         assert_eq!(outcome.unaccepted(2), vec![0]);
         assert_eq!(sink.calls().iter().map(Vec::len).sum::<usize>(), 1);
+        // Every record answered as not accepted is counted, whatever the reason.
+        assert_eq!(metrics.records_unaccepted.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1814,12 +1812,12 @@ mod tests {
             linger: Duration::from_secs(3600),
             ..ProducerConfig::default()
         };
-        let (producer, answer) = runtime.block_on(async {
-            let (producer, _) = spawn(&sink, config);
+        let (producer, metrics, answer) = runtime.block_on(async {
+            let (producer, metrics) = spawn(&sink, config);
             let answer = producer.submit(recs("a", 2));
             // Let the dispatcher see the open batch and wait for its linger.
             tokio::task::yield_now().await;
-            (producer, answer)
+            (producer, metrics, answer)
         });
         drop(runtime);
         let outcome = answer
@@ -1830,6 +1828,7 @@ mod tests {
         };
         assert_eq!(record_ids, vec![None, None]);
         assert_eq!(error, STOPPED);
+        assert_eq!(metrics.records_unaccepted.get(), 2);
         assert_eq!(producer.inflight_bytes(), 0);
         assert_eq!(
             producer.submit(recs("b", 1)).now_or_never(),
