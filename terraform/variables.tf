@@ -18,6 +18,13 @@ variable "name" {
     condition     = can(regex("^[a-zA-Z0-9][a-zA-Z0-9_-]{0,39}$", var.name))
     error_message = "name must be 1-40 characters of letters, digits, '_' or '-', starting with a letter or digit (it becomes the stream, function, role, log group and bucket names)."
   }
+
+  validation {
+    # The generated bucket prefix (lowercased, `_` as `-`) must not start with a prefix S3
+    # reserves; a given backup_bucket_name is checked on its own.
+    condition     = var.backup_bucket_name != null || !can(regex("^(xn--|sthree-|amzn-s3-demo-)", replace(lower(var.name), "_", "-")))
+    error_message = "name starts with a bucket-name prefix S3 reserves (xn--, sthree-, amzn-s3-demo-, in any case, '_' counting as '-'): the backup bucket's generated name would be refused. Choose another name or set backup_bucket_name."
+  }
 }
 
 variable "tags" {
@@ -194,6 +201,22 @@ variable "backup_bucket_name" {
     # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
     condition     = var.backup_bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", coalesce(var.backup_bucket_name, "-")))
     error_message = "backup_bucket_name must be 3-63 characters of lowercase letters, digits, '.' or '-', starting and ending with a letter or digit."
+  }
+
+  validation {
+    condition = var.backup_bucket_name == null || !(
+      strcontains(coalesce(var.backup_bucket_name, "-"), "..") ||
+      can(regex("^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$", coalesce(var.backup_bucket_name, "-")))
+    )
+    error_message = "backup_bucket_name must not contain two adjacent periods or look like an IP address (S3 bucket naming rules)."
+  }
+
+  validation {
+    # Reserved by S3 for its own names (access point aliases, Object Lambda, Multi-Region Access
+    # Points, directory buckets; `--table-s3` is reserved for table buckets). Such a name passes
+    # plan and fails only at apply.
+    condition     = var.backup_bucket_name == null || !can(regex("^(xn--|sthree-|amzn-s3-demo-)|(-s3alias|--ol-s3|[.]mrap|--x-s3|--table-s3)$", coalesce(var.backup_bucket_name, "-")))
+    error_message = "backup_bucket_name must not start with xn--, sthree- or amzn-s3-demo-, nor end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3: S3 reserves them."
   }
 }
 

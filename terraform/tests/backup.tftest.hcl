@@ -192,3 +192,68 @@ run "rejects_a_zero_day_expiry" {
 
   expect_failures = [var.backup_expiration_days]
 }
+
+run "rejects_adjacent_periods_in_the_bucket_name" {
+  command = plan
+
+  variables {
+    backup_bucket_name = "acme..events"
+  }
+
+  expect_failures = [var.backup_bucket_name]
+}
+
+run "rejects_a_bucket_name_that_looks_like_an_ip_address" {
+  command = plan
+
+  variables {
+    backup_bucket_name = "192.168.5.4"
+  }
+
+  expect_failures = [var.backup_bucket_name]
+}
+
+run "rejects_a_reserved_bucket_name_prefix" {
+  command = plan
+
+  variables {
+    backup_bucket_name = "sthree-events-backup"
+  }
+
+  expect_failures = [var.backup_bucket_name]
+}
+
+run "rejects_a_reserved_bucket_name_suffix" {
+  command = plan
+
+  variables {
+    backup_bucket_name = "events-backup--ol-s3"
+  }
+
+  expect_failures = [var.backup_bucket_name]
+}
+
+run "rejects_a_name_whose_generated_bucket_prefix_is_reserved" {
+  command = plan
+
+  variables {
+    # Lowercased with '_' as '-', the bucket prefix would start with xn--.
+    name = "XN__events"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "a_reserved_looking_name_is_fine_with_its_own_bucket_name" {
+  command = plan
+
+  variables {
+    name               = "XN__events"
+    backup_bucket_name = "acme.events-backup"
+  }
+
+  assert {
+    condition     = aws_s3_bucket.backup.bucket == "acme.events-backup"
+    error_message = "The given bucket name must be used as is."
+  }
+}
