@@ -7,11 +7,10 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use firehose_formats::backup::ErrorOutputType;
 use firehose_formats::limits::is_valid_stream_name;
 use secrecy::SecretString;
 
-use crate::layout::HourBound;
+use crate::layout::{HourBound, ObjectKind};
 use crate::source::Location;
 
 /// Replays the Amazon Data Firehose S3 backup into a delivery stream or a front door.
@@ -46,8 +45,12 @@ pub struct Config {
     #[arg(long, env = "REPLAY_HTTP_API_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub http_api_key: Option<SecretString>,
 
-    /// Only these error outputs (repeat for both). Without it every object under the source is
-    /// read, `AllData` backup objects included.
+    /// Only these objects (repeatable): `all-data` for the `AllData` backup (every record the
+    /// stream received), `processing-failed` or `http-endpoint-failed` for that error output.
+    /// Without it (and without --key) every object under the source is read, unless the source
+    /// holds both `AllData` backup objects and error output: an `AllData` backup already holds
+    /// the failed records too, so such a replay is refused, before anything is sent, until you
+    /// choose.
     #[arg(long = "error-type", value_enum, value_name = "TYPE")]
     pub error_types: Vec<ErrorTypeArg>,
 
@@ -135,18 +138,21 @@ pub struct Config {
     pub log: String,
 }
 
-/// The error outputs `--error-type` can select.
+/// The kinds of object `--error-type` can select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ErrorTypeArg {
+    /// The `AllData` backup: every record the stream received, delivered or not.
+    AllData,
     /// Records the transform Lambda failed (`rawData` is the original input).
     ProcessingFailed,
     /// Records New Relic (the HTTP endpoint) did not accept in time.
     HttpEndpointFailed,
 }
 
-impl From<ErrorTypeArg> for ErrorOutputType {
+impl From<ErrorTypeArg> for ObjectKind {
     fn from(arg: ErrorTypeArg) -> Self {
         match arg {
+            ErrorTypeArg::AllData => Self::Raw,
             ErrorTypeArg::ProcessingFailed => Self::ProcessingFailed,
             ErrorTypeArg::HttpEndpointFailed => Self::HttpEndpointFailed,
         }
@@ -341,6 +347,33 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
         assert!(Config::try_parse_from(["replay", "s3://b/", "--since", "yesterday"]).is_err());
+    }
+
+    #[test]
+    fn error_type_takes_all_data_and_repeats() {
+        let config = parse(&[
+            "s3://b/",
+            "--dry-run",
+            "--error-type",
+            "all-data",
+            "--error-type",
+            "http-endpoint-failed",
+            "--error-type",
+            "processing-failed",
+        ]);
+        let kinds: Vec<ObjectKind> = config.error_types.iter().map(|&t| t.into()).collect();
+        assert_eq!(
+            kinds,
+            [
+                ObjectKind::Raw,
+                ObjectKind::HttpEndpointFailed,
+                ObjectKind::ProcessingFailed
+            ]
+        );
+        let err = Config::try_parse_from(["replay", "s3://b/", "--error-type", "alldata"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("all-data"), "names the values: {err}");
     }
 
     #[test]

@@ -10,11 +10,17 @@
 //! unavailable, when it reports a configuration error, or when the run is cancelled (Ctrl-C).
 //! Unreadable lines, objects that cannot be fetched and items the target refuses for good are
 //! reported and counted, and the loop goes on.
+//!
+//! Before anything is sent, a selection that names no kind of object (no `--error-type`, no
+//! `--key`) is refused when it holds both `AllData` backup objects and error output
+//! ([`Selection::check_kinds`]): under `S3BackupMode=AllData` the failed records are in both,
+//! so that default would send them twice and send again everything already delivered. The
+//! check needs the whole listing, and has it: [`Source::list`] returns every object (all
+//! `ListObjectsV2` pages) before the first one is fetched.
 
 use std::io::Write;
 
 use bytes::Bytes;
-use firehose_formats::backup::ErrorOutputType;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
@@ -29,8 +35,10 @@ use crate::target::{ItemResult, Target};
 /// Which objects to replay.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// Only these error outputs; empty means every object, `AllData` raw objects included.
-    pub error_types: Vec<ErrorOutputType>,
+    /// `--error-type`: only objects of these kinds ([`ObjectKind::Raw`] is `all-data`, the
+    /// `AllData` backup). Empty means every kind, as long as the selected objects are not a mix
+    /// of `AllData` backup and error output (see [`Selection::check_kinds`]).
+    pub error_types: Vec<ObjectKind>,
     /// First hour to include (UTC, from the key).
     pub since: Option<UtcHour>,
     /// Last hour to include (UTC, from the key).
@@ -50,15 +58,8 @@ impl Selection {
         if !self.keys.is_empty() && !self.keys.iter().any(|k| k == key) {
             return Err("not a --key");
         }
-        if !self.error_types.is_empty() {
-            let kind = ObjectKind::of_key(key);
-            let wanted = self.error_types.iter().any(|t| match t {
-                ErrorOutputType::ProcessingFailed => kind == ObjectKind::ProcessingFailed,
-                ErrorOutputType::HttpEndpointFailed => kind == ObjectKind::HttpEndpointFailed,
-            });
-            if !wanted {
-                return Err("other error type");
-            }
+        if !self.error_types.is_empty() && !self.error_types.contains(&ObjectKind::of_key(key)) {
+            return Err("other error type");
         }
         if self.since.is_some() || self.until.is_some() {
             let Some(hour) = UtcHour::of_key(key) else {
@@ -71,6 +72,60 @@ impl Selection {
             }
         }
         Ok(())
+    }
+
+    /// Refuses the default selection when it would send failed records twice.
+    ///
+    /// `keys` are the objects the other filters admitted ([`Selection::admits`]): after
+    /// `--since`/`--until`, and **including objects the checkpoint already finished**, so a
+    /// resumed or repeated run decides as the first run did. (Were finished objects left out, a
+    /// run that finished the `AllData` objects with `--error-type all-data` and was repeated
+    /// without the flag would quietly send the error output: the failed records a second time.)
+    ///
+    /// The rule: with no `--error-type` and no `--key`, a selection holding both `AllData`
+    /// backup objects ([`ObjectKind::Raw`]) and error output (any other kind) is refused. Under
+    /// `S3BackupMode=AllData` every record the stream received is in the `AllData` backup, the
+    /// failed ones included, and the failed ones are in the error output as well. A selection of
+    /// one kind only, or one that names its kinds or keys, is taken as it is.
+    ///
+    /// The caller must pass the complete selection before sending anything (as
+    /// [`replay`] does: [`Source::list`] returns the whole listing), or the rule would be
+    /// decided on part of it.
+    ///
+    /// # Errors
+    /// [`ReplayError::MixedKinds`], with the counts and what to pass instead.
+    pub fn check_kinds<'k>(
+        &self,
+        source: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<(), ReplayError> {
+        if !self.error_types.is_empty() || !self.keys.is_empty() {
+            return Ok(());
+        }
+        let mut all_data = 0;
+        let mut error_output = 0;
+        let mut error_types: Vec<&'static str> = Vec::new();
+        for key in keys {
+            let kind = ObjectKind::of_key(key);
+            if kind.is_error_output() {
+                error_output += 1;
+                if !error_types.contains(&kind.name()) {
+                    error_types.push(kind.name());
+                }
+            } else {
+                all_data += 1;
+            }
+        }
+        if all_data == 0 || error_output == 0 {
+            return Ok(());
+        }
+        error_types.sort_unstable();
+        Err(ReplayError::MixedKinds {
+            location: source.to_owned(),
+            all_data,
+            error_output,
+            error_types: error_types.join(", "),
+        })
     }
 }
 
@@ -99,6 +154,26 @@ pub enum ReplayError {
     /// The dry-run preview could not be written.
     #[error("cannot write the dry-run preview: {0}")]
     Preview(#[source] std::io::Error),
+    /// No `--error-type` or `--key`, and the selection holds both `AllData` backup objects and
+    /// error output ([`Selection::check_kinds`]). Nothing was sent.
+    #[error(
+        "{location} holds AllData backup objects ({all_data}) and error output ({error_output}: \
+         {error_types}); an AllData backup already holds every record the stream received, the \
+         failed ones included, so replaying both sends those twice (and sends again what was \
+         delivered): choose with --error-type all-data (everything the stream received), or \
+         --error-type processing-failed / --error-type http-endpoint-failed (only what failed). \
+         Nothing was sent"
+    )]
+    MixedKinds {
+        /// The source, as the log names it (not `source`: thiserror takes that for the cause).
+        location: String,
+        /// Selected `AllData` backup objects (finished ones included).
+        all_data: usize,
+        /// Selected error-output objects (finished ones included).
+        error_output: usize,
+        /// The error outputs among them, e.g. `http-endpoint-failed, processing-failed`.
+        error_types: String,
+    },
 }
 
 /// Everything a run needs besides its options.
@@ -155,6 +230,12 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             }
         }
     }
+    // Decided on the whole selection, before the first object is fetched or sent (dry runs
+    // too: they show what a real run would do).
+    options
+        .selection
+        .check_kinds(&describe(source), objects.iter().map(|o| o.key.as_str()))?;
+    warn_if_both_chosen(&options.selection, &objects);
     for wanted in &options.selection.keys {
         if !objects.iter().any(|o| &o.key == wanted) {
             tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
@@ -211,6 +292,22 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         "replay done"
     );
     Ok(summary)
+}
+
+/// `--error-type all-data` together with an error output is a choice, not refused: the `AllData`
+/// objects may not be this stream's `AllData` backup. It still sends failed records twice when
+/// they are, so the log says so.
+fn warn_if_both_chosen(selection: &Selection, objects: &[ObjectInfo]) {
+    let kinds = || objects.iter().map(|o| ObjectKind::of_key(&o.key));
+    if selection.error_types.contains(&ObjectKind::Raw)
+        && kinds().any(|k| k == ObjectKind::Raw)
+        && kinds().any(|k| k.is_error_output())
+    {
+        tracing::warn!(
+            "--error-type all-data with an error output: records that failed are sent from both \
+             when the AllData objects are this stream's AllData backup"
+        );
+    }
 }
 
 fn describe(source: &Source) -> String {
@@ -425,7 +522,7 @@ mod tests {
     #[test]
     fn selection_by_error_type_and_hour() {
         let sel = Selection {
-            error_types: vec![ErrorOutputType::HttpEndpointFailed],
+            error_types: vec![ObjectKind::HttpEndpointFailed],
             since: Some(
                 "2026-11-25T09"
                     .parse::<crate::layout::HourBound>()
@@ -475,5 +572,112 @@ mod tests {
             one.admits("processing-failed/2026/11/25/09/b"),
             Err("not a --key")
         );
+    }
+
+    #[test]
+    fn all_data_selects_only_the_raw_objects() {
+        let sel = Selection {
+            error_types: vec![ObjectKind::Raw],
+            ..Selection::default()
+        };
+        assert_eq!(sel.admits("2026/11/25/09/raw"), Ok(()));
+        assert_eq!(
+            sel.admits("processing-failed/2026/11/25/09/a"),
+            Err("other error type")
+        );
+        assert_eq!(
+            sel.admits("http-endpoint-failed/2026/11/25/09/a"),
+            Err("other error type")
+        );
+        assert_eq!(
+            sel.admits("splunk-failed/2026/11/25/09/a"),
+            Err("other error type")
+        );
+        let both = Selection {
+            error_types: vec![ObjectKind::Raw, ObjectKind::HttpEndpointFailed],
+            ..Selection::default()
+        };
+        assert_eq!(both.admits("2026/11/25/09/raw"), Ok(()));
+        assert_eq!(both.admits("http-endpoint-failed/2026/11/25/09/a"), Ok(()));
+        assert_eq!(
+            both.admits("processing-failed/2026/11/25/09/a"),
+            Err("other error type")
+        );
+    }
+
+    const RAW: &str = "2026/11/25/08/s-1-2026-11-25-08-55-00-u";
+    const PF: &str = "processing-failed/2026/11/25/09/s-1-2026-11-25-09-10-00-u";
+    const HE: &str = "http-endpoint-failed/2026/11/25/09/s-1-2026-11-25-09-30-00-u.gz";
+    const SPLUNK: &str = "splunk-failed/2026/11/25/09/s-1-2026-11-25-09-40-00-u";
+
+    #[test]
+    fn the_default_selection_refuses_all_data_mixed_with_error_output() {
+        let default = Selection::default();
+        let err = default
+            .check_kinds("s3://b/p/", [RAW, RAW, PF, HE, HE])
+            .unwrap_err();
+        match &err {
+            ReplayError::MixedKinds {
+                location,
+                all_data,
+                error_output,
+                error_types,
+            } => {
+                assert_eq!(location, "s3://b/p/");
+                assert_eq!((*all_data, *error_output), (2, 3));
+                assert_eq!(error_types, "http-endpoint-failed, processing-failed");
+            }
+            other => panic!("refused for another reason: {other}"),
+        }
+        let text = err.to_string();
+        for part in [
+            "AllData backup objects (2)",
+            "error output (3: http-endpoint-failed, processing-failed)",
+            "twice",
+            "--error-type all-data",
+            "--error-type processing-failed",
+            "--error-type http-endpoint-failed",
+            "Nothing was sent",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from: {text}");
+        }
+        // Any error output counts, not only the two --error-type can name.
+        assert!(matches!(
+            default.check_kinds("d", [RAW, SPLUNK]),
+            Err(ReplayError::MixedKinds {
+                all_data: 1,
+                error_output: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn one_kind_or_a_chosen_selection_is_taken_as_it_is() {
+        let default = Selection::default();
+        assert!(default.check_kinds("d", [RAW, RAW]).is_ok(), "AllData only");
+        assert!(default.check_kinds("d", [PF, HE]).is_ok(), "errors only");
+        assert!(default.check_kinds("d", []).is_ok(), "nothing selected");
+        for chosen in [
+            Selection {
+                error_types: vec![ObjectKind::Raw],
+                ..Selection::default()
+            },
+            Selection {
+                error_types: vec![ObjectKind::HttpEndpointFailed],
+                ..Selection::default()
+            },
+            // Both kinds named on purpose: a choice (the log warns), not refused.
+            Selection {
+                error_types: vec![ObjectKind::Raw, ObjectKind::ProcessingFailed],
+                ..Selection::default()
+            },
+            Selection {
+                keys: vec![RAW.into(), PF.into()],
+                ..Selection::default()
+            },
+        ] {
+            assert!(chosen.check_kinds("d", [RAW, PF, HE]).is_ok(), "{chosen:?}");
+        }
     }
 }

@@ -137,6 +137,11 @@ pub enum Source {
 impl Source {
     /// Every object under the source, sorted by key.
     ///
+    /// The listing is complete when this returns (every `ListObjectsV2` page, the whole
+    /// directory tree), before any object is fetched: the replay decides on the whole
+    /// selection before sending anything ([`crate::replay::Selection::check_kinds`]). Keep it
+    /// so; a listing paged lazily while sending would let that rule see only part of it.
+    ///
     /// # Errors
     /// Listing failed.
     pub async fn list(&self) -> Result<Vec<ObjectInfo>, SourceError> {

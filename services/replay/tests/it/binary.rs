@@ -3,7 +3,8 @@
 use std::process::Output;
 
 use crate::support::{
-    Behaviour, FrontDoor, GOOD_IDS, MALFORMED, assert_each_good_record_once, counts, fixture_dir,
+    Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, MALFORMED, assert_each_good_record_once, counts,
+    fixture_dir,
 };
 
 fn replay() -> tokio::process::Command {
@@ -31,14 +32,15 @@ async fn the_binary_replays_a_directory_and_prints_the_summary() {
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let out = run(&[
-        fixture_dir().to_str().expect("utf-8"),
+    let dir = fixture_dir();
+    let args = [
+        dir.to_str().expect("utf-8"),
         "--to-http",
         &url,
         "--checkpoint",
         cp.to_str().expect("utf-8"),
-    ])
-    .await;
+    ];
+    let out = run(&[&args[..], &EVERY_KIND].concat()).await;
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert_eq!(
@@ -143,7 +145,7 @@ async fn an_interrupted_run_exits_2_and_the_rerun_completes_it() {
         "--http-max-attempts".into(),
         "1".into(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
     let first = run(&args).await;
     assert_eq!(first.status.code(), Some(2), "{}", text(&first.stderr));
     assert!(text(&first.stdout).contains("run the same command again to resume"));
@@ -176,7 +178,7 @@ async fn a_replay_killed_mid_batch_loses_nothing_and_repeats_nothing_confirmed()
         "--http-batch".into(),
         "2".into(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
     let mut child = replay()
         .args(&args)
         .stdout(std::process::Stdio::null())
@@ -199,5 +201,85 @@ async fn a_replay_killed_mid_batch_loses_nothing_and_repeats_nothing_confirmed()
         } else {
             assert_eq!(n, 1, "{id} exactly once: {got:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_mixed_source_without_error_type_is_refused_before_sending() {
+    // The fixtures hold one AllData object and three error-output objects: with no
+    // --error-type and no --key that is refused, real run and dry runs alike, before anything
+    // is sent, shown or written.
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let dir = fixture_dir();
+    let dir = dir.to_str().expect("utf-8");
+    let cp_arg = cp.to_str().expect("utf-8");
+    let with_target = [dir, "--to-http", &url, "--checkpoint", cp_arg];
+    let dry_with_target = [&with_target[..], &["--dry-run"]].concat();
+    let dry_without_target = [dir, "--dry-run", "--checkpoint", cp_arg];
+    for args in [&with_target[..], &dry_with_target, &dry_without_target] {
+        let out = run(args).await;
+        let stdout = text(&out.stdout);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}\n{stderr}");
+        for part in [
+            "AllData backup objects (1)",
+            "error output (3: http-endpoint-failed, processing-failed)",
+            "sends those twice",
+            "--error-type all-data",
+            "--error-type processing-failed",
+            "--error-type http-endpoint-failed",
+        ] {
+            assert!(
+                stderr.contains(part),
+                "{args:?}: {part:?} missing: {stderr}"
+            );
+        }
+        assert!(
+            stdout.is_empty(),
+            "{args:?}: no preview, no summary: {stdout}"
+        );
+        assert_eq!(door.requests(), 0, "{args:?}: nothing sent");
+        assert!(!cp.exists(), "{args:?}: no checkpoint written");
+    }
+}
+
+#[tokio::test]
+async fn error_type_all_data_or_an_error_output_replays_a_mixed_source() {
+    let dir = fixture_dir();
+    let dir = dir.to_str().expect("utf-8");
+    for (error_type, expected) in [
+        ("all-data", ["ad-1", "ad-2", "ad-3"]),
+        ("http-endpoint-failed", ["he-1", "he-2", "he-3"]),
+    ] {
+        let (door, url) = FrontDoor::start(Behaviour::default()).await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cp = tmp.path().join("cp.json");
+        let out = run(&[
+            dir,
+            "--to-http",
+            &url,
+            "--checkpoint",
+            cp.to_str().expect("utf-8"),
+            "--error-type",
+            error_type,
+        ])
+        .await;
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{error_type}: {stdout}\n{}",
+            text(&out.stderr)
+        );
+        let mut ids = door.ids();
+        ids.sort();
+        assert_eq!(ids, expected, "{error_type}: only those objects, once");
+        assert!(
+            stdout.contains("objects: 1 selected, 1 finished"),
+            "{error_type}: {stdout}"
+        );
+        assert!(stdout.contains("3 filtered out"), "{error_type}: {stdout}");
     }
 }

@@ -4,16 +4,17 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{Behaviour, FrontDoor, GOOD_IDS, fixture_dir};
+use crate::support::{Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, fixture_dir};
 
-/// Runs the binary on the fixture directory with `args`, AWS settings for a local Firehose at
-/// `endpoint` (if any) and `region`.
+/// Runs the binary on the fixture directory (every kind of object in it) with `args`, AWS
+/// settings for a local Firehose at `endpoint` (if any) and `region`.
 async fn replay(cp: &Path, endpoint: Option<&str>, region: &str, args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
     cmd.arg(fixture_dir())
         .arg("--checkpoint")
         .arg(cp)
         .args(["--region", region])
+        .args(EVERY_KIND)
         .args(args)
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("REPLAY_TO_STREAM")

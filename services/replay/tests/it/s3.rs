@@ -7,13 +7,15 @@ use aws_sdk_firehose::types::{
 };
 
 use crate::support::{
-    Behaviour, FrontDoor, GOOD_IDS, MALFORMED, Moto, assert_each_good_record_once, unique_bucket,
-    upload_fixtures,
+    Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, MALFORMED, Moto, assert_each_good_record_once,
+    unique_bucket, upload_fixtures,
 };
 
+/// Runs the binary with `args` and every kind of object selected (the fixtures hold all three).
 async fn replay(moto: &Moto, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"))
         .args(args)
+        .args(EVERY_KIND)
         .envs(moto.env())
         .output()
         .await

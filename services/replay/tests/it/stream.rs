@@ -14,6 +14,7 @@ use ingest::producer::ProducerConfig;
 use ingest::sink::{BatchOutcome, RecordOutcome, RecordSink, SinkError};
 use replay::checkpoint::{Checkpoint, CheckpointError};
 use replay::http::{HttpTarget, HttpTargetConfig};
+use replay::layout::ObjectKind;
 use replay::progress::Progress;
 use replay::replay::{Options, Run, Selection, replay};
 use replay::source::Source;
@@ -149,7 +150,19 @@ async fn run_into(fake: &Arc<FakeFirehose>, checkpoint_path: &std::path::Path) -
             preview: &mut preview,
             cancel: &CancellationToken::new(),
         },
-        &Options::default(),
+        // Every kind of object in the fixtures, as `support::EVERY_KIND` selects on the command
+        // line: their AllData object holds other records than their error objects.
+        &Options {
+            selection: Selection {
+                error_types: vec![
+                    ObjectKind::Raw,
+                    ObjectKind::ProcessingFailed,
+                    ObjectKind::HttpEndpointFailed,
+                ],
+                ..Selection::default()
+            },
+            ..Options::default()
+        },
     )
     .await
     .expect("the replay runs")

@@ -19,6 +19,20 @@ pub(crate) fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backup")
 }
 
+/// `--error-type` for every kind of object in the fixtures, for the tests that send them all.
+///
+/// The fixtures' `AllData` object holds other records than their error objects (one object per
+/// format, not a stream's real `AllData` backup), so sending all of them sends no record twice.
+/// Without these flags `replay` refuses the mix (see `binary::a_mixed_source_…`).
+pub(crate) const EVERY_KIND: [&str; 6] = [
+    "--error-type",
+    "all-data",
+    "--error-type",
+    "processing-failed",
+    "--error-type",
+    "http-endpoint-failed",
+];
+
 /// Every good record in the fixtures, by event id.
 pub(crate) const GOOD_IDS: [&str; 11] = [
     "ad-1", "ad-2", "ad-3", "he-1", "he-2", "he-3", "pf-1", "pf-2", "pf-3", "pf-4", "pf-5",
