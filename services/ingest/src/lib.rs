@@ -212,6 +212,10 @@ pub fn admin_app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long the admin listener's open connections get to finish once the public server is
+/// done (see [`run`]).
+pub const ADMIN_DRAIN: Duration = Duration::from_secs(2);
+
 /// Shutdown timing.
 #[derive(Debug, Clone, Copy)]
 pub struct Drain {
@@ -266,12 +270,22 @@ pub async fn run(
     let result = tokio::select! {
         result = server => result,
         () = grace_over => {
-            tracing::warn!(grace = ?drain.grace, "grace period over; dropping requests still in flight (they were not acknowledged)");
+            tracing::warn!(grace = ?drain.grace, "grace period over; closing the connections still open (a request still running on one gets no answer: its events were not acknowledged)");
             Ok(())
         }
     };
     admin_stop.cancel();
-    let _ = admin_server.await;
+    // Bounded: `axum::serve` has no header-read timeout, so one admin connection holding half a
+    // request head would otherwise keep the process from ever exiting (and the embedded
+    // Firehose and the trace exporter from being flushed). Admin requests are short.
+    let mut admin_server = admin_server;
+    if tokio::time::timeout(ADMIN_DRAIN, &mut admin_server)
+        .await
+        .is_err()
+    {
+        tracing::warn!(after = ?ADMIN_DRAIN, "closing admin connections still open");
+        admin_server.abort();
+    }
     let inflight = state.producer().inflight_bytes();
     if inflight > 0 {
         tracing::warn!(

@@ -6,7 +6,11 @@
 //! * runs the handler in the request span ([`telemetry::request_span`], built only when
 //!   something records it);
 //! * counts and times the request by route template, method and status, counts refusals by
-//!   reason, and emits the one access-log line ([`crate::access_log`]) with the request's ids.
+//!   reason, and emits the one access-log line ([`crate::access_log`]) with the request's ids;
+//! * does the same, with status [`CLIENT_CLOSED`] (499, nginx's "client closed request"), for a
+//!   request whose client went away before the answer: hyper then drops the handler's future,
+//!   and without this the request would leave no line and no count although its events may
+//!   still be delivered (the producer sends what it was given).
 //!
 //! tower-http's `SetRequestId`, `PropagateRequestId`, `Trace` and `Timeout` layers plus an
 //! `axum::middleware::from_fn` did the same in five nested services, each with its own future
@@ -96,7 +100,9 @@ where
         let started = Instant::now();
         let headers = request.headers_mut();
         let request_id = match headers.get(REQUEST_ID) {
-            Some(id) if id.len() <= MAX_REQUEST_ID_BYTES => id.clone(),
+            // Only visible ASCII is kept: other bytes would be echoed, but the log (which needs
+            // text) would lose the id.
+            Some(id) if id.len() <= MAX_REQUEST_ID_BYTES && id.to_str().is_ok() => id.clone(),
             _ => {
                 let id = new_request_id();
                 headers.insert(REQUEST_ID, id.clone());
@@ -115,19 +121,70 @@ where
         // Called here, not inside the future, on the service `poll_ready` was just asked about:
         // the tower contract holds without cloning the inner service for every request.
         let handler = self.inner.call(request);
-        let state = self.state.clone();
+        let mut tracked = Tracked {
+            state: self.state.clone(),
+            span,
+            seen,
+            answered: false,
+        };
         Box::pin(async move {
-            let mut response = match handler.instrument(span.clone()).await {
+            let mut response = match handler.instrument(tracked.span.clone()).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
             response
                 .headers_mut()
-                .insert(REQUEST_ID, seen.request_id.clone());
-            record(&state, &span, &seen, &response);
+                .insert(REQUEST_ID, tracked.seen.request_id.clone());
+            tracked.answered = true;
+            let answer = Answer {
+                status: response.status(),
+                reason: response.extensions().get::<RejectReason>().map(|r| r.0),
+                key_id: response.extensions().get::<KeyId>().map(KeyId::as_str),
+            };
+            record(&tracked.state, &tracked.span, &tracked.seen, &answer);
             Ok(response)
         })
     }
+}
+
+/// Status recorded for a request whose client closed the connection before the answer
+/// (nginx's 499, "client closed request"; no answer was sent).
+pub const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a valid status code"),
+};
+
+/// The access line's `reason` for [`CLIENT_CLOSED`].
+pub const CLIENT_CLOSED_REASON: &str = "client_closed";
+
+/// One request on its way: records it as [`CLIENT_CLOSED`] if dropped before it was answered.
+struct Tracked {
+    state: AppState,
+    span: tracing::Span,
+    seen: Seen,
+    answered: bool,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.answered {
+            let answer = Answer {
+                status: CLIENT_CLOSED,
+                reason: Some(CLIENT_CLOSED_REASON),
+                key_id: None,
+            };
+            record(&self.state, &self.span, &self.seen, &answer);
+        }
+    }
+}
+
+/// What the access line and the metrics need from the answer.
+struct Answer<'a> {
+    status: http::StatusCode,
+    /// A refusal's reason ([`RejectReason`]), or [`CLIENT_CLOSED_REASON`].
+    reason: Option<&'static str>,
+    /// The caller's key id, once the key was accepted.
+    key_id: Option<&'a str>,
 }
 
 /// Longest client `x-request-id` kept. A longer one is replaced by a fresh id (in the request
@@ -142,10 +199,10 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(id).expect("a hyphenated UUID is a valid header value")
 }
 
-/// Metrics, the exported span's status and the access-log line for one answered request.
-fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Response) {
+/// Metrics, the exported span's status and the access-log line for one request.
+fn record(state: &AppState, span: &tracing::Span, seen: &Seen, answer: &Answer<'_>) {
     let elapsed = seen.started.elapsed();
-    let status = response.status();
+    let status = answer.status;
     let route = seen.route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = seen.method;
     // On the exported request span (no-ops when trace export is off).
@@ -155,8 +212,9 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Respon
     }
     let m = state.metrics();
     m.observe_request(route, method, status, elapsed.as_secs_f64());
-    let reason = response.extensions().get::<RejectReason>().map(|r| r.0);
-    if let Some(reason) = reason {
+    let reason = answer.reason;
+    // A client that went away was not refused.
+    if let Some(reason) = reason.filter(|_| status != CLIENT_CLOSED) {
         m.requests_rejected.with_label_values(&[reason]).inc();
     }
     let ms = elapsed.as_secs_f64() * 1000.0;
@@ -165,7 +223,7 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, response: &Respon
         .traceparent
         .as_ref()
         .and_then(telemetry::traceparent_trace_id);
-    let key_id = response.extensions().get::<KeyId>().map(KeyId::as_str);
+    let key_id = answer.key_id;
     let length = seen.length;
     // One callsite per level (a callsite's level is fixed): the same fields at WARN or INFO.
     macro_rules! access_line {

@@ -442,3 +442,134 @@ async fn bad_config_fails_at_start_saying_what_to_fix() {
         assert!(stderr.contains(expected), "{env:?}: {stderr}");
     }
 }
+
+/// The admin address from the start-up line.
+fn admin_addr(ingest: &Ingest) -> String {
+    ingest
+        .startup
+        .iter()
+        .find_map(|v| v["admin"].as_str())
+        .expect("the listening line names the admin address")
+        .to_owned()
+}
+
+/// `axum::serve` has no header-read timeout, and graceful shutdown waits for every open
+/// connection: an admin connection holding half a request head kept the process from ever
+/// exiting (so the pod was SIGKILLed, unflushed). The admin listener now gets `ADMIN_DRAIN`.
+#[tokio::test]
+async fn a_stalled_admin_connection_does_not_hold_the_exit() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (endpoint, _fake) = start_fake_firehose().await;
+    let mut ingest = Ingest::start(&endpoint, "stalled-admin", &[]).await;
+    let admin = admin_addr(&ingest);
+    // Half a request head, never finished, on a new connection.
+    let mut stalled = tokio::net::TcpStream::connect(&admin)
+        .await
+        .expect("admin connects");
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // A whole request on a later connection: once it is answered, the listener (which accepts
+    // in order) has taken the stalled connection too.
+    let mut probe = tokio::net::TcpStream::connect(&admin)
+        .await
+        .expect("admin connects");
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0_u8; 12];
+    probe.read_exact(&mut answer).await.expect("answered");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    drop(probe);
+    let started = std::time::Instant::now();
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    wait_log(&mut ingest.logs, |v| {
+        v["message"] == "closing admin connections still open"
+    })
+    .await;
+    drop(stalled);
+}
+
+/// A client that closes its connection before the answer: hyper drops the handler's future, yet
+/// the request gets its access line (status 499, reason `client_closed`) and its count, and its
+/// event, already handed to the producer, is still delivered.
+#[tokio::test]
+async fn a_client_that_goes_away_is_logged_and_counted() {
+    use tokio::io::AsyncWriteExt as _;
+    let (endpoint, fake) = start_fake_firehose().await;
+    let mut ingest = Ingest::start(&endpoint, "gone", &[("INGEST_LINGER", "3s")]).await;
+    let metrics_url = format!("http://{}/metrics", admin_addr(&ingest));
+    let body = r#"{"left":"early"}"#;
+    let mut client = tokio::net::TcpStream::connect(ingest.url.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    client
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nX-Request-Id: gone-1\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    // The event is with the producer (lingering 3 s) once it holds in-flight bytes.
+    let http = reqwest::Client::new();
+    let scrape = || async {
+        http.get(&metrics_url)
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !scrape()
+            .await
+            .lines()
+            .any(|l| l.starts_with("ingest_inflight_bytes ") && !l.ends_with(" 0"))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the event reached the producer");
+    drop(client);
+    let line = wait_log(&mut ingest.logs, |v| {
+        v["target"] == "access" && v["request_id"] == "gone-1"
+    })
+    .await;
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["reason"], "client_closed", "{line}");
+    assert_eq!(line["route"], "/v1/events", "{line}");
+    let text = scrape().await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ingest_http_requests_total")
+                && l.contains("status=\"499\"")
+                && l.ends_with(" 1")),
+        "no 499 in:\n{text}"
+    );
+    // Not a refusal.
+    assert!(
+        !text.contains("reason=\"client_closed\""),
+        "counted as a refusal:\n{text}"
+    );
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !fake.kept().contains(&format!("{body}\n").into_bytes()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the event is still delivered");
+}
