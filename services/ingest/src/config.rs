@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use firehose_formats::limits::is_valid_stream_name;
+use secrecy::SecretString;
 
 use crate::producer::ProducerConfig;
 
@@ -40,8 +41,8 @@ pub struct Config {
 
     /// Embedded local Firehose only: sent as `X-Amz-Firehose-Access-Key` to
     /// `INGEST_LOCAL_ENDPOINT_URL` (e.g. a New Relic license key). Never printed.
-    #[arg(long, env = "INGEST_LOCAL_ENDPOINT_ACCESS_KEY", hide_env_values = true)]
-    pub local_endpoint_access_key: Option<String>,
+    #[arg(long, env = "INGEST_LOCAL_ENDPOINT_ACCESS_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub local_endpoint_access_key: Option<SecretString>,
 
     /// Embedded local Firehose only: a full firehose-local configuration file (TOML or YAML;
     /// see services/firehose-local/README.md). Its first stream receives the events; the other
@@ -200,6 +201,12 @@ pub enum ConfigError {
     /// A rate that is negative or not a number.
     #[error("INGEST_RATE_LIMIT_RPS must be a number >= 0, got {0}")]
     Rate(String),
+    /// Readiness checks so frequent that a few idle pods would exhaust the account's
+    /// `DescribeDeliveryStream` limit.
+    #[error(
+        "INGEST_READINESS_INTERVAL must be at least 1s, got {0:?}: an idle pod calls DescribeDeliveryStream once per interval, and AWS allows 5 such calls per second for the whole account and region"
+    )]
+    ReadinessTooOften(Duration),
 }
 
 impl Config {
@@ -248,6 +255,9 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        if self.readiness_interval < MIN_READINESS_INTERVAL {
+            return Err(ConfigError::ReadinessTooOften(self.readiness_interval));
         }
         if self.rate_limit_burst == Some(0) {
             return Err(ConfigError::Zero("INGEST_RATE_LIMIT_BURST"));
@@ -306,6 +316,11 @@ impl Config {
 /// a permit of one semaphore, and hundreds already reach a stream's request quota.
 pub const MAX_CONCURRENT_CALLS: usize = 4096;
 
+/// Shortest `INGEST_READINESS_INTERVAL`. `DescribeDeliveryStream`, which an idle pod calls once
+/// per interval, is limited to 5 calls per second per account and region, a hard limit
+/// ([`crate::state::DESCRIBE_STREAM_LIMIT_DOC`]): below a second, two idle pods exhaust it.
+pub const MIN_READINESS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Longest duration any setting takes (7 days). Every duration is added to a clock reading
 /// somewhere (deadlines, timers), and a sum past what the clock can hold would panic; no
 /// setting of this service has a use for more.
@@ -314,6 +329,11 @@ pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Time kept between the last moment a request's events may be sent and its timeout, for the
 /// call's answer to be turned into the response.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// A secret from a flag or variable, taken as it is; `Debug` shows it redacted.
+fn parse_secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text.to_owned()))
+}
 
 /// Parses `250ms`, `10s`, `2m` or a bare number of seconds, at most [`MAX_DURATION`].
 ///
@@ -433,6 +453,20 @@ mod tests {
             let c = parse(&[flag, "0ms"]);
             assert!(matches!(c.validate(), Err(ConfigError::Zero(_))), "{flag}");
         }
+        let c = parse(&["--local-endpoint-access-key", "nr-license-0123"]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("nr-license-0123"), "{shown}");
+        assert!(
+            shown.contains("local_endpoint_access_key: Some("),
+            "{shown}"
+        );
+        assert_eq!(
+            parse(&["--readiness-interval", "999ms"]).validate(),
+            Err(ConfigError::ReadinessTooOften(Duration::from_millis(999)))
+        );
+        parse(&["--readiness-interval", "1s"])
+            .validate()
+            .expect("one check a second is allowed");
         assert_eq!(
             parse(&["--max-events", "0"]).validate(),
             Err(ConfigError::Zero("INGEST_MAX_EVENTS"))

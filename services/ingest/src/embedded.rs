@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use aws_config::BehaviorVersion;
 use firehose_local::config::{Compression, HttpEndpointConfig, S3BackupMode, Secret};
+use secrecy::ExposeSecret as _;
 
 use crate::config::Config;
 
@@ -70,7 +71,10 @@ pub fn local_config(config: &Config) -> Result<firehose_local::Config, EmbeddedE
         let endpoint = HttpEndpointConfig {
             url: url.clone(),
             name: Some("INGEST_LOCAL_ENDPOINT_URL".to_owned()),
-            access_key: config.local_endpoint_access_key.clone().map(Secret::new),
+            access_key: config
+                .local_endpoint_access_key
+                .as_ref()
+                .map(|key| Secret::new(key.expose_secret().to_owned())),
             common_attributes: BTreeMap::new(),
             // What New Relic asks for; every HTTP server that speaks the protocol accepts it.
             content_encoding: Compression::Gzip,

@@ -200,7 +200,21 @@ impl ProducerMetrics {
                 "ingest_firehose_batch_bytes",
                 "Bytes per PutRecordBatch call (batch fill)",
             )
-            .buckets(prometheus::exponential_buckets(1024.0, 4.0, 8)?),
+            // Fine where a full call ends (a batch is at most SAFE_BATCH_BYTES = 4,000,000
+            // record bytes), coarse below: ×4 buckets up to 16 MiB put every call from 1 to 4 MiB
+            // in one bucket, and the last was out of reach.
+            .buckets(vec![
+                1024.0,
+                16_384.0,
+                65_536.0,
+                262_144.0,
+                524_288.0,
+                1_048_576.0,
+                2_000_000.0,
+                3_000_000.0,
+                3_500_000.0,
+                4_000_000.0,
+            ]),
         )?;
         let records_failed = IntCounterVec::new(
             Opts::new(
@@ -474,6 +488,19 @@ mod tests {
         assert_eq!(timed(&["/v1/events", "POST"]), 3);
         assert_eq!(timed(&["/", "POST"]), 1);
         assert_eq!(timed(&["unmatched", "GET"]), 1);
+    }
+
+    #[test]
+    fn batch_fill_separates_full_calls_from_half_full_ones() {
+        let m = Metrics::new().expect("metrics register");
+        m.producer.batch_bytes.observe(1_500_000.0);
+        m.producer.batch_bytes.observe(3_900_000.0);
+        let text = m.render();
+        // Cumulative counts: the half-full call is below 2 MB, the full one only at 4 MB.
+        for (le, count) in [("2000000", 1), ("3500000", 1), ("4000000", 2)] {
+            let line = format!("ingest_firehose_batch_bytes_bucket{{le=\"{le}\"}} {count}\n");
+            assert!(text.contains(&line), "no {line} in:\n{text}");
+        }
     }
 
     #[test]

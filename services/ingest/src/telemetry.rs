@@ -97,6 +97,29 @@ pub enum OtlpError {
 }
 
 /// Where and how traces are exported, from the standard OpenTelemetry variables.
+/// `url` as it may be logged: a password or token in its user info (`https://user:pass@host`)
+/// or its query (`?api-key=…`) replaced by `***`; the fragment left out.
+fn redacted(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or_default();
+    let (url, query) = match url.split_once('?') {
+        Some((before, _)) => (before, "?***"),
+        None => (url, ""),
+    };
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let scheme = if scheme.is_empty() && !url.contains("://") {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{host}{path}{query}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct OtlpConfig {
     /// The variable that set the endpoint, and its value (checked to be http or https).
@@ -129,7 +152,7 @@ impl OtlpConfig {
         if !valid {
             return Err(OtlpError::Endpoint {
                 var: name,
-                value: endpoint,
+                value: redacted(&endpoint),
             });
         }
         for protocol_var in [
@@ -357,7 +380,7 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         tracing::info!(
             endpoint_var = config.var,
-            endpoint = %config.endpoint,
+            endpoint = %redacted(&config.endpoint),
             "OpenTelemetry trace export on (OTLP over http/protobuf)"
         );
     }
@@ -592,6 +615,32 @@ mod tests {
             ])
             .is_some()
         );
+    }
+
+    #[test]
+    fn endpoints_are_logged_without_credentials() {
+        for (url, shown) in [
+            ("http://collector:4318", "http://collector:4318"),
+            (
+                "https://user:pa55@otlp.example.com:4318/v1/traces",
+                "https://***@otlp.example.com:4318/v1/traces",
+            ),
+            (
+                "https://otlp.example.com/v1/traces?api-key=t0k3n#x",
+                "https://otlp.example.com/v1/traces?***",
+            ),
+            ("ftp://u:p@collector", "ftp://***@collector"),
+            ("not a url", "not a url"),
+            ("u:p@collector:4318", "***@collector:4318"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+        let err = OtlpConfig::from_vars(vars(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "ftp://user:pa55@collector",
+        )]))
+        .expect_err("not http");
+        assert!(!err.to_string().contains("pa55"), "{err}");
     }
 
     #[test]
