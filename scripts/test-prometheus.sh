@@ -23,6 +23,7 @@ missing() {
     exit 1
   fi
   echo "test-prometheus: skipped: $1 (run scripts/setup.sh, then source scripts/env.sh)"
+  echo "test-prometheus: $1" >>"${TEST_SKIPPED:-/dev/null}"
   exit 0
 }
 

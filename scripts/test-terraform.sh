@@ -8,7 +8,7 @@
 #
 # Offline: hashicorp/aws comes from the filesystem mirror in the machine image (TF_PLUGIN_MIRROR,
 # default /opt/tf-plugins) through the CLI config terraform/tests/offline.tfrc. A missing tool
-# (terraform, the provider mirror, python-hcl2, checkov) fails under CI=true; for a developer the
+# (terraform, the provider mirror, the hcl2 module, checkov) fails under CI=true; for a developer the
 # steps that need it are skipped with a message saying so and the others still run.
 #
 # Everything runs on a copy of terraform/ in a temporary directory, so no .terraform/ directory or
@@ -28,6 +28,7 @@ tool_missing() {
     exit 1
   fi
   skip "$*; run scripts/setup.sh, then source scripts/env.sh"
+  echo "test-terraform: $*" >>"${TEST_SKIPPED:-/dev/null}"
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/test-terraform.XXXXXX")
@@ -61,7 +62,7 @@ if python3 -c 'import hcl2' >/dev/null 2>&1; then
   log "terraform/tools/tfdocs.py --check"
   python3 terraform/tools/tfdocs.py --check terraform
 else
-  tool_missing "python-hcl2 is not importable, so terraform/README.md's tables were not checked"
+  tool_missing "the hcl2 module (bc-python-hcl2) is not importable, so terraform/README.md's tables were not checked"
 fi
 
 # --- checkov -----------------------------------------------------------------------------------

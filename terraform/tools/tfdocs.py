@@ -4,7 +4,9 @@
 terraform-docs ships through no package registry reachable here, so this does the part of its
 job the README needs: a Requirements, an Inputs and an Outputs table between the
 `<!-- BEGIN_TF_DOCS -->` and `<!-- END_TF_DOCS -->` markers, generated from `versions.tf`,
-`variables.tf` and `outputs.tf` with python-hcl2 (installed by scripts/setup.sh).
+`variables.tf` and `outputs.tf` with the `hcl2` module of bc-python-hcl2 0.4.3, the version checkov
+pins (installed by scripts/setup.sh). python-hcl2 installs a module of the same name that parses
+into a different shape; this script does not work with it.
 
     tools/tfdocs.py            # rewrite the tables in README.md
     tools/tfdocs.py --check    # exit 1 (and show the diff) when README.md is out of date
@@ -26,7 +28,7 @@ END = "<!-- END_TF_DOCS -->"
 
 
 def one(value):
-    """python-hcl2 wraps some attribute values in a one-element list; unwrap them."""
+    """hcl2 wraps some attribute values in a one-element list; unwrap them."""
     if isinstance(value, list) and len(value) == 1:
         return value[0]
     return value
