@@ -62,6 +62,21 @@ pub enum KeyFileError {
         /// 1-based line number.
         line: usize,
     },
+    /// Two different keys whose ids ([`KeyId`]: the first 8 hex digits of the SHA-256) are the
+    /// same: the rate limit and the logs would take them for one caller.
+    #[error(
+        "API-key file {path}, lines {first} and {second}: two different keys share the id {id} (the first 8 hex digits of their SHA-256), so rate limits and logs could not tell them apart: replace one of them"
+    )]
+    SharedId {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the first key.
+        first: usize,
+        /// 1-based line of the second.
+        second: usize,
+        /// The id they share.
+        id: String,
+    },
     /// No key at all: refusing to start with auth "on" and nobody able to call.
     #[error(
         "API-key file {path} holds no keys: add one key per line, or unset INGEST_API_KEYS_FILE to turn authentication off"
@@ -101,9 +116,12 @@ impl KeySet {
     /// Parses the file format described in the module docs.
     ///
     /// # Errors
-    /// A malformed `sha256:` line, or no key at all.
+    /// A malformed `sha256:` line, two different keys with the same [`KeyId`], or no key at all.
     pub fn parse(path: &Path, text: &str) -> Result<Self, KeyFileError> {
         let mut digests = Vec::new();
+        // id -> (line, digest) of the first key with that id.
+        let mut ids: std::collections::HashMap<[u8; 4], (usize, [u8; 32])> =
+            std::collections::HashMap::new();
         // A file saved by an editor that writes a byte-order mark: not part of the first key.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, line) in text.lines().enumerate() {
@@ -111,7 +129,7 @@ impl KeySet {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            if let Some(hex_digest) = digest_part(line) {
+            let digest: [u8; 32] = if let Some(hex_digest) = digest_part(line) {
                 let mut digest = [0u8; 32];
                 hex::decode_to_slice(hex_digest.trim(), &mut digest).map_err(|_| {
                     KeyFileError::BadDigest {
@@ -119,10 +137,27 @@ impl KeySet {
                         line: n + 1,
                     }
                 })?;
-                digests.push(digest);
+                digest
             } else {
-                digests.push(Sha256::digest(line.as_bytes()).into());
+                Sha256::digest(line.as_bytes()).into()
+            };
+            let id: [u8; 4] = [digest[0], digest[1], digest[2], digest[3]];
+            match ids.get(&id) {
+                // The same key twice (say as itself and as its digest) is still one caller.
+                Some(&(_, known)) if known == digest => {}
+                Some(&(first, _)) => {
+                    return Err(KeyFileError::SharedId {
+                        path: path.to_owned(),
+                        first,
+                        second: n + 1,
+                        id: hex::encode(id),
+                    });
+                }
+                None => {
+                    ids.insert(id, (n + 1, digest));
+                }
             }
+            digests.push(digest);
         }
         if digests.is_empty() {
             return Err(KeyFileError::Empty {
@@ -387,6 +422,23 @@ mod tests {
                 .expect_err("63 hex digits");
             assert!(err.to_string().contains("64 hex digits"), "{prefix}: {err}");
         }
+    }
+
+    #[test]
+    fn two_keys_with_one_id_are_refused() {
+        let path = Path::new("keys");
+        let a = format!("sha256:abcdef01{}", "0".repeat(56));
+        let b = format!("sha256:abcdef01{}", "1".repeat(56));
+        let err = KeySet::parse(path, &format!("# keys\n{a}\n\n{b}\n")).expect_err("shared id");
+        assert!(
+            matches!(&err, KeyFileError::SharedId { first: 2, second: 4, id, .. } if id == "abcdef01"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("replace one of them"), "{err}");
+        // One key written as itself and as its digest is one caller, not a clash.
+        let digest = hex::encode(Sha256::digest(b"k-1"));
+        let set = KeySet::parse(path, &format!("k-1\nsha256:{digest}\n")).expect("same key twice");
+        assert!(set.check(b"k-1").is_some());
     }
 
     #[test]
