@@ -453,32 +453,30 @@ fn admin_addr(ingest: &Ingest) -> String {
         .to_owned()
 }
 
+/// A raw connection to `addr` that has sent `bytes`.
+async fn connect_and_send(addr: &str, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream.write_all(bytes).await.expect("write");
+    stream
+}
+
 /// `axum::serve` has no header-read timeout, and graceful shutdown waits for every open
 /// connection: an admin connection holding half a request head kept the process from ever
 /// exiting (so the pod was SIGKILLed, unflushed). The admin listener now gets `ADMIN_DRAIN`.
 #[tokio::test]
 async fn a_stalled_admin_connection_does_not_hold_the_exit() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncReadExt as _;
     let (endpoint, _fake) = start_fake_firehose().await;
     let mut ingest = Ingest::start(&endpoint, "stalled-admin", &[]).await;
     let admin = admin_addr(&ingest);
     // Half a request head, never finished, on a new connection.
-    let mut stalled = tokio::net::TcpStream::connect(&admin)
-        .await
-        .expect("admin connects");
-    stalled
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("write");
+    let stalled = connect_and_send(&admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
     // A whole request on a later connection: once it is answered, the listener (which accepts
     // in order) has taken the stalled connection too.
-    let mut probe = tokio::net::TcpStream::connect(&admin)
-        .await
-        .expect("admin connects");
-    probe
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
+    let mut probe = connect_and_send(&admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut answer = [0_u8; 12];
     probe.read_exact(&mut answer).await.expect("answered");
     assert_eq!(&answer, b"HTTP/1.1 200");
@@ -503,25 +501,17 @@ async fn a_stalled_admin_connection_does_not_hold_the_exit() {
 /// event, already handed to the producer, is still delivered.
 #[tokio::test]
 async fn a_client_that_goes_away_is_logged_and_counted() {
-    use tokio::io::AsyncWriteExt as _;
     let (endpoint, fake) = start_fake_firehose().await;
     let mut ingest = Ingest::start(&endpoint, "gone", &[("INGEST_LINGER", "3s")]).await;
     let metrics_url = format!("http://{}/metrics", admin_addr(&ingest));
     let body = r#"{"left":"early"}"#;
-    let mut client = tokio::net::TcpStream::connect(ingest.url.trim_start_matches("http://"))
-        .await
-        .expect("connects");
-    client
-        .write_all(
-            format!(
-                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\nX-Request-Id: gone-1\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("write");
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nX-Request-Id: gone-1\r\n\r\n{body}",
+        body.len()
+    );
+    let client =
+        connect_and_send(ingest.url.trim_start_matches("http://"), request.as_bytes()).await;
     // The event is with the producer (lingering 3 s) once it holds in-flight bytes.
     let http = reqwest::Client::new();
     let scrape = || async {

@@ -9,28 +9,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, MALFORMED, assert_each_good_record_once, counts,
-    fixture_dir,
+    fixture_dir, fixture_files,
 };
 
 async fn run(args: &[&str]) -> (Summary, String) {
+    try_run(args).await.expect("the replay runs")
+}
+
+async fn try_run(args: &[&str]) -> Result<(Summary, String), AppError> {
     let config = Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
         .expect("valid arguments");
     let mut preview = Vec::new();
-    let summary = replay::run(&config, &mut preview, &CancellationToken::new())
-        .await
-        .expect("the replay runs");
-    (summary, String::from_utf8(preview).expect("utf-8 preview"))
+    let summary = replay::run(&config, &mut preview, &CancellationToken::new()).await?;
+    Ok((summary, String::from_utf8(preview).expect("utf-8 preview")))
 }
 
 /// Replays the fixture directory to the front door at `url`, checkpointing in `cp`, with
 /// `extra` flags.
 async fn run_to_http(url: &str, cp: &std::path::Path, extra: &[&str]) -> (Summary, String) {
+    try_run_to_http(url, cp, extra)
+        .await
+        .expect("the replay runs")
+}
+
+async fn try_run_to_http(
+    url: &str,
+    cp: &std::path::Path,
+    extra: &[&str],
+) -> Result<(Summary, String), AppError> {
     let cp = cp.to_str().expect("utf-8");
     let mut args = vec![dir(), "--to-http".to_owned(), url.to_owned()];
     args.extend(["--checkpoint".to_owned(), cp.to_owned()]);
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&args).await
+    try_run(&args).await
 }
 
 fn dir() -> String {
@@ -398,22 +410,11 @@ async fn a_redirect_is_not_followed_and_stops_the_run() {
 
 /// Copies the fixture objects whose key starts with one of `prefixes` into `to`.
 fn copy_fixtures(to: &std::path::Path, prefixes: &[&str]) {
-    let root = fixture_dir();
-    let mut pending = vec![root.clone()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read fixtures") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let key = path.strip_prefix(&root).expect("under root");
-            let key_text = key.to_string_lossy().replace('\\', "/");
-            if prefixes.iter().any(|p| key_text.starts_with(p)) {
-                let dest = to.join(key);
-                std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-                std::fs::copy(&path, &dest).expect("copy fixture");
-            }
+    for (path, key) in fixture_files() {
+        if prefixes.iter().any(|p| key.starts_with(p)) {
+            let dest = to.join(&key);
+            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(&path, &dest).expect("copy fixture");
         }
     }
 }
@@ -462,17 +463,7 @@ async fn a_rerun_without_error_type_is_refused_though_the_all_data_objects_are_f
     let requests = door.requests();
     let before = std::fs::read(&cp).expect("the checkpoint is written");
 
-    let args = [
-        dir(),
-        "--to-http".into(),
-        url,
-        "--checkpoint".into(),
-        cp.display().to_string(),
-    ];
-    let config =
-        Config::try_parse_from(std::iter::once("replay").chain(args.iter().map(String::as_str)))
-            .expect("valid arguments");
-    let err = replay::run(&config, &mut Vec::new(), &CancellationToken::new())
+    let err = try_run_to_http(&url, &cp, &[])
         .await
         .expect_err("the mix is refused");
     assert!(

@@ -391,7 +391,22 @@ pub(crate) async fn upload_fixtures(s3: &aws_sdk_s3::Client, bucket: &str, prefi
         .send()
         .await
         .expect("create bucket in moto");
+    for (path, key) in fixture_files() {
+        let body = std::fs::read(&path).expect("read fixture");
+        s3.put_object()
+            .bucket(bucket)
+            .key(format!("{prefix}{key}"))
+            .body(body.into())
+            .send()
+            .await
+            .expect("upload fixture to moto");
+    }
+}
+
+/// Every fixture object: its path, and its key (the path under the fixture directory, with `/`).
+pub(crate) fn fixture_files() -> Vec<(PathBuf, String)> {
     let root = fixture_dir();
+    let mut files = Vec::new();
     let mut pending = vec![root.clone()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).expect("read fixtures") {
@@ -405,14 +420,8 @@ pub(crate) async fn upload_fixtures(s3: &aws_sdk_s3::Client, bucket: &str, prefi
                 .expect("under root")
                 .to_string_lossy()
                 .replace('\\', "/");
-            let body = std::fs::read(&path).expect("read fixture");
-            s3.put_object()
-                .bucket(bucket)
-                .key(format!("{prefix}{key}"))
-                .body(body.into())
-                .send()
-                .await
-                .expect("upload fixture to moto");
+            files.push((path, key));
         }
     }
+    files
 }
