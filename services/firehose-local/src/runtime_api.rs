@@ -7,7 +7,10 @@
 //! `POST …/invocation/{id}/response` or `…/{id}/error`, and reports start-up failures to
 //! `POST …/init/error`. This module plays the Lambda side of that protocol on 127.0.0.1, so the
 //! binary under test is the one that ships. The child is restarted if it exits, as Lambda starts
-//! a fresh execution environment. Protocol: <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>.
+//! a fresh execution environment, and it is killed and restarted when an invocation it took
+//! times out, as Lambda resets the execution environment after a timeout: a runtime stuck in one
+//! batch's handler would otherwise never ask for the next event, and every later batch would
+//! time out too. Protocol: <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>.
 
 use crate::processor::{InvokeError, Processor};
 use axum::{
@@ -52,6 +55,8 @@ type Reply = oneshot::Sender<Result<Vec<u8>, InvokeError>>;
 const MAX_RUNTIME_BODY_BYTES: usize = LAMBDA_MAX_PAYLOAD_BYTES;
 
 struct Invocation {
+    /// The `Lambda-Runtime-Aws-Request-Id` the runtime gets for it.
+    id: String,
     event: Vec<u8>,
     deadline_ms: i64,
     reply: Reply,
@@ -69,6 +74,10 @@ struct ApiState {
 pub struct RuntimeApiProcessor {
     sender: mpsc::Sender<Invocation>,
     endpoint: String,
+    /// The invocations the runtime took and has not answered.
+    in_flight: Arc<Mutex<HashMap<String, Reply>>>,
+    /// Tells the supervisor to reset the child: an invocation it took timed out.
+    reset: Arc<tokio::sync::Notify>,
 }
 
 impl RuntimeApiProcessor {
@@ -114,16 +123,25 @@ impl RuntimeApiProcessor {
             }
         });
         let endpoint = addr.to_string();
+        let reset = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(supervise(
-            binary,
-            extra_env,
-            endpoint.clone(),
-            function_arn,
-            region,
-            state.in_flight,
+            Child {
+                binary,
+                extra_env,
+                endpoint: endpoint.clone(),
+                function_arn,
+                region,
+            },
+            Arc::clone(&state.in_flight),
+            Arc::clone(&reset),
             stop,
         ));
-        Ok(Self { sender, endpoint })
+        Ok(Self {
+            sender,
+            endpoint,
+            in_flight: state.in_flight,
+            reset,
+        })
     }
 
     /// The `host:port` the child sees as `AWS_LAMBDA_RUNTIME_API`.
@@ -133,21 +151,37 @@ impl RuntimeApiProcessor {
     }
 }
 
-/// Runs the child, restarting it (after 1 s) whenever it exits, until `stop`.
-///
-/// When the child exits, the invocations it had taken and not answered fail at once, as Lambda
-/// fails an invocation whose runtime exits (`Runtime.ExitError`); otherwise each would wait for
-/// its full timeout and be retried as `Lambda.FunctionTimedOut`. Only one child runs at a time,
-/// and the next starts after this, so every invocation in flight belonged to the one that exited.
-async fn supervise(
+/// What the supervisor starts.
+struct Child {
     binary: PathBuf,
     extra_env: BTreeMap<String, String>,
     endpoint: String,
     function_arn: String,
     region: String,
+}
+
+/// Runs the child, restarting it (after 1 s) whenever it exits or is reset, until `stop`.
+///
+/// When the child exits, the invocations it had taken and not answered fail at once, as Lambda
+/// fails an invocation whose runtime exits (`Runtime.ExitError`); otherwise each would wait for
+/// its full timeout and be retried as `Lambda.FunctionTimedOut`. Only one child runs at a time,
+/// and the next starts after this, so every invocation in flight belonged to the one that exited.
+///
+/// `reset` (an invocation the child took timed out) kills the child, like Lambda resetting the
+/// execution environment after a timeout; the next invocation gets a fresh one.
+async fn supervise(
+    child_spec: Child,
     in_flight: Arc<Mutex<HashMap<String, Reply>>>,
+    reset: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
+    let Child {
+        binary,
+        extra_env,
+        endpoint,
+        function_arn,
+        region,
+    } = child_spec;
     let name = function_arn
         .split(':')
         .nth(6)
@@ -176,6 +210,11 @@ async fn supervise(
                             Err(e) => format!("cannot tell how: {e}"),
                         };
                         fail_in_flight(&in_flight, &how);
+                    }
+                    () = reset.notified() => {
+                        tracing::warn!("an invocation timed out: resetting the Lambda runtime child, as Lambda resets the execution environment");
+                        let _ = child.kill().await;
+                        fail_in_flight(&in_flight, "killed: the execution environment was reset after a timeout");
                     }
                     () = stop.cancelled() => {
                         let _ = child.kill().await;
@@ -210,7 +249,7 @@ async fn next(State(state): State<ApiState>) -> Response {
         // answer; the child is stopped next.
         return std::future::pending().await;
     };
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = inv.id;
     state
         .in_flight
         .lock()
@@ -411,7 +450,9 @@ impl Processor for RuntimeApiProcessor {
             let (reply, answer) = oneshot::channel();
             let deadline_ms =
                 crate::backup::now_ms() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+            let id = uuid::Uuid::new_v4().to_string();
             let inv = Invocation {
+                id: id.clone(),
                 event,
                 deadline_ms,
                 reply,
@@ -425,7 +466,20 @@ impl Processor for RuntimeApiProcessor {
                 })?
             })
             .await;
-            waited.unwrap_or(Err(InvokeError::TimedOut(timeout)))
+            waited.unwrap_or_else(|_| {
+                // Taken by the runtime and not answered: its environment is reset (its late
+                // answer then finds no such request, as in Lambda). Still queued: only skipped.
+                let taken = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&id)
+                    .is_some();
+                if taken {
+                    self.reset.notify_one();
+                }
+                Err(InvokeError::TimedOut(timeout))
+            })
         })
     }
 }
@@ -585,6 +639,43 @@ mod tests {
         let p = idle_child(dir.path(), &stop).await;
         let r = p.invoke(b"{}".to_vec(), Duration::from_millis(200)).await;
         assert_eq!(r, Err(InvokeError::TimedOut(Duration::from_millis(200))));
+        stop.cancel();
+    }
+
+    /// A runtime that took an invocation and never answers (stuck in the handler) would never
+    /// ask for the next one: when the invocation times out the child is killed and restarted, as
+    /// Lambda resets the execution environment, and a late answer finds no such request.
+    #[tokio::test]
+    async fn a_timed_out_invocation_resets_the_runtime() {
+        let stop = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let starts = dir.path().join("starts");
+        // Every start of the child appends a line, then the child idles.
+        let child = script(dir.path(), "echo started >> \"$STARTS\"\nexec sleep 600");
+        let env = [("STARTS".to_owned(), starts.display().to_string())].into();
+        let p = Arc::new(start_child(child, env, &stop).await);
+        let timeout = Duration::from_millis(300);
+        let (invoker, id) = take_next(&p, timeout).await;
+        assert_eq!(invoker.await.unwrap(), Err(InvokeError::TimedOut(timeout)));
+        let count = || {
+            std::fs::read_to_string(&starts)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while count() < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the runtime child is restarted after the timeout");
+        let late = post_response(&p, &id, b"{}".to_vec()).await;
+        assert_eq!(
+            late.status(),
+            400,
+            "the reset environment's request is gone"
+        );
         stop.cancel();
     }
 
