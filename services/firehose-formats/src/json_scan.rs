@@ -403,6 +403,79 @@ mod tests {
             .map(|items| items.into_iter().map(RawValue::get).collect())
     }
 
+    /// Pieces of JSON and of near-JSON: every literal, number part, escape (good and bad),
+    /// whitespace, control and non-ASCII character the scanner treats specially.
+    fn json_token() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            ":",
+            "\"",
+            "\\",
+            "\\u",
+            "\\n",
+            "\\/",
+            "\\x",
+            "00e9",
+            "d83d",
+            "dc00",
+            "zz",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "nul",
+            "0",
+            "1",
+            "9",
+            "01",
+            "-",
+            "+",
+            ".",
+            "e",
+            "E",
+            "1e",
+            "a",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "\u{c}",
+            "\u{1}",
+            "\u{7f}",
+            "\u{a0}",
+            "\u{2028}",
+            "\u{feff}",
+            "é",
+            "😀",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+        ])
+    }
+
+    /// Any JSON value, strings long enough to reach the scanner's `memchr` path among them.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,120}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     #[test]
     fn arrays_split_into_their_elements() {
         assert_eq!(
@@ -461,6 +534,37 @@ mod tests {
                 serde_json::from_str::<&RawValue>(&text).is_ok(),
                 "{:?}", text
             );
+        }
+
+        #[test]
+        fn token_soup_agrees_with_serde_json(
+            tokens in prop::collection::vec(json_token(), 0..40),
+        ) {
+            let text: String = tokens.concat();
+            prop_assert_eq!(array_elements(&text).ok(), serde_elements(&text), "{:?}", text);
+            prop_assert_eq!(
+                one_value(&text).is_ok(),
+                serde_json::from_str::<&RawValue>(&text).is_ok(),
+                "{:?}", text
+            );
+        }
+
+        #[test]
+        fn valid_arrays_split_as_serde_json_does(
+            items in prop::collection::vec(json_value(), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let array = serde_json::Value::Array(items);
+            let text = if pretty {
+                serde_json::to_string_pretty(&array)
+            } else {
+                serde_json::to_string(&array)
+            }
+            .expect("serializes");
+            let ours = array_elements(&text);
+            prop_assert!(ours.is_ok(), "{:?}", text);
+            prop_assert_eq!(ours.ok(), serde_elements(&text), "{:?}", text);
+            prop_assert_eq!(one_value(&text), Ok(()));
         }
 
         #[test]
