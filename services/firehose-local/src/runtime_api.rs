@@ -25,6 +25,7 @@ use firehose_formats::limits::LAMBDA_MAX_PAYLOAD_BYTES;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -67,6 +68,11 @@ struct ApiState {
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Invocation>>>,
     in_flight: Arc<Mutex<HashMap<String, Reply>>>,
     function_arn: String,
+    /// Invocations handed out by `GET …/next` so far: a child that exits without the count
+    /// having moved failed to start.
+    handed_out: Arc<std::sync::atomic::AtomicU64>,
+    /// The last `POST …/init/error`, for the invocations an init failure fails.
+    init_error: Arc<Mutex<Option<String>>>,
 }
 
 /// A [`Processor`] that runs the function binary under a hosted Runtime API.
@@ -102,6 +108,8 @@ impl RuntimeApiProcessor {
             queue: Arc::new(tokio::sync::Mutex::new(receiver)),
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             function_arn: function_arn.clone(),
+            handed_out: Arc::default(),
+            init_error: Arc::default(),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -132,7 +140,7 @@ impl RuntimeApiProcessor {
                 function_arn,
                 region,
             },
-            Arc::clone(&state.in_flight),
+            state.clone(),
             Arc::clone(&reset),
             stop,
         ));
@@ -169,12 +177,18 @@ struct Child {
 ///
 /// `reset` (an invocation the child took timed out) kills the child, like Lambda resetting the
 /// execution environment after a timeout; the next invocation gets a fresh one.
+///
+/// A child that exits before it took any invocation failed to start (it may have said why with
+/// `POST …/init/error`): the invocations waiting for it fail at once with that error, as a
+/// Lambda invoke fails when its environment cannot initialise, rather than each waiting out its
+/// timeout as `Lambda.FunctionTimedOut`. Each retry then meets the next start.
 async fn supervise(
     child_spec: Child,
-    in_flight: Arc<Mutex<HashMap<String, Reply>>>,
+    state: ApiState,
     reset: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
+    let in_flight = &state.in_flight;
     let Child {
         binary,
         extra_env,
@@ -199,6 +213,12 @@ async fn supervise(
             .env("AWS_DEFAULT_REGION", &region)
             .envs(&extra_env)
             .kill_on_drop(true);
+        let handed_out_before = state.handed_out.load(Ordering::Acquire);
+        // An init error belongs to the child that sent it.
+        *state
+            .init_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         match cmd.spawn() {
             Ok(mut child) => {
                 tracing::info!(binary = %binary.display(), runtime_api = endpoint, "started Lambda runtime child");
@@ -209,12 +229,15 @@ async fn supervise(
                             Ok(s) => s.to_string(),
                             Err(e) => format!("cannot tell how: {e}"),
                         };
-                        fail_in_flight(&in_flight, &how);
+                        fail_in_flight(in_flight, &how);
+                        if state.handed_out.load(Ordering::Acquire) == handed_out_before {
+                            fail_waiting(&state, &how).await;
+                        }
                     }
                     () = reset.notified() => {
                         tracing::warn!("an invocation timed out: resetting the Lambda runtime child, as Lambda resets the execution environment");
                         let _ = child.kill().await;
-                        fail_in_flight(&in_flight, "killed: the execution environment was reset after a timeout");
+                        fail_in_flight(in_flight, "killed: the execution environment was reset after a timeout");
                     }
                     () = stop.cancelled() => {
                         let _ = child.kill().await;
@@ -250,6 +273,7 @@ async fn next(State(state): State<ApiState>) -> Response {
         return std::future::pending().await;
     };
     let id = inv.id;
+    state.handed_out.fetch_add(1, Ordering::AcqRel);
     state
         .in_flight
         .lock()
@@ -281,6 +305,36 @@ async fn next(State(state): State<ApiState>) -> Response {
     );
     set("content-type", "application/json".to_owned());
     (StatusCode::OK, headers, inv.event).into_response()
+}
+
+/// Fails the invocations waiting for a runtime that exited before taking any (`how`: its exit
+/// status), with its `init/error` when it sent one. The queue's lock is held by a `GET …/next`
+/// only while a runtime waits there; the dead child's request is dropped with its connection,
+/// so the lock comes free at once (if not, the invocations keep waiting for their timeout).
+async fn fail_waiting(state: &ApiState, how: &str) {
+    let Ok(mut queue) = tokio::time::timeout(Duration::from_secs(1), state.queue.lock()).await
+    else {
+        return;
+    };
+    let reported = state
+        .init_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let message = match reported {
+        Some(error) => format!("Runtime.InitError: {error} (runtime exited: {how})"),
+        None => format!("Runtime.ExitError: the runtime exited before taking an event: {how}"),
+    };
+    while let Ok(inv) = queue.try_recv() {
+        if inv.reply.is_closed() {
+            continue;
+        }
+        tracing::warn!(
+            request_id = inv.id,
+            "invocation failed: its Lambda runtime did not start"
+        );
+        let _ = inv.reply.send(Err(InvokeError::Function(message.clone())));
+    }
 }
 
 /// Fails every invocation taken by a runtime that exited (`how`: its exit status).
@@ -402,11 +456,13 @@ fn unreadable_body(
         .into_response()
 }
 
-async fn init_error(headers: HeaderMap, body: Bytes) -> Response {
-    tracing::error!(
-        error = describe_error(&headers, &body),
-        "Lambda runtime reported an init error"
-    );
+async fn init_error(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let error = describe_error(&headers, &body);
+    tracing::error!(error, "Lambda runtime reported an init error");
+    *state
+        .init_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
     (
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({"status": "OK"})),
@@ -640,6 +696,35 @@ mod tests {
         let r = p.invoke(b"{}".to_vec(), Duration::from_millis(200)).await;
         assert_eq!(r, Err(InvokeError::TimedOut(Duration::from_millis(200))));
         stop.cancel();
+    }
+
+    /// A runtime that cannot start fails the invocations waiting for it at once, with its
+    /// `init/error` when it sent one, instead of leaving each to time out.
+    #[tokio::test]
+    async fn a_runtime_that_cannot_start_fails_waiting_invocations_at_once() {
+        for (body, expected) in [
+            ("exit 2", "Runtime.ExitError"),
+            (
+                "curl -s -o /dev/null -X POST -d '{\"errorMessage\":\"bad config\",\"errorType\":\"ConfigError\"}' \
+                 \"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/init/error\"\nexit 2",
+                "bad config",
+            ),
+        ] {
+            let stop = CancellationToken::new();
+            let dir = tempfile::tempdir().unwrap();
+            let p = start_child(script(dir.path(), body), BTreeMap::new(), &stop).await;
+            let result = tokio::time::timeout(
+                Duration::from_secs(20),
+                p.invoke(b"{}".to_vec(), Duration::from_secs(120)),
+            )
+            .await
+            .expect("failed when the runtime exits, not after the 120 s timeout");
+            match result {
+                Err(InvokeError::Function(m)) => assert!(m.contains(expected), "{body}: {m}"),
+                other => panic!("{body}: expected a function error, got {other:?}"),
+            }
+            stop.cancel();
+        }
     }
 
     /// A runtime that took an invocation and never answers (stuck in the handler) would never
