@@ -403,6 +403,24 @@ mod tests {
             .map(|items| items.into_iter().map(RawValue::get).collect())
     }
 
+    /// The scanner splits `text` as serde_json's `RawValue` does, and takes it as one value when
+    /// serde_json does.
+    fn agrees_with_serde_json(text: &str) -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            array_elements(text).ok(),
+            serde_elements(text),
+            "{:?}",
+            text
+        );
+        prop_assert_eq!(
+            one_value(text).is_ok(),
+            serde_json::from_str::<&RawValue>(text).is_ok(),
+            "{:?}",
+            text
+        );
+        Ok(())
+    }
+
     /// Pieces of JSON and of near-JSON: every literal, number part, escape (good and bad),
     /// whitespace, control and non-ASCII character the scanner treats specially.
     fn json_token() -> impl Strategy<Value = &'static str> {
@@ -528,25 +546,14 @@ mod tests {
 
         #[test]
         fn arrays_agree_with_serde_json(text in r#"[ \[\]{},:"a0.e\-\\]{0,24}"#) {
-            prop_assert_eq!(array_elements(&text).ok(), serde_elements(&text), "{:?}", text);
-            prop_assert_eq!(
-                one_value(&text).is_ok(),
-                serde_json::from_str::<&RawValue>(&text).is_ok(),
-                "{:?}", text
-            );
+            agrees_with_serde_json(&text)?;
         }
 
         #[test]
         fn token_soup_agrees_with_serde_json(
             tokens in prop::collection::vec(json_token(), 0..40),
         ) {
-            let text: String = tokens.concat();
-            prop_assert_eq!(array_elements(&text).ok(), serde_elements(&text), "{:?}", text);
-            prop_assert_eq!(
-                one_value(&text).is_ok(),
-                serde_json::from_str::<&RawValue>(&text).is_ok(),
-                "{:?}", text
-            );
+            agrees_with_serde_json(&tokens.concat())?;
         }
 
         #[test]
@@ -569,11 +576,7 @@ mod tests {
 
         #[test]
         fn any_text_agrees_with_serde_json(text in any::<String>()) {
-            prop_assert_eq!(array_elements(&text).ok(), serde_elements(&text));
-            prop_assert_eq!(
-                one_value(&text).is_ok(),
-                serde_json::from_str::<&RawValue>(&text).is_ok()
-            );
+            agrees_with_serde_json(&text)?;
         }
     }
 }
