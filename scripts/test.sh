@@ -48,6 +48,8 @@ cargo clippy -p ingest --no-default-features --all-targets --locked -- -D warnin
 stage "third-party servers"
 # shellcheck source=scripts/servers.sh
 source scripts/servers.sh
+# servers.sh set its own EXIT trap (stop the servers); keep removing the skip list too.
+trap '_stop_servers; rm -f "$TEST_SKIPPED"' EXIT
 start_moto
 
 stage "cargo nextest"
