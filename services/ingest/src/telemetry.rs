@@ -96,7 +96,6 @@ pub enum OtlpError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
 }
 
-/// Where and how traces are exported, from the standard OpenTelemetry variables.
 /// `url` as it may be logged: a password or token in its user info (`https://user:pass@host`)
 /// or its query (`?api-key=…`) replaced by `***`; the fragment left out.
 fn redacted(url: &str) -> String {
@@ -105,21 +104,20 @@ fn redacted(url: &str) -> String {
         Some((before, _)) => (before, "?***"),
         None => (url, ""),
     };
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
     let host = match authority.rsplit_once('@') {
         Some((_, host)) => format!("***@{host}"),
         None => authority.to_owned(),
     };
-    let scheme = if scheme.is_empty() && !url.contains("://") {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
     format!("{scheme}{host}{path}{query}")
 }
 
+/// Where and how traces are exported, from the standard OpenTelemetry variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct OtlpConfig {
     /// The variable that set the endpoint, and its value (checked to be http or https).
