@@ -112,6 +112,11 @@ fn digest_part(line: &str) -> Option<&str> {
     })
 }
 
+/// The bytes of a key's SHA-256 that name it ([`KeyId`] is their hex).
+fn key_id_bytes(digest: &[u8; 32]) -> [u8; 4] {
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
 impl KeySet {
     /// Parses the file format described in the module docs.
     ///
@@ -141,7 +146,7 @@ impl KeySet {
             } else {
                 Sha256::digest(line.as_bytes()).into()
             };
-            let id: [u8; 4] = [digest[0], digest[1], digest[2], digest[3]];
+            let id = key_id_bytes(&digest);
             match ids.get(&id) {
                 // The same key twice (say as itself and as its digest) is still one caller.
                 Some(&(_, known)) if known == digest => {}
@@ -175,7 +180,7 @@ impl KeySet {
         for known in &self.digests {
             found |= known.ct_eq(&digest);
         }
-        bool::from(found).then(|| KeyId(hex::encode(&digest[..4])))
+        bool::from(found).then(|| KeyId(hex::encode(key_id_bytes(&digest))))
     }
 
     /// Number of keys.
