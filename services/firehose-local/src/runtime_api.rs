@@ -63,7 +63,7 @@ struct Invocation {
     reply: Reply,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct ApiState {
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Invocation>>>,
     in_flight: Arc<Mutex<HashMap<String, Reply>>>,
@@ -80,8 +80,8 @@ struct ApiState {
 pub struct RuntimeApiProcessor {
     sender: mpsc::Sender<Invocation>,
     endpoint: String,
-    /// The invocations the runtime took and has not answered.
-    in_flight: Arc<Mutex<HashMap<String, Reply>>>,
+    /// The API's state: an invocation that timed out is taken back from its `in_flight`.
+    state: ApiState,
     /// Tells the supervisor to reset the child: an invocation it took timed out.
     reset: Arc<tokio::sync::Notify>,
 }
@@ -147,7 +147,7 @@ impl RuntimeApiProcessor {
         Ok(Self {
             sender,
             endpoint,
-            in_flight: state.in_flight,
+            state,
             reset,
         })
     }
@@ -215,10 +215,7 @@ async fn supervise(
             .kill_on_drop(true);
         let handed_out_before = state.handed_out.load(Ordering::Acquire);
         // An init error belongs to the child that sent it.
-        *state
-            .init_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *locked(&state.init_error) = None;
         match cmd.spawn() {
             Ok(mut child) => {
                 tracing::info!(binary = %binary.display(), runtime_api = endpoint, "started Lambda runtime child");
@@ -274,11 +271,7 @@ async fn next(State(state): State<ApiState>) -> Response {
     };
     let id = inv.id;
     state.handed_out.fetch_add(1, Ordering::AcqRel);
-    state
-        .in_flight
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id.clone(), inv.reply);
+    locked(&state.in_flight).insert(id.clone(), inv.reply);
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -316,11 +309,7 @@ async fn fail_waiting(state: &ApiState, how: &str) {
     else {
         return;
     };
-    let reported = state
-        .init_error
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
+    let reported = locked(&state.init_error).take();
     let message = match reported {
         Some(error) => format!("Runtime.InitError: {error} (runtime exited: {how})"),
         None => format!("Runtime.ExitError: the runtime exited before taking an event: {how}"),
@@ -339,11 +328,7 @@ async fn fail_waiting(state: &ApiState, how: &str) {
 
 /// Fails every invocation taken by a runtime that exited (`how`: its exit status).
 fn fail_in_flight(in_flight: &Mutex<HashMap<String, Reply>>, how: &str) {
-    let orphans: Vec<(String, Reply)> = in_flight
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .drain()
-        .collect();
+    let orphans: Vec<(String, Reply)> = locked(in_flight).drain().collect();
     for (id, reply) in orphans {
         tracing::warn!(
             request_id = id,
@@ -356,11 +341,15 @@ fn fail_in_flight(in_flight: &Mutex<HashMap<String, Reply>>, how: &str) {
 }
 
 fn take(state: &ApiState, id: &str) -> Option<Reply> {
-    state
-        .in_flight
+    locked(&state.in_flight).remove(id)
+}
+
+/// `mutex` locked; a lock poisoned by a panic elsewhere still guards usable data (a map of
+/// replies, an error message).
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(id)
 }
 
 async fn response(
@@ -459,10 +448,7 @@ fn unreadable_body(
 async fn init_error(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let error = describe_error(&headers, &body);
     tracing::error!(error, "Lambda runtime reported an init error");
-    *state
-        .init_error
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+    *locked(&state.init_error) = Some(error);
     (
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({"status": "OK"})),
@@ -525,13 +511,7 @@ impl Processor for RuntimeApiProcessor {
             waited.unwrap_or_else(|_| {
                 // Taken by the runtime and not answered: its environment is reset (its late
                 // answer then finds no such request, as in Lambda). Still queued: only skipped.
-                let taken = self
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&id)
-                    .is_some();
-                if taken {
+                if take(&self.state, &id).is_some() {
                     self.reset.notify_one();
                 }
                 Err(InvokeError::TimedOut(timeout))
@@ -575,6 +555,15 @@ mod tests {
     /// fails the invocations handed out), so the test can play the runtime itself.
     async fn idle_child(dir: &std::path::Path, stop: &CancellationToken) -> RuntimeApiProcessor {
         start_child(script(dir, "exec sleep 600"), BTreeMap::new(), stop).await
+    }
+
+    /// The message of an invocation that failed as a function error; any other outcome fails
+    /// the test.
+    fn function_error(result: Result<Vec<u8>, InvokeError>) -> String {
+        match result {
+            Err(InvokeError::Function(m)) => m,
+            other => panic!("expected a function error, got {other:?}"),
+        }
     }
 
     /// Plays the runtime's `POST …/invocation/{id}/response` with `body`.
@@ -719,10 +708,8 @@ mod tests {
             )
             .await
             .expect("failed when the runtime exits, not after the 120 s timeout");
-            match result {
-                Err(InvokeError::Function(m)) => assert!(m.contains(expected), "{body}: {m}"),
-                other => panic!("{body}: expected a function error, got {other:?}"),
-            }
+            let m = function_error(result);
+            assert!(m.contains(expected), "{body}: {m}");
             stop.cancel();
         }
     }
@@ -795,12 +782,8 @@ mod tests {
             .await
             .expect("the invocation fails at once, not after its 120 s timeout")
             .unwrap();
-        match result {
-            Err(InvokeError::Function(m)) => {
-                assert!(m.starts_with("Function.ResponseSizeTooLarge"), "{m}");
-            }
-            other => panic!("expected a function error, got {other:?}"),
-        }
+        let m = function_error(result);
+        assert!(m.starts_with("Function.ResponseSizeTooLarge"), "{m}");
         stop.cancel();
     }
 
@@ -833,10 +816,8 @@ mod tests {
             .await
             .expect("the invocation fails when its runtime exits, not after its 120 s timeout")
             .unwrap();
-        match result {
-            Err(InvokeError::Function(m)) => assert!(m.starts_with("Runtime.ExitError"), "{m}"),
-            other => panic!("expected a function error, got {other:?}"),
-        }
+        let m = function_error(result);
+        assert!(m.starts_with("Runtime.ExitError"), "{m}");
         stop.cancel();
     }
 }
