@@ -7,7 +7,7 @@
 //! maps it to its typed error. `GET /metrics` serves the Prometheus metrics on the same port.
 //! Model: botocore `firehose/2015-08-04/service-2.json`.
 
-use crate::buffer::Record;
+use crate::buffer::{Held, Holding, Record};
 use crate::config::{Compression, Config};
 use crate::engine::StreamHandle;
 use crate::faults::Faults;
@@ -42,6 +42,8 @@ pub(crate) struct ApiState {
     pub(crate) config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) faults: Faults,
+    /// Record data held in memory, against `max_held_mb`.
+    pub(crate) holding: Arc<Holding>,
 }
 
 /// Every error the API answers, each with AWS's code and status.
@@ -212,13 +214,18 @@ fn decode(record: &RecordIn, path: &str) -> Result<Vec<u8>, ApiError> {
     Ok(data)
 }
 
-fn new_record(data: Vec<u8>) -> Record {
+fn new_record(data: Vec<u8>, held: Held) -> Record {
     Record {
         id: uuid::Uuid::new_v4().simple().to_string(),
         arrival_ms: crate::backup::now_ms(),
         data: data.into(),
+        held,
     }
 }
+
+/// The answer to a record that does not fit under `max_held_mb`, in the words Firehose uses for
+/// a producer over its throughput limit.
+const SLOW_DOWN: &str = "Slow down.";
 
 fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
     #[derive(Deserialize)]
@@ -231,10 +238,18 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
     let s = stream(state, &req.delivery_stream_name)?;
     let data = decode(&req.record, "record")?;
     let len = data.len() as u64;
-    let record = new_record(data);
+    let name = [req.delivery_stream_name.as_str()];
+    let Some(held) = state.holding.hold(data.len()) else {
+        state
+            .metrics
+            .throttled_records
+            .with_label_values(&name)
+            .inc();
+        return Err(ApiError::ServiceUnavailable(SLOW_DOWN.into()));
+    };
+    let record = new_record(data, held);
     let id = record.id.clone();
     s.accept(vec![record]).map_err(|_| shutting_down())?;
-    let name = [req.delivery_stream_name.as_str()];
     state
         .metrics
         .put_record_requests
@@ -297,16 +312,21 @@ fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Response, ApiError>
     let mut failed = 0u64;
     let mut bytes = 0u64;
     for data in datas {
-        if state.faults.throttle_record() {
-            failed += 1;
-            responses.push(
-                json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down." }),
-            );
+        let held = if state.faults.throttle_record() {
+            None
         } else {
+            state.holding.hold(data.len())
+        };
+        if let Some(held) = held {
             bytes += data.len() as u64;
-            let r = new_record(data);
+            let r = new_record(data, held);
             responses.push(json!({ "RecordId": r.id }));
             accepted.push(r);
+        } else {
+            failed += 1;
+            responses.push(
+                json!({ "ErrorCode": "ServiceUnavailableException", "ErrorMessage": SLOW_DOWN }),
+            );
         }
     }
     let accepted_count = accepted.len() as u64;

@@ -557,11 +557,11 @@ mod tests {
     async fn gzip_objects_get_gz_and_decompress_to_the_records() {
         let dir = tempfile::tempdir().unwrap();
         let b = backup(dir.path(), Compression::Gzip);
-        let recs = vec![crate::buffer::Record {
-            id: "1".into(),
-            arrival_ms: 0,
-            data: bytes::Bytes::from_static(b"{\"a\":1}\n"),
-        }];
+        let recs = vec![crate::buffer::Record::new(
+            "1",
+            0,
+            bytes::Bytes::from_static(b"{\"a\":1}\n"),
+        )];
         b.write_source(&recs).await;
         let f = files(dir.path());
         assert!(f[0].to_string_lossy().ends_with(".gz"));

@@ -5,7 +5,13 @@
 //! `tokio::time::Instant`s), so the stream engine drives it with Tokio's pausable clock and tests
 //! step time exactly.
 
+//!
+//! It also keeps the account of how much record data the process holds ([`Holding`]), so the
+//! API can refuse records past `max_held_mb` instead of growing without end.
+
 use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -18,7 +24,93 @@ pub struct Record {
     pub arrival_ms: i64,
     /// The record's bytes.
     pub data: Bytes,
+    /// Its share of [`Holding`], given back when the record is dropped (delivered, backed up
+    /// or dropped by the transform). A transformed record inherits its source's share.
+    pub(crate) held: Held,
 }
+
+impl Record {
+    /// A record outside the holding account (tests and custom destinations).
+    #[must_use]
+    pub fn new(id: impl Into<String>, arrival_ms: i64, data: impl Into<Bytes>) -> Self {
+        Self {
+            id: id.into(),
+            arrival_ms,
+            data: data.into(),
+            held: Held::default(),
+        }
+    }
+}
+
+/// The bytes of accepted records the process holds, from the API's `200` until each record is
+/// delivered, written to backup or dropped, against a limit (`max_held_mb`). Records are
+/// counted at their size as received; a transform that makes them larger is not charged.
+#[derive(Debug)]
+pub(crate) struct Holding {
+    bytes: AtomicUsize,
+    limit: usize,
+    gauge: prometheus::IntGauge,
+}
+
+impl Holding {
+    /// An empty account with room for `limit` bytes, mirrored in `gauge`.
+    pub(crate) fn new(limit: usize, gauge: prometheus::IntGauge) -> Arc<Self> {
+        Arc::new(Self {
+            bytes: AtomicUsize::new(0),
+            limit,
+            gauge,
+        })
+    }
+
+    /// Takes `len` bytes of room for a record, or `None` when that would pass the limit. A
+    /// record larger than the whole limit is still taken when nothing is held, so a small
+    /// limit cannot refuse a valid record for ever.
+    pub(crate) fn hold(self: &Arc<Self>, len: usize) -> Option<Held> {
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let total = held.checked_add(len)?;
+                (total <= self.limit || held == 0).then_some(total)
+            })
+            .ok()?;
+        self.gauge.add(i64::try_from(len).unwrap_or(i64::MAX));
+        Some(Held(Some((Arc::clone(self), len))))
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+}
+
+/// One record's share of a [`Holding`]; dropping it gives the bytes back. A clone is not
+/// counted (only the original gives back), and every share compares equal: it is accounting,
+/// not data.
+#[derive(Debug, Default)]
+pub(crate) struct Held(Option<(Arc<Holding>, usize)>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((holding, len)) = self.0.take() {
+            holding.bytes.fetch_sub(len, Ordering::AcqRel);
+            holding.gauge.sub(i64::try_from(len).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Clone for Held {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Held {}
 
 /// A buffer that fills to a byte size, a record count, or an age.
 #[derive(Debug)]
@@ -75,15 +167,12 @@ impl Buffer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn rec(n: usize) -> Record {
-        Record {
-            id: n.to_string(),
-            arrival_ms: 0,
-            data: Bytes::from(vec![b'x'; n]),
-        }
+        Record::new(n.to_string(), 0, vec![b'x'; n])
     }
 
     #[test]
@@ -123,5 +212,28 @@ mod tests {
         assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(6)));
         b.take();
         assert_eq!(b.deadline(), None);
+    }
+
+    #[test]
+    fn holding_refuses_past_its_limit_and_gets_bytes_back_on_drop() {
+        let gauge = prometheus::IntGauge::new("held", "held").unwrap();
+        let h = Holding::new(10, gauge.clone());
+        let a = h.hold(6).expect("room");
+        assert!(h.hold(5).is_none(), "6 + 5 > 10");
+        let b = h.hold(4).expect("6 + 4 = 10 fits");
+        assert_eq!((h.bytes(), gauge.get()), (10, 10));
+        let copy = b.clone();
+        drop(copy);
+        assert_eq!(h.bytes(), 10, "a clone gives nothing back");
+        drop(a);
+        assert_eq!((h.bytes(), gauge.get()), (4, 4));
+        drop(b);
+        assert_eq!((h.bytes(), gauge.get()), (0, 0));
+        let big = h
+            .hold(11)
+            .expect("one record over the limit is taken when nothing is held");
+        assert!(h.hold(1).is_none());
+        drop(big);
+        assert_eq!(h.bytes(), 0);
     }
 }

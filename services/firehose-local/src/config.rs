@@ -61,6 +61,13 @@ pub struct Config {
     /// more.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// Most record data, in MiB as received, held in memory across every stream: accepted but
+    /// not yet delivered, backed up or dropped (256). Past it, `PutRecordBatch` answers the
+    /// records that do not fit `ServiceUnavailableException` / "Slow down." and `PutRecord`
+    /// fails with that error, as Firehose answers a producer over its throughput limit; so a
+    /// slow or failing destination slows producers down instead of growing memory without end.
+    #[serde(default = "default_max_held_mb")]
+    pub max_held_mb: u64,
     /// Fault injection (all off by default).
     #[serde(default)]
     pub faults: FaultsConfig,
@@ -337,6 +344,12 @@ pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 3600;
 const fn default_shutdown_grace_secs() -> u64 {
     30
 }
+/// Largest `max_held_mb` accepted: 64 GiB.
+pub const MAX_HELD_MB: u64 = 64 * 1024;
+
+const fn default_max_held_mb() -> u64 {
+    256
+}
 const fn default_size_mb() -> u32 {
     5
 }
@@ -381,6 +394,7 @@ impl Config {
             region: default_region(),
             account_id: default_account_id(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
+            max_held_mb: default_max_held_mb(),
             faults: FaultsConfig::default(),
             streams: vec![StreamConfig {
                 name: DEFAULT_STREAM_NAME.to_owned(),
@@ -457,6 +471,12 @@ impl Config {
             return bad(format!(
                 "shutdown_grace_secs must be 0-{MAX_SHUTDOWN_GRACE_SECS}, got {}",
                 self.shutdown_grace_secs
+            ));
+        }
+        if !(1..=MAX_HELD_MB).contains(&self.max_held_mb) {
+            return bad(format!(
+                "max_held_mb must be 1-{MAX_HELD_MB}, got {}",
+                self.max_held_mb
             ));
         }
         for share in [
@@ -824,6 +844,12 @@ streams:
             .expect_err("a grace past the clock")
             .to_string();
         assert!(msg.contains("shutdown_grace_secs must be 0-3600"), "{msg}");
+        for held in [0, MAX_HELD_MB + 1] {
+            let mut c = Config::local_default(Path::new("/tmp/x"));
+            c.max_held_mb = held;
+            let msg = c.validate().expect_err("held cap out of range").to_string();
+            assert!(msg.contains("max_held_mb must be 1-65536"), "{msg}");
+        }
 
         let err_prefix = |p: &str| {
             let mut c = Config::local_default(Path::new("/tmp/x"));

@@ -140,16 +140,8 @@ mod tests {
     #[test]
     fn one_record_per_line_without_doubling_newlines() {
         let recs = [
-            Record {
-                id: "1".into(),
-                arrival_ms: 0,
-                data: Bytes::from_static(b"{\"a\":1}\n"),
-            },
-            Record {
-                id: "2".into(),
-                arrival_ms: 0,
-                data: Bytes::from_static(b"{\"b\":2}"),
-            },
+            Record::new("1", 0, Bytes::from_static(b"{\"a\":1}\n")),
+            Record::new("2", 0, Bytes::from_static(b"{\"b\":2}")),
         ];
         assert_eq!(LocalDestination::body(&recs), b"{\"a\":1}\n{\"b\":2}\n");
     }

@@ -1,15 +1,25 @@
 //! The delivery-stream engine: the stages a record passes between `PutRecord` and its destination.
 //!
-//! Each stream runs two tasks. The intake task owns the buffers: records wait in the processor
-//! buffer (processor hints), are transformed, then wait in the destination buffer (destination
-//! hints). Full destination batches go to the delivery task, which retries and backs up on
-//! failure, so a slow endpoint never stops the API from accepting records, as in Firehose.
-//! Shutdown closes intake, flushes both buffers and lets both tasks finish; once the grace period
-//! is over, transforms and deliveries are cut off and their batches backed up. Nothing accepted
-//! is dropped without being delivered or written to backup, or, when the backup store has still
-//! not taken it as shutdown's backup window ends, logged as lost with its count. Until then records
-//! exist only in memory (unbounded channels and buffers, nothing on disk), so a process killed
-//! without a graceful shutdown loses records already acknowledged (README, "What a crash loses").
+//! Each stream is a chain of tasks joined by channels, one stage each, so a slow stage never
+//! stops the ones before it, as in Firehose:
+//!
+//! * **processor buffer** (only with a processor): takes the records the API accepted and holds
+//!   them until the processor hints say a batch is ready;
+//! * **transform**: invokes the function for one batch at a time (in order), retries, writes
+//!   `processing-failed` output, and passes the transformed records on;
+//! * **destination buffer**: holds records until the destination hints say a batch is ready,
+//!   on its own clock, so records already transformed leave on time while a later batch is
+//!   still being transformed (or retried);
+//! * **delivery**: sends batches, retries, backs up what fails.
+//!
+//! Without a processor the API's records go straight to the destination buffer. Shutdown closes
+//! intake; each stage then flushes what it holds and ends when the stage before it has ended, so
+//! everything accepted flows through in order. Once the grace period is over, transforms and
+//! deliveries are cut off and their batches backed up. Nothing accepted is dropped without being
+//! delivered or written to backup, or, when the backup store has still not taken it as
+//! shutdown's backup window ends, logged as lost with its count. Until then records exist only in
+//! memory (channels and buffers, nothing on disk), so a process killed without a graceful
+//! shutdown loses records already acknowledged (README, "What a crash loses").
 
 use crate::backup::Backup;
 use crate::buffer::{Buffer, Record};
@@ -82,66 +92,118 @@ pub(crate) fn spawn(parts: StreamParts) -> (StreamHandle, JoinHandle<()>) {
         MAX_RECORDS_PER_REQUEST,
         Duration::from_secs(hints.interval_secs),
     );
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let processing = parts.config.processor.as_ref().map(|p| {
-        Buffer::new(
-            (p.buffer_size_mb * MB) as usize,
-            usize::MAX,
-            Duration::from_secs(p.buffer_interval_secs),
-        )
-    });
     let all_data = parts
         .config
         .http_endpoint
         .as_ref()
         .is_some_and(|h| h.s3_backup_mode == S3BackupMode::AllData);
-    let intake = Intake {
-        processing: processing.zip(parts.processor),
-        dest,
-        deliver_tx,
-        backup: parts.backup.clone(),
-        all_data,
-    };
-    let intake_task = tokio::spawn(intake.run(intake_rx, parts.stop_intake));
-    let delivery_task = tokio::spawn(deliver(
-        deliver_rx,
-        parts.destination,
-        parts.backup,
-        parts.give_up,
+    let mut tasks = Vec::new();
+    match parts.config.processor.as_ref().zip(parts.processor) {
+        Some((hints, stage)) => {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let processing = Buffer::new(
+                (hints.buffer_size_mb * MB) as usize,
+                usize::MAX,
+                Duration::from_secs(hints.buffer_interval_secs),
+            );
+            let (transform_tx, transform_rx) = mpsc::unbounded_channel();
+            let (transformed_tx, transformed_rx) = mpsc::unbounded_channel();
+            let gather = Gather {
+                buffer: processing,
+                out: transform_tx,
+                backup: parts.backup.clone(),
+                backup_source: false,
+                if_out_gone: ErrorOutputType::ProcessingFailed,
+            };
+            tasks.push((
+                "processor buffer",
+                tokio::spawn(gather.run(intake_rx, Some(parts.stop_intake))),
+            ));
+            tasks.push((
+                "transform",
+                tokio::spawn(transform(
+                    transform_rx,
+                    stage,
+                    parts.backup.clone(),
+                    all_data,
+                    transformed_tx,
+                )),
+            ));
+            let gather = Gather {
+                buffer: dest,
+                out: deliver_tx,
+                backup: parts.backup.clone(),
+                backup_source: false,
+                if_out_gone: ErrorOutputType::HttpEndpointFailed,
+            };
+            tasks.push((
+                "destination buffer",
+                tokio::spawn(gather.run(transformed_rx, None)),
+            ));
+        }
+        None => {
+            let gather = Gather {
+                buffer: dest,
+                out: deliver_tx,
+                backup: parts.backup.clone(),
+                backup_source: all_data,
+                if_out_gone: ErrorOutputType::HttpEndpointFailed,
+            };
+            tasks.push((
+                "destination buffer",
+                tokio::spawn(gather.run(intake_rx, Some(parts.stop_intake))),
+            ));
+        }
+    }
+    tasks.push((
+        "delivery",
+        tokio::spawn(deliver(
+            deliver_rx,
+            parts.destination,
+            parts.backup,
+            parts.give_up,
+        )),
     ));
     let joined = tokio::spawn(async move {
-        if let Err(e) = intake_task.await {
-            tracing::error!(error = %e, "stream intake task failed");
-        }
-        if let Err(e) = delivery_task.await {
-            tracing::error!(error = %e, "stream delivery task failed");
+        for (stage, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, stage, "stream task failed");
+            }
         }
     });
     (handle, joined)
 }
 
-struct Intake {
-    processing: Option<(Buffer, ProcessorStage)>,
-    dest: Buffer,
-    deliver_tx: mpsc::UnboundedSender<Vec<Record>>,
+/// A buffering stage: takes records from `rx`, holds them in `buffer` until its size, count or
+/// interval hint says a batch is ready, and passes each batch to `out`.
+struct Gather {
+    buffer: Buffer,
+    out: mpsc::UnboundedSender<Vec<Record>>,
     backup: Backup,
-    all_data: bool,
+    /// Write each batch to the `AllData` source backup before passing it on (the destination
+    /// buffer of a stream without a processor).
+    backup_source: bool,
+    /// Where a batch goes when the next stage is gone (only after a panic there).
+    if_out_gone: ErrorOutputType,
 }
 
-impl Intake {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Vec<Record>>, stop: CancellationToken) {
+impl Gather {
+    /// Runs until `rx` is closed and drained, then passes on what is left. `stop` (the first
+    /// stage's only) closes `rx` at shutdown; later stages end when the stage before them ends.
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Vec<Record>>,
+        stop: Option<CancellationToken>,
+    ) {
+        let stop = stop.unwrap_or_default();
         let mut closed = false;
         loop {
-            let deadline = [
-                self.processing.as_ref().and_then(|(b, _)| b.deadline()),
-                self.dest.deadline(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
             tokio::select! {
                 biased;
-                () = sleep_until(deadline) => self.flush_expired().await,
+                () = sleep_until(self.buffer.deadline()) => {
+                    let batch = self.buffer.take();
+                    self.pass_on(batch).await;
+                }
                 () = stop.cancelled(), if !closed => {
                     // Refuse new records; the ones already queued are still received below.
                     rx.close();
@@ -149,102 +211,82 @@ impl Intake {
                 }
                 msg = rx.recv() => match msg {
                     Some(records) => {
-                        for r in records {
-                            self.push(r).await;
+                        let now = Instant::now();
+                        for record in records {
+                            if let Some(full) = self.buffer.push(record, now) {
+                                self.pass_on(full).await;
+                            }
+                            if self.buffer.is_full() {
+                                let batch = self.buffer.take();
+                                self.pass_on(batch).await;
+                            }
                         }
                     }
                     None => break,
                 },
             }
         }
-        if let Some((buf, stage)) = &mut self.processing {
-            let batch = buf.take();
-            let stage = stage.clone();
-            self.process(&stage, batch).await;
-        }
-        let batch = self.dest.take();
-        self.send(batch).await;
+        let batch = self.buffer.take();
+        self.pass_on(batch).await;
     }
 
-    async fn push(&mut self, record: Record) {
-        let now = Instant::now();
-        if let Some((buf, stage)) = &mut self.processing {
-            let mut ready = buf.push(record, now).into_iter().collect::<Vec<_>>();
-            if buf.is_full() {
-                ready.push(buf.take());
-            }
-            let stage = stage.clone();
-            for batch in ready {
-                self.process(&stage, batch).await;
-            }
-        } else {
-            self.push_dest(record, now).await;
-        }
-    }
-
-    async fn push_dest(&mut self, record: Record, now: Instant) {
-        if let Some(full) = self.dest.push(record, now) {
-            self.send(full).await;
-        }
-        if self.dest.is_full() {
-            let batch = self.dest.take();
-            self.send(batch).await;
-        }
-    }
-
-    async fn flush_expired(&mut self) {
-        let now = Instant::now();
-        if let Some((buf, stage)) = &mut self.processing
-            && buf.deadline().is_some_and(|d| d <= now)
-        {
-            let batch = buf.take();
-            let stage = stage.clone();
-            self.process(&stage, batch).await;
-        }
-        if self.dest.deadline().is_some_and(|d| d <= now) {
-            let batch = self.dest.take();
-            self.send(batch).await;
-        }
-    }
-
-    async fn process(&mut self, stage: &ProcessorStage, batch: Vec<Record>) {
+    async fn pass_on(&mut self, batch: Vec<Record>) {
         if batch.is_empty() {
             return;
         }
-        if self.all_data {
+        if self.backup_source {
             self.backup.write_source(&batch).await;
         }
-        let out = stage.process(batch).await;
-        self.backup
-            .write_errors(ErrorOutputType::ProcessingFailed, &out.failed)
-            .await;
-        let now = Instant::now();
-        for r in out.ok {
-            self.push_dest(r, now).await;
-        }
-    }
-
-    async fn send(&mut self, batch: Vec<Record>) {
-        if batch.is_empty() {
-            return;
-        }
-        if self.all_data && self.processing.is_none() {
-            self.backup.write_source(&batch).await;
-        }
-        if let Err(mpsc::error::SendError(batch)) = self.deliver_tx.send(batch) {
-            // The delivery task is gone (it only ends after this task): keep the records anyway.
+        if let Err(mpsc::error::SendError(batch)) = self.out.send(batch) {
+            // The next stage is gone (it only ends after this one): keep the records anyway.
             tracing::error!(
                 records = batch.len(),
-                "delivery task stopped early; backing the batch up"
+                "the next stage of the stream stopped early; backing the batch up"
             );
             let failed = failed_records(
                 &batch,
                 0,
-                "Local.DeliveryStopped",
-                "the delivery task stopped before the batch was sent",
+                "Local.StageStopped",
+                "the stream's next stage stopped before the batch reached it",
                 crate::backup::now_ms(),
             );
-            self.backup
+            self.backup.write_errors(self.if_out_gone, &failed).await;
+        }
+    }
+}
+
+/// The transform stage: one batch at a time, in order.
+async fn transform(
+    mut rx: mpsc::UnboundedReceiver<Vec<Record>>,
+    stage: ProcessorStage,
+    backup: Backup,
+    all_data: bool,
+    out: mpsc::UnboundedSender<Vec<Record>>,
+) {
+    while let Some(batch) = rx.recv().await {
+        if all_data {
+            backup.write_source(&batch).await;
+        }
+        let processed = stage.process(batch).await;
+        backup
+            .write_errors(ErrorOutputType::ProcessingFailed, &processed.failed)
+            .await;
+        if processed.ok.is_empty() {
+            continue;
+        }
+        if let Err(mpsc::error::SendError(batch)) = out.send(processed.ok) {
+            tracing::error!(
+                records = batch.len(),
+                "the destination buffer stopped early; backing the batch up"
+            );
+            let failed = failed_records(
+                &batch,
+                0,
+                "Local.StageStopped",
+                "the stream's destination buffer stopped before the batch reached it",
+                crate::backup::now_ms(),
+            );
+            backup
                 .write_errors(ErrorOutputType::HttpEndpointFailed, &failed)
                 .await;
         }
@@ -372,11 +414,7 @@ mod tests {
     }
 
     fn rec(i: usize, len: usize) -> Record {
-        Record {
-            id: i.to_string(),
-            arrival_ms: 0,
-            data: Bytes::from(vec![b'x'; len]),
-        }
+        Record::new(i.to_string(), 0, vec![b'x'; len])
     }
 
     #[tokio::test(start_paused = true)]
@@ -469,16 +507,8 @@ mod tests {
             ..Default::default()
         });
         parts.processor = Some(ProcessorStage {
-            processor: Arc::new(Echo),
-            lambda_arn: "arn:aws:lambda:us-east-1:0:function:f".into(),
-            stream: "s".into(),
-            stream_arn: "arn".into(),
-            region: "us-east-1".into(),
-            number_of_retries: 3,
             timeout: Duration::from_secs(60),
-            faults: crate::faults::Faults::new(&crate::config::FaultsConfig::default()),
-            metrics: Metrics::new().unwrap(),
-            give_up: CancellationToken::new(),
+            ..stage(Arc::new(Echo))
         });
         let (handle, _task) = spawn(parts);
         let started = Instant::now();
@@ -491,6 +521,84 @@ mod tests {
         let batch = rx.recv().await.unwrap();
         assert_eq!(batch[0].data, Bytes::from(vec![b'x'; 10]));
         assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    /// [`Echo`], but the second invocation takes 100 s.
+    #[derive(Debug, Default)]
+    struct SlowSecond(std::sync::atomic::AtomicUsize);
+
+    impl crate::processor::Processor for SlowSecond {
+        fn invoke(
+            &self,
+            event: Vec<u8>,
+            timeout: Duration,
+        ) -> BoxFuture<'_, Result<Vec<u8>, crate::processor::InvokeError>> {
+            let call = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if call == 1 {
+                    tokio::time::sleep(Duration::from_secs(100)).await;
+                }
+                Echo.invoke(event, timeout).await
+            })
+        }
+    }
+
+    fn stage(processor: Arc<dyn crate::processor::Processor>) -> ProcessorStage {
+        ProcessorStage {
+            processor,
+            lambda_arn: "arn:aws:lambda:us-east-1:0:function:f".into(),
+            stream: "s".into(),
+            stream_arn: "arn".into(),
+            region: "us-east-1".into(),
+            number_of_retries: 3,
+            timeout: Duration::from_secs(300),
+            faults: crate::faults::Faults::new(&crate::config::FaultsConfig::default()),
+            metrics: Metrics::new().unwrap(),
+            give_up: CancellationToken::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transformed_records_leave_on_time_while_a_later_batch_is_transformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut parts, mut rx, _stop) = parts(
+            dir.path(),
+            BufferingHints {
+                size_mb: 1,
+                interval_secs: 5,
+            },
+        );
+        parts.config.processor = Some(crate::config::ProcessorConfig {
+            buffer_interval_secs: 1,
+            ..Default::default()
+        });
+        parts.processor = Some(stage(Arc::new(SlowSecond::default())));
+        let (handle, _task) = spawn(parts);
+        let started = Instant::now();
+        // Record 1 is transformed at 1 s and waits in the destination buffer until 6 s; record 2
+        // reaches the function at 3 s and is still being transformed then.
+        handle.accept(vec![rec(1, 10)]).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        handle.accept(vec![rec(2, 10)]).unwrap();
+        let first = rx.recv().await.unwrap();
+        assert_eq!(
+            first.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["1"]
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(6),
+            "the destination buffer keeps its own interval during a slow transform"
+        );
+        // Records accepted during the slow transform are not held up behind it at intake.
+        handle.accept(vec![rec(3, 10)]).unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!(
+            second.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["2", "3"],
+            "order is kept: record 3 waits for record 2's transform"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(108));
     }
 
     #[tokio::test(start_paused = true)]

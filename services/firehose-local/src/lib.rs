@@ -239,6 +239,11 @@ impl Server {
         let state = api::ApiState {
             streams: Arc::new(streams),
             config: config.clone(),
+            holding: buffer::Holding::new(
+                usize::try_from(config.max_held_mb.saturating_mul(1024 * 1024))
+                    .unwrap_or(usize::MAX),
+                metrics.held_bytes.clone(),
+            ),
             metrics,
             faults,
         };

@@ -62,6 +62,10 @@ struct Cli {
     /// Directory for the local destination and the backup (`<dir>/delivered`, `<dir>/backup`).
     #[arg(long, env = "FIREHOSE_LOCAL_DIR", default_value = "firehose-local")]
     dir: PathBuf,
+    /// Most record data (MiB, 1-65536) held in memory until delivered or backed up; past it,
+    /// puts are answered "Slow down." (default 256); overrides the file.
+    #[arg(long, env = "FIREHOSE_LOCAL_MAX_HELD_MB")]
+    max_held_mb: Option<u64>,
     /// Fault injection: share (0-1) of PutRecordBatch records throttled; overrides the file.
     #[arg(long, env = "FIREHOSE_LOCAL_THROTTLE_SHARE")]
     throttle_share: Option<f64>,
@@ -139,6 +143,9 @@ impl Cli {
         config.faults.transform_failure_share = self
             .transform_failure_share
             .unwrap_or(transform_failure_share);
+        if let Some(mb) = self.max_held_mb {
+            config.max_held_mb = mb;
+        }
         config.validate()?;
         Ok(config)
     }

@@ -7,7 +7,8 @@
 //! own registry, so an embedded instance never collides with its host's metrics.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every series this crate exports.
@@ -40,6 +41,7 @@ pub struct Metrics {
     pub(crate) backup_attempts: IntCounterVec,
     pub(crate) backup_data_freshness: GaugeVec,
     pub(crate) error_output_records: IntCounterVec,
+    pub(crate) held_bytes: IntGauge,
 }
 
 const STREAM: &[&str] = &["delivery_stream"];
@@ -73,6 +75,12 @@ impl Metrics {
             STREAM,
         )?;
         registry.register(Box::new(processing_duration.clone()))?;
+        let held_bytes = IntGauge::new(
+            "firehose_local_held_bytes",
+            "Bytes of accepted records (as received) held in memory until delivered, backed up or dropped; \
+             capped by max_held_mb (local only, no CloudWatch twin)",
+        )?;
+        registry.register(Box::new(held_bytes.clone()))?;
         Ok(Self {
             incoming_records: counter(
                 "firehose_incoming_records_total",
@@ -198,6 +206,7 @@ impl Metrics {
                 "Records written to error output, by !{firehose:error-output-type}",
                 &["delivery_stream", "error_output_type"],
             )?,
+            held_bytes,
             registry,
         })
     }

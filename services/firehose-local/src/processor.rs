@@ -283,7 +283,7 @@ impl ProcessorStage {
             .processing_success
             .with_label_values(&stream)
             .inc();
-        for (source, (result, data)) in batch.iter().zip(records) {
+        for (source, (result, data)) in batch.into_iter().zip(records) {
             match result {
                 TransformResult::Ok => {
                     self.metrics
@@ -295,9 +295,10 @@ impl ProcessorStage {
                         .with_label_values(&stream)
                         .inc_by(data.len() as u64);
                     out.ok.push(Record {
-                        id: source.id.clone(),
+                        id: source.id,
                         arrival_ms: source.arrival_ms,
                         data: Bytes::from(data),
+                        held: source.held,
                     });
                 }
                 TransformResult::Dropped => {
@@ -308,7 +309,7 @@ impl ProcessorStage {
                     out.dropped += 1;
                 }
                 TransformResult::ProcessingFailed => out.failed.extend(self.failed(
-                    std::slice::from_ref(source),
+                    std::slice::from_ref(&source),
                     attempts,
                     error_code::PROCESSING_FAILED_STATUS,
                     "ProcessingFailed status set for record",
@@ -391,11 +392,7 @@ mod tests {
         datas
             .iter()
             .enumerate()
-            .map(|(i, d)| Record {
-                id: format!("id{i}"),
-                arrival_ms: 7,
-                data: Bytes::from_static(d.as_bytes()),
-            })
+            .map(|(i, d)| Record::new(format!("id{i}"), 7, Bytes::from_static(d.as_bytes())))
             .collect()
     }
 

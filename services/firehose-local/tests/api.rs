@@ -8,6 +8,8 @@ use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use common::{config, files, firehose_client};
 use firehose_local::spawn_embedded;
+use std::sync::Arc;
+use std::time::Duration;
 
 fn rec(data: &[u8]) -> Record {
     Record::builder().data(Blob::new(data)).build().unwrap()
@@ -358,5 +360,144 @@ async fn an_oversized_request_body_gets_an_aws_json_error() {
         Some("RequestEntityTooLargeException"),
         "{err:?}"
     );
+    fh.shutdown().await.unwrap();
+}
+
+/// Delivers a batch only when the test adds a permit; tells the test each time it is called.
+#[derive(Debug)]
+struct Gate {
+    open: tokio::sync::Semaphore,
+    called: tokio::sync::mpsc::UnboundedSender<usize>,
+}
+
+impl firehose_local::Destination for Gate {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [firehose_local::Record],
+        _give_up: &'a tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'a, Result<(), firehose_local::DeliveryFailure>> {
+        Box::pin(async move {
+            let _ = self.called.send(batch.len());
+            self.open.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+async fn held_bytes(endpoint: &str) -> String {
+    let text = reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("firehose_local_held_bytes "))
+        .expect("the held-bytes gauge")
+        .to_owned()
+}
+
+/// Past `max_held_mb`, records are refused with "Slow down." instead of piling up in memory
+/// behind a destination that does not keep up; they fit again once delivery frees room.
+#[tokio::test]
+async fn records_past_the_memory_cap_are_refused_until_delivery_frees_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.max_held_mb = 1;
+    let (called_tx, mut called) = tokio::sync::mpsc::unbounded_channel();
+    let gate = Arc::new(Gate {
+        open: tokio::sync::Semaphore::new(0),
+        called: called_tx,
+    });
+    let server = firehose_local::Server::new(c)
+        .unwrap()
+        .with_destination("s", gate.clone());
+    let fh = firehose_local::spawn_server(server).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    // The SDK retries a 503 on its own; this test wants to see each answer.
+    let client = aws_sdk_firehose::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_firehose::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let kib400 = vec![b'x'; 400 * 1024];
+    let out = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(&kib400))
+        .records(rec(&kib400))
+        .records(rec(&kib400))
+        .send()
+        .await
+        .unwrap();
+    let codes: Vec<_> = out
+        .request_responses()
+        .iter()
+        .map(|r| (r.record_id().is_some(), r.error_message()))
+        .collect();
+    assert_eq!(
+        codes,
+        [(true, None), (true, None), (false, Some("Slow down."))],
+        "two records fit under 1 MiB, the third does not"
+    );
+    assert_eq!(out.failed_put_count(), 1);
+    assert_eq!(called.recv().await, Some(2), "the two are being delivered");
+    assert_eq!(
+        held_bytes(&fh.endpoint_url()).await,
+        (800 * 1024).to_string()
+    );
+
+    let refused = client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(&kib400))
+        .send()
+        .await
+        .expect_err("PutRecord past the cap fails");
+    assert_eq!(refused.code(), Some("ServiceUnavailableException"));
+    assert_eq!(refused.message(), Some("Slow down."));
+    let small = client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"small\n"))
+        .send()
+        .await;
+    assert!(
+        small.is_ok(),
+        "a record that fits is still taken: {small:?}"
+    );
+
+    // Delivery frees the room; the held bytes fall back to what is still queued.
+    gate.open.add_permits(1);
+    assert_eq!(called.recv().await, Some(1), "the small record's batch");
+    gate.open.add_permits(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while held_bytes(&fh.endpoint_url()).await != "0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held bytes never fell to 0"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(&kib400))
+        .send()
+        .await
+        .expect("room again after delivery");
+    let text = reqwest::get(format!("{}/metrics", fh.endpoint_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("firehose_throttled_records_total{delivery_stream=\"s\"} 2"),
+        "both refusals count as ThrottledRecords: {text}"
+    );
+    gate.open.add_permits(10);
     fh.shutdown().await.unwrap();
 }
