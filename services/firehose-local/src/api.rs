@@ -239,7 +239,7 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
     let data = decode(&req.record, "record")?;
     let len = data.len() as u64;
     let name = [req.delivery_stream_name.as_str()];
-    let Some(held) = state.holding.hold(data.len()) else {
+    let Some(held) = state.holding.hold_record(data.len()) else {
         state
             .metrics
             .throttled_records
@@ -315,7 +315,7 @@ fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Response, ApiError>
         let held = if state.faults.throttle_record() {
             None
         } else {
-            state.holding.hold(data.len())
+            state.holding.hold_record(data.len())
         };
         if let Some(held) = held {
             bytes += data.len() as u64;

@@ -42,9 +42,14 @@ impl Record {
     }
 }
 
+/// Bytes charged per record on top of its data: about what the process keeps for it besides the
+/// data (its id, the `Record`, its slot in a batch), so a flood of empty records is capped too.
+pub(crate) const RECORD_OVERHEAD: usize = 128;
+
 /// The bytes of accepted records the process holds, from the API's `200` until each record is
-/// delivered, written to backup or dropped, against a limit (`max_held_mb`). Records are
-/// counted at their size as received; a transform that makes them larger is not charged.
+/// delivered, written to backup or dropped, against a limit (`max_held_mb`). A record is
+/// counted at its size as received plus [`RECORD_OVERHEAD`]; a transform that makes it larger
+/// is not charged.
 #[derive(Debug)]
 pub(crate) struct Holding {
     bytes: AtomicUsize,
@@ -62,7 +67,13 @@ impl Holding {
         })
     }
 
-    /// Takes `len` bytes of room for a record, or `None` when that would pass the limit. A
+    /// Takes room for a record of `data_len` bytes (plus [`RECORD_OVERHEAD`]), or `None` when
+    /// that would pass the limit.
+    pub(crate) fn hold_record(self: &Arc<Self>, data_len: usize) -> Option<Held> {
+        self.hold(data_len.saturating_add(RECORD_OVERHEAD))
+    }
+
+    /// Takes `len` bytes of room, or `None` when that would pass the limit. A
     /// record larger than the whole limit is still taken when nothing is held, so a small
     /// limit cannot refuse a valid record for ever.
     pub(crate) fn hold(self: &Arc<Self>, len: usize) -> Option<Held> {

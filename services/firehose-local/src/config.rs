@@ -58,7 +58,7 @@ pub struct Config {
     pub account_id: String,
     /// Seconds a graceful shutdown keeps retrying failed deliveries and transform invocations
     /// before backing the rest up (30); backup writes get [`crate::backup::SHUTDOWN_BACKUP_WINDOW`]
-    /// more.
+    /// more. With 0, nothing is attempted after the signal: what is buffered is backed up.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
     /// Most record data, in MiB as received, held in memory across every stream: accepted but
@@ -615,6 +615,19 @@ impl Config {
             if let Some(p) = &b.error_output_prefix {
                 check_prefix(n, "error_output_prefix", p, &ERROR_OUTPUT_TYPES.map(Some))?;
             }
+            // Under a cap smaller than its buffers, a stream's size hints could never be
+            // reached: it would crawl at one interval per cap's worth of records.
+            let buffers = f64::from(s.buffering.size_mb)
+                + s.processor.as_ref().map_or(0.0, |p| p.buffer_size_mb);
+            #[allow(clippy::cast_precision_loss)]
+            if (self.max_held_mb as f64) < buffers {
+                return bad(format!(
+                    "max_held_mb ({}) is below streams[{n}]'s buffers (buffering.size_mb + \
+                     processor.buffer_size_mb = {buffers} MB), so they could never fill: raise \
+                     max_held_mb or lower the size hints",
+                    self.max_held_mb
+                ));
+            }
         }
         Ok(())
     }
@@ -850,6 +863,17 @@ streams:
             let msg = c.validate().expect_err("held cap out of range").to_string();
             assert!(msg.contains("max_held_mb must be 1-65536"), "{msg}");
         }
+        // local_default: 1 MB destination + 1 MB processor buffer.
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        c.max_held_mb = 1;
+        let msg = c.validate().expect_err("cap under the buffers").to_string();
+        assert!(
+            msg.contains("max_held_mb (1) is below streams[events]'s buffers")
+                && msg.contains("= 2 MB"),
+            "{msg}"
+        );
+        c.max_held_mb = 2;
+        assert!(c.validate().is_ok());
 
         let err_prefix = |p: &str| {
             let mut c = Config::local_default(Path::new("/tmp/x"));

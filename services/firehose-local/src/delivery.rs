@@ -331,10 +331,13 @@ impl Destination for HttpDelivery {
                 );
                 let out_of_time = spent >= retry_budget || retry_budget.is_zero();
                 if !err.permanent && !out_of_time {
+                    // The last wait is cut to what is left of the retry duration, so the last
+                    // attempt starts when the duration ends, not up to a backoff step later.
                     let delay = Duration::from_millis(spec::jittered_ms(
                         spec::backoff_base_ms(attempts - 1),
                         rand::rng().random_range(-1.0..=1.0),
-                    ));
+                    ))
+                    .min(retry_budget.saturating_sub(spent));
                     if give_up
                         .run_until_cancelled(tokio::time::sleep(delay))
                         .await

@@ -263,7 +263,8 @@ async fn transform(
     all_data: bool,
     out: mpsc::UnboundedSender<Vec<Record>>,
 ) {
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        gather_queued(&mut batch, &mut rx, &stage.give_up);
         if all_data {
             backup.write_source(&batch).await;
         }
@@ -290,6 +291,30 @@ async fn transform(
                 .write_errors(ErrorOutputType::HttpEndpointFailed, &failed)
                 .await;
         }
+    }
+}
+
+/// Most record bytes [`gather_queued`] puts in one batch.
+const MAX_GATHERED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Past the shutdown grace period nothing more is attempted, so every batch still queued for a
+/// stage goes straight to backup. Written one object per batch, a long queue (an endpoint down
+/// for an hour holds hundreds) could outlast the backup window and be logged as lost; so once
+/// `give_up` is cancelled, `batch` takes every batch already queued behind it, up to
+/// [`MAX_GATHERED_BYTES`], and they are backed up together.
+fn gather_queued(
+    batch: &mut Vec<Record>,
+    rx: &mut mpsc::UnboundedReceiver<Vec<Record>>,
+    give_up: &CancellationToken,
+) {
+    if !give_up.is_cancelled() {
+        return;
+    }
+    let mut bytes: usize = batch.iter().map(|r| r.data.len()).sum();
+    while bytes < MAX_GATHERED_BYTES {
+        let Ok(more) = rx.try_recv() else { break };
+        bytes += more.iter().map(|r| r.data.len()).sum::<usize>();
+        batch.extend(more);
     }
 }
 
@@ -329,7 +354,8 @@ async fn deliver(
     backup: Backup,
     give_up: CancellationToken,
 ) {
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        gather_queued(&mut batch, &mut rx, &give_up);
         if let Err(f) = destination.deliver(&batch, &give_up).await {
             tracing::warn!(
                 records = batch.len(),

@@ -40,7 +40,7 @@ pub use processor::{InvokeError, Processor};
 
 use crate::config::ProcessorConfig;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The stream version written into object names: 1, as for a stream never reconfigured.
 pub const STREAM_VERSION: u64 = 1;
+
+/// How long, once everything accepted is flushed at shutdown, requests still in progress have
+/// to finish before shutdown stops waiting for them.
+pub const SERVER_DRAIN: Duration = Duration::from_secs(2);
 
 /// Why the local Firehose could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +138,8 @@ impl Server {
     /// buffer and waits for delivery; failed deliveries and transform invocations keep retrying
     /// for the configured grace period and are then backed up, and backup writes that have not
     /// landed [`backup::SHUTDOWN_BACKUP_WINDOW`] later are abandoned (their loss logged).
+    /// Connections still open once everything is flushed get [`SERVER_DRAIN`]; then `run`
+    /// returns without them (their tasks end with the runtime; their puts are refused).
     ///
     /// # Errors
     /// [`Error`] if a stage cannot start or the listener fails.
@@ -248,11 +254,22 @@ impl Server {
             faults,
         };
         tracing::info!(addr = ?listener.local_addr().ok(), streams = config.streams.len(), "firehose-local serving");
-        let served = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
-            shutdown.await;
-        });
-        let result = served.await;
+        let stop_serving = CancellationToken::new();
+        let mut server = tokio::spawn(
+            axum::serve(listener, api::app(state))
+                .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
+                .into_future(),
+        );
+        // Intake closes as soon as shutdown starts, not when the last connection is done: a
+        // client stalled mid-request (a host gone, a half-open connection) would otherwise keep
+        // the buffers from ever being flushed. Requests still in progress then get
+        // `ServiceUnavailableException` for records they had not put yet.
+        let mut result = tokio::select! {
+            joined = &mut server => Some(joined),
+            _ = shutdown => None,
+        };
         tracing::info!("shutting down: flushing buffers");
+        stop_serving.cancel();
         stop_intake.cancel();
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let grace_timer = {
@@ -275,8 +292,25 @@ impl Server {
         }
         grace_timer.abort();
         stop_children.cancel();
+        if result.is_none() {
+            // Answers to requests still in progress; a connection that will not finish is not
+            // waited for (axum runs each connection in a task of its own, which ends with the
+            // runtime; intake is closed, so it cannot get records accepted any more).
+            result = tokio::time::timeout(SERVER_DRAIN, &mut server).await.ok();
+            if result.is_none() {
+                tracing::warn!(
+                    drain = ?SERVER_DRAIN,
+                    "connections still open after the flush; no longer waiting for them"
+                );
+                server.abort();
+            }
+        }
         tracing::info!("firehose-local stopped");
-        result.map_err(Error::Io)
+        match result {
+            Some(Ok(served)) => served.map_err(Error::Io),
+            Some(Err(join)) => Err(Error::Io(std::io::Error::other(join))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! <https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-failure-handling.html>.
 
 use crate::backup::{b64, now_ms};
-use crate::buffer::Record;
+use crate::buffer::{Held, Record};
 use crate::delivery::error_code::SHUTDOWN_BEFORE_ATTEMPT;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
@@ -92,6 +92,8 @@ pub(crate) struct Processed {
     pub(crate) ok: Vec<Record>,
     /// Records for `processing-failed/`.
     pub(crate) failed: Vec<ErrorRecord>,
+    /// The failed records' shares of the memory account, kept until their backup is written.
+    pub(crate) failed_held: Vec<Held>,
     /// Records returned `Dropped`.
     pub(crate) dropped: usize,
 }
@@ -116,6 +118,11 @@ impl ProcessorStage {
     /// Processes a batch, splitting it first if its event would pass Lambda's 6 MB request limit.
     pub(crate) async fn process(&self, batch: Vec<Record>) -> Processed {
         let mut out = Processed::default();
+        if self.give_up.is_cancelled() {
+            // Not invoked: no need to build (and split) its event first.
+            self.fail_unattempted(&mut out, batch);
+            return out;
+        }
         let mut pending = vec![batch];
         while let Some(batch) = pending.pop() {
             if batch.is_empty() {
@@ -151,17 +158,36 @@ impl ProcessorStage {
         serde_json::to_vec(&event).unwrap_or_default()
     }
 
-    fn failed(
+    /// Fails a batch the shutdown grace period cut off before its first invocation.
+    fn fail_unattempted(&self, out: &mut Processed, batch: Vec<Record>) {
+        tracing::warn!(
+            stream = self.stream,
+            records = batch.len(),
+            "shutdown grace period over; backing the batch up without invoking the transform"
+        );
+        self.fail(
+            out,
+            batch,
+            0,
+            SHUTDOWN_BEFORE_ATTEMPT,
+            "firehose-local shut down and its grace period (shutdown_grace_secs) ended before \
+             this batch was sent to the transform function; it was not invoked",
+        );
+    }
+
+    /// Moves `batch` to `out`'s `processing-failed` records (keeping the records' shares of the
+    /// memory account until the backup is written).
+    fn fail(
         &self,
-        batch: &[Record],
+        out: &mut Processed,
+        batch: Vec<Record>,
         attempts: u32,
         code: &str,
         message: &str,
-    ) -> Vec<ErrorRecord> {
+    ) {
         let ended = now_ms();
-        batch
-            .iter()
-            .map(|r| ErrorRecord {
+        for r in batch {
+            out.failed.push(ErrorRecord {
                 attempts_made: attempts,
                 arrival_timestamp: r.arrival_ms,
                 error_code: code.to_owned(),
@@ -170,8 +196,9 @@ impl ProcessorStage {
                 raw_data: b64(&r.data),
                 lambda_arn: Some(self.lambda_arn.clone()),
                 ..ErrorRecord::default()
-            })
-            .collect()
+            });
+            out.failed_held.push(r.held);
+        }
     }
 
     async fn invoke_once(&self, event: &[u8]) -> Result<Vec<u8>, InvokeError> {
@@ -195,18 +222,7 @@ impl ProcessorStage {
         let stream = [self.stream.as_str()];
         // Past the shutdown grace period nothing more is invoked: the batch goes to backup now.
         if self.give_up.is_cancelled() {
-            tracing::warn!(
-                stream = self.stream,
-                records = batch.len(),
-                "shutdown grace period over; backing the batch up without invoking the transform"
-            );
-            out.failed.extend(self.failed(
-                &batch,
-                0,
-                SHUTDOWN_BEFORE_ATTEMPT,
-                "firehose-local shut down and its grace period (shutdown_grace_secs) ended before \
-                 this batch was sent to the transform function; it was not invoked",
-            ));
+            self.fail_unattempted(out, batch);
             return;
         }
         let mut attempts = 0;
@@ -224,13 +240,14 @@ impl ProcessorStage {
                 r = self.invoke_once(&event) => r,
                 () = self.give_up.cancelled() => {
                     tracing::warn!(stream = self.stream, attempts, records = batch.len(), "shutdown grace period over; transform invocation abandoned");
-                    out.failed.extend(self.failed(
-                        &batch,
+                    self.fail(
+                        out,
+                        batch,
                         attempts,
                         error_code::FUNCTION_TIMED_OUT,
                         "The function had not returned when the shutdown grace period \
                          (shutdown_grace_secs) ended; the invocation was abandoned",
-                    ));
+                    );
                     return;
                 }
             };
@@ -242,12 +259,7 @@ impl ProcessorStage {
                 Ok(body) => break body,
                 Err(e) if attempts > self.number_of_retries || self.give_up.is_cancelled() => {
                     tracing::warn!(stream = self.stream, attempts, error = %e, records = batch.len(), "transform invocation failed and is not retried (retries used up, or shutdown grace period over)");
-                    out.failed.extend(self.failed(
-                        &batch,
-                        attempts,
-                        e.error_code(),
-                        &e.to_string(),
-                    ));
+                    self.fail(out, batch, attempts, e.error_code(), &e.to_string());
                     return;
                 }
                 Err(e) => {
@@ -274,8 +286,7 @@ impl ProcessorStage {
             Err(e) => {
                 // A response that came back is final, however malformed: no retry.
                 tracing::warn!(stream = self.stream, code = e.error_code(), error = %e, "transform response breaks the contract");
-                out.failed
-                    .extend(self.failed(&batch, attempts, e.error_code(), &e.to_string()));
+                self.fail(out, batch, attempts, e.error_code(), &e.to_string());
                 return;
             }
         };
@@ -308,12 +319,13 @@ impl ProcessorStage {
                         .inc();
                     out.dropped += 1;
                 }
-                TransformResult::ProcessingFailed => out.failed.extend(self.failed(
-                    std::slice::from_ref(&source),
+                TransformResult::ProcessingFailed => self.fail(
+                    out,
+                    vec![source],
                     attempts,
                     error_code::PROCESSING_FAILED_STATUS,
                     "ProcessingFailed status set for record",
-                )),
+                ),
             }
         }
     }
@@ -410,6 +422,40 @@ mod tests {
         assert_eq!(f.raw_data, b64(b"bad"), "rawData is the original record");
         assert_eq!(f.attempts_made, 1);
         assert!(f.lambda_arn.as_deref().unwrap().ends_with(":$LATEST"));
+    }
+
+    /// Each record keeps its share of the memory account through the transform: `Ok` records
+    /// carry it on, `Dropped` ones give it back, failed ones hold it until their backup is
+    /// written (`failed_held`).
+    #[tokio::test]
+    async fn memory_shares_follow_the_records_through_the_transform() {
+        let gauge = prometheus::IntGauge::new("held", "held").unwrap();
+        let holding = crate::buffer::Holding::new(1 << 20, gauge);
+        let tracked = batch(&["a", "bad", "drop"])
+            .into_iter()
+            .map(|r| Record {
+                held: holding.hold(r.data.len()).unwrap(),
+                ..r
+            })
+            .collect();
+        let (s, _) = stage(Scripted::default(), 3);
+        let out = s.process(tracked).await;
+        assert_eq!(
+            holding.bytes(),
+            1 + 3,
+            "a (ok) and bad (failed); drop gave its 4 back"
+        );
+        let Processed {
+            ok, failed_held, ..
+        } = out;
+        drop(failed_held);
+        assert_eq!(
+            holding.bytes(),
+            1,
+            "the failed record's share is given back with it"
+        );
+        drop(ok);
+        assert_eq!(holding.bytes(), 0);
     }
 
     #[tokio::test]

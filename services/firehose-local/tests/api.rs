@@ -446,7 +446,8 @@ async fn records_past_the_memory_cap_are_refused_until_delivery_frees_room() {
     assert_eq!(called.recv().await, Some(2), "the two are being delivered");
     assert_eq!(
         held_bytes(&fh.endpoint_url()).await,
-        (800 * 1024).to_string()
+        (2 * (400 * 1024 + 128)).to_string(),
+        "each record's data plus 128 bytes of bookkeeping"
     );
 
     let refused = client
@@ -500,4 +501,52 @@ async fn records_past_the_memory_cap_are_refused_until_delivery_frees_room() {
     );
     gate.open.add_permits(10);
     fh.shutdown().await.unwrap();
+}
+
+/// A client stalled mid-request (here: a body that never finishes) does not hold up shutdown:
+/// intake closes and the buffers flush at once, and the connection is cut after
+/// `SERVER_DRAIN`.
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_up_the_flush() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.streams[0].buffering.interval_secs = 900;
+    let fh = spawn_embedded(c).await.unwrap();
+    let client = firehose_client(&fh.endpoint_url());
+    client
+        .put_record()
+        .delivery_stream_name("s")
+        .record(rec(b"kept\n"))
+        .send()
+        .await
+        .unwrap();
+    let addr = fh.endpoint_url().trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.PutRecord\r\n\
+              Content-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\r\n{\"Deli",
+        )
+        .await
+        .unwrap();
+    // Nothing observable says the server has read the head and is waiting for the body, so give
+    // it a moment (shutdown before that would close the idle connection and prove nothing).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), fh.shutdown())
+        .await
+        .expect("shutdown finishes with a stalled client connected")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < firehose_local::SERVER_DRAIN + Duration::from_secs(3),
+        "shutdown took {took:?}"
+    );
+    assert_eq!(
+        common::lines(&dir.path().join("delivered")),
+        ["kept"],
+        "the buffered record was flushed"
+    );
+    drop(stalled);
 }

@@ -206,6 +206,39 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed_after_the_retry_durati
     );
 }
 
+/// Backoff is 1 s then 2 s (±15 %): with a 2 s retry duration the second wait is cut to what
+/// is left, so the third and last request goes out 2 s after the first, not up to 3.45 s.
+#[tokio::test]
+async fn the_last_wait_is_cut_to_the_retry_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Fail).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 2));
+    let fh = spawn_embedded(c).await.unwrap();
+    firehose_client(&fh.endpoint_url())
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .records(rec(b"one"))
+        .send()
+        .await
+        .unwrap();
+    ep.seen.recv().await.unwrap();
+    let first = std::time::Instant::now();
+    ep.seen.recv().await.unwrap();
+    ep.seen.recv().await.unwrap();
+    let last = first.elapsed();
+    fh.shutdown().await.unwrap();
+    assert!(ep.seen.try_recv().is_err(), "no fourth request");
+    assert!(
+        (Duration::from_millis(1950)..Duration::from_millis(2500)).contains(&last),
+        "the last request {last:?} after the first"
+    );
+    assert_eq!(
+        error_records(&dir.path().join("backup"))[0].attempts_made,
+        3
+    );
+}
+
 #[tokio::test]
 async fn a_200_with_the_wrong_request_id_is_not_success() {
     let dir = tempfile::tempdir().unwrap();
@@ -437,6 +470,11 @@ async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
     assert!(
         ep.seen.try_recv().is_err(),
         "the queued batches never reached the endpoint"
+    );
+    assert_eq!(
+        files(&dir.path().join("backup")).len(),
+        2,
+        "one object for the abandoned batch, one for both queued ones (not one write per batch)"
     );
 }
 
