@@ -270,7 +270,7 @@ pub async fn run(
     let result = tokio::select! {
         result = server => result,
         () = grace_over => {
-            tracing::warn!(grace = ?drain.grace, "grace period over; closing the connections still open (a request still running on one gets no answer: its events were not acknowledged)");
+            tracing::warn!(grace = ?drain.grace, "grace period over; no longer waiting for the connections still open (they end with the process: a request still running on one gets no answer, so its events were not acknowledged)");
             Ok(())
         }
     };
@@ -283,7 +283,7 @@ pub async fn run(
         .await
         .is_err()
     {
-        tracing::warn!(after = ?ADMIN_DRAIN, "closing admin connections still open");
+        tracing::warn!(after = ?ADMIN_DRAIN, "no longer waiting for admin connections still open");
         admin_server.abort();
     }
     let inflight = state.producer().inflight_bytes();

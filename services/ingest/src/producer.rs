@@ -520,8 +520,9 @@ struct PendingState {
 }
 
 /// Why withdrawn records were not accepted, when no call had failed for them.
-const NOT_SENT_IN_TIME: &str = "not sent before the request's deadline: every PutRecordBatch slot \
-                                was busy (Firehose slow or throttling)";
+const NOT_SENT_IN_TIME: &str = "not sent before the request's send deadline: the upload and \
+                                validation took up the request's time, or every PutRecordBatch \
+                                slot stayed busy (Firehose slow or throttling)";
 
 /// Why records were not accepted when the producer's task was torn down (runtime shutdown).
 const STOPPED: &str = "the producer stopped before the record was sent";

@@ -184,12 +184,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let (code, message) = match err {
+        // AWS's own message stays in `detail`: it can name the account, the role and the
+        // stream's or key's ARN (an `AccessDeniedException` does), which clients must not see.
         SdkError::ServiceError(ctx) => {
-            let e = ctx.err();
-            (
-                e.code().unwrap_or("Unhandled").to_owned(),
-                e.message().unwrap_or("no message").to_owned(),
-            )
+            let code = ctx.err().code().unwrap_or("Unhandled");
+            (code.to_owned(), describe_code(code).to_owned())
         }
         SdkError::TimeoutError(_) => ("Timeout".to_owned(), "call timed out".to_owned()),
         // Credentials are resolved in the send phase, so a failing credential chain (no
@@ -224,6 +223,19 @@ where
         _ => ("Unhandled".to_owned(), "unexpected SDK error".to_owned()),
     };
     SinkError::new(code, message).with_detail(format!("{err:?}"))
+}
+
+/// What an AWS error code means, in words fit for clients (AWS's messages are for the log).
+fn describe_code(code: &str) -> &'static str {
+    match code {
+        "ServiceUnavailableException" | "ThrottlingException" => {
+            "Firehose is throttling or unavailable"
+        }
+        "InternalFailure" => "Firehose had an internal failure",
+        "ResourceNotFoundException" => "the delivery stream was not found",
+        "InvalidSignatureException" => "Firehose refused the request's signature",
+        _ => "Firehose refused the call",
+    }
 }
 
 /// Whether the credential chain's error is among `err`'s sources.
@@ -296,9 +308,26 @@ impl RecordSink for aws_sdk_firehose::Client {
                     (None, Some(id)) => RecordOutcome::Accepted {
                         record_id: id.to_owned(),
                     },
-                    (code, _) => RecordOutcome::Failed {
-                        error_code: code.unwrap_or("InternalFailure").to_owned(),
-                        message: entry.error_message().unwrap_or("no message").to_owned(),
+                    (Some(code), _) => {
+                        // Throttling says "Slow down."; the rarer codes (KMS's) carry ARNs.
+                        if !matches!(code, "ServiceUnavailableException" | "InternalFailure") {
+                            tracing::warn!(
+                                stream,
+                                code,
+                                message = entry.error_message().unwrap_or(""),
+                                "Firehose refused a record"
+                            );
+                        }
+                        RecordOutcome::Failed {
+                            error_code: code.to_owned(),
+                            message: describe_code(code).to_owned(),
+                        }
+                    }
+                    // Neither an id nor an error: the record may have landed or not, like a
+                    // call without a readable answer.
+                    (None, None) => RecordOutcome::Failed {
+                        error_code: "Response".to_owned(),
+                        message: "Firehose's answer for the record had neither a record id nor an error code".to_owned(),
                     },
                 })
                 .collect();

@@ -490,7 +490,7 @@ async fn a_stalled_admin_connection_does_not_hold_the_exit() {
         started.elapsed()
     );
     wait_log(&mut ingest.logs, |v| {
-        v["message"] == "closing admin connections still open"
+        v["message"] == "no longer waiting for admin connections still open"
     })
     .await;
     drop(stalled);

@@ -231,3 +231,89 @@ async fn readiness_check_uses_describe_delivery_stream() {
     let err = client.check("stream").await.expect_err("not active");
     assert!(err.message.contains("CREATING"), "{err}");
 }
+
+/// AWS's messages can name the account, the role and ARNs; what reaches clients (the error's
+/// `Display`, which 503 bodies carry) is built from the code alone, and the message stays in
+/// `detail` for the log.
+#[tokio::test]
+async fn aws_messages_stay_out_of_what_clients_see() {
+    use aws_sdk_firehose::error::ErrorMetadata;
+    const SECRETS: &str = "User: arn:aws:sts::123456789012:assumed-role/ingest/pod is not \
+                           authorized to perform: firehose:PutRecordBatch";
+    let denied = mock!(Client::put_record_batch).then_error(|| {
+        PutRecordBatchError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message(SECRETS)
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&denied], |c| c
+        .retry_config(RetryConfig::disabled()));
+    let err = client
+        .put_batch("stream", records(1))
+        .await
+        .expect_err("mocked error");
+    assert_eq!(err.code, "AccessDeniedException");
+    assert_eq!(err.retry, Retry::Permanent);
+    assert_eq!(
+        err.to_string(),
+        "AccessDeniedException: Firehose refused the call"
+    );
+    assert!(
+        err.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("123456789012")),
+        "the log keeps AWS's account: {err:?}"
+    );
+    let producer = Producer::spawn(Arc::new(client), "stream", config());
+    match producer.submit(records(1)).await {
+        SubmitOutcome::Incomplete { error, .. } => {
+            assert_eq!(error, "AccessDeniedException: Firehose refused the call");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Per record: a KMS refusal's message (with the key's ARN) is not passed on either, and an
+    // entry with neither an id nor a code is an unreadable answer (`Response`).
+    let mixed = mock!(Client::put_record_batch).then_output(|| {
+        PutRecordBatchOutput::builder()
+            .failed_put_count(2)
+            .set_request_responses(Some(vec![
+                PutRecordBatchResponseEntry::builder()
+                    .error_code("KMSAccessDeniedException")
+                    .error_message("arn:aws:kms:us-east-1:123456789012:key/abc")
+                    .build(),
+                PutRecordBatchResponseEntry::builder().build(),
+            ]))
+            .build()
+            .expect("output has its required fields")
+    });
+    let client = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&mixed], |c| c
+        .retry_config(RetryConfig::disabled()));
+    let outcome = client
+        .put_batch("stream", records(2))
+        .await
+        .expect("a partial failure is an answer");
+    let described: Vec<_> = outcome
+        .records
+        .iter()
+        .map(|r| match r {
+            ingest::sink::RecordOutcome::Failed {
+                error_code,
+                message,
+            } => (error_code.as_str(), message.as_str()),
+            ingest::sink::RecordOutcome::Accepted { .. } => panic!("{r:?}"),
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("KMSAccessDeniedException", "Firehose refused the call"),
+            (
+                "Response",
+                "Firehose's answer for the record had neither a record id nor an error code"
+            ),
+        ]
+    );
+}
