@@ -289,6 +289,13 @@ REFUSED = {
                           "config.firehoseCallTimeout (0ms) must be greater than 0"),
     "zero readiness interval": ({"config": {"readinessInterval": "0s"}},
                                 "config.readinessInterval (0s) must be greater than 0"),
+    # INGEST_READINESS_INTERVAL below 1 s: ingest exits at start (DescribeDeliveryStream quota).
+    "readiness interval under a second": ({"config": {"readinessInterval": "500ms"}},
+                                          "config.readinessInterval (500ms) must be at least 1s"),
+    # 5 + 0 + 25 = 30, + 2 s for the admin listener.
+    "grace covering the drain but not the admin listener": (
+        {"terminationGracePeriodSeconds": 32}, "must be larger than preStopSleepSeconds + "
+        "config.shutdownDelaySecs + config.shutdownGraceSecs + 2 s for the admin listener (32)"),
     "zero api keys reload": ({"config": {"apiKeysReload": "0"}},
                              "config.apiKeysReload (0) must be greater than 0"),
     "autoscaling without a CPU request": (
@@ -321,6 +328,7 @@ DURATION_EDGES = {
     "grace equal to a timeout in minutes": {"requestTimeout": "0.5m", "shutdownGraceSecs": 30},
     "bare numbers are seconds": {"requestTimeout": "30", "retryBudget": "18", "shutdownGraceSecs": 30},
     "zero linger and retry budget are allowed": {"linger": "0ms", "retryBudget": "0s"},
+    "readiness interval of exactly a second": {"readinessInterval": "1000ms"},
 }
 
 
@@ -332,7 +340,8 @@ def test_render_accepts_durations_at_the_edge_of_ingest_rules(case):
     for key, value in DURATION_EDGES[case].items():
         if isinstance(value, str):
             name = {"retryBudget": "INGEST_RETRY_BUDGET", "linger": "INGEST_LINGER",
-                    "requestTimeout": "INGEST_REQUEST_TIMEOUT"}[key]
+                    "requestTimeout": "INGEST_REQUEST_TIMEOUT",
+                    "readinessInterval": "INGEST_READINESS_INTERVAL"}[key]
             assert env[name] == value
 
 
@@ -565,6 +574,21 @@ def test_monitoring_objects_are_off_by_default_and_switched_by_values():
     public = c.find(prod, "Service", c.RELEASE)[0]
     assert public["metadata"]["labels"]["app.kubernetes.io/component"] != "admin"
     assert c.find(prod, "PrometheusRule")[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_a_long_release_name_keeps_every_name_valid_and_the_alerts_on_the_admin_job():
+    release = "r" * 62  # fullname: "<release>-ingest" cut to 63 characters
+    objs = c.objects(c.render(PRODUCTION, name=release))
+    for o in objs:
+        assert len(o["metadata"]["name"]) <= 63, (o["kind"], o["metadata"]["name"])
+    admin = [s for s in c.find(objs, "Service")
+             if s["metadata"]["labels"].get("app.kubernetes.io/component") == "admin"]
+    assert len(admin) == 1
+    name = admin[0]["metadata"]["name"]
+    assert name.endswith("-admin") and len(name) <= 63, name
+    rules = c.find(objs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]
+    assert all(f'job="{name}"' in r["expr"] for r in rules if "expr" in r), \
+        "every alert selects the admin Service's job"
 
 
 def test_dashboards_configmaps_carry_the_sidecar_label():

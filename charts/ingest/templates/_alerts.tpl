@@ -3,13 +3,13 @@ The alert rules of the front door, written once. The PrometheusRule renders them
 tests render the same thing to feed `promtool check rules`, `promtool test rules` and a real
 Prometheus scraping a running ingest, so what is tested is exactly what ships.
 
-Every expression is scoped to this release's admin Service (job = "<fullname>-admin", which is
+Every expression is scoped to this release's admin Service (job = its name, "<fullname>-admin", which is
 the job name the prometheus-operator gives a ServiceMonitor target) and its namespace.
 Thresholds come from .Values.prometheusRule.thresholds.
 */}}
 {{- define "ingest.alertRules" -}}
 {{- $t := .Values.prometheusRule.thresholds }}
-{{- $sel := printf "job=\"%s-admin\", namespace=\"%s\"" (include "ingest.fullname" .) (include "ingest.namespace" .) }}
+{{- $sel := printf "job=\"%s\", namespace=\"%s\"" (include "ingest.adminServiceName" .) (include "ingest.namespace" .) }}
 {{- $runbook := .Values.prometheusRule.runbookUrl }}
 - alert: IngestHighErrorRatio
   expr: |-

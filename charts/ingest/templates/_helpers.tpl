@@ -8,6 +8,18 @@ Names, labels and small computed values shared by every template.
 {{- end }}
 
 {{/* Full name: release-chart, unless the release name already contains the chart name. */}}
+{{/* The admin Service's name, which is also the Prometheus job of the scrape (the alerts select
+it): the full name cut to 57 characters, so the "-admin" suffix keeps it within Kubernetes'
+63. */}}
+{{- define "ingest.adminServiceName" -}}
+{{- printf "%s-admin" (include "ingest.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The JSON Schema ConfigMap's name, within 63 characters like the others. */}}
+{{- define "ingest.schemaConfigMapName" -}}
+{{- printf "%s-schema" (include "ingest.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "ingest.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
@@ -69,7 +81,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Name of the Secret holding the API keys file. */}}
 {{- define "ingest.apiKeysSecretName" -}}
-{{- default (printf "%s-api-keys" (include "ingest.fullname" .)) .Values.apiKeys.existingSecret }}
+{{- default (printf "%s-api-keys" (include "ingest.fullname" . | trunc 54 | trimSuffix "-")) .Values.apiKeys.existingSecret }}
 {{- end }}
 
 {{/* Name of the in-cluster firehose-local (development only). */}}
@@ -116,8 +128,9 @@ margin must be longer than that. */}}
 {{- define "ingest.terminationGracePeriodSeconds" -}}
 {{- $needed := add .Values.preStopSleepSeconds .Values.config.shutdownDelaySecs .Values.config.shutdownGraceSecs }}
 {{- if .Values.terminationGracePeriodSeconds }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int $needed) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than preStopSleepSeconds + config.shutdownDelaySecs + config.shutdownGraceSecs (%d), or the kubelet kills pods mid-drain; raise it or set 0 to derive it" (int .Values.terminationGracePeriodSeconds) (int $needed)) }}
+{{- /* After the drain ingest waits up to 2 s (ADMIN_DRAIN) for admin connections. */}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int (add $needed 2)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than preStopSleepSeconds + config.shutdownDelaySecs + config.shutdownGraceSecs + 2 s for the admin listener (%d), or the kubelet kills pods mid-drain; with trace export on, allow 10 s more for the final export; raise it or set 0 to derive it" (int .Values.terminationGracePeriodSeconds) (int (add $needed 2))) }}
 {{- end }}
 {{- .Values.terminationGracePeriodSeconds }}
 {{- else }}
@@ -164,7 +177,7 @@ in float64. */}}
 {{- fail "autoscaling.enabled needs resources.requests.cpu: the autoscaler scales on CPU utilization, a share of the request, and without one it cannot compute it and never scales" }}
 {{- end }}
 {{- if and .Values.prometheusRule.enabled (not .Values.serviceMonitor.enabled) }}
-{{- fail (printf "prometheusRule.enabled needs serviceMonitor.enabled: the alerts select job=\"%s-admin\", the job name the chart's ServiceMonitor gives the scrape; without it IngestPodsDown fires forever and no other alert can fire" (include "ingest.fullname" .)) }}
+{{- fail (printf "prometheusRule.enabled needs serviceMonitor.enabled: the alerts select job=\"%s\", the job name the chart's ServiceMonitor gives the scrape; without it IngestPodsDown fires forever and no other alert can fire" (include "ingest.adminServiceName" .)) }}
 {{- end }}
 {{- range .Values.ingress.paths }}
 {{- $adminPath := or (hasPrefix "/metrics" .path) (hasPrefix "/healthz" .path) (hasPrefix "/readyz" .path) }}
@@ -189,6 +202,11 @@ crash-looping the pods. Same order and the same comparisons as ingest. */}}
 {{- if le (include "ingest.durationMs" (index $c $key) | float64) $zero }}
 {{- fail (printf "config.%s (%s) must be greater than 0" $key (index $c $key)) }}
 {{- end }}
+{{- end }}
+{{- /* INGEST_READINESS_INTERVAL >= 1 s: each pod calls DescribeDeliveryStream once per interval,
+and AWS allows 5 such calls per second per account and region. */}}
+{{- if lt (include "ingest.durationMs" $c.readinessInterval | float64) (float64 1000) }}
+{{- fail (printf "config.readinessInterval (%s) must be at least 1s: each pod calls DescribeDeliveryStream once per interval, and AWS allows 5 calls per second per account and region; ingest refuses to start otherwise" $c.readinessInterval) }}
 {{- end }}
 {{- /* INGEST_REQUEST_TIMEOUT > INGEST_RETRY_BUDGET + INGEST_FIREHOSE_CALL_TIMEOUT + 1 s */}}
 {{- if le $timeout (addf $budget $call 1000) }}
