@@ -23,17 +23,35 @@ locals {
   # README), so they are the backstop for the backup-records and S3-success alarms.
   # https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-logs.html
   # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/matching-terms-json-log-events.html
+  #
+  # The third filter reads the transform's own log: a record the function answers ProcessingFailed
+  # (invalid base64 or UTF-8, over the record or response size limits) leaves a successful
+  # invocation, so neither ExecuteProcessing.Success nor Lambda Errors moves, and Firehose logs no
+  # error for it (AWS: log such failures from the function). The function writes one flattened JSON
+  # line per invocation, `"message":"invocation done"` with a `failed` count
+  # (services/transform/src/telemetry.rs); the metric sums those counts.
   error_log_metric_namespace = "FirehoseErrorLogs/${var.name}"
   error_log_filters = {
     delivery_error_logs = {
-      metric  = "DeliveryErrors"
-      pattern = "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }"
-      text    = "New Relic rejected or timed out requests, or the transform failed (HttpEndpoint.* / Lambda.* in ${local.firehose_log_group_name}). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
+      metric    = "DeliveryErrors"
+      log_group = aws_cloudwatch_log_group.firehose.name
+      pattern   = "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }"
+      value     = "1"
+      text      = "New Relic rejected or timed out requests, or the transform failed (HttpEndpoint.* / Lambda.* in ${local.firehose_log_group_name}). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
     }
     backup_error_logs = {
-      metric  = "BackupErrors"
-      pattern = "{ $.errorCode = \"S3.*\" }"
-      text    = "Firehose cannot write to the backup bucket (S3.* in ${local.firehose_log_group_name}): check the bucket policy, the role and the KMS key. It retries for up to 24 h, then the data is lost."
+      metric    = "BackupErrors"
+      log_group = aws_cloudwatch_log_group.firehose.name
+      pattern   = "{ $.errorCode = \"S3.*\" }"
+      value     = "1"
+      text      = "Firehose cannot write to the backup bucket (S3.* in ${local.firehose_log_group_name}): check the bucket policy, the role and the KMS key. It retries for up to 24 h, then the data is lost."
+    }
+    transform_failed_records = {
+      metric    = "TransformFailedRecords"
+      log_group = aws_cloudwatch_log_group.lambda.name
+      pattern   = "{ ($.message = \"invocation done\") && ($.failed > 0) }"
+      value     = "$.failed"
+      text      = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, or over the size limits): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
     }
   }
 
@@ -174,13 +192,13 @@ resource "aws_cloudwatch_log_metric_filter" "errors" {
   for_each = var.create_alarms ? local.error_log_filters : {}
 
   name           = "${var.name}-${replace(each.key, "_", "-")}"
-  log_group_name = aws_cloudwatch_log_group.firehose.name
+  log_group_name = each.value.log_group
   pattern        = each.value.pattern
 
   metric_transformation {
     namespace = local.error_log_metric_namespace
     name      = each.value.metric
-    value     = "1"
+    value     = each.value.value
     unit      = "Count"
   }
 }

@@ -90,7 +90,7 @@ output "irsa_role_arn" {
 #########
 
 output "alarm_arns" {
-  description = "ARNs of the CloudWatch alarms by name: `http_endpoint_success`, `http_endpoint_data_freshness`, `processing_success`, `lambda_errors`, `lambda_throttles`, `throttled_records`, `s3_delivery_success`, `s3_backup_success`, `delivery_error_logs`, `backup_error_logs`, `quota_bytes`, `quota_records`, `quota_put_requests`, plus `backup_records` (FailedDataOnly only) and `stream_kms_errors` (with `stream_kms_key_arn` only). Empty when `create_alarms` is false."
+  description = "ARNs of the CloudWatch alarms by name: `http_endpoint_success`, `http_endpoint_data_freshness`, `processing_success`, `lambda_errors`, `lambda_throttles`, `throttled_records`, `s3_delivery_success`, `s3_backup_success`, `delivery_error_logs`, `backup_error_logs`, `transform_failed_records`, `quota_bytes`, `quota_records`, `quota_put_requests`, plus `backup_records` (FailedDataOnly only) and `stream_kms_errors` (with `stream_kms_key_arn` only). Empty when `create_alarms` is false."
   value = merge(
     { for k, a in aws_cloudwatch_metric_alarm.this : k => a.arn },
     { for a in aws_cloudwatch_metric_alarm.backup_records : "backup_records" => a.arn },

@@ -619,7 +619,7 @@ variable "alarm_throttled_records_threshold" {
 }
 
 variable "alarm_error_log_events_threshold" {
-  description = "Alarm when more error events than this reach the stream's error log group in one period: `HttpEndpoint.*` and `Lambda.*` codes (delivery to New Relic, the transform), and `S3.*` codes (writes to the backup bucket). Firehose samples these logs when errors are frequent, so any count is a signal."
+  description = "Alarm when more error events than this reach the stream's error log group in one period: `HttpEndpoint.*` and `Lambda.*` codes (delivery to New Relic, the transform), and `S3.*` codes (writes to the backup bucket). Firehose samples these logs when errors are frequent, so any count is a signal. Also the threshold for records the transform answered ProcessingFailed (`transform_failed_records`, counted from the function's log)."
   type        = number
   default     = 0
 

@@ -32,6 +32,7 @@ run "every_alarm_watches_its_metric_with_default_thresholds" {
       s3_backup_success            = ["AWS/Firehose", "BackupToS3.Success", "Minimum", "LessThanThreshold", 1, 3]
       delivery_error_logs          = ["FirehoseErrorLogs/events", "DeliveryErrors", "Sum", "GreaterThanThreshold", 0, 1]
       backup_error_logs            = ["FirehoseErrorLogs/events", "BackupErrors", "Sum", "GreaterThanThreshold", 0, 1]
+      transform_failed_records     = ["FirehoseErrorLogs/events", "TransformFailedRecords", "Sum", "GreaterThanThreshold", 0, 1]
     }
     error_message = "Each alarm must watch its metric with the documented default threshold."
   }
@@ -157,7 +158,7 @@ run "thresholds_are_inputs_and_alarms_notify_the_created_topic" {
       toset(keys(output.alarm_arns)) == toset([
         "http_endpoint_success", "http_endpoint_data_freshness", "processing_success", "lambda_errors",
         "lambda_throttles", "throttled_records", "s3_delivery_success", "s3_backup_success",
-        "delivery_error_logs", "backup_error_logs", "backup_records",
+        "delivery_error_logs", "backup_error_logs", "transform_failed_records", "backup_records",
         "quota_bytes", "quota_records", "quota_put_requests",
       ]) &&
       output.alarm_sns_topic_arn == "arn:aws:sns:eu-west-1:123456789012:events-alarms"
@@ -199,10 +200,11 @@ run "error_log_filters_feed_their_alarms" {
     condition = {
       for k, f in aws_cloudwatch_log_metric_filter.errors : k => [f.log_group_name, f.pattern, f.metric_transformation[0].namespace, f.metric_transformation[0].name, f.metric_transformation[0].value]
       } == {
-      delivery_error_logs = ["/aws/kinesisfirehose/events", "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }", "FirehoseErrorLogs/events", "DeliveryErrors", "1"]
-      backup_error_logs   = ["/aws/kinesisfirehose/events", "{ $.errorCode = \"S3.*\" }", "FirehoseErrorLogs/events", "BackupErrors", "1"]
+      delivery_error_logs      = ["/aws/kinesisfirehose/events", "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }", "FirehoseErrorLogs/events", "DeliveryErrors", "1"]
+      backup_error_logs        = ["/aws/kinesisfirehose/events", "{ $.errorCode = \"S3.*\" }", "FirehoseErrorLogs/events", "BackupErrors", "1"]
+      transform_failed_records = ["/aws/lambda/events-transform", "{ ($.message = \"invocation done\") && ($.failed > 0) }", "FirehoseErrorLogs/events", "TransformFailedRecords", "$.failed"]
     }
-    error_message = "The error log group must be filtered for HttpEndpoint.*/Lambda.* and S3.* error codes."
+    error_message = "The error log group must be filtered for HttpEndpoint.*/Lambda.* and S3.* error codes, and the transform's log for records it answered ProcessingFailed."
   }
 
   assert {

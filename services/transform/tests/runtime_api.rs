@@ -290,7 +290,9 @@ async fn realistic_event_round_trips() {
         serde_json::from_slice::<aws_lambda_events::event::firehose::KinesisFirehoseEvent>(&event);
     assert!(typed.is_err());
 
-    // One JSON log line for the invocation, with the counts.
+    // One JSON log line for the invocation, with the counts. terraform/alarms.tf's
+    // transform_failed_records metric filter reads `message` and `failed` from this line, at the
+    // top level: keep them there.
     let logs = host.log_lines();
     let summaries: Vec<&Value> = logs
         .iter()
