@@ -238,6 +238,16 @@ impl Checkpoint {
         })
     }
 
+    /// Writes the checkpoint once before anything is sent, so one that cannot be written (no
+    /// such directory, read-only, disk full) stops the run at the start, not after the first
+    /// batch, whose records the next run would then send again.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Write`].
+    pub fn ensure_writable(&self) -> Result<(), CheckpointError> {
+        self.save()
+    }
+
     /// The checkpoint of a dry run without a target: an empty one that writes nothing, if there
     /// is no file at `path`.
     ///
@@ -667,6 +677,21 @@ mod tests {
         let err = Checkpoint::open(&path, "s", "t").unwrap_err();
         assert!(matches!(err, CheckpointError::Invalid { .. }), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello");
+    }
+
+    #[test]
+    fn a_checkpoint_that_cannot_be_written_is_found_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir/cp.json");
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let err = cp.ensure_writable().unwrap_err();
+        assert!(matches!(err, CheckpointError::Write { .. }), "{err}");
+        let path = dir.path().join("cp.json");
+        Checkpoint::open(&path, "s", "t")
+            .unwrap()
+            .ensure_writable()
+            .unwrap();
+        assert!(path.exists());
     }
 
     #[test]

@@ -9,6 +9,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit status when the replay ran but did not deliver everything (re-run to resume).
 const EXIT_INCOMPLETE: u8 = 2;
+/// Exit status after a second Ctrl-C (128 + SIGINT, as a shell reports it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,8 +25,19 @@ async fn main() -> ExitCode {
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: stopping after the batch in flight");
+            tracing::warn!(
+                "interrupted: stopping after the batch in flight (Ctrl-C again to stop now)"
+            );
             on_signal.cancel();
+        }
+        // The batch in flight can take up to the retry budget. A second Ctrl-C stops at once:
+        // the checkpoint has everything up to the last batch, and that batch's records may
+        // have reached the target, so the next run may send them again.
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!(
+                "interrupted again: stopping now; the batch in flight may be sent again by the next run"
+            );
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     });
 

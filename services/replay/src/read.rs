@@ -87,6 +87,14 @@ pub enum ReadError {
         "not one line of the object could be read, and it is not UTF-8 text (compressed in a format replay does not read, e.g. Hadoop-compatible Snappy?)"
     )]
     NotText,
+    /// A raw (`AllData`) object whose lines are Firehose error records: error output whose key
+    /// lost its error-output-type folder (copied from below that folder, or written under an
+    /// error prefix without a `/` after the type). Replayed as raw records, each whole error
+    /// record would be sent as an event.
+    #[error(
+        "the object's key names no error output type, so it would be replayed as raw AllData records, but its lines are Firehose error records ({0}); keep its `processing-failed/` or `http-endpoint-failed/` folder in the path (replay the directory above that folder), or move it under one"
+    )]
+    ErrorOutputWithoutType(String),
     /// Decompressed, the object is larger than [`MAX_DECODED_OBJECT_BYTES`].
     #[error(
         "the object decompresses to more than {MAX_DECODED_OBJECT_BYTES} bytes; refusing to read it"
@@ -209,11 +217,41 @@ pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadErr
         }
     }
     // Checked off as finished, such an object would never be read again, even once replay
-    // could read it: it fails instead, and stays for the next run.
-    if out.records.is_empty() && !out.unreadable.is_empty() && std::str::from_utf8(&body).is_err() {
+    // could read it: it fails instead, and stays for the next run. A raw object that is not
+    // text and has more bad lines than good ones is binary too: in binary data an odd chunk
+    // between two newlines is valid JSON now and then (a lone digit), and sending those
+    // would be worse than sending nothing.
+    let binary_raw = !kind.is_error_output() && out.unreadable.len() > out.records.len();
+    if (out.records.is_empty() || binary_raw)
+        && !out.unreadable.is_empty()
+        && std::str::from_utf8(&body).is_err()
+    {
         return Err(ReadError::NotText);
     }
+    if !kind.is_error_output()
+        && let Some(first) = out.records.first()
+        && looks_like_error_record(&first.data)
+    {
+        return Err(ReadError::ErrorOutputWithoutType(format!(
+            "line {} has `rawData`, `errorCode` and `attemptsMade`",
+            first.line
+        )));
+    }
     Ok(out)
+}
+
+/// Whether a raw line is an error record Firehose wrote (`attemptsMade`, `errorCode` and
+/// `rawData` at its top level), rather than an event.
+fn looks_like_error_record(line: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        attempts_made: Option<serde::de::IgnoredAny>,
+        error_code: Option<serde::de::IgnoredAny>,
+        raw_data: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Shape>(line)
+        .is_ok_and(|s| s.attempts_made.is_some() && s.error_code.is_some() && s.raw_data.is_some())
 }
 
 /// One NDJSON error record → the record bytes and its error code.
@@ -416,6 +454,43 @@ mod tests {
         let text = Bytes::from_static(b"not json\nnor this\n");
         let read = read_object(&ObjectKind::ProcessingFailed, text).unwrap();
         assert_eq!((read.records.len(), read.unreadable.len()), (0, 2));
+    }
+
+    /// Binary data with newlines: now and then a chunk between two is a lone digit, which is
+    /// valid JSON. A raw object that is not text and reads mostly as junk is refused whole.
+    #[test]
+    fn binary_raw_objects_with_a_stray_json_line_are_refused() {
+        let binary = Bytes::from_static(b"\x93\xfe\x01\n7\n\xc3\x28\xa0\n\x00\xff\n");
+        let err = read_object(&ObjectKind::Raw, binary).unwrap_err();
+        assert!(matches!(err, ReadError::NotText), "{err}");
+        // Mostly events with one line that is not UTF-8: the events are read, the line skipped.
+        let mixed = Bytes::from_static(b"{\"a\":1}\n{\"b\":2}\n\xc3\x28\n");
+        let read = read_object(&ObjectKind::Raw, mixed).unwrap();
+        assert_eq!((read.records.len(), read.unreadable.len()), (2, 1));
+    }
+
+    /// Error output copied without its `http-endpoint-failed/` folder reads as raw: its lines
+    /// would be sent whole, wrapper and all. Refused instead.
+    #[test]
+    fn error_records_in_a_raw_object_are_refused() {
+        let line = br#"{"attemptsMade":3,"arrivalTimestamp":1,"errorCode":"HttpEndpoint.DestinationException","errorMessage":"x","attemptEndingTimestamp":2,"rawData":"eyJhIjoxfQo="}"#;
+        let mut body = line.to_vec();
+        body.push(b'\n');
+        let err = read_object(&ObjectKind::Raw, Bytes::from(body.clone())).unwrap_err();
+        assert!(
+            matches!(err, ReadError::ErrorOutputWithoutType(ref m) if m.contains("line 1")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("http-endpoint-failed/"), "{err}");
+        // The same object under its folder reads as error output.
+        let read = read_object(&ObjectKind::HttpEndpointFailed, Bytes::from(body)).unwrap();
+        assert_eq!(read.records[0].data, Bytes::from_static(b"{\"a\":1}\n"));
+        // An event that merely has one of the names is an event.
+        let event = Bytes::from_static(b"{\"rawData\":\"x\",\"user\":1}\n");
+        assert_eq!(
+            read_object(&ObjectKind::Raw, event).unwrap().records.len(),
+            1
+        );
     }
 
     #[test]

@@ -241,6 +241,10 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
         }
     }
+    if !options.dry_run {
+        // Before the first send: a checkpoint that cannot be written fails the run now.
+        checkpoint.ensure_writable()?;
+    }
     summary.objects = objects.len();
     progress.set_length(objects.len());
     tracing::info!(

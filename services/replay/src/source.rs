@@ -278,9 +278,17 @@ async fn list_s3(
     Ok(objects)
 }
 
-/// Walks `root` recursively. Hidden files (names starting with `.`) and `*.partial` files are
-/// skipped: they are writers' temporary files (firehose-local writes an object as `.partial`
-/// and renames it when complete), not backup objects.
+/// Walks `root` recursively. Hidden files (names starting with `.`), `*.partial` files and
+/// `*.tmp-<pid>` files are skipped: they are writers' temporary files (firehose-local writes an
+/// object as `.partial` and renames it when complete; replay writes its checkpoint as
+/// `<checkpoint>.tmp-<pid>`, left behind by a crash), not backup objects.
+/// `<name>.tmp-<digits>`: a checkpoint being written.
+fn is_tmp_file(name: &str) -> bool {
+    name.rsplit_once(".tmp-").is_some_and(|(stem, pid)| {
+        !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -294,7 +302,7 @@ fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
             let path = entry.path();
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') || name.ends_with(".partial") {
+            if name.starts_with('.') || name.ends_with(".partial") || is_tmp_file(&name) {
                 continue;
             }
             let meta = entry.metadata().map_err(io(&path))?;
@@ -357,7 +365,11 @@ mod tests {
         std::fs::write(deep.join("b"), "12").unwrap();
         std::fs::write(dir.path().join("a"), "1").unwrap();
         std::fs::write(dir.path().join(".cp.json.tmp-1"), "x").unwrap();
+        // A crash while writing a checkpoint kept in the source directory leaves this.
+        std::fs::write(dir.path().join("cp.json.tmp-4242"), "{}").unwrap();
         std::fs::write(deep.join("c.partial"), "half an object").unwrap();
+        // Not a temporary file: the suffix is not a process id.
+        std::fs::write(dir.path().join("b.tmp-x"), "123").unwrap();
         let source = Source::Dir(dir.path().to_owned());
         let objects = source.list().await.unwrap();
         assert_eq!(
@@ -366,6 +378,10 @@ mod tests {
                 ObjectInfo {
                     key: "a".into(),
                     size: 1
+                },
+                ObjectInfo {
+                    key: "b.tmp-x".into(),
+                    size: 3
                 },
                 ObjectInfo {
                     key: "processing-failed/2026/11/25/09/b".into(),

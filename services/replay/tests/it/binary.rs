@@ -69,6 +69,68 @@ async fn the_binary_replays_a_directory_and_prints_the_summary() {
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
 
+/// A checkpoint in a directory that does not exist: the run fails before the first send, not
+/// after it (when the next run, with the path fixed, would send that batch again).
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_written_stops_the_run_before_sending() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("no-such-dir/cp.json");
+    let dir = fixture_dir();
+    let args = [
+        dir.to_str().expect("utf-8"),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ];
+    let out = run(&[&args[..], &EVERY_KIND].concat()).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no-such-dir"), "names the file: {stderr}");
+    assert_eq!(door.requests(), 0, "nothing sent");
+}
+
+/// Error output copied without its `http-endpoint-failed/` folder: its lines are error records,
+/// not events, and are not sent as events.
+#[tokio::test]
+async fn error_output_without_its_folder_is_not_sent_as_events() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("hef");
+    std::fs::create_dir_all(src.join("2026/11/25/09")).expect("mkdir");
+    std::fs::write(
+        src.join("2026/11/25/09/events-1-2026-11-25-09-10-00-x"),
+        concat!(
+            r#"{"attemptsMade":3,"arrivalTimestamp":1,"errorCode":"HttpEndpoint.DestinationException","#,
+            r#""errorMessage":"x","attemptEndingTimestamp":2,"rawData":"eyJhIjoxfQo="}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let cp = tmp.path().join("cp.json");
+    let out = run(&[
+        src.to_str().expect("utf-8"),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an object failed: {stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("its lines are Firehose error records"),
+        "the summary says why: {stdout}"
+    );
+    assert_eq!(door.requests(), 0, "nothing sent");
+}
+
 #[tokio::test]
 async fn bad_flags_fail_at_start_with_what_to_fix() {
     let out = run(&[fixture_dir().to_str().expect("utf-8")]).await;
@@ -155,6 +217,55 @@ async fn an_interrupted_run_exits_2_and_the_rerun_completes_it() {
     let second = run(&args).await;
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
     assert_each_good_record_once(&door.ids());
+}
+
+/// Ctrl-C waits for the batch in flight; a second one stops at once (exit status 130).
+#[tokio::test]
+async fn a_second_ctrl_c_stops_at_once() {
+    use tokio::io::AsyncBufReadExt as _;
+    let (door, url) = FrontDoor::start(Behaviour {
+        hang_on_request: Some(1),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let args = [
+        fixture_dir().display().to_string(),
+        "--to-http".into(),
+        url,
+        "--checkpoint".into(),
+        cp.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
+    let mut child = replay()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start replay");
+    let pid = child.id().expect("running").to_string();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+    door.hanging().await;
+    let interrupt = || {
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill -INT")
+    };
+    assert!(interrupt().success());
+    // The second signal only once the first was taken (the line says so).
+    while let Some(line) = stderr.next_line().await.expect("stderr") {
+        if line.contains("Ctrl-C again to stop now") {
+            break;
+        }
+    }
+    assert!(interrupt().success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("a second Ctrl-C stops the replay while its batch hangs")
+        .expect("wait");
+    assert_eq!(status.code(), Some(130));
 }
 
 #[tokio::test]
