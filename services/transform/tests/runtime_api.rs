@@ -113,6 +113,11 @@ async fn init_error(State(state): State<Arc<HostState>>, body: Bytes) -> StatusC
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// [`Self::start`], with `env` added to the binary's environment.
+    async fn start_with_env(env: &[(&str, &str)]) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let (first_tx, first_rx) = oneshot::channel();
@@ -151,6 +156,7 @@ impl Harness {
                 "2026/11/25/[$LATEST]0123456789abcdef",
             )
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/transform")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -375,6 +381,32 @@ async fn edge_cases_follow_the_per_record_rules() {
     assert!(
         !all_logs.contains("not*valid*base64"),
         "payloads never reach the logs"
+    );
+    host.assert_alive();
+}
+
+/// At TRACE (Lambda's advanced logging controls), `lambda_runtime` would log every raw event,
+/// every record's data; those lines are left out, the rest of the verbose output is not.
+#[tokio::test]
+async fn payloads_stay_out_of_the_log_at_trace_level() {
+    let mut host = Harness::start_with_env(&[("AWS_LAMBDA_LOG_LEVEL", "TRACE")]).await;
+    // {"secret":"hunter2-payload"}
+    let data = "eyJzZWNyZXQiOiJodW50ZXIyLXBheWxvYWQifQ==";
+    let event = format!(
+        r#"{{"invocationId":"t","records":[{{"recordId":"r1","approximateArrivalTimestamp":1770249600000,"data":"{data}"}}]}}"#
+    );
+    let response = host.invoke_ok(event.clone()).await;
+    assert_eq!(records(&response)[0]["result"], "Ok");
+    let logs = host.log_lines();
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "DEBUG" || l["level"] == "TRACE"),
+        "verbose logging is on: {logs:?}"
+    );
+    let all_logs = host.logs.lock().unwrap().join("\n");
+    assert!(
+        !all_logs.contains(data) && !all_logs.contains("hunter2"),
+        "no payload in the logs: {all_logs}"
     );
     host.assert_alive();
 }
