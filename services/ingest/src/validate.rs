@@ -301,7 +301,9 @@ pub fn records(
     // Positions are reported in the body as sent: line 1's columns count the mark too.
     let bom = received - body.len();
     let line_one = |line: usize| if line == 1 { bom } else { 0 };
-    let text = std::str::from_utf8(body).map_err(|e| {
+    // simdutf8's `compat` check reports the same `valid_up_to` as `std`, with SIMD: on a 1 KB
+    // event, std's byte loop was ~1,000 instructions, a quarter of the validation.
+    let text = simdutf8::compat::from_utf8(body).map_err(|e| {
         let (line, column) = position(body, e.valid_up_to());
         let column = column + line_one(line);
         body_error(
