@@ -28,6 +28,7 @@ use crate::destination::Destination;
 use crate::processor::ProcessorStage;
 use firehose_formats::backup::{ErrorOutputType, ErrorRecord};
 use firehose_formats::http_endpoint::MAX_RECORDS_PER_REQUEST;
+use futures::FutureExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -356,7 +357,20 @@ async fn deliver(
 ) {
     while let Some(mut batch) = rx.recv().await {
         gather_queued(&mut batch, &mut rx, &give_up);
-        if let Err(f) = destination.deliver(&batch, &give_up).await {
+        // A destination that panics (one given to `Server::with_destination`) fails the batch,
+        // which is backed up, instead of ending this task with every batch queued behind it.
+        let delivered = std::panic::AssertUnwindSafe(destination.deliver(&batch, &give_up))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::destination::DeliveryFailure {
+                    attempts: 1,
+                    error_code: "Local.DestinationPanicked".to_owned(),
+                    error_message: "the destination panicked while delivering the batch".to_owned(),
+                    ended_ms: crate::backup::now_ms(),
+                })
+            });
+        if let Err(f) = delivered {
             tracing::warn!(
                 records = batch.len(),
                 code = f.error_code,
@@ -625,6 +639,77 @@ mod tests {
             "order is kept: record 3 waits for record 2's transform"
         );
         assert_eq!(started.elapsed(), Duration::from_secs(108));
+    }
+
+    /// Panics on its first batch, then collects like [`Collect`].
+    #[derive(Debug)]
+    struct PanicsOnce(
+        std::sync::atomic::AtomicBool,
+        mpsc::UnboundedSender<Vec<Record>>,
+    );
+
+    impl Destination for PanicsOnce {
+        fn deliver<'a>(
+            &'a self,
+            batch: &'a [Record],
+            _give_up: &'a CancellationToken,
+        ) -> BoxFuture<'a, Result<(), DeliveryFailure>> {
+            let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                assert!(!first, "a destination with a bug");
+                let _ = self.1.send(batch.to_vec());
+                Ok(())
+            })
+        }
+    }
+
+    fn all_files(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(d) = pending.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    pending.push(p);
+                } else {
+                    out.push(std::fs::read_to_string(p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destination_that_panics_fails_its_batch_and_the_stream_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut parts, _unused, stop) = parts(
+            dir.path(),
+            BufferingHints {
+                size_mb: 1,
+                interval_secs: 1,
+            },
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        parts.destination = Arc::new(PanicsOnce(std::sync::atomic::AtomicBool::new(false), tx));
+        let (handle, task) = spawn(parts);
+        handle.accept(vec![rec(1, 5)]).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        handle.accept(vec![rec(2, 5)]).unwrap();
+        let delivered = rx.recv().await.unwrap();
+        assert_eq!(
+            delivered[0].id, "2",
+            "the batch after the panic is delivered"
+        );
+        stop.cancel();
+        task.await.unwrap();
+        let backed_up = all_files(dir.path());
+        assert_eq!(backed_up.len(), 1, "{backed_up:?}");
+        assert!(
+            backed_up[0].contains("Local.DestinationPanicked")
+                && backed_up[0].contains("\"dataId\":\"1\""),
+            "the first batch is backed up: {}",
+            backed_up[0]
+        );
     }
 
     #[tokio::test(start_paused = true)]

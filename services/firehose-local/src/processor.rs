@@ -25,6 +25,7 @@ use firehose_formats::limits::LAMBDA_MAX_PAYLOAD_BYTES;
 use firehose_formats::transform::{
     self as contract, EventRecord, TransformEvent, TransformResult, error_code,
 };
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,7 +209,14 @@ impl ProcessorStage {
                     .into(),
             ));
         }
-        let body = self.processor.invoke(event.to_vec(), self.timeout).await?;
+        // A processor that panics (one given to `Server::with_processor`) fails the invocation
+        // like a crashed function, instead of taking the stream's transform stage, and every
+        // batch queued behind it, down with it.
+        let body =
+            std::panic::AssertUnwindSafe(self.processor.invoke(event.to_vec(), self.timeout))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(InvokeError::Function("the processor panicked".into())))?;
         if body.len() > LAMBDA_MAX_PAYLOAD_BYTES {
             return Err(InvokeError::Function(format!(
                 "the response is {} bytes, over Lambda's 6 MB payload limit",
@@ -456,6 +464,38 @@ mod tests {
         );
         drop(ok);
         assert_eq!(holding.bytes(), 0);
+    }
+
+    /// A processor with a bug.
+    #[derive(Debug)]
+    struct Panics;
+
+    impl Processor for Panics {
+        fn invoke(
+            &self,
+            _event: Vec<u8>,
+            _timeout: Duration,
+        ) -> BoxFuture<'_, Result<Vec<u8>, InvokeError>> {
+            Box::pin(async { panic!("a processor with a bug") })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_processor_that_panics_fails_the_invocation_like_a_crash() {
+        let (stage, _) = stage(Scripted::default(), 1);
+        let stage = ProcessorStage {
+            processor: Arc::new(Panics),
+            ..stage
+        };
+        let out = stage.process(batch(&["a"])).await;
+        assert!(out.ok.is_empty());
+        assert_eq!(out.failed.len(), 1);
+        assert_eq!(out.failed[0].error_code, error_code::FUNCTION_ERROR);
+        assert_eq!(
+            out.failed[0].attempts_made, 2,
+            "retried like any function error"
+        );
+        assert!(out.failed[0].error_message.contains("panicked"));
     }
 
     #[tokio::test]
