@@ -11,6 +11,16 @@ use firehose_local::spawn_embedded;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The server's `/metrics` page.
+async fn metrics_text(endpoint: &str) -> String {
+    reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn rec(data: &[u8]) -> Record {
     Record::builder().data(Blob::new(data)).build().unwrap()
 }
@@ -302,12 +312,7 @@ async fn metrics_are_served_with_cloudwatch_names() {
         .send()
         .await
         .unwrap();
-    let text = reqwest::get(format!("{}/metrics", fh.endpoint_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&fh.endpoint_url()).await;
     assert!(
         text.contains("firehose_incoming_records_total{delivery_stream=\"s\"} 2"),
         "{text}"
@@ -385,13 +390,9 @@ impl firehose_local::Destination for Gate {
 }
 
 async fn held_bytes(endpoint: &str) -> String {
-    let text = reqwest::get(format!("{endpoint}/metrics"))
+    metrics_text(endpoint)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("firehose_local_held_bytes "))
         .expect("the held-bytes gauge")
         .to_owned()
@@ -489,12 +490,7 @@ async fn records_past_the_memory_cap_are_refused_until_delivery_frees_room() {
         .send()
         .await
         .expect("room again after delivery");
-    let text = reqwest::get(format!("{}/metrics", fh.endpoint_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&fh.endpoint_url()).await;
     assert!(
         text.contains("firehose_throttled_records_total{delivery_stream=\"s\"} 2"),
         "both refusals count as ThrottledRecords: {text}"

@@ -23,6 +23,20 @@ async fn run(args: &[&str]) -> Output {
         .expect("the replay binary starts")
 }
 
+/// The fixture directory to `url` with checkpoint `cp`, every kind selected, then `extra`.
+fn fixture_to_http(url: &str, cp: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    [
+        fixture_dir().display().to_string(),
+        "--to-http".into(),
+        url.to_owned(),
+        "--checkpoint".into(),
+        cp.display().to_string(),
+    ]
+    .into_iter()
+    .chain(EVERY_KIND.iter().chain(extra).map(|a| (*a).to_owned()))
+    .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -75,16 +89,8 @@ async fn the_binary_replays_a_directory_and_prints_the_summary() {
 async fn a_checkpoint_that_cannot_be_written_stops_the_run_before_sending() {
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cp = tmp.path().join("no-such-dir/cp.json");
-    let dir = fixture_dir();
-    let args = [
-        dir.to_str().expect("utf-8"),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-    ];
-    let out = run(&[&args[..], &EVERY_KIND].concat()).await;
+    let args = fixture_to_http(&url, &tmp.path().join("no-such-dir/cp.json"), &[]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no-such-dir"), "names the file: {stderr}");
@@ -197,17 +203,12 @@ async fn an_interrupted_run_exits_2_and_the_rerun_completes_it() {
     })
     .await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cp = tmp.path().join("cp.json");
-    let args = [
-        fixture_dir().display().to_string(),
-        "--to-http".into(),
-        url,
-        "--checkpoint".into(),
-        cp.display().to_string(),
-        "--http-max-attempts".into(),
-        "1".into(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
+    let args = fixture_to_http(
+        &url,
+        &tmp.path().join("cp.json"),
+        &["--http-max-attempts", "1"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = run(&args).await;
     assert_eq!(first.status.code(), Some(2), "{}", text(&first.stderr));
     assert!(text(&first.stdout).contains("run the same command again to resume"));
@@ -229,15 +230,7 @@ async fn a_second_ctrl_c_stops_at_once() {
     })
     .await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cp = tmp.path().join("cp.json");
-    let args = [
-        fixture_dir().display().to_string(),
-        "--to-http".into(),
-        url,
-        "--checkpoint".into(),
-        cp.display().to_string(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
+    let args = fixture_to_http(&url, &tmp.path().join("cp.json"), &[]);
     let mut child = replay()
         .args(&args)
         .stdout(std::process::Stdio::null())
