@@ -118,8 +118,9 @@ but the SDK needs one). */}}
 {{- end }}
 
 {{/* Seconds added to the drain in the derived terminationGracePeriodSeconds: after the drain,
-ingest still shuts telemetry down (a final OTLP export, whose default timeout is 10 s), so the
-margin must be longer than that. */}}
+ingest still waits up to 2 s for admin connections and then shuts telemetry down (a final OTLP
+export, which the OpenTelemetry SDK waits up to 5 s for), so the margin must be longer than
+that; 15 s leaves room. */}}
 {{- define "ingest.terminationGraceMargin" -}}
 15
 {{- end }}
@@ -130,7 +131,7 @@ margin must be longer than that. */}}
 {{- if .Values.terminationGracePeriodSeconds }}
 {{- /* After the drain ingest waits up to 2 s (ADMIN_DRAIN) for admin connections. */}}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int (add $needed 2)) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than preStopSleepSeconds + config.shutdownDelaySecs + config.shutdownGraceSecs + 2 s for the admin listener (%d), or the kubelet kills pods mid-drain; with trace export on, allow 10 s more for the final export; raise it or set 0 to derive it" (int .Values.terminationGracePeriodSeconds) (int (add $needed 2))) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be larger than preStopSleepSeconds + config.shutdownDelaySecs + config.shutdownGraceSecs + 2 s for the admin listener (%d), or the kubelet kills pods mid-drain; with trace export on, allow 5 s more for the final export; raise it or set 0 to derive it" (int .Values.terminationGracePeriodSeconds) (int (add $needed 2))) }}
 {{- end }}
 {{- .Values.terminationGracePeriodSeconds }}
 {{- else }}
