@@ -77,6 +77,18 @@ pub enum KeyFileError {
         /// The id they share.
         id: String,
     },
+    /// A line that cannot be a key a client sends: 64 hex digits without `sha256:` (a digest
+    /// that would otherwise become a key, letting in whoever reads the file), whitespace
+    /// inside (`sha256sum` output, a trailing comment), or bytes an HTTP header cannot carry.
+    #[error("API-key file {path}, line {line}: {why}")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and what to write instead (never the line itself).
+        why: &'static str,
+    },
     /// No key at all: refusing to start with auth "on" and nobody able to call.
     #[error(
         "API-key file {path} holds no keys: add one key per line, or unset INGEST_API_KEYS_FILE to turn authentication off"
@@ -112,6 +124,29 @@ fn digest_part(line: &str) -> Option<&str> {
     })
 }
 
+/// Why `line` (not a `sha256:` line) cannot be a key, if it cannot.
+fn unusable_key(line: &str) -> Option<&'static str> {
+    if line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(
+            "64 hex digits look like a SHA-256 digest: write it as `sha256:<digest>` (as a key it \
+             would let in whoever can read this file), or use a key of another length",
+        );
+    }
+    if line.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Some(
+            "a key holds no spaces or tabs (for a digest from `sha256sum`, write \
+             `sha256:<digest>` without the file name; comments go on lines of their own)",
+        );
+    }
+    if !line.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some(
+            "a key must be visible ASCII, as an HTTP header carries it; other characters could \
+             never be sent",
+        );
+    }
+    None
+}
+
 /// The bytes of a key's SHA-256 that name it ([`KeyId`] is their hex).
 fn key_id_bytes(digest: &[u8; 32]) -> [u8; 4] {
     [digest[0], digest[1], digest[2], digest[3]]
@@ -144,6 +179,13 @@ impl KeySet {
                 })?;
                 digest
             } else {
+                if let Some(why) = unusable_key(line) {
+                    return Err(KeyFileError::BadKey {
+                        path: path.to_owned(),
+                        line: n + 1,
+                        why,
+                    });
+                }
                 Sha256::digest(line.as_bytes()).into()
             };
             let id = key_id_bytes(&digest);
@@ -219,10 +261,12 @@ pub enum AuthOutcome {
 }
 
 impl Auth {
-    /// Checks `Authorization: Bearer <key>` or `X-API-Key: <key>`: the bearer key when there is
-    /// one, otherwise `X-API-Key`. An `Authorization` header of another scheme (or an empty
-    /// bearer) is not an error when `X-API-Key` is sent too (it may be meant for a proxy); alone
-    /// it is [`AuthOutcome::Malformed`].
+    /// Checks `Authorization: Bearer <key>` and `X-API-Key: <key>`: either one holding a key
+    /// in the set lets the request in. A client of the old API Gateway endpoint may send its
+    /// key in `X-API-Key` beside a bearer token meant for something else (a Cognito or mesh
+    /// JWT), so a bearer that is not a key does not refuse a good `X-API-Key`. An
+    /// `Authorization` header of another scheme (or an empty bearer) with no `X-API-Key` is
+    /// [`AuthOutcome::Malformed`].
     #[must_use]
     pub fn check(&self, headers: &http::HeaderMap) -> AuthOutcome {
         let Self::Keys(store) = self else {
@@ -235,19 +279,27 @@ impl Auth {
                 let (scheme, rest) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
             });
-        let key = bearer.or_else(|| {
-            headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        });
-        match key {
-            None if headers.contains_key(http::header::AUTHORIZATION) => AuthOutcome::Malformed,
-            None | Some("") => AuthOutcome::Missing,
-            Some(key) => store
-                .current()
-                .check(key.as_bytes())
-                .map_or(AuthOutcome::Invalid, AuthOutcome::Allowed),
+        let api_key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let keys = store.current();
+        let mut presented = false;
+        for key in [bearer, api_key].into_iter().flatten() {
+            if key.is_empty() {
+                continue;
+            }
+            presented = true;
+            if let Some(id) = keys.check(key.as_bytes()) {
+                return AuthOutcome::Allowed(id);
+            }
+        }
+        if presented {
+            AuthOutcome::Invalid
+        } else if headers.contains_key(http::header::AUTHORIZATION) {
+            AuthOutcome::Malformed
+        } else {
+            AuthOutcome::Missing
         }
     }
 }
@@ -412,6 +464,34 @@ mod tests {
     }
 
     #[test]
+    fn lines_that_cannot_be_keys_are_refused_without_echoing_them() {
+        let digest = hex::encode(Sha256::digest(b"the-real-key"));
+        for (text, says) in [
+            // The digest without its prefix: as a key it would let the file's reader in.
+            (format!("ok-key\n{digest}\n"), "look like a SHA-256 digest"),
+            // `sha256sum` output, a trailing comment.
+            (format!("ok-key\n{digest}  -\n"), "no spaces or tabs"),
+            (
+                "ok-key\nsecret-key # team a\n".to_owned(),
+                "no spaces or tabs",
+            ),
+            // No HTTP header can carry it.
+            ("ok-key\nsecret-kéy\n".to_owned(), "visible ASCII"),
+        ] {
+            let err = KeySet::parse(Path::new("keys"), &text).expect_err(&text);
+            let msg = err.to_string();
+            assert!(
+                matches!(err, KeyFileError::BadKey { line: 2, .. }) && msg.contains(says),
+                "{msg}"
+            );
+            assert!(!msg.contains("secret") && !msg.contains(&digest), "{msg}");
+        }
+        // The digest with its prefix is what the file is for.
+        let set = KeySet::parse(Path::new("keys"), &format!("sha256:{digest}\n")).expect("parses");
+        assert!(set.check(b"the-real-key").is_some());
+    }
+
+    #[test]
     fn digest_prefixes_in_any_spelling_are_digests_never_keys() {
         let digest = hex::encode(Sha256::digest(b"other"));
         for prefix in ["SHA256:", "Sha256:", "sha-256:", "SHA-256:"] {
@@ -505,7 +585,8 @@ mod tests {
                 "{value}"
             );
         }
-        // Both headers: a bearer key decides; another scheme leaves it to X-API-Key.
+        // Both headers: either one holding a key lets the request in (an API Gateway client may
+        // send a JWT as its bearer and the key in X-API-Key); another scheme is ignored.
         let both = |authorization: &str, api_key: &str| {
             let mut h = headers("authorization", authorization);
             h.insert("x-api-key", api_key.parse().expect("header value"));
@@ -513,7 +594,12 @@ mod tests {
         };
         assert!(matches!(both("Basic azE6", "k1"), AuthOutcome::Allowed(_)));
         assert!(matches!(both("Bearer ", "k1"), AuthOutcome::Allowed(_)));
-        assert_eq!(both("Bearer nope", "k1"), AuthOutcome::Invalid);
+        assert!(matches!(
+            both("Bearer eyJhbGciOi.jwt", "k1"),
+            AuthOutcome::Allowed(_)
+        ));
+        assert!(matches!(both("Bearer k1", "nope"), AuthOutcome::Allowed(_)));
+        assert_eq!(both("Bearer nope", "nope"), AuthOutcome::Invalid);
         assert_eq!(both("Basic azE6", "nope"), AuthOutcome::Invalid);
         assert_eq!(auth.check(&http::HeaderMap::new()), AuthOutcome::Missing);
         assert!(matches!(

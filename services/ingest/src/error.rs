@@ -101,6 +101,10 @@ pub enum ApiError {
 /// Wait suggested to clients after a 503.
 pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(1);
 
+/// Longest `Retry-After` sent (a day): a rate limit configured absurdly low must not produce a
+/// value clients cannot parse (some read it as a signed 64-bit number) and so ignore.
+pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ErrorBody<'a> {
@@ -205,9 +209,10 @@ impl IntoResponse for ApiError {
             let secs = wait
                 .as_secs()
                 .saturating_add(u64::from(wait.subsec_nanos() > 0));
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(secs.clamp(1, MAX_RETRY_AFTER_SECS)),
+            );
         }
         if matches!(self, Self::Unauthorized(_)) {
             response

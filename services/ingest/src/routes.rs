@@ -124,17 +124,23 @@ pub const EVENT_BOOKKEEPING_BYTES: usize = 256;
 /// the blocking pool.
 const INLINE_VALIDATION_BYTES: usize = 1024 * 1024;
 
-/// Runs CPU work on the blocking pool; `failed` is the 400's message if it panics there.
+/// Runs CPU work on the blocking pool. A panic there is the service's fault, not the body's:
+/// it is logged and carried on into this request's task, as if the work had run inline (the
+/// connection closes without an answer, and the client sends again), never a 400, after which
+/// clients drop their events. `failed` names the work for the log.
 async fn on_blocking_pool<T: Send + 'static>(
     failed: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::BadRequest {
-            message: failed.to_owned(),
-            details: Vec::new(),
-        })
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_panic() => {
+            tracing::error!(what = failed, "panicked on the blocking pool");
+            std::panic::resume_unwind(e.into_panic())
+        }
+        // Cancelled: only when the runtime shuts down.
+        Err(_) => Err(ApiError::ShuttingDown { events: 0 }),
+    }
 }
 
 /// Everything after the head: the body, its events, the producer.
@@ -351,4 +357,26 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics().render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic on the blocking pool is the service's fault: it carries on into the request's
+    /// task (no answer; the client sends again), never a 400 that tells the client to drop
+    /// its events.
+    #[tokio::test]
+    async fn a_panic_on_the_blocking_pool_is_not_a_400() {
+        let joined = tokio::spawn(async {
+            on_blocking_pool("could not validate the body", || -> usize {
+                panic!("a validation bug")
+            })
+            .await
+        })
+        .await;
+        assert!(joined.expect_err("the task panics").is_panic());
+        let fine = on_blocking_pool("x", || 7).await;
+        assert_eq!(fine, Ok(7));
+    }
 }
