@@ -78,8 +78,8 @@ pub enum ApiError {
         details: Vec<Detail>,
     },
     /// The in-flight byte cap is reached; nothing was sent. Found while the body arrives or
-    /// inflates, before its events are counted, so the answer has no `unaccepted` list: the
-    /// whole request is to be sent again.
+    /// inflates, or when its events' bookkeeping is counted, always before anything is sent,
+    /// so the answer has no `unaccepted` list: the whole request is to be sent again.
     #[error("the service is at its in-flight limit; nothing was sent, retry later")]
     Overloaded,
     /// Firehose did not accept every record within the retry budget.

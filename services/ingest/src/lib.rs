@@ -209,6 +209,7 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .fallback(routes::admin_not_found)
         .with_state(state)
 }
 

@@ -203,7 +203,8 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     drop(body);
     let events = records.len();
     // What each event costs besides its bytes counts too, or a body of tiny events (`{}` lines:
-    // 100,000 of them are 300 KB) would hold many times what the cap sees.
+    // 100,000 of them are 300 KB) would hold many times what the cap sees. (So a request can
+    // also be shed here, after its body arrived: still 503 with nothing sent.)
     if !held.grow(events.saturating_mul(EVENT_BOOKKEEPING_BYTES)) {
         return Err(ApiError::Overloaded);
     }
@@ -297,6 +298,17 @@ pub async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(serde_json::json!({"error": "not found: POST events to /v1/events"})),
+    )
+        .into_response()
+}
+
+/// Answer to anything the admin router does not serve (JSON, as on the public listener).
+pub async fn admin_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({
+            "error": "not found: the admin listener serves GET /healthz, /readyz and /metrics"
+        })),
     )
         .into_response()
 }

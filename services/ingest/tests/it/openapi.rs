@@ -228,5 +228,10 @@ async fn documented_paths_are_served_and_nothing_else() {
             b.status() == StatusCode::NOT_FOUND || b.status() == StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path} must not be served on the other listener"
         );
+        // With the JSON body the document promises, on either listener.
+        let body = axum::body::to_bytes(b.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{method} {path} on the other listener: not JSON ({e})"));
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
     }
 }
