@@ -77,9 +77,8 @@ pub enum KeyFileError {
         /// The id they share.
         id: String,
     },
-    /// A line that cannot be a key a client sends: 64 hex digits without `sha256:` (a digest
-    /// that would otherwise become a key, letting in whoever reads the file), whitespace
-    /// inside (`sha256sum` output, a trailing comment), or bytes an HTTP header cannot carry.
+    /// A line that cannot be a key a client sends: whitespace inside (`sha256sum` output, a
+    /// trailing comment), or bytes an HTTP header cannot carry.
     #[error("API-key file {path}, line {line}: {why}")]
     BadKey {
         /// The file.
@@ -124,14 +123,15 @@ fn digest_part(line: &str) -> Option<&str> {
     })
 }
 
+/// Whether `line` (not a `sha256:` line) is 64 hex digits: a key made by `openssl rand -hex 32`,
+/// or a digest whose `sha256:` prefix was forgotten, which as a key would let in whoever reads
+/// the file. The two look the same, so such a key is taken, with a warning.
+fn looks_like_a_digest(line: &str) -> bool {
+    line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Why `line` (not a `sha256:` line) cannot be a key, if it cannot.
 fn unusable_key(line: &str) -> Option<&'static str> {
-    if line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Some(
-            "64 hex digits look like a SHA-256 digest: write it as `sha256:<digest>` (as a key it \
-             would let in whoever can read this file), or use a key of another length",
-        );
-    }
     if line.bytes().any(|b| b.is_ascii_whitespace()) {
         return Some(
             "a key holds no spaces or tabs (for a digest from `sha256sum`, write \
@@ -185,6 +185,13 @@ impl KeySet {
                         line: n + 1,
                         why,
                     });
+                }
+                if looks_like_a_digest(line) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        line = n + 1,
+                        "an API key of 64 hex digits is taken as a key; if it is the SHA-256 of a key, write it as sha256:<digest>, or whoever reads this file can use it"
+                    );
                 }
                 Sha256::digest(line.as_bytes()).into()
             };
@@ -467,8 +474,6 @@ mod tests {
     fn lines_that_cannot_be_keys_are_refused_without_echoing_them() {
         let digest = hex::encode(Sha256::digest(b"the-real-key"));
         for (text, says) in [
-            // The digest without its prefix: as a key it would let the file's reader in.
-            (format!("ok-key\n{digest}\n"), "look like a SHA-256 digest"),
             // `sha256sum` output, a trailing comment.
             (format!("ok-key\n{digest}  -\n"), "no spaces or tabs"),
             (
@@ -489,6 +494,11 @@ mod tests {
         // The digest with its prefix is what the file is for.
         let set = KeySet::parse(Path::new("keys"), &format!("sha256:{digest}\n")).expect("parses");
         assert!(set.check(b"the-real-key").is_some());
+        // 64 hex digits without it are a key (`openssl rand -hex 32` makes such keys), with a
+        // warning in case it was a digest missing its prefix.
+        assert!(looks_like_a_digest(&digest));
+        let set = KeySet::parse(Path::new("keys"), &format!("{digest}\n")).expect("parses");
+        assert!(set.check(digest.as_bytes()).is_some());
     }
 
     #[test]
