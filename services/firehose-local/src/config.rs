@@ -615,19 +615,27 @@ impl Config {
             if let Some(p) = &b.error_output_prefix {
                 check_prefix(n, "error_output_prefix", p, &ERROR_OUTPUT_TYPES.map(Some))?;
             }
-            // Under a cap smaller than its buffers, a stream's size hints could never be
-            // reached: it would crawl at one interval per cap's worth of records.
-            let buffers = f64::from(s.buffering.size_mb)
-                + s.processor.as_ref().map_or(0.0, |p| p.buffer_size_mb);
-            #[allow(clippy::cast_precision_loss)]
-            if (self.max_held_mb as f64) < buffers {
-                return bad(format!(
-                    "max_held_mb ({}) is below streams[{n}]'s buffers (buffering.size_mb + \
-                     processor.buffer_size_mb = {buffers} MB), so they could never fill: raise \
-                     max_held_mb or lower the size hints",
-                    self.max_held_mb
-                ));
-            }
+        }
+        // Under a cap smaller than the streams' buffers (the cap is shared), the size hints
+        // could never be reached: streams would crawl at one interval per cap's worth of
+        // records. (Each record is also charged 128 bytes besides its data, so streams of small
+        // records need more room than this.)
+        let buffers: f64 = self
+            .streams
+            .iter()
+            .map(|s| {
+                f64::from(s.buffering.size_mb)
+                    + s.processor.as_ref().map_or(0.0, |p| p.buffer_size_mb)
+            })
+            .sum();
+        #[allow(clippy::cast_precision_loss)]
+        if (self.max_held_mb as f64) < buffers {
+            return bad(format!(
+                "max_held_mb ({}) is below the streams' buffers (buffering.size_mb + \
+                 processor.buffer_size_mb of every stream = {buffers} MB), so they could never \
+                 fill: raise max_held_mb or lower the size hints",
+                self.max_held_mb
+            ));
         }
         Ok(())
     }
@@ -868,12 +876,17 @@ streams:
         c.max_held_mb = 1;
         let msg = c.validate().expect_err("cap under the buffers").to_string();
         assert!(
-            msg.contains("max_held_mb (1) is below streams[events]'s buffers")
-                && msg.contains("= 2 MB"),
+            msg.contains("max_held_mb (1) is below the streams' buffers") && msg.contains("= 2 MB"),
             "{msg}"
         );
         c.max_held_mb = 2;
         assert!(c.validate().is_ok());
+        // The cap is shared: two such streams need twice the room.
+        let mut second = c.streams[0].clone();
+        second.name = "other".into();
+        c.streams.push(second);
+        let msg = c.validate().expect_err("two streams' buffers").to_string();
+        assert!(msg.contains("= 4 MB"), "{msg}");
 
         let err_prefix = |p: &str| {
             let mut c = Config::local_default(Path::new("/tmp/x"));

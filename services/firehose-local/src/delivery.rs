@@ -226,6 +226,23 @@ impl Destination for HttpDelivery {
         give_up: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<(), DeliveryFailure>> {
         Box::pin(async move {
+            // Past the shutdown grace period nothing more is attempted: the README promises
+            // that what is still undelivered goes to backup at once, and one more request per
+            // queued batch could take a full request timeout each. Checked before the body is
+            // built: past the grace period, queued batches arrive merged (up to 64 MiB), and
+            // encoding them would only spend the backup window. (A batch already attempted gets
+            // the same check after each failure, below, and keeps its last error.)
+            if give_up.is_cancelled() {
+                return Err(DeliveryFailure {
+                    attempts: 0,
+                    error_code: error_code::SHUTDOWN_BEFORE_ATTEMPT.to_owned(),
+                    error_message: "firehose-local shut down and its grace period \
+                                    (shutdown_grace_secs) ended before this batch was sent; it \
+                                    was not attempted"
+                        .to_owned(),
+                    ended_ms: now_ms(),
+                });
+            }
             let stream = [self.stream.as_str()];
             let request_id = uuid::Uuid::new_v4().to_string();
             let request = DeliveryRequest {
@@ -247,21 +264,7 @@ impl Destination for HttpDelivery {
                 error_message: err.message,
                 ended_ms: now_ms(),
             };
-            // Past the shutdown grace period nothing more is attempted: the README promises
-            // that what is still undelivered goes to backup at once, and one more request per
-            // queued batch could take a full request timeout each. (A batch already attempted
-            // gets the same check after each failure, below, and keeps its last error.)
-            if give_up.is_cancelled() {
-                let err = AttemptError {
-                    code: error_code::SHUTDOWN_BEFORE_ATTEMPT,
-                    message: "firehose-local shut down and its grace period \
-                              (shutdown_grace_secs) ended before this batch was sent; it was \
-                              not attempted"
-                        .into(),
-                    permanent: true,
-                };
-                return Err(failure(attempts, err));
-            }
+
             loop {
                 attempts += 1;
                 self.metrics.http_requests.with_label_values(&stream).inc();

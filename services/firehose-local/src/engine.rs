@@ -359,17 +359,20 @@ async fn deliver(
         gather_queued(&mut batch, &mut rx, &give_up);
         // A destination that panics (one given to `Server::with_destination`) fails the batch,
         // which is backed up, instead of ending this task with every batch queued behind it.
-        let delivered = std::panic::AssertUnwindSafe(destination.deliver(&batch, &give_up))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(crate::destination::DeliveryFailure {
-                    attempts: 1,
-                    error_code: "Local.DestinationPanicked".to_owned(),
-                    error_message: "the destination panicked while delivering the batch".to_owned(),
-                    ended_ms: crate::backup::now_ms(),
-                })
-            });
+        // (The call goes inside the caught future: a panic before it returns a future counts.)
+        let delivered =
+            std::panic::AssertUnwindSafe(async { destination.deliver(&batch, &give_up).await })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::destination::DeliveryFailure {
+                        attempts: 1,
+                        error_code: "Local.DestinationPanicked".to_owned(),
+                        error_message: "the destination panicked while delivering the batch"
+                            .to_owned(),
+                        ended_ms: crate::backup::now_ms(),
+                    })
+                });
         if let Err(f) = delivered {
             tracing::warn!(
                 records = batch.len(),
@@ -655,8 +658,9 @@ mod tests {
             _give_up: &'a CancellationToken,
         ) -> BoxFuture<'a, Result<(), DeliveryFailure>> {
             let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+            // Before the future is made: the hardest place to catch.
+            assert!(!first, "a destination with a bug");
             Box::pin(async move {
-                assert!(!first, "a destination with a bug");
                 let _ = self.1.send(batch.to_vec());
                 Ok(())
             })

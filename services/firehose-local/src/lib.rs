@@ -269,9 +269,13 @@ impl Server {
             _ = shutdown => None,
         };
         tracing::info!("shutting down: flushing buffers");
+        let grace = Duration::from_secs(config.shutdown_grace_secs);
+        if grace.is_zero() {
+            // Before the flush starts, so that no flushed batch gets an attempt first.
+            give_up.cancel();
+        }
         stop_serving.cancel();
         stop_intake.cancel();
-        let grace = Duration::from_secs(config.shutdown_grace_secs);
         let grace_timer = {
             let give_up = give_up.clone();
             tokio::spawn(async move {

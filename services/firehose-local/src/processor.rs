@@ -212,11 +212,13 @@ impl ProcessorStage {
         // A processor that panics (one given to `Server::with_processor`) fails the invocation
         // like a crashed function, instead of taking the stream's transform stage, and every
         // batch queued behind it, down with it.
-        let body =
-            std::panic::AssertUnwindSafe(self.processor.invoke(event.to_vec(), self.timeout))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(InvokeError::Function("the processor panicked".into())))?;
+        // (The call goes inside the caught future: a panic before it returns a future counts.)
+        let body = std::panic::AssertUnwindSafe(async {
+            self.processor.invoke(event.to_vec(), self.timeout).await
+        })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(InvokeError::Function("the processor panicked".into())))?;
         if body.len() > LAMBDA_MAX_PAYLOAD_BYTES {
             return Err(InvokeError::Function(format!(
                 "the response is {} bytes, over Lambda's 6 MB payload limit",

@@ -500,8 +500,8 @@ async fn records_past_the_memory_cap_are_refused_until_delivery_frees_room() {
 }
 
 /// A client stalled mid-request (here: a body that never finishes) does not hold up shutdown:
-/// intake closes and the buffers flush at once, and the connection is cut after
-/// `SERVER_DRAIN`.
+/// intake closes and the buffers flush at once, and shutdown stops waiting for the connection
+/// after `SERVER_DRAIN`.
 #[tokio::test]
 async fn a_stalled_client_does_not_hold_up_the_flush() {
     use tokio::io::AsyncWriteExt as _;

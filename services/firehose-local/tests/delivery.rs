@@ -478,6 +478,27 @@ async fn shutdown_backs_up_queued_batches_at_once_when_the_endpoint_hangs() {
     );
 }
 
+/// `shutdown_grace_secs = 0`: nothing is attempted after the signal, not even the batch the
+/// flush makes of what was buffered; it goes straight to the backup.
+#[tokio::test]
+async fn a_zero_grace_backs_up_the_final_flush_without_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Accept).await;
+    let mut c = config(dir.path());
+    c.shutdown_grace_secs = 0;
+    c.streams[0].buffering.interval_secs = 900;
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 60));
+    let fh = spawn_embedded(c).await.unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"buffered").await;
+    fh.shutdown().await.unwrap();
+    assert!(ep.seen.try_recv().is_err(), "no request after the signal");
+    let recs = backed_up_under(dir.path(), "http-endpoint-failed");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].0, b"buffered");
+    assert_eq!(recs[0].1.error_code, SHUTDOWN_BEFORE_ATTEMPT);
+    assert_eq!(recs[0].1.attempts_made, 0);
+}
+
 /// A transform that never returns within its timeout: `invoked` yields once per invocation.
 #[derive(Debug)]
 struct HangingFunction {

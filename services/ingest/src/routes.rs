@@ -127,7 +127,8 @@ const INLINE_VALIDATION_BYTES: usize = 1024 * 1024;
 /// Runs CPU work on the blocking pool. A panic there is the service's fault, not the body's:
 /// it is logged and carried on into this request's task, as if the work had run inline (the
 /// connection closes without an answer, and the client sends again), never a 400, after which
-/// clients drop their events. `failed` names the work for the log.
+/// clients drop their events. `failed` names the work for the log. (Release builds abort on a
+/// panic, see the workspace `Cargo.toml`; this is for unwinding builds: tests, embedders.)
 async fn on_blocking_pool<T: Send + 'static>(
     failed: &str,
     work: impl FnOnce() -> T + Send + 'static,
@@ -138,8 +139,9 @@ async fn on_blocking_pool<T: Send + 'static>(
             tracing::error!(what = failed, "panicked on the blocking pool");
             std::panic::resume_unwind(e.into_panic())
         }
-        // Cancelled: only when the runtime shuts down.
-        Err(_) => Err(ApiError::ShuttingDown { events: 0 }),
+        // Cancelled: only when the runtime shuts down. Nothing was sent, and the events are
+        // not counted yet: the answer without an `unaccepted` list (send it all again).
+        Err(_) => Err(ApiError::Overloaded),
     }
 }
 

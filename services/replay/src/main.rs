@@ -24,7 +24,19 @@ async fn main() -> ExitCode {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        // One listener for both Ctrl-Cs, registered before the first: a second Ctrl-C right
+        // after the first is never missed.
+        #[cfg(unix)]
+        let Ok(mut interrupts) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        else {
+            return;
+        };
+        #[cfg(unix)]
+        let mut interrupted = async move || interrupts.recv().await.is_some();
+        #[cfg(not(unix))]
+        let mut interrupted = async || tokio::signal::ctrl_c().await.is_ok();
+        if interrupted().await {
             tracing::warn!(
                 "interrupted: stopping after the batch in flight (Ctrl-C again to stop now)"
             );
@@ -33,7 +45,7 @@ async fn main() -> ExitCode {
         // The batch in flight can take up to the retry budget. A second Ctrl-C stops at once:
         // the checkpoint has everything up to the last batch, and that batch's records may
         // have reached the target, so the next run may send them again.
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if interrupted().await {
             tracing::warn!(
                 "interrupted again: stopping now; the batch in flight may be sent again by the next run"
             );

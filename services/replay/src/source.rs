@@ -282,13 +282,6 @@ async fn list_s3(
 /// `*.tmp-<pid>` files are skipped: they are writers' temporary files (firehose-local writes an
 /// object as `.partial` and renames it when complete; replay writes its checkpoint as
 /// `<checkpoint>.tmp-<pid>`, left behind by a crash), not backup objects.
-/// `<name>.tmp-<digits>`: a checkpoint being written.
-fn is_tmp_file(name: &str) -> bool {
-    name.rsplit_once(".tmp-").is_some_and(|(stem, pid)| {
-        !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
 fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -323,6 +316,13 @@ fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
         }
     }
     Ok(objects)
+}
+
+/// `<name>.tmp-<digits>`: a checkpoint being written.
+fn is_tmp_file(name: &str) -> bool {
+    name.rsplit_once(".tmp-").is_some_and(|(stem, pid)| {
+        !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 #[cfg(test)]
