@@ -238,21 +238,31 @@ impl Gather {
         if self.backup_source {
             self.backup.write_source(&batch).await;
         }
-        if let Err(mpsc::error::SendError(batch)) = self.out.send(batch) {
-            // The next stage is gone (it only ends after this one): keep the records anyway.
-            tracing::error!(
-                records = batch.len(),
-                "the next stage of the stream stopped early; backing the batch up"
-            );
-            let failed = failed_records(
-                &batch,
-                0,
-                "Local.StageStopped",
-                "the stream's next stage stopped before the batch reached it",
-                crate::backup::now_ms(),
-            );
-            self.backup.write_errors(self.if_out_gone, &failed).await;
-        }
+        hand_on(&self.out, batch, &self.backup, self.if_out_gone).await;
+    }
+}
+
+/// Sends `batch` to the next stage. If that stage is gone (it only ends after this one, so only
+/// after a panic there), the records are kept anyway: backed up as `if_gone` output.
+async fn hand_on(
+    out: &mpsc::UnboundedSender<Vec<Record>>,
+    batch: Vec<Record>,
+    backup: &Backup,
+    if_gone: ErrorOutputType,
+) {
+    if let Err(mpsc::error::SendError(batch)) = out.send(batch) {
+        tracing::error!(
+            records = batch.len(),
+            "the next stage of the stream stopped early; backing the batch up"
+        );
+        let failed = failed_records(
+            &batch,
+            0,
+            "Local.StageStopped",
+            "the stream's next stage stopped before the batch reached it",
+            crate::backup::now_ms(),
+        );
+        backup.write_errors(if_gone, &failed).await;
     }
 }
 
@@ -273,24 +283,14 @@ async fn transform(
         backup
             .write_errors(ErrorOutputType::ProcessingFailed, &processed.failed)
             .await;
-        if processed.ok.is_empty() {
-            continue;
-        }
-        if let Err(mpsc::error::SendError(batch)) = out.send(processed.ok) {
-            tracing::error!(
-                records = batch.len(),
-                "the destination buffer stopped early; backing the batch up"
-            );
-            let failed = failed_records(
-                &batch,
-                0,
-                "Local.StageStopped",
-                "the stream's destination buffer stopped before the batch reached it",
-                crate::backup::now_ms(),
-            );
-            backup
-                .write_errors(ErrorOutputType::HttpEndpointFailed, &failed)
-                .await;
+        if !processed.ok.is_empty() {
+            hand_on(
+                &out,
+                processed.ok,
+                &backup,
+                ErrorOutputType::HttpEndpointFailed,
+            )
+            .await;
         }
     }
 }

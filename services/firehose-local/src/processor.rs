@@ -119,14 +119,15 @@ impl ProcessorStage {
     /// Processes a batch, splitting it first if its event would pass Lambda's 6 MB request limit.
     pub(crate) async fn process(&self, batch: Vec<Record>) -> Processed {
         let mut out = Processed::default();
-        if self.give_up.is_cancelled() {
-            // Not invoked: no need to build (and split) its event first.
-            self.fail_unattempted(&mut out, batch);
-            return out;
-        }
         let mut pending = vec![batch];
         while let Some(batch) = pending.pop() {
             if batch.is_empty() {
+                continue;
+            }
+            // Past the shutdown grace period nothing more is invoked: the batch goes to backup
+            // now, without building (and splitting) its event first.
+            if self.give_up.is_cancelled() {
+                self.fail_unattempted(&mut out, batch);
                 continue;
             }
             let event = self.event(&batch);
@@ -230,11 +231,6 @@ impl ProcessorStage {
 
     async fn process_one(&self, batch: Vec<Record>, event: Vec<u8>, out: &mut Processed) {
         let stream = [self.stream.as_str()];
-        // Past the shutdown grace period nothing more is invoked: the batch goes to backup now.
-        if self.give_up.is_cancelled() {
-            self.fail_unattempted(out, batch);
-            return;
-        }
         let mut attempts = 0;
         let response = loop {
             attempts += 1;
