@@ -295,33 +295,33 @@ async fn read_body(
     Ok(whole.into())
 }
 
+/// A routing answer: `status` with the `{"error": ...}` body every error has.
+fn routing_error(status: StatusCode, error: &'static str) -> Response {
+    (status, Json(serde_json::json!({ "error": error }))).into_response()
+}
+
 /// Answer to anything the public router does not serve.
 pub async fn not_found() -> Response {
-    (
+    routing_error(
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"error": "not found: POST events to /v1/events"})),
+        "not found: POST events to /v1/events",
     )
-        .into_response()
 }
 
 /// Answer to anything the admin router does not serve (JSON, as on the public listener).
 pub async fn admin_not_found() -> Response {
-    (
+    routing_error(
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({
-            "error": "not found: the admin listener serves GET /healthz, /readyz and /metrics"
-        })),
+        "not found: the admin listener serves GET /healthz, /readyz and /metrics",
     )
-        .into_response()
 }
 
 /// Answer to another method than POST on an intake path (axum adds the `Allow` header).
 pub async fn method_not_allowed() -> Response {
-    (
+    routing_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(serde_json::json!({"error": "method not allowed: POST events to /v1/events"})),
+        "method not allowed: POST events to /v1/events",
     )
-        .into_response()
 }
 
 /// `GET /healthz`: the process is up.
