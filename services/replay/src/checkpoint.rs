@@ -31,6 +31,14 @@
 //! partly accepted batch resends exactly the items that were not confirmed, even if later runs
 //! worked on other objects in between (one that could not be fetched is left for the next run).
 //!
+//! One replay at a time per file: a run that writes the checkpoint holds an exclusive lock on
+//! `.<checkpoint name>.lock` beside it (hidden, so a checkpoint kept in the source directory is
+//! not listed as an object) from before it reads the file until it ends, and a second run with
+//! the same file is refused ([`CheckpointError::Locked`]). Without it two runs would both read
+//! the same state, send the same objects, and each overwrite the other's progress. The lock is
+//! the kernel's (`flock`), so it goes with the process however it ends; the empty lock file
+//! stays. A dry run writes nothing and takes no lock.
+//!
 //! Objects are identified by key *and* size: Firehose never rewrites an object (its names end in
 //! a UUID), so a different size under a known key means somebody replaced it, and it is read
 //! again from the start.
@@ -111,6 +119,26 @@ pub enum CheckpointError {
         path: PathBuf,
         /// The target the file was written for.
         found: String,
+    },
+    /// Another run holds the checkpoint's lock (see the module docs).
+    #[error(
+        "another replay is using the checkpoint {path} (it holds the lock {lock}); wait for it to end, or pass another --checkpoint file"
+    )]
+    Locked {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file cannot be opened or locked.
+    #[error("cannot lock the checkpoint file {path} through {lock}: {source}")]
+    Lock {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// Writing the file failed.
     #[error("cannot write the checkpoint file {path}: {source}")]
@@ -203,16 +231,40 @@ struct State {
 pub struct Checkpoint {
     path: Option<PathBuf>,
     state: State,
+    /// The open lock file while this run may write the checkpoint; the lock goes with it.
+    _lock: Option<std::fs::File>,
 }
 
 impl Checkpoint {
-    /// Opens the checkpoint at `path`, or starts an empty one if the file does not exist.
+    /// Opens the checkpoint at `path` for a run that writes it, or starts an empty one if the
+    /// file does not exist; takes the lock first (see the module docs) and holds it until the
+    /// checkpoint is dropped.
     ///
     /// `target` is the target's [`crate::target::Target::describe`].
     ///
     /// # Errors
-    /// The file cannot be read, is not a checkpoint, or belongs to another source or target.
+    /// Another run holds the lock; the file cannot be read, is not a checkpoint, or belongs to
+    /// another source or target.
     pub fn open(path: &Path, source: &str, target: &str) -> Result<Self, CheckpointError> {
+        let lock = lock(path)?;
+        let checkpoint = Self::open_read_only(path, source, target)?;
+        Ok(Self {
+            path: Some(path.to_owned()),
+            _lock: Some(lock),
+            ..checkpoint
+        })
+    }
+
+    /// Reads the checkpoint at `path` as [`Checkpoint::open`] does, without the lock, for a dry
+    /// run: it honours what the file records and never writes it.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not a checkpoint, or belongs to another source or target.
+    pub fn open_read_only(
+        path: &Path,
+        source: &str,
+        target: &str,
+    ) -> Result<Self, CheckpointError> {
         let state = match read_state(path, source)? {
             Some(mut state) => {
                 if !belongs_to(&state.target, target) {
@@ -233,8 +285,9 @@ impl Checkpoint {
             None => Self::empty_state(source, target),
         };
         Ok(Self {
-            path: Some(path.to_owned()),
+            path: None,
             state,
+            _lock: None,
         })
     }
 
@@ -270,15 +323,8 @@ impl Checkpoint {
         Self {
             path: None,
             state: Self::empty_state(source, target),
+            _lock: None,
         }
-    }
-
-    /// Drops the file backing, keeping what was read: a dry run honours an existing checkpoint
-    /// but must not change it.
-    #[must_use]
-    pub fn read_only(mut self) -> Self {
-        self.path = None;
-        self
     }
 
     fn empty_state(source: &str, target: &str) -> State {
@@ -347,7 +393,8 @@ impl Checkpoint {
         self.save()
     }
 
-    /// Writes the state: temporary file, fsync, rename over the checkpoint.
+    /// Writes the state: temporary file, fsync, rename over the checkpoint, fsync of the
+    /// directory (so that the rename itself survives a power loss).
     fn save(&self) -> Result<(), CheckpointError> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -366,7 +413,45 @@ impl Checkpoint {
         file.sync_all().map_err(err)?;
         drop(file);
         std::fs::rename(&tmp, path).map_err(err)?;
+        std::fs::File::open(parent_dir(path))
+            .and_then(|dir| dir.sync_all())
+            .map_err(err)?;
         Ok(())
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// `.<name>.lock` beside the checkpoint at `path`, opened and exclusively locked.
+fn lock(path: &Path) -> Result<std::fs::File, CheckpointError> {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or(path.as_os_str()));
+    name.push(".lock");
+    let lock = parent_dir(path).join(name);
+    let failed = |source| CheckpointError::Lock {
+        path: path.to_owned(),
+        lock: lock.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CheckpointError::Locked {
+            path: path.to_owned(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(failed(source)),
     }
 }
 
@@ -432,6 +517,7 @@ mod tests {
             done.insert(i);
         }
         cp.record_progress("k2", 20, &done).unwrap();
+        drop(cp); // the run ends, and with it its lock
 
         let cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
         assert!(cp.is_finished("k1", 10));
@@ -440,11 +526,18 @@ mod tests {
         assert!(cp.done_items("k2", 21).is_empty());
         assert!(cp.done_items("k3", 20).is_empty());
         // no temporary file is left behind
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("cp.json")]);
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                std::ffi::OsString::from(".cp.json.lock"),
+                std::ffi::OsString::from("cp.json")
+            ]
+        );
     }
 
     #[test]
@@ -456,6 +549,7 @@ mod tests {
         done.insert(0);
         cp.record_progress("k", 1, &done).unwrap();
         cp.record_finished("k", 1).unwrap();
+        drop(cp);
         let cp = Checkpoint::open(&path, "src", "t").unwrap();
         assert!(cp.done_items("k", 1).is_empty());
         assert!(cp.is_finished("k", 1));
@@ -508,6 +602,7 @@ mod tests {
         done.insert(0);
         cp.record_progress("k2", 2, &done).unwrap();
         let before = std::fs::read(&path).unwrap();
+        drop(cp);
 
         let err = Checkpoint::open(&path, "s3://a/", "stream:events").unwrap_err();
         assert!(
@@ -585,6 +680,7 @@ mod tests {
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(saved["target"], east);
+        drop(cp);
         assert!(
             Checkpoint::open(&path, "s", "stream:events (region eu-west-1)").is_err(),
             "once it names the region, another region is refused"
@@ -636,11 +732,13 @@ mod tests {
             a.insert(i);
         }
         cp.record_progress("A", 10, &a).unwrap();
+        drop(cp);
         let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         let mut b = DoneItems::default();
         b.insert(0);
         cp.record_progress("B", 20, &b).unwrap();
         cp.record_finished("C", 30).unwrap();
+        drop(cp);
 
         let cp = Checkpoint::open(&path, "s", "t").unwrap();
         assert_eq!(cp.done_items("A", 10), a, "A's progress survives B's");
@@ -654,13 +752,16 @@ mod tests {
         let v1 = r#"{"version":1,"source":"s","target":"t","finished":{"k1":1},
             "partial":{"key":"k2","size":2,"done":{"prefix":3}}}"#;
         std::fs::write(&path, v1).unwrap();
+        assert!(
+            matches!(
+                Checkpoint::open(&path, "s", "other"),
+                Err(CheckpointError::OtherTarget { .. })
+            ),
+            "target checked"
+        );
         let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         assert!(cp.is_finished("k1", 1));
         assert_eq!(cp.done_items("k2", 2).len(), 3);
-        assert!(
-            Checkpoint::open(&path, "s", "other").is_err(),
-            "target checked"
-        );
         cp.record_finished("k3", 3).unwrap();
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -683,9 +784,14 @@ mod tests {
     fn a_checkpoint_that_cannot_be_written_is_found_before_anything_is_sent() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-such-dir/cp.json");
-        let cp = Checkpoint::open(&path, "s", "t").unwrap();
-        let err = cp.ensure_writable().unwrap_err();
-        assert!(matches!(err, CheckpointError::Write { .. }), "{err}");
+        // The lock file beside it cannot be made either: the run stops at the start.
+        let err = Checkpoint::open(&path, "s", "t").unwrap_err();
+        assert!(matches!(err, CheckpointError::Lock { .. }), "{err}");
+        // A directory that exists but cannot be written (root ignores permissions, so a file
+        // stands in for it: nothing can be created under it).
+        std::fs::write(dir.path().join("a-file"), "").unwrap();
+        let err = Checkpoint::open(&dir.path().join("a-file/cp.json"), "s", "t").unwrap_err();
+        assert!(matches!(err, CheckpointError::Lock { .. }), "{err}");
         let path = dir.path().join("cp.json");
         Checkpoint::open(&path, "s", "t")
             .unwrap()
@@ -698,9 +804,38 @@ mod tests {
     fn a_read_only_checkpoint_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp.json");
-        let mut cp = Checkpoint::open(&path, "s", "t").unwrap().read_only();
+        let mut cp = Checkpoint::open_read_only(&path, "s", "t").unwrap();
         cp.record_finished("k", 1).unwrap();
         assert!(!path.exists());
         assert!(cp.is_finished("k", 1));
+        assert!(!dir.path().join(".cp.json.lock").exists());
+    }
+
+    #[test]
+    fn a_second_run_with_the_same_checkpoint_is_refused_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut first = Checkpoint::open(&path, "s", "t").unwrap();
+        first.record_finished("k", 1).unwrap();
+        match Checkpoint::open(&path, "s", "t") {
+            Err(e @ CheckpointError::Locked { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("another replay is using"), "{text}");
+                assert!(text.contains(".cp.json.lock"), "{text}");
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        // A dry run reads it meanwhile.
+        let dry = Checkpoint::open_read_only(&path, "s", "t").unwrap();
+        assert!(dry.is_finished("k", 1));
+        drop(first);
+        let second = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(second.is_finished("k", 1));
+    }
+
+    #[test]
+    fn a_bare_file_name_locks_and_syncs_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("cp.json")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/tmp/cp.json")), Path::new("/tmp"));
     }
 }

@@ -123,7 +123,14 @@ pub async fn run(
     };
     // The checkpoint is opened once the target is known (and, for a stream, checked), so that
     // it is checked against the target's full name.
-    let open = |target: &str| Checkpoint::open(&config.checkpoint, &source_name, target);
+    // A dry run reads the file without its lock and never writes it.
+    let open = |target: &str| {
+        if config.dry_run {
+            Checkpoint::open_read_only(&config.checkpoint, &source_name, target)
+        } else {
+            Checkpoint::open(&config.checkpoint, &source_name, target)
+        }
+    };
 
     match target_choice {
         TargetChoice::Stream(stream) => {
@@ -168,16 +175,11 @@ pub async fn run(
 async fn drive<T: Target>(
     source: &Source,
     target: &T,
-    checkpoint: Checkpoint,
+    mut checkpoint: Checkpoint,
     options: &Options,
     preview: &mut (dyn Write + Send),
     cancel: &CancellationToken,
 ) -> Result<Summary, AppError> {
-    let mut checkpoint = if options.dry_run {
-        checkpoint.read_only()
-    } else {
-        checkpoint
-    };
     let progress = Progress::for_terminal();
     let summary = replay::replay(
         Run {

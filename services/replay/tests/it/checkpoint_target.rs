@@ -144,3 +144,34 @@ async fn a_dry_run_without_a_target_names_the_checkpoints_target() {
         show(&out)
     );
 }
+
+#[tokio::test]
+async fn a_second_replay_with_the_same_checkpoint_is_refused_while_the_first_runs() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let source = std::path::absolute(fixture_dir()).expect("absolute");
+    let target = format!("http:{url}/v1/events");
+    // A run in progress (this test holds its lock as the run would).
+    let running = replay::checkpoint::Checkpoint::open(&cp, &source.display().to_string(), &target)
+        .expect("the first run opens the checkpoint");
+
+    let out = replay(&cp, None, "us-east-1", &["--to-http", &url]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr.contains("another replay is using the checkpoint"),
+        "{stderr}"
+    );
+    assert!(door.ids().is_empty(), "nothing sent: {:?}", door.ids());
+
+    // A dry run writes nothing and takes no lock.
+    let out = replay(&cp, None, "us-east-1", &["--dry-run", "--to-http", &url]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(door.ids().is_empty(), "a dry run sends nothing");
+
+    drop(running);
+    let out = replay(&cp, None, "us-east-1", &["--to-http", &url]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(door.ids().len(), GOOD_IDS.len());
+}

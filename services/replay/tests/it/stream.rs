@@ -333,6 +333,7 @@ async fn a_record_the_front_door_cannot_take_reaches_the_stream_with_its_own_che
         .expect("the refused record is reported");
     assert_eq!((refused.key.as_str(), refused.line), (key, Some(2)));
     assert!(to_http.to_string().contains(&format!("rejected: {key}:2:")));
+    drop(checkpoint); // the --to-http run ends, and with it its lock
 
     // --to-stream with the same checkpoint: refused at start, not "already done".
     let fake = Arc::new(FakeFirehose::default());
