@@ -311,17 +311,17 @@ impl Auth {
     }
 }
 
-/// The key set loaded from a file, reloaded when the file's modification time or size changes.
+/// The key set loaded from a file, reloaded when the file changes (see [`Stamp`]).
 #[derive(Debug)]
 pub struct KeyStore {
     path: PathBuf,
     keys: RwLock<Arc<KeySet>>,
-    /// The file's stamp (mtime, size) when the keys in force were read.
-    stamp: RwLock<Option<(SystemTime, u64)>>,
+    /// The file's stamp when the keys in force were read.
+    stamp: RwLock<Option<Stamp>>,
     /// A changed stamp seen at the previous look, not installed yet: a file is read only once it
     /// has kept the same stamp for one look, so a file being written in place is not read
     /// half-way.
-    seen: RwLock<Option<(SystemTime, u64)>>,
+    seen: RwLock<Option<Stamp>>,
 }
 
 impl KeyStore {
@@ -431,12 +431,36 @@ impl KeyStore {
     }
 }
 
-fn stamp_of(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+/// What tells that the key file changed: its size and modification time, and on Unix also its
+/// inode and its status-change time (`ctime`). Size and mtime alone miss a rotation to a key of
+/// the same length by a tool that keeps the old mtime (`cp -p`, `rsync -t`, `touch -r`); the
+/// inode changes whenever the file is replaced (a Kubernetes Secret volume swaps a symlink to a
+/// new file), and the ctime changes with every write and cannot be set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+    /// (device, inode, ctime seconds, ctime nanoseconds).
+    #[cfg(unix)]
+    node: (u64, u64, i64, i64),
 }
 
-fn read_keys(path: &Path) -> Result<(KeySet, Option<(SystemTime, u64)>), KeyFileError> {
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let node = {
+        use std::os::unix::fs::MetadataExt as _;
+        (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
+    };
+    Some(Stamp {
+        modified: meta.modified().ok()?,
+        len: meta.len(),
+        #[cfg(unix)]
+        node,
+    })
+}
+
+fn read_keys(path: &Path) -> Result<(KeySet, Option<Stamp>), KeyFileError> {
     let stamp = stamp_of(path);
     let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
         path: path.to_owned(),
@@ -663,5 +687,27 @@ mod tests {
         assert!(store.reload_if_changed().expect("settled"));
         assert!(store.current().check(b"second-key").is_some());
         assert!(store.current().check(b"sec").is_none());
+    }
+
+    #[test]
+    fn a_key_of_the_same_length_with_the_old_mtime_is_picked_up() {
+        // `cp -p` / `rsync -t` / `touch -r`: same size, same mtime, other content.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "key-one\n").expect("write");
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let store = KeyStore::load(&path).expect("loads");
+        std::fs::write(&path, "key-two\n").expect("rotate");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("mtime set back");
+        assert!(!store.reload_if_changed().expect("seen, not settled"));
+        assert!(store.reload_if_changed().expect("reloads"));
+        assert!(store.current().check(b"key-two").is_some());
+        assert!(store.current().check(b"key-one").is_none());
     }
 }

@@ -3,7 +3,10 @@
 //! A hand-written bucket rather than `governor`: it is twenty lines, reads time from
 //! `tokio::time::Instant` (so tests drive it with `tokio::time::pause` instead of sleeping), and
 //! answers the exact wait for the next token, which becomes the 429's `Retry-After`.
-//! The map of buckets grows with the number of keys, which the key file bounds.
+//! The map holds a bucket only while it is not full: a full bucket is the same as no bucket (a
+//! new one starts full), so buckets that have refilled are dropped whenever the map has doubled
+//! since the last sweep. Keys rotated out of the key file therefore leave nothing behind, and
+//! the sweep costs O(1) per request, amortized.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,11 +31,29 @@ struct Bucket {
     updated: Instant,
 }
 
+impl Bucket {
+    /// The tokens at `now`.
+    fn refilled(&self, limit: RateLimit, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * limit.per_second).min(limit.burst)
+    }
+}
+
+/// Sweeps start once the map holds this many buckets.
+const FIRST_SWEEP_AT: usize = 64;
+
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<KeyId, Bucket>,
+    /// The map's size that triggers the next sweep of full buckets.
+    sweep_at: usize,
+}
+
 /// The buckets; `None` limit means unlimited.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: Option<RateLimit>,
-    buckets: Mutex<HashMap<KeyId, Bucket>>,
+    buckets: Mutex<Buckets>,
 }
 
 impl RateLimiter {
@@ -46,7 +67,10 @@ impl RateLimiter {
         });
         Self {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: FIRST_SWEEP_AT,
+            }),
         }
     }
 
@@ -63,12 +87,17 @@ impl RateLimiter {
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
+        if buckets.map.len() >= buckets.sweep_at {
+            buckets
+                .map
+                .retain(|_, bucket| bucket.refilled(limit, now) < limit.burst);
+            buckets.sweep_at = (buckets.map.len() * 2).max(FIRST_SWEEP_AT);
+        }
+        let bucket = buckets.map.entry(key.clone()).or_insert(Bucket {
             tokens: limit.burst,
             updated: now,
         });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(limit.burst);
+        bucket.tokens = bucket.refilled(limit, now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -124,5 +153,36 @@ mod tests {
         for _ in 0..1000 {
             assert!(off.check(&a).is_ok());
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refilled_buckets_are_swept_so_rotated_keys_leave_nothing() {
+        let limiter = RateLimiter::new(1.0, Some(2));
+        let text: String = (0..200).map(|i| format!("key-{i}\n")).collect();
+        let keys = crate::auth::KeySet::parse(std::path::Path::new("k"), &text).expect("parses");
+        let ids: Vec<KeyId> = (0..200)
+            .map(|i| keys.check(format!("key-{i}").as_bytes()).expect("known"))
+            .collect();
+        let size = || limiter.buckets.lock().expect("lock").map.len();
+        for id in &ids[..100] {
+            assert!(limiter.check(id).is_ok());
+        }
+        assert!(size() >= 100, "{}", size());
+        // Keys 0..100 rotated out; their buckets refill.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for id in &ids[100..] {
+            assert!(limiter.check(id).is_ok());
+        }
+        assert!(size() <= 100 + 1, "refilled buckets swept: {}", size());
+        // A bucket that is not full is kept: its key is still limited.
+        assert!(limiter.check(&ids[199]).is_ok());
+        assert!(limiter.check(&ids[199]).is_err());
+        for _ in 0..1000 {
+            let _ = limiter.check(&ids[150]);
+        }
+        assert!(
+            limiter.check(&ids[199]).is_err(),
+            "not forgotten by a sweep"
+        );
     }
 }
