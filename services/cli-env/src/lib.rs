@@ -7,8 +7,10 @@
 //! variable: `invalid value 'abc' for '--linger <LINGER> or INGEST_LINGER'`, and the same for
 //! a missing required setting and for positional arguments (`<SOURCE> or REPLAY_SOURCE`). A
 //! setting declared with `hide_env_values` (a secret) never has its value echoed: clap's
-//! `invalid value '<the secret>'` becomes `invalid value '<hidden>'`. Everything else about
-//! the error (kind, exit status 2, `--help`) is clap's.
+//! `invalid value '<the secret>'` becomes `invalid value '<hidden>'`, and when the value
+//! parser's own reason repeats the value, the reason is dropped too (the error then says only
+//! that the value was refused). Everything else about the error (kind, exit status 2,
+//! `--help`) is clap's.
 
 use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
@@ -29,16 +31,30 @@ pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Err
     match error.get(ContextKind::InvalidArg) {
         // A bad value: one flag.
         Some(ContextValue::String(arg)) => {
-            let Some(found) = find(&command, arg) else {
+            let arg = arg.clone();
+            let Some(found) = find(&command, &arg) else {
                 return error;
             };
-            let named = with_variable(found, arg);
+            let named = with_variable(found, &arg);
+            let mut secret = None;
             if found.is_hide_env_values_set() {
+                if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
+                    secret = Some(value.clone()).filter(|v| !v.is_empty());
+                }
                 let hidden = ContextValue::String(HIDDEN.to_owned());
                 error.insert(ContextKind::InvalidValue, hidden);
             }
-            if let Some(named) = named {
-                error.insert(ContextKind::InvalidArg, ContextValue::String(named));
+            let shown = named.unwrap_or_else(|| arg.clone());
+            error.insert(ContextKind::InvalidArg, ContextValue::String(shown.clone()));
+            // The value parser's reason is clap's `source`, which cannot be edited: if it repeats
+            // the secret, a new error without it.
+            if secret.is_some_and(|secret| error.render().to_string().contains(&secret)) {
+                return C::command().error(
+                    error.kind(),
+                    format!(
+                        "invalid value '{HIDDEN}' for '{shown}': refused (the reason is not shown: it repeats the value, a secret)"
+                    ),
+                );
             }
         }
         // Missing required settings: a list of flags.
@@ -63,12 +79,22 @@ pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Err
 /// What a secret's value is replaced with in an error.
 const HIDDEN: &str = "<hidden>";
 
-/// The argument that clap's error text is about: a flag (`--linger <LINGER>`) or a positional
-/// argument (`<SOURCE>` or `[SOURCE]`, by its value name).
+/// The argument that clap's error text is about: a flag (`--linger <LINGER>`,
+/// `--linger=<LINGER>`, `-l <LINGER>`) or a positional argument (`<SOURCE>` or `[SOURCE]`, by
+/// its value name).
 fn find<'c>(command: &'c clap::Command, arg: &str) -> Option<&'c clap::Arg> {
-    let first = arg.split(' ').next()?;
+    let first = arg.split([' ', '=']).next()?;
     if let Some(long) = first.strip_prefix("--") {
         return command.get_arguments().find(|a| a.get_long() == Some(long));
+    }
+    if let Some(short) = first.strip_prefix('-') {
+        let mut chars = short.chars();
+        let (Some(short), None) = (chars.next(), chars.next()) else {
+            return None;
+        };
+        return command
+            .get_arguments()
+            .find(|a| a.get_short() == Some(short));
     }
     // `<NAME>` when required, `[NAME]` when optional.
     let name = first
@@ -175,6 +201,50 @@ mod tests {
         // Values of other settings are still shown: they are what to fix.
         let shown = message(&["t", "--stream", "s", "--wait", "soon"]);
         assert!(shown.contains("'soon'"), "{shown}");
+    }
+
+    /// Secrets given in the other shapes of flag clap knows.
+    #[derive(Debug, Parser)]
+    struct OtherShapes {
+        #[arg(short = 'k', env = "TEST_CLI_ENV_KEY", hide_env_values = true, value_parser = token)]
+        key: Option<String>,
+        #[arg(long, require_equals = true, env = "TEST_CLI_ENV_TOK", hide_env_values = true, value_parser = token)]
+        tok: Option<String>,
+        #[arg(long, env = "TEST_CLI_ENV_PIN", hide_env_values = true, value_parser = echoing)]
+        pin: Option<String>,
+    }
+
+    /// A value parser whose reason repeats the value.
+    fn echoing(text: &str) -> Result<String, String> {
+        Err(format!("{text:?} rejected"))
+    }
+
+    #[test]
+    fn secrets_in_short_equals_and_echoing_flags_are_not_echoed() {
+        for (args, named) in [
+            (&["t", "-k", "hunter 2"][..], "-k <KEY> or TEST_CLI_ENV_KEY"),
+            (
+                &["t", "--tok=hunter 2"][..],
+                "--tok=<TOK> or TEST_CLI_ENV_TOK",
+            ),
+            (
+                &["t", "--pin", "hunter2"][..],
+                "--pin <PIN> or TEST_CLI_ENV_PIN",
+            ),
+        ] {
+            let plain = OtherShapes::try_parse_from(args)
+                .expect_err("bad")
+                .to_string();
+            assert!(plain.contains("hunter"), "clap alone echoes it: {plain}");
+            let error = OtherShapes::try_parse_from(args).expect_err("bad");
+            let kind = error.kind();
+            let error = name_the_variable::<OtherShapes>(error);
+            assert_eq!(error.kind(), kind);
+            let message = error.to_string();
+            assert!(!message.contains("hunter"), "{message}");
+            assert!(message.contains("invalid value '<hidden>'"), "{message}");
+            assert!(message.contains(named), "{message}");
+        }
     }
 
     /// A required positional argument with a variable, one with a value name.
