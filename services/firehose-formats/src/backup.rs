@@ -87,31 +87,31 @@ pub fn format_timestamp(pattern: &str, at: OffsetDateTime) -> Result<String, Pre
     while i < chars.len() {
         let c = chars[i];
         if c == '\'' {
-            // `''` is a quote; otherwise the text up to the closing quote, in which `''` is a
-            // quote too.
-            i += 1;
-            if chars.get(i) == Some(&'\'') {
-                out.push('\'');
-                i += 1;
-                continue;
-            }
-            loop {
-                match (chars.get(i), chars.get(i + 1)) {
-                    (None, _) => return Err(bad()),
-                    (Some('\''), Some('\'')) => {
-                        out.push('\'');
-                        i += 2;
-                    }
-                    (Some('\''), _) => {
+            // Java's rule (`DateTimeFormatterBuilder.parsePattern`): the literal runs to the
+            // first quote not followed by another; `''` inside it is a quote, and an empty
+            // literal (`''`) is a quote too. So `''''` is one quote, as in Java.
+            let start = i + 1;
+            i = start;
+            while i < chars.len() {
+                if chars[i] == '\'' {
+                    if chars.get(i + 1) == Some(&'\'') {
                         i += 1;
+                    } else {
                         break;
                     }
-                    (Some(&text), _) => {
-                        out.push(text);
-                        i += 1;
-                    }
                 }
+                i += 1;
             }
+            if i >= chars.len() {
+                return Err(bad());
+            }
+            let text: String = chars[start..i].iter().collect();
+            if text.is_empty() {
+                out.push('\'');
+            } else {
+                out.push_str(&text.replace("''", "'"));
+            }
+            i += 1;
             continue;
         }
         if matches!(c, '[' | ']' | '#' | '{' | '}') {
@@ -388,9 +388,16 @@ mod tests {
             evaluate_prefix("!{timestamp:QQ}", None, at, &mut no_random),
             Err(PrefixError::BadTimestampPattern(_))
         ));
+        // At the limit exactly: the default time part is added to a prefix without `!{`.
+        let added = evaluate_prefix("", None, at, &mut no_random)
+            .expect("empty prefix")
+            .len();
+        let fits = evaluate_prefix(&"a".repeat(512 - added), None, at, &mut no_random)
+            .expect("512 characters fit");
+        assert_eq!(fits.len(), 512);
         assert!(matches!(
-            evaluate_prefix(&"a".repeat(513), None, at, &mut no_random),
-            Err(PrefixError::TooLong(_))
+            evaluate_prefix(&"a".repeat(513 - added), None, at, &mut no_random),
+            Err(PrefixError::TooLong(513))
         ));
     }
 
@@ -403,6 +410,10 @@ mod tests {
             ("yyyy/MM/dd/HH/", "2026/03/04/11/"),
             ("''yy''", "'26'"),
             ("'it''s' HH", "it's 11"),
+            // As java.time prints them: a literal of one escaped quote, then a year.
+            ("''''", "'"),
+            ("''''yy", "'26"),
+            ("'''x'", "'x"),
             ("'dt='yyyy-MM-dd' 'HH:mm:ss", "dt=2026-03-04 11:48:32"),
         ];
         for (pattern, want) in cases {

@@ -180,10 +180,15 @@ pub fn backoff_base_ms(retry: u32) -> u64 {
         .min(BACKOFF_CAP_MS)
 }
 
-/// Applies jitter to a base delay; `unit` in `[-1, 1]` picks the point in the ±15 % band.
+/// Applies jitter to a base delay; `unit` in `[-1, 1]` picks the point in the ±15 % band (a
+/// NaN from a broken random source counts as 0: the base delay, never no delay).
 #[must_use]
 pub fn jittered_ms(base_ms: u64, unit: f64) -> u64 {
-    let unit = unit.clamp(-1.0, 1.0);
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(-1.0, 1.0)
+    };
     #[allow(
         clippy::cast_precision_loss,
         clippy::cast_possible_truncation,
@@ -263,5 +268,10 @@ mod tests {
         assert_eq!(jittered_ms(1000, 1.0), 1150);
         assert_eq!(jittered_ms(1000, -1.0), 850);
         assert_eq!(jittered_ms(1000, 5.0), 1150);
+        assert_eq!(
+            jittered_ms(1000, f64::NAN),
+            1000,
+            "a NaN is the base delay, not 0"
+        );
     }
 }

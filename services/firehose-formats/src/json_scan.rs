@@ -108,7 +108,7 @@ impl<'t> Cursor<'t> {
     /// whole literal (quotes included) and whether it holds an escape.
     #[inline]
     pub fn string_literal(&mut self) -> Scan<(usize, usize, bool)> {
-        let start = self.pos - 1;
+        let start = self.opening_quote()?;
         let escaped = self.skip_string()?;
         Ok((start, self.pos, escaped))
     }
@@ -189,13 +189,25 @@ impl<'t> Cursor<'t> {
     /// (callgrind: 104.5 M instructions per three invocations as a call, 100.8 M inlined).
     #[inline]
     pub fn member_name(&mut self) -> Scan<Cow<'t, [u8]>> {
-        let start = self.pos - 1;
+        let start = self.opening_quote()?;
         let escaped = self.skip_string()?;
         let quoted = &self.bytes[start..self.pos];
         if escaped {
             Ok(Cow::Owned(unescape(quoted)?.into_bytes()))
         } else {
             Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
+        }
+    }
+
+    /// The offset of the quote just consumed; an error if the byte before `pos` is not one (a
+    /// caller that did not consume it gets an error, not a panic or a bogus offset).
+    #[inline]
+    fn opening_quote(&self) -> Scan<usize> {
+        let start = self.pos.checked_sub(1).ok_or(InvalidJson)?;
+        if self.bytes.get(start) == Some(&b'"') {
+            Ok(start)
+        } else {
+            Err(InvalidJson)
         }
     }
 
@@ -391,6 +403,15 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn a_string_without_its_opening_quote_is_an_error_not_a_panic() {
+        assert_eq!(Cursor::new(b"ab\"", 0).member_name(), Err(InvalidJson));
+        assert_eq!(Cursor::new(b"ab\"", 0).string_literal(), Err(InvalidJson));
+        assert_eq!(Cursor::new(b"xab\"", 1).member_name(), Err(InvalidJson));
+        let mut c = Cursor::new(b"\"ab\"", 1);
+        assert_eq!(c.string_literal(), Ok((0, 4, false)));
+    }
 
     const fn stops_string(b: u8) -> bool {
         b == b'"' || b == b'\\' || b < 0x20

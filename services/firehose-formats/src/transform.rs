@@ -206,6 +206,7 @@ mod tests {
     fn a_complete_response_comes_back_in_sent_order() {
         let body = br#"{"records":[{"recordId":"b","result":"Dropped"},{"recordId":"a","result":"Ok","data":"eA==","metadata":{"partitionKeys":{}}},{"recordId":"zz","result":"Ok","data":""}]}"#;
         let recs = check_response(&ids(), body).expect("valid");
+        assert_eq!(recs.len(), 2, "the unknown id zz is ignored: {recs:?}");
         assert_eq!(
             recs[0],
             ResponseRecord {
