@@ -15,6 +15,33 @@ source "$here/env.sh"
 
 log() { printf '\033[1;34msetup:\033[0m %s\n' "$*" >&2; }
 
+# --- What this script cannot install, checked first ----------------------------------------------
+# So that a machine without them fails in seconds with what to do, not at the last stage after
+# twenty minutes of compiling.
+problems=()
+rust_version=$(rustc --version 2>/dev/null | awk '{print $2}') || true
+if [ -z "$rust_version" ]; then
+  problems+=("rustc not found: install Rust 1.95 or later (rustup) and open a new shell")
+elif ! printf '%s\n%s\n' 1.95.0 "${rust_version%%-*}" | sort -V -C; then
+  problems+=("rustc $rust_version is older than the workspace's rust-version 1.95: rustup update")
+fi
+cargo fmt --version >/dev/null 2>&1 || problems+=("rustfmt is missing: rustup component add rustfmt")
+cargo clippy --version >/dev/null 2>&1 || problems+=("clippy is missing: rustup component add clippy")
+# Terraform and its provider mirror (see the README's set-up): required under CI, where the
+# Terraform stage fails without them; for a developer that stage skips what needs them.
+if [ "${CI:-}" = "true" ]; then
+  command -v terraform >/dev/null 2>&1 ||
+    problems+=("terraform is not on PATH (CI=true needs it; see the README's set-up)")
+  tf_mirror="${TF_PLUGIN_MIRROR:-/opt/tf-plugins}"
+  [ -d "$tf_mirror/registry.terraform.io/hashicorp/aws" ] ||
+    problems+=("no hashicorp/aws provider mirror at $tf_mirror (CI=true needs it; set TF_PLUGIN_MIRROR; see the README's set-up)")
+fi
+if ((${#problems[@]})); then
+  printf 'setup: cannot go on:\n' >&2
+  printf '  - %s\n' "${problems[@]}" >&2
+  exit 1
+fi
+
 # --- Debian packages -------------------------------------------------------------------------
 # time: /usr/bin/time for scripts/bench-transform.sh's peak RSS.
 apt_pkgs=(prometheus shellcheck wrk curl valgrind time)

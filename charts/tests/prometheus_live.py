@@ -530,4 +530,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (CI's timeout, a kill of the stage) unwinds through main's `finally`, which stops
+    # ingest and Prometheus; by default it would end Python at once and leave them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())
