@@ -142,6 +142,9 @@ impl Scratch {
         let Ok(text) = simdutf8::basic::from_utf8(&self.decoded) else {
             return Outcome::Failed(FailureReason::InvalidUtf8);
         };
+        // A leading byte order mark (some Windows tools write one) is not content: RFC 8259
+        // §8.1 lets a parser ignore it, and `ingest` does, so an object behind one is an object.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.trim().is_empty() {
             return Outcome::Dropped;
         }
@@ -249,6 +252,25 @@ mod tests {
             assert_eq!(out.failure, None);
             assert_eq!(out.data, data, "Dropped records keep their (valid) data");
         }
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_not_content() {
+        let out = transform_record("r", &b64("\u{feff}{\"a\":1}".as_bytes()), NOW);
+        assert_eq!(out.result, RecordResult::Ok);
+        assert_eq!(
+            decoded(&out),
+            r#"{"a":1,"transformed":true,"_transformed_ts":1770249600000,"_record_id":"r"}"#
+        );
+        let out = transform_record("r", &b64("\u{feff}hello".as_bytes()), NOW);
+        let v: Value = serde_json::from_str(&decoded(&out)).unwrap();
+        assert_eq!(v["message"], "hello");
+        let out = transform_record("r", &b64("\u{feff}\n".as_bytes()), NOW);
+        assert_eq!(out.result, RecordResult::Dropped);
+        // Only a leading one: elsewhere it is text.
+        let out = transform_record("r", &b64("{\"a\":1}\u{feff}".as_bytes()), NOW);
+        let v: Value = serde_json::from_str(&decoded(&out)).unwrap();
+        assert_eq!(v["message"], "{\"a\":1}\u{feff}");
     }
 
     #[test]
