@@ -239,7 +239,11 @@ BAD_VALUES = {
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))
 def test_schema_rejects_bad_values(case):
     values = _deep_merge(MINIMAL, BAD_VALUES[case])
-    with pytest.raises(helm.HelmValuesError):
+    # The error names the property that is wrong, not some other one.
+    leaf, node = None, BAD_VALUES[case]
+    while isinstance(node, dict) and node:
+        leaf, node = next(iter(node.items()))
+    with pytest.raises(helm.HelmValuesError, match=re.escape(leaf)):
         c.validate_schema(values)
 
 
@@ -374,7 +378,9 @@ def test_probes_hit_the_admin_port(scenario):
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_pods_are_hardened(scenario):
     objs = render_objects(SCENARIOS[scenario])
-    for dep in c.find(objs, "Deployment"):
+    deployments = c.find(objs, "Deployment")
+    assert deployments, f"{scenario} renders no Deployment"
+    for dep in deployments:
         spec = dep["spec"]["template"]["spec"]
         name = dep["metadata"]["name"]
         assert spec["automountServiceAccountToken"] is False, name

@@ -591,11 +591,17 @@ mod tests {
             let p = p.clone();
             tokio::spawn(async move { p.invoke(b"{}".to_vec(), timeout).await })
         };
-        let next = reqwest::get(format!(
-            "http://{}/2018-06-01/runtime/invocation/next",
-            p.endpoint()
-        ))
+        // Bounded: an invocation that timed out while still queued is skipped, and a `next`
+        // waiting for it would wait for ever.
+        let next = tokio::time::timeout(
+            Duration::from_secs(30),
+            reqwest::get(format!(
+                "http://{}/2018-06-01/runtime/invocation/next",
+                p.endpoint()
+            )),
+        )
         .await
+        .expect("the runtime gets the invocation before its timeout")
         .unwrap();
         let id = next.headers()["lambda-runtime-aws-request-id"]
             .to_str()
@@ -726,7 +732,9 @@ mod tests {
         let child = script(dir.path(), "echo started >> \"$STARTS\"\nexec sleep 600");
         let env = [("STARTS".to_owned(), starts.display().to_string())].into();
         let p = Arc::new(start_child(child, env, &stop).await);
-        let timeout = Duration::from_millis(300);
+        // Long enough for `next` to be served first on a busy host (the clock starts when the
+        // invocation is queued).
+        let timeout = Duration::from_secs(1);
         let (invoker, id) = take_next(&p, timeout).await;
         assert_eq!(invoker.await.unwrap(), Err(InvokeError::TimedOut(timeout)));
         let count = || {

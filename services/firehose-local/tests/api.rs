@@ -504,7 +504,7 @@ async fn records_past_the_memory_cap_are_refused_until_delivery_frees_room() {
 /// after `SERVER_DRAIN`.
 #[tokio::test]
 async fn a_stalled_client_does_not_hold_up_the_flush() {
-    use tokio::io::AsyncWriteExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.streams[0].buffering.interval_secs = 900;
@@ -519,16 +519,38 @@ async fn a_stalled_client_does_not_hold_up_the_flush() {
         .unwrap();
     let addr = fh.endpoint_url().trim_start_matches("http://").to_owned();
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // `Expect: 100-continue`: hyper answers `100 Continue` when the handler starts reading the
+    // body, which says the request is in progress (shutdown before that would only close an
+    // idle connection and prove nothing).
     stalled
         .write_all(
             b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Firehose_20150804.PutRecord\r\n\
-              Content-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\r\n{\"Deli",
+              Content-Type: application/x-amz-json-1.1\r\nContent-Length: 1000\r\n\
+              Expect: 100-continue\r\n\r\n",
         )
         .await
         .unwrap();
-    // Nothing observable says the server has read the head and is waiting for the body, so give
-    // it a moment (shutdown before that would close the idle connection and prove nothing).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(30), stalled.read(&mut byte))
+            .await
+            .expect("the server reads the request")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&interim)
+        );
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    stalled.write_all(b"{\"Deli").await.unwrap();
     let started = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(30), fh.shutdown())
         .await
@@ -536,8 +558,9 @@ async fn a_stalled_client_does_not_hold_up_the_flush() {
         .unwrap();
     let took = started.elapsed();
     assert!(
-        took < firehose_local::SERVER_DRAIN + Duration::from_secs(3),
-        "shutdown took {took:?}"
+        took >= firehose_local::SERVER_DRAIN
+            && took < firehose_local::SERVER_DRAIN + Duration::from_secs(3),
+        "shutdown took {took:?}: it waits SERVER_DRAIN for the stalled request, then no longer"
     );
     assert_eq!(
         common::lines(&dir.path().join("delivered")),

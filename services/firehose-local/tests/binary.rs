@@ -107,11 +107,25 @@ backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
     assert!(got == want);
     // The batch in delivery carries its last HTTP error; the one flushed at SIGTERM, still
     // queued behind it when the grace period ended, goes to backup without an attempt.
-    for r in &recs {
-        let failed_delivery = r.error_code.starts_with("HttpEndpoint.") && r.attempts_made > 0;
-        let not_attempted = r.error_code == SHUTDOWN_BEFORE_ATTEMPT && r.attempts_made == 0;
-        assert!(failed_delivery || not_attempted, "{r:?}");
+    // Exactly: the first 600 KiB record was in delivery; the second and the small one were
+    // still buffered.
+    let (failed, not_attempted): (Vec<_>, Vec<_>) = recs
+        .iter()
+        .partition(|r| r.error_code.starts_with("HttpEndpoint."));
+    assert_eq!(failed.len(), 1, "{recs:?}");
+    assert!(failed[0].attempts_made > 0, "{:?}", failed[0]);
+    assert_eq!(common::unb64(&failed[0].raw_data).len(), 600 * 1024);
+    assert_eq!(not_attempted.len(), 2, "{recs:?}");
+    for r in &not_attempted {
+        assert_eq!(r.error_code, SHUTDOWN_BEFORE_ATTEMPT, "{r:?}");
+        assert_eq!(r.attempts_made, 0, "{r:?}");
     }
+    assert!(
+        not_attempted
+            .iter()
+            .any(|r| common::unb64(&r.raw_data) == b"small"),
+        "the small record was buffered: {recs:?}"
+    );
 }
 
 /// Starts the binary on `config` (file `name` under a temporary directory; `{dir}` in it stands

@@ -47,7 +47,8 @@ async fn moto() -> Option<Moto> {
         url: format!("http://127.0.0.1:{port}"),
         child: Some(child),
     };
-    // Wait for it to answer (a readiness probe, not a fixed sleep).
+    // Wait for it to answer (a readiness probe, not a fixed sleep). One that started and never
+    // answers is a broken install, not a missing one: that fails.
     for _ in 0..300 {
         if reqwest::get(format!("{}/moto-api/", moto.url))
             .await
@@ -57,7 +58,7 @@ async fn moto() -> Option<Moto> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    None
+    panic!("moto_server started but did not answer within 30 s");
 }
 
 fn s3(url: &str) -> aws_sdk_s3::Client {

@@ -298,7 +298,12 @@ mod tests {
             "--to-http",
             "http://h/",
         ];
-        assert!(Config::try_parse_from(args).is_err());
+        let err = Config::try_parse_from(args).expect_err("two targets");
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::ArgumentConflict,
+            "{err}"
+        );
     }
 
     #[test]
@@ -346,7 +351,9 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
-        assert!(Config::try_parse_from(["replay", "s3://b/", "--since", "yesterday"]).is_err());
+        let err = Config::try_parse_from(["replay", "s3://b/", "--since", "yesterday"])
+            .expect_err("not a time");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
     }
 
     #[test]

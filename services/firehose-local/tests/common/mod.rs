@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 /// One request the endpoint saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// When the endpoint's handler got the request (not when the test read it off the channel).
+    pub at: std::time::Instant,
     pub headers: HeaderMap,
     pub raw_body: Vec<u8>,
     pub body: DeliveryRequest,
@@ -62,11 +64,13 @@ async fn handle(
     headers: HeaderMap,
     raw: Bytes,
 ) -> impl IntoResponse {
+    let at = std::time::Instant::now();
     let gzipped = headers.get("content-encoding").is_some_and(|v| v == "gzip");
     let json = if gzipped { gunzip(&raw) } else { raw.to_vec() };
     let body: DeliveryRequest = serde_json::from_slice(&json).expect("Firehose body");
     let id = body.request_id.clone();
     let _ = state.seen.send(Seen {
+        at,
         headers,
         raw_body: raw.to_vec(),
         body,
@@ -201,7 +205,8 @@ pub fn unb64(data: &str) -> Vec<u8> {
 
 /// Whether tests that need a tool must fail rather than skip (under CI).
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+    // The same rule as the scripts and the other crates' tests: CI=true.
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// Polls `check` every 20 ms for up to `secs` seconds (for files written by background tasks).

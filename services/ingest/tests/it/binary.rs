@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,6 +23,25 @@ pub(super) struct Ingest {
     pub(super) url: String,
     /// The log lines written up to "ingest listening".
     pub(super) startup: Vec<Value>,
+    /// Every line written to stdout, whether or not a test waited for it.
+    transcript: Option<Transcript>,
+}
+
+/// Every line a child writes to stdout, kept by the task that reads them.
+pub(super) struct Transcript {
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Transcript {
+    /// Every line, once the child has closed its stdout (it exited).
+    pub(super) async fn all(self) -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(60), self.reader)
+            .await
+            .expect("stdout closes when the process exits")
+            .expect("the reader task does not panic");
+        std::mem::take(&mut *self.lines.lock().expect("lock"))
+    }
 }
 
 impl Ingest {
@@ -47,7 +66,7 @@ impl Ingest {
         for (k, v) in extra {
             command.env(k, v);
         }
-        let (child, mut logs) = spawn_logged(command);
+        let (child, mut logs, transcript) = spawn_logged(command);
         let (listening, startup) = wait_started(&mut logs).await;
         let url = format!(
             "http://{}",
@@ -58,7 +77,17 @@ impl Ingest {
             logs,
             url,
             startup,
+            transcript: Some(transcript),
         }
+    }
+
+    /// Every line written to stdout from the start; call after the process exited.
+    pub(super) async fn transcript(&mut self) -> Vec<String> {
+        self.transcript
+            .take()
+            .expect("the transcript is taken once")
+            .all()
+            .await
     }
 
     /// POSTs one JSON `body` to `/v1/events`.
@@ -87,16 +116,22 @@ impl Ingest {
     }
 }
 
-/// Spawns `command` (an `ingest` invocation) with stdout piped and returns the child and its
-/// JSON log lines; a line that is not JSON is printed for the test log.
-pub(super) fn spawn_logged(mut command: Command) -> (Child, mpsc::UnboundedReceiver<Value>) {
+/// Spawns `command` (an `ingest` invocation) with stdout piped and returns the child, its
+/// JSON log lines, and the transcript of every line; a line that is not JSON is printed for
+/// the test log.
+pub(super) fn spawn_logged(
+    mut command: Command,
+) -> (Child, mpsc::UnboundedReceiver<Value>, Transcript) {
     command.stdout(Stdio::piped()).kill_on_drop(true);
     let mut child = command.spawn().expect("ingest binary starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, logs) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let all = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&all);
+    let reader = tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().expect("lock").push(line.clone());
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
                 let _ = tx.send(v);
             } else {
@@ -104,7 +139,7 @@ pub(super) fn spawn_logged(mut command: Command) -> (Child, mpsc::UnboundedRecei
             }
         }
     });
-    (child, logs)
+    (child, logs, Transcript { lines: all, reader })
 }
 
 /// Waits until ingest logged both "ingest listening" and "delivery stream reachable", in either

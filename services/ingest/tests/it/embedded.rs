@@ -46,7 +46,7 @@ async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Ingest {
     for (k, v) in extra {
         command.env(k, v);
     }
-    let (child, mut logs) = spawn_logged(command);
+    let (child, mut logs, _transcript) = spawn_logged(command);
     let warned = wait_log(&mut logs, |v| {
         v["message"]
             .as_str()

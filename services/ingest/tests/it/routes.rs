@@ -13,13 +13,23 @@ use serde_json::json;
 
 use crate::support::{self, FakeSink, Options, app, app_with, gzip, json, post, send};
 
+/// The value of the first sample whose line starts with `line_start`; 0 for a labelled series
+/// not created yet (a counter with labels appears at its first increment), but the metric
+/// itself must be there: a renamed metric fails instead of reading as 0.
 fn metric(app: &support::TestApp, line_start: &str) -> f64 {
     let text = app.state.metrics().render();
+    let family = line_start
+        .split(['{', ' '])
+        .next()
+        .expect("split yields one piece");
+    assert!(
+        text.contains(&format!("# TYPE {family} ")),
+        "no metric {family} in:\n{text}"
+    );
     text.lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .map_or(0.0, |v| v.parse().expect("a sample value"))
 }
 
 #[tokio::test]
@@ -843,9 +853,15 @@ fn watch_stream(app: &support::TestApp) -> tokio::task::JoinHandle<()> {
 
 /// Lets the watcher run (paused time jumps to its next check) until `sink` has seen `n` checks.
 async fn until_checks(sink: &FakeSink, n: usize) {
-    while sink.checks.load(std::sync::atomic::Ordering::SeqCst) < n {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Paused time: the timeout is deterministic, and a watcher that died fails here instead of
+    // hanging until the test runner's limit.
+    tokio::time::timeout(Duration::from_secs(3600), async {
+        while sink.checks.load(std::sync::atomic::Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the readiness watcher never made check {n}"));
 }
 
 /// DescribeDeliveryStream is limited to five calls per second per account and region (a hard

@@ -294,6 +294,8 @@ pub fn moto() -> Option<MotoServer> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Started and never answered: a broken install, not a missing one.
+        panic!("{program} started but did not listen on 127.0.0.1:{port} within 30 s");
     }
     let reason = "skipped: moto_server not found (set MOTO_ENDPOINT, or `source scripts/env.sh` after scripts/setup.sh)";
     assert!(

@@ -247,12 +247,23 @@ async fn a_second_ctrl_c_stops_at_once() {
             .expect("kill -INT")
     };
     assert!(interrupt().success());
-    // The second signal only once the first was taken (the line says so).
+    // The second signal only once the first was taken (the line says so), and the replay is
+    // still waiting for its batch: the first Ctrl-C alone does not stop it.
+    let mut taken = false;
     while let Some(line) = stderr.next_line().await.expect("stderr") {
         if line.contains("Ctrl-C again to stop now") {
+            taken = true;
             break;
         }
     }
+    assert!(
+        taken,
+        "the first Ctrl-C was not reported before stderr closed"
+    );
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the first Ctrl-C stopped the replay while its batch was in flight"
+    );
     assert!(interrupt().success());
     let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
         .await
