@@ -438,7 +438,7 @@ impl Config {
             message,
         };
         let config: Self = match ext {
-            "toml" => toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?,
+            "toml" => toml::from_str(&text).map_err(|e| parse_err(toml_message(&text, &e)))?,
             "yaml" | "yml" => {
                 serde_norway::from_str(&text).map_err(|e| parse_err(e.to_string()))?
             }
@@ -737,10 +737,49 @@ const fn prefix_fix(e: &layout::PrefixError) -> &'static str {
     }
 }
 
+/// A TOML error as `line L, column C: message`. `toml`'s own `Display` quotes the whole source
+/// line at fault, which can hold a secret: an `access_key` in the same inline table as the
+/// field that is wrong.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return message.to_owned();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_error_names_the_place_but_never_quotes_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for broken in [
+            // A wrong value beside the key in the same inline table.
+            TOML.replace("access_key = \"k\"", "access_key = \"super-secret-key\"")
+                .replace("\"GZIP\"", "\"ZIP\""),
+            // An unknown field beside it.
+            TOML.replace(
+                "access_key = \"k\"",
+                "access_key = \"super-secret-key\", nope = 1",
+            ),
+            // A syntax error on its line.
+            TOML.replace(
+                "access_key = \"k\"",
+                "access_key = \"super-secret-key\" oops",
+            ),
+        ] {
+            std::fs::write(&p, &broken).unwrap();
+            let text = Config::from_file(&p).unwrap_err().to_string();
+            assert!(!text.contains("super-secret-key"), "{text}");
+            assert!(text.contains("line 7, column "), "{text}");
+        }
+    }
 
     const TOML: &str = r#"
 region = "eu-west-1"
