@@ -296,6 +296,8 @@ REFUSED = {
     # INGEST_READINESS_INTERVAL below 1 s: ingest exits at start (DescribeDeliveryStream quota).
     "readiness interval under a second": ({"config": {"readinessInterval": "500ms"}},
                                           "config.readinessInterval (500ms) must be at least 1s"),
+    "key reload under a second": ({"config": {"apiKeysReload": "200ms"}},
+                                  "config.apiKeysReload (200ms) must be at least 1s"),
     # 5 + 0 + 25 = 30, + 2 s for the admin listener.
     "grace covering the drain but not the admin listener": (
         {"terminationGracePeriodSeconds": 32}, "must be larger than preStopSleepSeconds + "

@@ -209,6 +209,9 @@ and AWS allows 5 such calls per second per account and region. */}}
 {{- if lt (include "ingest.durationMs" $c.readinessInterval | float64) (float64 1000) }}
 {{- fail (printf "config.readinessInterval (%s) must be at least 1s: each pod calls DescribeDeliveryStream once per interval, and AWS allows 5 calls per second per account and region; ingest refuses to start otherwise" $c.readinessInterval) }}
 {{- end }}
+{{- if lt (include "ingest.durationMs" $c.apiKeysReload | float64) (float64 1000) }}
+{{- fail (printf "config.apiKeysReload (%s) must be at least 1s; ingest refuses to start otherwise" $c.apiKeysReload) }}
+{{- end }}
 {{- /* INGEST_REQUEST_TIMEOUT > INGEST_RETRY_BUDGET + INGEST_FIREHOSE_CALL_TIMEOUT + 1 s */}}
 {{- if le $timeout (addf $budget $call 1000) }}
 {{- fail (printf "config.requestTimeout (%s) must be longer than config.retryBudget (%s) + config.firehoseCallTimeout (%s) + 1s, or requests run out of time while their records are still being retried; ingest refuses to start otherwise" $c.requestTimeout $c.retryBudget $c.firehoseCallTimeout) }}

@@ -63,7 +63,8 @@ pub struct Config {
     #[arg(long, env = "INGEST_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
-    /// How often to look for a changed API-key file.
+    /// How often to look for a changed API-key file (at least 1 s: each look reads the
+    /// file's metadata on a runtime worker).
     #[arg(long, env = "INGEST_API_KEYS_RELOAD", default_value = "5s", value_parser = parse_duration)]
     pub api_keys_reload: Duration,
 
@@ -132,8 +133,10 @@ pub struct Config {
     #[arg(long, env = "INGEST_READINESS_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub readiness_interval: Duration,
 
-    /// Log filter (`tracing` env-filter syntax), e.g. `info` or `ingest=debug`.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    /// Log filter (`tracing` env-filter syntax), e.g. `info` or `ingest=debug`. An empty value
+    /// (`RUST_LOG=` exported by a shell or `docker run -e RUST_LOG=`) means the default, `info`:
+    /// to the filter it would mean "off", errors and the access log included.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = log_filter)]
     pub log: String,
 }
 
@@ -207,6 +210,11 @@ pub enum ConfigError {
         "INGEST_READINESS_INTERVAL must be at least 1s, got {0:?}: an idle pod calls DescribeDeliveryStream once per interval, and AWS allows 5 such calls per second for the whole account and region"
     )]
     ReadinessTooOften(Duration),
+    /// The key file would be checked more than once a second.
+    #[error(
+        "INGEST_API_KEYS_RELOAD must be at least 1s, got {0:?}: each check reads the key file's metadata on a worker thread, and a rotation does not need to be seen sooner"
+    )]
+    KeysReloadTooOften(Duration),
 }
 
 impl Config {
@@ -258,6 +266,9 @@ impl Config {
         }
         if self.readiness_interval < MIN_READINESS_INTERVAL {
             return Err(ConfigError::ReadinessTooOften(self.readiness_interval));
+        }
+        if self.api_keys_reload < MIN_KEYS_RELOAD {
+            return Err(ConfigError::KeysReloadTooOften(self.api_keys_reload));
         }
         if self.rate_limit_burst == Some(0) {
             return Err(ConfigError::Zero("INGEST_RATE_LIMIT_BURST"));
@@ -320,6 +331,19 @@ pub const MAX_CONCURRENT_CALLS: usize = 4096;
 /// per interval, is limited to 5 calls per second per account and region, a hard limit
 /// ([`crate::state::DESCRIBE_STREAM_LIMIT_DOC`]): below a second, two idle pods exhaust it.
 pub const MIN_READINESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The shortest `INGEST_API_KEYS_RELOAD`.
+pub const MIN_KEYS_RELOAD: Duration = Duration::from_secs(1);
+
+/// `RUST_LOG` as given, or `info` when it is blank.
+#[allow(clippy::unnecessary_wraps)] // clap's value_parser signature
+fn log_filter(text: &str) -> Result<String, String> {
+    Ok(if text.trim().is_empty() {
+        "info".to_owned()
+    } else {
+        text.to_owned()
+    })
+}
 
 /// Longest duration any setting takes (7 days). Every duration is added to a clock reading
 /// somewhere (deadlines, timers), and a sum past what the clock can hold would panic; no
@@ -467,6 +491,20 @@ mod tests {
         parse(&["--readiness-interval", "1s"])
             .validate()
             .expect("one check a second is allowed");
+        assert_eq!(
+            parse(&["--api-keys-reload", "100ms"]).validate(),
+            Err(ConfigError::KeysReloadTooOften(Duration::from_millis(100)))
+        );
+        parse(&["--api-keys-reload", "1s"])
+            .validate()
+            .expect("a look a second is allowed");
+        assert_eq!(
+            parse(&["--log", ""]).log,
+            "info",
+            "blank is the default, not off"
+        );
+        assert_eq!(parse(&["--log", "  "]).log, "info");
+        assert_eq!(parse(&["--log", "ingest=debug"]).log, "ingest=debug");
         assert_eq!(
             parse(&["--max-events", "0"]).validate(),
             Err(ConfigError::Zero("INGEST_MAX_EVENTS"))
