@@ -218,12 +218,15 @@ pub fn admin_app(state: AppState) -> Router {
 pub const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
 /// Shutdown timing.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Drain {
     /// Time between the shutdown signal and closing the listener (readiness already false).
     pub delay: Duration,
     /// Time in-flight requests get to finish once the listener is closed.
     pub grace: Duration,
+    /// Cancelled to end the delay and the grace at once (the binary does it on a second
+    /// SIGTERM or Ctrl-C).
+    pub cut_short: tokio_util::sync::CancellationToken,
 }
 
 /// Serves `public` and `admin` until `shutdown` resolves, then: readiness turns false, after
@@ -253,11 +256,15 @@ pub async fn run(
     let signal = {
         let state = state.clone();
         let closed = closed.clone();
+        let cut_short = drain.cut_short.clone();
         async move {
             shutdown.await;
             tracing::info!(delay = ?drain.delay, grace = ?drain.grace, "shutdown requested; readiness is now false");
             state.readiness().set_terminating();
-            tokio::time::sleep(drain.delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(drain.delay) => {}
+                () = cut_short.cancelled() => {}
+            }
             state.readiness().set_closing();
             tracing::info!("listener closed; finishing in-flight requests");
             closed.cancel();
@@ -266,12 +273,15 @@ pub async fn run(
     let server = axum::serve(public, app(state.clone())).with_graceful_shutdown(signal);
     let grace_over = async {
         closed.cancelled().await;
-        tokio::time::sleep(drain.grace).await;
+        tokio::select! {
+            () = tokio::time::sleep(drain.grace) => {}
+            () = drain.cut_short.cancelled() => {}
+        }
     };
     let result = tokio::select! {
         result = server => result,
         () = grace_over => {
-            tracing::warn!(grace = ?drain.grace, "grace period over; no longer waiting for the connections still open (they end with the process: a request still running on one gets no answer, so its events were not acknowledged)");
+            tracing::warn!(grace = ?drain.grace, cut_short = drain.cut_short.is_cancelled(), "grace period over; no longer waiting for the connections still open (they end with the process: a request still running on one gets no answer, so its events were not acknowledged)");
             Ok(())
         }
     };

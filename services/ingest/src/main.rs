@@ -17,6 +17,16 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First: a SIGTERM during start-up (the credential chain can wait on instance metadata)
+    // then shuts down gracefully once serving starts, instead of killing the process with its
+    // log lines unwritten.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("ingest: cannot install the SIGTERM/SIGINT handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = Config::load();
     let telemetry = match ingest::telemetry::init_tracing(&config.log) {
         Ok(telemetry) => telemetry,
@@ -25,11 +35,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = match start(config).await {
+    let code = match start(config, signals).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failed::Start(e)) => {
             // Every error message already says what to fix; the chain adds nothing for operators.
             tracing::error!(error = %e, "ingest cannot start");
+            eprintln!("ingest: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Failed::Later(e)) => {
+            tracing::error!(error = %e, "ingest failed while serving or shutting down");
             eprintln!("ingest: {e}");
             ExitCode::FAILURE
         }
@@ -40,9 +55,23 @@ async fn main() -> ExitCode {
     code
 }
 
+/// Why the binary failed: before it served (the message says what to fix), or afterwards (a
+/// server error, or the local Firehose failing to flush what it had acknowledged).
+enum Failed {
+    Start(anyhow::Error),
+    Later(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Self::Start(e.into())
+    }
+}
+
 async fn start(
     #[cfg_attr(not(feature = "embedded"), allow(unused_mut))] mut config: Config,
-) -> anyhow::Result<()> {
+    signals: Signals,
+) -> Result<(), Failed> {
     // Settle everything that needs no AWS before touching the credential chain, so a typo is
     // reported at once (not after IMDS timeouts).
     config.validate()?;
@@ -57,12 +86,13 @@ async fn start(
             let aws = aws_config::defaults(BehaviorVersion::latest()).load().await;
             // Without a region every call fails inside the SDK as a dispatch error, retried
             // and never explained: say so now.
-            anyhow::ensure!(
-                aws.region().is_some(),
-                "no AWS region: set AWS_REGION (or a profile's region; the Helm chart's \
-                 config.region). On EKS the pod identity webhook usually sets it for IRSA pods, \
-                 and instance metadata gives it where the pod can reach it"
-            );
+            if aws.region().is_none() {
+                return Err(Failed::Start(anyhow::anyhow!(
+                    "no AWS region: set AWS_REGION (or a profile's region; the Helm chart's \
+                     config.region). On EKS the pod identity webhook usually sets it for IRSA \
+                     pods, and instance metadata gives it where the pod can reach it"
+                )));
+            }
             ingest::sink::firehose_client(&aws)
         }
         #[cfg(feature = "embedded")]
@@ -79,7 +109,7 @@ async fn start(
             embedded.client
         }
     };
-    let served = serve(&config, client).await;
+    let served = serve(&config, client, signals).await;
     // Whatever ended the front door (a drained shutdown or an error), everything it
     // acknowledged is in the local Firehose, which now flushes (delivers or backs up) before
     // we exit. Dropping the handle instead would leave the flush to a task that the runtime
@@ -92,14 +122,18 @@ async fn start(
             tracing::error!(error = %e, "the local Firehose could not flush");
         }
         served?;
-        flushed?;
+        flushed.map_err(|e| Failed::Later(e.into()))?;
         return Ok(());
     }
     served
 }
 
-/// Binds both listeners and serves until `shutdown_signal` and the drain are over.
-async fn serve(config: &Config, client: aws_sdk_firehose::Client) -> anyhow::Result<()> {
+/// Binds both listeners and serves until the first signal and the drain are over.
+async fn serve(
+    config: &Config,
+    client: aws_sdk_firehose::Client,
+    mut signals: Signals,
+) -> Result<(), Failed> {
     let service = Service::build(config, Arc::new(client))?;
     let public = TcpListener::bind(config.listen)
         .await
@@ -119,31 +153,54 @@ async fn serve(config: &Config, client: aws_sdk_firehose::Client) -> anyhow::Res
     let drain = Drain {
         delay: config.shutdown_delay,
         grace: config.shutdown_grace,
+        cut_short: tokio_util::sync::CancellationToken::new(),
     };
-    let served = ingest::run(public, admin, service.state, drain, shutdown_signal()).await;
+    // The first signal starts the drain; a second ends its wait for in-flight requests (the
+    // embedded local Firehose still flushes); a third exits at once.
+    let cut_short = drain.cut_short.clone();
+    let shutdown = async move {
+        signals.recv().await;
+        tokio::spawn(async move {
+            signals.recv().await;
+            tracing::warn!(
+                "second signal: no longer waiting for in-flight requests (their clients get no \
+                 answer, so they send again); a third signal exits at once"
+            );
+            cut_short.cancel();
+            signals.recv().await;
+            tracing::error!(
+                "third signal: exiting now; records the local Firehose holds (if any) are lost"
+            );
+            std::process::exit(130);
+        });
+    };
+    let served = ingest::run(public, admin, service.state, drain, shutdown).await;
     for task in service.background {
         task.abort();
     }
-    served.map_err(Into::into)
+    served.map_err(|e| Failed::Later(e.into()))
 }
 
-/// SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// SIGTERM (what Kubernetes sends) and SIGINT (Ctrl-C), registered once at start.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -101,8 +101,12 @@ where
         let headers = request.headers_mut();
         let request_id = match headers.get(REQUEST_ID) {
             // Only visible ASCII is kept: other bytes would be echoed, but the log (which needs
-            // text) would lose the id.
-            Some(id) if id.len() <= MAX_REQUEST_ID_BYTES && id.to_str().is_ok() => id.clone(),
+            // text) would lose the id. An empty one is no id: one is generated.
+            Some(id)
+                if !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES && id.to_str().is_ok() =>
+            {
+                id.clone()
+            }
             _ => {
                 let id = new_request_id();
                 headers.insert(REQUEST_ID, id.clone());

@@ -598,3 +598,79 @@ async fn a_client_that_goes_away_is_logged_and_counted() {
     .await
     .expect("the event is still delivered");
 }
+
+/// A second SIGTERM (or Ctrl-C) ends the wait for in-flight requests: here one whose body
+/// never finishes, which would otherwise hold the process for the whole grace period.
+#[tokio::test]
+async fn a_second_signal_ends_the_grace_period() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (firehose, _fake) = start_fake_firehose().await;
+    let mut ingest = Ingest::start(
+        &firehose,
+        "second-signal",
+        &[
+            ("INGEST_REQUEST_TIMEOUT", "60s"),
+            ("INGEST_SHUTDOWN_GRACE", "120s"),
+        ],
+    )
+    .await;
+    let addr = ingest.url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .expect("head");
+    // `100 Continue` once the handler reads the body: the request is in flight.
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(30), stalled.read(&mut byte))
+            .await
+            .expect("ingest reads the request")
+            .expect("read");
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&interim));
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100 Continue"), "{interim:?}");
+    stalled
+        .write_all(b"{\"half\":")
+        .await
+        .expect("part of the body");
+
+    let signal = |ingest: &Ingest| {
+        let pid = ingest.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    signal(&ingest);
+    wait_log(&mut ingest.logs, |v| {
+        v["message"] == "listener closed; finishing in-flight requests"
+    })
+    .await;
+    let started = std::time::Instant::now();
+    signal(&ingest);
+    let status = tokio::time::timeout(Duration::from_secs(30), ingest.child.wait())
+        .await
+        .expect("ingest exits soon after the second signal, not after the 120 s grace")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let all = ingest.transcript().await;
+    assert!(
+        all.iter().any(|l| l.contains("second signal")),
+        "the second signal is logged: {all:#?}"
+    );
+    drop(stalled);
+}
