@@ -87,7 +87,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<KeyId, ApiError
 /// What the request's head (after authentication) says about its body.
 struct Head {
     framing: validate::Framing,
-    gzip: bool,
+    coding: Option<validate::Coding>,
     /// The body must be in before this, and the events inside a call (module docs).
     send_by: tokio::time::Instant,
 }
@@ -100,7 +100,7 @@ fn read_head(state: &AppState, headers: &HeaderMap, key: &KeyId) -> Result<Head,
         .check(key)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let framing = validate::framing(headers)?;
-    let gzip = validate::is_gzip(headers)?;
+    let coding = validate::content_coding(headers)?;
     let send_by = tokio::time::Instant::now() + state.send_window();
     let limit = state.max_body_bytes();
     if validate::declared_length(headers).is_some_and(|n| n > limit as u64) {
@@ -108,7 +108,7 @@ fn read_head(state: &AppState, headers: &HeaderMap, key: &KeyId) -> Result<Head,
     }
     Ok(Head {
         framing,
-        gzip,
+        coding,
         send_by,
     })
 }
@@ -149,7 +149,7 @@ async fn on_blocking_pool<T: Send + 'static>(
 async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepted>, ApiError> {
     let Head {
         framing,
-        gzip,
+        coding,
         send_by,
     } = head;
     let limit = state.max_body_bytes();
@@ -159,13 +159,13 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     let raw = tokio::time::timeout_at(send_by, read_body(body, limit, &mut held))
         .await
         .map_err(|_| ApiError::RequestTimeout)??;
-    let body = if gzip {
+    let body = if let Some(coding) = coding {
         let raw_len = raw.len();
         // Inflating is CPU work whose size the compressed length does not tell (10 KB can
         // inflate to the 10 MiB cap): always off the async workers, or a few small bombs
         // would stall every other request.
         let (inflated, mut back) = on_blocking_pool("could not decompress the body", move || {
-            let inflated = validate::gunzip(&raw, limit, |n| held.grow(n));
+            let inflated = validate::decompress(coding, &raw, limit, |n| held.grow(n));
             (inflated, held)
         })
         .await?;

@@ -78,36 +78,181 @@ pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
     }
 }
 
-/// Whether the body must be gunzipped, from `Content-Encoding`: every field line of it and
-/// every coding listed (RFC 9110 section 8.4: `gzip, identity` on one line and the same on two
-/// lines mean the same). `identity` codings are ignored; one `gzip` (or `x-gzip`) layer is
+/// A content coding the body may arrive in: the ones API Gateway decompresses
+/// (`gzip`, `deflate`, `identity`), which its old clients may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// `gzip` or `x-gzip` (RFC 1952).
+    Gzip,
+    /// `deflate`: the zlib format (RFC 1950) as RFC 9110 §8.4.1.2 defines it; a raw deflate
+    /// stream (RFC 1951), which some clients send under that name, is accepted too.
+    Deflate,
+}
+
+impl Coding {
+    /// The coding's name in messages.
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Deflate => "deflate",
+        }
+    }
+}
+
+/// The coding to undo, from `Content-Encoding`: every field line of it and every coding listed
+/// (RFC 9110 section 8.4: `gzip, identity` on one line and the same on two lines mean the
+/// same). `identity` codings are ignored; one `gzip` (or `x-gzip`) or `deflate` layer is
 /// supported.
 ///
 /// # Errors
-/// [`ApiError::UnsupportedMediaType`] for any other coding, or gzip applied twice.
-pub fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let mut gzip_layers = 0usize;
+/// [`ApiError::UnsupportedMediaType`] for any other coding, or more than one layer.
+pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ApiError> {
+    let mut layers = Vec::new();
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let refuse = || {
             ApiError::UnsupportedMediaType(format!(
-                "Content-Encoding {value:?} is not supported: send gzip (once) or no encoding"
+                "Content-Encoding {value:?} is not supported: send gzip or deflate (once) or no encoding"
             ))
         };
         let text = value.to_str().map_err(|_| refuse())?;
         for coding in text.split(',').map(str::trim) {
             if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-                gzip_layers += 1;
+                layers.push(Coding::Gzip);
+            } else if coding.eq_ignore_ascii_case("deflate") {
+                layers.push(Coding::Deflate);
             } else if !(coding.is_empty() || coding.eq_ignore_ascii_case("identity")) {
                 return Err(refuse());
             }
         }
     }
-    match gzip_layers {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(ApiError::UnsupportedMediaType(
-            "Content-Encoding lists gzip more than once: send the body gzipped once".to_owned(),
-        )),
+    match layers[..] {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding lists {} codings ({}): send the body compressed once",
+            layers.len(),
+            layers
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Undoes `coding` ([`gunzip`] or [`inflate`]).
+///
+/// # Errors
+/// As those functions.
+pub fn decompress(
+    coding: Coding,
+    body: &[u8],
+    limit: usize,
+    hold: impl FnMut(usize) -> bool,
+) -> Result<Bytes, ApiError> {
+    match coding {
+        Coding::Gzip => gunzip(body, limit, hold),
+        Coding::Deflate => inflate(body, limit, hold),
+    }
+}
+
+/// Decompresses a `deflate` body (zlib, or a raw deflate stream when it has no zlib header),
+/// with the same cap and accounting as [`gunzip`]. Bytes after the compressed data are an
+/// error.
+///
+/// # Errors
+/// 413 past the limit, 400 when the data is not deflate, 503 ([`ApiError::Overloaded`]) when
+/// `hold` refuses.
+pub fn inflate(
+    body: &[u8],
+    limit: usize,
+    mut hold: impl FnMut(usize) -> bool,
+) -> Result<Bytes, ApiError> {
+    let bad = |message: String| ApiError::BadRequest {
+        message,
+        details: Vec::new(),
+    };
+    let not_deflate = |e: std::io::Error| bad(format!("body is not valid deflate data: {e}"));
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let rest = if has_zlib_header(body) {
+        let mut decoder = flate2::bufread::ZlibDecoder::new(body);
+        read_pieces(&mut decoder, &mut out, limit, Coding::Deflate, &mut hold)
+            .map_err(|e| e.into_api(not_deflate))?;
+        decoder.into_inner()
+    } else {
+        let mut decoder = flate2::bufread::DeflateDecoder::new(body);
+        read_pieces(&mut decoder, &mut out, limit, Coding::Deflate, &mut hold)
+            .map_err(|e| e.into_api(not_deflate))?;
+        decoder.into_inner()
+    };
+    if !rest.is_empty() {
+        return Err(bad(format!(
+            "body is not valid deflate data: {} bytes follow the compressed data",
+            rest.len()
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Whether `data` starts with a zlib header (RFC 1950 §2.2): method 8 (deflate), a window of
+/// at most 32 KiB, and a check value that makes the first two bytes a multiple of 31. A raw
+/// deflate stream can start with such bytes only by chance (1 in about 500); it would then
+/// fail to decode as zlib and get a 400.
+fn has_zlib_header(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0
+        }
+        _ => false,
+    }
+}
+
+/// Why [`read_pieces`] stopped early.
+enum PieceError {
+    /// The decoder failed.
+    Io(std::io::Error),
+    /// Past the limit, or `hold` refused.
+    Api(ApiError),
+}
+
+impl PieceError {
+    fn into_api(self, io: impl FnOnce(std::io::Error) -> ApiError) -> ApiError {
+        match self {
+            Self::Io(e) => io(e),
+            Self::Api(e) => e,
+        }
+    }
+}
+
+/// Reads `decoder` to its end into `out`, [`DECOMPRESS_PIECE`] bytes at a time, each piece
+/// counted by `hold` before the next is read, and stops past `limit`.
+fn read_pieces(
+    decoder: &mut impl Read,
+    out: &mut Vec<u8>,
+    limit: usize,
+    coding: Coding,
+    hold: &mut impl FnMut(usize) -> bool,
+) -> Result<(), PieceError> {
+    loop {
+        let n = decoder
+            .take(DECOMPRESS_PIECE)
+            .read_to_end(out)
+            .map_err(PieceError::Io)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if out.len() > limit {
+            return Err(PieceError::Api(ApiError::BodyTooLarge {
+                limit,
+                after: match coding {
+                    Coding::Gzip => " after gzip decompression",
+                    Coding::Deflate => " after deflate decompression",
+                },
+            }));
+        }
+        if !hold(n) {
+            return Err(PieceError::Api(ApiError::Overloaded));
+        }
     }
 }
 
@@ -169,24 +314,8 @@ pub fn gunzip(
             }
         };
         let mut decoder = flate2::bufread::GzDecoder::new(rest);
-        loop {
-            let n = (&mut decoder)
-                .take(GUNZIP_PIECE)
-                .read_to_end(&mut out)
-                .map_err(not_gzip)?;
-            if n == 0 {
-                break;
-            }
-            if out.len() > limit {
-                return Err(ApiError::BodyTooLarge {
-                    limit,
-                    after: " after gzip decompression",
-                });
-            }
-            if !hold(n) {
-                return Err(ApiError::Overloaded);
-            }
-        }
+        read_pieces(&mut decoder, &mut out, limit, Coding::Gzip, &mut hold)
+            .map_err(|e| e.into_api(not_gzip))?;
         let after = decoder.into_inner();
         // A member that read nothing would loop here for ever; the decoder never does that on
         // input it accepts, but the loop must end all the same.
@@ -197,8 +326,8 @@ pub fn gunzip(
     }
 }
 
-/// Output read from the gzip decoder at a time (and counted against the in-flight cap).
-const GUNZIP_PIECE: u64 = 64 * 1024;
+/// Output read from a decoder at a time (and counted against the in-flight cap).
+const DECOMPRESS_PIECE: u64 = 64 * 1024;
 
 /// Most gzip members one body may be made of. Each member gets a decoder of its own (about
 /// 40 KB of state to set up), so a 10 MiB body of 20-byte empty members took 3.2 s of CPU
@@ -1089,7 +1218,7 @@ mod tests {
             Err(ApiError::UnsupportedMediaType(_))
         ));
         h.insert(header::CONTENT_ENCODING, "br".parse().expect("hv"));
-        assert!(is_gzip(&h).is_err());
+        assert!(content_coding(&h).is_err());
     }
 
     #[test]
@@ -1099,17 +1228,79 @@ mod tests {
             for line in lines {
                 h.append(header::CONTENT_ENCODING, line.parse().expect("hv"));
             }
-            is_gzip(&h)
+            content_coding(&h)
         };
-        assert_eq!(encoding(&[]), Ok(false));
-        assert_eq!(encoding(&["identity"]), Ok(false));
-        assert_eq!(encoding(&["GZIP"]), Ok(true));
-        assert_eq!(encoding(&["x-gzip"]), Ok(true));
-        assert_eq!(encoding(&["gzip, identity"]), Ok(true));
-        assert_eq!(encoding(&["gzip", "identity"]), Ok(true));
+        assert_eq!(encoding(&[]), Ok(None));
+        assert_eq!(encoding(&["identity"]), Ok(None));
+        assert_eq!(encoding(&["GZIP"]), Ok(Some(Coding::Gzip)));
+        assert_eq!(encoding(&["x-gzip"]), Ok(Some(Coding::Gzip)));
+        assert_eq!(encoding(&["gzip, identity"]), Ok(Some(Coding::Gzip)));
+        assert_eq!(encoding(&["gzip", "identity"]), Ok(Some(Coding::Gzip)));
+        assert_eq!(
+            encoding(&["identity", "Deflate"]),
+            Ok(Some(Coding::Deflate))
+        );
         assert!(encoding(&["gzip", "br"]).is_err());
-        assert!(encoding(&["identity", "deflate"]).is_err());
+        assert!(encoding(&["zstd"]).is_err());
         assert!(encoding(&["gzip", "gzip"]).is_err());
         assert!(encoding(&["gzip, gzip"]).is_err());
+        let Err(ApiError::UnsupportedMediaType(message)) = encoding(&["deflate, gzip"]) else {
+            panic!("two layers");
+        };
+        assert!(message.contains("2 codings (deflate, gzip)"), "{message}");
+    }
+
+    #[test]
+    fn deflate_bodies_inflate_as_zlib_or_raw_with_the_same_cap() {
+        use std::io::Write as _;
+        let data = br#"{"a":1}"#.repeat(1000);
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(&data).expect("compress");
+        let zlib = zlib.finish().expect("finish");
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&data).expect("compress");
+        let raw = raw.finish().expect("finish");
+        assert!(has_zlib_header(&zlib));
+        assert!(!has_zlib_header(&raw));
+        for body in [&zlib, &raw] {
+            assert_eq!(inflate(body, 1 << 20, |_| true).expect("inflates"), data);
+            assert!(matches!(
+                inflate(body, 1000, |_| true),
+                Err(ApiError::BodyTooLarge {
+                    limit: 1000,
+                    after: " after deflate decompression"
+                })
+            ));
+            assert!(matches!(
+                inflate(body, 1 << 20, |_| false),
+                Err(ApiError::Overloaded)
+            ));
+        }
+        // A bomb stops at the cap: 100 MiB of spaces.
+        let mut bomb = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        bomb.write_all(&vec![b' '; 100 << 20]).expect("compress");
+        let bomb = bomb.finish().expect("finish");
+        assert!(matches!(
+            inflate(&bomb, 1 << 20, |_| true),
+            Err(ApiError::BodyTooLarge { .. })
+        ));
+        // Not deflate, cut short, or followed by other bytes: 400 saying so.
+        let mut trailing = zlib.clone();
+        trailing.extend_from_slice(b"junk");
+        for (body, says) in [
+            (&b"\xff\xff not deflate"[..], "not valid deflate data"),
+            (&zlib[..zlib.len() - 5], "not valid deflate data"),
+            (&trailing[..], "4 bytes follow the compressed data"),
+        ] {
+            let Err(ApiError::BadRequest { message, .. }) = inflate(body, 1 << 20, |_| true) else {
+                panic!("{body:?} is not deflate");
+            };
+            assert!(message.contains(says), "{message}");
+        }
+        assert_eq!(
+            decompress(Coding::Deflate, &zlib, 1 << 20, |_| true).expect("inflates"),
+            data
+        );
     }
 }

@@ -120,6 +120,64 @@ async fn arrays_ndjson_gzip_and_the_legacy_path_work() {
     assert!(all.contains(&bytes::Bytes::from("{\"g\":7}\n")));
 }
 
+/// `deflate`, as API Gateway takes it (zlib, and the raw deflate some clients send under that
+/// name), with the same cap as gzip.
+#[tokio::test]
+async fn deflate_bodies_are_taken_as_api_gateway_took_them() {
+    use std::io::Write as _;
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_body_bytes: 1024 * 1024,
+            ..Options::default()
+        },
+    );
+    let deflated = |data: &[u8], zlib: bool| {
+        let level = flate2::Compression::default();
+        if zlib {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        } else {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+    };
+    let request = |body: Vec<u8>| {
+        Request::post("/v1/events")
+            .header("content-type", "application/x-ndjson")
+            .header("content-encoding", "deflate")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for zlib in [true, false] {
+        let a = send(
+            &app.router,
+            request(deflated(b"{\"h\":8}\n{\"i\":9}\n", zlib)),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "zlib {zlib}: {}", a.text);
+        assert_eq!(a.body["accepted"], 2);
+    }
+    assert_eq!(
+        app.sink.records(),
+        ["{\"h\":8}\n", "{\"i\":9}\n", "{\"h\":8}\n", "{\"i\":9}\n"]
+    );
+    let bomb = deflated(&vec![b' '; 100 * 1024 * 1024], true);
+    let a = send(&app.router, request(bomb)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("after deflate decompression")
+    );
+    let a = send(&app.router, request(b"not deflate at all".to_vec())).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert!(a.body["error"].as_str().unwrap().contains("deflate"));
+}
+
 async fn bad(body: &[u8], content_type: &str) -> (support::TestApp, support::Answer) {
     let app = app();
     let a = send(&app.router, post("/v1/events", content_type, body.to_vec())).await;
