@@ -44,12 +44,16 @@ start_moto() {
     moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
     pid=$!
     _server_pids+=("$pid")
-    if wait_http "http://127.0.0.1:$port/moto-api/" 60 "$pid"; then
+    # Answered, and by our moto: another process may hold the port it could not bind.
+    if wait_http "http://127.0.0.1:$port/moto-api/" 60 "$pid" && kill -0 "$pid" 2>/dev/null; then
       export MOTO_ENDPOINT="http://127.0.0.1:$port"
       echo "moto_server at $MOTO_ENDPOINT (log: $log)"
       return 0
     fi
     kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    # Reaped: its id may be reused, so it is not ours to kill at exit.
+    unset '_server_pids[-1]'
     echo "moto_server did not start on port $port (attempt $attempt of 3); its log:" >&2
     tail -n 20 "$log" >&2 || true
   done

@@ -48,7 +48,13 @@ pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Err
             error.insert(ContextKind::InvalidArg, ContextValue::String(shown.clone()));
             // The value parser's reason is clap's `source`, which cannot be edited: if it repeats
             // the secret, a new error without it.
-            if secret.is_some_and(|secret| error.render().to_string().contains(&secret)) {
+            // As given, or escaped as `{:?}` prints it (a quote or a tab inside it).
+            let repeats = |secret: String| {
+                let text = error.render().to_string();
+                let escaped = format!("{secret:?}");
+                text.contains(&secret) || text.contains(&escaped[1..escaped.len() - 1])
+            };
+            if secret.is_some_and(repeats) {
                 return C::command().error(
                     error.kind(),
                     format!(
@@ -229,6 +235,11 @@ mod tests {
             ),
             (
                 &["t", "--pin", "hunter2"][..],
+                "--pin <PIN> or TEST_CLI_ENV_PIN",
+            ),
+            // Echoed escaped, as `{:?}` prints it: `hunter\"2`.
+            (
+                &["t", "--pin", "hunter\"2"][..],
                 "--pin <PIN> or TEST_CLI_ENV_PIN",
             ),
         ] {

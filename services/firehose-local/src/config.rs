@@ -739,14 +739,28 @@ const fn prefix_fix(e: &layout::PrefixError) -> &'static str {
 
 /// A TOML error as `line L, column C: message`. `toml`'s own `Display` quotes the whole source
 /// line at fault, which can hold a secret: an `access_key` in the same inline table as the
-/// field that is wrong.
+/// field that is wrong. On a line that names `access_key`, the message does not repeat the
+/// text at fault either (`access_key = 1234` is "invalid type: integer `1234`").
 fn toml_message(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim_end();
-    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+    let Some((span, before)) = e
+        .span()
+        .and_then(|span| Some((span.clone(), text.get(..span.start)?)))
+    else {
         return message.to_owned();
     };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[span.start..]
+        .find('\n')
+        .map_or(text.len(), |i| span.start + i);
+    let at_fault = text.get(span).unwrap_or_default().trim();
+    let message = if text[line_start..line_end].contains("access_key") && !at_fault.is_empty() {
+        message.replace(at_fault, "<hidden>")
+    } else {
+        message.to_owned()
+    };
     format!("line {line}, column {column}: {message}")
 }
 
@@ -773,10 +787,13 @@ mod tests {
                 "access_key = \"k\"",
                 "access_key = \"super-secret-key\" oops",
             ),
+            // The key itself of the wrong type: the message would quote it.
+            TOML.replace("access_key = \"k\"", "access_key = 8675309"),
         ] {
             std::fs::write(&p, &broken).unwrap();
             let text = Config::from_file(&p).unwrap_err().to_string();
             assert!(!text.contains("super-secret-key"), "{text}");
+            assert!(!text.contains("8675309"), "{text}");
             assert!(text.contains("line 7, column "), "{text}");
         }
     }

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -384,8 +384,8 @@ impl KeyStore {
             return Ok(false);
         }
         let (keys, stamp) = read_keys(&self.path)?;
-        if stamp != now || stamp_of(&self.path) != stamp {
-            // Changed while being read: look again next time.
+        if stamp != now {
+            // Changed since the look that found it settled: look again next time.
             return Ok(false);
         }
         *self
@@ -431,42 +431,42 @@ impl KeyStore {
     }
 }
 
-/// What tells that the key file changed: its size and modification time, and on Unix also its
-/// inode and its status-change time (`ctime`). Size and mtime alone miss a rotation to a key of
-/// the same length by a tool that keeps the old mtime (`cp -p`, `rsync -t`, `touch -r`); the
-/// inode changes whenever the file is replaced (a Kubernetes Secret volume swaps a symlink to a
-/// new file), and the ctime changes with every write and cannot be set back.
+/// What tells that the key file changed: its length and the SHA-256 of its content. Metadata
+/// alone (size, mtime, inode, ctime) misses a rotation to a key of the same length by a tool
+/// that keeps the old mtime (`cp -p`, `rsync -t`) within one tick of the ctime clock, which
+/// is milliseconds on many kernels and file systems; a key file is a few lines, so reading it
+/// whole at each look (every `INGEST_API_KEYS_RELOAD`) costs nothing that matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
-    modified: SystemTime,
-    len: u64,
-    /// (device, inode, ctime seconds, ctime nanoseconds).
-    #[cfg(unix)]
-    node: (u64, u64, i64, i64),
+    len: usize,
+    digest: [u8; 32],
 }
 
+impl Stamp {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            len: bytes.len(),
+            digest: Sha256::digest(bytes).into(),
+        }
+    }
+}
+
+/// The file's stamp now; `None` if it cannot be read.
 fn stamp_of(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let node = {
-        use std::os::unix::fs::MetadataExt as _;
-        (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
-    };
-    Some(Stamp {
-        modified: meta.modified().ok()?,
-        len: meta.len(),
-        #[cfg(unix)]
-        node,
-    })
+    std::fs::read(path).ok().map(|bytes| Stamp::of(&bytes))
 }
 
+/// The keys in the file and the stamp of exactly the bytes they were parsed from.
 fn read_keys(path: &Path) -> Result<(KeySet, Option<Stamp>), KeyFileError> {
-    let stamp = stamp_of(path);
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+    let read = |source| KeyFileError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    Ok((KeySet::parse(path, &text)?, stamp))
+    };
+    let bytes = std::fs::read(path).map_err(read)?;
+    let stamp = Stamp::of(&bytes);
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    Ok((KeySet::parse(path, text)?, Some(stamp)))
 }
 
 #[cfg(test)]

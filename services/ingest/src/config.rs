@@ -64,7 +64,7 @@ pub struct Config {
     pub api_keys_file: Option<PathBuf>,
 
     /// How often to look for a changed API-key file (at least 1 s: each look reads the
-    /// file's metadata on a runtime worker).
+    /// file on a runtime worker).
     #[arg(long, env = "INGEST_API_KEYS_RELOAD", default_value = "5s", value_parser = parse_duration)]
     pub api_keys_reload: Duration,
 
@@ -72,7 +72,7 @@ pub struct Config {
     #[arg(long, env = "INGEST_SCHEMA_FILE")]
     pub schema_file: Option<PathBuf>,
 
-    /// Largest request body, in bytes, as received and again after gzip decompression.
+    /// Largest request body, in bytes, as received and again after decompression.
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
@@ -212,7 +212,7 @@ pub enum ConfigError {
     ReadinessTooOften(Duration),
     /// The key file would be checked more than once a second.
     #[error(
-        "INGEST_API_KEYS_RELOAD must be at least 1s, got {0:?}: each check reads the key file's metadata on a worker thread, and a rotation does not need to be seen sooner"
+        "INGEST_API_KEYS_RELOAD must be at least 1s, got {0:?}: each check reads the key file on a worker thread, and a rotation does not need to be seen sooner"
     )]
     KeysReloadTooOften(Duration),
 }

@@ -167,11 +167,11 @@ async fn serve(
                  answer, so they send again); a third signal exits at once"
             );
             cut_short.cancel();
-            signals.recv().await;
+            let code = signals.recv().await;
             tracing::error!(
                 "third signal: exiting now; records the local Firehose holds (if any) are lost"
             );
-            std::process::exit(130);
+            std::process::exit(code);
         });
     };
     let served = ingest::run(public, admin, service.state, drain, shutdown).await;
@@ -196,11 +196,12 @@ impl Signals {
         })
     }
 
-    /// The next SIGTERM or SIGINT.
-    async fn recv(&mut self) {
+    /// The next SIGTERM or SIGINT; the exit status a process killed by it has (128 + its
+    /// number).
+    async fn recv(&mut self) -> i32 {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => 143,
+            _ = self.int.recv() => 130,
         }
     }
 }

@@ -37,7 +37,7 @@ pub mod request_reason {
     pub const CONTENT_TYPE: &str = "content_type";
     /// Body over the cap, before or after decompression (413).
     pub const BODY_TOO_LARGE: &str = "body_too_large";
-    /// Invalid events, empty body, bad gzip (400).
+    /// Invalid events, empty body, bad gzip or deflate data (400).
     pub const BAD_REQUEST: &str = "bad_request";
     /// The body did not arrive before the request's send deadline (408).
     pub const TIMEOUT: &str = "timeout";

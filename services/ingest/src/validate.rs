@@ -1288,10 +1288,13 @@ mod tests {
         // Not deflate, cut short, or followed by other bytes: 400 saying so.
         let mut trailing = zlib.clone();
         trailing.extend_from_slice(b"junk");
+        let mut raw_trailing = raw.clone();
+        raw_trailing.extend_from_slice(b"junk");
         for (body, says) in [
             (&b"\xff\xff not deflate"[..], "not valid deflate data"),
             (&zlib[..zlib.len() - 5], "not valid deflate data"),
             (&trailing[..], "4 bytes follow the compressed data"),
+            (&raw_trailing[..], "4 bytes follow the compressed data"),
         ] {
             let Err(ApiError::BadRequest { message, .. }) = inflate(body, 1 << 20, |_| true) else {
                 panic!("{body:?} is not deflate");

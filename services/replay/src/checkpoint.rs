@@ -246,6 +246,9 @@ impl Checkpoint {
     /// Another run holds the lock; the file cannot be read, is not a checkpoint, or belongs to
     /// another source or target.
     pub fn open(path: &Path, source: &str, target: &str) -> Result<Self, CheckpointError> {
+        // One file, one lock, whatever name it is given by: through a symlink, or with another
+        // spelling of its directory, it is the file it resolves to that is locked and written.
+        let path = &resolve(path);
         let lock = lock(path)?;
         let checkpoint = Self::open_read_only(path, source, target)?;
         Ok(Self {
@@ -428,6 +431,19 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// The file `path` names: the target of a symlink, in a canonical directory; `path` itself if
+/// its directory cannot be resolved (opening then fails with the reason).
+fn resolve(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    // No such file yet (or a dangling symlink: written as a new file in its place).
+    match (std::fs::canonicalize(parent_dir(path)), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_owned(),
+    }
+}
+
 /// `.<name>.lock` beside the checkpoint at `path`, opened and exclusively locked.
 fn lock(path: &Path) -> Result<std::fs::File, CheckpointError> {
     let mut name = std::ffi::OsString::from(".");
@@ -439,12 +455,20 @@ fn lock(path: &Path) -> Result<std::fs::File, CheckpointError> {
         lock: lock.clone(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock)
-        .map_err(failed)?;
+    {
+        Ok(file) => file,
+        // A lock file made by another user, read-only to this one: `flock` works on it all the
+        // same.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            std::fs::File::open(&lock).map_err(failed)?
+        }
+        Err(e) => return Err(failed(e)),
+    };
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(CheckpointError::Locked {
@@ -831,6 +855,43 @@ mod tests {
         drop(first);
         let second = Checkpoint::open(&path, "s", "t").unwrap();
         assert!(second.is_finished("k", 1));
+    }
+
+    #[test]
+    fn a_symlink_to_a_checkpoint_shares_its_lock_and_writes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("cp.json");
+        let alias = dir.path().join("alias.json");
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        let mut first = Checkpoint::open(&real, "s", "t").unwrap();
+        first.record_finished("k", 1).unwrap();
+        assert!(
+            matches!(
+                Checkpoint::open(&alias, "s", "t"),
+                Err(CheckpointError::Locked { .. })
+            ),
+            "the alias is the same checkpoint"
+        );
+        let spelled = dir.path().join(".").join("cp.json");
+        assert!(matches!(
+            Checkpoint::open(&spelled, "s", "t"),
+            Err(CheckpointError::Locked { .. })
+        ));
+        drop(first);
+        let mut through = Checkpoint::open(&alias, "s", "t").unwrap();
+        assert!(through.is_finished("k", 1));
+        through.record_finished("k2", 2).unwrap();
+        drop(through);
+        assert!(
+            std::fs::symlink_metadata(&alias).unwrap().is_symlink(),
+            "the link is kept"
+        );
+        assert!(
+            Checkpoint::open(&real, "s", "t")
+                .unwrap()
+                .is_finished("k2", 2),
+            "written to the file the link names"
+        );
     }
 
     #[test]
