@@ -101,14 +101,19 @@ impl Ingest {
             .expect("the request is answered")
     }
 
-    /// Sends SIGTERM and waits for the exit.
-    pub(super) async fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM.
+    pub(super) fn sigterm(&self) {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub(super) async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.sigterm();
         tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("ingest exits after SIGTERM")
@@ -642,21 +647,13 @@ async fn a_second_signal_ends_the_grace_period() {
         .await
         .expect("part of the body");
 
-    let signal = |ingest: &Ingest| {
-        let pid = ingest.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    };
-    signal(&ingest);
+    ingest.sigterm();
     wait_log(&mut ingest.logs, |v| {
         v["message"] == "listener closed; finishing in-flight requests"
     })
     .await;
     let started = std::time::Instant::now();
-    signal(&ingest);
+    ingest.sigterm();
     let status = tokio::time::timeout(Duration::from_secs(30), ingest.child.wait())
         .await
         .expect("ingest exits soon after the second signal, not after the 120 s grace")
