@@ -22,6 +22,20 @@ pub fn parse<P: Parser>() -> P {
     P::try_parse().unwrap_or_else(|e| name_the_variable::<P>(e).exit())
 }
 
+/// [`parse`], but a usage error exits with `status` instead of clap's 2: for a binary whose 2
+/// means something else (`replay`: "incomplete, run it again", which a retry loop acts on).
+/// `--help` and `--version` still exit 0.
+#[must_use]
+pub fn parse_or_exit<P: Parser>(status: i32) -> P {
+    P::try_parse().unwrap_or_else(|e| {
+        let e = name_the_variable::<P>(e);
+        // Help and version go to stdout and are no error.
+        let status = if e.use_stderr() { status } else { 0 };
+        let _ = e.print();
+        std::process::exit(status)
+    })
+}
+
 /// Adds the environment variable to each flag that `error` names, when `C` gives that flag
 /// one, and hides the value of a flag declared `hide_env_values`. Errors that name no flag with
 /// a variable are returned unchanged.

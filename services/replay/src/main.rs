@@ -9,12 +9,15 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit status when the replay ran but did not deliver everything (re-run to resume).
 const EXIT_INCOMPLETE: u8 = 2;
+/// Exit status for a bad command line, as for any other configuration error: not clap's 2,
+/// which here means "incomplete, run it again" (a retry loop would re-run a typo for ever).
+const EXIT_CONFIG: i32 = 1;
 /// Exit status after a second Ctrl-C (128 + SIGINT, as a shell reports it).
 const EXIT_INTERRUPTED: u8 = 130;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config: Config = cli_env::parse();
+    let config: Config = cli_env::parse_or_exit(EXIT_CONFIG);
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

@@ -180,10 +180,10 @@ async fn bad_or_missing_settings_name_their_variable() {
             .output()
             .await
             .expect("the replay binary starts");
-        // clap's usage error: status 2.
+        // A usage error is a configuration error (1): 2 means "incomplete, run it again".
         assert_eq!(
             out.status.code(),
-            Some(2),
+            Some(1),
             "{env:?} {args:?}: {}",
             text(&out.stderr)
         );
