@@ -235,3 +235,73 @@ async fn documented_paths_are_served_and_nothing_else() {
         assert!(body["error"].is_string(), "{method} {path}: {body}");
     }
 }
+
+/// The request side: every content type and `Content-Encoding` the document lists is taken,
+/// and ones it does not list are refused with 415.
+#[tokio::test]
+async fn documented_content_types_and_encodings_are_taken_and_others_refused() {
+    use std::io::Write as _;
+    let app = support::app();
+    let types: Vec<&String> = doc()["components"]["requestBodies"]["Events"]["content"]
+        .as_object()
+        .expect("request body content types")
+        .keys()
+        .collect();
+    let encodings: Vec<&str> =
+        doc()["components"]["parameters"]["ContentEncoding"]["schema"]["enum"]
+            .as_array()
+            .expect("Content-Encoding values")
+            .iter()
+            .map(|v| v.as_str().expect("a string"))
+            .collect();
+    assert!(
+        types.len() >= 2 && encodings.len() >= 3,
+        "{types:?} {encodings:?}"
+    );
+    let encode = |encoding: &str, data: &[u8]| match encoding {
+        "gzip" | "x-gzip" => support::gzip(data),
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).expect("compress");
+            e.finish().expect("finish")
+        }
+        "identity" => data.to_vec(),
+        other => panic!("the test does not know how to encode {other}"),
+    };
+    let post = |content_type: &str, encoding: &str, body: Vec<u8>| {
+        http::Request::post("/v1/events")
+            .header("content-type", content_type)
+            .header("content-encoding", encoding)
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    for content_type in &types {
+        for encoding in &encodings {
+            let request = post(content_type, encoding, encode(encoding, b"{\"doc\":1}\n"));
+            let a = send(&app.router, request).await;
+            assert_eq!(
+                a.status,
+                StatusCode::OK,
+                "{content_type} {encoding}: {}",
+                a.text
+            );
+        }
+    }
+    for (content_type, encoding) in [
+        ("text/plain", "identity"),
+        ("application/json", "br"),
+        ("application/json", "zstd"),
+    ] {
+        let a = send(
+            &app.router,
+            post(content_type, encoding, b"{\"doc\":1}".to_vec()),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type} {encoding}: {}",
+            a.text
+        );
+    }
+}
