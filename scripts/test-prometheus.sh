@@ -33,8 +33,9 @@ done
 py="$TOOLS_VENV/bin/python"
 "$py" -c 'import boto3, helm_python, yaml' 2>/dev/null || missing "boto3/helm-python-sdk not in $TOOLS_VENV"
 
-# Always build (a no-op when the binary is fresh), so a stale binary is never tested; INGEST_BIN
-# names a binary to test as it is.
+# Alone, always build (a no-op when the binary is fresh), so a stale binary is never tested.
+# INGEST_BIN names a binary to test as it is: scripts/test.sh passes the one its nextest stage
+# has just built (building here would rebuild tokio and the SDK with other features).
 if [ -n "${INGEST_BIN:-}" ]; then
   bin="$INGEST_BIN"
   [ -x "$bin" ] || { echo "test-prometheus: INGEST_BIN=$bin is not an executable" >&2; exit 1; }
