@@ -10,9 +10,31 @@
 //! the lines of that interval are written together; a flush after a quiet spell writes at
 //! once. A line therefore reaches stdout at most one interval after it was logged, and the
 //! guard's flush at shutdown still writes everything.
+//!
+//! A write that fails (stdout closed or failing) is counted ([`write_errors`], exported as
+//! `ingest_log_write_errors_total`): `tracing-appender`'s thread drops such errors, so without
+//! the count lost log lines would leave no trace anywhere.
 
 use std::io::{self, BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Writes to stdout that failed, since the process started.
+static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// How many writes of log lines have failed (the lines in them may be lost).
+#[must_use]
+pub fn write_errors() -> u64 {
+    WRITE_ERRORS.load(Ordering::Relaxed)
+}
+
+/// Counts `result` if it is an error, and passes it on.
+fn counted<T>(result: io::Result<T>) -> io::Result<T> {
+    if result.is_err() {
+        WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
 
 /// Least time between two writes of the log thread.
 pub const LOG_WRITE_INTERVAL: Duration = Duration::from_millis(2);
@@ -62,14 +84,14 @@ impl<W: Write> Paced<W> {
 impl<W: Write> Write for Paced<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let before = self.inner.buffer().len();
-        let added = self.inner.write(buf)?;
+        let added = counted(self.inner.write(buf))?;
         self.note_write_through(before, added);
         Ok(added)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let before = self.inner.buffer().len();
-        self.inner.write_all(buf)?;
+        counted(self.inner.write_all(buf))?;
         self.note_write_through(before, buf.len());
         Ok(())
     }
@@ -78,13 +100,13 @@ impl<W: Write> Write for Paced<W> {
     /// writes the buffer. Nothing buffered: nothing to wait for.
     fn flush(&mut self) -> io::Result<()> {
         if self.inner.buffer().is_empty() {
-            return self.inner.flush();
+            return counted(self.inner.flush());
         }
         let pause = wait(self.last_write, Instant::now(), self.interval);
         if !pause.is_zero() {
             std::thread::sleep(pause);
         }
-        self.inner.flush()?;
+        counted(self.inner.flush())?;
         self.last_write = Some(Instant::now());
         Ok(())
     }
@@ -107,6 +129,35 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Fails every write, as a closed stdout does.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_exported() {
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let before = write_errors();
+        let mut out = Paced::with_interval(Broken, 1024, Duration::ZERO);
+        out.write_all(b"a line\n").unwrap();
+        assert!(out.flush().is_err());
+        assert!(write_errors() > before, "the failed flush is counted");
+        let text = metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("ingest_log_write_errors_total "))
+            .unwrap_or_else(|| panic!("exported: {text}"));
+        let shown: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(shown > before, "{line}");
     }
 
     #[test]

@@ -128,6 +128,31 @@ impl Collector for InflightBytes {
     }
 }
 
+/// `ingest_log_write_errors_total`, read from [`crate::log_writer::write_errors`] at each
+/// scrape (the log thread counts; it has no handle on a registry).
+#[derive(Debug, Clone)]
+struct LogWriteErrors {
+    shown: IntCounter,
+    /// One scrape at a time sets `shown` (a counter has no `set`: reset, then add).
+    scraping: Arc<std::sync::Mutex<()>>,
+}
+
+impl Collector for LogWriteErrors {
+    fn desc(&self) -> Vec<&Desc> {
+        self.shown.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _one = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.shown.reset();
+        self.shown.inc_by(crate::log_writer::write_errors());
+        self.shown.collect()
+    }
+}
+
 /// Every metric of the contract, registered in one registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -345,6 +370,13 @@ impl Metrics {
         registry.register(Box::new(event_bytes_rejected.clone()))?;
         registry.register(Box::new(requests_rejected.clone()))?;
         registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(LogWriteErrors {
+            shown: IntCounter::new(
+                "ingest_log_write_errors_total",
+                "Writes of log lines to stdout that failed (their lines may be lost)",
+            )?,
+            scraping: Arc::default(),
+        }))?;
         registry.register(Box::new(build_info))?;
         let producer = ProducerMetrics::register(&registry)?;
         Ok(Self {
@@ -434,6 +466,7 @@ mod tests {
         ("ingest_inflight_bytes", "gauge"),
         ("ingest_inflight_bytes_limit", "gauge"),
         ("ingest_ready", "gauge"),
+        ("ingest_log_write_errors_total", "counter"),
         ("ingest_build_info", "gauge"),
     ];
 
