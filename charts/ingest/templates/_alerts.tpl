@@ -83,6 +83,20 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "ingest is shedding load (in-flight bytes at the cap)."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} sheds {{`{{ $value | humanize }}`}} requests per second with 503."
     runbook_url: {{ printf "%s#ingestloadshedding" $runbook | quote }}
+- alert: IngestLogWriteErrors
+  expr: |-
+    sum by (namespace, job) (increase(ingest_log_write_errors_total{ {{- $sel }}}[10m]))
+      >= {{ $t.logWriteErrors }}
+  for: 5m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "ingest cannot write its log lines; access-log lines are being lost."
+    description: "{{`{{ $value | humanize }}`}} writes of log lines to stdout failed in {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} over the last 10 minutes."
+    runbook_url: {{ printf "%s#ingestlogwriteerrors" $runbook | quote }}
 - alert: IngestNoTraffic
   expr: |-
     sum by (namespace, job) (rate(ingest_events_accepted_total{ {{- $sel }}}[{{ $t.noTrafficFor }}]))
