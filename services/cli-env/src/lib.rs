@@ -19,8 +19,11 @@ use clap::{CommandFactory, Parser};
 /// variable named ([`name_the_variable`]), and exits (status 2; 0 for `--help`/`--version`).
 #[must_use]
 pub fn parse<P: Parser>() -> P {
-    P::try_parse().unwrap_or_else(|e| name_the_variable::<P>(e).exit())
+    parse_or_exit::<P>(USAGE_STATUS)
 }
+
+/// clap's exit status for a usage error.
+const USAGE_STATUS: i32 = 2;
 
 /// [`parse`], but a usage error exits with `status` instead of clap's 2: for a binary whose 2
 /// means something else (`replay`: "incomplete, run it again", which a retry loop acts on).
@@ -41,7 +44,7 @@ pub fn parse_or_exit<P: Parser>(status: i32) -> P {
 /// a variable are returned unchanged.
 #[must_use]
 pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Error {
-    let command = C::command();
+    let mut command = C::command();
     match error.get(ContextKind::InvalidArg) {
         // A bad value: one flag.
         Some(ContextValue::String(arg)) => {
@@ -69,7 +72,7 @@ pub fn name_the_variable<C: CommandFactory>(mut error: clap::Error) -> clap::Err
                 text.contains(&secret) || text.contains(&escaped[1..escaped.len() - 1])
             };
             if secret.is_some_and(repeats) {
-                return C::command().error(
+                return command.error(
                     error.kind(),
                     format!(
                         "invalid value '{HIDDEN}' for '{shown}': refused (the reason is not shown: it repeats the value, a secret)"

@@ -402,7 +402,7 @@ pub(crate) fn b64(data: &[u8]) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use flate2::read::GzDecoder;
     use std::io::Read as _;
@@ -421,7 +421,8 @@ mod tests {
         }
     }
 
-    fn files(dir: &std::path::Path) -> Vec<PathBuf> {
+    /// Every file under `dir`, at any depth.
+    pub(crate) fn files(dir: &std::path::Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_owned()];
         while let Some(d) = stack.pop() {

@@ -751,12 +751,12 @@ fn toml_message(text: &str, e: &toml::de::Error) -> String {
     };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[span.start..]
-        .find('\n')
-        .map_or(text.len(), |i| span.start + i);
+    let on_key_line = text
+        .lines()
+        .nth(line - 1)
+        .is_some_and(|l| l.contains("access_key"));
     let at_fault = text.get(span).unwrap_or_default().trim();
-    let message = if text[line_start..line_end].contains("access_key") && !at_fault.is_empty() {
+    let message = if on_key_line && !at_fault.is_empty() {
         message.replace(at_fault, "<hidden>")
     } else {
         message.to_owned()

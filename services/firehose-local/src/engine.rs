@@ -667,22 +667,6 @@ mod tests {
         }
     }
 
-    fn all_files(dir: &std::path::Path) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut pending = vec![dir.to_owned()];
-        while let Some(d) = pending.pop() {
-            for e in std::fs::read_dir(d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    pending.push(p);
-                } else {
-                    out.push(std::fs::read_to_string(p).unwrap());
-                }
-            }
-        }
-        out
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_destination_that_panics_fails_its_batch_and_the_stream_goes_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -706,7 +690,10 @@ mod tests {
         );
         stop.cancel();
         task.await.unwrap();
-        let backed_up = all_files(dir.path());
+        let backed_up: Vec<String> = crate::backup::tests::files(dir.path())
+            .into_iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
         assert_eq!(backed_up.len(), 1, "{backed_up:?}");
         assert!(
             backed_up[0].contains("Local.DestinationPanicked")

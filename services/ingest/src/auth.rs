@@ -331,11 +331,12 @@ impl KeyStore {
     /// The file cannot be read or holds no valid keys.
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, KeyFileError> {
         let path = path.into();
-        let (keys, stamp) = read_keys(&path)?;
+        let bytes = read_file(&path)?;
+        let keys = parse_file(&path, &bytes)?;
         Ok(Self {
             path,
             keys: RwLock::new(Arc::new(keys)),
-            stamp: RwLock::new(stamp),
+            stamp: RwLock::new(Some(Stamp::of(&bytes))),
             seen: RwLock::new(None),
         })
     }
@@ -361,7 +362,9 @@ impl KeyStore {
     /// # Errors
     /// The changed file could not be read or parsed.
     pub fn reload_if_changed(&self) -> Result<bool, KeyFileError> {
-        let now = stamp_of(&self.path);
+        // One read per look: the bytes whose stamp has settled are the bytes parsed.
+        let read = read_file(&self.path);
+        let now = read.as_ref().ok().map(|bytes| Stamp::of(bytes));
         let settled = {
             let mut seen = self
                 .seen
@@ -383,11 +386,7 @@ impl KeyStore {
         if !settled {
             return Ok(false);
         }
-        let (keys, stamp) = read_keys(&self.path)?;
-        if stamp != now {
-            // Changed since the look that found it settled: look again next time.
-            return Ok(false);
-        }
+        let keys = parse_file(&self.path, &read?)?;
         *self
             .keys
             .write()
@@ -395,7 +394,7 @@ impl KeyStore {
         *self
             .stamp
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamp;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
         Ok(true)
     }
 
@@ -431,42 +430,35 @@ impl KeyStore {
     }
 }
 
-/// What tells that the key file changed: its length and the SHA-256 of its content. Metadata
-/// alone (size, mtime, inode, ctime) misses a rotation to a key of the same length by a tool
-/// that keeps the old mtime (`cp -p`, `rsync -t`) within one tick of the ctime clock, which
-/// is milliseconds on many kernels and file systems; a key file is a few lines, so reading it
-/// whole at each look (every `INGEST_API_KEYS_RELOAD`) costs nothing that matters.
+/// What tells that the key file changed: the SHA-256 of its content. Metadata (size, mtime,
+/// inode, ctime) misses a rotation to a key of the same length by a tool that keeps the old
+/// mtime (`cp -p`, `rsync -t`) within one tick of the ctime clock, which is milliseconds on
+/// many kernels and file systems; a key file is a few lines, so reading it whole at each look
+/// (every `INGEST_API_KEYS_RELOAD`) costs nothing that matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: usize,
-    digest: [u8; 32],
-}
+struct Stamp([u8; 32]);
 
 impl Stamp {
     fn of(bytes: &[u8]) -> Self {
-        Self {
-            len: bytes.len(),
-            digest: Sha256::digest(bytes).into(),
-        }
+        Self(Sha256::digest(bytes).into())
     }
 }
 
-/// The file's stamp now; `None` if it cannot be read.
-fn stamp_of(path: &Path) -> Option<Stamp> {
-    std::fs::read(path).ok().map(|bytes| Stamp::of(&bytes))
-}
-
-/// The keys in the file and the stamp of exactly the bytes they were parsed from.
-fn read_keys(path: &Path) -> Result<(KeySet, Option<Stamp>), KeyFileError> {
-    let read = |source| KeyFileError::Read {
+/// The key file's bytes.
+fn read_file(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    std::fs::read(path).map_err(|source| KeyFileError::Read {
         path: path.to_owned(),
         source,
-    };
-    let bytes = std::fs::read(path).map_err(read)?;
-    let stamp = Stamp::of(&bytes);
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    Ok((KeySet::parse(path, text)?, Some(stamp)))
+    })
+}
+
+/// The keys in the key file's `bytes`.
+fn parse_file(path: &Path, bytes: &[u8]) -> Result<KeySet, KeyFileError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| KeyFileError::Read {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
+    KeySet::parse(path, text)
 }
 
 #[cfg(test)]

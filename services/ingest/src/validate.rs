@@ -176,13 +176,25 @@ pub fn inflate(
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     let rest = if has_zlib_header(body) {
         let mut decoder = flate2::bufread::ZlibDecoder::new(body);
-        read_pieces(&mut decoder, &mut out, limit, Coding::Deflate, &mut hold)
-            .map_err(|e| e.into_api(not_deflate))?;
+        read_pieces(
+            &mut decoder,
+            &mut out,
+            limit,
+            Coding::Deflate,
+            &mut hold,
+            not_deflate,
+        )?;
         decoder.into_inner()
     } else {
         let mut decoder = flate2::bufread::DeflateDecoder::new(body);
-        read_pieces(&mut decoder, &mut out, limit, Coding::Deflate, &mut hold)
-            .map_err(|e| e.into_api(not_deflate))?;
+        read_pieces(
+            &mut decoder,
+            &mut out,
+            limit,
+            Coding::Deflate,
+            &mut hold,
+            not_deflate,
+        )?;
         decoder.into_inner()
     };
     if !rest.is_empty() {
@@ -207,51 +219,36 @@ fn has_zlib_header(data: &[u8]) -> bool {
     }
 }
 
-/// Why [`read_pieces`] stopped early.
-enum PieceError {
-    /// The decoder failed.
-    Io(std::io::Error),
-    /// Past the limit, or `hold` refused.
-    Api(ApiError),
-}
-
-impl PieceError {
-    fn into_api(self, io: impl FnOnce(std::io::Error) -> ApiError) -> ApiError {
-        match self {
-            Self::Io(e) => io(e),
-            Self::Api(e) => e,
-        }
-    }
-}
-
 /// Reads `decoder` to its end into `out`, [`DECOMPRESS_PIECE`] bytes at a time, each piece
-/// counted by `hold` before the next is read, and stops past `limit`.
+/// counted by `hold` before the next is read, and stops past `limit`; a decoder error is
+/// answered with `invalid`.
 fn read_pieces(
     decoder: &mut impl Read,
     out: &mut Vec<u8>,
     limit: usize,
     coding: Coding,
     hold: &mut impl FnMut(usize) -> bool,
-) -> Result<(), PieceError> {
+    invalid: impl Fn(std::io::Error) -> ApiError,
+) -> Result<(), ApiError> {
     loop {
         let n = decoder
             .take(DECOMPRESS_PIECE)
             .read_to_end(out)
-            .map_err(PieceError::Io)?;
+            .map_err(&invalid)?;
         if n == 0 {
             return Ok(());
         }
         if out.len() > limit {
-            return Err(PieceError::Api(ApiError::BodyTooLarge {
+            return Err(ApiError::BodyTooLarge {
                 limit,
                 after: match coding {
                     Coding::Gzip => " after gzip decompression",
                     Coding::Deflate => " after deflate decompression",
                 },
-            }));
+            });
         }
         if !hold(n) {
-            return Err(PieceError::Api(ApiError::Overloaded));
+            return Err(ApiError::Overloaded);
         }
     }
 }
@@ -314,8 +311,14 @@ pub fn gunzip(
             }
         };
         let mut decoder = flate2::bufread::GzDecoder::new(rest);
-        read_pieces(&mut decoder, &mut out, limit, Coding::Gzip, &mut hold)
-            .map_err(|e| e.into_api(not_gzip))?;
+        read_pieces(
+            &mut decoder,
+            &mut out,
+            limit,
+            Coding::Gzip,
+            &mut hold,
+            not_gzip,
+        )?;
         let after = decoder.into_inner();
         // A member that read nothing would loop here for ever; the decoder never does that on
         // input it accepts, but the loop must end all the same.

@@ -229,10 +229,17 @@ struct State {
 /// The checkpoint of one replay, backed by a file (or by nothing, for a dry run).
 #[derive(Debug)]
 pub struct Checkpoint {
-    path: Option<PathBuf>,
+    /// The file written, for a run that writes it.
+    file: Option<Backing>,
     state: State,
-    /// The open lock file while this run may write the checkpoint; the lock goes with it.
-    _lock: Option<std::fs::File>,
+}
+
+/// The checkpoint file a run writes, and the lock it holds on it while it may.
+#[derive(Debug)]
+struct Backing {
+    path: PathBuf,
+    /// The open lock file; the lock goes with it.
+    _lock: std::fs::File,
 }
 
 impl Checkpoint {
@@ -252,8 +259,10 @@ impl Checkpoint {
         let lock = lock(path)?;
         let checkpoint = Self::open_read_only(path, source, target)?;
         Ok(Self {
-            path: Some(path.to_owned()),
-            _lock: Some(lock),
+            file: Some(Backing {
+                path: path.to_owned(),
+                _lock: lock,
+            }),
             ..checkpoint
         })
     }
@@ -287,11 +296,7 @@ impl Checkpoint {
             }
             None => Self::empty_state(source, target),
         };
-        Ok(Self {
-            path: None,
-            state,
-            _lock: None,
-        })
+        Ok(Self { file: None, state })
     }
 
     /// Writes the checkpoint once before anything is sent, so one that cannot be written (no
@@ -324,9 +329,8 @@ impl Checkpoint {
     #[must_use]
     pub fn in_memory(source: &str, target: &str) -> Self {
         Self {
-            path: None,
+            file: None,
             state: Self::empty_state(source, target),
-            _lock: None,
         }
     }
 
@@ -399,7 +403,7 @@ impl Checkpoint {
     /// Writes the state: temporary file, fsync, rename over the checkpoint, fsync of the
     /// directory (so that the rename itself survives a power loss).
     fn save(&self) -> Result<(), CheckpointError> {
-        let Some(path) = &self.path else {
+        let Some(Backing { path, .. }) = &self.file else {
             return Ok(());
         };
         let err = |source| CheckpointError::Write {
