@@ -165,7 +165,15 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         // inflate to the 10 MiB cap): always off the async workers, or a few small bombs
         // would stall every other request.
         let (inflated, mut back) = on_blocking_pool("could not decompress the body", move || {
-            let inflated = validate::decompress(coding, &raw, limit, |n| held.grow(n));
+            // The decoder's own memory (a zstd window of up to 8 MB) is held while it works.
+            let inflated = validate::decoder_memory(coding, &raw).and_then(|scratch| {
+                if !held.grow(scratch) {
+                    return Err(ApiError::Overloaded);
+                }
+                let inflated = validate::decompress(coding, &raw, limit, |n| held.grow(n));
+                held.shrink(scratch);
+                inflated
+            });
             (inflated, held)
         })
         .await?;

@@ -79,7 +79,8 @@ pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
 }
 
 /// A content coding the body may arrive in: the ones API Gateway decompresses
-/// (`gzip`, `deflate`, `identity`), which its old clients may send.
+/// (`gzip`, `deflate`, `identity`), which its old clients may send, and `zstd`, which newer
+/// shippers offer (Vector's `http` sink, Fluent Bit, the OpenTelemetry Collector).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
     /// `gzip` or `x-gzip` (RFC 1952).
@@ -87,6 +88,9 @@ pub enum Coding {
     /// `deflate`: the zlib format (RFC 1950) as RFC 9110 §8.4.1.2 defines it; a raw deflate
     /// stream (RFC 1951), which some clients send under that name, is accepted too.
     Deflate,
+    /// `zstd` (RFC 8878), with the 8 MB window limit RFC 9659 sets for HTTP
+    /// ([`ZSTD_MAX_WINDOW`]).
+    Zstd,
 }
 
 impl Coding {
@@ -95,14 +99,15 @@ impl Coding {
         match self {
             Self::Gzip => "gzip",
             Self::Deflate => "deflate",
+            Self::Zstd => "zstd",
         }
     }
 }
 
 /// The coding to undo, from `Content-Encoding`: every field line of it and every coding listed
 /// (RFC 9110 section 8.4: `gzip, identity` on one line and the same on two lines mean the
-/// same). `identity` codings are ignored; one `gzip` (or `x-gzip`) or `deflate` layer is
-/// supported.
+/// same). `identity` codings are ignored; one `gzip` (or `x-gzip`), `deflate` or `zstd` layer
+/// is supported.
 ///
 /// # Errors
 /// [`ApiError::UnsupportedMediaType`] for any other coding, or more than one layer.
@@ -111,7 +116,7 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ApiError> {
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let refuse = || {
             ApiError::UnsupportedMediaType(format!(
-                "Content-Encoding {value:?} is not supported: send gzip or deflate (once) or no encoding"
+                "Content-Encoding {value:?} is not supported: send gzip, deflate or zstd (once) or no encoding"
             ))
         };
         let text = value.to_str().map_err(|_| refuse())?;
@@ -120,6 +125,8 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ApiError> {
                 layers.push(Coding::Gzip);
             } else if coding.eq_ignore_ascii_case("deflate") {
                 layers.push(Coding::Deflate);
+            } else if coding.eq_ignore_ascii_case("zstd") {
+                layers.push(Coding::Zstd);
             } else if !(coding.is_empty() || coding.eq_ignore_ascii_case("identity")) {
                 return Err(refuse());
             }
@@ -140,7 +147,8 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, ApiError> {
     }
 }
 
-/// Undoes `coding` ([`gunzip`] or [`inflate`]).
+/// Undoes `coding` ([`gunzip`], [`inflate`] or [`unzstd`]). The decoder's own memory is
+/// [`decoder_memory`]; `hold` is asked for the output as it grows.
 ///
 /// # Errors
 /// As those functions.
@@ -153,7 +161,169 @@ pub fn decompress(
     match coding {
         Coding::Gzip => gunzip(body, limit, hold),
         Coding::Deflate => inflate(body, limit, hold),
+        Coding::Zstd => unzstd(body, limit, hold),
     }
+}
+
+/// What the decoder of `coding` holds while it decompresses `body`, besides its output: to be
+/// counted against the in-flight cap for that time. For zstd that is the largest window a
+/// frame of `body` declares plus [`ZSTD_DECODER_BYTES`]; this also checks the frames first
+/// ([`zstd_window`]), so a body that is not zstd, or needs a window over RFC 9659's limit, is
+/// refused before a decoder exists. gzip and deflate decoders keep a 32 KiB window and their
+/// tables (under 64 KiB), which the output pieces' [`DECOMPRESS_PIECE`] slack covers: 0.
+///
+/// # Errors
+/// 400 as [`zstd_window`].
+pub fn decoder_memory(coding: Coding, body: &[u8]) -> Result<usize, ApiError> {
+    match coding {
+        Coding::Gzip | Coding::Deflate => Ok(0),
+        Coding::Zstd => Ok(zstd_window(body)?.saturating_add(ZSTD_DECODER_BYTES)),
+    }
+}
+
+/// Largest zstd window a body may need: RFC 9659 §3 makes 8 MB the limit for the `zstd`
+/// content coding (decoders must support it, encoders must not need more); taken as 2^23
+/// bytes, libzstd's window log 23. A frame needing more is refused with 400, and libzstd's
+/// decoder is held to it too (`window_log_max`), so no body can make it allocate a larger
+/// window (libzstd's own default allows 128 MiB).
+/// <https://www.rfc-editor.org/rfc/rfc9659#section-3>
+pub const ZSTD_MAX_WINDOW_LOG: u32 = 23;
+
+/// [`ZSTD_MAX_WINDOW_LOG`] in bytes.
+pub const ZSTD_MAX_WINDOW: usize = 1 << ZSTD_MAX_WINDOW_LOG;
+
+/// libzstd's streaming decoder memory besides the window, rounded up: its context (entropy
+/// tables, literal buffer) and its input and output block buffers of 128 KiB each
+/// (`ZSTD_estimateDStreamSize` is the window plus about 400 KiB).
+pub const ZSTD_DECODER_BYTES: usize = 512 * 1024;
+
+/// Most zstd frames one body may be made of (skippable ones included), as
+/// [`MAX_GZIP_MEMBERS`] for gzip: a client compresses a body as one frame, or a few when it
+/// concatenates compressed pieces.
+pub const MAX_ZSTD_FRAMES: usize = 1024;
+
+/// The largest window the frames of a zstd `body` declare (RFC 8878 §3.1.1), after checking
+/// that `body` is only zstd frames, each complete and needing at most [`ZSTD_MAX_WINDOW`].
+/// Checksums and block contents are the decoder's to check.
+///
+/// # Errors
+/// 400 saying what is wrong and at which byte.
+pub fn zstd_window(body: &[u8]) -> Result<usize, ApiError> {
+    let bad = |message: String| ApiError::BadRequest {
+        message,
+        details: Vec::new(),
+    };
+    if body.is_empty() {
+        return Err(bad("body is not valid zstd: it is empty".to_owned()));
+    }
+    let mut rest = body;
+    let mut largest = 0;
+    let mut frames = 0usize;
+    while !rest.is_empty() {
+        let at = body.len() - rest.len();
+        frames += 1;
+        if frames > MAX_ZSTD_FRAMES {
+            return Err(bad(format!(
+                "body is more than {MAX_ZSTD_FRAMES} zstd frames one after the other: \
+                 compress it as one zstd frame"
+            )));
+        }
+        let Some(window) = zstd_frame_window(rest) else {
+            return Err(bad(if at == 0 {
+                "body is not valid zstd: it does not start with a zstd frame".to_owned()
+            } else {
+                format!(
+                    "body is not valid zstd: the {} bytes after the zstd data that ends at \
+                     byte {at} are not another zstd frame",
+                    rest.len()
+                )
+            }));
+        };
+        if window > ZSTD_MAX_WINDOW as u64 {
+            return Err(bad(format!(
+                "body is not valid zstd for HTTP: the frame at byte {at} needs a window of \
+                 {window} bytes, over the 8 MB (8388608 bytes) RFC 9659 allows for \
+                 Content-Encoding: zstd; compress with a window of at most 8 MB \
+                 (`zstd` up to level 19 without --long does)"
+            )));
+        }
+        let size = zstd::zstd_safe::find_frame_compressed_size(rest)
+            .ok()
+            .filter(|&size| size > 0 && size <= rest.len())
+            .ok_or_else(|| {
+                bad(format!(
+                    "body is not valid zstd: the frame at byte {at} is incomplete or damaged"
+                ))
+            })?;
+        largest = largest.max(window);
+        rest = &rest[size..];
+    }
+    // At most ZSTD_MAX_WINDOW, checked above.
+    Ok(usize::try_from(largest).unwrap_or(ZSTD_MAX_WINDOW))
+}
+
+/// The window the zstd frame at the start of `data` needs (RFC 8878 §3.1.1.1): from its
+/// Window_Descriptor, or its Frame_Content_Size in a single-segment frame; 0 for a skippable
+/// frame (§3.1.2). `None` when `data` does not start with a frame header.
+fn zstd_frame_window(data: &[u8]) -> Option<u64> {
+    const FRAME_MAGIC: u32 = 0xFD2F_B528;
+    const SKIPPABLE_MAGIC: u32 = 0x184D_2A50; // to 0x184D2A5F
+    let magic = u32::from_le_bytes(data.get(..4)?.try_into().ok()?);
+    if magic & 0xFFFF_FFF0 == SKIPPABLE_MAGIC {
+        return Some(0);
+    }
+    if magic != FRAME_MAGIC {
+        return None;
+    }
+    let descriptor = *data.get(4)?;
+    if descriptor & 0x20 == 0 {
+        // Window_Descriptor: exponent (5 bits) and mantissa (3 bits).
+        let w = *data.get(5)?;
+        let base = 1u64 << (10 + u32::from(w >> 3));
+        return Some(base + base / 8 * u64::from(w & 7));
+    }
+    // Single segment: the window is the content size, after the dictionary id.
+    let dictionary_bytes = [0, 1, 2, 4][usize::from(descriptor & 3)];
+    let size_bytes = [1, 2, 4, 8][usize::from(descriptor >> 6)];
+    let start = 5 + dictionary_bytes;
+    let field = data.get(start..start + size_bytes)?;
+    let mut le = [0u8; 8];
+    le[..size_bytes].copy_from_slice(field);
+    let size = u64::from_le_bytes(le);
+    // The 2-byte field is stored minus 256.
+    Some(if size_bytes == 2 { size + 256 } else { size })
+}
+
+/// Decompresses a `zstd` body (one frame or several one after the other), with the same cap
+/// and accounting as [`gunzip`], its decoder held to [`ZSTD_MAX_WINDOW`]. Check the body with
+/// [`decoder_memory`] first for clear messages; without it, libzstd's errors are the message.
+///
+/// # Errors
+/// 413 past the limit, 400 when the data is not zstd (or needs a larger window), 503
+/// ([`ApiError::Overloaded`]) when `hold` refuses.
+pub fn unzstd(
+    body: &[u8],
+    limit: usize,
+    mut hold: impl FnMut(usize) -> bool,
+) -> Result<Bytes, ApiError> {
+    let not_zstd = |e: std::io::Error| ApiError::BadRequest {
+        message: format!("body is not valid zstd: {e}"),
+        details: Vec::new(),
+    };
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(not_zstd)?;
+    decoder
+        .window_log_max(ZSTD_MAX_WINDOW_LOG)
+        .map_err(not_zstd)?;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    read_pieces(
+        &mut decoder,
+        &mut out,
+        limit,
+        Coding::Zstd,
+        &mut hold,
+        not_zstd,
+    )?;
+    Ok(Bytes::from(out))
 }
 
 /// Decompresses a `deflate` body (zlib, or a raw deflate stream when it has no zlib header),
@@ -244,6 +414,7 @@ fn read_pieces(
                 after: match coding {
                     Coding::Gzip => " after gzip decompression",
                     Coding::Deflate => " after deflate decompression",
+                    Coding::Zstd => " after zstd decompression",
                 },
             });
         }
@@ -1244,7 +1415,8 @@ mod tests {
             Ok(Some(Coding::Deflate))
         );
         assert!(encoding(&["gzip", "br"]).is_err());
-        assert!(encoding(&["zstd"]).is_err());
+        assert_eq!(encoding(&["ZSTD"]), Ok(Some(Coding::Zstd)));
+        assert!(encoding(&["zstd", "gzip"]).is_err());
         assert!(encoding(&["gzip", "gzip"]).is_err());
         assert!(encoding(&["gzip, gzip"]).is_err());
         let Err(ApiError::UnsupportedMediaType(message)) = encoding(&["deflate, gzip"]) else {
@@ -1308,5 +1480,150 @@ mod tests {
             decompress(Coding::Deflate, &zlib, 1 << 20, |_| true).expect("inflates"),
             data
         );
+    }
+
+    /// A zstd frame of `data` whose header declares a window of 2^`window_log` bytes (the
+    /// streaming encoder does not know the size, so the frame is not single-segment).
+    fn zstd_with_window(data: &[u8], window_log: u32) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        e.window_log(window_log).expect("window log");
+        e.write_all(data).expect("compress");
+        e.finish().expect("finish")
+    }
+
+    fn bad_request(result: Result<impl std::fmt::Debug, ApiError>) -> String {
+        match result {
+            Err(ApiError::BadRequest { message, .. }) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zstd_bodies_decompress_with_the_same_cap() {
+        let data = br#"{"a":1}"#.repeat(1000);
+        let one = zstd::encode_all(&data[..], 3).expect("compress");
+        assert_eq!(unzstd(&one, 1 << 20, |_| true).expect("decompresses"), data);
+        assert_eq!(
+            decompress(Coding::Zstd, &one, 1 << 20, |_| true).expect("decompresses"),
+            data
+        );
+        assert!(matches!(
+            unzstd(&one, 1000, |_| true),
+            Err(ApiError::BodyTooLarge {
+                limit: 1000,
+                after: " after zstd decompression"
+            })
+        ));
+        assert!(matches!(
+            unzstd(&one, 1 << 20, |_| false),
+            Err(ApiError::Overloaded)
+        ));
+        // Several frames, and a skippable one between them, are one body.
+        let mut several = one.clone();
+        several.extend_from_slice(&[0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, b'x', b'y', b'z']);
+        several.extend_from_slice(&zstd::encode_all(&b"{\"b\":2}"[..], 19).expect("compress"));
+        let mut expected = data.clone();
+        expected.extend_from_slice(b"{\"b\":2}");
+        assert_eq!(
+            unzstd(&several, 1 << 20, |_| true).expect("decompresses"),
+            expected
+        );
+        assert!(decoder_memory(Coding::Zstd, &several).is_ok());
+        // A bomb stops at the cap: 100 MiB of spaces.
+        let bomb = zstd::encode_all(&vec![b' '; 100 << 20][..], 19).expect("compress");
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        assert!(matches!(
+            unzstd(&bomb, 1 << 20, |_| true),
+            Err(ApiError::BodyTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn zstd_windows_are_read_from_frame_headers_and_held() {
+        let data = br#"{"a":1}"#.repeat(1000);
+        for log in [10, 17, 21, ZSTD_MAX_WINDOW_LOG] {
+            let frame = zstd_with_window(&data, log);
+            assert_eq!(zstd_window(&frame).expect("zstd"), 1 << log, "log {log}");
+            assert_eq!(
+                decoder_memory(Coding::Zstd, &frame).expect("zstd"),
+                (1 << log) + ZSTD_DECODER_BYTES
+            );
+            assert_eq!(
+                unzstd(&frame, 1 << 20, |_| true).expect("decompresses"),
+                data
+            );
+        }
+        // Single-segment frames (the size known up front): the window is the content size,
+        // from a 1-, 2- (stored minus 256) or 4-byte field.
+        for size in [100, 7000, 100_000] {
+            let content = vec![b'7'; size];
+            let frame = zstd::bulk::compress(&content, 3).expect("compress");
+            assert_eq!(frame[4] & 0x20, 0x20, "single segment");
+            assert_eq!(zstd_window(&frame).expect("zstd"), size);
+        }
+        assert_eq!(decoder_memory(Coding::Gzip, b"anything"), Ok(0));
+        assert_eq!(decoder_memory(Coding::Deflate, b"anything"), Ok(0));
+    }
+
+    #[test]
+    fn zstd_over_the_http_window_limit_is_refused_before_and_while_decoding() {
+        let data = br#"{"a":1}"#.repeat(1000);
+        let wide = zstd_with_window(&data, ZSTD_MAX_WINDOW_LOG + 1);
+        let message = bad_request(zstd_window(&wide));
+        assert!(
+            message.contains("needs a window of 16777216 bytes"),
+            "{message}"
+        );
+        assert!(message.contains("RFC 9659"), "{message}");
+        assert!(decoder_memory(Coding::Zstd, &wide).is_err());
+        // libzstd is held to the same limit, should a caller skip the header check.
+        let message = bad_request(unzstd(&wide, 1 << 20, |_| true));
+        assert!(message.starts_with("body is not valid zstd"), "{message}");
+    }
+
+    #[test]
+    fn bad_zstd_bodies_say_what_is_wrong() {
+        let one = zstd::encode_all(&br#"{"a":1}"#.repeat(100)[..], 3).expect("compress");
+        let mut trailing = one.clone();
+        trailing.extend_from_slice(b"junk");
+        let skippable = [0x5F, 0x2A, 0x4D, 0x18, 0, 0, 0, 0];
+        let too_many = skippable.repeat(MAX_ZSTD_FRAMES + 1);
+        for (body, says) in [
+            (&b""[..], "it is empty".to_owned()),
+            (
+                &b"not zstd at all"[..],
+                "does not start with a zstd frame".to_owned(),
+            ),
+            (
+                &one[..one.len() - 3],
+                "the frame at byte 0 is incomplete or damaged".to_owned(),
+            ),
+            (
+                &trailing[..],
+                format!(
+                    "the 4 bytes after the zstd data that ends at byte {} are not another zstd frame",
+                    one.len()
+                ),
+            ),
+            (
+                &too_many[..],
+                format!("more than {MAX_ZSTD_FRAMES} zstd frames"),
+            ),
+        ] {
+            let message = bad_request(zstd_window(body));
+            assert!(message.contains(&says), "{message}");
+        }
+        // Exactly the most frames is still a body.
+        assert_eq!(zstd_window(&skippable.repeat(MAX_ZSTD_FRAMES)), Ok(0));
+        // The decoder refuses what the header check would, in its own words.
+        for body in [
+            &b"not zstd at all"[..],
+            &one[..one.len() - 3],
+            &trailing[..],
+        ] {
+            let message = bad_request(unzstd(body, 1 << 20, |_| true));
+            assert!(message.starts_with("body is not valid zstd"), "{message}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Router-level tests: every status and every bad input, with a fake sink.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,6 +10,7 @@ use ingest::producer::ProducerConfig;
 use ingest::routes::EVENT_BOOKKEEPING_BYTES;
 use ingest::sink::SinkError;
 use ingest::state::{CHECK_FAILURES_BEFORE_UNREADY, Readiness, StreamCheck};
+use ingest::validate::ZSTD_DECODER_BYTES;
 use serde_json::json;
 
 use crate::support::{self, FakeSink, Options, app, app_with, gzip, json, post, send};
@@ -176,6 +178,105 @@ async fn deflate_bodies_are_taken_as_api_gateway_took_them() {
     let a = send(&app.router, request(b"not deflate at all".to_vec())).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
     assert!(a.body["error"].as_str().unwrap().contains("deflate"));
+}
+
+/// `zstd` (what newer shippers send), held to RFC 9659's 8 MB window, with the same cap as
+/// gzip, and with its decoder's window counted against the in-flight cap while it works.
+#[tokio::test]
+async fn zstd_bodies_are_taken_and_their_window_is_held() {
+    // What is held against the in-flight cap each time a record reaches Firehose: the
+    // decoder's window must have been let go of by then.
+    let state = Arc::new(std::sync::Mutex::new(None::<ingest::state::AppState>));
+    let held_at_send = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = FakeSink::new(Box::new({
+        let (state, held_at_send) = (state.clone(), held_at_send.clone());
+        move |_, _| {
+            if let Some(state) = &*state.lock().unwrap() {
+                held_at_send
+                    .lock()
+                    .unwrap()
+                    .push(state.producer().inflight_bytes());
+            }
+            None
+        }
+    }));
+    let app = app_with(
+        sink,
+        Options {
+            max_body_bytes: 1024 * 1024,
+            producer: ProducerConfig {
+                max_inflight_bytes: 1024 * 1024,
+                ..Options::default().producer
+            },
+            ..Options::default()
+        },
+    );
+    let request = |body: Vec<u8>, coding: &str| {
+        Request::post("/v1/events")
+            .header("content-type", "application/x-ndjson")
+            .header("content-encoding", coding)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    *state.lock().unwrap() = Some(app.state.clone());
+    let zstd = |body: Vec<u8>| request(body, "zstd");
+    let events = b"{\"h\":8}\n{\"i\":9}\n";
+    // One frame whose size is known (single segment), then two frames one after the other.
+    let one = zstd::bulk::compress(events, 3).unwrap();
+    let mut two = zstd::encode_all(&b"{\"j\":1}\n"[..], 3).unwrap();
+    two.extend(zstd::encode_all(&b"{\"k\":2}\n"[..], 19).unwrap());
+    for body in [one.clone(), two] {
+        let a = send(&app.router, zstd(body)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.body["accepted"], 2);
+    }
+    assert_eq!(
+        app.sink.records(),
+        ["{\"h\":8}\n", "{\"i\":9}\n", "{\"j\":1}\n", "{\"k\":2}\n"]
+    );
+    let bomb = zstd::encode_all(&vec![b' '; 100 * 1024 * 1024][..], 19).unwrap();
+    let a = send(&app.router, zstd(bomb)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("after zstd decompression")
+    );
+    let wide = support::zstd_with_window(events, 24);
+    let a = send(&app.router, zstd(wide)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert!(
+        a.body["error"].as_str().unwrap().contains("RFC 9659"),
+        "{}",
+        a.text
+    );
+    let a = send(&app.router, zstd(b"not zstd at all".to_vec())).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert!(a.body["error"].as_str().unwrap().contains("zstd"));
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+
+    // With another upload in flight, a frame needing a 1 MiB window (1.5 MiB with the
+    // decoder's buffers) does not fit the 1 MiB cap and is shed, although its body and what
+    // it inflates to are tiny; the same events gzipped, or in a frame whose window is their
+    // size, fit. The window is let go of once decoded.
+    let upload = StalledUpload::start(&app, b"{\"a\":").await;
+    assert_shed(&send(&app.router, zstd(support::zstd_with_window(events, 20))).await);
+    let a = send(&app.router, request(gzip(events), "gzip")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = send(&app.router, zstd(one)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(app.state.producer().inflight_bytes(), 5);
+    let done = upload.finish(b"1}").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    let held_at_send = std::mem::take(&mut *held_at_send.lock().unwrap());
+    assert_eq!(held_at_send.len(), 9, "{held_at_send:?}");
+    assert!(
+        held_at_send.iter().all(|&n| n < ZSTD_DECODER_BYTES),
+        "{held_at_send:?}"
+    );
+    // The sink's rule holds the state, which holds the sink.
+    state.lock().unwrap().take();
 }
 
 async fn bad(body: &[u8], content_type: &str) -> (support::TestApp, support::Answer) {

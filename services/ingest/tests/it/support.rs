@@ -258,6 +258,15 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// A zstd frame of `data` whose header declares a window of 2^`window_log` bytes.
+pub fn zstd_with_window(data: &[u8], window_log: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.window_log(window_log).unwrap();
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
 /// Where `moto_server` is: `$MOTO_ENDPOINT`, or one this test starts from PATH / the tools
 /// venv. `None` (with a printed reason) when neither is available and CI is not set; under
 /// `CI=true` a missing moto fails the test.
