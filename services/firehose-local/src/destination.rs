@@ -86,20 +86,12 @@ impl Destination for LocalDestination {
                 LOCAL_EXTENSION,
             );
             let path = self.dir.join(&self.stream).join(prefix).join(name);
-            let body = Self::body(batch);
+            let body = bytes::Bytes::from(Self::body(batch));
             let mut attempts = 0;
             let mut delay = Duration::from_millis(500);
             loop {
                 attempts += 1;
-                let result = async {
-                    if let Some(parent) = path.parent() {
-                        tokio::fs::create_dir_all(parent).await?;
-                    }
-                    let tmp = crate::backup::partial_path(&path);
-                    tokio::fs::write(&tmp, &body).await?;
-                    tokio::fs::rename(&tmp, &path).await
-                }
-                .await;
+                let result = crate::backup::write_durably(path.clone(), body.clone()).await;
                 match result {
                     Ok(()) => {
                         self.metrics
