@@ -194,7 +194,7 @@ pub const ZSTD_MAX_WINDOW: usize = 1 << ZSTD_MAX_WINDOW_LOG;
 
 /// libzstd's streaming decoder memory besides the window, rounded up: its context (entropy
 /// tables, literal buffer) and its input and output block buffers of 128 KiB each
-/// (`ZSTD_estimateDStreamSize` is the window plus about 400 KiB).
+/// (`ZSTD_estimateDStreamSize(2^23)` is 8,877,880 bytes: the window plus about 478 KiB).
 pub const ZSTD_DECODER_BYTES: usize = 512 * 1024;
 
 /// Most zstd frames one body may be made of (skippable ones included), as
@@ -228,16 +228,34 @@ pub fn zstd_window(body: &[u8]) -> Result<usize, ApiError> {
                  compress it as one zstd frame"
             )));
         }
-        let Some(window) = zstd_frame_window(rest) else {
-            return Err(bad(if at == 0 {
-                "body is not valid zstd: it does not start with a zstd frame".to_owned()
-            } else {
-                format!(
+        let window = match zstd_frame_header(rest) {
+            Ok(FrameHeader {
+                dictionary: 0,
+                window,
+            }) => window,
+            Ok(FrameHeader { dictionary, .. }) => {
+                return Err(bad(format!(
+                    "body is not usable zstd: the frame at byte {at} needs dictionary \
+                     {dictionary}, and ingest has no zstd dictionaries: compress without one"
+                )));
+            }
+            Err(HeaderProblem::CutShort) => {
+                return Err(bad(format!(
+                    "body is not valid zstd: the frame header at byte {at} is cut short"
+                )));
+            }
+            Err(HeaderProblem::NotZstd) if at == 0 => {
+                return Err(bad(
+                    "body is not valid zstd: it does not start with a zstd frame".to_owned(),
+                ));
+            }
+            Err(HeaderProblem::NotZstd) => {
+                return Err(bad(format!(
                     "body is not valid zstd: the {} bytes after the zstd data that ends at \
                      byte {at} are not another zstd frame",
                     rest.len()
-                )
-            }));
+                )));
+            }
         };
         if window > ZSTD_MAX_WINDOW as u64 {
             return Err(bad(format!(
@@ -262,36 +280,74 @@ pub fn zstd_window(body: &[u8]) -> Result<usize, ApiError> {
     Ok(usize::try_from(largest).unwrap_or(ZSTD_MAX_WINDOW))
 }
 
-/// The window the zstd frame at the start of `data` needs (RFC 8878 §3.1.1.1): from its
-/// Window_Descriptor, or its Frame_Content_Size in a single-segment frame; 0 for a skippable
-/// frame (§3.1.2). `None` when `data` does not start with a frame header.
-fn zstd_frame_window(data: &[u8]) -> Option<u64> {
+/// What [`zstd_frame_header`] reads of a frame.
+#[derive(Debug, PartialEq, Eq)]
+struct FrameHeader {
+    /// The window the frame needs: from its Window_Descriptor, or its Frame_Content_Size in a
+    /// single-segment frame; 0 for a skippable frame.
+    window: u64,
+    /// Its Dictionary_ID (0: none).
+    dictionary: u32,
+}
+
+/// Why the bytes at a frame's place are not a frame header.
+#[derive(Debug, PartialEq, Eq)]
+enum HeaderProblem {
+    /// They start with neither the frame magic nor a skippable frame's.
+    NotZstd,
+    /// They start like a frame but end before its header does.
+    CutShort,
+}
+
+/// The header of the zstd frame at the start of `data` (RFC 8878 §3.1.1.1; skippable frames
+/// §3.1.2). The reserved bit and the rest of the frame are left to
+/// `find_frame_compressed_size` and the decoder.
+fn zstd_frame_header(data: &[u8]) -> Result<FrameHeader, HeaderProblem> {
     const FRAME_MAGIC: u32 = 0xFD2F_B528;
     const SKIPPABLE_MAGIC: u32 = 0x184D_2A50; // to 0x184D2A5F
-    let magic = u32::from_le_bytes(data.get(..4)?.try_into().ok()?);
+    let magic = match data {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+        _ if FRAME_MAGIC.to_le_bytes().starts_with(data) => return Err(HeaderProblem::CutShort),
+        _ => return Err(HeaderProblem::NotZstd),
+    };
     if magic & 0xFFFF_FFF0 == SKIPPABLE_MAGIC {
-        return Some(0);
+        return Ok(FrameHeader {
+            window: 0,
+            dictionary: 0,
+        });
     }
     if magic != FRAME_MAGIC {
-        return None;
+        return Err(HeaderProblem::NotZstd);
     }
-    let descriptor = *data.get(4)?;
-    if descriptor & 0x20 == 0 {
+    let field = |start: usize, len: usize| -> Result<u64, HeaderProblem> {
+        let bytes = data
+            .get(start..start + len)
+            .ok_or(HeaderProblem::CutShort)?;
+        let mut le = [0u8; 8];
+        le[..len].copy_from_slice(bytes);
+        Ok(u64::from_le_bytes(le))
+    };
+    let descriptor = field(4, 1)?;
+    let single_segment = descriptor & 0x20 != 0;
+    let window_bytes = usize::from(!single_segment);
+    let dictionary_bytes = [0, 1, 2, 4][(descriptor & 3) as usize];
+    let dictionary = field(5 + window_bytes, dictionary_bytes)?;
+    let window = if single_segment {
+        let size_bytes = [1, 2, 4, 8][(descriptor >> 6) as usize];
+        let size = field(5 + dictionary_bytes, size_bytes)?;
+        // The 2-byte field is stored minus 256.
+        if size_bytes == 2 { size + 256 } else { size }
+    } else {
         // Window_Descriptor: exponent (5 bits) and mantissa (3 bits).
-        let w = *data.get(5)?;
-        let base = 1u64 << (10 + u32::from(w >> 3));
-        return Some(base + base / 8 * u64::from(w & 7));
-    }
-    // Single segment: the window is the content size, after the dictionary id.
-    let dictionary_bytes = [0, 1, 2, 4][usize::from(descriptor & 3)];
-    let size_bytes = [1, 2, 4, 8][usize::from(descriptor >> 6)];
-    let start = 5 + dictionary_bytes;
-    let field = data.get(start..start + size_bytes)?;
-    let mut le = [0u8; 8];
-    le[..size_bytes].copy_from_slice(field);
-    let size = u64::from_le_bytes(le);
-    // The 2-byte field is stored minus 256.
-    Some(if size_bytes == 2 { size + 256 } else { size })
+        let w = field(5, 1)?;
+        let base = 1u64 << (10 + (w >> 3));
+        base + base / 8 * (w & 7)
+    };
+    Ok(FrameHeader {
+        window,
+        // At most 4 bytes.
+        dictionary: u32::try_from(dictionary).unwrap_or(u32::MAX),
+    })
 }
 
 /// Decompresses a `zstd` body (one frame or several one after the other), with the same cap
@@ -1564,6 +1620,108 @@ mod tests {
         }
         assert_eq!(decoder_memory(Coding::Gzip, b"anything"), Ok(0));
         assert_eq!(decoder_memory(Coding::Deflate, b"anything"), Ok(0));
+    }
+
+    #[test]
+    fn zstd_frame_headers_are_read_as_rfc_8878_lays_them_out() {
+        const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+        let header = |rest: &[u8]| zstd_frame_header(&[&MAGIC[..], rest].concat());
+        let window = |window: u64, dictionary: u32| Ok(FrameHeader { window, dictionary });
+        // Window_Descriptor: 2^(10 + exponent) plus mantissa eighths of it.
+        assert_eq!(header(&[0x00, 12 << 3 | 7]), window(7_864_320, 0));
+        assert_eq!(header(&[0x00, 13 << 3]), window(8_388_608, 0));
+        assert_eq!(
+            header(&[0x00, 31 << 3 | 7]),
+            window((1 << 41) + (7 << 38), 0)
+        );
+        // Dictionary_ID of 1, 2 and 4 bytes after the window descriptor.
+        assert_eq!(header(&[0x01, 10 << 3, 7]), window(1 << 20, 7));
+        assert_eq!(header(&[0x02, 10 << 3, 1, 2]), window(1 << 20, 0x0201));
+        assert_eq!(
+            header(&[0x03, 10 << 3, 1, 2, 3, 4]),
+            window(1 << 20, 0x0403_0201)
+        );
+        // Single segment: Frame_Content_Size of 1, 2 (+256), 4 or 8 bytes, after a
+        // Dictionary_ID, with no window descriptor.
+        assert_eq!(header(&[0x20, 200]), window(200, 0));
+        assert_eq!(header(&[0x60, 0x00, 0x01]), window(512, 0));
+        assert_eq!(header(&[0xA0, 0, 0, 0x90, 0]), window(9_437_184, 0));
+        assert_eq!(
+            header(&[0xE3, 0, 0, 0, 0, 0, 0, 0x90, 0, 0, 0, 0, 0]),
+            window(9_437_184, 0)
+        );
+        assert_eq!(
+            header(&[0xE0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            window(u64::MAX, 0)
+        );
+        assert_eq!(header(&[0x21, 9, 200]), window(200, 9));
+        // Skippable frames need no window.
+        for magic in [0x50, 0x5F] {
+            assert_eq!(
+                zstd_frame_header(&[magic, 0x2A, 0x4D, 0x18, 0, 0, 0, 0]),
+                window(0, 0)
+            );
+        }
+        // Cut short, or not zstd at all.
+        for cut in [
+            &[0x28][..],
+            &[0x28, 0xB5, 0x2F],
+            &MAGIC,
+            &[0x28, 0xB5, 0x2F, 0xFD, 0x00],
+        ] {
+            assert_eq!(
+                zstd_frame_header(cut),
+                Err(HeaderProblem::CutShort),
+                "{cut:?}"
+            );
+        }
+        assert_eq!(header(&[0xE0, 1, 2, 3]), Err(HeaderProblem::CutShort));
+        assert_eq!(header(&[0x03, 10 << 3, 1]), Err(HeaderProblem::CutShort));
+        for other in [&b"{"[..], b"{\"a\"", &[0x51, 0x2A, 0x4D]] {
+            assert_eq!(
+                zstd_frame_header(other),
+                Err(HeaderProblem::NotZstd),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn zstd_frames_that_cannot_be_decoded_here_are_refused_saying_why() {
+        const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+        let body = |rest: &[u8]| [&MAGIC[..], rest].concat();
+        // One eighth over the limit, and far over it (no overflow).
+        for rest in [
+            &[0x00, 13 << 3 | 1][..],
+            &[0x00, 31 << 3 | 7],
+            &[0xE0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+        ] {
+            let message = bad_request(zstd_window(&body(rest)));
+            assert!(message.contains("RFC 9659"), "{message}");
+        }
+        let message = bad_request(zstd_window(&body(&[0x01, 10 << 3, 7])));
+        assert!(message.contains("needs dictionary 7"), "{message}");
+        let message = bad_request(zstd_window(&body(&[0x00])));
+        assert!(
+            message.contains("the frame header at byte 0 is cut short"),
+            "{message}"
+        );
+        let one = zstd::encode_all(&b"{}"[..], 3).expect("compress");
+        let mut then_cut = one.clone();
+        then_cut.extend_from_slice(&MAGIC[..2]);
+        let message = bad_request(zstd_window(&then_cut));
+        assert!(
+            message.contains(&format!(
+                "the frame header at byte {} is cut short",
+                one.len()
+            )),
+            "{message}"
+        );
+        // The reserved bit set: left to libzstd's frame walk.
+        let mut reserved = one;
+        reserved[4] |= 0x08;
+        let message = bad_request(zstd_window(&reserved));
+        assert!(message.contains("incomplete or damaged"), "{message}");
     }
 
     #[test]
