@@ -89,37 +89,54 @@ impl BackupStore for LocalDirStore {
                     "the object key would leave the backup directory",
                 )));
             }
-            write_durably(path.clone(), body.into()).await.map_err(io)
+            write_durably(self.dir.clone(), path.clone(), body.into())
+                .await
+                .map_err(io)
         })
     }
 }
 
-/// Writes `body` as the file `path` whole or not at all, and durably, as an S3 `PUT` is once
-/// answered: under its [`partial_path`] name (a reader never sees half an object), flushed to
-/// disk, renamed, then the directory flushed, and so is every directory it had to create, so
-/// the new names survive a crash or power loss too. Without the flushes, a file reported
-/// written could be empty or missing after a power loss: the records in it, acknowledged
-/// long before, lost. On the blocking pool, as `tokio::fs` would run each step.
-pub(crate) async fn write_durably(path: PathBuf, body: bytes::Bytes) -> std::io::Result<()> {
+/// Writes `body` as the file `path` (under the store's `root`) whole or not at all, and
+/// durably, as an S3 `PUT` is once answered: under its [`partial_path`] name (a reader never
+/// sees half an object), flushed to disk, renamed, then every directory from the object's up
+/// to `root` flushed, and `root`'s own entry, so the names of new directories survive a crash
+/// or power loss too. Without the flushes, a file reported written could be empty or missing
+/// after a power loss: the records in it, acknowledged long before, lost.
+///
+/// The whole chain is flushed every time, not only the directories this write created: an
+/// earlier attempt that failed, or another writer, may have created them without their
+/// entries reaching the disk yet. A failed write removes its `.partial` file (best effort).
+/// On the blocking pool, as `tokio::fs` would run each step.
+pub(crate) async fn write_durably(
+    root: PathBuf,
+    path: PathBuf,
+    body: bytes::Bytes,
+) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || {
         let parent = directory_of(&path);
-        // The directories about to be created, deepest first.
-        let created: Vec<&std::path::Path> = parent
-            .ancestors()
-            .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
-            .collect();
         std::fs::create_dir_all(parent)?;
         let tmp = partial_path(&path);
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(parent)?;
-        for dir in created {
-            sync_dir(directory_of(dir))?;
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut file| {
+                file.write_all(&body)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        Ok(())
+        let mut dir = parent;
+        loop {
+            sync_dir(dir)?;
+            if dir == root.as_path() {
+                return sync_dir(directory_of(&root));
+            }
+            match dir.parent() {
+                Some(up) if dir.starts_with(&root) && !up.as_os_str().is_empty() => dir = up,
+                _ => return Ok(()),
+            }
+        }
     })
     .await
     .map_err(std::io::Error::other)?
@@ -480,26 +497,30 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn durable_writes_create_directories_and_leave_no_partial_file() {
         let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("a/b/c/object");
-        write_durably(path.clone(), bytes::Bytes::from_static(b"first"))
-            .await
-            .unwrap();
+        let store = root.path().join("store");
+        let path = store.join("a/b/c/object");
+        let write = |path: &Path, body: &'static [u8]| {
+            write_durably(
+                store.clone(),
+                path.to_owned(),
+                bytes::Bytes::from_static(body),
+            )
+        };
+        write(&path, b"first").await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"first");
         // Over an existing object.
-        write_durably(path.clone(), bytes::Bytes::from_static(b"second"))
-            .await
-            .unwrap();
+        write(&path, b"second").await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(files(root.path()), vec![path.clone()]);
+        // A failed write says so and leaves nothing behind: a file where a directory must be,
+        // or a directory (not empty) where the object goes, which the rename cannot replace.
+        assert!(write(&path.join("inside"), b"x").await.is_err());
+        let taken = store.join("a/taken");
+        std::fs::create_dir_all(taken.join("full")).unwrap();
+        assert!(write(&taken, b"x").await.is_err());
         assert_eq!(files(root.path()), vec![path]);
         assert_eq!(directory_of(Path::new("bare")), Path::new("."));
         assert_eq!(directory_of(Path::new("a/bare")), Path::new("a"));
-        // A failed write says so and leaves no object: here a file where a directory must be.
-        let blocked = root.path().join("a/b/c/object/inside");
-        assert!(
-            write_durably(blocked, bytes::Bytes::from_static(b"x"))
-                .await
-                .is_err()
-        );
     }
 
     #[tokio::test]

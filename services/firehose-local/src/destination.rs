@@ -91,7 +91,9 @@ impl Destination for LocalDestination {
             let mut delay = Duration::from_millis(500);
             loop {
                 attempts += 1;
-                let result = crate::backup::write_durably(path.clone(), body.clone()).await;
+                let result =
+                    crate::backup::write_durably(self.dir.clone(), path.clone(), body.clone())
+                        .await;
                 match result {
                     Ok(()) => {
                         self.metrics
