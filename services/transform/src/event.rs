@@ -25,7 +25,7 @@ use firehose_formats::limits::LAMBDA_RESPONSE_BUDGET;
 use crate::enrich::Stamp;
 use crate::record::{FailureReason, Outcome, RecordResult, Scratch};
 use crate::scan::{self, Cursor};
-use crate::telemetry::FailureLog;
+use crate::telemetry::{EventSource, FailureSamples};
 
 /// The event is not something this function can answer record by record.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,8 @@ pub struct InvocationStats {
     pub failed_invalid_base64: usize,
     /// `ProcessingFailed` because the decoded data was not UTF-8.
     pub failed_invalid_utf8: usize,
+    /// `ProcessingFailed` because the decoded data was gzip.
+    pub failed_gzip_compressed: usize,
     /// `ProcessingFailed` because the transformed record did not fit the response budget.
     pub failed_over_budget: usize,
     /// `ProcessingFailed` because the transformed record was over Firehose's record limit.
@@ -81,6 +83,10 @@ pub struct InvocationStats {
     pub decoded_bytes: usize,
     /// Size of the response JSON.
     pub response_bytes: usize,
+    /// The first failed records, for the log.
+    pub failures: FailureSamples,
+    /// The event's invocation id and delivery stream, for the log.
+    pub source: EventSource,
 }
 
 impl InvocationStats {
@@ -93,6 +99,7 @@ impl InvocationStats {
         match failure {
             Some(FailureReason::InvalidBase64) => self.failed_invalid_base64 += 1,
             Some(FailureReason::InvalidUtf8) => self.failed_invalid_utf8 += 1,
+            Some(FailureReason::GzipCompressed) => self.failed_gzip_compressed += 1,
             Some(FailureReason::OverResponseBudget) => self.failed_over_budget += 1,
             Some(FailureReason::OverRecordLimit) => self.failed_over_record_limit += 1,
             None => {}
@@ -184,7 +191,7 @@ pub fn process_event_with_budget(
     now_ms: i64,
     budget: usize,
 ) -> Result<(Vec<u8>, InvocationStats), InvocationError> {
-    let records = parse_event(event_json)?;
+    let Event { records, source } = parse_event(event_json)?;
 
     // Worst case first: every record returned unchanged as ProcessingFailed.
     let fallback_len = |r: &EventRecord<'_>| {
@@ -207,9 +214,9 @@ pub fn process_event_with_budget(
     let mut stats = InvocationStats {
         records: records.len(),
         event_bytes: event_json.len(),
+        source,
         ..InvocationStats::default()
     };
-    let mut failures = FailureLog::default();
     let stamp = Stamp::new(now_ms);
     let mut scratch = Scratch::default();
     // The response is never larger than the budget, and rarely smaller than the event.
@@ -266,11 +273,10 @@ pub fn process_event_with_budget(
         out.push(b'}');
         stats.count(result, failure);
         if let Some(reason) = failure {
-            failures.record(&record.id(), reason);
+            stats.failures.record(|| record.id(), reason);
         }
     }
     out.extend_from_slice(CLOSE);
-    failures.finish();
     debug_assert_eq!(
         out.len(),
         committed,
@@ -293,25 +299,30 @@ fn write_head(out: &mut Vec<u8>, id_json: &[u8], result: RecordResult) {
 /// objects, each with string members `recordId` and `data`. The whole event must be valid JSON.
 ///
 /// Everything but the `data` literals is validated as UTF-8 here (see [`EventRecord`]).
-fn parse_event(event_json: &[u8]) -> Result<Vec<EventRecord<'_>>, InvocationError> {
+/// A parsed event: its records, and where it came from.
+struct Event<'a> {
+    records: Vec<EventRecord<'a>>,
+    source: EventSource,
+}
+
+fn parse_event(event_json: &[u8]) -> Result<Event<'_>, InvocationError> {
     let mut cursor = Cursor::new(event_json, 0);
     let mut reader = EventReader {
         text: event_json,
         stack: Vec::new(),
     };
-    let records =
-        reader
-            .event(&mut cursor)
-            .map_err(|problem| InvocationError::NotFirehoseEvent {
-                detail: problem.describe(cursor.pos),
-            })?;
+    let event = reader
+        .event(&mut cursor)
+        .map_err(|problem| InvocationError::NotFirehoseEvent {
+            detail: problem.describe(cursor.pos),
+        })?;
     let mut checked = 0;
-    for record in &records {
+    for record in &event.records {
         utf8(&event_json[checked..record.data_at])?;
         checked = record.data_at + record.data_json.len();
     }
     utf8(&event_json[checked..])?;
-    Ok(records)
+    Ok(event)
 }
 
 fn utf8(bytes: &[u8]) -> Result<(), InvocationError> {
@@ -370,25 +381,41 @@ struct EventReader<'a> {
 }
 
 impl<'a> EventReader<'a> {
-    fn event(&mut self, c: &mut Cursor<'a>) -> Result<Vec<EventRecord<'a>>, EventProblem> {
+    fn event(&mut self, c: &mut Cursor<'a>) -> Result<Event<'a>, EventProblem> {
         if c.next_non_ws() != Some(b'{') {
             return Err(EventProblem::NotAnObject);
         }
         let mut records = None;
+        let mut source = EventSource::default();
         self.members(c, |reader, c, name| {
-            if name != b"records" {
+            let slot = match name {
+                b"records" => {
+                    if records.is_some() {
+                        return Err(EventProblem::Duplicate("records"));
+                    }
+                    records = Some(reader.records(c)?);
+                    return Ok(true);
+                }
+                b"invocationId" => &mut source.invocation_id,
+                b"deliveryStreamArn" => &mut source.delivery_stream_arn,
+                _ => return Ok(false),
+            };
+            // Only for the log: a member that is not a string is skipped, not an error.
+            if c.peek() != Some(b'"') {
                 return Ok(false);
             }
-            if records.is_some() {
-                return Err(EventProblem::Duplicate("records"));
-            }
-            records = Some(reader.records(c)?);
+            c.pos += 1;
+            let (start, end, _) = c.string_literal()?;
+            *slot = scan::unescape(&reader.text[start..end]).ok();
             Ok(true)
         })?;
         if !c.at_end() {
             return Err(EventProblem::Syntax);
         }
-        records.ok_or(EventProblem::Missing("records"))
+        Ok(Event {
+            records: records.ok_or(EventProblem::Missing("records"))?,
+            source,
+        })
     }
 
     /// Walks the members of an object whose `{` was just consumed. `read` is offered each

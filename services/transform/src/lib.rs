@@ -43,6 +43,7 @@ pub mod telemetry;
 
 pub use event::{InvocationError, InvocationStats, process_event, process_event_with_stats};
 pub use record::{FailureReason, RecordOutput, RecordResult, transform_record};
+pub use telemetry::{EventSource, FailureSamples};
 
 /// The member names the transform adds to every enriched object, in output order.
 pub const ADDED_KEYS: [&str; 3] = ["transformed", "_transformed_ts", "_record_id"];

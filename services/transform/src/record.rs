@@ -46,6 +46,13 @@ pub enum FailureReason {
     /// The decoded bytes are not UTF-8.
     #[error("decoded data is not valid UTF-8")]
     InvalidUtf8,
+    /// The decoded bytes are gzip (they start with its magic bytes `1f 8b`), as a CloudWatch
+    /// Logs subscription sends them: not UTF-8 either, but this says what to do.
+    #[error(
+        "decoded data is gzip-compressed: turn on the delivery stream's Decompression processor \
+         (CloudWatch Logs sources), or send the data uncompressed"
+    )]
+    GzipCompressed,
     /// The transformed record did not fit in Lambda's 6 MB response; returned unchanged so that
     /// Firehose backs it up instead of failing the whole batch.
     #[error("transformed record does not fit in the Lambda response budget")]
@@ -66,6 +73,7 @@ impl FailureReason {
         match self {
             Self::InvalidBase64 => "invalid_base64",
             Self::InvalidUtf8 => "invalid_utf8",
+            Self::GzipCompressed => "gzip_compressed",
             Self::OverResponseBudget => "over_response_budget",
             Self::OverRecordLimit => "over_record_limit",
         }
@@ -140,7 +148,11 @@ impl Scratch {
             return Outcome::Failed(FailureReason::InvalidBase64);
         }
         let Ok(text) = simdutf8::basic::from_utf8(&self.decoded) else {
-            return Outcome::Failed(FailureReason::InvalidUtf8);
+            return Outcome::Failed(if self.decoded.starts_with(&[0x1f, 0x8b]) {
+                FailureReason::GzipCompressed
+            } else {
+                FailureReason::InvalidUtf8
+            });
         };
         // A leading byte order mark (some Windows tools write one) is not content: RFC 8259
         // §8.1 lets a parser ignore it, and `ingest` does, so an object behind one is an object.
@@ -240,6 +252,26 @@ mod tests {
         let out = transform_record("r", &data, NOW);
         assert_eq!(out.result, RecordResult::ProcessingFailed);
         assert_eq!(out.failure, Some(FailureReason::InvalidUtf8));
+        assert_eq!(out.data, data);
+    }
+
+    #[test]
+    fn gzip_data_fails_saying_so() {
+        // A CloudWatch Logs subscription's record: gzip, not text.
+        let data =
+            b64(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x56\x4a\x54\xb2\x32\xac\x05\x00");
+        let out = transform_record("r", &data, NOW);
+        assert_eq!(out.result, RecordResult::ProcessingFailed);
+        assert_eq!(out.failure, Some(FailureReason::GzipCompressed));
+        assert_eq!(
+            out.failure.map(FailureReason::code),
+            Some("gzip_compressed")
+        );
+        assert!(
+            FailureReason::GzipCompressed
+                .to_string()
+                .contains("Decompression")
+        );
         assert_eq!(out.data, data);
     }
 

@@ -70,6 +70,61 @@ fn every_record_is_answered_in_order_with_its_id() {
     );
     assert_eq!(stats.failed_invalid_base64, 1);
     assert_eq!(stats.response_bytes, response.len());
+    assert_eq!(
+        stats.failures.listed,
+        [("3".to_owned(), transform::FailureReason::InvalidBase64)]
+    );
+    assert_eq!(stats.source.invocation_id.as_deref(), Some("i"));
+    assert_eq!(stats.source.delivery_stream_arn, None);
+}
+
+#[test]
+fn the_first_failures_are_kept_for_the_log_with_the_event_source() {
+    let gzip = STANDARD.encode(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x03\x00");
+    let ids: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let records: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| json!({"recordId": id, "data": if i == 0 { gzip.as_str() } else { "!!" }}))
+        .collect();
+    let event = serde_json::to_vec(&json!({
+        "invocationId": "inv-1",
+        "deliveryStreamArn": "arn:aws:firehose:eu-west-1:123456789012:deliverystream/a",
+        "records": records,
+    }))
+    .unwrap();
+    // An escape in the id is read as JSON reads it.
+    let event = String::from_utf8(event)
+        .unwrap()
+        .replace("inv-1", r"inv-\u0031");
+    let (_, stats) = process_event_with_stats(event.as_bytes(), NOW).unwrap();
+    assert_eq!((stats.failed, stats.failed_gzip_compressed), (8, 1));
+    let listed: Vec<(&str, &str)> = stats
+        .failures
+        .listed
+        .iter()
+        .map(|(id, reason)| (id.as_str(), reason.code()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("r0", "gzip_compressed"),
+            ("r1", "invalid_base64"),
+            ("r2", "invalid_base64"),
+            ("r3", "invalid_base64"),
+            ("r4", "invalid_base64")
+        ]
+    );
+    assert_eq!(stats.failures.unlisted, 3);
+    assert_eq!(stats.source.invocation_id.as_deref(), Some("inv-1"));
+    assert_eq!(
+        stats.source.delivery_stream_arn.as_deref(),
+        Some("arn:aws:firehose:eu-west-1:123456789012:deliverystream/a")
+    );
+    // Not strings: left out of the log, the event is still answered.
+    let odd = br#"{"invocationId": 7, "deliveryStreamArn": null, "records": []}"#;
+    let (_, stats) = process_event_with_stats(odd, NOW).unwrap();
+    assert_eq!(stats.source, transform::EventSource::default());
 }
 
 #[test]

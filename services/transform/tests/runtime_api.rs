@@ -377,6 +377,25 @@ async fn edge_cases_follow_the_per_record_rules() {
         .map(|l| l["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["invalid_base64", "invalid_utf8"]);
+    // Each failure line names its invocation, as the invocation line does, and that line says
+    // which invocation and stream the event was.
+    let done: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["message"] == "invocation done")
+        .collect();
+    assert_eq!(done.len(), 1, "{logs:?}");
+    let request_id = done[0]["request_id"].as_str().expect("a request id");
+    assert!(!request_id.is_empty());
+    for failure in &failures {
+        assert_eq!(failure["request_id"], request_id, "{failure}");
+    }
+    assert_eq!(done[0]["invocation_id"], "edge-cases");
+    assert_eq!(
+        done[0]["delivery_stream_arn"],
+        "arn:aws:firehose:us-east-1:123456789012:deliverystream/events"
+    );
+    assert_eq!(done[0]["failed_invalid_utf8"], 1);
+    assert_eq!(done[0]["failed_gzip_compressed"], 0);
     let all_logs = host.logs.lock().unwrap().join("\n");
     assert!(
         !all_logs.contains("not*valid*base64"),
