@@ -38,7 +38,26 @@ impl Stamp {
     }
 }
 
-/// Writes the enriched object for `text` (valid UTF-8, not blank) into `out`.
+/// What [`enrich`] made of a record's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// A JSON object, enriched.
+    Object,
+    /// Several JSON objects, one per line (NDJSON in one record), each enriched, still one
+    /// per line.
+    Lines,
+    /// Another JSON value, kept as `message`.
+    Value,
+    /// Not JSON: the text as `message`.
+    Text,
+    /// Text as `message` although it starts like an object: broken JSON (`NaN`, an object cut
+    /// off, lines that are not all objects). Counted, so that attributes missing in New Relic
+    /// can be traced to their cause.
+    BrokenObject,
+}
+
+/// Writes the enriched object for `text` (valid UTF-8, not blank) into `out`, and says what
+/// it was.
 ///
 /// `id_json` is the record id as a JSON string literal; `scanner` is scratch space reused
 /// across records.
@@ -48,28 +67,70 @@ pub(crate) fn enrich(
     stamp: &Stamp,
     scanner: &mut ObjectScan,
     out: &mut Vec<u8>,
-) {
+) -> Shape {
     let body = strip_line_ending(text);
     let start = body.len() - body.trim_start_matches(is_json_whitespace).len();
-    if body.as_bytes().get(start) == Some(&b'{') {
+    let shape = if body.as_bytes().get(start) == Some(&b'{') {
         if scanner.scan(body, start).is_ok() && splice(body, &scanner.members, out) {
             stamp.finish(id_json, out);
             one_line(out);
-            return;
+            return Shape::Object;
         }
         out.clear();
+        if enrich_lines(body, id_json, stamp, scanner, out) {
+            return Shape::Lines;
+        }
+        out.clear();
+        Shape::BrokenObject
     } else if let Ok(value) = serde_json::from_str::<&RawValue>(body) {
         out.extend_from_slice(b"{\"message\":");
         out.extend_from_slice(value.get().as_bytes());
         out.push(b',');
         stamp.finish(id_json, out);
         one_line(out);
-        return;
-    }
+        return Shape::Value;
+    } else {
+        Shape::Text
+    };
     out.extend_from_slice(b"{\"message\":");
     json::write_escaped(out, body);
     out.push(b',');
     stamp.finish(id_json, out);
+    shape
+}
+
+/// Enriches `body` as several JSON objects, one per line (blank lines left out), each with
+/// our members and still one per line: New Relic's Firehose endpoint reads such a record line
+/// by line (`newrelic-logs.md` §1b), so wrapping it whole as text would turn its events into
+/// one. False, with `out` to be cleared, unless every non-blank line is an object and there
+/// are at least two.
+fn enrich_lines(
+    body: &str,
+    id_json: &[u8],
+    stamp: &Stamp,
+    scanner: &mut ObjectScan,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut objects = 0usize;
+    for line in body.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let start = line.len() - line.trim_start_matches(is_json_whitespace).len();
+        if start == line.len() {
+            continue;
+        }
+        if line.as_bytes()[start] != b'{' || scanner.scan(line, start).is_err() {
+            return false;
+        }
+        if objects > 0 {
+            out.push(b'\n');
+        }
+        if !splice(line, &scanner.members, out) {
+            return false;
+        }
+        stamp.finish(id_json, out);
+        objects += 1;
+    }
+    objects >= 2
 }
 
 /// Turns the line breaks of valid JSON `out` into spaces, so a pretty-printed event leaves as
@@ -153,15 +214,46 @@ mod tests {
     const STAMP_MS: i64 = 1_770_249_600_123;
 
     fn run(text: &str) -> String {
+        run_shaped(text).0
+    }
+
+    fn run_shaped(text: &str) -> (String, Shape) {
         let mut out = Vec::new();
-        enrich(
+        let shape = enrich(
             text,
             b"\"id-1\"",
             &Stamp::new(STAMP_MS),
             &mut ObjectScan::default(),
             &mut out,
         );
-        String::from_utf8(out).unwrap()
+        (String::from_utf8(out).unwrap(), shape)
+    }
+
+    #[test]
+    fn ndjson_in_one_record_is_enriched_line_by_line() {
+        let input = "{\"a\":1}\r\n\n  {\"b\":\"x\",\"transformed\":0}\n{}\n";
+        let (out, shape) = run_shaped(input);
+        assert_eq!(shape, Shape::Lines);
+        assert_eq!(
+            out,
+            format!("{{\"a\":1,{OURS}\n{{\"b\":\"x\",{OURS}\n{{{OURS}")
+        );
+        for line in out.lines() {
+            let _: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        }
+        // One line that is not an object, or is broken: the record is text, counted as such.
+        for broken in [
+            "{\"a\":1}\n[2]\n",
+            "{\"a\":1}\n{\"b\":\n",
+            "{\"latency\":NaN}",
+        ] {
+            let (out, shape) = run_shaped(broken);
+            assert_eq!(shape, Shape::BrokenObject, "{broken:?}");
+            assert!(out.starts_with("{\"message\":\"{"), "{out}");
+        }
+        assert_eq!(run_shaped("{\"a\":1}").1, Shape::Object);
+        assert_eq!(run_shaped("[1]").1, Shape::Value);
+        assert_eq!(run_shaped("plain words").1, Shape::Text);
     }
 
     const OURS: &str = r#""transformed":true,"_transformed_ts":1770249600123,"_record_id":"id-1"}"#;

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use base64_simd::STANDARD as BASE64;
 use firehose_formats::limits::LAMBDA_RESPONSE_BUDGET;
 
-use crate::enrich::Stamp;
+use crate::enrich::{Shape, Stamp};
 use crate::record::{FailureReason, Outcome, RecordResult, Scratch};
 use crate::scan::{self, Cursor};
 use crate::telemetry::{EventSource, FailureSamples};
@@ -63,6 +63,11 @@ pub struct InvocationStats {
     pub records: usize,
     /// Records returned `Ok`.
     pub ok: usize,
+    /// `Ok` records that held several JSON objects, one per line, each enriched.
+    pub ok_lines: usize,
+    /// `Ok` records that started like a JSON object but were not valid JSON (`NaN`, cut off),
+    /// so were wrapped whole as the text of `message`.
+    pub ok_broken_object: usize,
     /// Records returned `Dropped`.
     pub dropped: usize,
     /// Records returned `ProcessingFailed`, all reasons.
@@ -251,6 +256,11 @@ pub fn process_event_with_budget(
                     BASE64.encode_append(scratch.payload(), &mut out);
                     out.extend_from_slice(b"\"}");
                     stats.count(RecordResult::Ok, None);
+                    match scratch.shape() {
+                        Some(Shape::Lines) => stats.ok_lines += 1,
+                        Some(Shape::BrokenObject) => stats.ok_broken_object += 1,
+                        _ => {}
+                    }
                     continue;
                 }
                 Outcome::Failed(FailureReason::OverResponseBudget)

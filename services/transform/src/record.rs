@@ -8,7 +8,7 @@ use base64_simd::STANDARD as BASE64;
 
 use firehose_formats::limits::MAX_RECORD_BYTES;
 
-use crate::enrich::{self, Stamp};
+use crate::enrich::{self, Shape, Stamp};
 use crate::json;
 use crate::scan::ObjectScan;
 
@@ -136,6 +136,7 @@ pub(crate) struct Scratch {
     decoded: Vec<u8>,
     payload: Vec<u8>,
     scanner: ObjectScan,
+    shape: Option<Shape>,
 }
 
 impl Scratch {
@@ -144,6 +145,7 @@ impl Scratch {
     pub(crate) fn transform(&mut self, id_json: &[u8], data: &[u8], stamp: &Stamp) -> Outcome {
         self.decoded.clear();
         self.payload.clear();
+        self.shape = None;
         if BASE64.decode_append(data, &mut self.decoded).is_err() {
             return Outcome::Failed(FailureReason::InvalidBase64);
         }
@@ -160,7 +162,13 @@ impl Scratch {
         if text.trim().is_empty() {
             return Outcome::Dropped;
         }
-        enrich::enrich(text, id_json, stamp, &mut self.scanner, &mut self.payload);
+        self.shape = Some(enrich::enrich(
+            text,
+            id_json,
+            stamp,
+            &mut self.scanner,
+            &mut self.payload,
+        ));
         if self.payload.len() > MAX_RECORD_BYTES {
             return Outcome::Failed(FailureReason::OverRecordLimit);
         }
@@ -170,6 +178,11 @@ impl Scratch {
     /// Length of the decoded input of the last [`Self::transform`] call.
     pub(crate) fn decoded_len(&self) -> usize {
         self.decoded.len()
+    }
+
+    /// What the last [`Outcome::Transformed`] record was (`None` for other outcomes).
+    pub(crate) const fn shape(&self) -> Option<Shape> {
+        self.shape
     }
 
     /// The enriched payload of the last [`Outcome::Transformed`].

@@ -73,6 +73,8 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
         delivery_stream_arn = stats.source.delivery_stream_arn.as_deref(),
         records = stats.records,
         ok = stats.ok,
+        ok_lines = stats.ok_lines,
+        ok_broken_object = stats.ok_broken_object,
         dropped = stats.dropped,
         failed = stats.failed,
         failed_invalid_base64 = stats.failed_invalid_base64,

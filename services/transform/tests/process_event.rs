@@ -87,17 +87,17 @@ fn the_first_failures_are_kept_for_the_log_with_the_event_source() {
         .enumerate()
         .map(|(i, id)| json!({"recordId": id, "data": if i == 0 { gzip.as_str() } else { "!!" }}))
         .collect();
-    let event = serde_json::to_vec(&json!({
+    let packed = serde_json::to_vec(&json!({
         "invocationId": "inv-1",
         "deliveryStreamArn": "arn:aws:firehose:eu-west-1:123456789012:deliverystream/a",
         "records": records,
     }))
     .unwrap();
     // An escape in the id is read as JSON reads it.
-    let event = String::from_utf8(event)
+    let escaped = String::from_utf8(packed)
         .unwrap()
         .replace("inv-1", r"inv-\u0031");
-    let (_, stats) = process_event_with_stats(event.as_bytes(), NOW).unwrap();
+    let (_, stats) = process_event_with_stats(escaped.as_bytes(), NOW).unwrap();
     assert_eq!((stats.failed, stats.failed_gzip_compressed), (8, 1));
     let listed: Vec<(&str, &str)> = stats
         .failures
@@ -120,6 +120,22 @@ fn the_first_failures_are_kept_for_the_log_with_the_event_source() {
     assert_eq!(
         stats.source.delivery_stream_arn.as_deref(),
         Some("arn:aws:firehose:eu-west-1:123456789012:deliverystream/a")
+    );
+    // NDJSON in one record is enriched line by line; broken JSON is wrapped, and both counted.
+    let lines = STANDARD.encode(b"{\"a\":1}\n{\"b\":2}\n");
+    let broken = STANDARD.encode(br#"{"latency":NaN}"#);
+    let (response, stats) =
+        process_event_with_stats(&event(&[("l", &lines), ("n", &broken)]), NOW).unwrap();
+    assert_eq!(
+        (stats.ok, stats.ok_lines, stats.ok_broken_object),
+        (2, 1, 1)
+    );
+    let out = parse(&response);
+    let text = String::from_utf8(STANDARD.decode(&out[0].2).unwrap()).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines().all(|l| l.ends_with(r#""_record_id":"l"}"#)),
+        "{text}"
     );
     // Not strings: left out of the log, the event is still answered.
     let odd = br#"{"invocationId": 7, "deliveryStreamArn": null, "records": []}"#;
