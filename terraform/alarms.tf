@@ -25,7 +25,7 @@ locals {
   # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/matching-terms-json-log-events.html
   #
   # The third filter reads the transform's own log: a record the function answers ProcessingFailed
-  # (invalid base64 or UTF-8, over the record or response size limits) leaves a successful
+  # (invalid base64 or UTF-8, gzip data, over the record or response size limits) leaves a successful
   # invocation, so neither ExecuteProcessing.Success nor Lambda Errors moves, and Firehose logs no
   # error for it (AWS: log such failures from the function). The function writes one flattened JSON
   # line per invocation, `"message":"invocation done"` with a `failed` count
@@ -51,7 +51,7 @@ locals {
       log_group = aws_cloudwatch_log_group.lambda.name
       pattern   = "{ ($.message = \"invocation done\") && ($.failed > 0) }"
       value     = "$.failed"
-      text      = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, or over the size limits): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
+      text      = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, gzip-compressed data, or over the size limits; the transform's FirehoseTransform metrics split them by reason): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
     }
   }
 

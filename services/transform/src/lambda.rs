@@ -11,7 +11,10 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
 
 use crate::event::{InvocationError, process_event_with_stats};
-use crate::telemetry::log_invocation;
+use crate::telemetry::{Emf, log_invocation};
+
+/// The metrics settings, read from the environment at the first invocation.
+static EMF: std::sync::OnceLock<Option<Emf>> = std::sync::OnceLock::new();
 
 /// Environment variables the Lambda service sets and `lambda_runtime` requires.
 ///
@@ -100,6 +103,16 @@ pub async fn handle(event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, 
             |error| tracing::error!(request_id = %request_id, %error, "invocation failed"),
         )?;
     log_invocation(&request_id, &stats, started.elapsed());
+    if let Some(emf) = EMF.get_or_init(|| Emf::from_env(|name| std::env::var(name).ok())) {
+        // A line of its own on stdout, beside the log's: CloudWatch Logs reads it as metrics.
+        let mut line = emf.line(&stats, now_ms());
+        line.push('\n');
+        if let Err(error) =
+            std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes())
+        {
+            tracing::warn!(%error, "could not write the metrics line");
+        }
+    }
     let response = String::from_utf8(response).map_err(|_| internal("response is not UTF-8"))?;
     RawValue::from_string(response).map_err(|_| internal("response is not valid JSON"))
 }

@@ -396,6 +396,17 @@ async fn edge_cases_follow_the_per_record_rules() {
     );
     assert_eq!(done[0]["failed_invalid_utf8"], 1);
     assert_eq!(done[0]["failed_gzip_compressed"], 0);
+    // And the same counts as CloudWatch metrics (EMF), on a line of their own.
+    let emf: Vec<&Value> = logs.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert_eq!(emf.len(), 1, "{logs:?}");
+    assert_eq!(
+        emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "FirehoseTransform"
+    );
+    assert_eq!(emf[0]["FunctionName"], "transform");
+    assert_eq!(emf[0]["DeliveryStream"], "events");
+    assert_eq!(emf[0]["Failed"], done[0]["failed"]);
+    assert_eq!(emf[0]["Records"], done[0]["records"]);
     let all_logs = host.logs.lock().unwrap().join("\n");
     assert!(
         !all_logs.contains("not*valid*base64"),
@@ -427,6 +438,22 @@ async fn payloads_stay_out_of_the_log_at_trace_level() {
         !all_logs.contains(data) && !all_logs.contains("hunter2"),
         "no payload in the logs: {all_logs}"
     );
+    host.assert_alive();
+}
+
+/// `TRANSFORM_EMF=off`: no metrics line, the log as before.
+#[tokio::test]
+async fn emf_metrics_can_be_turned_off() {
+    let mut host = Harness::start_with_env(&[("TRANSFORM_EMF", "off")]).await;
+    let event = r#"{"invocationId":"t","records":[{"recordId":"r1","data":"e30="}]}"#;
+    let response = host.invoke_ok(event.to_owned()).await;
+    assert_eq!(records(&response)[0]["result"], "Ok");
+    let logs = host.log_lines();
+    assert!(
+        logs.iter().any(|l| l["message"] == "invocation done"),
+        "{logs:?}"
+    );
+    assert!(logs.iter().all(|l| l.get("_aws").is_none()), "{logs:?}");
     host.assert_alive();
 }
 
