@@ -665,7 +665,29 @@ AWS_METRICS = {
     },
     # Standard Lambda function metrics (dimension FunctionName).
     "AWS/Lambda": {"Errors", "Throttles", "Invocations", "Duration"},
+    # The transform's own EMF metrics (services/transform/src/telemetry.rs, `Emf::line`;
+    # dimensions FunctionName and DeliveryStream).
+    "FirehoseTransform": {
+        "Records", "Ok", "OkLines", "OkBrokenObject", "Dropped", "Failed",
+        "FailedInvalidBase64", "FailedInvalidUtf8", "FailedGzipCompressed", "FailedOverBudget",
+        "FailedOverRecordLimit", "ResponseBytes",
+    },
 }
+
+# The dimensions each namespace's panels must query by.
+AWS_DIMENSIONS = {
+    "AWS/Firehose": ["DeliveryStreamName"],
+    "AWS/Lambda": ["FunctionName"],
+    "FirehoseTransform": ["FunctionName", "DeliveryStream"],
+}
+
+
+def test_transform_metrics_listed_here_are_the_ones_it_writes():
+    source = (c.REPO / "services" / "transform" / "src" / "telemetry.rs").read_text()
+    written = set(re.findall(r'\("([A-Za-z0-9]+)", stats\.', source))
+    written |= set(re.findall(r'"Name": "([A-Za-z0-9]+)", "Unit": "Bytes"', source))
+    assert written == AWS_METRICS["FirehoseTransform"], written ^ AWS_METRICS["FirehoseTransform"]
+    assert 'pub const EMF_NAMESPACE: &str = "FirehoseTransform";' in source
 
 
 def test_aws_dashboard_uses_cloudwatch_and_documented_metrics():
@@ -677,12 +699,11 @@ def test_aws_dashboard_uses_cloudwatch_and_documented_metrics():
         for t in panel["targets"]:
             assert t["datasource"] == {"type": "cloudwatch", "uid": "${cloudwatch}"}
             assert t["metricName"] in AWS_METRICS[t["namespace"]], t["metricName"]
-            dim = "DeliveryStreamName" if t["namespace"] == "AWS/Firehose" else "FunctionName"
-            assert list(t["dimensions"]) == [dim]
+            assert list(t["dimensions"]) == AWS_DIMENSIONS[t["namespace"]], t
             seen.add(t["metricName"])
     for needed in ("DeliveryToHttpEndpoint.Success", "DeliveryToHttpEndpoint.DataFreshness",
                    "BackupToS3.Records", "ExecuteProcessing.Success", "ExecuteProcessing.Duration",
-                   "Errors"):
+                   "Errors", "FailedInvalidBase64", "FailedGzipCompressed", "OkBrokenObject"):
         assert needed in seen, needed
 
 
