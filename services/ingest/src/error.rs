@@ -118,6 +118,16 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// A 400 about the body as a whole (unreadable, not valid in its coding), with no
+    /// per-event details.
+    #[must_use]
+    pub fn bad_body(message: String) -> Self {
+        Self::BadRequest {
+            message,
+            details: Vec::new(),
+        }
+    }
+
     /// The HTTP status of this error.
     #[must_use]
     pub fn status(&self) -> StatusCode {

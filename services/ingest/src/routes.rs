@@ -271,10 +271,8 @@ async fn read_body(
     let mut more: Vec<Bytes> = Vec::new();
     let mut total = 0_usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::BadRequest {
-            message: "could not read the request body".to_owned(),
-            details: Vec::new(),
-        })?;
+        let frame =
+            frame.map_err(|_| ApiError::bad_body("could not read the request body".to_owned()))?;
         // Trailers carry no events.
         let Ok(piece) = frame.into_data() else {
             continue;

@@ -102,6 +102,15 @@ impl Coding {
             Self::Zstd => "zstd",
         }
     }
+
+    /// The end of the 413 message for a body over the cap once decompressed.
+    const fn after_decompression(self) -> &'static str {
+        match self {
+            Self::Gzip => " after gzip decompression",
+            Self::Deflate => " after deflate decompression",
+            Self::Zstd => " after zstd decompression",
+        }
+    }
 }
 
 /// The coding to undo, from `Content-Encoding`: every field line of it and every coding listed
@@ -209,10 +218,7 @@ pub const MAX_ZSTD_FRAMES: usize = 1024;
 /// # Errors
 /// 400 saying what is wrong and at which byte.
 pub fn zstd_window(body: &[u8]) -> Result<usize, ApiError> {
-    let bad = |message: String| ApiError::BadRequest {
-        message,
-        details: Vec::new(),
-    };
+    let bad = ApiError::bad_body;
     if body.is_empty() {
         return Err(bad("body is not valid zstd: it is empty".to_owned()));
     }
@@ -362,10 +368,7 @@ pub fn unzstd(
     limit: usize,
     mut hold: impl FnMut(usize) -> bool,
 ) -> Result<Bytes, ApiError> {
-    let not_zstd = |e: std::io::Error| ApiError::BadRequest {
-        message: format!("body is not valid zstd: {e}"),
-        details: Vec::new(),
-    };
+    let not_zstd = |e: std::io::Error| ApiError::bad_body(format!("body is not valid zstd: {e}"));
     let mut decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(not_zstd)?;
     decoder
         .window_log_max(ZSTD_MAX_WINDOW_LOG)
@@ -394,10 +397,7 @@ pub fn inflate(
     limit: usize,
     mut hold: impl FnMut(usize) -> bool,
 ) -> Result<Bytes, ApiError> {
-    let bad = |message: String| ApiError::BadRequest {
-        message,
-        details: Vec::new(),
-    };
+    let bad = ApiError::bad_body;
     let not_deflate = |e: std::io::Error| bad(format!("body is not valid deflate data: {e}"));
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     let rest = if has_zlib_header(body) {
@@ -467,11 +467,7 @@ fn read_pieces(
         if out.len() > limit {
             return Err(ApiError::BodyTooLarge {
                 limit,
-                after: match coding {
-                    Coding::Gzip => " after gzip decompression",
-                    Coding::Deflate => " after deflate decompression",
-                    Coding::Zstd => " after zstd decompression",
-                },
+                after: coding.after_decompression(),
             });
         }
         if !hold(n) {
@@ -513,17 +509,14 @@ pub fn gunzip(
     loop {
         members += 1;
         if members > MAX_GZIP_MEMBERS {
-            return Err(ApiError::BadRequest {
-                message: format!(
-                    "body is more than {MAX_GZIP_MEMBERS} gzip members one after the other: \
-                     compress it as one gzip stream"
-                ),
-                details: Vec::new(),
-            });
+            return Err(ApiError::bad_body(format!(
+                "body is more than {MAX_GZIP_MEMBERS} gzip members one after the other: \
+                 compress it as one gzip stream"
+            )));
         }
         let member_starts = body.len() - rest.len();
         let not_gzip = |e: std::io::Error| {
-            let message = if member_starts == 0 {
+            ApiError::bad_body(if member_starts == 0 {
                 format!("body is not valid gzip: {e}")
             } else {
                 format!(
@@ -531,11 +524,7 @@ pub fn gunzip(
                      {member_starts} are not another gzip member ({e})",
                     rest.len()
                 )
-            };
-            ApiError::BadRequest {
-                message,
-                details: Vec::new(),
-            }
+            })
         };
         let mut decoder = flate2::bufread::GzDecoder::new(rest);
         read_pieces(
