@@ -684,8 +684,7 @@ AWS_DIMENSIONS = {
 
 def test_transform_metrics_listed_here_are_the_ones_it_writes():
     source = (c.REPO / "services" / "transform" / "src" / "telemetry.rs").read_text()
-    written = set(re.findall(r'\("([A-Za-z0-9]+)", stats\.', source))
-    written |= set(re.findall(r'"Name": "([A-Za-z0-9]+)", "Unit": "Bytes"', source))
+    written = set(re.findall(r'\(\s*"([A-Za-z0-9]+)",\s*"(?:Count|Bytes)",\s*stats\.', source))
     assert written == AWS_METRICS["FirehoseTransform"], written ^ AWS_METRICS["FirehoseTransform"]
     assert 'pub const EMF_NAMESPACE: &str = "FirehoseTransform";' in source
 

@@ -71,8 +71,7 @@ pub(crate) fn enrich(
     let body = strip_line_ending(text);
     let start = body.len() - body.trim_start_matches(is_json_whitespace).len();
     let shape = if body.as_bytes().get(start) == Some(&b'{') {
-        if scanner.scan(body, start).is_ok() && splice(body, &scanner.members, out) {
-            stamp.finish(id_json, out);
+        if object(body, start, id_json, stamp, scanner, out) {
             one_line(out);
             return Shape::Object;
         }
@@ -118,19 +117,35 @@ fn enrich_lines(
         if start == line.len() {
             continue;
         }
-        if line.as_bytes()[start] != b'{' || scanner.scan(line, start).is_err() {
+        if line.as_bytes()[start] != b'{' {
             return false;
         }
         if objects > 0 {
             out.push(b'\n');
         }
-        if !splice(line, &scanner.members, out) {
+        if !object(line, start, id_json, stamp, scanner, out) {
             return false;
         }
-        stamp.finish(id_json, out);
         objects += 1;
     }
     objects >= 2
+}
+
+/// Appends the object that opens at `start` of `text` with our members (the record id as the
+/// JSON literal `id_json`); false, with `out` to be cleared, if `text` is not one object.
+fn object(
+    text: &str,
+    start: usize,
+    id_json: &[u8],
+    stamp: &Stamp,
+    scanner: &mut ObjectScan,
+    out: &mut Vec<u8>,
+) -> bool {
+    if scanner.scan(text, start).is_err() || !splice(text, &scanner.members, out) {
+        return false;
+    }
+    stamp.finish(id_json, out);
+    true
 }
 
 /// Turns the line breaks of valid JSON `out` into spaces, so a pretty-printed event leaves as

@@ -243,7 +243,7 @@ pub fn process_event_with_budget(
             stats.decoded_bytes += scratch.decoded_len();
         }
         let outcome = match outcome {
-            Outcome::Transformed => {
+            Outcome::Transformed(shape) => {
                 let len = record_len(
                     record.id_json.len(),
                     RecordResult::Ok,
@@ -256,10 +256,10 @@ pub fn process_event_with_budget(
                     BASE64.encode_append(scratch.payload(), &mut out);
                     out.extend_from_slice(b"\"}");
                     stats.count(RecordResult::Ok, None);
-                    match scratch.shape() {
-                        Some(Shape::Lines) => stats.ok_lines += 1,
-                        Some(Shape::BrokenObject) => stats.ok_broken_object += 1,
-                        _ => {}
+                    match shape {
+                        Shape::Lines => stats.ok_lines += 1,
+                        Shape::BrokenObject => stats.ok_broken_object += 1,
+                        Shape::Object | Shape::Value | Shape::Text => {}
                     }
                     continue;
                 }
@@ -271,7 +271,7 @@ pub fn process_event_with_budget(
             Outcome::Dropped => (RecordResult::Dropped, None),
             Outcome::Failed(reason) => (RecordResult::ProcessingFailed, Some(reason)),
             // Handled above; kept total without a panic path.
-            Outcome::Transformed => (
+            Outcome::Transformed(_) => (
                 RecordResult::ProcessingFailed,
                 Some(FailureReason::OverResponseBudget),
             ),

@@ -102,7 +102,7 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
     let mut id_json = Vec::with_capacity(record_id.len() + 2);
     json::write_escaped(&mut id_json, record_id);
     let (result, data, failure) = match scratch.transform(&id_json, data.as_bytes(), &stamp) {
-        Outcome::Transformed => (
+        Outcome::Transformed(_) => (
             RecordResult::Ok,
             BASE64.encode_to_string(scratch.payload()),
             None,
@@ -124,8 +124,8 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
 /// What [`Scratch::transform`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The enriched payload (not yet base64) is in [`Scratch::payload`].
-    Transformed,
+    /// The enriched payload (not yet base64) is in [`Scratch::payload`]; what the record was.
+    Transformed(Shape),
     Dropped,
     Failed(FailureReason),
 }
@@ -136,7 +136,6 @@ pub(crate) struct Scratch {
     decoded: Vec<u8>,
     payload: Vec<u8>,
     scanner: ObjectScan,
-    shape: Option<Shape>,
 }
 
 impl Scratch {
@@ -145,7 +144,6 @@ impl Scratch {
     pub(crate) fn transform(&mut self, id_json: &[u8], data: &[u8], stamp: &Stamp) -> Outcome {
         self.decoded.clear();
         self.payload.clear();
-        self.shape = None;
         if BASE64.decode_append(data, &mut self.decoded).is_err() {
             return Outcome::Failed(FailureReason::InvalidBase64);
         }
@@ -162,27 +160,16 @@ impl Scratch {
         if text.trim().is_empty() {
             return Outcome::Dropped;
         }
-        self.shape = Some(enrich::enrich(
-            text,
-            id_json,
-            stamp,
-            &mut self.scanner,
-            &mut self.payload,
-        ));
+        let shape = enrich::enrich(text, id_json, stamp, &mut self.scanner, &mut self.payload);
         if self.payload.len() > MAX_RECORD_BYTES {
             return Outcome::Failed(FailureReason::OverRecordLimit);
         }
-        Outcome::Transformed
+        Outcome::Transformed(shape)
     }
 
     /// Length of the decoded input of the last [`Self::transform`] call.
     pub(crate) fn decoded_len(&self) -> usize {
         self.decoded.len()
-    }
-
-    /// What the last [`Outcome::Transformed`] record was (`None` for other outcomes).
-    pub(crate) const fn shape(&self) -> Option<Shape> {
-        self.shape
     }
 
     /// The enriched payload of the last [`Outcome::Transformed`].

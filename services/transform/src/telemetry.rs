@@ -93,24 +93,32 @@ impl Emf {
     /// The EMF document for `stats`, timestamped `now_ms` (one line, no newline).
     #[must_use]
     pub fn line(&self, stats: &InvocationStats, now_ms: i64) -> String {
-        let counts = [
-            ("Records", stats.records),
-            ("Ok", stats.ok),
-            ("OkLines", stats.ok_lines),
-            ("OkBrokenObject", stats.ok_broken_object),
-            ("Dropped", stats.dropped),
-            ("Failed", stats.failed),
-            ("FailedInvalidBase64", stats.failed_invalid_base64),
-            ("FailedInvalidUtf8", stats.failed_invalid_utf8),
-            ("FailedGzipCompressed", stats.failed_gzip_compressed),
-            ("FailedOverBudget", stats.failed_over_budget),
-            ("FailedOverRecordLimit", stats.failed_over_record_limit),
+        let metrics = [
+            ("Records", "Count", stats.records),
+            ("Ok", "Count", stats.ok),
+            ("OkLines", "Count", stats.ok_lines),
+            ("OkBrokenObject", "Count", stats.ok_broken_object),
+            ("Dropped", "Count", stats.dropped),
+            ("Failed", "Count", stats.failed),
+            ("FailedInvalidBase64", "Count", stats.failed_invalid_base64),
+            ("FailedInvalidUtf8", "Count", stats.failed_invalid_utf8),
+            (
+                "FailedGzipCompressed",
+                "Count",
+                stats.failed_gzip_compressed,
+            ),
+            ("FailedOverBudget", "Count", stats.failed_over_budget),
+            (
+                "FailedOverRecordLimit",
+                "Count",
+                stats.failed_over_record_limit,
+            ),
+            ("ResponseBytes", "Bytes", stats.response_bytes),
         ];
-        let mut definitions: Vec<serde_json::Value> = counts
+        let definitions: Vec<serde_json::Value> = metrics
             .iter()
-            .map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"}))
+            .map(|(name, unit, _)| serde_json::json!({"Name": name, "Unit": unit}))
             .collect();
-        definitions.push(serde_json::json!({"Name": "ResponseBytes", "Unit": "Bytes"}));
         // The stream's name: the ARN's resource after `deliverystream/`.
         let stream = stats
             .source
@@ -140,10 +148,9 @@ impl Emf {
         if let Some(stream) = stream {
             root.insert("DeliveryStream".to_owned(), stream.into());
         }
-        for (name, value) in counts {
+        for (name, _, value) in metrics {
             root.insert(name.to_owned(), value.into());
         }
-        root.insert("ResponseBytes".to_owned(), stats.response_bytes.into());
         serde_json::Value::Object(root).to_string()
     }
 }
