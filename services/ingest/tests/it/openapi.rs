@@ -269,16 +269,10 @@ async fn documented_content_types_and_encodings_are_taken_and_others_refused() {
         "identity" => data.to_vec(),
         other => panic!("the test does not know how to encode {other}"),
     };
-    let post = |content_type: &str, encoding: &str, body: Vec<u8>| {
-        http::Request::post("/v1/events")
-            .header("content-type", content_type)
-            .header("content-encoding", encoding)
-            .body(axum::body::Body::from(body))
-            .unwrap()
-    };
     for content_type in &types {
         for encoding in &encodings {
-            let request = post(content_type, encoding, encode(encoding, b"{\"doc\":1}\n"));
+            let request =
+                support::encoded(content_type, encoding, encode(encoding, b"{\"doc\":1}\n"));
             let a = send(&app.router, request).await;
             assert_eq!(
                 a.status,
@@ -295,7 +289,7 @@ async fn documented_content_types_and_encodings_are_taken_and_others_refused() {
     ] {
         let a = send(
             &app.router,
-            post(content_type, encoding, b"{\"doc\":1}".to_vec()),
+            support::encoded(content_type, encoding, b"{\"doc\":1}".to_vec()),
         )
         .await;
         assert_eq!(

@@ -13,7 +13,7 @@ use ingest::state::{CHECK_FAILURES_BEFORE_UNREADY, Readiness, StreamCheck};
 use ingest::validate::ZSTD_DECODER_BYTES;
 use serde_json::json;
 
-use crate::support::{self, FakeSink, Options, app, app_with, gzip, json, post, send};
+use crate::support::{self, FakeSink, Options, app, app_with, encoded, gzip, json, post, send};
 
 /// The value of the first sample whose line starts with `line_start`; 0 for a labelled series
 /// not created yet (a counter with labels appears at its first increment), but the metric
@@ -110,11 +110,7 @@ async fn arrays_ndjson_gzip_and_the_legacy_path_work() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.body["accepted"], 2);
 
-    let request = Request::post("/v1/events")
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(Body::from(gzip(br#"[{"f":6},{"g":7}]"#)))
-        .unwrap();
+    let request = encoded("application/json", "gzip", gzip(br#"[{"f":6},{"g":7}]"#));
     let a = send(&app.router, request).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     let all: Vec<_> = app.sink.records();
@@ -146,13 +142,7 @@ async fn deflate_bodies_are_taken_as_api_gateway_took_them() {
             e.finish().unwrap()
         }
     };
-    let request = |body: Vec<u8>| {
-        Request::post("/v1/events")
-            .header("content-type", "application/x-ndjson")
-            .header("content-encoding", "deflate")
-            .body(Body::from(body))
-            .unwrap()
-    };
+    let request = |body: Vec<u8>| encoded("application/x-ndjson", "deflate", body);
     for zlib in [true, false] {
         let a = send(
             &app.router,
@@ -211,13 +201,7 @@ async fn zstd_bodies_are_taken_and_their_window_is_held() {
             ..Options::default()
         },
     );
-    let request = |body: Vec<u8>, coding: &str| {
-        Request::post("/v1/events")
-            .header("content-type", "application/x-ndjson")
-            .header("content-encoding", coding)
-            .body(Body::from(body))
-            .unwrap()
-    };
+    let request = |body: Vec<u8>, coding: &str| encoded("application/x-ndjson", coding, body);
     *state.lock().unwrap() = Some(app.state.clone());
     let zstd = |body: Vec<u8>| request(body, "zstd");
     let events = b"{\"h\":8}\n{\"i\":9}\n";
@@ -411,11 +395,7 @@ async fn wrong_content_type_or_encoding_is_415() {
         let a = send(&app.router, post("/v1/events", ct, "{}")).await;
         assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
     }
-    let request = Request::post("/v1/events")
-        .header("content-type", "application/json")
-        .header("content-encoding", "br")
-        .body(Body::from("{}"))
-        .unwrap();
+    let request = encoded("application/json", "br", "{}");
     assert_eq!(
         send(&app.router, request).await.status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -468,19 +448,11 @@ async fn a_gzip_bomb_is_413_not_an_oom() {
     // 100 MiB of spaces compresses to ~100 KiB.
     let bomb = gzip(&vec![b' '; 100 * 1024 * 1024]);
     assert!(bomb.len() < 1024 * 1024);
-    let request = Request::post("/v1/events")
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(Body::from(bomb))
-        .unwrap();
+    let request = encoded("application/json", "gzip", bomb);
     let a = send(&app.router, request).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(a.body["error"].as_str().unwrap().contains("decompression"));
-    let request = Request::post("/v1/events")
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(Body::from("definitely not gzip"))
-        .unwrap();
+    let request = encoded("application/json", "gzip", "definitely not gzip");
     let a = send(&app.router, request).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.body["error"].as_str().unwrap().contains("gzip"));

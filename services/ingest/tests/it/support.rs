@@ -221,6 +221,15 @@ pub fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Bo
         .unwrap()
 }
 
+/// A POST to `/v1/events` of `body` as `content_type`, compressed as `coding` says.
+pub fn encoded(content_type: &str, coding: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post("/v1/events")
+        .header("content-type", content_type)
+        .header("content-encoding", coding)
+        .body(body.into())
+        .unwrap()
+}
+
 pub fn json(body: &str) -> Request<Body> {
     post("/v1/events", "application/json", body.to_owned())
 }
