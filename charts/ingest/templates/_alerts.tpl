@@ -97,6 +97,20 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "ingest cannot write its log lines; access-log lines are being lost."
     description: "{{`{{ $value | humanize }}`}} writes of log lines to stdout failed in {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} over the last 10 minutes."
     runbook_url: {{ printf "%s#ingestlogwriteerrors" $runbook | quote }}
+- alert: IngestLogLinesDropped
+  expr: |-
+    sum by (namespace, job) (increase(ingest_log_lines_dropped_total{ {{- $sel }}}[10m]))
+      >= {{ $t.logLinesDropped }}
+  for: 5m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "ingest's stdout is not keeping up; log lines are being dropped."
+    description: "{{`{{ $value | humanize }}`}} log lines of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were dropped over the last 10 minutes: the log queue was full (stdout stalled or slower than the lines). Requests are still served."
+    runbook_url: {{ printf "%s#ingestloglinesdropped" $runbook | quote }}
 - alert: IngestNoTraffic
   expr: |-
     sum by (namespace, job) (rate(ingest_events_accepted_total{ {{- $sel }}}[{{ $t.noTrafficFor }}]))

@@ -12,7 +12,9 @@ use clap::Parser;
 use firehose_formats::limits::is_valid_stream_name;
 use secrecy::SecretString;
 
+use crate::log_writer::WhenFull;
 use crate::producer::ProducerConfig;
+use crate::telemetry::LogSettings;
 
 /// `ingest` settings. Each flag can also be set through the environment variable shown.
 #[derive(Debug, Clone, Parser)]
@@ -138,6 +140,23 @@ pub struct Config {
     /// to the filter it would mean "off", errors and the access log included.
     #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = log_filter)]
     pub log: String,
+
+    /// Log lines (one access line per request) that may wait for the thread writing stdout:
+    /// what a stall of stdout is absorbed by before `INGEST_LOG_WHEN_FULL` applies. At most
+    /// about this many times a line's size (≈ 300 bytes for an access line) of memory.
+    #[arg(
+        long,
+        env = "INGEST_LOG_QUEUE_LINES",
+        default_value_t = 65_536,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub log_queue_lines: u32,
+
+    /// When that queue is full because stdout stalls: `drop` drops the lines and counts them
+    /// (`ingest_log_lines_dropped_total`) and requests go on; `block` makes every request wait
+    /// to log, so no line is lost but a stalled log pipeline stops intake.
+    #[arg(long, env = "INGEST_LOG_WHEN_FULL", value_enum, default_value_t = WhenFull::Drop)]
+    pub log_when_full: WhenFull,
 }
 
 /// A configuration value that cannot work, with what to change.
@@ -224,6 +243,16 @@ impl Config {
     #[must_use]
     pub fn load() -> Self {
         cli_env::parse()
+    }
+
+    /// The log settings, for [`crate::telemetry::init_tracing`].
+    #[must_use]
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings {
+            filter: self.log.clone(),
+            queue_lines: usize::try_from(self.log_queue_lines).unwrap_or(usize::MAX),
+            when_full: self.log_when_full,
+        }
     }
 
     /// Checks the values that clap cannot check alone.
@@ -431,7 +460,23 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(25));
         assert_eq!(c.shutdown_grace, Duration::from_secs(25));
         assert_eq!(c.send_window(), Duration::from_secs(14));
+        assert_eq!(c.log_queue_lines, 65_536);
+        assert_eq!(c.log_when_full, WhenFull::Drop);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn log_queue_settings_parse_and_refuse_what_cannot_work() {
+        let c = parse(&["--log-when-full", "block", "--log-queue-lines", "16"]);
+        let log = c.log_settings();
+        assert_eq!(log.when_full, WhenFull::Block);
+        assert_eq!(log.queue_lines, 16);
+        for args in [["--log-queue-lines", "0"], ["--log-when-full", "wait"]] {
+            let error =
+                Config::try_parse_from(["ingest", args[0], args[1]]).expect_err("refused at start");
+            let message = cli_env::name_the_variable::<Config>(error).to_string();
+            assert!(message.contains("INGEST_LOG_"), "{args:?}: {message}");
+        }
     }
 
     #[test]

@@ -229,9 +229,20 @@ pub struct Drain {
     pub cut_short: tokio_util::sync::CancellationToken,
 }
 
+/// How the drain of [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection of the public listener finished.
+    Complete,
+    /// Connections were still open when the grace period ran out or was cut short: a request
+    /// still running on one got no answer (its client sends it again). The binary exits with
+    /// a failure status, so that an unclean stop is not reported as a clean one.
+    Abandoned,
+}
+
 /// Serves `public` and `admin` until `shutdown` resolves, then: readiness turns false, after
 /// `drain.delay` the public listener stops accepting, in-flight requests finish (their records
-/// are sent or answered 503) within `drain.grace`, and the function returns.
+/// are sent or answered 503) within `drain.grace`, and the function returns how that went.
 ///
 /// # Errors
 /// An I/O error of the public server.
@@ -241,7 +252,7 @@ pub async fn run(
     state: AppState,
     drain: Drain,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<Drained> {
     let admin_stop = tokio_util::sync::CancellationToken::new();
     let admin_server = {
         let stop = admin_stop.clone();
@@ -279,10 +290,10 @@ pub async fn run(
         }
     };
     let result = tokio::select! {
-        result = server => result,
+        result = server => result.map(|()| Drained::Complete),
         () = grace_over => {
             tracing::warn!(grace = ?drain.grace, cut_short = drain.cut_short.is_cancelled(), "grace period over; no longer waiting for the connections still open (they end with the process: a request still running on one gets no answer, so its events were not acknowledged)");
-            Ok(())
+            Ok(Drained::Abandoned)
         }
     };
     admin_stop.cancel();

@@ -14,10 +14,19 @@
 //! A write that fails (stdout closed or failing) is counted ([`write_errors`], exported as
 //! `ingest_log_write_errors_total`): `tracing-appender`'s thread drops such errors, so without
 //! the count lost log lines would leave no trace anywhere.
+//!
+//! When stdout stalls (the node's log pipeline stuck, a full disk under the container runtime,
+//! a wrapper that stopped reading), the writer thread blocks and the queue fills. What happens
+//! then is [`WhenFull`]: by default the lines that do not fit are dropped and counted
+//! ([`dropped_lines`], `ingest_log_lines_dropped_total`), so a log pipeline's fault costs log
+//! lines and never intake; `block` keeps every line by making the requests that log wait.
 
 use std::io::{self, BufWriter, Write};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 
 /// Writes to stdout that failed, since the process started.
 static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
@@ -34,6 +43,47 @@ fn counted<T>(result: io::Result<T>) -> io::Result<T> {
         WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
     }
     result
+}
+
+/// What logging does when the queue to the writer thread is full (`INGEST_LOG_WHEN_FULL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WhenFull {
+    /// Drop the line and count it: requests never wait for stdout.
+    Drop,
+    /// Wait until the line fits: no line is lost, but a stalled stdout stops every request
+    /// that logs (all of them: each gets an access line).
+    Block,
+}
+
+/// The dropped-line count of the process's log queue (the first one [`queue`] built).
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// How many log lines were dropped because the queue was full, since the process started
+/// (always 0 with [`WhenFull::Block`]).
+#[must_use]
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |counter| {
+        u64::try_from(counter.dropped_lines()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The queue of at most `lines` lines (at least 1) to a thread that writes them to `out`,
+/// paced, in a buffer of `buffer_bytes`; `when_full` says what a line that does not fit does.
+/// The first queue built in a process is the one [`dropped_lines`] reports on.
+pub fn queue<W: Write + Send + 'static>(
+    out: W,
+    lines: usize,
+    buffer_bytes: usize,
+    when_full: WhenFull,
+) -> (NonBlocking, WorkerGuard) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(when_full == WhenFull::Drop)
+        .buffered_lines_limit(lines.max(1))
+        .thread_name("ingest-log")
+        .finish(Paced::new(out, buffer_bytes));
+    // Already set: a second queue (tests only); the process's first one keeps reporting.
+    let _ = DROPPED.set(writer.error_counter());
+    (writer, guard)
 }
 
 /// Least time between two writes of the log thread.
@@ -115,6 +165,8 @@ impl<W: Write> Write for Paced<W> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::{Arc, Condvar, Mutex};
+
     use super::*;
 
     /// Records each `write` it gets.
@@ -158,6 +210,94 @@ mod tests {
             .unwrap_or_else(|| panic!("exported: {text}"));
         let shown: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(shown > before, "{line}");
+    }
+
+    /// What a [`Stalled`] stdout has: whether it takes bytes yet, and the bytes it took.
+    #[derive(Default)]
+    struct Taken {
+        open: bool,
+        bytes: Vec<u8>,
+    }
+
+    /// A stdout that takes nothing until opened, then keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Stalled {
+        state: Arc<(Mutex<Taken>, Condvar)>,
+    }
+
+    impl Stalled {
+        fn open(&self) {
+            self.state.0.lock().unwrap().open = true;
+            self.state.1.notify_all();
+        }
+
+        fn lines(&self) -> usize {
+            let taken = self.state.0.lock().unwrap();
+            taken.bytes.iter().filter(|b| **b == b'\n').count()
+        }
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut taken = self.state.0.lock().unwrap();
+            while !taken.open {
+                taken = self.state.1.wait(taken).unwrap();
+            }
+            taken.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `n` lines through `writer`, each written whole as the log layers write them.
+    fn log_lines(writer: &NonBlocking, n: usize) {
+        for i in 0..n {
+            let mut w = writer.clone();
+            w.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn with_drop_a_stalled_stdout_costs_counted_lines_and_never_blocks_the_logger() {
+        let stdout = Stalled::default();
+        // A 1-byte buffer: every line goes straight to the stalled stdout.
+        let (writer, guard) = queue(stdout.clone(), 4, 1, WhenFull::Drop);
+        let counter = writer.error_counter();
+        let logger = std::thread::spawn(move || log_lines(&writer, 1000));
+        // Returns although nothing can be written: the lines that did not fit were dropped.
+        logger.join().unwrap();
+        let dropped = counter.dropped_lines();
+        assert!(dropped >= 1000 - 4 - 2, "dropped {dropped}");
+        stdout.open();
+        drop(guard);
+        // Every line is either written or counted as dropped.
+        assert_eq!(stdout.lines() + dropped, 1000, "written {}", stdout.lines());
+    }
+
+    #[test]
+    fn with_block_a_stalled_stdout_holds_the_logger_and_loses_nothing() {
+        let stdout = Stalled::default();
+        let (writer, guard) = queue(stdout.clone(), 4, 1, WhenFull::Block);
+        let counter = writer.error_counter();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let logger = std::thread::spawn(move || {
+            log_lines(&writer, 100);
+            done_tx.send(()).unwrap();
+        });
+        // Absence can only be shown by waiting: 100 lines do not fit a queue of 4.
+        assert!(
+            done.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the logger waits for the stalled stdout"
+        );
+        stdout.open();
+        done.recv_timeout(Duration::from_secs(30))
+            .expect("the logger goes on once stdout takes lines");
+        logger.join().unwrap();
+        drop(guard);
+        assert_eq!(counter.dropped_lines(), 0);
+        assert_eq!(stdout.lines(), 100);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use ingest::config::Config;
-use ingest::{Drain, Service, Target};
+use ingest::{Drain, Drained, Service, Target};
 use tokio::net::TcpListener;
 
 /// jemalloc, not glibc malloc: under load (`scripts/bench-ingest.sh`, perf) glibc's allocator
@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
         }
     };
     let config = Config::load();
-    let telemetry = match ingest::telemetry::init_tracing(&config.log) {
+    let telemetry = match ingest::telemetry::init_tracing(&config.log_settings()) {
         Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("ingest: {e}");
@@ -36,7 +36,14 @@ async fn main() -> ExitCode {
         }
     };
     let code = match start(config, signals).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Drained::Complete) => ExitCode::SUCCESS,
+        Ok(Drained::Abandoned) => {
+            tracing::warn!(
+                status = EXIT_ABANDONED,
+                "exiting with connections that were still open: requests on them got no answer"
+            );
+            ExitCode::from(EXIT_ABANDONED)
+        }
         Err(Failed::Start(e)) => {
             // Every error message already says what to fix; the chain adds nothing for operators.
             tracing::error!(error = %e, "ingest cannot start");
@@ -55,6 +62,10 @@ async fn main() -> ExitCode {
     code
 }
 
+/// Exit status after a drain that gave up on open connections (grace period over, or a second
+/// signal): not a clean stop, and not a failure to serve (status 1).
+const EXIT_ABANDONED: u8 = 3;
+
 /// Why the binary failed: before it served (the message says what to fix), or afterwards (a
 /// server error, or the local Firehose failing to flush what it had acknowledged).
 enum Failed {
@@ -71,7 +82,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failed {
 async fn start(
     #[cfg_attr(not(feature = "embedded"), allow(unused_mut))] mut config: Config,
     signals: Signals,
-) -> Result<(), Failed> {
+) -> Result<Drained, Failed> {
     // Settle everything that needs no AWS before touching the credential chain, so a typo is
     // reported at once (not after IMDS timeouts).
     config.validate()?;
@@ -121,9 +132,9 @@ async fn start(
             // Only the first error is returned; this one must not go unseen.
             tracing::error!(error = %e, "the local Firehose could not flush");
         }
-        served?;
+        let drained = served?;
         flushed.map_err(|e| Failed::Later(e.into()))?;
-        return Ok(());
+        return Ok(drained);
     }
     served
 }
@@ -133,7 +144,7 @@ async fn serve(
     config: &Config,
     client: aws_sdk_firehose::Client,
     mut signals: Signals,
-) -> Result<(), Failed> {
+) -> Result<Drained, Failed> {
     let service = Service::build(config, Arc::new(client))?;
     let public = TcpListener::bind(config.listen)
         .await

@@ -128,16 +128,19 @@ impl Collector for InflightBytes {
     }
 }
 
-/// `ingest_log_write_errors_total`, read from [`crate::log_writer::write_errors`] at each
-/// scrape (the log thread counts; it has no handle on a registry).
+/// A counter of the log writer's, read at each scrape (the log thread and its queue count; they
+/// have no handle on a registry): `ingest_log_write_errors_total` from
+/// [`crate::log_writer::write_errors`], `ingest_log_lines_dropped_total` from
+/// [`crate::log_writer::dropped_lines`].
 #[derive(Debug, Clone)]
-struct LogWriteErrors {
+struct LogCounter {
     shown: IntCounter,
+    read: fn() -> u64,
     /// One scrape at a time sets `shown` (a counter has no `set`: reset, then add).
     scraping: Arc<std::sync::Mutex<()>>,
 }
 
-impl Collector for LogWriteErrors {
+impl Collector for LogCounter {
     fn desc(&self) -> Vec<&Desc> {
         self.shown.desc()
     }
@@ -148,7 +151,7 @@ impl Collector for LogWriteErrors {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.shown.reset();
-        self.shown.inc_by(crate::log_writer::write_errors());
+        self.shown.inc_by((self.read)());
         self.shown.collect()
     }
 }
@@ -370,11 +373,20 @@ impl Metrics {
         registry.register(Box::new(event_bytes_rejected.clone()))?;
         registry.register(Box::new(requests_rejected.clone()))?;
         registry.register(Box::new(ready.clone()))?;
-        registry.register(Box::new(LogWriteErrors {
+        registry.register(Box::new(LogCounter {
             shown: IntCounter::new(
                 "ingest_log_write_errors_total",
                 "Writes of log lines to stdout that failed (their lines may be lost)",
             )?,
+            read: crate::log_writer::write_errors,
+            scraping: Arc::default(),
+        }))?;
+        registry.register(Box::new(LogCounter {
+            shown: IntCounter::new(
+                "ingest_log_lines_dropped_total",
+                "Log lines dropped because the log queue was full (stdout stalled)",
+            )?,
+            read: crate::log_writer::dropped_lines,
             scraping: Arc::default(),
         }))?;
         registry.register(Box::new(build_info))?;
@@ -467,6 +479,7 @@ mod tests {
         ("ingest_inflight_bytes_limit", "gauge"),
         ("ingest_ready", "gauge"),
         ("ingest_log_write_errors_total", "counter"),
+        ("ingest_log_lines_dropped_total", "counter"),
         ("ingest_build_info", "gauge"),
     ];
 

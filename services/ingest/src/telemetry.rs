@@ -39,7 +39,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::access_log::{ACCESS_TARGET, AccessLog};
-use crate::log_writer::Paced;
+use crate::log_writer::{self, WhenFull};
 
 /// `service.name` of the exported spans when neither `OTEL_SERVICE_NAME` nor a `service.name`
 /// in `OTEL_RESOURCE_ATTRIBUTES` names the service.
@@ -333,6 +333,18 @@ fn tracer_provider(config: &OtlpConfig) -> Result<SdkTracerProvider, OtlpError> 
         .build())
 }
 
+/// How log lines get to stdout: `RUST_LOG`, `INGEST_LOG_QUEUE_LINES` and
+/// `INGEST_LOG_WHEN_FULL` (see [`crate::config::Config`]).
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// The filter, in `tracing` env-filter syntax.
+    pub filter: String,
+    /// Lines that may wait for the writer thread.
+    pub queue_lines: usize,
+    /// What a line that does not fit the queue does.
+    pub when_full: WhenFull,
+}
+
 /// Installs the JSON log subscriber and, when the OTLP variables ask for it, trace export.
 /// Call once, from `main`, inside the Tokio runtime; keep the returned guard until the server
 /// has drained.
@@ -340,7 +352,7 @@ fn tracer_provider(config: &OtlpConfig) -> Result<SdkTracerProvider, OtlpError> 
 /// # Errors
 /// A bad log filter, or a subscriber already installed. A bad OTLP setting is no error: it
 /// is logged, and the service runs without export.
-pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
+pub fn init_tracing(log: &LogSettings) -> Result<Telemetry, TelemetryError> {
     let otlp = OtlpConfig::from_vars(env_var).and_then(|config| match config {
         Some(config) => Ok(Some((tracer_provider(&config)?, config))),
         None => Ok(None),
@@ -351,15 +363,15 @@ pub fn init_tracing(filter: &str) -> Result<Telemetry, TelemetryError> {
         Err(e) => (None, None, Some(e)),
     };
     // Lines queue for a writer thread, which writes them in batches at most once per
-    // `LOG_WRITE_INTERVAL` (`log_writer`), not a `write` per access-log line. The queue
-    // blocks when full instead of dropping lines: an access log that loses lines under load
-    // is no log.
-    let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("ingest-log")
-        .finish(Paced::new(std::io::stdout(), LOG_WRITE_BYTES));
-    let base = tracing_subscriber::registry().with(log_layers(filter, writer)?);
+    // `LOG_WRITE_INTERVAL` (`log_writer`), not a `write` per access-log line. A queue that
+    // fills (stdout stalled) drops and counts lines, or makes the loggers wait: `when_full`.
+    let (writer, log_guard) = log_writer::queue(
+        std::io::stdout(),
+        log.queue_lines,
+        LOG_WRITE_BYTES,
+        log.when_full,
+    );
+    let base = tracing_subscriber::registry().with(log_layers(&log.filter, writer)?);
     // Our own spans go out whatever RUST_LOG says: a quieter log must not thin the traces.
     // Two branches, not an `Option` layer: an absent `Option` layer answers "always" for every
     // callsite, which made every DEBUG and TRACE callsite of hyper and the AWS SDK, and the
@@ -440,9 +452,6 @@ fn parse_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, Telemetry
         source,
     })
 }
-
-/// Log lines that may wait for the writer thread before logging blocks the caller.
-const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// The writer thread's buffer: written through when full, before its interval is up.
 const LOG_WRITE_BYTES: usize = 64 * 1024;

@@ -4,6 +4,8 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use futures::StreamExt as _;
+
 use crate::binary::{Ingest, start_fake_firehose, wait_log};
 use crate::support::KeyFile;
 
@@ -107,4 +109,79 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     for line in &all {
         assert!(!line.contains(KEY), "key in the log: {line}");
     }
+}
+
+/// A stalled stdout (the node's log pipeline stuck) must not stop intake: with the default
+/// `INGEST_LOG_WHEN_FULL=drop`, the lines that do not fit the log queue are dropped and counted
+/// on `/metrics`, and every request is answered as usual.
+#[tokio::test]
+async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
+    // Enough requests to fill the pipe (64 KiB), the writer's buffer (64 KiB) and the queue
+    // (16 lines) with access lines of ≈ 250 bytes several times over.
+    const REQUESTS: usize = 1500;
+    let (firehose, _fake) = start_fake_firehose().await;
+    let mut ingest = Ingest::start(
+        &firehose,
+        "stalled-stdout",
+        &[("INGEST_LOG_QUEUE_LINES", "16"), ("INGEST_LINGER", "1ms")],
+    )
+    .await;
+    let admin = ingest
+        .startup
+        .iter()
+        .find_map(|v| v["admin"].as_str())
+        .expect("the listening line names the admin address")
+        .to_owned();
+    let paused = ingest.pause_stdout().await;
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/events", ingest.url);
+    let answers = futures::stream::iter(0..REQUESTS)
+        .map(|i| {
+            let request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"stalled":{i}}}"#));
+            async move { request.send().await.map(|r| r.status().as_u16()) }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(120), answers)
+        .await
+        .expect("requests are answered while stdout is stalled");
+    let ok = answers.iter().filter(|a| matches!(a, Ok(200))).count();
+    assert_eq!(ok, REQUESTS, "every request accepted: {:?}", &answers[..5]);
+
+    let metrics = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("the admin listener answers")
+        .text()
+        .await
+        .expect("metrics text");
+    let dropped: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ingest_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("exported: {metrics}"))
+        .parse()
+        .expect("a count");
+    assert!(dropped > 0, "lines were dropped, and counted");
+
+    drop(paused);
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    let all = ingest.transcript().await;
+    let access = all
+        .iter()
+        .filter(|l| l.contains(r#""target":"access""#))
+        .count();
+    assert!(access < REQUESTS, "{access} access lines");
+    // Every access line is either in the log or counted as dropped (only access lines are
+    // logged while stdout is stalled).
+    assert_eq!(
+        access + dropped,
+        REQUESTS,
+        "{access} written, {dropped} dropped"
+    );
 }
