@@ -396,6 +396,25 @@ pub fn array_elements_up_to(text: &str, max: usize) -> Scan<Vec<&str>> {
     }
 }
 
+/// Turns the line breaks of valid JSON `text` into spaces, in place: the same value on one
+/// line, of the same length.
+///
+/// In valid JSON a raw `\n` or `\r` can only be whitespace between tokens (RFC 8259 §7: inside
+/// strings they must be escaped), so a space means the same. Records are read line by line
+/// downstream (S3 backup objects, error output, the replay tool, New Relic's endpoint), so the
+/// front door (its records) and the transform (its output) both keep a pretty-printed event to
+/// one line with this.
+pub fn line_breaks_to_spaces(text: &mut [u8]) {
+    if memchr::memchr2(b'\n', b'\r', text).is_none() {
+        return;
+    }
+    for byte in text.iter_mut() {
+        if matches!(*byte, b'\n' | b'\r') {
+            *byte = b' ';
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -403,6 +422,16 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn line_breaks_become_spaces_and_nothing_else_changes() {
+        let mut text = b"{\r\n \"a\": \"x\\ny\",\t\"b\":\n[1]\n}".to_vec();
+        line_breaks_to_spaces(&mut text);
+        assert_eq!(text, b"{   \"a\": \"x\\ny\",\t\"b\": [1] }");
+        let mut one_line = b"{\"a\":1}".to_vec();
+        line_breaks_to_spaces(&mut one_line);
+        assert_eq!(one_line, b"{\"a\":1}");
+    }
 
     #[test]
     fn a_string_without_its_opening_quote_is_an_error_not_a_panic() {

@@ -3,8 +3,9 @@
 //!
 //! The rule is all-or-nothing: if any event is invalid the request is refused (400) with every
 //! problem listed (up to [`MAX_DETAILS`]), and nothing is sent. Valid events become records:
-//! the event's bytes exactly as received (whitespace around it trimmed) followed by `\n`, so
-//! records stay separable when Firehose concatenates them in S3.
+//! the event's bytes as received (whitespace around it trimmed) followed by `\n`, so records
+//! stay separable when Firehose concatenates them in S3. For that the record must be one line:
+//! the line breaks inside a pretty-printed event become spaces ([`put_one_line`]).
 
 use std::io::Read;
 
@@ -754,7 +755,7 @@ pub fn records(
             continue;
         }
         if invalid_events == 0 {
-            buf.put_slice(event.as_bytes());
+            put_one_line(&mut buf, event.as_bytes());
             buf.put_u8(b'\n');
             ends.push(buf.len());
         }
@@ -786,6 +787,18 @@ pub fn records(
             record
         })
         .collect())
+}
+
+/// Appends a valid JSON `event` to `buf` on one line: each `\r` and `\n` (whitespace between
+/// tokens, since JSON strings cannot hold them raw) becomes a space
+/// ([`json_scan::line_breaks_to_spaces`]), which changes neither its value nor its length.
+/// Without this, a pretty-printed event (`json.dumps(e, indent=2)` in an array) became a record
+/// of several lines, and everything that reads records line by line took it apart: an S3
+/// backup or error-output object, the replay tool, New Relic's own reading of a record.
+fn put_one_line(buf: &mut BytesMut, event: &[u8]) {
+    let start = buf.len();
+    buf.put_slice(event);
+    json_scan::line_breaks_to_spaces(&mut buf[start..]);
 }
 
 /// The events of an `application/json` body (one value, or an array's elements), each
@@ -1055,6 +1068,34 @@ mod tests {
             ok("{\"a\":1}\r\n\n  {\"b\":2}  \n", Framing::Ndjson),
             vec!["{\"a\":1}\n", "{\"b\":2}\n"]
         );
+    }
+
+    #[test]
+    fn a_pretty_printed_event_becomes_a_record_of_one_line_with_the_same_value() {
+        let pretty = "{\r\n  \"a\": \"x\\ny\",\n  \"b\": [\n    1,\n    2\n  ]\n}";
+        let body = format!("[\n{pretty},\n{pretty}\n]");
+        let records = ok(&body, Framing::Json);
+        assert_eq!(records.len(), 2);
+        for record in &records {
+            assert_eq!(
+                record,
+                "{    \"a\": \"x\\ny\",   \"b\": [     1,     2   ] }\n"
+            );
+            let (value, original): (serde_json::Value, serde_json::Value) = (
+                serde_json::from_str(record).expect("a record is JSON"),
+                serde_json::from_str(pretty).expect("the event is JSON"),
+            );
+            assert_eq!(value, original, "the same event");
+            // The escaped line break inside the string is kept as sent.
+            assert_eq!(value["a"], "x\ny");
+            assert_eq!(
+                record.len(),
+                pretty.len() + 1,
+                "byte for byte but the breaks"
+            );
+        }
+        // A stray CR between tokens of an NDJSON line too.
+        assert_eq!(ok("{\"a\":\r1}\n", Framing::Ndjson), vec!["{\"a\": 1}\n"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! members are appended. Values that are not objects are checked by `serde_json` (`&RawValue`,
 //! borrowed, no tree) and copied as they are into `message`.
 
+use firehose_formats::json_scan;
 use serde_json::value::RawValue;
 
 use crate::scan::{Member, ObjectScan};
@@ -148,24 +149,16 @@ fn object(
     true
 }
 
-/// Turns the line breaks of valid JSON `out` into spaces, so a pretty-printed event leaves as
-/// one line, as the seed's `json.dumps` wrote it.
+/// Turns the line breaks of valid JSON `out` into spaces
+/// ([`json_scan::line_breaks_to_spaces`]), so a pretty-printed event leaves as one line, as the
+/// seed's `json.dumps` wrote it, with no value and no length changed: the response budget
+/// computed for the record still holds.
 ///
 /// New Relic's Firehose endpoint appears to split a record on newlines and read each line as
 /// an event (`newrelic-logs.md` §1b: seen for NDJSON records, unconfirmed for multi-line
-/// objects); an object spread over lines would then arrive as broken fragments. In valid JSON a
-/// raw `\n` or `\r` can only be whitespace between tokens (RFC 8259 §7: inside strings they must
-/// be escaped), so replacing each with a space changes no value and no length: the response
-/// budget computed for the record still holds.
+/// objects); an object spread over lines would then arrive as broken fragments.
 fn one_line(out: &mut [u8]) {
-    if memchr::memchr2(b'\n', b'\r', out).is_none() {
-        return;
-    }
-    for byte in out.iter_mut() {
-        if matches!(*byte, b'\n' | b'\r') {
-            *byte = b' ';
-        }
-    }
+    json_scan::line_breaks_to_spaces(out);
 }
 
 /// `text` without one trailing `\n` or `\r\n`.
