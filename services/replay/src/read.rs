@@ -95,6 +95,18 @@ pub enum ReadError {
         "the object's key names no error output type, so it would be replayed as raw AllData records, but its lines are Firehose error records ({0}); keep its `processing-failed/` or `http-endpoint-failed/` folder in the path (replay the directory above that folder), or move it under one"
     )]
     ErrorOutputWithoutType(String),
+    /// Text of which not one line could be read: most likely not the kind of object its key
+    /// says (an `AllData` object of some other producer's records, an error record format
+    /// replay does not know). Checked off as finished, it would never be read again.
+    #[error(
+        "not one line of the object could be read (line {line}: {reason}); it stays unfinished"
+    )]
+    NothingReadable {
+        /// The first unreadable line.
+        line: usize,
+        /// Why it could not be read.
+        reason: String,
+    },
     /// Decompressed, the object is larger than [`MAX_DECODED_OBJECT_BYTES`].
     #[error(
         "the object decompresses to more than {MAX_DECODED_OBJECT_BYTES} bytes; refusing to read it"
@@ -174,9 +186,10 @@ pub fn decompress(body: Bytes) -> Result<Bytes, ReadError> {
 ///
 /// - Error objects: every non-blank line must be a JSON object with a `rawData` string (any
 ///   case) holding base64; the decoded bytes are the record.
-/// - Raw (`AllData`) objects: every non-blank line is one record, and must be JSON, because the
-///   front door writes each record as one event's JSON followed by `\n`. The record is the line
-///   with its `\n` put back, byte for byte what the producer sent.
+/// - Raw (`AllData`) objects: records are JSON objects, because the front door writes each
+///   record as one event's JSON object followed by `\n` (see [`read_raw_records`]). A record is
+///   sent with its `\n`, byte for byte what the producer sent, but that an event written over
+///   several lines (by an older front door, or another producer) is sent as one line.
 ///
 /// # Errors
 /// Only for the object as a whole: see [`decompress`]; ZIP or Snappy magic bytes; binary data
@@ -191,42 +204,45 @@ pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadErr
     }
     let body = decompress(body)?;
     let mut out = ReadObject::default();
-    let mut start = 0;
-    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line_no = index + 1;
-        let line_start = start;
-        start += line.len() + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+    if kind.is_error_output() {
+        for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+            let line_no = index + 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match read_error_record(line) {
+                Ok((data, error_code)) => out.records.push(Record {
+                    line: line_no,
+                    data,
+                    error_code,
+                }),
+                Err(reason) => out.unreadable.push(Unreadable {
+                    line: line_no,
+                    reason,
+                }),
+            }
         }
-        let read = if kind.is_error_output() {
-            read_error_record(line)
-        } else {
-            read_raw_record(&body, line_start, line.len())
-        };
-        match read {
-            Ok((data, error_code)) => out.records.push(Record {
-                line: line_no,
-                data,
-                error_code,
-            }),
-            Err(reason) => out.unreadable.push(Unreadable {
-                line: line_no,
-                reason,
-            }),
-        }
+    } else {
+        read_raw_records(&body, &mut out);
     }
     // Checked off as finished, such an object would never be read again, even once replay
     // could read it: it fails instead, and stays for the next run. A raw object that is not
     // text and has more bad lines than good ones is binary too: in binary data an odd chunk
-    // between two newlines is valid JSON now and then (a lone digit), and sending those
-    // would be worse than sending nothing.
+    // between two newlines is valid JSON now and then, and sending those would be worse than
+    // sending nothing.
     let binary_raw = !kind.is_error_output() && out.unreadable.len() > out.records.len();
-    if (out.records.is_empty() || binary_raw)
+    let nothing_read = out.records.is_empty() && !out.unreadable.is_empty();
+    if (nothing_read || binary_raw)
         && !out.unreadable.is_empty()
         && std::str::from_utf8(&body).is_err()
     {
         return Err(ReadError::NotText);
+    }
+    if let Some(first) = out.unreadable.first().filter(|_| nothing_read) {
+        return Err(ReadError::NothingReadable {
+            line: first.line,
+            reason: first.reason.clone(),
+        });
     }
     if !kind.is_error_output()
         && let Some(first) = out.records.first()
@@ -269,22 +285,115 @@ fn read_error_record(line: &[u8]) -> Result<(Bytes, Option<String>), String> {
 }
 
 /// One raw line → the record bytes (the line and its `\n`, sliced without copying).
-fn read_raw_record(
-    body: &Bytes,
-    start: usize,
-    len: usize,
-) -> Result<(Bytes, Option<String>), String> {
-    let line = &body[start..start + len];
-    serde_json::from_slice::<serde::de::IgnoredAny>(line)
-        .map_err(|e| format!("not a JSON event: {e}"))?;
-    // The last line of an object may lack its newline; records always end with one.
-    let end = (start + len + 1).min(body.len());
-    if body.get(start + len) == Some(&b'\n') {
-        Ok((body.slice(start..end), None))
-    } else {
-        let mut with_newline = line.to_vec();
-        with_newline.push(b'\n');
-        Ok((Bytes::from(with_newline), None))
+/// Reads the records of an `AllData` object into `out`.
+///
+/// Firehose writes the records it received one after the other, adding nothing; the front door
+/// ends each with `\n`. A record is a JSON object that starts a line (or follows the record
+/// before it directly, for records sent without their `\n`) and is followed by a line break, the
+/// end of the object, or the next record's `{`; it may span lines: an event pretty-printed
+/// inside an array, sent by a front door older than the one that keeps records to one line, or
+/// by another producer. It is sent as one line (its line breaks are whitespace between tokens,
+/// made spaces: same value) followed by `\n`.
+///
+/// Anything else is unreadable, by line, and skipped: a line that starts with something other
+/// than `{` (a JSON value that is not an object is not an event), an object that does not
+/// parse, or one followed by more on its line. The rules matter most for what is left of an
+/// object that does not parse (cut off, damaged): its remaining lines are fragments, and a
+/// fragment must not be sent as an event. Pretty-printed fragments are indented and so start no
+/// line, and a nested value inside one is followed by `,` or `:`; only in a broken event
+/// written with `indent=0` could an object that ends an array (flush left, a line break after
+/// it) pass, and it would be sent.
+fn read_raw_records(body: &Bytes, out: &mut ReadObject) {
+    let bytes = &body[..];
+    let mut pos = 0;
+    let mut line = 1;
+    // Here `pos` is always where a record may start: at the start of a line, or right after a
+    // record (which `raw_record_at` only accepts when a line break or a `{` follows it).
+    while pos < bytes.len() {
+        if bytes[pos] == b'\n' {
+            line += 1;
+            pos += 1;
+            continue;
+        }
+        let parsed = match bytes[pos] {
+            b'{' => raw_record_at(bytes, pos),
+            b' ' | b'\t' | b'\r' if blank_to_line_end(&bytes[pos..]) => {
+                pos += 1;
+                continue;
+            }
+            b' ' | b'\t' => Err(
+                "not a record: it does not start its line (part of an event over several lines that does not parse?)"
+                    .to_owned(),
+            ),
+            _ => Err("not a JSON object (an event is one)".to_owned()),
+        };
+        match parsed {
+            Ok(end) => {
+                let value = &bytes[pos..end];
+                let breaks = value.iter().filter(|b| **b == b'\n').count();
+                // Blanks after a record, up to its line break (or the next record), are its own.
+                let mut after = end;
+                while after < bytes.len() && matches!(bytes[after], b' ' | b'\t' | b'\r') {
+                    after += 1;
+                }
+                let data =
+                    if breaks == 0 && !value.contains(&b'\r') && bytes.get(after) == Some(&b'\n') {
+                        // One line, as sent: byte for byte, its own line ending included.
+                        body.slice(pos..=after)
+                    } else {
+                        let mut one_line = Vec::with_capacity(value.len() + 1);
+                        one_line.extend_from_slice(value);
+                        firehose_formats::json_scan::line_breaks_to_spaces(&mut one_line);
+                        one_line.push(b'\n');
+                        Bytes::from(one_line)
+                    };
+                out.records.push(Record {
+                    line,
+                    data,
+                    error_code: None,
+                });
+                line += breaks;
+                pos = after;
+            }
+            Err(reason) => {
+                out.unreadable.push(Unreadable { line, reason });
+                // Skip the rest of the line.
+                pos = bytes[pos..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(bytes.len(), |n| pos + n);
+            }
+        }
+    }
+}
+
+/// Whether `rest` holds only spaces, tabs and `\r` up to its first line break (or its end).
+fn blank_to_line_end(rest: &[u8]) -> bool {
+    rest.iter()
+        .take_while(|b| **b != b'\n')
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// The end of the JSON object that starts at `start`, if it parses and is followed by a line
+/// break, the end, or another record's `{` (spaces, tabs and `\r` allowed before them).
+fn raw_record_at(bytes: &[u8], start: usize) -> Result<usize, String> {
+    let mut values =
+        serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<serde::de::IgnoredAny>();
+    match values.next() {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(format!("not a JSON event: {e}")),
+        None => return Err("not a JSON event".to_owned()),
+    }
+    let end = start + values.byte_offset();
+    let next = bytes[end..]
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+    match next {
+        None | Some(b'\n' | b'{') => Ok(end),
+        Some(other) => Err(format!(
+            "not a JSON event: {:?} after the object on its line (part of an event over several lines?)",
+            char::from(*other)
+        )),
     }
 }
 
@@ -450,10 +559,21 @@ mod tests {
         let binary = Bytes::from_static(b"\x00\x00\x01\x2c\x93\xfe\n\xc3\x28\xa0\x01");
         let err = read_object(&ObjectKind::ProcessingFailed, binary).unwrap_err();
         assert!(matches!(err, ReadError::NotText), "{err}");
-        // Text with bad lines and no good one is still read line by line (each reported).
-        let text = Bytes::from_static(b"not json\nnor this\n");
-        let read = read_object(&ObjectKind::ProcessingFailed, text).unwrap();
-        assert_eq!((read.records.len(), read.unreadable.len()), (0, 2));
+        // Text of which no line reads is not finished either (helper-56, M1): most likely not
+        // the kind of object its key says, and checked off it would never be read again.
+        for kind in [ObjectKind::ProcessingFailed, ObjectKind::Raw] {
+            let text = Bytes::from_static(b"not json\nnor this\n");
+            let err = read_object(&kind, text).unwrap_err();
+            assert!(
+                matches!(err, ReadError::NothingReadable { line: 1, .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("stays unfinished"), "{err}");
+        }
+        // One good line is enough to read the object (the bad one is reported).
+        let text = Bytes::from_static(b"not json\n{\"a\":1}\n");
+        let read = read_object(&ObjectKind::Raw, text).unwrap();
+        assert_eq!((read.records.len(), read.unreadable.len()), (1, 1));
     }
 
     /// Binary data with newlines: now and then a chunk between two is a lone digit, which is
@@ -504,5 +624,60 @@ mod tests {
         );
         assert_eq!(read.unreadable.len(), 1);
         assert_eq!(read.unreadable[0].line, 3);
+    }
+
+    /// An event written over several lines (pretty-printed by its client, stored so by a front
+    /// door older than c741245, or by another producer) is one record, sent as one line; the
+    /// fragments of one that does not parse are never sent (helper-56, H1).
+    #[test]
+    fn events_over_several_lines_are_one_record_and_fragments_are_never_sent() {
+        let body = Bytes::from_static(
+            b"{\"a\":1}\n{\n  \"b\": [\n    1,\n    2\n  ],\r\n  \"s\": \"x\\ny\"\n}\n{\"c\":3}{\"d\":4}\n",
+        );
+        let read = read_object(&ObjectKind::Raw, body).unwrap();
+        let data: Vec<&[u8]> = read.records.iter().map(|r| &r.data[..]).collect();
+        assert_eq!(
+            data,
+            vec![
+                &b"{\"a\":1}\n"[..],
+                b"{   \"b\": [     1,     2   ],    \"s\": \"x\\ny\" }\n",
+                b"{\"c\":3}\n",
+                b"{\"d\":4}\n",
+            ]
+        );
+        let lines: Vec<usize> = read.records.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 2, 9, 9]);
+        assert_eq!(read.unreadable, vec![]);
+
+        // Cut off after its second element: the first line does not parse, and of what follows
+        // nothing is sent, not even `2` or `{"x": 1}`, which are JSON on their own.
+        let broken = Bytes::from_static(
+            b"{\n  \"b\": [\n    1,\n    2\n  ],\n  \"o\": {\"x\": 1},\n  \"n\": [\n    {\"x\": 1}\n  ]\n{\"after\":1}\n",
+        );
+        let read = read_object(&ObjectKind::Raw, broken).unwrap();
+        let data: Vec<&[u8]> = read.records.iter().map(|r| &r.data[..]).collect();
+        assert_eq!(data, vec![&b"{\"after\":1}\n"[..]]);
+        assert_eq!(read.records[0].line, 10);
+        let bad: Vec<usize> = read.unreadable.iter().map(|u| u.line).collect();
+        assert_eq!(bad, (1..=9).collect::<Vec<_>>());
+        assert!(
+            read.unreadable[1]
+                .reason
+                .contains("does not start its line"),
+            "{:?}",
+            read.unreadable
+        );
+
+        // A JSON value that is not an object is no event; nor is an object with more after it.
+        let odd = Bytes::from_static(b"42\n\"s\"\n[1]\n{\"a\":1},\n{\"ok\":1}\n");
+        let read = read_object(&ObjectKind::Raw, odd).unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.records[0].data, Bytes::from_static(b"{\"ok\":1}\n"));
+        let reasons: Vec<&str> = read.unreadable.iter().map(|u| u.reason.as_str()).collect();
+        assert!(
+            reasons[..3].iter().all(|r| r.contains("not a JSON object")),
+            "{reasons:?}"
+        );
+        assert!(reasons[3].contains("after the object"), "{reasons:?}");
     }
 }

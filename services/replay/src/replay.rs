@@ -398,6 +398,12 @@ impl<T: Target> ObjectRun<'_, T> {
                 self.stop("interrupted".to_owned(), remaining);
                 return Ok(());
             }
+            // A dry run sends nothing, so `--rate` does not hold it back.
+            if self.dry_run {
+                self.show_items(key, chunk.iter().map(|&i| &items[i]))?;
+                self.summary.sent += chunk.len();
+                continue;
+            }
             let cancel = self.cancel;
             let cancelled = tokio::select! {
                 () = self.pacer.acquire(chunk.len()) => false,
@@ -406,11 +412,6 @@ impl<T: Target> ObjectRun<'_, T> {
             if cancelled {
                 self.stop("interrupted".to_owned(), remaining);
                 return Ok(());
-            }
-            if self.dry_run {
-                self.show_items(key, chunk.iter().map(|&i| &items[i]))?;
-                self.summary.sent += chunk.len();
-                continue;
             }
             let batch: Vec<Bytes> = chunk.iter().map(|&i| items[i].1.clone()).collect();
             // A target error still says what the batch delivered before it: that is recorded

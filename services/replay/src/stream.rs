@@ -101,7 +101,26 @@ impl Target for StreamTarget {
                 record.data.len()
             ));
         }
-        Ok(vec![record.data.clone()])
+        // A JSON event leaves as the front door writes it: ending in `\n`, so it stays
+        // separable in the stream's own S3 objects. An http-endpoint-failed record lacks it
+        // (the transform strips it from its output); sent as it is, it would run into the next
+        // record in an AllData backup, where no reader could split the two again (helper-56,
+        // M3). The transform strips it again, so New Relic gets the same bytes. Any other
+        // record (binary, such as a CloudWatch Logs subscription's gzip) goes byte for byte.
+        if record.data.ends_with(b"\n") || !is_json_object(&record.data) {
+            return Ok(vec![record.data.clone()]);
+        }
+        if record.data.len() + 1 > MAX_RECORD_BYTES {
+            return Err(format!(
+                "the record is {} bytes, and with the `\\n` that ends a record {}; Firehose takes at most {MAX_RECORD_BYTES}",
+                record.data.len(),
+                record.data.len() + 1
+            ));
+        }
+        let mut with_newline = Vec::with_capacity(record.data.len() + 1);
+        with_newline.extend_from_slice(&record.data);
+        with_newline.push(b'\n');
+        Ok(vec![Bytes::from(with_newline)])
     }
 
     async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
@@ -144,4 +163,13 @@ impl Target for StreamTarget {
             )),
         }
     }
+}
+
+/// Whether `data` is one JSON object (whitespace around it allowed).
+fn is_json_object(data: &[u8]) -> bool {
+    data.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+        && std::str::from_utf8(data)
+            .is_ok_and(|text| firehose_formats::json_scan::one_value(text).is_ok())
 }

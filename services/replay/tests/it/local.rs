@@ -286,6 +286,14 @@ async fn a_dry_run_counts_and_shows_but_sends_and_writes_nothing() {
     ];
     let (summary, _) = run(&[&args[..], &EVERY_KIND].concat()).await;
     assert_eq!(summary.sent, GOOD_IDS.len());
+
+    // `--rate` paces sends, and a dry run sends nothing: at 1 a second these events would
+    // take over 10 s to send; the dry run reads them at once (helper-56, L2).
+    let paced = [&args[..], &["--rate", "1"], &EVERY_KIND].concat();
+    let (summary, _) = tokio::time::timeout(std::time::Duration::from_secs(5), run(&paced))
+        .await
+        .expect("a dry run is not held back by --rate");
+    assert_eq!(summary.sent, GOOD_IDS.len());
 }
 
 #[tokio::test]

@@ -167,14 +167,20 @@ async fn replays_from_s3_into_a_delivery_stream_byte_for_byte() {
     assert_each_good_record_once(&ids);
     // Exactly the bytes that were backed up: an AllData/processing-failed record is the event
     // JSON and its newline, as the front door wrote it; http-endpoint-failed data is the
-    // transformed event as it was (no newline), so the next record follows it directly.
+    // transformed event as it was, which the transform left without its newline: replay puts
+    // it back, so every record in the stream's objects is one line again.
     assert!(
         text.contains("{\"id\":\"pf-1\",\"message\":\"event pf-1\",\"level\":\"error\",\"service\":\"checkout\"}\n"),
         "{text}"
     );
     assert!(
-        text.contains("\"_record_id\":\"rec-he-1\"}{\"id\":\"he-2\""),
+        text.contains("\"_record_id\":\"rec-he-1\"}\n{\"id\":\"he-2\""),
         "{text}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        GOOD_IDS.len(),
+        "one record per line: {text}"
     );
     assert_eq!(ids.len(), GOOD_IDS.len());
 }

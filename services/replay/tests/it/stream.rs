@@ -180,13 +180,20 @@ async fn throttled_records_are_resent_by_the_producer_and_arrive_once() {
         fake.calls.load(Ordering::SeqCst) > 4,
         "partial failures were retried"
     );
-    // AllData records keep their newline; error records are rawData exactly.
+    // AllData records keep their newline; error records are rawData exactly, but that a JSON
+    // event the transform left without its newline gets it back (records stay one per line
+    // in the stream's S3 objects).
     let accepted = fake.accepted.lock().expect("lock").clone();
     let by_id: BTreeMap<String, Bytes> = fake.ids().into_iter().zip(accepted).collect();
     assert!(by_id["ad-1"].ends_with(b"}\n"));
     assert!(
-        by_id["he-1"].ends_with(b"\"_record_id\":\"rec-he-1\"}"),
-        "transformed data as it was"
+        by_id["he-1"].ends_with(b"\"_record_id\":\"rec-he-1\"}\n"),
+        "transformed data as it was, and its newline"
+    );
+    assert_eq!(
+        by_id["he-1"].iter().filter(|b| **b == b'\n').count(),
+        1,
+        "one line"
     );
 }
 
