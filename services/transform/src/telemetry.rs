@@ -174,27 +174,40 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
             "more records returned ProcessingFailed; counts by reason are in the invocation line"
         );
     }
-    tracing::info!(
-        request_id,
-        invocation_id = stats.source.invocation_id.as_deref(),
-        delivery_stream_arn = stats.source.delivery_stream_arn.as_deref(),
-        records = stats.records,
-        ok = stats.ok,
-        ok_lines = stats.ok_lines,
-        ok_broken_object = stats.ok_broken_object,
-        dropped = stats.dropped,
-        failed = stats.failed,
-        failed_invalid_base64 = stats.failed_invalid_base64,
-        failed_invalid_utf8 = stats.failed_invalid_utf8,
-        failed_gzip_compressed = stats.failed_gzip_compressed,
-        failed_over_budget = stats.failed_over_budget,
-        failed_over_record_limit = stats.failed_over_record_limit,
-        event_bytes = stats.event_bytes,
-        decoded_bytes = stats.decoded_bytes,
-        response_bytes = stats.response_bytes,
-        duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
-        "invocation done"
-    );
+    // One line per invocation, with the counts; terraform/alarms.tf's `transform_failed_records`
+    // metric filter reads its `message` and `failed`. With failures it is a WARN, so a log level
+    // turned down to `warn` (RUST_LOG, or Lambda's AWS_LAMBDA_LOG_LEVEL) does not silence the
+    // one signal that records came back ProcessingFailed (no Firehose metric counts them).
+    macro_rules! invocation_line {
+        ($level:ident) => {
+            tracing::$level!(
+                request_id,
+                invocation_id = stats.source.invocation_id.as_deref(),
+                delivery_stream_arn = stats.source.delivery_stream_arn.as_deref(),
+                records = stats.records,
+                ok = stats.ok,
+                ok_lines = stats.ok_lines,
+                ok_broken_object = stats.ok_broken_object,
+                dropped = stats.dropped,
+                failed = stats.failed,
+                failed_invalid_base64 = stats.failed_invalid_base64,
+                failed_invalid_utf8 = stats.failed_invalid_utf8,
+                failed_gzip_compressed = stats.failed_gzip_compressed,
+                failed_over_budget = stats.failed_over_budget,
+                failed_over_record_limit = stats.failed_over_record_limit,
+                event_bytes = stats.event_bytes,
+                decoded_bytes = stats.decoded_bytes,
+                response_bytes = stats.response_bytes,
+                duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+                "invocation done"
+            )
+        };
+    }
+    if stats.failed > 0 {
+        invocation_line!(warn);
+    } else {
+        invocation_line!(info);
+    }
 }
 
 #[cfg(test)]

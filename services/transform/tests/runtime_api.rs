@@ -313,6 +313,35 @@ async fn realistic_event_round_trips() {
     host.assert_alive();
 }
 
+/// The alarm on ProcessingFailed records (terraform/alarms.tf) counts the invocation line's
+/// `failed`: a log level turned down to `warn` must not silence it when there are failures.
+#[tokio::test]
+async fn at_warn_the_invocation_line_is_still_written_when_records_failed() {
+    let mut host = Harness::start_with_env(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]).await;
+    let event = fixture("realistic-firehose-event.json");
+    host.invoke_ok(event).await;
+    let clean = serde_json::json!({
+        "invocationId": "clean",
+        "deliveryStreamArn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/s",
+        "region": "us-east-1",
+        "records": [{"recordId": "r1", "approximateArrivalTimestamp": 1, "data": "eyJhIjoxfQ=="}]
+    });
+    host.invoke_ok(serde_json::to_vec(&clean).unwrap()).await;
+    let logs = host.log_lines();
+    let summaries: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["message"] == "invocation done")
+        .collect();
+    assert_eq!(
+        summaries.len(),
+        1,
+        "only the invocation with failures: {logs:?}"
+    );
+    assert_eq!(summaries[0]["failed"], 3);
+    assert_eq!(summaries[0]["level"], "WARN");
+    host.assert_alive();
+}
+
 #[tokio::test]
 async fn aws_documented_sample_events_are_answered() {
     let mut host = Harness::start().await;
@@ -370,7 +399,10 @@ async fn edge_cases_follow_the_per_record_rules() {
 
     // Failure reasons are logged by record id and reason, never with the payload.
     let logs = host.log_lines();
-    let failures: Vec<&Value> = logs.iter().filter(|l| l["level"] == "WARN").collect();
+    let failures: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["reason"].is_string())
+        .collect();
     assert_eq!(failures.len(), 2, "{logs:?}");
     let reasons: Vec<&str> = failures
         .iter()
