@@ -9,6 +9,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit status when the replay ran but did not deliver everything (re-run to resume).
 const EXIT_INCOMPLETE: u8 = 2;
+/// Exit status when the replay did not deliver everything and running it again as it is
+/// cannot (a target error, objects that cannot be read): fix what the summary names first. A
+/// retry loop that re-runs on 2 must stop on this.
+const EXIT_NEEDS_FIX: u8 = 3;
 /// Exit status for a bad command line, as for any other configuration error: not clap's 2,
 /// which here means "incomplete, run it again" (a retry loop would re-run a typo for ever).
 const EXIT_CONFIG: i32 = 1;
@@ -64,6 +68,8 @@ async fn main() -> ExitCode {
             let _ = stdout.flush();
             if summary.complete() {
                 ExitCode::SUCCESS
+            } else if summary.needs_fix {
+                ExitCode::from(EXIT_NEEDS_FIX)
             } else {
                 ExitCode::from(EXIT_INCOMPLETE)
             }

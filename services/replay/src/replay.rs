@@ -345,14 +345,16 @@ impl<T: Target> ObjectRun<'_, T> {
         let body = match source.get(key).await {
             Ok(body) => body,
             Err(e) => {
-                self.object_failed(e.to_string());
+                // Most likely passing (network, throttling): a re-run may fetch it.
+                self.object_failed(e.to_string(), false);
                 return Ok(());
             }
         };
         let read = match read_object(&kind, body) {
             Ok(read) => read,
             Err(e) => {
-                self.object_failed(e.to_string());
+                // The same bytes read the same way next time: a re-run alone cannot finish it.
+                self.object_failed(e.to_string(), true);
                 return Ok(());
             }
         };
@@ -395,7 +397,7 @@ impl<T: Target> ObjectRun<'_, T> {
         for (n, chunk) in todo.chunks(self.batch_size).enumerate() {
             let remaining = todo.len() - n * self.batch_size;
             if self.cancel.is_cancelled() {
-                self.stop("interrupted".to_owned(), remaining);
+                self.stop("interrupted".to_owned(), remaining, false);
                 return Ok(());
             }
             // A dry run sends nothing, so `--rate` does not hold it back.
@@ -410,7 +412,7 @@ impl<T: Target> ObjectRun<'_, T> {
                 () = cancel.cancelled() => true,
             };
             if cancelled {
-                self.stop("interrupted".to_owned(), remaining);
+                self.stop("interrupted".to_owned(), remaining, false);
                 return Ok(());
             }
             let batch: Vec<Bytes> = chunk.iter().map(|&i| items[i].1.clone()).collect();
@@ -427,7 +429,7 @@ impl<T: Target> ObjectRun<'_, T> {
                     chunk.len(),
                     fatal.map(|e| format!(" ({e})")).unwrap_or_default()
                 );
-                self.stop(reason, remaining);
+                self.stop(reason, remaining, false);
                 return Ok(());
             }
             let mut unaccepted = None;
@@ -449,12 +451,14 @@ impl<T: Target> ObjectRun<'_, T> {
                 }
             }
             self.checkpoint.record_progress(key, size, &done)?;
-            let reason = match (fatal, unaccepted) {
-                (Some(error), _) => error.to_string(),
-                (None, Some(reason)) => format!("the target stayed unavailable: {reason}"),
+            // A target error holds for every call as configured (a wrong stream, a refused
+            // key): unlike an outage, running again as it is cannot get past it.
+            let (reason, needs_fix) = match (fatal, unaccepted) {
+                (Some(error), _) => (error.to_string(), true),
+                (None, Some(reason)) => (format!("the target stayed unavailable: {reason}"), false),
                 (None, None) => continue,
             };
-            self.stop(reason, remaining - chunk.len());
+            self.stop(reason, remaining - chunk.len(), needs_fix);
             return Ok(());
         }
         if !self.dry_run {
@@ -465,10 +469,13 @@ impl<T: Target> ObjectRun<'_, T> {
         Ok(())
     }
 
-    fn object_failed(&mut self, reason: String) {
+    /// The object could not be fetched or read; `for_good` when a re-run would read the same
+    /// bytes the same way.
+    fn object_failed(&mut self, reason: String, for_good: bool) {
         let key = &self.object.key;
-        tracing::error!(key = %key, %reason, "cannot read the object; it stays unfinished, a re-run tries it again");
+        tracing::error!(key = %key, %reason, for_good, "cannot read the object; it stays unfinished, a re-run tries it again");
         self.summary.objects_failed += 1;
+        self.summary.needs_fix |= for_good;
         self.summary.report(Problem {
             kind: ProblemKind::ObjectFailed,
             key: key.clone(),
@@ -487,11 +494,13 @@ impl<T: Target> ObjectRun<'_, T> {
         });
     }
 
-    /// Stops the run: `unsent` items of this object were not sent.
-    fn stop(&mut self, reason: String, unsent: usize) {
-        tracing::error!(key = %self.object.key, %reason, "replay stopping; the checkpoint records what was delivered");
+    /// Stops the run: `unsent` items of this object were not sent; `needs_fix` when running
+    /// again as it is would stop the same way.
+    fn stop(&mut self, reason: String, unsent: usize, needs_fix: bool) {
+        tracing::error!(key = %self.object.key, %reason, needs_fix, "replay stopping; the checkpoint records what was delivered");
         self.summary.unsent += unsent;
         self.summary.stopped = Some(reason);
+        self.summary.needs_fix |= needs_fix;
     }
 
     fn show_items<'i>(

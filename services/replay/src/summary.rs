@@ -71,6 +71,11 @@ pub struct Summary {
     pub already_sent: usize,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// Whether running the same command again, as it is, cannot complete the replay: it stopped
+    /// on a target error (a wrong stream, a refused key: every call would fail the same way),
+    /// or an object cannot be read as it is (ZIP, corrupt GZIP, no readable line, …). Fix what
+    /// the summary names first. A retry loop must stop on it (exit status 3).
+    pub needs_fix: bool,
     /// Whether nothing was sent because of `--dry-run`.
     pub dry_run: bool,
     /// The first [`MAX_REPORTED_PROBLEMS`] problems.
@@ -149,9 +154,17 @@ impl fmt::Display for Summary {
             )?;
         }
         match &self.stopped {
+            Some(reason) if self.needs_fix => writeln!(
+                f,
+                "stopped early: {reason}; fix that, then run the same command again to resume"
+            ),
             Some(reason) => writeln!(
                 f,
                 "stopped early: {reason}; run the same command again to resume"
+            ),
+            None if self.needs_fix => writeln!(
+                f,
+                "incomplete: objects that cannot be read as they are (above) stay unfinished; a re-run alone reads them the same way: fix or move them"
             ),
             None if self.dry_run => writeln!(
                 f,
@@ -197,7 +210,12 @@ mod tests {
         );
         assert!(text.contains("3 failed (1 rejected, 2 unsent)"), "{text}");
         assert!(text.contains("run the same command again"), "{text}");
+        assert!(!text.contains("fix that"), "{text}");
         assert!(!s.complete());
         assert!(Summary::default().complete());
+        s.needs_fix = true;
+        assert!(s.to_string().contains("fix that, then run"), "{s}");
+        s.stopped = None;
+        assert!(s.to_string().contains("fix or move them"), "{s}");
     }
 }

@@ -125,16 +125,42 @@ async fn error_output_without_its_folder_is_not_sent_as_events() {
     .await;
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
+    // Not 2 ("run it again"): the same object would be refused the same way (helper-56, M2).
     assert_eq!(
         out.status.code(),
-        Some(2),
-        "an object failed: {stdout}\n{stderr}"
+        Some(3),
+        "an object failed for good: {stdout}\n{stderr}"
     );
     assert!(
         stdout.contains("its lines are Firehose error records"),
         "the summary says why: {stdout}"
     );
+    assert!(stdout.contains("fix or move them"), "{stdout}");
     assert_eq!(door.requests(), 0, "nothing sent");
+}
+
+/// A target error (here the front door refusing the key) holds for every call as configured:
+/// exit status 3, not 2, so a retry loop does not run it for ever.
+#[tokio::test]
+async fn a_target_error_exits_3_not_2() {
+    let (door, url) = FrontDoor::start(Behaviour {
+        unauthorized_from_request: Some(1),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let args = fixture_to_http(&url, &tmp.path().join("cp.json"), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("fix that, then run"), "{stdout}");
+    assert!(door.ids().is_empty());
 }
 
 #[tokio::test]
