@@ -1,4 +1,5 @@
-//! The `replay` binary: parse flags, set up logging, wire Ctrl-C, run, print the summary.
+//! The `replay` binary: parse flags, set up logging, wire Ctrl-C and SIGTERM, run, print the
+//! summary.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -18,6 +19,53 @@ const EXIT_NEEDS_FIX: u8 = 3;
 const EXIT_CONFIG: i32 = 1;
 /// Exit status after a second Ctrl-C (128 + SIGINT, as a shell reports it).
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status after a second signal that was SIGTERM (128 + SIGTERM).
+const EXIT_TERMINATED: u8 = 143;
+
+/// The stop signals: Ctrl-C (SIGINT), and SIGTERM on Unix.
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers; `None` when they cannot be (the process then stops as it would
+    /// without them).
+    fn install() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Some(Self {
+                int: signal(SignalKind::interrupt()).ok()?,
+                term: signal(SignalKind::terminate()).ok()?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Some(Self {})
+        }
+    }
+
+    /// The name of the next signal; `None` once none can come any more.
+    async fn next(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                got = self.int.recv() => got.map(|()| "interrupted (Ctrl-C)"),
+                got = self.term.recv() => got.map(|()| "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .ok()
+                .map(|()| "interrupted (Ctrl-C)")
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,32 +79,32 @@ async fn main() -> ExitCode {
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
-        // One listener for both Ctrl-Cs, registered before the first: a second Ctrl-C right
-        // after the first is never missed.
-        #[cfg(unix)]
-        let Ok(mut interrupts) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        else {
+        // One listener per signal for both stops, registered before the first: a second signal
+        // right after the first is never missed. SIGTERM (a Kubernetes Job, systemd, `kill`)
+        // is Ctrl-C's twin: without it the process died mid-batch, and that batch, perhaps
+        // delivered, was sent again by the next run.
+        let Some(mut signals) = Signals::install() else {
             return;
         };
-        #[cfg(unix)]
-        let mut interrupted = async move || interrupts.recv().await.is_some();
-        #[cfg(not(unix))]
-        let mut interrupted = async || tokio::signal::ctrl_c().await.is_ok();
-        if interrupted().await {
+        if let Some(name) = signals.next().await {
             tracing::warn!(
-                "interrupted: stopping after the batch in flight (Ctrl-C again to stop now)"
+                "{name}: stopping after the batch in flight (Ctrl-C or SIGTERM again to stop now)"
             );
             on_signal.cancel();
         }
-        // The batch in flight can take up to the retry budget. A second Ctrl-C stops at once:
+        // The batch in flight can take up to the retry budget. A second signal stops at once:
         // the checkpoint has everything up to the last batch, and that batch's records may
         // have reached the target, so the next run may send them again.
-        if interrupted().await {
+        if let Some(name) = signals.next().await {
             tracing::warn!(
-                "interrupted again: stopping now; the batch in flight may be sent again by the next run"
+                "{name} again: stopping now; the batch in flight may be sent again by the next run"
             );
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
+            let code = if name == "SIGTERM" {
+                EXIT_TERMINATED
+            } else {
+                EXIT_INTERRUPTED
+            };
+            std::process::exit(i32::from(code));
         }
     });
 

@@ -249,6 +249,17 @@ async fn an_interrupted_run_exits_2_and_the_rerun_completes_it() {
 /// Ctrl-C waits for the batch in flight; a second one stops at once (exit status 130).
 #[tokio::test]
 async fn a_second_ctrl_c_stops_at_once() {
+    second_signal_stops_at_once("-INT", 130).await;
+}
+
+/// SIGTERM (a Kubernetes Job, systemd) is Ctrl-C's twin (helper-56, L3): it used to kill the
+/// process mid-batch.
+#[tokio::test]
+async fn a_second_sigterm_stops_at_once() {
+    second_signal_stops_at_once("-TERM", 143).await;
+}
+
+async fn second_signal_stops_at_once(signal: &str, status_code: i32) {
     use tokio::io::AsyncBufReadExt as _;
     let (door, url) = FrontDoor::start(Behaviour {
         hang_on_request: Some(1),
@@ -268,16 +279,16 @@ async fn a_second_ctrl_c_stops_at_once() {
     door.hanging().await;
     let interrupt = || {
         std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
-            .expect("kill -INT")
+            .expect("kill")
     };
     assert!(interrupt().success());
     // The second signal only once the first was taken (the line says so), and the replay is
     // still waiting for its batch: the first Ctrl-C alone does not stop it.
     let mut taken = false;
     while let Some(line) = stderr.next_line().await.expect("stderr") {
-        if line.contains("Ctrl-C again to stop now") {
+        if line.contains("again to stop now") {
             taken = true;
             break;
         }
@@ -295,7 +306,7 @@ async fn a_second_ctrl_c_stops_at_once() {
         .await
         .expect("a second Ctrl-C stops the replay while its batch hangs")
         .expect("wait");
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(status_code));
 }
 
 #[tokio::test]
