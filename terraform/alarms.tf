@@ -71,12 +71,12 @@ locals {
       }
       # AWS: alarm when DataFreshness exceeds the buffering limit (at most 15 minutes).
       http_endpoint_data_freshness = {
-        description = "The oldest record not yet delivered to New Relic is older than ${var.alarm_data_freshness_max_seconds} s: delivery is stuck or retrying."
+        description = "The oldest record not yet delivered to New Relic is older than ${local.alarm_data_freshness_max_seconds} s: delivery is stuck or retrying."
         namespace   = "AWS/Firehose"
         metric      = "DeliveryToHttpEndpoint.DataFreshness"
         statistic   = "Maximum"
         operator    = "GreaterThanThreshold"
-        threshold   = var.alarm_data_freshness_max_seconds
+        threshold   = local.alarm_data_freshness_max_seconds
         periods     = var.alarm_data_freshness_evaluation_periods
         dimensions  = local.stream_dimensions
       }

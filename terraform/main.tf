@@ -44,6 +44,14 @@ locals {
 
   lambda_log_group_name = "/aws/lambda/${local.function_name}"
 
+  # The freshness alarm's threshold: as set, or what a healthy record can wait (transform buffer,
+  # endpoint buffer, retries) plus 300 s for the waits on New Relic's answers, which the retry
+  # duration does not count (up to the acknowledgement timeout per attempt); at least 600 s.
+  alarm_data_freshness_max_seconds = coalesce(
+    var.alarm_data_freshness_max_seconds,
+    max(600, var.processor_buffer_interval_seconds + var.buffering_interval_seconds + var.retry_duration_seconds + 300),
+  )
+
   # The Lambda processor's parameters. Firehose's defaults (NumberOfRetries 3, BufferSizeInMBs 1,
   # BufferIntervalInSeconds 60, RoleArn = the stream's role) are deliberately left out when the
   # input equals them: the provider drops parameters equal to these defaults when it reads the

@@ -553,13 +553,18 @@ variable "alarm_http_success_min" {
 }
 
 variable "alarm_data_freshness_max_seconds" {
-  description = "Alarm when `DeliveryToHttpEndpoint.DataFreshness` (age of the oldest undelivered record, Maximum) exceeds this many seconds. AWS recommends alarming when freshness exceeds the buffering limit; at the defaults a record waits at most ~60 s (transform buffer) + ~60 s (endpoint buffer) + 60 s of retries, so 600 s means delivery is stuck. Raise it with `retry_duration_seconds`."
+  description = "Alarm when `DeliveryToHttpEndpoint.DataFreshness` (age of the oldest undelivered record, Maximum) exceeds this many seconds. AWS recommends alarming when freshness exceeds the buffering limit. Unset (null): derived from the settings a healthy record waits through, `max(600, processor_buffer_interval_seconds + buffering_interval_seconds + retry_duration_seconds + 300)` (300 s for the waits on New Relic's answers, which the retry duration does not count), so 600 s at the defaults and more when `retry_duration_seconds` is raised. A value you set must be above the three intervals' sum, or the alarm fires during normal retries."
   type        = number
-  default     = 600
+  default     = null
 
   validation {
-    condition     = var.alarm_data_freshness_max_seconds >= 60
+    condition     = var.alarm_data_freshness_max_seconds == null || try(var.alarm_data_freshness_max_seconds >= 60, false)
     error_message = "alarm_data_freshness_max_seconds must be at least 60 (the buffer interval alone can reach that)."
+  }
+
+  validation {
+    condition     = var.alarm_data_freshness_max_seconds == null || try(var.alarm_data_freshness_max_seconds > var.processor_buffer_interval_seconds + var.buffering_interval_seconds + var.retry_duration_seconds, false)
+    error_message = "alarm_data_freshness_max_seconds must be above processor_buffer_interval_seconds + buffering_interval_seconds + retry_duration_seconds: a record can wait that long while delivery is healthy, so the alarm would fire during normal retries. Leave it unset to derive it."
   }
 }
 

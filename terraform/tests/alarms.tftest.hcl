@@ -315,3 +315,32 @@ run "rejects_a_topic_that_is_not_an_sns_arn" {
 
   expect_failures = [var.alarm_sns_topic_arn]
 }
+
+# Unset, the freshness threshold follows what a healthy record can wait: a longer retry duration
+# must not make the alarm fire during normal retries (it was a fixed 600 s).
+run "the_freshness_threshold_follows_the_retry_duration" {
+  command = plan
+
+  variables {
+    retry_duration_seconds = 900
+    alarm_sns_topic_arn    = "arn:aws:sns:eu-west-1:123456789012:platform-alerts"
+  }
+
+  assert {
+    # 60 s transform buffer + 60 s endpoint buffer + 900 s of retries + 300 s for answers.
+    condition     = aws_cloudwatch_metric_alarm.this["http_endpoint_data_freshness"].threshold == 1320
+    error_message = "With retry_duration_seconds = 900 the derived freshness threshold must be 1320 s."
+  }
+}
+
+run "rejects_a_freshness_threshold_that_normal_retries_reach" {
+  command = plan
+
+  variables {
+    retry_duration_seconds           = 900
+    alarm_data_freshness_max_seconds = 600
+    alarm_sns_topic_arn              = "arn:aws:sns:eu-west-1:123456789012:platform-alerts"
+  }
+
+  expect_failures = [var.alarm_data_freshness_max_seconds]
+}

@@ -12,6 +12,22 @@ override_resource {
   }
 }
 
+# One ARN per log stream (the shared mock gives every stream the same one), so that a policy
+# granting one stream twice and the other never fails the exact-resource check below.
+override_resource {
+  target = aws_cloudwatch_log_stream.firehose["http_endpoint"]
+  values = {
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/kinesisfirehose/events:log-stream:HttpEndpointDelivery"
+  }
+}
+
+override_resource {
+  target = aws_cloudwatch_log_stream.firehose["backup"]
+  values = {
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/kinesisfirehose/events:log-stream:BackupDelivery"
+  }
+}
+
 override_resource {
   target = aws_iam_role.irsa
   values = {
@@ -54,10 +70,13 @@ run "firehose_role_reaches_only_its_bucket_function_log_streams_and_secret" {
         Resource = ["arn:aws:lambda:eu-west-1:123456789012:function:events-transform:live"]
       },
       {
-        Sid      = "WriteDeliveryErrorLogs"
-        Effect   = "Allow"
-        Action   = ["logs:PutLogEvents"]
-        Resource = [for s in values(aws_cloudwatch_log_stream.firehose) : s.arn]
+        Sid    = "WriteDeliveryErrorLogs"
+        Effect = "Allow"
+        Action = ["logs:PutLogEvents"]
+        Resource = [
+          "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/kinesisfirehose/events:log-stream:BackupDelivery",
+          "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/kinesisfirehose/events:log-stream:HttpEndpointDelivery",
+        ]
       },
       {
         Sid      = "ReadLicenseKey"
