@@ -203,6 +203,12 @@ struct Partial {
 struct InProgress {
     /// The object's size when the items were confirmed (a replaced object starts over).
     size: u64,
+    /// How many items the object made when they were confirmed. `done` holds indexes into that
+    /// list; a replay that reads the same object into another list (a newer reader that reads
+    /// a line an older one skipped) starts the object over rather than skip one item and send
+    /// another twice. Absent in files written before it was kept: then trusted as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    items: Option<usize>,
     done: DoneItems,
 }
 
@@ -353,9 +359,18 @@ impl Checkpoint {
 
     /// The items of the object an earlier run had confirmed (none if it was not in progress).
     #[must_use]
-    pub fn done_items(&self, key: &str, size: u64) -> DoneItems {
+    pub fn done_items(&self, key: &str, size: u64, items: usize) -> DoneItems {
         match self.state.in_progress.get(key) {
-            Some(p) if p.size == size => p.done.clone(),
+            Some(p) if p.size == size && p.items.is_none_or(|n| n == items) => p.done.clone(),
+            Some(p) if p.size == size => {
+                tracing::warn!(
+                    key,
+                    then = p.items,
+                    now = items,
+                    "the object reads into another number of items than when its progress was saved (another replay version?): sending it from the start; items delivered before may arrive twice"
+                );
+                DoneItems::default()
+            }
             _ => DoneItems::default(),
         }
     }
@@ -374,6 +389,7 @@ impl Checkpoint {
         &mut self,
         key: &str,
         size: u64,
+        items: usize,
         done: &DoneItems,
     ) -> Result<(), CheckpointError> {
         if done.is_empty() {
@@ -383,6 +399,7 @@ impl Checkpoint {
                 key.to_owned(),
                 InProgress {
                     size,
+                    items: Some(items),
                     done: done.clone(),
                 },
             );
@@ -544,15 +561,18 @@ mod tests {
         for i in [0, 1, 2, 5] {
             done.insert(i);
         }
-        cp.record_progress("k2", 20, &done).unwrap();
+        cp.record_progress("k2", 20, 100, &done).unwrap();
         drop(cp); // the run ends, and with it its lock
 
         let cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
         assert!(cp.is_finished("k1", 10));
         assert!(!cp.is_finished("k1", 11), "a replaced object is read again");
-        assert_eq!(cp.done_items("k2", 20), done);
-        assert!(cp.done_items("k2", 21).is_empty());
-        assert!(cp.done_items("k3", 20).is_empty());
+        assert_eq!(cp.done_items("k2", 20, 100), done);
+        assert!(cp.done_items("k2", 21, 100).is_empty());
+        assert!(cp.done_items("k3", 20, 100).is_empty());
+        // The same object read into another number of items (another replay version): its
+        // indexes would point at other items, so it starts over (helper-56, L1).
+        assert!(cp.done_items("k2", 20, 101).is_empty());
         // no temporary file is left behind
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -575,11 +595,11 @@ mod tests {
         let mut cp = Checkpoint::open(&path, "src", "t").unwrap();
         let mut done = DoneItems::default();
         done.insert(0);
-        cp.record_progress("k", 1, &done).unwrap();
+        cp.record_progress("k", 1, 100, &done).unwrap();
         cp.record_finished("k", 1).unwrap();
         drop(cp);
         let cp = Checkpoint::open(&path, "src", "t").unwrap();
-        assert!(cp.done_items("k", 1).is_empty());
+        assert!(cp.done_items("k", 1, 100).is_empty());
         assert!(cp.is_finished("k", 1));
     }
 
@@ -628,7 +648,7 @@ mod tests {
         cp.record_finished("k1", 1).unwrap();
         let mut done = DoneItems::default();
         done.insert(0);
-        cp.record_progress("k2", 2, &done).unwrap();
+        cp.record_progress("k2", 2, 100, &done).unwrap();
         let before = std::fs::read(&path).unwrap();
         drop(cp);
 
@@ -649,7 +669,7 @@ mod tests {
         // the same target still resumes
         let cp = Checkpoint::open(&path, "s3://a/", http).unwrap();
         assert!(cp.is_finished("k1", 1));
-        assert_eq!(cp.done_items("k2", 2), done);
+        assert_eq!(cp.done_items("k2", 2, 100), done);
     }
 
     #[test]
@@ -759,18 +779,18 @@ mod tests {
         for i in 0..3 {
             a.insert(i);
         }
-        cp.record_progress("A", 10, &a).unwrap();
+        cp.record_progress("A", 10, 100, &a).unwrap();
         drop(cp);
         let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         let mut b = DoneItems::default();
         b.insert(0);
-        cp.record_progress("B", 20, &b).unwrap();
+        cp.record_progress("B", 20, 100, &b).unwrap();
         cp.record_finished("C", 30).unwrap();
         drop(cp);
 
         let cp = Checkpoint::open(&path, "s", "t").unwrap();
-        assert_eq!(cp.done_items("A", 10), a, "A's progress survives B's");
-        assert_eq!(cp.done_items("B", 20), b);
+        assert_eq!(cp.done_items("A", 10, 100), a, "A's progress survives B's");
+        assert_eq!(cp.done_items("B", 20, 100), b);
     }
 
     #[test]
@@ -789,7 +809,7 @@ mod tests {
         );
         let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         assert!(cp.is_finished("k1", 1));
-        assert_eq!(cp.done_items("k2", 2).len(), 3);
+        assert_eq!(cp.done_items("k2", 2, 100).len(), 3);
         cp.record_finished("k3", 3).unwrap();
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

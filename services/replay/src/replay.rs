@@ -383,7 +383,7 @@ impl<T: Target> ObjectRun<'_, T> {
         }
         self.summary.items += items.len();
 
-        let mut done = self.checkpoint.done_items(key, size);
+        let mut done = self.checkpoint.done_items(key, size, items.len());
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
         if todo.len() < items.len() {
             tracing::info!(
@@ -450,7 +450,8 @@ impl<T: Target> ObjectRun<'_, T> {
                     }
                 }
             }
-            self.checkpoint.record_progress(key, size, &done)?;
+            self.checkpoint
+                .record_progress(key, size, items.len(), &done)?;
             // A target error holds for every call as configured (a wrong stream, a refused
             // key): unlike an outage, running again as it is cannot get past it.
             let (reason, needs_fix) = match (fatal, unaccepted) {
