@@ -350,11 +350,18 @@ impl<T: Target> ObjectRun<'_, T> {
                 return Ok(());
             }
         };
-        let read = match read_object(&kind, body) {
-            Ok(read) => read,
-            Err(e) => {
+        // Decompressing and splitting up to 1 GiB is CPU work: off the runtime's workers, so
+        // the producer's timers and the Ctrl-C handler keep running meanwhile (helper-56, L5).
+        let reading = kind.clone();
+        let read = match tokio::task::spawn_blocking(move || read_object(&reading, body)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
                 // The same bytes read the same way next time: a re-run alone cannot finish it.
                 self.object_failed(e.to_string(), true);
+                return Ok(());
+            }
+            Err(e) => {
+                self.object_failed(format!("reading the object failed: {e}"), false);
                 return Ok(());
             }
         };
