@@ -55,7 +55,9 @@ locals {
     # Streams encrypted with a customer-managed key: since 2026-04-20 (new streams; existing ones
     # from 2027-02-28) PutRecord/PutRecordBatch callers need these on the key, or they get
     # AccessDenied from KMS. No kms:ViaService condition: AWS's notice names none, and a wrong
-    # guess here would reject every record at the front door.
+    # guess here would reject every record at the front door. The notice ("Enhanced security
+    # controls for Amazon Data Firehose", AWS Health, 2026-04-20) is quoted in
+    # https://github.com/ministryofjustice/modernisation-platform/issues/12960
     local.stream_cmk ? [{
       Sid      = "EncryptRecordsWithStreamKey"
       Effect   = "Allow"
