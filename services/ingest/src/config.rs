@@ -143,12 +143,13 @@ pub struct Config {
 
     /// Log lines (one access line per request) that may wait for the thread writing stdout:
     /// what a stall of stdout is absorbed by before `INGEST_LOG_WHEN_FULL` applies. At most
-    /// about this many times a line's size (≈ 300 bytes for an access line) of memory.
+    /// about this many times a line's size (≈ 300 bytes for an access line) of memory, and the
+    /// queue's slots (≈ 32 bytes each) are taken at start: 1 to 1,048,576.
     #[arg(
         long,
         env = "INGEST_LOG_QUEUE_LINES",
         default_value_t = 65_536,
-        value_parser = clap::value_parser!(u32).range(1..)
+        value_parser = clap::value_parser!(u32).range(1..=MAX_LOG_QUEUE_LINES)
     )]
     pub log_queue_lines: u32,
 
@@ -158,6 +159,10 @@ pub struct Config {
     #[arg(long, env = "INGEST_LOG_WHEN_FULL", value_enum, default_value_t = WhenFull::Drop)]
     pub log_when_full: WhenFull,
 }
+
+/// Most log lines `INGEST_LOG_QUEUE_LINES` takes: the queue allocates its slots at start, and
+/// `u32::MAX` of them (≈ 128 GiB) would abort the process instead of failing with a message.
+pub const MAX_LOG_QUEUE_LINES: i64 = 1 << 20;
 
 /// A configuration value that cannot work, with what to change.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -471,7 +476,12 @@ mod tests {
         let log = c.log_settings();
         assert_eq!(log.when_full, WhenFull::Block);
         assert_eq!(log.queue_lines, 16);
-        for args in [["--log-queue-lines", "0"], ["--log-when-full", "wait"]] {
+        parse(&["--log-queue-lines", "1048576"]);
+        for args in [
+            ["--log-queue-lines", "0"],
+            ["--log-queue-lines", "1048577"],
+            ["--log-when-full", "wait"],
+        ] {
             let error =
                 Config::try_parse_from(["ingest", args[0], args[1]]).expect_err("refused at start");
             let message = cli_env::name_the_variable::<Config>(error).to_string();

@@ -290,6 +290,9 @@ pub async fn run(
         }
     };
     let result = tokio::select! {
+        // The server first: when it finishes just as the grace ends (idle connections closing
+        // as a second signal arrives), the drain was complete (helper-57, L2).
+        biased;
         result = server => result.map(|()| Drained::Complete),
         () = grace_over => {
             tracing::warn!(grace = ?drain.grace, cut_short = drain.cut_short.is_cancelled(), "grace period over; no longer waiting for the connections still open (they end with the process: a request still running on one gets no answer, so its events were not acknowledged)");

@@ -86,6 +86,29 @@ pub fn queue<W: Write + Send + 'static>(
     (writer, guard)
 }
 
+/// Longest wait at exit for the log thread to write what is queued.
+pub const EXIT_FLUSH: Duration = Duration::from_secs(5);
+
+/// Lets the log thread write what is queued and stop (dropping `guard` does both), waiting at
+/// most `within`.
+///
+/// With a stalled stdout the drop itself never returns: `tracing-appender` gives up sending its
+/// shutdown message after 100 ms and then `println!`s a complaint, which waits for the stdout
+/// lock the blocked writer holds. Dropped on the calling thread, that kept the process from
+/// exiting until it was killed (helper-57, L1). So the guard is dropped on a thread of its own;
+/// past `within` the process exits without it (the lines still queued are lost, as they are
+/// to any stalled stdout). Returns whether the log thread finished in time.
+pub fn finish(guard: WorkerGuard, within: Duration) -> bool {
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ingest-log-exit".to_owned())
+        .spawn(move || {
+            drop(guard);
+            let _ = done_tx.send(());
+        });
+    spawned.is_ok() && done.recv_timeout(within).is_ok()
+}
+
 /// Least time between two writes of the log thread.
 pub const LOG_WRITE_INTERVAL: Duration = Duration::from_millis(2);
 
@@ -298,6 +321,31 @@ mod tests {
         drop(guard);
         assert_eq!(counter.dropped_lines(), 0);
         assert_eq!(stdout.lines(), 100);
+    }
+
+    #[test]
+    fn finishing_returns_in_time_with_a_stalled_stdout_and_writes_everything_with_a_live_one() {
+        let stalled = Stalled::default();
+        let (writer, guard) = queue(stalled.clone(), 4, 1, WhenFull::Drop);
+        log_lines(&writer, 100);
+        let started = Instant::now();
+        assert!(
+            !finish(guard, Duration::from_millis(300)),
+            "the log thread is stuck"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        stalled.open(); // let the stuck threads end
+
+        let live = Stalled::default();
+        live.open();
+        let (writer, guard) = queue(live.clone(), 1024, 1, WhenFull::Drop);
+        log_lines(&writer, 100);
+        assert!(finish(guard, Duration::from_secs(30)));
+        assert_eq!(live.lines(), 100, "everything queued is written");
     }
 
     #[test]

@@ -247,8 +247,11 @@ impl Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         self.stop();
-        // Last: the lines about stopping the export are queued by now.
-        drop(self.logs.take());
+        // Last: the lines about stopping the export are queued by now. Bounded: a stalled
+        // stdout must not keep the process from exiting (`log_writer::finish`).
+        if let Some(guard) = self.logs.take() {
+            log_writer::finish(guard, log_writer::EXIT_FLUSH);
+        }
     }
 }
 

@@ -134,25 +134,16 @@ async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
         .to_owned();
     let paused = ingest.pause_stdout().await;
 
-    let http = reqwest::Client::new();
-    let url = format!("{}/v1/events", ingest.url);
-    let answers = futures::stream::iter(0..REQUESTS)
-        .map(|i| {
-            let request = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(format!(r#"{{"stalled":{i}}}"#));
-            async move { request.send().await.map(|r| r.status().as_u16()) }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>();
-    let answers = tokio::time::timeout(std::time::Duration::from_secs(120), answers)
-        .await
-        .expect("requests are answered while stdout is stalled");
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        post_many(&ingest.url, REQUESTS),
+    )
+    .await
+    .expect("requests are answered while stdout is stalled");
     let ok = answers.iter().filter(|a| matches!(a, Ok(200))).count();
     assert_eq!(ok, REQUESTS, "every request accepted: {:?}", &answers[..5]);
 
-    let metrics = http
+    let metrics = reqwest::Client::new()
         .get(format!("http://{admin}/metrics"))
         .send()
         .await
@@ -184,4 +175,98 @@ async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
         REQUESTS,
         "{access} written, {dropped} dropped"
     );
+}
+
+/// `n` small events, one per request, 16 at a time; each request's status or error.
+async fn post_many(url: &str, n: usize) -> Vec<Result<u16, String>> {
+    let http = reqwest::Client::new();
+    let url = format!("{url}/v1/events");
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"stalled":{i}}}"#));
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// With a stdout that never takes another line, SIGTERM still ends the process: the log
+/// thread's flush at exit is bounded (helper-57, L1: it waited for ever on the stdout lock).
+#[tokio::test]
+async fn a_stalled_stdout_does_not_hold_the_exit() {
+    let (firehose, _fake) = start_fake_firehose().await;
+    let mut ingest = Ingest::start(
+        &firehose,
+        "stalled-exit",
+        &[("INGEST_LOG_QUEUE_LINES", "16"), ("INGEST_LINGER", "1ms")],
+    )
+    .await;
+    let _paused = ingest.pause_stdout().await;
+    let answers = post_many(&ingest.url, 1500).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(200))),
+        "{:?}",
+        &answers[..5]
+    );
+    // `terminate` waits 60 s at most; the flush gives up after 5.
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+}
+
+/// `INGEST_LOG_WHEN_FULL=block` keeps every line by making requests wait for stdout: while it
+/// is stalled they are not answered, and once it takes lines again they all are, and every
+/// access line is written.
+#[tokio::test]
+async fn with_block_a_stalled_stdout_holds_requests_until_it_takes_lines_again() {
+    const REQUESTS: usize = 1500;
+    let (firehose, _fake) = start_fake_firehose().await;
+    let mut ingest = Ingest::start(
+        &firehose,
+        "stalled-block",
+        &[
+            ("INGEST_LOG_QUEUE_LINES", "16"),
+            ("INGEST_LINGER", "1ms"),
+            ("INGEST_LOG_WHEN_FULL", "block"),
+        ],
+    )
+    .await;
+    let paused = ingest.pause_stdout().await;
+    let url = ingest.url.clone();
+    let mut requests = tokio::spawn(async move { post_many(&url, REQUESTS).await });
+    // Absence can only be shown by waiting: the pipe, the writer's buffer and the queue hold
+    // about 550 access lines, so 1,500 requests cannot all be answered.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(3), &mut requests)
+            .await
+            .is_err(),
+        "requests were all answered while stdout was stalled"
+    );
+    drop(paused);
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(120), requests)
+        .await
+        .expect("answered once stdout takes lines")
+        .expect("the task does not panic");
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(200))),
+        "{:?}",
+        &answers[..5]
+    );
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    let all = ingest.transcript().await;
+    let access = all
+        .iter()
+        .filter(|l| l.contains(r#""target":"access""#))
+        .count();
+    assert_eq!(access, REQUESTS, "no line dropped");
 }
