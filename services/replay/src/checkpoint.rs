@@ -51,13 +51,32 @@ use serde::{Deserialize, Serialize};
 
 /// Format version written into the file; a file with another version is refused.
 ///
-/// Version 2 keeps progress for several objects (`in_progress`) and checks the target. Version
-/// 1 files (one `partial` object, target not checked) are still read, so that a replay started
-/// by an older `replay` resumes; the target they name was written by the same rule.
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// Version 3 keeps, for each object in progress, a fingerprint of the items its progress
+/// indexes ([`items_fingerprint`]). Version 2 keeps progress for several objects
+/// (`in_progress`) and checks the target. Version 1 and 2 files (version 1: one `partial`
+/// object, target not checked) are still read: their finished objects stay finished, but an
+/// object in progress, having no fingerprint, is sent again from its start (its indexes may
+/// point into another list of items than this version reads). An older `replay` refuses a
+/// version 3 file, so it never applies these indexes to its own reading either.
+pub const CHECKPOINT_VERSION: u32 = 3;
 
 /// The older format version still read (see [`CHECKPOINT_VERSION`]).
 const OLDEST_READABLE_VERSION: u32 = 1;
+
+/// The fingerprint of an object's items, in order: `sha256:` and the first 16 hex digits of
+/// SHA-256 over each item's length (8 bytes, little-endian) and bytes. What saved progress
+/// indexes must be the same list for the progress to mean the same items.
+pub fn items_fingerprint<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for item in items {
+        hasher.update((item.len() as u64).to_le_bytes());
+        hasher.update(item);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
 
 /// Why the checkpoint could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -203,12 +222,13 @@ struct Partial {
 struct InProgress {
     /// The object's size when the items were confirmed (a replaced object starts over).
     size: u64,
-    /// How many items the object made when they were confirmed. `done` holds indexes into that
-    /// list; a replay that reads the same object into another list (a newer reader that reads
-    /// a line an older one skipped) starts the object over rather than skip one item and send
-    /// another twice. Absent in files written before it was kept: then trusted as before.
+    /// The fingerprint of the object's items when they were confirmed ([`items_fingerprint`]).
+    /// `done` holds indexes into that list; a replay that reads the same object into another
+    /// list (a reader that takes a line another skipped, or splits records differently) starts
+    /// the object over rather than skip one item and send another twice. Absent in files of
+    /// version 1 and 2: such progress is not trusted either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    items: Option<usize>,
+    items: Option<String>,
     done: DoneItems,
 }
 
@@ -359,15 +379,15 @@ impl Checkpoint {
 
     /// The items of the object an earlier run had confirmed (none if it was not in progress).
     #[must_use]
-    pub fn done_items(&self, key: &str, size: u64, items: usize) -> DoneItems {
+    pub fn done_items(&self, key: &str, size: u64, items: &str) -> DoneItems {
         match self.state.in_progress.get(key) {
-            Some(p) if p.size == size && p.items.is_none_or(|n| n == items) => p.done.clone(),
+            Some(p) if p.size == size && p.items.as_deref() == Some(items) => p.done.clone(),
             Some(p) if p.size == size => {
                 tracing::warn!(
                     key,
-                    then = p.items,
+                    then = p.items.as_deref().unwrap_or("none (an older checkpoint)"),
                     now = items,
-                    "the object reads into another number of items than when its progress was saved (another replay version?): sending it from the start; items delivered before may arrive twice"
+                    "the object reads into other items than when its progress was saved: sending it from the start; items delivered before may arrive twice"
                 );
                 DoneItems::default()
             }
@@ -389,7 +409,7 @@ impl Checkpoint {
         &mut self,
         key: &str,
         size: u64,
-        items: usize,
+        items: &str,
         done: &DoneItems,
     ) -> Result<(), CheckpointError> {
         if done.is_empty() {
@@ -399,7 +419,7 @@ impl Checkpoint {
                 key.to_owned(),
                 InProgress {
                     size,
-                    items: Some(items),
+                    items: Some(items.to_owned()),
                     done: done.clone(),
                 },
             );
@@ -551,6 +571,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fingerprint_tells_lists_apart_by_items_order_and_boundaries() {
+        let fp = |items: &[&str]| items_fingerprint(items.iter().map(|i| i.as_bytes()));
+        assert_eq!(fp(&["ab", "c"]), fp(&["ab", "c"]));
+        assert!(fp(&["ab", "c"]).starts_with("sha256:"));
+        assert_eq!(fp(&["ab", "c"]).len(), "sha256:".len() + 16);
+        assert_ne!(fp(&["ab", "c"]), fp(&["a", "bc"]), "boundaries");
+        assert_ne!(fp(&["ab", "c"]), fp(&["c", "ab"]), "order");
+        assert_ne!(fp(&["ab"]), fp(&["ab", ""]), "an empty item");
+    }
+
+    #[test]
     fn progress_and_finished_objects_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp.json");
@@ -561,18 +592,18 @@ mod tests {
         for i in [0, 1, 2, 5] {
             done.insert(i);
         }
-        cp.record_progress("k2", 20, 100, &done).unwrap();
+        cp.record_progress("k2", 20, "fp", &done).unwrap();
         drop(cp); // the run ends, and with it its lock
 
         let cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
         assert!(cp.is_finished("k1", 10));
         assert!(!cp.is_finished("k1", 11), "a replaced object is read again");
-        assert_eq!(cp.done_items("k2", 20, 100), done);
-        assert!(cp.done_items("k2", 21, 100).is_empty());
-        assert!(cp.done_items("k3", 20, 100).is_empty());
-        // The same object read into another number of items (another replay version): its
-        // indexes would point at other items, so it starts over (helper-56, L1).
-        assert!(cp.done_items("k2", 20, 101).is_empty());
+        assert_eq!(cp.done_items("k2", 20, "fp"), done);
+        assert!(cp.done_items("k2", 21, "fp").is_empty());
+        assert!(cp.done_items("k3", 20, "fp").is_empty());
+        // The same object read into other items (another replay version): its indexes would
+        // point at other items, so it starts over (helper-56, L1; helper-57, M1).
+        assert!(cp.done_items("k2", 20, "other").is_empty());
         // no temporary file is left behind
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -595,11 +626,11 @@ mod tests {
         let mut cp = Checkpoint::open(&path, "src", "t").unwrap();
         let mut done = DoneItems::default();
         done.insert(0);
-        cp.record_progress("k", 1, 100, &done).unwrap();
+        cp.record_progress("k", 1, "fp", &done).unwrap();
         cp.record_finished("k", 1).unwrap();
         drop(cp);
         let cp = Checkpoint::open(&path, "src", "t").unwrap();
-        assert!(cp.done_items("k", 1, 100).is_empty());
+        assert!(cp.done_items("k", 1, "fp").is_empty());
         assert!(cp.is_finished("k", 1));
     }
 
@@ -648,7 +679,7 @@ mod tests {
         cp.record_finished("k1", 1).unwrap();
         let mut done = DoneItems::default();
         done.insert(0);
-        cp.record_progress("k2", 2, 100, &done).unwrap();
+        cp.record_progress("k2", 2, "fp", &done).unwrap();
         let before = std::fs::read(&path).unwrap();
         drop(cp);
 
@@ -669,7 +700,7 @@ mod tests {
         // the same target still resumes
         let cp = Checkpoint::open(&path, "s3://a/", http).unwrap();
         assert!(cp.is_finished("k1", 1));
-        assert_eq!(cp.done_items("k2", 2, 100), done);
+        assert_eq!(cp.done_items("k2", 2, "fp"), done);
     }
 
     #[test]
@@ -779,22 +810,22 @@ mod tests {
         for i in 0..3 {
             a.insert(i);
         }
-        cp.record_progress("A", 10, 100, &a).unwrap();
+        cp.record_progress("A", 10, "fp", &a).unwrap();
         drop(cp);
         let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         let mut b = DoneItems::default();
         b.insert(0);
-        cp.record_progress("B", 20, 100, &b).unwrap();
+        cp.record_progress("B", 20, "fp", &b).unwrap();
         cp.record_finished("C", 30).unwrap();
         drop(cp);
 
         let cp = Checkpoint::open(&path, "s", "t").unwrap();
-        assert_eq!(cp.done_items("A", 10, 100), a, "A's progress survives B's");
-        assert_eq!(cp.done_items("B", 20, 100), b);
+        assert_eq!(cp.done_items("A", 10, "fp"), a, "A's progress survives B's");
+        assert_eq!(cp.done_items("B", 20, "fp"), b);
     }
 
     #[test]
-    fn a_version_1_checkpoint_resumes_its_object_in_progress() {
+    fn a_version_1_checkpoint_keeps_its_finished_objects_and_restarts_the_one_in_progress() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp.json");
         let v1 = r#"{"version":1,"source":"s","target":"t","finished":{"k1":1},
@@ -809,7 +840,9 @@ mod tests {
         );
         let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         assert!(cp.is_finished("k1", 1));
-        assert_eq!(cp.done_items("k2", 2, 100).len(), 3);
+        // Its indexes name no fingerprint: they may point into another list than this version
+        // reads, so the object is sent from its start (duplicates, never a loss).
+        assert!(cp.done_items("k2", 2, "fp").is_empty());
         cp.record_finished("k3", 3).unwrap();
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -299,6 +299,18 @@ impl Target for HttpTarget {
         let text = std::str::from_utf8(&record.data).map_err(|_| {
             "the record is not UTF-8 text (compressed or binary data?); a front door takes JSON events: replay it with --to-stream".to_owned()
         })?;
+        // One JSON value over several lines (an event pretty-printed by its client, in a
+        // record stored so before the front door kept records to one line) is one event, sent
+        // as one line: split at its line breaks it would be fragments the front door refuses,
+        // each counted as done (helper-57, M2). Its line breaks are whitespace between tokens.
+        if text.contains('\n')
+            && text.trim_start().starts_with('{')
+            && firehose_formats::json_scan::one_value(text).is_ok()
+        {
+            let mut one_line = text.trim().as_bytes().to_vec();
+            firehose_formats::json_scan::line_breaks_to_spaces(&mut one_line);
+            return Ok(vec![Bytes::from(one_line)]);
+        }
         let mut events = Vec::new();
         let mut offset = 0;
         for line in text.split('\n') {
@@ -444,6 +456,12 @@ mod tests {
             error_code: None,
         };
         assert!(t.prepare(&binary).unwrap_err().contains("--to-stream"));
+        // One event over several lines is one item, on one line (helper-57, M2).
+        assert_eq!(
+            t.prepare(&record("{\r\n  \"a\": [\n    1\n  ]\n}\n"))
+                .unwrap(),
+            vec![Bytes::from("{    \"a\": [     1   ] }")]
+        );
     }
 
     #[test]

@@ -48,21 +48,20 @@ impl Signals {
         }
     }
 
-    /// The name of the next signal; `None` once none can come any more.
-    async fn next(&mut self) -> Option<&'static str> {
+    /// The next signal: its name, and the exit status of a process it stops at once. `None`
+    /// once none can come any more.
+    async fn next(&mut self) -> Option<(&'static str, u8)> {
+        const CTRL_C: (&str, u8) = ("interrupted (Ctrl-C)", EXIT_INTERRUPTED);
         #[cfg(unix)]
         {
             tokio::select! {
-                got = self.int.recv() => got.map(|()| "interrupted (Ctrl-C)"),
-                got = self.term.recv() => got.map(|()| "SIGTERM"),
+                got = self.int.recv() => got.map(|()| CTRL_C),
+                got = self.term.recv() => got.map(|()| ("SIGTERM", EXIT_TERMINATED)),
             }
         }
         #[cfg(not(unix))]
         {
-            tokio::signal::ctrl_c()
-                .await
-                .ok()
-                .map(|()| "interrupted (Ctrl-C)")
+            tokio::signal::ctrl_c().await.ok().map(|()| CTRL_C)
         }
     }
 }
@@ -86,7 +85,7 @@ async fn main() -> ExitCode {
         let Some(mut signals) = Signals::install() else {
             return;
         };
-        if let Some(name) = signals.next().await {
+        if let Some((name, _)) = signals.next().await {
             tracing::warn!(
                 "{name}: stopping after the batch in flight (Ctrl-C or SIGTERM again to stop now)"
             );
@@ -95,15 +94,10 @@ async fn main() -> ExitCode {
         // The batch in flight can take up to the retry budget. A second signal stops at once:
         // the checkpoint has everything up to the last batch, and that batch's records may
         // have reached the target, so the next run may send them again.
-        if let Some(name) = signals.next().await {
+        if let Some((name, code)) = signals.next().await {
             tracing::warn!(
                 "{name} again: stopping now; the batch in flight may be sent again by the next run"
             );
-            let code = if name == "SIGTERM" {
-                EXIT_TERMINATED
-            } else {
-                EXIT_INTERRUPTED
-            };
             std::process::exit(i32::from(code));
         }
     });
@@ -116,7 +110,7 @@ async fn main() -> ExitCode {
             let _ = stdout.flush();
             if summary.complete() {
                 ExitCode::SUCCESS
-            } else if summary.needs_fix {
+            } else if summary.needs_fix() {
                 ExitCode::from(EXIT_NEEDS_FIX)
             } else {
                 ExitCode::from(EXIT_INCOMPLETE)

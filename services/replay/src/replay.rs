@@ -23,7 +23,7 @@ use std::io::Write;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint::{Checkpoint, CheckpointError, items_fingerprint};
 use crate::layout::{ObjectKind, UtcHour};
 use crate::progress::Progress;
 use crate::rate::Pacer;
@@ -345,8 +345,10 @@ impl<T: Target> ObjectRun<'_, T> {
         let body = match source.get(key).await {
             Ok(body) => body,
             Err(e) => {
-                // Most likely passing (network, throttling): a re-run may fetch it.
-                self.object_failed(e.to_string(), false);
+                // Most likely passing (network, throttling): a re-run may fetch it. Not an
+                // object over the size cap: that one stays too large (helper-57, L3).
+                let for_good = matches!(e, crate::source::SourceError::TooLarge { .. });
+                self.object_failed(e.to_string(), for_good);
                 return Ok(());
             }
         };
@@ -390,7 +392,8 @@ impl<T: Target> ObjectRun<'_, T> {
         }
         self.summary.items += items.len();
 
-        let mut done = self.checkpoint.done_items(key, size, items.len());
+        let fingerprint = items_fingerprint(items.iter().map(|(_, item)| &item[..]));
+        let mut done = self.checkpoint.done_items(key, size, &fingerprint);
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
         if todo.len() < items.len() {
             tracing::info!(
@@ -458,7 +461,7 @@ impl<T: Target> ObjectRun<'_, T> {
                 }
             }
             self.checkpoint
-                .record_progress(key, size, items.len(), &done)?;
+                .record_progress(key, size, &fingerprint, &done)?;
             // A target error holds for every call as configured (a wrong stream, a refused
             // key): unlike an outage, running again as it is cannot get past it.
             let (reason, needs_fix) = match (fatal, unaccepted) {
@@ -481,9 +484,13 @@ impl<T: Target> ObjectRun<'_, T> {
     /// bytes the same way.
     fn object_failed(&mut self, reason: String, for_good: bool) {
         let key = &self.object.key;
-        tracing::error!(key = %key, %reason, for_good, "cannot read the object; it stays unfinished, a re-run tries it again");
+        if for_good {
+            tracing::error!(key = %key, %reason, "cannot read the object as it is; it stays unfinished: fix or move it");
+            self.summary.objects_unreadable += 1;
+        } else {
+            tracing::error!(key = %key, %reason, "cannot read the object; it stays unfinished, a re-run tries it again");
+        }
         self.summary.objects_failed += 1;
-        self.summary.needs_fix |= for_good;
         self.summary.report(Problem {
             kind: ProblemKind::ObjectFailed,
             key: key.clone(),
@@ -508,7 +515,7 @@ impl<T: Target> ObjectRun<'_, T> {
         tracing::error!(key = %self.object.key, %reason, needs_fix, "replay stopping; the checkpoint records what was delivered");
         self.summary.unsent += unsent;
         self.summary.stopped = Some(reason);
-        self.summary.needs_fix |= needs_fix;
+        self.summary.stop_needs_fix = needs_fix;
     }
 
     fn show_items<'i>(

@@ -93,34 +93,16 @@ impl Target for StreamTarget {
     }
 
     fn prepare(&self, record: &Record) -> Result<Vec<Bytes>, String> {
+        let record = as_front_door_writes(&record.data);
         // The producer would refuse it too, but only as "not accepted", which would stop the
         // run; a record over the limit can never be sent, so it is refused here, for good.
-        if record.data.len() > MAX_RECORD_BYTES {
+        if record.len() > MAX_RECORD_BYTES {
             return Err(format!(
-                "the record is {} bytes; Firehose takes at most {MAX_RECORD_BYTES}",
-                record.data.len()
+                "the record is {} bytes (its final `\\n` included); Firehose takes at most {MAX_RECORD_BYTES}",
+                record.len()
             ));
         }
-        // A JSON event leaves as the front door writes it: ending in `\n`, so it stays
-        // separable in the stream's own S3 objects. An http-endpoint-failed record lacks it
-        // (the transform strips it from its output); sent as it is, it would run into the next
-        // record in an AllData backup, where no reader could split the two again (helper-56,
-        // M3). The transform strips it again, so New Relic gets the same bytes. Any other
-        // record (binary, such as a CloudWatch Logs subscription's gzip) goes byte for byte.
-        if record.data.ends_with(b"\n") || !is_json_object(&record.data) {
-            return Ok(vec![record.data.clone()]);
-        }
-        if record.data.len() + 1 > MAX_RECORD_BYTES {
-            return Err(format!(
-                "the record is {} bytes, and with the `\\n` that ends a record {}; Firehose takes at most {MAX_RECORD_BYTES}",
-                record.data.len(),
-                record.data.len() + 1
-            ));
-        }
-        let mut with_newline = Vec::with_capacity(record.data.len() + 1);
-        with_newline.extend_from_slice(&record.data);
-        with_newline.push(b'\n');
-        Ok(vec![Bytes::from(with_newline)])
+        Ok(vec![record])
     }
 
     async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
@@ -165,11 +147,76 @@ impl Target for StreamTarget {
     }
 }
 
-/// Whether `data` is one JSON object (whitespace around it allowed).
-fn is_json_object(data: &[u8]) -> bool {
-    data.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{')
-        && std::str::from_utf8(data)
-            .is_ok_and(|text| firehose_formats::json_scan::one_value(text).is_ok())
+/// The record as the front door writes one: JSON events one per line, ending in `\n`, so that
+/// records stay separable in the stream's own S3 objects.
+///
+/// - A record of one line ending in `\n` goes as it is.
+/// - One JSON object over several lines (an event pretty-printed by its client, stored so
+///   before the front door kept records to one line) goes as one line: its line breaks are
+///   whitespace between tokens.
+/// - JSON objects, one per line, without the final `\n`: an http-endpoint-failed record (the
+///   transform strips it from its output, one object or several lines of them). Sent as it
+///   is, it would run into the next record in an AllData backup, where no reader could split
+///   the two again (helper-56, M3; helper-57, L5). The transform strips it again, so New
+///   Relic gets the same bytes.
+/// - Anything else (binary, such as a CloudWatch Logs subscription's gzip) goes byte for byte.
+fn as_front_door_writes(data: &Bytes) -> Bytes {
+    let one_line = data.ends_with(b"\n") && !data[..data.len() - 1].contains(&b'\n');
+    if one_line {
+        return data.clone();
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return data.clone();
+    };
+    let mut out = if is_json_object(text) {
+        let mut flat = text.trim_end().as_bytes().to_vec();
+        firehose_formats::json_scan::line_breaks_to_spaces(&mut flat);
+        flat
+    } else if !data.ends_with(b"\n") && is_json_object_lines(text) {
+        data.to_vec()
+    } else {
+        return data.clone();
+    };
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// Whether `text` is one JSON object (whitespace around it allowed).
+fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{') && firehose_formats::json_scan::one_value(text).is_ok()
+}
+
+/// Whether every non-blank line of `text` is one JSON object.
+fn is_json_object_lines(text: &str) -> bool {
+    let mut lines = text.split('\n').filter(|l| !l.trim().is_empty()).peekable();
+    lines.peek().is_some() && lines.all(is_json_object)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn prepared(data: &'static str) -> String {
+        String::from_utf8(as_front_door_writes(&Bytes::from_static(data.as_bytes())).to_vec())
+            .unwrap()
+    }
+
+    #[test]
+    fn records_leave_as_the_front_door_writes_them() {
+        // One line with its newline: as it is, CRLF included.
+        assert_eq!(prepared("{\"a\":1}\n"), "{\"a\":1}\n");
+        assert_eq!(prepared("{\"a\":1}\r\n"), "{\"a\":1}\r\n");
+        // The transform's output, without the newline: one object, or several lines of them.
+        assert_eq!(prepared("{\"a\":1}"), "{\"a\":1}\n");
+        assert_eq!(prepared("{\"a\":1}\n{\"b\":2}"), "{\"a\":1}\n{\"b\":2}\n");
+        // One object over several lines: one line.
+        assert_eq!(prepared("{\n  \"a\": 1\n}\n"), "{   \"a\": 1 }\n");
+        // Anything else: byte for byte.
+        assert_eq!(prepared("plain text"), "plain text");
+        assert_eq!(prepared("{\"a\":1}\nnot json"), "{\"a\":1}\nnot json");
+        assert_eq!(prepared("[1,2]"), "[1,2]");
+        let binary = Bytes::from_static(&[0x1f, 0x8b, 0x08, 0x00, b'\n', 0xff]);
+        assert_eq!(as_front_door_writes(&binary), binary);
+    }
 }

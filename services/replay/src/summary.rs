@@ -71,11 +71,12 @@ pub struct Summary {
     pub already_sent: usize,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
-    /// Whether running the same command again, as it is, cannot complete the replay: it stopped
-    /// on a target error (a wrong stream, a refused key: every call would fail the same way),
-    /// or an object cannot be read as it is (ZIP, corrupt GZIP, no readable line, …). Fix what
-    /// the summary names first. A retry loop must stop on it (exit status 3).
-    pub needs_fix: bool,
+    /// Whether the stop was a target error (a wrong stream, a refused key): every call would
+    /// fail the same way, so running again as it is cannot get past it.
+    pub stop_needs_fix: bool,
+    /// Objects among `objects_failed` that cannot be read as they are (ZIP, corrupt GZIP, no
+    /// readable line, over the size cap, …): a re-run reads them the same way.
+    pub objects_unreadable: usize,
     /// Whether nothing was sent because of `--dry-run`.
     pub dry_run: bool,
     /// The first [`MAX_REPORTED_PROBLEMS`] problems.
@@ -98,6 +99,14 @@ impl Summary {
         } else {
             self.problems_not_kept += 1;
         }
+    }
+
+    /// Whether running the same command again, as it is, cannot complete the replay
+    /// ([`Self::stop_needs_fix`] or [`Self::objects_unreadable`]): fix what the summary names
+    /// first. A retry loop must stop on it (exit status 3).
+    #[must_use]
+    pub fn needs_fix(&self) -> bool {
+        (self.stop_needs_fix && self.stopped.is_some()) || self.objects_unreadable > 0
     }
 
     /// Whether the replay is complete: everything selected was read and delivered.
@@ -153,18 +162,21 @@ impl fmt::Display for Summary {
                 self.problems_not_kept
             )?;
         }
+        if self.objects_unreadable > 0 {
+            writeln!(
+                f,
+                "{} objects cannot be read as they are (above) and stay unfinished; a re-run alone reads them the same way: fix or move them",
+                self.objects_unreadable
+            )?;
+        }
         match &self.stopped {
-            Some(reason) if self.needs_fix => writeln!(
+            Some(reason) if self.stop_needs_fix => writeln!(
                 f,
                 "stopped early: {reason}; fix that, then run the same command again to resume"
             ),
             Some(reason) => writeln!(
                 f,
                 "stopped early: {reason}; run the same command again to resume"
-            ),
-            None if self.needs_fix => writeln!(
-                f,
-                "incomplete: objects that cannot be read as they are (above) stay unfinished; a re-run alone reads them the same way: fix or move them"
             ),
             None if self.dry_run => writeln!(
                 f,
@@ -213,9 +225,24 @@ mod tests {
         assert!(!text.contains("fix that"), "{text}");
         assert!(!s.complete());
         assert!(Summary::default().complete());
-        s.needs_fix = true;
+        assert!(!s.needs_fix());
+        s.stop_needs_fix = true;
+        assert!(s.needs_fix());
         assert!(s.to_string().contains("fix that, then run"), "{s}");
-        s.stopped = None;
-        assert!(s.to_string().contains("fix or move them"), "{s}");
+        // An unreadable object, then an interruption: each is worded as what it is.
+        s.stop_needs_fix = false;
+        s.stopped = Some("interrupted".into());
+        s.objects_unreadable = 1;
+        let text = s.to_string();
+        assert!(s.needs_fix());
+        assert!(
+            text.contains("1 objects cannot be read as they are"),
+            "{text}"
+        );
+        assert!(
+            text.contains("interrupted; run the same command again"),
+            "{text}"
+        );
+        assert!(!text.contains("fix that"), "{text}");
     }
 }
