@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::summary::Problem;
+
 /// Format version written into the file; a file with another version is refused.
 ///
 /// Version 3 keeps, for each object in progress, a fingerprint of the items its progress
@@ -258,6 +260,22 @@ pub struct Checkpoint {
     /// The file written, for a run that writes it.
     file: Option<Backing>,
     state: State,
+    /// Problems noted since the last write, as lines for [`problems_path`].
+    pending_problems: Vec<u8>,
+}
+
+/// The file beside the checkpoint to which every run appends the problems it met, one JSON
+/// object per line (`at`, Unix seconds; `kind`; `key`; `line`; `reason`): `<checkpoint>.problems.ndjson`.
+///
+/// Items refused for good count as done in the checkpoint, so a re-run does not send them, and
+/// the summary that names them is one run's stdout. A lost stdout (a Kubernetes Job retried)
+/// left only the log; this file keeps them with the checkpoint that skips them. It is written
+/// and flushed (`fsync`) before the checkpoint that counts them as done.
+#[must_use]
+pub fn problems_path(checkpoint: &Path) -> PathBuf {
+    let mut name = checkpoint.as_os_str().to_owned();
+    name.push(".problems.ndjson");
+    PathBuf::from(name)
 }
 
 /// The checkpoint file a run writes, and the lock it holds on it while it may.
@@ -322,7 +340,11 @@ impl Checkpoint {
             }
             None => Self::empty_state(source, target),
         };
-        Ok(Self { file: None, state })
+        Ok(Self {
+            file: None,
+            state,
+            pending_problems: Vec::new(),
+        })
     }
 
     /// Writes the checkpoint once before anything is sent, so one that cannot be written (no
@@ -357,6 +379,7 @@ impl Checkpoint {
         Self {
             file: None,
             state: Self::empty_state(source, target),
+            pending_problems: Vec::new(),
         }
     }
 
@@ -412,6 +435,7 @@ impl Checkpoint {
         items: &str,
         done: &DoneItems,
     ) -> Result<(), CheckpointError> {
+        self.flush_problems()?;
         if done.is_empty() {
             self.state.in_progress.remove(key);
         } else {
@@ -432,9 +456,66 @@ impl Checkpoint {
     /// # Errors
     /// The file cannot be written.
     pub fn record_finished(&mut self, key: &str, size: u64) -> Result<(), CheckpointError> {
+        self.flush_problems()?;
         self.state.finished.insert(key.to_owned(), size);
         self.state.in_progress.remove(key);
         self.save()
+    }
+
+    /// Notes a problem for [`problems_path`]; it is written with the next save, or by
+    /// [`Checkpoint::flush_problems`]. A run that writes no checkpoint (a dry run) keeps none.
+    pub fn note_problem(&mut self, problem: &Problem) {
+        if self.file.is_none() {
+            return;
+        }
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let line = serde_json::json!({
+            "at": at,
+            "kind": problem.kind,
+            "key": problem.key,
+            "line": problem.line,
+            "reason": problem.reason,
+        });
+        // A `Value` always serialises.
+        if serde_json::to_writer(&mut self.pending_problems, &line).is_ok() {
+            self.pending_problems.push(b'\n');
+        }
+    }
+
+    /// The problems file of this checkpoint, if any run has written one.
+    #[must_use]
+    pub fn problems_file(&self) -> Option<PathBuf> {
+        let path = problems_path(&self.file.as_ref()?.path);
+        path.is_file().then_some(path)
+    }
+
+    /// Appends the problems noted so far to [`problems_path`] and flushes it (`fsync`).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn flush_problems(&mut self) -> Result<(), CheckpointError> {
+        let Some(Backing { path, .. }) = &self.file else {
+            return Ok(());
+        };
+        if self.pending_problems.is_empty() {
+            return Ok(());
+        }
+        let problems = problems_path(path);
+        let err = |source| CheckpointError::Write {
+            path: problems.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&problems)
+            .map_err(err)?;
+        file.write_all(&self.pending_problems).map_err(err)?;
+        file.sync_data().map_err(err)?;
+        self.pending_problems.clear();
+        Ok(())
     }
 
     /// Writes the state: temporary file, fsync, rename over the checkpoint, fsync of the

@@ -103,9 +103,12 @@ pub async fn run(
             std::path::absolute(dir),
         ) && let Ok(relative) = cp.strip_prefix(&dir)
         {
+            let key = relative.to_string_lossy().replace('\\', "/");
+            // Nor is the problems file beside it.
             selection
                 .exclude_keys
-                .push(relative.to_string_lossy().replace('\\', "/"));
+                .push(format!("{key}.problems.ndjson"));
+            selection.exclude_keys.push(key);
         }
     }
     let options = Options {

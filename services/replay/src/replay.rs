@@ -286,6 +286,12 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         progress.counts(summary.sent, summary.skipped, summary.failed());
     }
     progress.finish();
+    // The problems of objects that were not checkpointed since (an unreadable object, the
+    // lines of one that stopped) are kept too.
+    checkpoint.flush_problems()?;
+    if let Some(path) = checkpoint.problems_file() {
+        summary.problems_file = Some(path.display().to_string());
+    }
     tracing::info!(
         objects = summary.objects,
         finished = summary.objects_finished,
@@ -370,7 +376,7 @@ impl<T: Target> ObjectRun<'_, T> {
         for bad in &read.unreadable {
             tracing::warn!(key, line = bad.line, reason = %bad.reason, "skipping a line that cannot be read");
             self.summary.skipped += 1;
-            self.summary.report(Problem {
+            self.problem(Problem {
                 kind: ProblemKind::Unreadable,
                 key: key.to_owned(),
                 line: Some(bad.line),
@@ -491,7 +497,7 @@ impl<T: Target> ObjectRun<'_, T> {
             tracing::error!(key = %key, %reason, "cannot read the object; it stays unfinished, a re-run tries it again");
         }
         self.summary.objects_failed += 1;
-        self.summary.report(Problem {
+        self.problem(Problem {
             kind: ProblemKind::ObjectFailed,
             key: key.clone(),
             line: None,
@@ -501,12 +507,18 @@ impl<T: Target> ObjectRun<'_, T> {
 
     fn reject(&mut self, key: &str, line: usize, reason: String) {
         self.summary.rejected += 1;
-        self.summary.report(Problem {
+        self.problem(Problem {
             kind: ProblemKind::Rejected,
             key: key.to_owned(),
             line: Some(line),
             reason,
         });
+    }
+
+    /// Reports a problem in the summary, and notes it for the checkpoint's problems file.
+    fn problem(&mut self, problem: Problem) {
+        self.checkpoint.note_problem(&problem);
+        self.summary.report(problem);
     }
 
     /// Stops the run: `unsent` items of this object were not sent; `needs_fix` when running

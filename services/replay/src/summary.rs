@@ -83,6 +83,9 @@ pub struct Summary {
     pub problems: Vec<Problem>,
     /// Problems not kept in `problems` (they are in the log).
     pub problems_not_kept: usize,
+    /// The checkpoint's problems file, where this run and earlier ones appended every problem
+    /// (`checkpoint::problems_path`), when there is one.
+    pub problems_file: Option<String>,
 }
 
 impl Summary {
@@ -160,6 +163,12 @@ impl fmt::Display for Summary {
                 f,
                 "  … and {} more problems (see the log)",
                 self.problems_not_kept
+            )?;
+        }
+        if let Some(file) = &self.problems_file {
+            writeln!(
+                f,
+                "problems of this run and earlier ones, every one of them: {file}"
             )?;
         }
         if self.objects_unreadable > 0 {

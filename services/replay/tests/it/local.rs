@@ -203,6 +203,44 @@ async fn an_event_the_front_door_refuses_is_isolated_and_the_rest_delivered() {
     assert!(rejected.key.starts_with("processing-failed/2026/11/25/09/"));
     assert_eq!(rejected.line, Some(2));
     assert!(rejected.reason.contains("400"), "{}", rejected.reason);
+
+    // The refusal is kept beside the checkpoint (helper-56, M4): the item counts as done, so
+    // a re-run sends nothing, says nothing of it, and ends complete; the file still names it.
+    let problems_file = replay::checkpoint::problems_path(&cp);
+    assert_eq!(
+        summary.problems_file.as_deref(),
+        Some(problems_file.to_str().expect("utf-8"))
+    );
+    let (rerun, _) = run_to_http(&url, &cp, &EVERY_KIND).await;
+    assert!(rerun.complete(), "{rerun}");
+    assert_eq!(rerun.rejected, 0, "{rerun}");
+    assert!(
+        rerun
+            .to_string()
+            .contains(problems_file.to_str().expect("utf-8")),
+        "the re-run's summary points at the file: {rerun}"
+    );
+    let kept: Vec<serde_json::Value> = std::fs::read_to_string(&problems_file)
+        .expect("the problems file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    // The first run's problems, once: the refusal and the fixtures' two unreadable lines (the
+    // re-run reads no object again, so it adds none).
+    assert_eq!(kept.len(), 1 + 2, "{kept:?}");
+    let refused: Vec<&serde_json::Value> =
+        kept.iter().filter(|p| p["kind"] == "rejected").collect();
+    assert_eq!(refused.len(), 1, "{kept:?}");
+    assert_eq!(refused[0]["key"], rejected.key.as_str());
+    assert_eq!(refused[0]["line"], 2);
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("400")
+    );
+    assert!(refused[0]["at"].as_u64().expect("at") > 1_700_000_000);
+    assert_eq!(kept.iter().filter(|p| p["kind"] == "unreadable").count(), 2);
 }
 
 #[tokio::test]
@@ -269,6 +307,10 @@ async fn a_dry_run_counts_and_shows_but_sends_and_writes_nothing() {
     let (summary, preview) = run_to_http(&url, &cp, &extra).await;
     assert_eq!(door.requests(), 0);
     assert!(!cp.exists(), "a dry run leaves no checkpoint");
+    assert!(
+        !replay::checkpoint::problems_path(&cp).exists(),
+        "nor a problems file, though the fixtures have unreadable lines"
+    );
     assert_eq!(summary.sent, GOOD_IDS.len(), "counts what it would send");
     assert!(summary.dry_run);
     assert_eq!(preview.lines().count(), 3, "{preview}");
