@@ -115,6 +115,12 @@ impl HttpTarget {
             HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
                 TargetError("the API key contains characters not allowed in an HTTP header".into())
             })?;
+            if key_sent_in_clear(&config.url) {
+                tracing::warn!(
+                    url = %config.url,
+                    "REPLAY_HTTP_API_KEY goes to this URL over plain http://: anyone on the way can read it; use https:// (or a loopback address, e.g. through kubectl port-forward)"
+                );
+            }
         }
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
@@ -338,6 +344,22 @@ impl Target for HttpTarget {
     }
 }
 
+/// Whether a key sent to `url` crosses a network in clear: `http://` to a host that is not
+/// loopback (`localhost`, 127.0.0.0/8, `::1`).
+fn key_sent_in_clear(url: &reqwest::Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return true;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Whether a refusal's body names events: the front door's `{"details": [{"index": N, …}]}`.
 fn names_events(body: &str) -> bool {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) else {
@@ -436,6 +458,17 @@ mod tests {
         assert_eq!(target().url().as_str(), "http://127.0.0.1:9/v1/events");
         let custom = HttpTargetConfig::new("http://h/custom/path".parse().unwrap());
         assert_eq!(custom.url.path(), "/custom/path");
+    }
+
+    #[test]
+    fn a_key_over_plain_http_is_warned_about_unless_the_host_is_loopback() {
+        let clear = |u: &str| key_sent_in_clear(&u.parse().unwrap());
+        assert!(clear("http://ingest.example.com/v1/events"));
+        assert!(clear("http://10.0.0.5:8080/"));
+        assert!(!clear("https://ingest.example.com/v1/events"));
+        assert!(!clear("http://localhost:8080/"));
+        assert!(!clear("http://127.0.0.1:8080/"));
+        assert!(!clear("http://[::1]:8080/"));
     }
 
     #[test]
