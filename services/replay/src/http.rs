@@ -99,8 +99,14 @@ enum Answer {
     Partly(Vec<usize>),
     /// Try the whole body again, after at least this long.
     Retry(String, Option<Duration>),
-    /// The front door refused the body (4xx): isolate the bad events.
-    Refused(String),
+    /// The front door refused the body (4xx): isolate the bad events. `named`: the events the
+    /// answer names (`details[].index`, each with its message), when it names them usably.
+    Refused {
+        /// The answer, for events refused without a name of their own.
+        message: String,
+        /// Index into the body, and why.
+        named: Vec<(usize, String)>,
+    },
     /// Configuration error.
     Fatal(String),
 }
@@ -196,11 +202,21 @@ impl HttpTarget {
                 Answer::Retry(detail(), retry_after)
             }
             // Too large: halves are smaller, and a single event this large is the event's own.
-            StatusCode::PAYLOAD_TOO_LARGE => Answer::Refused(detail()),
+            StatusCode::PAYLOAD_TOO_LARGE => Answer::Refused {
+                message: detail(),
+                named: Vec::new(),
+            },
             // The front door names the events it refuses (`details[].index`); a refusal that
             // names none is about the request itself (a content type, a proxy or firewall in
             // between), and splitting it would only "reject" every event, one POST each.
-            s if s.is_client_error() && names_events(&text) => Answer::Refused(detail()),
+            s if s.is_client_error() && names_events(&text) => Answer::Refused {
+                message: detail(),
+                named: named_events(&text, items.len())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(index, why)| (index, format!("{status}: {why}")))
+                    .collect(),
+            },
             s if s.is_client_error() => Answer::Fatal(format!(
                 "{} refused the request as a whole ({}), not single events: nothing of it is \
                  marked done; fix the cause and re-run",
@@ -242,13 +258,34 @@ impl HttpTarget {
                         break;
                     }
                     Answer::Fatal(message) => return Err(TargetError(message)),
-                    Answer::Refused(message) => {
+                    Answer::Refused { message, named } => {
                         if group.len() == 1 {
                             results[group[0]] = ItemResult::Rejected(message);
-                        } else {
+                        } else if named.is_empty() {
                             let second = group.split_off(group.len() / 2);
                             groups.push(second);
                             groups.push(group);
+                        } else {
+                            // The front door names the events it refuses (its first problems,
+                            // up to 100): those are refused for good, and the others go again
+                            // in one request. Halving alone took 999 POSTs to isolate a batch
+                            // of 500 refused events (helper-56).
+                            let mut refused = vec![false; group.len()];
+                            for (index, why) in named {
+                                if !refused[index] {
+                                    refused[index] = true;
+                                    results[group[index]] = ItemResult::Rejected(why);
+                                }
+                            }
+                            let rest: Vec<usize> = group
+                                .iter()
+                                .zip(&refused)
+                                .filter(|(_, refused)| !**refused)
+                                .map(|(&i, _)| i)
+                                .collect();
+                            if !rest.is_empty() {
+                                groups.push(rest);
+                            }
                         }
                         break;
                     }
@@ -375,6 +412,45 @@ fn names_events(body: &str) -> bool {
     })
 }
 
+/// The events a refusal's body names (`{"details": [{"index": N, "message": "…"}, …]}`, as the
+/// front door writes it), each with its message (several for one event are joined); `None`
+/// when an index is outside the body's `len` events (then nothing named is trusted, and the
+/// body is split in halves instead).
+fn named_events(body: &str, len: usize) -> Option<Vec<(usize, String)>> {
+    let serde_json::Value::Object(map) = serde_json::from_str::<serde_json::Value>(body).ok()?
+    else {
+        return None;
+    };
+    let details = map
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("details"))?
+        .1
+        .as_array()?;
+    let mut named: Vec<(usize, String)> = Vec::new();
+    for detail in details {
+        let Some(index) = detail.get("index").and_then(serde_json::Value::as_u64) else {
+            continue;
+        };
+        let index = usize::try_from(index).ok().filter(|&i| i < len)?;
+        let why = detail
+            .get("message")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("refused");
+        let why = match detail.get("path").and_then(serde_json::Value::as_str) {
+            Some(path) if !path.is_empty() => format!("{path}: {why}"),
+            _ => why.to_owned(),
+        };
+        match named.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, all)) => {
+                all.push_str("; ");
+                all.push_str(&why);
+            }
+            None => named.push((index, why)),
+        }
+    }
+    Some(named)
+}
+
 /// The indexes a 503 body says were not accepted, if it says so.
 ///
 /// Tolerant about the shape: a JSON object with an array of integers under a key containing
@@ -495,6 +571,28 @@ mod tests {
                 .unwrap(),
             vec![Bytes::from("{    \"a\": [     1   ] }")]
         );
+    }
+
+    #[test]
+    fn refused_events_are_read_from_the_details_with_their_messages() {
+        let body = r#"{"error":"2 of 5 events are invalid","details":[
+            {"index":1,"path":"/user/id","message":"is not a string"},
+            {"index":3,"message":"not an object"},
+            {"index":1,"path":"/level","message":"is required"},
+            {"line":2,"column":5,"message":"syntax"}]}"#;
+        assert_eq!(
+            named_events(body, 5),
+            Some(vec![
+                (
+                    1,
+                    "/user/id: is not a string; /level: is required".to_owned()
+                ),
+                (3, "not an object".to_owned()),
+            ])
+        );
+        // An index outside the body: nothing named is trusted.
+        assert_eq!(named_events(body, 3), None);
+        assert_eq!(named_events("not json", 5), None);
     }
 
     #[test]

@@ -243,6 +243,69 @@ async fn an_event_the_front_door_refuses_is_isolated_and_the_rest_delivered() {
     assert_eq!(kept.iter().filter(|p| p["kind"] == "unreadable").count(), 2);
 }
 
+/// The front door names the events it refuses (`details[].index`): they are refused for good
+/// at once and the rest go again in one request, not isolated by halving (helper-56: 999 POSTs
+/// for a batch of 500 refused events).
+#[tokio::test]
+async fn refused_events_named_by_the_front_door_cost_one_more_request_not_a_bisection() {
+    let refused: std::collections::BTreeSet<String> = (0..200)
+        .filter(|n| n % 2 == 0)
+        .map(|n| format!("e-{n}"))
+        .collect();
+    let (door, url) = FrontDoor::start(Behaviour {
+        reject_ids: refused.clone(),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("2026/11/25/10")).expect("mkdir");
+    let events: String = (0..200)
+        .map(|n| format!("{{\"id\":\"e-{n}\"}}\n"))
+        .collect();
+    std::fs::write(
+        src.join("2026/11/25/10/events-1-2026-11-25-10-00-00-x"),
+        events,
+    )
+    .expect("write");
+    let cp = tmp.path().join("cp.json");
+    let (summary, _) = run(&[
+        src.to_str().expect("utf-8"),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+        "--http-batch",
+        "200",
+    ])
+    .await;
+    assert_eq!(summary.objects_finished, 1, "{summary}");
+    assert_eq!((summary.sent, summary.rejected), (100, 100), "{summary}");
+    assert_eq!(
+        door.requests(),
+        2,
+        "the refusal, then the other 100 at once"
+    );
+    let mut got = door.ids();
+    got.sort();
+    let mut want: Vec<String> = (0..200)
+        .filter(|n| n % 2 == 1)
+        .map(|n| format!("e-{n}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let reason = &summary
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Rejected)
+        .expect("reported")
+        .reason;
+    assert!(
+        reason.contains("400") && reason.contains("breaks the schema"),
+        "{reason}"
+    );
+}
+
 #[tokio::test]
 async fn a_refusal_of_the_whole_request_stops_the_run_and_marks_nothing_done() {
     // A firewall (or a wrong content type) refuses every request without naming an event:
