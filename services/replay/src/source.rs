@@ -298,7 +298,23 @@ fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
             if name.starts_with('.') || name.ends_with(".partial") || is_tmp_file(&name) {
                 continue;
             }
-            let meta = entry.metadata().map_err(io(&path))?;
+            let mut meta = entry.metadata().map_err(io(&path))?;
+            if meta.file_type().is_symlink() {
+                // A link to a file is read as that file (an object copied in as a link is an
+                // object); a link to a directory is not followed (it could lead back up the
+                // tree), and says so, rather than be left out without a word (helper-56, L7).
+                match std::fs::metadata(&path) {
+                    Ok(target) if target.is_file() => meta = target,
+                    Ok(target) if target.is_dir() => {
+                        tracing::warn!(path = %path.display(), "not following a symbolic link to a directory; pass the directory itself as the source");
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!(path = %path.display(), "skipping a symbolic link that leads to no file");
+                        continue;
+                    }
+                }
+            }
             if meta.is_dir() {
                 pending.push(path);
             } else if meta.is_file() {
@@ -394,6 +410,33 @@ mod tests {
             source.get("nope").await,
             Err(SourceError::Io { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_link_to_a_file_is_an_object_and_a_link_to_a_directory_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("real"), "123").unwrap();
+        std::fs::create_dir(elsewhere.path().join("sub")).unwrap();
+        std::fs::write(elsewhere.path().join("sub/inside"), "1").unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("real"), src.join("linked")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("sub"), src.join("linked-dir")).unwrap();
+        std::os::unix::fs::symlink(src.join("gone"), src.join("dangling")).unwrap();
+        // A loop: followed, it would list for ever.
+        std::os::unix::fs::symlink(&src, src.join("loop")).unwrap();
+        let source = Source::Dir(src);
+        let objects = source.list().await.unwrap();
+        assert_eq!(
+            objects,
+            vec![ObjectInfo {
+                key: "linked".into(),
+                size: 3
+            }]
+        );
+        assert_eq!(source.get("linked").await.unwrap(), "123");
     }
 
     #[tokio::test]
