@@ -325,6 +325,11 @@ mod tests {
 
     #[test]
     fn finishing_returns_in_time_with_a_stalled_stdout_and_writes_everything_with_a_live_one() {
+        // The log thread holds one line, stuck in `write`, so the guard's shutdown message fits
+        // the queue; the guard then waits 1 s for the thread to end, and gives up (measured:
+        // the drop takes ~1.1 s here). With stdout itself stalled and the queue full, the drop
+        // never returns (the binary test `a_stalled_stdout_does_not_hold_the_exit`); here it is
+        // enough that it outlasts the bound.
         let stalled = Stalled::default();
         let (writer, guard) = queue(stalled.clone(), 4, 1, WhenFull::Drop);
         log_lines(&writer, 100);

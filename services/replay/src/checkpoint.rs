@@ -10,7 +10,7 @@
 //! for that pair: "finished" means "delivered to this target" (a record the front door cannot
 //! take counts as done for `--to-http` but was never put into a stream), and the item indexes
 //! of an unfinished object point into the list the target built from the object's records,
-//! which differs per target (for `--to-http` a record with several lines is several items).
+//! which differs per target (for `--to-http` a record of several event lines is several items).
 //! Opening it for another source or target is refused, before anything is sent.
 //!
 //! The target is named as [`crate::target::Target::describe`] names it: `http:URL`, or
@@ -141,6 +141,16 @@ pub enum CheckpointError {
         /// The target the file was written for.
         found: String,
     },
+    /// The problems file beside the checkpoint cannot be written ([`problems_path`]).
+    #[error(
+        "cannot write the problems file {path} beside the checkpoint: {source}; it keeps what the checkpoint counts as done without sending (refused items): make it writable, or pass another --checkpoint"
+    )]
+    Problems {
+        /// The problems file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Another run holds the checkpoint's lock (see the module docs).
     #[error(
         "another replay is using the checkpoint {path} (it holds the lock {lock}); wait for it to end, or pass another --checkpoint file"
@@ -228,10 +238,27 @@ struct InProgress {
     /// `done` holds indexes into that list; a replay that reads the same object into another
     /// list (a reader that takes a line another skipped, or splits records differently) starts
     /// the object over rather than skip one item and send another twice. Absent in files of
-    /// version 1 and 2: such progress is not trusted either.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// version 1 and 2: such progress is not trusted either; nor is the item count a
+    /// development version wrote here (a number: read as absent).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "fingerprint_or_none"
+    )]
     items: Option<String>,
     done: DoneItems,
+}
+
+/// A fingerprint, or `None` for anything else found under its name (a number: the item count a
+/// development version of version 2 wrote there), so that such a file still opens and its
+/// objects in progress start over rather than the whole file be refused.
+fn fingerprint_or_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(fingerprint) => Some(fingerprint),
+        _ => None,
+    })
 }
 
 /// What is stored in the file.
@@ -262,6 +289,9 @@ pub struct Checkpoint {
     state: State,
     /// Problems noted since the last write, as lines for [`problems_path`].
     pending_problems: Vec<u8>,
+    /// The checkpoint's path, when it has one (a run that writes it, or a dry run that reads
+    /// it).
+    path: Option<PathBuf>,
 }
 
 /// The file beside the checkpoint to which every run appends the problems it met, one JSON
@@ -344,6 +374,7 @@ impl Checkpoint {
             file: None,
             state,
             pending_problems: Vec::new(),
+            path: Some(path.to_owned()),
         })
     }
 
@@ -354,7 +385,17 @@ impl Checkpoint {
     /// # Errors
     /// [`CheckpointError::Write`].
     pub fn ensure_writable(&self) -> Result<(), CheckpointError> {
-        self.save()
+        self.save()?;
+        // The problems file too: a refusal found after the first batch must not stop the run
+        // after that batch, which the next run would send again. One that does not exist yet
+        // is created in the directory the checkpoint was just written to.
+        if let Some(Backing { path, .. }) = &self.file {
+            let problems = problems_path(path);
+            if std::fs::symlink_metadata(&problems).is_ok() {
+                open_problems(&problems)?;
+            }
+        }
+        Ok(())
     }
 
     /// The checkpoint of a dry run without a target: an empty one that writes nothing, if there
@@ -380,6 +421,7 @@ impl Checkpoint {
             file: None,
             state: Self::empty_state(source, target),
             pending_problems: Vec::new(),
+            path: None,
         }
     }
 
@@ -484,10 +526,11 @@ impl Checkpoint {
         }
     }
 
-    /// The problems file of this checkpoint, if any run has written one.
+    /// The problems file of this checkpoint, if any run has written one (a dry run reading
+    /// the checkpoint names it too).
     #[must_use]
     pub fn problems_file(&self) -> Option<PathBuf> {
-        let path = problems_path(&self.file.as_ref()?.path);
+        let path = problems_path(self.path.as_deref()?);
         path.is_file().then_some(path)
     }
 
@@ -503,15 +546,11 @@ impl Checkpoint {
             return Ok(());
         }
         let problems = problems_path(path);
-        let err = |source| CheckpointError::Write {
+        let mut file = open_problems(&problems)?;
+        let err = |source| CheckpointError::Problems {
             path: problems.clone(),
             source,
         };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&problems)
-            .map_err(err)?;
         file.write_all(&self.pending_problems).map_err(err)?;
         file.sync_data().map_err(err)?;
         self.pending_problems.clear();
@@ -567,6 +606,32 @@ fn resolve(path: &Path) -> PathBuf {
 }
 
 /// `.<name>.lock` beside the checkpoint at `path`, opened and exclusively locked.
+/// The problems file, opened to append; a line a failed write left half written is ended
+/// first, so every later problem starts a line of its own.
+fn open_problems(path: &Path) -> Result<std::fs::File, CheckpointError> {
+    use std::io::{Read as _, Seek as _};
+    let err = |source| CheckpointError::Problems {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(err)?;
+    let len = file.metadata().map_err(err)?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(std::io::SeekFrom::Start(len - 1)).map_err(err)?;
+        file.read_exact(&mut last).map_err(err)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n").map_err(err)?;
+        }
+    }
+    Ok(file)
+}
+
 fn lock(path: &Path) -> Result<std::fs::File, CheckpointError> {
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or(path.as_os_str()));
@@ -650,6 +715,55 @@ fn belongs_to(found: &str, target: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_with_a_numeric_item_count_opens_and_restarts_its_object_in_progress() {
+        // What 6dba158 wrote (helper-58, H1): refused whole, such a file would stop every run.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let written = r#"{"version":2,"source":"s","target":"t","finished":{"k1":1},
+            "in_progress":{"k2":{"size":2,"items":3,"done":{"prefix":1}}}}"#;
+        std::fs::write(&path, written).unwrap();
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(cp.is_finished("k1", 1));
+        assert!(cp.done_items("k2", 2, "fp").is_empty());
+    }
+
+    #[test]
+    fn the_problems_file_is_checked_at_start_and_a_torn_line_is_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        // A directory where the file should be: refused before anything is sent.
+        std::fs::create_dir(problems_path(&path)).unwrap();
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let err = cp.ensure_writable().unwrap_err();
+        assert!(matches!(err, CheckpointError::Problems { .. }), "{err}");
+        assert!(err.to_string().contains("problems file"), "{err}");
+        drop(cp);
+        std::fs::remove_dir(problems_path(&path)).unwrap();
+
+        // Half a line left by a failed write: the next problem starts a line of its own.
+        std::fs::write(problems_path(&path), r#"{"kind":"rejec"#).unwrap();
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        cp.ensure_writable().unwrap();
+        cp.note_problem(&Problem {
+            kind: crate::summary::ProblemKind::Rejected,
+            key: "k".into(),
+            line: Some(1),
+            reason: "refused".into(),
+        });
+        cp.flush_problems().unwrap();
+        let text = std::fs::read_to_string(problems_path(&path)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let last: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(last["key"], "k");
+        assert_eq!(cp.problems_file(), Some(problems_path(&path)));
+        drop(cp);
+        // A dry run reading the checkpoint names the file too.
+        let read_only = Checkpoint::open_read_only(&path, "s", "t").unwrap();
+        assert_eq!(read_only.problems_file(), Some(problems_path(&path)));
+    }
 
     #[test]
     fn the_fingerprint_tells_lists_apart_by_items_order_and_boundaries() {

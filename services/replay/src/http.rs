@@ -1,17 +1,19 @@
 //! `--to-http`: POSTs replayed events to a front door (`ingest`'s `POST /v1/events`) as NDJSON.
 //!
 //! One record can hold several events (one per line, as the front door writes them), so a record
-//! becomes one item per non-blank line, and a batch is one NDJSON body. The front door answers
+//! becomes one item per non-blank line (but one JSON object over several lines, which is one
+//! event, on one line), and a batch is one NDJSON body. The front door answers
 //! 2xx only once Firehose accepted every event, so 2xx means the whole batch is delivered.
 //! Everything else is handled here, once:
 //! - 503 naming the events Firehose did not accept: only those are sent again.
 //! - 503 without that list, 429, 408, other 5xx, connection errors: the batch is sent again after
 //!   a backoff (honouring `Retry-After`), up to the attempt limit; what is still not delivered
 //!   then comes back [`ItemResult::Unaccepted`].
-//! - 400, 413, 422 and other 4xx: the front door refused something in the body. The batch is
-//!   split in halves and each half sent again, until the refused events stand alone; they come
-//!   back [`ItemResult::Rejected`] with the front door's message, and every good event is
-//!   delivered. This needs no knowledge of how the front door words its errors.
+//! - 400, 422 and other 4xx that name events (`details[].index`, as the front door's 400 does):
+//!   those come back [`ItemResult::Rejected`] with their own message, and the others are sent
+//!   again in one request. A 413, or an answer whose indexes do not fit the batch: the batch is
+//!   split in halves and each half sent again, until the refused events stand alone. Either way
+//!   every good event is delivered.
 //! - 401, 403, 404, 405: the configuration is wrong (key, URL); [`TargetError`] stops the replay,
 //!   with the events the call had already delivered reported as such ([`SendError`]).
 //! - 3xx: redirects are not followed. A client following a 301/302 turns the POST into a GET
