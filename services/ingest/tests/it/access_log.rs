@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use futures::StreamExt as _;
 
-use crate::binary::{Ingest, start_fake_firehose, wait_log};
+use crate::binary::{Ingest, admin_addr, start_fake_firehose, wait_log};
 use crate::support::KeyFile;
 
 const KEY: &str = "access-log-test-key";
@@ -119,19 +119,8 @@ async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
     // Enough requests to fill the pipe (64 KiB), the writer's buffer (64 KiB) and the queue
     // (16 lines) with access lines of ≈ 250 bytes several times over.
     const REQUESTS: usize = 1500;
-    let (firehose, _fake) = start_fake_firehose().await;
-    let mut ingest = Ingest::start(
-        &firehose,
-        "stalled-stdout",
-        &[("INGEST_LOG_QUEUE_LINES", "16"), ("INGEST_LINGER", "1ms")],
-    )
-    .await;
-    let admin = ingest
-        .startup
-        .iter()
-        .find_map(|v| v["admin"].as_str())
-        .expect("the listening line names the admin address")
-        .to_owned();
+    let (mut ingest, _fake) = start_with_a_short_log_queue("stalled-stdout", &[]).await;
+    let admin = admin_addr(&ingest);
     let paused = ingest.pause_stdout().await;
 
     let answers = tokio::time::timeout(
@@ -177,6 +166,18 @@ async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
     );
 }
 
+/// `ingest` against a fake Firehose with a log queue of 16 lines (so a paused stdout fills it
+/// within a few hundred requests) and a 1 ms linger, with `extra` settings.
+async fn start_with_a_short_log_queue(
+    stream: &str,
+    extra: &[(&str, &str)],
+) -> (Ingest, std::sync::Arc<crate::fake_firehose::FakeFirehose>) {
+    let (firehose, fake) = start_fake_firehose().await;
+    let mut settings = vec![("INGEST_LOG_QUEUE_LINES", "16"), ("INGEST_LINGER", "1ms")];
+    settings.extend_from_slice(extra);
+    (Ingest::start(&firehose, stream, &settings).await, fake)
+}
+
 /// `n` small events, one per request, 16 at a time; each request's status or error.
 async fn post_many(url: &str, n: usize) -> Vec<Result<u16, String>> {
     let http = reqwest::Client::new();
@@ -204,13 +205,7 @@ async fn post_many(url: &str, n: usize) -> Vec<Result<u16, String>> {
 /// thread's flush at exit is bounded (helper-57, L1: it waited for ever on the stdout lock).
 #[tokio::test]
 async fn a_stalled_stdout_does_not_hold_the_exit() {
-    let (firehose, _fake) = start_fake_firehose().await;
-    let mut ingest = Ingest::start(
-        &firehose,
-        "stalled-exit",
-        &[("INGEST_LOG_QUEUE_LINES", "16"), ("INGEST_LINGER", "1ms")],
-    )
-    .await;
+    let (mut ingest, _fake) = start_with_a_short_log_queue("stalled-exit", &[]).await;
     let _paused = ingest.pause_stdout().await;
     let answers = post_many(&ingest.url, 1500).await;
     assert!(
@@ -229,17 +224,8 @@ async fn a_stalled_stdout_does_not_hold_the_exit() {
 #[tokio::test]
 async fn with_block_a_stalled_stdout_holds_requests_until_it_takes_lines_again() {
     const REQUESTS: usize = 1500;
-    let (firehose, _fake) = start_fake_firehose().await;
-    let mut ingest = Ingest::start(
-        &firehose,
-        "stalled-block",
-        &[
-            ("INGEST_LOG_QUEUE_LINES", "16"),
-            ("INGEST_LINGER", "1ms"),
-            ("INGEST_LOG_WHEN_FULL", "block"),
-        ],
-    )
-    .await;
+    let (mut ingest, _fake) =
+        start_with_a_short_log_queue("stalled-block", &[("INGEST_LOG_WHEN_FULL", "block")]).await;
     let paused = ingest.pause_stdout().await;
     let url = ingest.url.clone();
     let mut requests = tokio::spawn(async move { post_many(&url, REQUESTS).await });

@@ -505,7 +505,7 @@ async fn bad_config_fails_at_start_saying_what_to_fix() {
 }
 
 /// The admin address from the start-up line.
-fn admin_addr(ingest: &Ingest) -> String {
+pub(super) fn admin_addr(ingest: &Ingest) -> String {
     ingest
         .startup
         .iter()
