@@ -168,8 +168,7 @@ impl HttpTarget {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let location = response
             .headers()
             .get(LOCATION)
@@ -381,6 +380,17 @@ impl Target for HttpTarget {
             Err(error) => Err(SendError { error, results }),
         }
     }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, read as the time left
+/// until it at `now` (none for one in the past); `None` when it is neither.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Whether a key sent to `url` crosses a network in clear: `http://` to a host that is not
@@ -659,6 +669,20 @@ mod tests {
         let err = sent.unwrap_err();
         assert!(err.to_string().contains("404"), "{err}");
         assert_eq!(err.results, vec![ItemResult::Unaccepted("not sent".into())]);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let in_a_minute = httpdate::fmt_http_date(now + Duration::from_secs(60));
+        assert_eq!(
+            retry_after(&in_a_minute, now),
+            Some(Duration::from_secs(60))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
     }
 
     #[test]
