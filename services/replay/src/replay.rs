@@ -281,14 +281,31 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             show: options.show,
             shown: &mut shown,
         };
-        ctx.run(source).await?;
+        if let Err(e) = ctx.run(source).await {
+            // The checkpoint (or the preview) could not be written. Going on would risk
+            // sending twice; stopping with an error alone lost what this run had done (the
+            // summary is the run's report): stop, and say what was done and why (helper-56,
+            // L6). Not a passing failure: exit status 3, fix it, then re-run.
+            tracing::error!(error = %e, "replay stopping: cannot go on safely");
+            summary.stopped = Some(format!(
+                "{e} (the last batch's records may have been delivered without the checkpoint knowing: the next run may send them again)"
+            ));
+            summary.stop_needs_fix = true;
+            break;
+        }
         progress.object_done();
         progress.counts(summary.sent, summary.skipped, summary.failed());
     }
     progress.finish();
     // The problems of objects that were not checkpointed since (an unreadable object, the
     // lines of one that stopped) are kept too.
-    checkpoint.flush_problems()?;
+    if let Err(e) = checkpoint.flush_problems() {
+        tracing::error!(error = %e, "the problems of this run could not be kept beside the checkpoint (they are in the log and the summary)");
+        if summary.stopped.is_none() {
+            summary.stopped = Some(e.to_string());
+            summary.stop_needs_fix = true;
+        }
+    }
     if let Some(path) = checkpoint.problems_file() {
         summary.problems_file = Some(path.display().to_string());
     }

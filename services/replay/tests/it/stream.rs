@@ -375,3 +375,75 @@ async fn a_record_the_front_door_cannot_take_reaches_the_stream_with_its_own_che
     // The object's other records go again too (duplicates the README warns about).
     assert_eq!(accepted.len(), 3);
 }
+
+/// A target that delivers through `inner` and, on its first batch, puts a directory where the
+/// checkpoint writes its temporary file, so the checkpoint cannot be saved after that batch.
+struct BreaksTheCheckpoint<T> {
+    inner: T,
+    obstacle: std::path::PathBuf,
+}
+
+impl<T: Target> Target for BreaksTheCheckpoint<T> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+
+    fn prepare(&self, record: &replay::read::Record) -> Result<Vec<Bytes>, String> {
+        self.inner.prepare(record)
+    }
+
+    async fn send(
+        &self,
+        items: Vec<Bytes>,
+    ) -> Result<Vec<replay::target::ItemResult>, replay::target::SendError> {
+        let _ = std::fs::create_dir(&self.obstacle);
+        self.inner.send(items).await
+    }
+}
+
+/// A checkpoint that cannot be written after a batch stops the run, and the summary still says
+/// what the run did and why it stopped (helper-56, L6: the run used to end with the error
+/// alone), as a stop that needs a fix (exit status 3).
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_saved_stops_the_run_with_its_summary() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let target = BreaksTheCheckpoint {
+        inner: HttpTarget::new(HttpTargetConfig::new(url.parse().expect("url"))).expect("target"),
+        obstacle: tmp
+            .path()
+            .join(format!("cp.json.tmp-{}", std::process::id())),
+    };
+    let mut checkpoint = Checkpoint::open(&cp, "src", &target.describe()).expect("checkpoint");
+    let source = Source::Dir(fixture_dir());
+    let summary = replay_with(
+        &source,
+        &target,
+        &mut checkpoint,
+        Selection {
+            error_types: vec![
+                ObjectKind::Raw,
+                ObjectKind::ProcessingFailed,
+                ObjectKind::HttpEndpointFailed,
+            ],
+            ..Selection::default()
+        },
+    )
+    .await;
+    let stopped = summary.stopped.clone().expect("the run stopped");
+    assert!(stopped.contains("cp.json"), "{stopped}");
+    assert!(stopped.contains("may send them again"), "{stopped}");
+    assert!(summary.needs_fix(), "{summary}");
+    assert!(
+        summary.to_string().contains("fix that, then run"),
+        "{summary}"
+    );
+    // The first batch was delivered, and the summary counts it.
+    assert!(summary.sent > 0, "{summary}");
+    assert_eq!(summary.sent, door.ids().len(), "{summary}");
+}
