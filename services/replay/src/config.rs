@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "AWS_REGION", value_name = "REGION")]
     pub region: Option<String>,
 
+    /// The backup bucket's region, when it is not the stream's (`--region`): the S3 calls go
+    /// there, the Firehose calls stay in `--region`.
+    #[arg(long, env = "REPLAY_SOURCE_REGION", value_name = "REGION")]
+    pub source_region: Option<String>,
+
     /// Address S3 buckets by path (`http://host/bucket/key`), as S3-compatible servers and moto
     /// need.
     #[arg(long, env = "REPLAY_S3_FORCE_PATH_STYLE")]

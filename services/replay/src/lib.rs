@@ -75,16 +75,11 @@ pub async fn run(
         None
     };
     let source = match (&location, &sdk) {
-        (Location::S3 { bucket, prefix }, Some(sdk)) => {
-            let s3 = aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(config.s3_force_path_style)
-                .build();
-            Source::S3 {
-                client: aws_sdk_s3::Client::from_conf(s3),
-                bucket: bucket.clone(),
-                prefix: prefix.clone(),
-            }
-        }
+        (Location::S3 { bucket, prefix }, Some(sdk)) => Source::S3 {
+            client: s3_client(sdk, config),
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+        },
         (Location::Dir(path), _) => Source::Dir(path.clone()),
         (Location::S3 { .. }, None) => return Err(AppError::NoRegion),
     };
@@ -199,6 +194,18 @@ async fn drive<T: Target>(
     Ok(summary)
 }
 
+/// The S3 client for the source: the shared AWS settings, path-style addressing when asked,
+/// and the bucket's own region when `--source-region` names one (a bucket in another region
+/// than the stream; the Rust SDK does not follow S3's redirect to the bucket's region).
+fn s3_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_s3::Client {
+    let mut s3 =
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.s3_force_path_style);
+    if let Some(region) = &config.source_region {
+        s3 = s3.region(Region::new(region.clone()));
+    }
+    aws_sdk_s3::Client::from_conf(s3.build())
+}
+
 async fn aws_config(config: &Config) -> Result<SdkConfig, AppError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &config.region {
@@ -212,4 +219,40 @@ async fn aws_config(config: &Config) -> Result<SdkConfig, AppError> {
         return Err(AppError::NoRegion);
     }
     Ok(sdk)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn sdk(region: &str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .build()
+    }
+
+    #[test]
+    fn the_source_region_moves_the_s3_calls_only() {
+        let config = Config::try_parse_from([
+            "replay",
+            "s3://bucket/prefix/",
+            "--dry-run",
+            "--source-region",
+            "eu-central-1",
+        ])
+        .unwrap();
+        let s3 = s3_client(&sdk("us-east-1"), &config);
+        assert_eq!(s3.config().region().unwrap().as_ref(), "eu-central-1");
+        let firehose = ingest::sink::firehose_client(&sdk("us-east-1"));
+        assert_eq!(firehose.config().region().unwrap().as_ref(), "us-east-1");
+
+        let config =
+            Config::try_parse_from(["replay", "s3://bucket/prefix/", "--dry-run"]).unwrap();
+        let s3 = s3_client(&sdk("us-east-1"), &config);
+        assert_eq!(s3.config().region().unwrap().as_ref(), "us-east-1");
+    }
 }
