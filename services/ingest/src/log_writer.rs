@@ -92,10 +92,11 @@ pub const EXIT_FLUSH: Duration = Duration::from_secs(5);
 /// Lets the log thread write what is queued and stop (dropping `guard` does both), waiting at
 /// most `within`.
 ///
-/// With a stalled stdout the drop itself never returns: `tracing-appender` gives up sending its
-/// shutdown message after 100 ms and then `println!`s a complaint, which waits for the stdout
-/// lock the blocked writer holds. Dropped on the calling thread, that kept the process from
-/// exiting until it was killed (helper-57, L1). So the guard is dropped on a thread of its own;
+/// With a stalled stdout the drop may never return: when its shutdown message does not fit
+/// the full queue within 100 ms, `tracing-appender` `println!`s a complaint, which waits for
+/// the stdout lock the blocked writer holds (when the message fits, it waits 1 s for the
+/// thread and gives up). Dropped on the calling thread, that kept the process from exiting
+/// until it was killed (helper-57, L1). So the guard is dropped on a thread of its own;
 /// past `within` the process exits without it (the lines still queued are lost, as they are
 /// to any stalled stdout). Returns whether the log thread finished in time.
 pub fn finish(guard: WorkerGuard, within: Duration) -> bool {
