@@ -284,7 +284,7 @@ struct State {
 /// The checkpoint of one replay, backed by a file (or by nothing, for a dry run).
 #[derive(Debug)]
 pub struct Checkpoint {
-    /// The file written, for a run that writes it.
+    /// The lock of a run that writes the file at `path`; `None` for a run that does not.
     file: Option<Backing>,
     state: State,
     /// Problems noted since the last write, as lines for [`problems_path`].
@@ -308,10 +308,9 @@ pub fn problems_path(checkpoint: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The checkpoint file a run writes, and the lock it holds on it while it may.
+/// The lock a run that writes the checkpoint holds on it while it may.
 #[derive(Debug)]
 struct Backing {
-    path: PathBuf,
     /// The open lock file; the lock goes with it.
     _lock: std::fs::File,
 }
@@ -333,10 +332,7 @@ impl Checkpoint {
         let lock = lock(path)?;
         let checkpoint = Self::open_read_only(path, source, target)?;
         Ok(Self {
-            file: Some(Backing {
-                path: path.to_owned(),
-                _lock: lock,
-            }),
+            file: Some(Backing { _lock: lock }),
             ..checkpoint
         })
     }
@@ -389,7 +385,7 @@ impl Checkpoint {
         // The problems file too: a refusal found after the first batch must not stop the run
         // after that batch, which the next run would send again. One that does not exist yet
         // is created in the directory the checkpoint was just written to.
-        if let Some(Backing { path, .. }) = &self.file {
+        if let Some(path) = self.written() {
             let problems = problems_path(path);
             if std::fs::symlink_metadata(&problems).is_ok() {
                 open_problems(&problems)?;
@@ -539,7 +535,7 @@ impl Checkpoint {
     /// # Errors
     /// The file cannot be written.
     pub fn flush_problems(&mut self) -> Result<(), CheckpointError> {
-        let Some(Backing { path, .. }) = &self.file else {
+        let Some(path) = self.written() else {
             return Ok(());
         };
         if self.pending_problems.is_empty() {
@@ -557,14 +553,19 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The file this run writes: the checkpoint's path, when the run holds its lock.
+    fn written(&self) -> Option<&Path> {
+        self.file.as_ref().and(self.path.as_deref())
+    }
+
     /// Writes the state: temporary file, fsync, rename over the checkpoint, fsync of the
     /// directory (so that the rename itself survives a power loss).
     fn save(&self) -> Result<(), CheckpointError> {
-        let Some(Backing { path, .. }) = &self.file else {
+        let Some(path) = self.written() else {
             return Ok(());
         };
         let err = |source| CheckpointError::Write {
-            path: path.clone(),
+            path: path.to_owned(),
             source,
         };
         let bytes =
@@ -605,7 +606,6 @@ fn resolve(path: &Path) -> PathBuf {
     }
 }
 
-/// `.<name>.lock` beside the checkpoint at `path`, opened and exclusively locked.
 /// The problems file, opened to append; a line a failed write left half written is ended
 /// first, so every later problem starts a line of its own.
 fn open_problems(path: &Path) -> Result<std::fs::File, CheckpointError> {
@@ -632,6 +632,7 @@ fn open_problems(path: &Path) -> Result<std::fs::File, CheckpointError> {
     Ok(file)
 }
 
+/// `.<name>.lock` beside the checkpoint at `path`, opened and exclusively locked.
 fn lock(path: &Path) -> Result<std::fs::File, CheckpointError> {
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or(path.as_os_str()));
