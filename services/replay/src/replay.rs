@@ -287,10 +287,12 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             // summary is the run's report): stop, and say what was done and why (helper-56,
             // L6). Not a passing failure: exit status 3, fix it, then re-run.
             tracing::error!(error = %e, "replay stopping: cannot go on safely");
-            summary.stopped = Some(format!(
-                "{e} (the last batch's records may have been delivered without the checkpoint knowing: the next run may send them again)"
-            ));
-            summary.stop_needs_fix = true;
+            summary.stop(
+                format!(
+                    "{e} (the last batch's records may have been delivered without the checkpoint knowing: the next run may send them again)"
+                ),
+                true,
+            );
             break;
         }
         progress.object_done();
@@ -302,8 +304,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
     if let Err(e) = checkpoint.flush_problems() {
         tracing::error!(error = %e, "the problems of this run could not be kept beside the checkpoint (they are in the log and the summary)");
         if summary.stopped.is_none() {
-            summary.stopped = Some(e.to_string());
-            summary.stop_needs_fix = true;
+            summary.stop(e.to_string(), true);
         }
     }
     if let Some(path) = checkpoint.problems_file() {
@@ -543,8 +544,7 @@ impl<T: Target> ObjectRun<'_, T> {
     fn stop(&mut self, reason: String, unsent: usize, needs_fix: bool) {
         tracing::error!(key = %self.object.key, %reason, needs_fix, "replay stopping; the checkpoint records what was delivered");
         self.summary.unsent += unsent;
-        self.summary.stopped = Some(reason);
-        self.summary.stop_needs_fix = needs_fix;
+        self.summary.stop(reason, needs_fix);
     }
 
     fn show_items<'i>(

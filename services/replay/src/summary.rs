@@ -104,6 +104,13 @@ impl Summary {
         }
     }
 
+    /// Records that the run stopped early, and whether running it again as it is would stop the
+    /// same way ([`Self::stop_needs_fix`]).
+    pub fn stop(&mut self, reason: String, needs_fix: bool) {
+        self.stopped = Some(reason);
+        self.stop_needs_fix = needs_fix;
+    }
+
     /// Whether running the same command again, as it is, cannot complete the replay
     /// ([`Self::stop_needs_fix`] or [`Self::objects_unreadable`]): fix what the summary names
     /// first. A retry loop must stop on it (exit status 3).
