@@ -32,7 +32,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::read::Record;
+use crate::read::{Record, object_on_one_line};
 use crate::target::{ItemResult, SendError, Target, TargetError};
 
 /// Default events per POST: small enough to stay far under the front door's default 10 MiB
@@ -210,20 +210,26 @@ impl HttpTarget {
             // The front door names the events it refuses (`details[].index`); a refusal that
             // names none is about the request itself (a content type, a proxy or firewall in
             // between), and splitting it would only "reject" every event, one POST each.
-            s if s.is_client_error() && names_events(&text) => Answer::Refused {
-                message: detail(),
-                named: named_events(&text, items.len())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(index, why)| (index, format!("{status}: {why}")))
-                    .collect(),
-            },
-            s if s.is_client_error() => Answer::Fatal(format!(
-                "{} refused the request as a whole ({}), not single events: nothing of it is \
-                 marked done; fix the cause and re-run",
-                self.config.url,
-                detail()
-            )),
+            s if s.is_client_error() => {
+                let named = named_events(&text);
+                if named.is_empty() {
+                    Answer::Fatal(format!(
+                        "{} refused the request as a whole ({}), not single events: nothing of \
+                         it is marked done; fix the cause and re-run",
+                        self.config.url,
+                        detail()
+                    ))
+                } else {
+                    Answer::Refused {
+                        message: detail(),
+                        named: in_batch(named, items.len())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(index, why)| (index, format!("{status}: {why}")))
+                            .collect(),
+                    }
+                }
+            }
             _ => Answer::Retry(detail(), retry_after),
         }
     }
@@ -348,11 +354,8 @@ impl Target for HttpTarget {
         // as one line: split at its line breaks it would be fragments the front door refuses,
         // each counted as done (helper-57, M2). Its line breaks are whitespace between tokens.
         if text.contains('\n')
-            && text.trim_start().starts_with('{')
-            && firehose_formats::json_scan::one_value(text).is_ok()
+            && let Some(one_line) = object_on_one_line(text.trim_start())
         {
-            let mut one_line = text.trim().as_bytes().to_vec();
-            firehose_formats::json_scan::line_breaks_to_spaces(&mut one_line);
             return Ok(vec![Bytes::from(one_line)]);
         }
         let mut events = Vec::new();
@@ -409,41 +412,26 @@ fn key_sent_in_clear(url: &reqwest::Url) -> bool {
     }
 }
 
-/// Whether a refusal's body names events: the front door's `{"details": [{"index": N, …}]}`.
-fn names_events(body: &str) -> bool {
+/// The events a refusal's body names, as the front door writes them (`{"details": [{"index":
+/// N, "path": "…", "message": "…"}, …]}`): each index with its message (several for one event
+/// joined), in the order first named. Empty when it names none (not JSON, no `details`, no
+/// indexes): then the refusal is about the request itself.
+fn named_events(body: &str) -> Vec<(u64, String)> {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body) else {
-        return false;
+        return Vec::new();
     };
-    map.iter().any(|(key, value)| {
-        key.eq_ignore_ascii_case("details")
-            && value.as_array().is_some_and(|details| {
-                details
-                    .iter()
-                    .any(|d| d.get("index").is_some_and(serde_json::Value::is_u64))
-            })
-    })
-}
-
-/// The events a refusal's body names (`{"details": [{"index": N, "message": "…"}, …]}`, as the
-/// front door writes it), each with its message (several for one event are joined); `None`
-/// when an index is outside the body's `len` events (then nothing named is trusted, and the
-/// body is split in halves instead).
-fn named_events(body: &str, len: usize) -> Option<Vec<(usize, String)>> {
-    let serde_json::Value::Object(map) = serde_json::from_str::<serde_json::Value>(body).ok()?
-    else {
-        return None;
-    };
-    let details = map
+    let Some(details) = map
         .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("details"))?
-        .1
-        .as_array()?;
-    let mut named: Vec<(usize, String)> = Vec::new();
+        .find(|(key, _)| key.eq_ignore_ascii_case("details"))
+        .and_then(|(_, details)| details.as_array())
+    else {
+        return Vec::new();
+    };
+    let mut named: Vec<(u64, String)> = Vec::new();
     for detail in details {
         let Some(index) = detail.get("index").and_then(serde_json::Value::as_u64) else {
             continue;
         };
-        let index = usize::try_from(index).ok().filter(|&i| i < len)?;
         let why = detail
             .get("message")
             .and_then(serde_json::Value::as_str)
@@ -460,7 +448,19 @@ fn named_events(body: &str, len: usize) -> Option<Vec<(usize, String)>> {
             None => named.push((index, why)),
         }
     }
-    Some(named)
+    named
+}
+
+/// `named` as indexes into a body of `len` events; `None` when one is outside it (then nothing
+/// named is trusted, and the body is split in halves instead).
+fn in_batch(named: Vec<(u64, String)>, len: usize) -> Option<Vec<(usize, String)>> {
+    named
+        .into_iter()
+        .map(|(index, why)| {
+            let index = usize::try_from(index).ok().filter(|&i| i < len)?;
+            Some((index, why))
+        })
+        .collect()
 }
 
 /// The indexes a 503 body says were not accepted, if it says so.
@@ -593,7 +593,7 @@ mod tests {
             {"index":1,"path":"/level","message":"is required"},
             {"line":2,"column":5,"message":"syntax"}]}"#;
         assert_eq!(
-            named_events(body, 5),
+            in_batch(named_events(body), 5),
             Some(vec![
                 (
                     1,
@@ -603,8 +603,8 @@ mod tests {
             ])
         );
         // An index outside the body: nothing named is trusted.
-        assert_eq!(named_events(body, 3), None);
-        assert_eq!(named_events("not json", 5), None);
+        assert_eq!(in_batch(named_events(body), 3), None);
+        assert!(named_events("not json").is_empty());
     }
 
     #[test]
@@ -629,6 +629,7 @@ mod tests {
 
     #[test]
     fn a_refusal_names_events_only_with_indexed_details() {
+        let names_events = |body: &str| !named_events(body).is_empty();
         assert!(names_events(
             r#"{"error":"1 of 2 events are invalid","details":[{"index":1,"message":"x"}]}"#
         ));

@@ -232,10 +232,7 @@ pub fn read_object(kind: &ObjectKind, body: Bytes) -> Result<ReadObject, ReadErr
     // sending nothing.
     let binary_raw = !kind.is_error_output() && out.unreadable.len() > out.records.len();
     let nothing_read = out.records.is_empty() && !out.unreadable.is_empty();
-    if (nothing_read || binary_raw)
-        && !out.unreadable.is_empty()
-        && std::str::from_utf8(&body).is_err()
-    {
+    if (nothing_read || binary_raw) && std::str::from_utf8(&body).is_err() {
         return Err(ReadError::NotText);
     }
     if let Some(first) = out.unreadable.first().filter(|_| nothing_read) {
@@ -284,7 +281,6 @@ fn read_error_record(line: &[u8]) -> Result<(Bytes, Option<String>), String> {
     Ok((Bytes::from(data), error_code))
 }
 
-/// One raw line → the record bytes (the line and its `\n`, sliced without copying).
 /// Reads the records of an `AllData` object into `out`.
 ///
 /// Firehose writes the records it received one after the other, adding nothing; the front door
@@ -329,14 +325,9 @@ fn read_raw_records(body: &Bytes, out: &mut ReadObject) {
             _ => Err("not a JSON object (an event is one)".to_owned()),
         };
         match parsed {
-            Ok(end) => {
+            Ok((end, after)) => {
                 let value = &bytes[pos..end];
                 let breaks = value.iter().filter(|b| **b == b'\n').count();
-                // Blanks after a record, up to its line break (or the next record), are its own.
-                let mut after = end;
-                while after < bytes.len() && matches!(bytes[after], b' ' | b'\t' | b'\r') {
-                    after += 1;
-                }
                 let data =
                     if breaks == 0 && !value.contains(&b'\r') && bytes.get(after) == Some(&b'\n') {
                         // One line, as sent: byte for byte, its own line ending included.
@@ -365,6 +356,25 @@ fn read_raw_records(body: &Bytes, out: &mut ReadObject) {
     }
 }
 
+/// `text` on one line when it is one JSON object (whitespace around it allowed): its line
+/// breaks, whitespace between tokens, made spaces
+/// ([`firehose_formats::json_scan::line_breaks_to_spaces`]: same value), the whitespace after
+/// it left out. `None` for anything else. An event pretty-printed by its client is stored so in
+/// records a front door older than the one that keeps records to one line wrote.
+pub(crate) fn object_on_one_line(text: &str) -> Option<Vec<u8>> {
+    if !is_json_object(text) {
+        return None;
+    }
+    let mut flat = text.trim_end().as_bytes().to_vec();
+    firehose_formats::json_scan::line_breaks_to_spaces(&mut flat);
+    Some(flat)
+}
+
+/// Whether `text` is one JSON object (whitespace around it allowed).
+pub(crate) fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{') && firehose_formats::json_scan::one_value(text).is_ok()
+}
+
 /// Where the line that `pos` is on ends: its `\n`, or the end of `bytes`.
 fn line_end(bytes: &[u8], pos: usize) -> usize {
     bytes[pos..]
@@ -380,9 +390,10 @@ fn blank_to_line_end(rest: &[u8]) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 
-/// The end of the JSON object that starts at `start`, if it parses and is followed by a line
-/// break, the end, or another record's `{` (spaces, tabs and `\r` allowed before them).
-fn raw_record_at(bytes: &[u8], start: usize) -> Result<usize, String> {
+/// The end of the JSON object that starts at `start`, and the end of the blanks after it (spaces,
+/// tabs and `\r`, which belong to the record), if it parses and those blanks are followed by a
+/// line break, the end, or another record's `{`.
+fn raw_record_at(bytes: &[u8], start: usize) -> Result<(usize, usize), String> {
     let mut values =
         serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<serde::de::IgnoredAny>();
     match values.next() {
@@ -391,11 +402,12 @@ fn raw_record_at(bytes: &[u8], start: usize) -> Result<usize, String> {
         None => return Err("not a JSON event".to_owned()),
     }
     let end = start + values.byte_offset();
-    let next = bytes[end..]
+    let after = bytes[end..]
         .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\r'));
-    match next {
-        None | Some(b'\n' | b'{') => Ok(end),
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+        .map_or(bytes.len(), |n| end + n);
+    match bytes.get(after) {
+        None | Some(b'\n' | b'{') => Ok((end, after)),
         Some(other) => Err(format!(
             "not a JSON event: {:?} after the object on its line (part of an event over several lines?)",
             char::from(*other)

@@ -19,7 +19,7 @@ use firehose_formats::limits::MAX_RECORD_BYTES;
 use ingest::producer::{Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
 use ingest::sink::{RecordSink, Retry, classify_error_code};
 
-use crate::read::Record;
+use crate::read::{Record, is_json_object, object_on_one_line};
 use crate::target::{ItemResult, SendError, Target, TargetError};
 
 /// Where a delivery stream is, besides its name: the region, and the endpoint override.
@@ -168,9 +168,7 @@ fn as_front_door_writes(data: &Bytes) -> Bytes {
     let Ok(text) = std::str::from_utf8(data) else {
         return data.clone();
     };
-    let mut out = if is_json_object(text) {
-        let mut flat = text.trim_end().as_bytes().to_vec();
-        firehose_formats::json_scan::line_breaks_to_spaces(&mut flat);
+    let mut out = if let Some(flat) = object_on_one_line(text) {
         flat
     } else if !data.ends_with(b"\n") && is_json_object_lines(text) {
         data.to_vec()
@@ -179,11 +177,6 @@ fn as_front_door_writes(data: &Bytes) -> Bytes {
     };
     out.push(b'\n');
     Bytes::from(out)
-}
-
-/// Whether `text` is one JSON object (whitespace around it allowed).
-fn is_json_object(text: &str) -> bool {
-    text.trim_start().starts_with('{') && firehose_formats::json_scan::one_value(text).is_ok()
 }
 
 /// Whether every non-blank line of `text` is one JSON object.
