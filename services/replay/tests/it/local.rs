@@ -37,8 +37,30 @@ async fn try_run_to_http(
     cp: &std::path::Path,
     extra: &[&str],
 ) -> Result<(Summary, String), AppError> {
+    try_run_dir_to_http(&fixture_dir(), url, cp, extra).await
+}
+
+/// [`run_to_http`] for the objects under `src`.
+async fn run_dir_to_http(
+    src: &std::path::Path,
+    url: &str,
+    cp: &std::path::Path,
+    extra: &[&str],
+) -> (Summary, String) {
+    try_run_dir_to_http(src, url, cp, extra)
+        .await
+        .expect("the replay runs")
+}
+
+async fn try_run_dir_to_http(
+    src: &std::path::Path,
+    url: &str,
+    cp: &std::path::Path,
+    extra: &[&str],
+) -> Result<(Summary, String), AppError> {
     let cp = cp.to_str().expect("utf-8");
-    let mut args = vec![dir(), "--to-http".to_owned(), url.to_owned()];
+    let src = src.to_str().expect("utf-8").to_owned();
+    let mut args = vec![src, "--to-http".to_owned(), url.to_owned()];
     args.extend(["--checkpoint".to_owned(), cp.to_owned()]);
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -269,16 +291,7 @@ async fn refused_events_named_by_the_front_door_cost_one_more_request_not_a_bise
     )
     .expect("write");
     let cp = tmp.path().join("cp.json");
-    let (summary, _) = run(&[
-        src.to_str().expect("utf-8"),
-        "--to-http",
-        &url,
-        "--checkpoint",
-        cp.to_str().expect("utf-8"),
-        "--http-batch",
-        "200",
-    ])
-    .await;
+    let (summary, _) = run_dir_to_http(&src, &url, &cp, &["--http-batch", "200"]).await;
     assert_eq!(summary.objects_finished, 1, "{summary}");
     assert_eq!((summary.sent, summary.rejected), (100, 100), "{summary}");
     assert_eq!(
@@ -548,14 +561,7 @@ async fn a_source_of_one_kind_is_replayed_without_error_type() {
         copy_fixtures(&src, prefixes);
         let cp = tmp.path().join("cp.json");
         let (door, url) = FrontDoor::start(Behaviour::default()).await;
-        let (summary, _) = run(&[
-            src.to_str().expect("utf-8"),
-            "--to-http",
-            &url,
-            "--checkpoint",
-            cp.to_str().expect("utf-8"),
-        ])
-        .await;
+        let (summary, _) = run_dir_to_http(&src, &url, &cp, &[]).await;
         assert!(summary.complete(), "{prefixes:?}: {summary}");
         let mut ids = door.ids();
         ids.sort();
