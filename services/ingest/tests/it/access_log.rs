@@ -12,6 +12,21 @@ use crate::support::KeyFile;
 const KEY: &str = "access-log-test-key";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
+/// SIGTERM, a clean exit, and every line ingest wrote to stdout.
+async fn exit_and_read(ingest: &mut Ingest) -> Vec<String> {
+    let status = ingest.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    ingest.transcript().await
+}
+
+/// How many of `lines` are access-log lines.
+fn access_lines(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.contains(r#""target":"access""#))
+        .count()
+}
+
 /// The next access line of the request with id `request_id`.
 async fn access_line(ingest: &mut Ingest, request_id: &str) -> Value {
     wait_log(&mut ingest.logs, |v| {
@@ -99,13 +114,10 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     assert_eq!(line["status"], 400, "{line}");
     assert_eq!(line["key_id"], key_id, "{line}");
 
-    let status = ingest.terminate().await;
-    assert!(status.success(), "exit status {status}");
     // Nothing written, start to end, holds the key: every line, including the access lines
     // of the requests that carried it.
-    let all = ingest.transcript().await;
-    let access = all.iter().filter(|l| l.contains(r#""target":"access""#));
-    assert_eq!(access.count(), 3, "three access lines in {all:#?}");
+    let all = exit_and_read(&mut ingest).await;
+    assert_eq!(access_lines(&all), 3, "three access lines in {all:#?}");
     for line in &all {
         assert!(!line.contains(KEY), "key in the log: {line}");
     }
@@ -149,13 +161,7 @@ async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
     assert!(dropped > 0, "lines were dropped, and counted");
 
     drop(paused);
-    let status = ingest.terminate().await;
-    assert!(status.success(), "exit status {status}");
-    let all = ingest.transcript().await;
-    let access = all
-        .iter()
-        .filter(|l| l.contains(r#""target":"access""#))
-        .count();
+    let access = access_lines(&exit_and_read(&mut ingest).await);
     assert!(access < REQUESTS, "{access} access lines");
     // Every access line is either in the log or counted as dropped (only access lines are
     // logged while stdout is stalled).
@@ -249,12 +255,6 @@ async fn with_block_a_stalled_stdout_holds_requests_until_it_takes_lines_again()
         .expect("answered once stdout takes lines")
         .expect("the task does not panic");
     assert_all_accepted(&answers);
-    let status = ingest.terminate().await;
-    assert!(status.success(), "exit status {status}");
-    let all = ingest.transcript().await;
-    let access = all
-        .iter()
-        .filter(|l| l.contains(r#""target":"access""#))
-        .count();
+    let access = access_lines(&exit_and_read(&mut ingest).await);
     assert_eq!(access, REQUESTS, "no line dropped");
 }
