@@ -14,7 +14,8 @@
 //! Opening it for another source or target is refused, before anything is sent.
 //!
 //! The target is named as [`crate::target::Target::describe`] names it: `http:URL`, or
-//! `stream:NAME (region REGION)` (`…, endpoint URL)` with an endpoint override), because a
+//! `stream:NAME (region REGION)` (`…, endpoint URL)` with the endpoint override the Firehose
+//! client uses, `AWS_ENDPOINT_URL_FIREHOSE` included), because a
 //! delivery stream's name is unique only within an account and region: a same-named stream in
 //! another region (or behind another endpoint) is another target, which received nothing. A
 //! file written before the region was part of the name says `stream:NAME` only; it is resumed by

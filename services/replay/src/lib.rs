@@ -142,7 +142,7 @@ pub async fn run(
             };
             let location = StreamLocation {
                 region: region.to_string(),
-                endpoint: sdk.endpoint_url().map(str::to_owned),
+                endpoint: firehose_endpoint(sdk),
             };
             let producer = ingest::producer::ProducerConfig {
                 retry_budget: Duration::from_secs(config.retry_budget_secs),
@@ -206,6 +206,29 @@ fn s3_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3.build())
 }
 
+/// The endpoint override the Firehose client uses, resolved the way `aws-sdk-firehose` resolves
+/// it (its `From<&SdkConfig>`): one set in code (`--endpoint-url`, or `AWS_ENDPOINT_URL` read by
+/// the flag) wins; otherwise the service's own setting (`AWS_ENDPOINT_URL_FIREHOSE`, or
+/// `endpoint_url` in the profile's `firehose` section), then the shared one. Reading only the
+/// shared one named no endpoint when the records went to `AWS_ENDPOINT_URL_FIREHOSE`, so a
+/// checkpoint written against a local or test stream could be resumed against the real one of
+/// the same name, which never received the records it counts as done.
+fn firehose_endpoint(sdk: &SdkConfig) -> Option<String> {
+    let shared = || sdk.endpoint_url().map(str::to_owned);
+    if sdk.get_origin("endpoint_url").is_client_config() {
+        return shared();
+    }
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("Firehose")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config()
+        .and_then(|service| service.load_config(key))
+        .or_else(shared)
+}
+
 async fn aws_config(config: &Config) -> Result<SdkConfig, AppError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &config.region {
@@ -254,5 +277,124 @@ mod tests {
             Config::try_parse_from(["replay", "s3://bucket/prefix/", "--dry-run"]).unwrap();
         let s3 = s3_client(&sdk("us-east-1"), &config);
         assert_eq!(s3.config().region().unwrap().as_ref(), "us-east-1");
+    }
+
+    /// The SDK configuration `aws_config` would load with `vars` as the environment (and no
+    /// profile files), after the flags in `args`.
+    async fn sdk_from_env(args: &[&str], vars: &[(&str, &str)]) -> SdkConfig {
+        let config = Config::try_parse_from(args).unwrap();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ];
+        env.extend_from_slice(vars);
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .env(aws_types::os_shim_internal::Env::from_slice(&env))
+            .fs(aws_types::os_shim_internal::Fs::from_slice(&[]));
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader.load().await
+    }
+
+    /// Which of the three listeners (named by their URLs) the Firehose client built from `sdk`
+    /// connects to.
+    async fn endpoint_the_client_uses(
+        sdk: &SdkConfig,
+        listeners: [(&str, &tokio::net::TcpListener); 3],
+    ) -> String {
+        let client = ingest::sink::firehose_client(sdk);
+        let call = tokio::spawn(async move {
+            let _ = client
+                .describe_delivery_stream()
+                .delivery_stream_name("events")
+                .send()
+                .await;
+        });
+        let [(a, la), (b, lb), (c, lc)] = listeners;
+        let connected = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::select! {
+                _ = la.accept() => a,
+                _ = lb.accept() => b,
+                _ = lc.accept() => c,
+            }
+        })
+        .await
+        .expect("the client connected to none of the endpoints");
+        call.abort();
+        connected.to_owned()
+    }
+
+    /// What is checked, the flags, the environment, and the endpoint expected.
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+    #[tokio::test]
+    async fn the_checkpoint_names_the_endpoint_the_firehose_client_uses() {
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let (shared, service, flag) = (
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+        );
+        let url = |l: &tokio::net::TcpListener| format!("http://{}", l.local_addr().unwrap());
+        let (shared_url, service_url, flag_url) = (url(&shared), url(&service), url(&flag));
+        let listeners = [
+            (shared_url.as_str(), &shared),
+            (service_url.as_str(), &service),
+            (flag_url.as_str(), &flag),
+        ];
+        let args = ["replay", "s3://bucket/prefix/", "--dry-run"];
+        let with_flag = [
+            "replay",
+            "s3://bucket/prefix/",
+            "--dry-run",
+            "--endpoint-url",
+            flag_url.as_str(),
+        ];
+        let service_only = [("AWS_ENDPOINT_URL_FIREHOSE", service_url.as_str())];
+        let both = [
+            ("AWS_ENDPOINT_URL", shared_url.as_str()),
+            ("AWS_ENDPOINT_URL_FIREHOSE", service_url.as_str()),
+        ];
+        let shared_only = [("AWS_ENDPOINT_URL", shared_url.as_str())];
+        let cases: [Case<'_>; 4] = [
+            (
+                "the service's own variable",
+                &args,
+                &service_only,
+                &service_url,
+            ),
+            (
+                "the service's variable before the shared one",
+                &args,
+                &both,
+                &service_url,
+            ),
+            (
+                "the shared variable alone",
+                &args,
+                &shared_only,
+                &shared_url,
+            ),
+            (
+                "a flag (set in code) before any variable",
+                &with_flag,
+                &both,
+                &flag_url,
+            ),
+        ];
+        for (case, args, vars, expected) in cases {
+            let sdk = sdk_from_env(args, vars).await;
+            assert_eq!(firehose_endpoint(&sdk).as_deref(), Some(expected), "{case}");
+            assert_eq!(
+                endpoint_the_client_uses(&sdk, listeners).await,
+                expected,
+                "{case}: the SDK agrees"
+            );
+        }
+
+        let sdk = sdk_from_env(&args, &[]).await;
+        assert_eq!(firehose_endpoint(&sdk), None, "no override");
     }
 }
