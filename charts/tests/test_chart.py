@@ -232,6 +232,9 @@ BAD_VALUES = {
     "bad scrape interval": {"serviceMonitor": {"interval": "often"}},
     "bad spread policy": {"topologySpread": {"whenUnsatisfiable": "Maybe"}},
     "empty runbook url": {"prometheusRule": {"runbookUrl": ""}},
+    "unknown alert to leave out": {"prometheusRule": {"disabled": {"IngestNoSuchAlert": True}}},
+    "a PDB that blocks every drain": {"podDisruptionBudget": {"maxUnavailable": 0}},
+    "a PDB of 0 %": {"podDisruptionBudget": {"maxUnavailable": "0%"}},
     "bad unhealthy pod eviction policy": {"podDisruptionBudget": {"unhealthyPodEvictionPolicy": "Never"}},
 }
 
@@ -307,6 +310,9 @@ REFUSED = {
     "autoscaling without a CPU request": (
         {"autoscaling": {"enabled": True}},
         "autoscaling.enabled needs resources.requests.cpu"),
+    "ingress without a host": (
+        {"ingress": {"enabled": True, "hosts": []}},
+        "ingress.enabled needs at least one host in ingress.hosts"),
     "alerts without the ServiceMonitor whose job they select": (
         {"prometheusRule": {"enabled": True}},
         "prometheusRule.enabled needs serviceMonitor.enabled"),
@@ -710,6 +716,7 @@ def test_alerts_cover_the_issue_and_link_a_runbook_section():
     rules = c.alerts(c.monitoring_values())
     names = {r["alert"] for r in rules}
     assert {"IngestHighErrorRatio", "IngestHighLatencyP99", "IngestFirehoseFailures",
+            "IngestFirehoseRecordsUnaccepted", "IngestFirehoseUnacceptedRatio",
             "IngestLoadShedding", "IngestNoTraffic", "IngestPodsDown"} <= names
     readme = (c.CHART / "README.md").read_text()
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
@@ -731,9 +738,36 @@ def test_alerts_are_scoped_to_the_release_and_use_contract_metrics():
 
 
 def test_alert_thresholds_come_from_values():
-    rules = {r["alert"]: r for r in c.alerts(c.monitoring_values(errorRatio=0.25, latencyP99Seconds=3))}
-    assert rules["IngestHighErrorRatio"]["expr"].rstrip().endswith("> 0.25")
+    rules = {r["alert"]: r for r in c.alerts(c.monitoring_values(
+        errorRatio=0.25, minRequestsPerSecond=7, latencyP99Seconds=3, unacceptedRatio=0.125))}
+    ratio = rules["IngestHighErrorRatio"]["expr"]
+    assert "> 0.25\n" in ratio and ratio.rstrip().endswith(">= 7"), ratio
     assert rules["IngestHighLatencyP99"]["expr"].rstrip().endswith("> 3")
+    assert rules["IngestFirehoseUnacceptedRatio"]["expr"].rstrip().endswith("> 0.125")
+
+
+def test_listeners_bind_ipv6_when_asked():
+    def env(values: dict[str, Any]) -> dict[str, str]:
+        maps = c.find(c.objects(c.render(values)), "ConfigMap")
+        return next(m["data"] for m in maps if "INGEST_LISTEN" in m.get("data", {}))
+
+    assert env(MINIMAL)["INGEST_LISTEN"] == "0.0.0.0:8080"
+    six = env(_deep_merge(MINIMAL, {"ports": {"bindAddress": "::", "admin": 9191}}))
+    # ingest parses these as Rust socket addresses: an IPv6 one needs its brackets.
+    assert (six["INGEST_LISTEN"], six["INGEST_ADMIN_LISTEN"]) == ("[::]:8080", "[::]:9191")
+
+
+def test_alerts_can_be_left_out_by_name():
+    every = {r["alert"] for r in c.alerts(c.monitoring_values())}
+    values = c.monitoring_values()
+    values["prometheusRule"]["disabled"] = {"IngestNoTraffic": True, "IngestHighLatencyP99": False}
+    c.validate_schema(values)
+    left = {r["alert"] for r in c.alerts(values)}
+    assert left == every - {"IngestNoTraffic"}, every ^ left
+    # The schema's list of names is the template's: each one can be left out.
+    names = json.loads((c.CHART / "values.schema.json").read_text())[
+        "properties"]["prometheusRule"]["properties"]["disabled"]["propertyNames"]["enum"]
+    assert set(names) == every
 
 
 def test_readme_values_table_lists_every_key():
@@ -782,6 +816,9 @@ def test_skaffold_deploys_the_chart_with_the_built_images():
             used = set(re.findall(r"IMAGE_(?:REPO|TAG)_(\w+)", " ".join(templates.values())))
             assert used == images, f"profile {name}: templates use {used}, artifacts are {images}"
             assert templates["image.repository"] == "{{.IMAGE_REPO_ingest}}"
+            # A digest from a values file would deploy that image instead of the one built.
+            if name == "default":
+                assert release["setValues"]["image.digest"] == "", "skaffold must clear image.digest"
     dev = next(p for p in cfg["profiles"] if p["name"] == "dev")
     release = dev["deploy"]["helm"]["releases"][0]
     # Dev deploys exactly the chart's dev scenario (what the README says and these tests render).

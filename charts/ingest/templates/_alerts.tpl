@@ -11,11 +11,15 @@ Thresholds come from .Values.prometheusRule.thresholds.
 {{- $t := .Values.prometheusRule.thresholds }}
 {{- $sel := printf "job=\"%s\", namespace=\"%s\"" (include "ingest.adminServiceName" .) (include "ingest.namespace" .) }}
 {{- $runbook := .Values.prometheusRule.runbookUrl }}
+{{- $off := .Values.prometheusRule.disabled | default dict }}
+{{- if not (index $off "IngestHighErrorRatio") }}
 - alert: IngestHighErrorRatio
   expr: |-
     sum by (namespace, job) (rate(ingest_http_requests_total{ {{- $sel }}, status=~"5.."}[5m]))
       / sum by (namespace, job) (rate(ingest_http_requests_total{ {{- $sel }}}[5m]))
       > {{ $t.errorRatio }}
+    and sum by (namespace, job) (rate(ingest_http_requests_total{ {{- $sel }}}[5m]))
+      >= {{ $t.minRequestsPerSecond }}
   for: 5m
   labels:
     severity: critical
@@ -26,9 +30,11 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "More than {{ mulf $t.errorRatio 100 }}% of requests to ingest fail with 5xx."
     description: "{{`{{ $value | humanizePercentage }}`}} of requests to {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were answered with 5xx over the last 5 minutes."
     runbook_url: {{ printf "%s#ingesthigherrorratio" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestHighLatencyP99") }}
 - alert: IngestHighLatencyP99
   expr: |-
-    histogram_quantile(0.99, sum by (namespace, job, le) (rate(ingest_http_request_duration_seconds_bucket{ {{- $sel }}}[5m])))
+    histogram_quantile(0.99, sum by (namespace, job, le) (rate(ingest_http_request_duration_seconds_bucket{ {{- $sel }}, status_class!="4xx"}[5m])))
       > {{ $t.latencyP99Seconds }}
   for: 10m
   labels:
@@ -38,8 +44,10 @@ Thresholds come from .Values.prometheusRule.thresholds.
     {{- end }}
   annotations:
     summary: "ingest p99 latency is above {{ $t.latencyP99Seconds }}s."
-    description: "The 99th percentile of request latency of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} is {{`{{ $value | humanizeDuration }}`}}."
+    description: "The 99th percentile of request latency of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} is {{`{{ $value | humanizeDuration }}`}} (4xx answers, 408 and 499 among them, left out: their time is the client's)."
     runbook_url: {{ printf "%s#ingesthighlatencyp99" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestFirehoseFailures") }}
 - alert: IngestFirehoseFailures
   expr: |-
     sum by (namespace, job) (rate(ingest_firehose_put_batch_calls_total{ {{- $sel }}, outcome=~"error|partial"}[5m]))
@@ -55,13 +63,15 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "Many PutRecordBatch calls to Firehose fail or fail partly."
     description: "{{`{{ $value | humanizePercentage }}`}} of PutRecordBatch calls from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} had an error or refused records over the last 5 minutes."
     runbook_url: {{ printf "%s#ingestfirehosefailures" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestFirehoseRecordsUnaccepted") }}
 - alert: IngestFirehoseRecordsUnaccepted
   expr: |-
     sum by (namespace, job) (increase(ingest_firehose_records_unaccepted_total{ {{- $sel }}}[5m]))
       > 0
   for: 0m
   labels:
-    severity: critical
+    severity: warning
     {{- with $.Values.prometheusRule.alertLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -69,6 +79,28 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "Firehose did not accept events within the retry budget; clients got 503."
     description: "{{`{{ $value | humanize }}`}} records from {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were answered as not accepted (503) in the last 5 minutes: still refused by Firehose when the retry budget ran out, not sent before their request's deadline, or refused for good. Clients that do not retry lose them."
     runbook_url: {{ printf "%s#ingestfirehoserecordsunaccepted" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestFirehoseUnacceptedRatio") }}
+- alert: IngestFirehoseUnacceptedRatio
+  expr: |-
+    sum by (namespace, job) (rate(ingest_firehose_records_unaccepted_total{ {{- $sel }}}[5m]))
+      / (
+        sum by (namespace, job) (rate(ingest_firehose_records_unaccepted_total{ {{- $sel }}}[5m]))
+        + sum by (namespace, job) (rate(ingest_events_accepted_total{ {{- $sel }}}[5m]))
+      )
+      > {{ $t.unacceptedRatio }}
+  for: 5m
+  labels:
+    severity: critical
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "More than {{ mulf $t.unacceptedRatio 100 }}% of events are answered as not accepted (503)."
+    description: "{{`{{ $value | humanizePercentage }}`}} of the events sent to {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were answered as not accepted (503) over the last 5 minutes: Firehose refuses or does not answer. Clients that do not retry lose them."
+    runbook_url: {{ printf "%s#ingestfirehoseunacceptedratio" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestLoadShedding") }}
 - alert: IngestLoadShedding
   expr: |-
     sum by (namespace, job) (rate(ingest_requests_rejected_total{ {{- $sel }}, reason="shed"}[5m]))
@@ -83,6 +115,8 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "ingest is shedding load (in-flight bytes at the cap)."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} sheds {{`{{ $value | humanize }}`}} requests per second with 503."
     runbook_url: {{ printf "%s#ingestloadshedding" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestLogWriteErrors") }}
 - alert: IngestLogWriteErrors
   expr: |-
     sum by (namespace, job) (increase(ingest_log_write_errors_total{ {{- $sel }}}[10m]))
@@ -97,6 +131,8 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "ingest cannot write its log lines; access-log lines are being lost."
     description: "{{`{{ $value | humanize }}`}} writes of log lines to stdout failed in {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} over the last 10 minutes."
     runbook_url: {{ printf "%s#ingestlogwriteerrors" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestLogLinesDropped") }}
 - alert: IngestLogLinesDropped
   expr: |-
     sum by (namespace, job) (increase(ingest_log_lines_dropped_total{ {{- $sel }}}[10m]))
@@ -111,6 +147,8 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "ingest's stdout is not keeping up; log lines are being dropped."
     description: "{{`{{ $value | humanize }}`}} log lines of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were dropped over the last 10 minutes: the log queue was full (stdout stalled or slower than the lines). Requests are still served."
     runbook_url: {{ printf "%s#ingestloglinesdropped" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestNoTraffic") }}
 - alert: IngestNoTraffic
   expr: |-
     sum by (namespace, job) (rate(ingest_events_accepted_total{ {{- $sel }}}[{{ $t.noTrafficFor }}]))
@@ -125,6 +163,8 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "ingest accepted no events for {{ $t.noTrafficFor }}."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} accepted {{`{{ $value | humanize }}`}} events per second over the last {{ $t.noTrafficFor }}."
     runbook_url: {{ printf "%s#ingestnotraffic" $runbook | quote }}
+{{- end }}
+{{- if not (index $off "IngestPodsDown") }}
 - alert: IngestPodsDown
   expr: |-
     (
@@ -142,6 +182,7 @@ Thresholds come from .Values.prometheusRule.thresholds.
     summary: "Fewer than {{ $t.minReadyPods }} ingest pods are ready."
     description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} has fewer than {{ $t.minReadyPods }} ready pods, or Prometheus has no target for it at all."
     runbook_url: {{ printf "%s#ingestpodsdown" $runbook | quote }}
+{{- end }}
 {{- with .Values.prometheusRule.additionalRules }}
 {{ toYaml . }}
 {{- end }}

@@ -180,6 +180,9 @@ in float64. */}}
 {{- if and .Values.prometheusRule.enabled (not .Values.serviceMonitor.enabled) }}
 {{- fail (printf "prometheusRule.enabled needs serviceMonitor.enabled: the alerts select job=\"%s\", the job name the chart's ServiceMonitor gives the scrape; without it IngestPodsDown fires forever and no other alert can fire" (include "ingest.adminServiceName" .)) }}
 {{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
+{{- fail "ingress.enabled needs at least one host in ingress.hosts: an Ingress without rules or a default backend is refused by the API server" }}
+{{- end }}
 {{- range .Values.ingress.paths }}
 {{- $adminPath := or (hasPrefix "/metrics" .path) (hasPrefix "/healthz" .path) (hasPrefix "/readyz" .path) }}
 {{- $coversMetrics := and (ne .pathType "Exact") (hasPrefix .path "/metrics") }}
