@@ -164,6 +164,65 @@ pub(crate) fn partial_path(path: &std::path::Path) -> std::path::PathBuf {
     std::path::PathBuf::from(name)
 }
 
+/// How many of the leftover `.partial` paths [`report_leftover_partials`] names.
+const PARTIALS_NAMED: usize = 5;
+
+/// The `.partial` files under `root` (recursively): their count, and the first `limit` paths.
+/// A missing `root` (nothing written yet) has none; an unreadable directory is skipped.
+fn leftover_partials(root: &std::path::Path, limit: usize) -> (usize, Vec<PathBuf>) {
+    let (mut count, mut named) = (0, Vec::new());
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(path),
+                Ok(kind) if kind.is_file() && path.extension() == Some("partial".as_ref()) => {
+                    count += 1;
+                    if named.len() < limit {
+                        named.push(path);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    named.sort();
+    (count, named)
+}
+
+/// Logs, as an error, the `.partial` files left in the local directories `dirs` (backup stores
+/// and local destinations) by writes a crash interrupted. Their records were acknowledged but
+/// never counted as delivered or backed up, and nothing else reads them (the replay tool skips
+/// them), so each start says so until someone looks. They are not deleted: one may hold every
+/// record of its object.
+pub(crate) async fn report_leftover_partials(dirs: Vec<PathBuf>) {
+    let found = tokio::task::spawn_blocking(move || {
+        dirs.into_iter()
+            .map(|dir| {
+                let (count, named) = leftover_partials(&dir, PARTIALS_NAMED);
+                (dir, count, named)
+            })
+            .filter(|(_, count, _)| *count > 0)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (dir, count, named) in found {
+        tracing::error!(
+            dir = %dir.display(),
+            count,
+            first = ?named,
+            "files left by interrupted writes (.partial): their records were acknowledged but \
+             never delivered or backed up; check each one (a complete file ends with a newline \
+             or is whole GZIP) and rename it without .partial to keep it, or delete it"
+        );
+    }
+}
+
 /// Objects in an S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -661,6 +720,35 @@ pub(crate) mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, "{\"a\":1}\n");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod leftover_partials_tests {
+    use super::leftover_partials;
+
+    #[test]
+    fn finds_partial_files_at_any_depth_and_names_the_first_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("processing-failed/2026/11/28/03");
+        std::fs::create_dir_all(&deep).unwrap();
+        for name in ["a.partial", "b.partial", "c.partial", "whole-object"] {
+            std::fs::write(deep.join(name), b"{}\n").unwrap();
+        }
+        std::fs::write(dir.path().join("top.partial"), b"").unwrap();
+        // A directory named like one is not a file left by a write.
+        std::fs::create_dir(dir.path().join("dir.partial")).unwrap();
+
+        let (count, named) = leftover_partials(dir.path(), 2);
+        assert_eq!(count, 4);
+        assert_eq!(named.len(), 2);
+        assert!(named.iter().all(|p| p.extension().unwrap() == "partial"));
+
+        assert_eq!(
+            leftover_partials(&dir.path().join("missing"), 2),
+            (0, vec![])
+        );
     }
 }
 

@@ -104,6 +104,7 @@ pub struct Server {
     config: Config,
     processors: HashMap<String, Arc<dyn Processor>>,
     destinations: HashMap<String, Arc<dyn Destination>>,
+    hurry: CancellationToken,
 }
 
 impl Server {
@@ -117,6 +118,7 @@ impl Server {
             config,
             processors: HashMap::new(),
             destinations: HashMap::new(),
+            hurry: CancellationToken::new(),
         })
     }
 
@@ -132,6 +134,14 @@ impl Server {
     pub fn with_destination(mut self, stream: &str, destination: Arc<dyn Destination>) -> Self {
         self.destinations.insert(stream.to_owned(), destination);
         self
+    }
+
+    /// A token that, cancelled during the shutdown, ends its grace period at once: what is still
+    /// undelivered is backed up now instead of retried until the grace period is over (the
+    /// binary cancels it on a second SIGINT/SIGTERM). Nothing accepted is dropped for it.
+    #[must_use]
+    pub fn hurry_handle(&self) -> CancellationToken {
+        self.hurry.clone()
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then stops intake, flushes every
@@ -157,8 +167,15 @@ impl Server {
         let stop_children = CancellationToken::new();
         let mut streams = BTreeMap::new();
         let mut tasks = Vec::new();
+        let mut local_dirs = Vec::new();
         for sc in &config.streams {
             let name = sc.name.clone();
+            if let config::BackupTarget::LocalDir { dir } = &sc.backup.target {
+                local_dirs.push(dir.clone());
+            }
+            if sc.http_endpoint.is_none() && !self.destinations.contains_key(&name) {
+                local_dirs.push(sc.local_destination.dir.clone());
+            }
             metrics.init_stream(&name);
             let arn = config.stream_arn(&name);
             let backup = backup::Backup {
@@ -242,6 +259,10 @@ impl Server {
             streams.insert(name, handle);
             tasks.push(task);
         }
+        // Sorted, a directory comes right before those inside it: each is walked once.
+        local_dirs.sort();
+        local_dirs.dedup_by(|inner, outer| inner.starts_with(outer));
+        backup::report_leftover_partials(local_dirs).await;
         let state = api::ApiState {
             streams: Arc::new(streams),
             config: config.clone(),
@@ -278,9 +299,16 @@ impl Server {
         stop_intake.cancel();
         let grace_timer = {
             let give_up = give_up.clone();
+            let hurry = self.hurry.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                tracing::warn!("shutdown grace period over: backing up what is still undelivered");
+                tokio::select! {
+                    () = tokio::time::sleep(grace) => tracing::warn!(
+                        "shutdown grace period over: backing up what is still undelivered"
+                    ),
+                    () = hurry.cancelled() => tracing::warn!(
+                        "shutdown grace period cut short: backing up what is still undelivered"
+                    ),
+                }
                 give_up.cancel();
                 tokio::time::sleep(backup::SHUTDOWN_BACKUP_WINDOW).await;
                 tracing::error!(

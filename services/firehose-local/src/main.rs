@@ -151,30 +151,68 @@ impl Cli {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+/// SIGINT (Ctrl-C) and SIGTERM, installed once at start so that none is missed between the
+/// first and the second.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// The next SIGINT or SIGTERM; the exit status of a process killed by it (128 + its number).
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 130,
+            _ = self.terminate.recv() => 143,
+        }
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Resolves at the first signal, which starts the graceful shutdown; a second one cancels
+/// `hurry`, ending the grace period at once (what is undelivered is backed up, not dropped); a
+/// third exits at once, as `ingest` does.
+async fn shutdown_signal(mut signals: Signals, hurry: tokio_util::sync::CancellationToken) {
+    signals.next().await;
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!(
+            "second signal: ending the grace period now; what is undelivered goes to backup \
+             (a third signal exits at once)"
+        );
+        hurry.cancel();
+        let code = signals.next().await;
+        tracing::error!("third signal: exiting now; records not yet backed up are lost");
+        std::process::exit(code);
+    });
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve());
+    leave_blocking_tasks(runtime);
+    result
+}
+
+/// How long the exit waits for blocking tasks still running once everything awaited is done.
+const LEFTOVER_BLOCKING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Shuts the runtime down without waiting for ever. Dropping it waits for every blocking task,
+/// and the service stops waiting for some: a backup or destination write on a hung disk past
+/// the shutdown cutoff, an in-process transform past its timeout (whose retry starts another).
+/// Those were already given up on and reported; the process must still exit.
+fn leave_blocking_tasks(runtime: tokio::runtime::Runtime) {
+    runtime.shutdown_timeout(LEFTOVER_BLOCKING_WAIT);
+}
+
+async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -183,6 +221,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Before anything slow, so that a signal during start-up is not the default (killing).
+    let signals = Signals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
     let cli: Cli = cli_env::parse();
     let listen = cli.listen.clone();
     let config = cli.into_config()?;
@@ -190,6 +230,38 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    firehose_local::run(listener, config, shutdown_signal()).await?;
+    let server = firehose_local::Server::new(config)?;
+    let hurry = server.hurry_handle();
+    server
+        .run(listener, shutdown_signal(signals, hurry))
+        .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A blocking task that never ends by itself (a write to a hung disk) does not keep the
+    /// exit waiting: dropping the runtime instead would wait until the task ends.
+    #[test]
+    fn the_exit_leaves_a_blocking_task_it_stopped_waiting_for() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (release, hung) = mpsc::channel::<()>();
+        runtime.block_on(async move {
+            drop(tokio::task::spawn_blocking(move || hung.recv()));
+        });
+        let (done, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            leave_blocking_tasks(runtime);
+            let _ = done.send(());
+        });
+        let result = exited.recv_timeout(Duration::from_secs(30));
+        // Let the "hung" task end either way, so a failure does not leave the test hanging.
+        drop(release);
+        assert!(result.is_ok(), "the exit waited for the blocking task");
+    }
 }

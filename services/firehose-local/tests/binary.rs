@@ -19,7 +19,7 @@ async fn start(
 ) -> (
     tokio::process::Child,
     String,
-    tokio::task::JoinHandle<Vec<String>>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
     let mut child = tokio::process::Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--config"])
@@ -40,14 +40,36 @@ async fn start(
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    let rest = tokio::spawn(async move {
-        let mut all = Vec::new();
+    let (tx, rest) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {
-            all.push(l);
+            if tx.send(l).is_err() {
+                break;
+            }
         }
-        all
     });
     (child, format!("http://{addr}"), rest)
+}
+
+/// Waits for a log line containing `needle`.
+async fn line_with(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) {
+    while let Some(line) = lines.recv().await {
+        if line.contains(needle) {
+            return;
+        }
+    }
+    panic!("the binary exited without logging {needle:?}");
+}
+
+/// Sends `signal` (e.g. `-TERM`) to `child`.
+async fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().unwrap().to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
 }
 
 #[tokio::test]
@@ -84,13 +106,7 @@ backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
         .await
         .expect("the first batch is being delivered");
 
-    let pid = child.id().unwrap().to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    signal(&child, "-TERM").await;
     let mut child = child;
     let status = child.wait().await.unwrap();
     assert!(status.success(), "graceful exit, got {status:?}");
@@ -126,6 +142,91 @@ backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
             .any(|r| common::unb64(&r.raw_data) == b"small"),
         "the small record was buffered: {recs:?}"
     );
+}
+
+/// A second signal ends an hour-long grace period at once: the record New Relic keeps refusing
+/// is backed up, and the process exits cleanly, long before the hour.
+#[tokio::test]
+async fn a_second_signal_backs_up_at_once_instead_of_retrying_out_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Fail).await;
+    let config = dir.path().join("firehose.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+shutdown_grace_secs = 3600
+[[streams]]
+name = "s"
+buffering = {{ size_mb = 1, interval_secs = 1 }}
+http_endpoint = {{ url = "{}", retry_duration_secs = 3600 }}
+backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
+"#,
+            ep.url,
+            dir.path().join("backup").display()
+        ),
+    )
+    .unwrap();
+    let (mut child, endpoint, mut logs) = start(&config).await;
+    put(&firehose_client(&endpoint), b"refused".to_vec()).await;
+    ep.seen.recv().await.expect("the record is being delivered");
+
+    signal(&child, "-TERM").await;
+    line_with(&mut logs, "shutting down").await;
+    signal(&child, "-INT").await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits without waiting out the grace period")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let backed_up: Vec<Vec<u8>> = common::lines(&dir.path().join("backup"))
+        .iter()
+        .map(|l| common::unb64(&ErrorRecord::parse_tolerant(l.as_bytes()).unwrap().raw_data))
+        .collect();
+    assert_eq!(backed_up, [b"refused".to_vec()]);
+}
+
+/// A `.partial` file left by a crash in the backup directory is named at the next start.
+#[tokio::test]
+async fn a_file_left_by_an_interrupted_write_is_reported_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = dir.path().join("backup/2026/11/28/03");
+    std::fs::create_dir_all(&hour).unwrap();
+    let left = hour.join("s-1-2026-11-28-03-00-00-x.partial");
+    std::fs::write(&left, b"{\"event\":1}\n").unwrap();
+    let config = dir.path().join("firehose.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[streams]]
+name = "s"
+backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
+local_destination = {{ dir = "{}" }}
+"#,
+            dir.path().join("backup").display(),
+            dir.path().join("delivered").display()
+        ),
+    )
+    .unwrap();
+    let (child, _endpoint, mut logs) = start(&config).await;
+    signal(&child, "-TERM").await;
+    let mut seen = Vec::new();
+    while let Some(line) = logs.recv().await {
+        seen.push(line);
+    }
+    let reports: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("files left by interrupted writes"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{seen:#?}");
+    assert!(reports[0].contains("count=1"), "{}", reports[0]);
+    assert!(
+        reports[0].contains(&left.display().to_string()),
+        "{}",
+        reports[0]
+    );
+    assert!(left.exists(), "it is not deleted");
 }
 
 /// Starts the binary on `config` (file `name` under a temporary directory; `{dir}` in it stands

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use ingest::config::Config;
@@ -15,8 +16,31 @@ use tokio::net::TcpListener;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ingest: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run_to_exit());
+    leave_blocking_tasks(runtime);
+    code
+}
+
+/// How long the exit waits for blocking tasks still running once everything awaited is done.
+const LEFTOVER_BLOCKING_WAIT: Duration = Duration::from_secs(2);
+
+/// Shuts the runtime down without waiting for ever: dropping it waits for every blocking task,
+/// and one the service stopped waiting for (the embedded Firehose's write to a hung disk, past
+/// its cutoff) would then keep the process from exiting at all. Whatever such a task was doing
+/// was already given up on and reported. (The same as `firehose-local`'s exit, tested there.)
+fn leave_blocking_tasks(runtime: tokio::runtime::Runtime) {
+    runtime.shutdown_timeout(LEFTOVER_BLOCKING_WAIT);
+}
+
+async fn run_to_exit() -> ExitCode {
     // First: a SIGTERM during start-up (the credential chain can wait on instance metadata)
     // then shuts down gracefully once serving starts, instead of killing the process with its
     // log lines unwritten.
