@@ -562,6 +562,13 @@ impl Config {
                         "streams[{n}].http_endpoint.url must be an http(s):// URL of at most 1000 characters"
                     ));
                 }
+                // Otherwise every batch would fail to build its request, which reads like a
+                // network failure: retried for the whole retry duration, then backed up.
+                if let Err(e) = reqwest::Url::parse(&h.url) {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.url is not a valid URL: {e}"
+                    ));
+                }
                 if h.retry_duration_secs > http_endpoint::MAX_RETRY_DURATION_SECS {
                     return bad(format!(
                         "streams[{n}].http_endpoint.retry_duration_secs must be 0-7200, got {}",
@@ -581,6 +588,16 @@ impl Config {
                 {
                     return bad(format!(
                         "streams[{n}].http_endpoint.access_key is longer than 4096 bytes"
+                    ));
+                }
+                // The same for a key that cannot be a header value (the newline `$(cat key)`
+                // or a file read whole leaves, a control character). The key is not quoted.
+                if h.access_key
+                    .as_ref()
+                    .is_some_and(|k| http::HeaderValue::from_str(k.expose()).is_err())
+                {
+                    return bad(format!(
+                        "streams[{n}].http_endpoint.access_key holds a character an HTTP header cannot (a line break or another control character, or non-ASCII); remove it"
                     ));
                 }
                 if h.common_attributes.len() > http_endpoint::MAX_COMMON_ATTRIBUTES
@@ -908,6 +925,40 @@ streams:
             Config::from_file(&dir.path().join("c.json")),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    /// A URL or access key the HTTP client cannot send fails at start, not at every batch.
+    #[test]
+    fn an_endpoint_that_cannot_be_sent_to_is_refused_at_start() {
+        let with = |url: &str, key: &str| {
+            let mut c = Config::local_default(Path::new("/tmp/x"));
+            c.streams[0].http_endpoint = Some(HttpEndpointConfig {
+                url: url.to_owned(),
+                name: None,
+                access_key: Some(Secret::new(key)),
+                common_attributes: BTreeMap::new(),
+                content_encoding: Compression::default(),
+                retry_duration_secs: 60,
+                s3_backup_mode: S3BackupMode::default(),
+                request_timeout_secs: 10,
+            });
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with("https://aws-api.newrelic.com/firehose/v1", "key"),
+            Ok(())
+        );
+        let err = with("https://exa mple.com/v1", "key").unwrap_err();
+        assert!(
+            err.contains("http_endpoint.url is not a valid URL"),
+            "{err}"
+        );
+        let err = with("https://aws-api.newrelic.com/firehose/v1", "secret-key\n").unwrap_err();
+        assert!(
+            err.contains("http_endpoint.access_key holds a character"),
+            "{err}"
+        );
+        assert!(!err.contains("secret-key"), "the key is not quoted: {err}");
     }
 
     /// A prefix that cannot be evaluated would make every backup write fail at run time (the

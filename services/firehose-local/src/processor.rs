@@ -49,7 +49,21 @@ impl InvokeError {
             Self::TimedOut(_) => error_code::FUNCTION_TIMED_OUT,
         }
     }
+
+    /// The `errorMessage` of the error records: for a function error the text real Firehose
+    /// writes (firehose-facts.md §2.3, from a real `processing-failed` record), which readers
+    /// may match on, followed by what firehose-local knows of the cause.
+    fn error_message(&self) -> String {
+        match self {
+            Self::Function(cause) => format!("{FUNCTION_ERROR_MESSAGE} ({cause})"),
+            Self::TimedOut(_) => self.to_string(),
+        }
+    }
 }
+
+/// Firehose's `errorMessage` for `Lambda.FunctionError`.
+const FUNCTION_ERROR_MESSAGE: &str =
+    "The Lambda function was successfully invoked but it returned an error result.";
 
 /// Runs the transform function on one invocation event.
 pub trait Processor: Send + Sync + std::fmt::Debug {
@@ -265,7 +279,7 @@ impl ProcessorStage {
                 Ok(body) => break body,
                 Err(e) if attempts > self.number_of_retries || self.give_up.is_cancelled() => {
                     tracing::warn!(stream = self.stream, attempts, error = %e, records = batch.len(), "transform invocation failed and is not retried (retries used up, or shutdown grace period over)");
-                    self.fail(out, batch, attempts, e.error_code(), &e.to_string());
+                    self.fail(out, batch, attempts, e.error_code(), &e.error_message());
                     return;
                 }
                 Err(e) => {
@@ -494,6 +508,13 @@ mod tests {
             "retried like any function error"
         );
         assert!(out.failed[0].error_message.contains("panicked"));
+        assert!(
+            out.failed[0]
+                .error_message
+                .starts_with(FUNCTION_ERROR_MESSAGE),
+            "{:?}",
+            out.failed[0]
+        );
     }
 
     #[tokio::test]
