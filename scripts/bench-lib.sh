@@ -55,7 +55,8 @@ start_stand_ins() {
   (($#)) && load=(taskset -c "1-$(($(nproc) - 1))")
   fake_port=$(free_port)
   "${load[@]}" "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$dir/fake.log" 2>&1 &
-  _server_pids+=("$!")
+  fake_pid=$!
+  _server_pids+=("$fake_pid")
   minimal_port=$(free_port)
   "$@" "$bin/examples/minimal" "127.0.0.1:$minimal_port" >"$dir/minimal.log" 2>&1 &
   minimal_pid=$!

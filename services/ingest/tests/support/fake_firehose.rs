@@ -6,6 +6,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -98,33 +99,40 @@ async fn handle(
         .unwrap_or("");
     match target {
         "Firehose_20150804.PutRecordBatch" => {
-            let Ok(req) = serde_json::from_slice::<PutRecordBatch<'_>>(&body) else {
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    r#"{"__type":"SerializationException","message":"bad body"}"#.to_owned(),
-                );
-            };
-            let call = fake.calls.fetch_add(1, Ordering::Relaxed);
-            let n = req.records.len();
-            fake.records.fetch_add(n as u64, Ordering::Relaxed);
-            if fake.keep {
+            let n = if fake.keep {
+                let Ok(req) = serde_json::from_slice::<PutRecordBatch<'_>>(&body) else {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        r#"{"__type":"SerializationException","message":"bad body"}"#.to_owned(),
+                    );
+                };
                 let engine = base64::engine::general_purpose::STANDARD;
                 let decoded: Vec<Vec<u8>> = req
                     .records
                     .iter()
                     .map(|r| engine.decode(r.data.as_bytes()).unwrap_or_default())
                     .collect();
+                let n = decoded.len();
                 if let Ok(mut kept) = fake.kept.lock() {
                     kept.extend(decoded);
                 }
-            }
+                n
+            } else {
+                // Only counting (the load benchmark, on the cores of the service it measures):
+                // the records' `"Data":` keys, found by a SIMD substring search, instead of a
+                // JSON parse that scans every record's base64 byte by byte (1.1 µs of CPU per
+                // event at 1 KB). A base64 value holds no `"`, so only keys match.
+                memchr::memmem::find_iter(&body, br#""Data":"#).count()
+            };
+            let call = fake.calls.fetch_add(1, Ordering::Relaxed);
+            fake.records.fetch_add(n as u64, Ordering::Relaxed);
             let mut out = String::with_capacity(64 + n * 40);
             out.push_str(r#"{"FailedPutCount":0,"Encrypted":false,"RequestResponses":["#);
             for i in 0..n {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&format!(r#"{{"RecordId":"fake-{call}-{i}"}}"#));
+                let _ = write!(out, r#"{{"RecordId":"fake-{call}-{i}"}}"#);
             }
             out.push_str("]}");
             json(StatusCode::OK, out)
@@ -154,5 +162,47 @@ async fn handle(
             StatusCode::BAD_REQUEST,
             format!(r#"{{"__type":"UnknownOperationException","message":"{other}"}}"#),
         ),
+    }
+}
+
+/// The counting fake (the load benchmark's) and the keeping one (the tests') see the same
+/// records in what `aws-sdk-firehose` sends, and answer one result per record.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::future::IntoFuture as _;
+
+    use aws_sdk_firehose::primitives::Blob;
+    use aws_sdk_firehose::types::Record;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn counting_and_keeping_agree_on_what_the_sdk_sends() {
+        for keep in [false, true] {
+            let fake = FakeFirehose::new(keep);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(axum::serve(listener, fake.router()).into_future());
+            let config = aws_sdk_firehose::Config::builder()
+                .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+                .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_firehose::config::Credentials::for_tests())
+                .endpoint_url(url)
+                .build();
+            let client = aws_sdk_firehose::Client::from_conf(config);
+            // Record data that spells the key the counter looks for, base64-encoded by the SDK.
+            let records = ["{\"Data\":1}\n", "x", "{\"Data\":\"Data\"}"]
+                .map(|d| Record::builder().data(Blob::new(d)).build().unwrap());
+            let out = client
+                .put_record_batch()
+                .delivery_stream_name("s")
+                .set_records(Some(records.to_vec()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.request_responses().len(), 3, "keep={keep}");
+            assert_eq!(fake.records.load(Ordering::Relaxed), 3, "keep={keep}");
+        }
     }
 }
