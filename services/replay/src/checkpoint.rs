@@ -44,7 +44,8 @@
 //! a UUID), so a different size under a known key means somebody replaced it, and it is read
 //! again from the start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash as _, Hasher as _};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -290,6 +291,10 @@ pub struct Checkpoint {
     state: State,
     /// Problems noted since the last write, as lines for [`problems_path`].
     pending_problems: Vec<u8>,
+    /// The identities ([`problem_identity`]) of the problems the file holds or will: a problem
+    /// met again (the unreadable lines of an object resumed or read again, an object that
+    /// still cannot be fetched) is not appended twice.
+    recorded: HashSet<u64>,
     /// The checkpoint's path, when it has one (a run that writes it, or a dry run that reads
     /// it).
     path: Option<PathBuf>,
@@ -301,7 +306,10 @@ pub struct Checkpoint {
 /// Items refused for good count as done in the checkpoint, so a re-run does not send them, and
 /// the summary that names them is one run's stdout. A lost stdout (a Kubernetes Job retried)
 /// left only the log; this file keeps them with the checkpoint that skips them. It is written
-/// and flushed (`fsync`) before the checkpoint that counts them as done.
+/// and flushed (`fsync`) before the checkpoint that counts them as done. Each problem is in it
+/// once, with the time it was first met: one met again by a later run (the unreadable lines of
+/// an object resumed or read again, an object that still cannot be fetched) is not appended
+/// again.
 #[must_use]
 pub fn problems_path(checkpoint: &Path) -> PathBuf {
     let mut name = checkpoint.as_os_str().to_owned();
@@ -334,6 +342,7 @@ impl Checkpoint {
         let checkpoint = Self::open_read_only(path, source, target)?;
         Ok(Self {
             file: Some(Backing { _lock: lock }),
+            recorded: recorded_problems(&problems_path(path)),
             ..checkpoint
         })
     }
@@ -371,6 +380,7 @@ impl Checkpoint {
             file: None,
             state,
             pending_problems: Vec::new(),
+            recorded: HashSet::new(),
             path: Some(path.to_owned()),
         })
     }
@@ -418,6 +428,7 @@ impl Checkpoint {
             file: None,
             state: Self::empty_state(source, target),
             pending_problems: Vec::new(),
+            recorded: HashSet::new(),
             path: None,
         }
     }
@@ -505,6 +516,16 @@ impl Checkpoint {
     /// [`Checkpoint::flush_problems`]. A run that writes no checkpoint (a dry run) keeps none.
     pub fn note_problem(&mut self, problem: &Problem) {
         if self.file.is_none() {
+            return;
+        }
+        let kind = serde_json::to_value(problem.kind).unwrap_or_default();
+        let identity = problem_identity(
+            kind.as_str().unwrap_or_default(),
+            &problem.key,
+            problem.line.and_then(|l| u64::try_from(l).ok()),
+            &problem.reason,
+        );
+        if !self.recorded.insert(identity) {
             return;
         }
         let at = std::time::SystemTime::now()
@@ -605,6 +626,33 @@ fn resolve(path: &Path) -> PathBuf {
         (Ok(dir), Some(name)) => dir.join(name),
         _ => path.to_owned(),
     }
+}
+
+/// What makes two problems the same one: kind, key, line and reason (not the time).
+fn problem_identity(kind: &str, key: &str, line: Option<u64>, reason: &str) -> u64 {
+    // SipHash with fixed keys: the same identity in every run.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (kind, key, line, reason).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The identities of the problems in the problems file at `path` (none if there is no file);
+/// a line that is not a problem (torn by a failed write) is passed over.
+fn recorded_problems(path: &Path) -> HashSet<u64> {
+    let Ok(text) = std::fs::read(path) else {
+        return HashSet::new();
+    };
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .map(|p| {
+            problem_identity(
+                p["kind"].as_str().unwrap_or_default(),
+                p["key"].as_str().unwrap_or_default(),
+                p["line"].as_u64(),
+                p["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// The problems file, opened to append; a line a failed write left half written is ended
@@ -729,6 +777,39 @@ mod tests {
         let cp = Checkpoint::open(&path, "s", "t").unwrap();
         assert!(cp.is_finished("k1", 1));
         assert!(cp.done_items("k2", 2, "fp").is_empty());
+    }
+
+    #[test]
+    fn a_problem_met_again_by_a_later_run_is_not_appended_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let unreadable = |line| Problem {
+            kind: crate::summary::ProblemKind::Unreadable,
+            key: "k".into(),
+            line: Some(line),
+            reason: "not JSON".into(),
+        };
+        let run = |problems: &[Problem]| {
+            let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+            cp.ensure_writable().unwrap();
+            for p in problems {
+                cp.note_problem(p);
+            }
+            cp.flush_problems().unwrap();
+        };
+        run(&[unreadable(3), unreadable(3)]);
+        // The object read again (resumed): line 3 once more, and line 9 new.
+        run(&[unreadable(3), unreadable(9)]);
+        let text = std::fs::read_to_string(problems_path(&path)).unwrap();
+        let lines: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lines, [3, 9], "{text}");
     }
 
     #[test]
