@@ -310,6 +310,15 @@ REFUSED = {
     "autoscaling without a CPU request": (
         {"autoscaling": {"enabled": True}},
         "autoscaling.enabled needs resources.requests.cpu"),
+    "a memory limit the in-flight cap outgrows": (
+        {"resources": {"limits": {"memory": "1Gi"}}},  # the default cap: 256 MiB x 4 + 64 MiB
+        "resources.limits.memory (1Gi) is below 4 x config.maxInflightBytes + 64 MiB = 1088 MiB"),
+    "a memory limit in decimal units just short": (
+        {"config": {"maxInflightBytes": 134217728}, "resources": {"limits": {"memory": "603M"}}},
+        "resources.limits.memory (603M) is below 4 x config.maxInflightBytes + 64 MiB = 576 MiB"),
+    "a memory limit written in a form the check does not read": (
+        {"resources": {"limits": {"memory": "1e9"}}},
+        'resources.limits.memory "1e9": write it as a number with an optional Ki, Mi, Gi, Ti'),
     "ingress without a host": (
         {"ingress": {"enabled": True, "hosts": []}},
         "ingress.enabled needs at least one host in ingress.hosts"),
@@ -744,6 +753,12 @@ def test_alert_thresholds_come_from_values():
     assert "> 0.25\n" in ratio and ratio.rstrip().endswith(">= 7"), ratio
     assert rules["IngestHighLatencyP99"]["expr"].rstrip().endswith("> 3")
     assert rules["IngestFirehoseUnacceptedRatio"]["expr"].rstrip().endswith("> 0.125")
+
+
+@pytest.mark.parametrize("memory", ["1088Mi", "1.0625Gi", "1141M", "1140850688"])
+def test_a_memory_limit_that_covers_the_in_flight_cap_renders(memory):
+    # 4 x 256 MiB + 64 MiB = 1088 MiB = 1,140,850,688 bytes, in each unit.
+    c.render(_deep_merge(MINIMAL, {"resources": {"limits": {"memory": memory}}}))
 
 
 def test_listeners_bind_ipv6_when_asked():

@@ -159,6 +159,21 @@ in float64. */}}
 {{- end }}
 {{- end }}
 
+{{/*
+A Kubernetes memory quantity (`512Mi`, `1Gi`, `1.5G`, `268435456`) in bytes, as a float; fails
+on a form it does not read (an exponent, `m`).
+*/}}
+{{- define "ingest.quantityBytes" -}}
+{{- $q := toString . }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$" $q) }}
+{{- fail (printf "resources.limits.memory %q: write it as a number with an optional Ki, Mi, Gi, Ti, k, M, G or T suffix" $q) }}
+{{- end }}
+{{- $number := regexReplaceAll "[^0-9.]+$" $q "" | float64 }}
+{{- $unit := regexReplaceAll "^[0-9.]+" $q "" }}
+{{- $scale := get (dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0) $unit }}
+{{- printf "%.0f" (mulf $number $scale) }}
+{{- end }}
+
 {{/* Fail early on values that cannot work. */}}
 {{- define "ingest.validate" -}}
 {{- if and (not .Values.config.deliveryStream) (not .Values.firehoseLocal.enabled) }}
@@ -169,6 +184,17 @@ in float64. */}}
 {{- end }}
 {{- if lt (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes) }}
 {{- fail (printf "config.maxInflightBytes (%d) must be at least config.maxBodyBytes (%d) so one full request fits" (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes)) }}
+{{- end }}
+{{- with (dig "limits" "memory" "" .Values.resources) }}
+{{- /* Measured by scripts/mem-ingest.sh: under overload the peak RSS reaches about 3.5x the
+in-flight cap above an idle 18 MiB (the SDK's copies of calls in flight, per-connection
+buffers and the allocator's retained pages are not counted in the cap). */}}
+{{- $limit := include "ingest.quantityBytes" . | float64 }}
+{{- $cap := float64 $.Values.config.maxInflightBytes }}
+{{- $needed := addf (mulf 4 $cap) 67108864 }}
+{{- if lt $limit $needed }}
+{{- fail (printf "resources.limits.memory (%s) is below 4 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches about 3.5 times its in-flight cap (the AWS SDK's copies of calls in flight are not counted in it; scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes" . (divf $needed 1048576)) }}
+{{- end }}
 {{- end }}
 {{- if and (not .Values.serviceAccount.create) .Values.serviceAccount.roleArn }}
 {{- fail (printf "serviceAccount.roleArn (%s) is set but serviceAccount.create is false, so the chart would not annotate any ServiceAccount with it: annotate your ServiceAccount %q with eks.amazonaws.com/role-arn yourself and unset roleArn, or set serviceAccount.create=true" .Values.serviceAccount.roleArn (include "ingest.serviceAccountName" .)) }}

@@ -29,6 +29,8 @@ pub struct FakeFirehose {
     /// Decoded record data, in arrival order (only when `keep` is set).
     pub kept: Mutex<Vec<Vec<u8>>>,
     keep: bool,
+    /// How long each `PutRecordBatch` answer is held back (a slow Firehose).
+    delay: std::time::Duration,
 }
 
 impl FakeFirehose {
@@ -40,11 +42,21 @@ impl FakeFirehose {
         })
     }
 
+    /// A counting fake that holds each `PutRecordBatch` answer back for `delay`.
+    pub fn slow(delay: std::time::Duration) -> Arc<Self> {
+        Arc::new(Self {
+            delay,
+            ..Self::default()
+        })
+    }
+
     /// The router: `POST /` (the AWS JSON protocol) and `GET /stats`.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/", post(handle))
             .route("/stats", get(stats))
+            // axum's default 2 MiB would refuse a full call (4 MiB of records, base64 in JSON).
+            .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
             .with_state(Arc::clone(self))
     }
 
@@ -124,6 +136,7 @@ async fn handle(
                 // event at 1 KB). A base64 value holds no `"`, so only keys match.
                 memchr::memmem::find_iter(&body, br#""Data":"#).count()
             };
+            tokio::time::sleep(fake.delay).await;
             let call = fake.calls.fetch_add(1, Ordering::Relaxed);
             fake.records.fetch_add(n as u64, Ordering::Relaxed);
             let mut out = String::with_capacity(64 + n * 40);
