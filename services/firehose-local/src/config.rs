@@ -377,6 +377,12 @@ const fn default_request_timeout_secs() -> u64 {
 fn default_destination_dir() -> PathBuf {
     PathBuf::from("firehose-local/delivered")
 }
+/// The Terraform module's default backup `prefix` (`terraform/variables.tf`, `backup_prefix`).
+pub const TERRAFORM_BACKUP_PREFIX: &str = "source/";
+/// The Terraform module's default `error_output_prefix` (`backup_error_output_prefix`).
+pub const TERRAFORM_ERROR_OUTPUT_PREFIX: &str =
+    "failed/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/";
+
 fn default_backup_target() -> BackupTarget {
     BackupTarget::LocalDir {
         dir: PathBuf::from("firehose-local/backup"),
@@ -387,7 +393,10 @@ impl Config {
     /// The embedded default: one stream [`DEFAULT_STREAM_NAME`] with the in-process transform,
     /// 1 MB / 5 s destination buffering (New Relic's recommended size; a short interval so a
     /// developer sees events within seconds), processor interval 1 s, and the local NDJSON
-    /// destination and backup under `dir` (`dir/delivered`, `dir/backup`).
+    /// destination and backup under `dir` (`dir/delivered`, `dir/backup`). The backup is laid
+    /// out as the Terraform module's ([`TERRAFORM_BACKUP_PREFIX`],
+    /// [`TERRAFORM_ERROR_OUTPUT_PREFIX`], GZIP), so what a local run leaves there is what
+    /// `replay` meets in the real bucket.
     #[must_use]
     pub fn local_default(dir: &Path) -> Self {
         Self {
@@ -414,7 +423,9 @@ impl Config {
                     target: BackupTarget::LocalDir {
                         dir: dir.join("backup"),
                     },
-                    ..BackupConfig::default()
+                    prefix: TERRAFORM_BACKUP_PREFIX.to_owned(),
+                    error_output_prefix: Some(TERRAFORM_ERROR_OUTPUT_PREFIX.to_owned()),
+                    compression: Compression::Gzip,
                 },
             }],
         }
@@ -925,6 +936,32 @@ streams:
             Config::from_file(&dir.path().join("c.json")),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    /// The embedded default's backup layout is the Terraform module's, read from its variables.
+    #[test]
+    fn the_local_backup_is_laid_out_as_the_terraform_module_lays_out_the_bucket() {
+        let tf = include_str!("../../../terraform/variables.tf");
+        let default_of = |variable: &str| {
+            let block = tf
+                .split(&format!("variable \"{variable}\""))
+                .nth(1)
+                .unwrap_or_else(|| panic!("{variable} not in variables.tf"));
+            let line = block
+                .lines()
+                .find(|l| l.trim_start().starts_with("default"))
+                .unwrap();
+            line.split('"').nth(1).unwrap().to_owned()
+        };
+        let backup = &Config::local_default(Path::new("/tmp/x")).streams[0].backup;
+        assert_eq!(backup.prefix, default_of("backup_prefix"));
+        assert_eq!(
+            backup.error_output_prefix.as_deref(),
+            Some(default_of("backup_error_output_prefix").as_str())
+        );
+        let firehose_tf = include_str!("../../../terraform/firehose.tf");
+        assert!(firehose_tf.contains("compression_format  = \"GZIP\""));
+        assert_eq!(backup.compression, Compression::Gzip);
     }
 
     /// A URL or access key the HTTP client cannot send fails at start, not at every batch.
