@@ -67,4 +67,5 @@ for cap in $CAPS; do
         mib, conns, peak / 1024, idle / 1024, (peak - idle) * 1024 / cap, accepted, shed, rps }'
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  unset '_server_pids[-1]'
 done

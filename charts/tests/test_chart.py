@@ -316,6 +316,9 @@ REFUSED = {
     "a memory limit in decimal units just short": (
         {"config": {"maxInflightBytes": 134217728}, "resources": {"limits": {"memory": "603M"}}},
         "resources.limits.memory (603M) is below 4 x config.maxInflightBytes + 64 MiB = 576 MiB"),
+    "a memory limit as a bare number, too small": (
+        {"resources": {"limits": {"memory": 1073741824}}},
+        "resources.limits.memory (1.073741824e+09) is below 4 x config.maxInflightBytes"),
     "a memory limit written in a form the check does not read": (
         {"resources": {"limits": {"memory": "1e9"}}},
         'resources.limits.memory "1e9": write it as a number with an optional Ki, Mi, Gi, Ti'),
@@ -755,7 +758,7 @@ def test_alert_thresholds_come_from_values():
     assert rules["IngestFirehoseUnacceptedRatio"]["expr"].rstrip().endswith("> 0.125")
 
 
-@pytest.mark.parametrize("memory", ["1088Mi", "1.0625Gi", "1141M", "1140850688"])
+@pytest.mark.parametrize("memory", ["1088Mi", "1.0625Gi", "1141M", "1140850688", 1140850688])
 def test_a_memory_limit_that_covers_the_in_flight_cap_renders(memory):
     # 4 x 256 MiB + 64 MiB = 1088 MiB = 1,140,850,688 bytes, in each unit.
     c.render(_deep_merge(MINIMAL, {"resources": {"limits": {"memory": memory}}}))

@@ -164,6 +164,10 @@ A Kubernetes memory quantity (`512Mi`, `1Gi`, `1.5G`, `268435456`) in bytes, as 
 on a form it does not read (an exponent, `m`).
 */}}
 {{- define "ingest.quantityBytes" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
+{{- /* A bare number in a values file (YAML reads 1073741824 as a float). */}}
+{{- printf "%.0f" (float64 .) }}
+{{- else }}
 {{- $q := toString . }}
 {{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$" $q) }}
 {{- fail (printf "resources.limits.memory %q: write it as a number with an optional Ki, Mi, Gi, Ti, k, M, G or T suffix" $q) }}
@@ -172,6 +176,7 @@ on a form it does not read (an exponent, `m`).
 {{- $unit := regexReplaceAll "^[0-9.]+" $q "" }}
 {{- $scale := get (dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0) $unit }}
 {{- printf "%.0f" (mulf $number $scale) }}
+{{- end }}
 {{- end }}
 
 {{/* Fail early on values that cannot work. */}}
@@ -193,7 +198,7 @@ buffers and the allocator's retained pages are not counted in the cap). */}}
 {{- $cap := float64 $.Values.config.maxInflightBytes }}
 {{- $needed := addf (mulf 4 $cap) 67108864 }}
 {{- if lt $limit $needed }}
-{{- fail (printf "resources.limits.memory (%s) is below 4 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches about 3.5 times its in-flight cap (the AWS SDK's copies of calls in flight are not counted in it; scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes" . (divf $needed 1048576)) }}
+{{- fail (printf "resources.limits.memory (%v) is below 4 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches about 3.5 times its in-flight cap (the AWS SDK's copies of calls in flight are not counted in it; scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes" . (divf $needed 1048576)) }}
 {{- end }}
 {{- end }}
 {{- if and (not .Values.serviceAccount.create) .Values.serviceAccount.roleArn }}

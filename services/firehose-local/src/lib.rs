@@ -262,7 +262,8 @@ impl Server {
         // Sorted, a directory comes right before those inside it: each is walked once.
         local_dirs.sort();
         local_dirs.dedup_by(|inner, outer| inner.starts_with(outer));
-        backup::report_leftover_partials(local_dirs).await;
+        // In the background: a large local tree must not hold up serving.
+        tokio::spawn(backup::report_leftover_partials(local_dirs));
         let state = api::ApiState {
             streams: Arc::new(streams),
             config: config.clone(),

@@ -44,7 +44,7 @@
 //! a UUID), so a different size under a known key means somebody replaced it, and it is read
 //! again from the start.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash as _, Hasher as _};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -291,10 +291,12 @@ pub struct Checkpoint {
     state: State,
     /// Problems noted since the last write, as lines for [`problems_path`].
     pending_problems: Vec<u8>,
-    /// The identities ([`problem_identity`]) of the problems the file holds or will: a problem
-    /// met again (the unreadable lines of an object resumed or read again, an object that
-    /// still cannot be fetched) is not appended twice.
-    recorded: HashSet<u64>,
+    /// How many times each problem ([`problem_identity`]) is in the file, and how many times
+    /// this run met it: a problem is appended only when this run meets it more often than the
+    /// file holds it. A problem met again by a later run (the unreadable lines of an object
+    /// resumed or read again, an object that still cannot be fetched) is then not appended
+    /// twice, while two events of one line refused for the same reason are both kept.
+    recorded: HashMap<u64, Seen>,
     /// The checkpoint's path, when it has one (a run that writes it, or a dry run that reads
     /// it).
     path: Option<PathBuf>,
@@ -306,10 +308,11 @@ pub struct Checkpoint {
 /// Items refused for good count as done in the checkpoint, so a re-run does not send them, and
 /// the summary that names them is one run's stdout. A lost stdout (a Kubernetes Job retried)
 /// left only the log; this file keeps them with the checkpoint that skips them. It is written
-/// and flushed (`fsync`) before the checkpoint that counts them as done. Each problem is in it
-/// once, with the time it was first met: one met again by a later run (the unreadable lines of
-/// an object resumed or read again, an object that still cannot be fetched) is not appended
-/// again.
+/// and flushed (`fsync`) before the checkpoint that counts them as done. A problem a later run
+/// meets again (the unreadable lines of an object resumed or read again, an object that still
+/// cannot be fetched) is not appended again: a run appends a problem only as many more times
+/// as it met it than the file already holds it (kind, key, line and reason alike; so two
+/// events of one line refused for the same reason are two lines).
 #[must_use]
 pub fn problems_path(checkpoint: &Path) -> PathBuf {
     let mut name = checkpoint.as_os_str().to_owned();
@@ -380,7 +383,7 @@ impl Checkpoint {
             file: None,
             state,
             pending_problems: Vec::new(),
-            recorded: HashSet::new(),
+            recorded: HashMap::new(),
             path: Some(path.to_owned()),
         })
     }
@@ -428,7 +431,7 @@ impl Checkpoint {
             file: None,
             state: Self::empty_state(source, target),
             pending_problems: Vec::new(),
-            recorded: HashSet::new(),
+            recorded: HashMap::new(),
             path: None,
         }
     }
@@ -525,7 +528,9 @@ impl Checkpoint {
             problem.line.and_then(|l| u64::try_from(l).ok()),
             &problem.reason,
         );
-        if !self.recorded.insert(identity) {
+        let seen = self.recorded.entry(identity).or_default();
+        seen.this_run += 1;
+        if seen.this_run <= seen.in_file {
             return;
         }
         let at = std::time::SystemTime::now()
@@ -628,31 +633,40 @@ fn resolve(path: &Path) -> PathBuf {
     }
 }
 
+/// Counts of one problem: in the problems file when the run opened it, and met by this run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    in_file: usize,
+    this_run: usize,
+}
+
 /// What makes two problems the same one: kind, key, line and reason (not the time).
 fn problem_identity(kind: &str, key: &str, line: Option<u64>, reason: &str) -> u64 {
-    // SipHash with fixed keys: the same identity in every run.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (kind, key, line, reason).hash(&mut hasher);
     hasher.finish()
 }
 
-/// The identities of the problems in the problems file at `path` (none if there is no file);
+/// How many times each problem is in the problems file at `path` (none if there is no file);
 /// a line that is not a problem (torn by a failed write) is passed over.
-fn recorded_problems(path: &Path) -> HashSet<u64> {
+fn recorded_problems(path: &Path) -> HashMap<u64, Seen> {
+    let mut recorded: HashMap<u64, Seen> = HashMap::new();
     let Ok(text) = std::fs::read(path) else {
-        return HashSet::new();
+        return recorded;
     };
-    text.split(|&b| b == b'\n')
+    for problem in text
+        .split(|&b| b == b'\n')
         .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .map(|p| {
-            problem_identity(
-                p["kind"].as_str().unwrap_or_default(),
-                p["key"].as_str().unwrap_or_default(),
-                p["line"].as_u64(),
-                p["reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect()
+    {
+        let identity = problem_identity(
+            problem["kind"].as_str().unwrap_or_default(),
+            problem["key"].as_str().unwrap_or_default(),
+            problem["line"].as_u64(),
+            problem["reason"].as_str().unwrap_or_default(),
+        );
+        recorded.entry(identity).or_default().in_file += 1;
+    }
+    recorded
 }
 
 /// The problems file, opened to append; a line a failed write left half written is ended
@@ -797,9 +811,10 @@ mod tests {
             }
             cp.flush_problems().unwrap();
         };
+        // Two events of line 3 refused alike: both kept.
         run(&[unreadable(3), unreadable(3)]);
-        // The object read again (resumed): line 3 once more, and line 9 new.
-        run(&[unreadable(3), unreadable(9)]);
+        // The object read again (resumed): line 3 twice more, and line 9 new.
+        run(&[unreadable(3), unreadable(9), unreadable(3)]);
         let text = std::fs::read_to_string(problems_path(&path)).unwrap();
         let lines: Vec<u64> = text
             .lines()
@@ -809,7 +824,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert_eq!(lines, [3, 9], "{text}");
+        assert_eq!(lines, [3, 3, 9], "{text}");
     }
 
     #[test]

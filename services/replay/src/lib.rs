@@ -279,10 +279,11 @@ mod tests {
         assert_eq!(s3.config().region().unwrap().as_ref(), "us-east-1");
     }
 
-    /// The SDK configuration `aws_config` would load with `vars` as the environment (and no
-    /// profile files), after the flags in `args`.
-    async fn sdk_from_env(args: &[&str], vars: &[(&str, &str)]) -> SdkConfig {
-        let config = Config::try_parse_from(args).unwrap();
+    /// The SDK configuration [`aws_config`] loads with `vars` as the whole environment (no
+    /// profile files) and `flag` as `--endpoint-url`. The binary's `--endpoint-url` also reads
+    /// `AWS_ENDPOINT_URL` (clap's `env`), so in the binary that variable always arrives as the
+    /// flag; in `vars` it stands for a profile's shared `endpoint_url`.
+    async fn sdk_from_env(flag: Option<&str>, vars: &[(&str, &str)]) -> SdkConfig {
         let mut env: Vec<(&str, &str)> = vec![
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
@@ -292,7 +293,7 @@ mod tests {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .env(aws_types::os_shim_internal::Env::from_slice(&env))
             .fs(aws_types::os_shim_internal::Fs::from_slice(&[]));
-        if let Some(url) = &config.endpoint_url {
+        if let Some(url) = flag {
             loader = loader.endpoint_url(url);
         }
         loader.load().await
@@ -326,8 +327,8 @@ mod tests {
         connected.to_owned()
     }
 
-    /// What is checked, the flags, the environment, and the endpoint expected.
-    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    /// What is checked, the flag, the environment, and the endpoint expected.
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
 
     #[tokio::test]
     async fn the_checkpoint_names_the_endpoint_the_firehose_client_uses() {
@@ -344,14 +345,6 @@ mod tests {
             (service_url.as_str(), &service),
             (flag_url.as_str(), &flag),
         ];
-        let args = ["replay", "s3://bucket/prefix/", "--dry-run"];
-        let with_flag = [
-            "replay",
-            "s3://bucket/prefix/",
-            "--dry-run",
-            "--endpoint-url",
-            flag_url.as_str(),
-        ];
         let service_only = [("AWS_ENDPOINT_URL_FIREHOSE", service_url.as_str())];
         let both = [
             ("AWS_ENDPOINT_URL", shared_url.as_str()),
@@ -361,31 +354,26 @@ mod tests {
         let cases: [Case<'_>; 4] = [
             (
                 "the service's own variable",
-                &args,
+                None,
                 &service_only,
                 &service_url,
             ),
             (
-                "the service's variable before the shared one",
-                &args,
+                "the service's setting before a shared one from the profile",
+                None,
                 &both,
                 &service_url,
             ),
+            ("a shared setting alone", None, &shared_only, &shared_url),
             (
-                "the shared variable alone",
-                &args,
-                &shared_only,
-                &shared_url,
-            ),
-            (
-                "a flag (set in code) before any variable",
-                &with_flag,
+                "--endpoint-url (or AWS_ENDPOINT_URL, which it reads) before the service's variable",
+                Some(&flag_url),
                 &both,
                 &flag_url,
             ),
         ];
-        for (case, args, vars, expected) in cases {
-            let sdk = sdk_from_env(args, vars).await;
+        for (case, flag, vars, expected) in cases {
+            let sdk = sdk_from_env(flag, vars).await;
             assert_eq!(firehose_endpoint(&sdk).as_deref(), Some(expected), "{case}");
             assert_eq!(
                 endpoint_the_client_uses(&sdk, listeners).await,
@@ -394,7 +382,7 @@ mod tests {
             );
         }
 
-        let sdk = sdk_from_env(&args, &[]).await;
+        let sdk = sdk_from_env(None, &[]).await;
         assert_eq!(firehose_endpoint(&sdk), None, "no override");
     }
 }
