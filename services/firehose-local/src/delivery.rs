@@ -136,6 +136,7 @@ impl HttpDelivery {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let content_encoding = resp.headers().contains_key(http::header::CONTENT_ENCODING);
+        let content_length = resp.headers().contains_key(http::header::CONTENT_LENGTH);
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
             bytes.extend_from_slice(&chunk);
@@ -153,6 +154,12 @@ impl HttpDelivery {
             permanent: false,
         };
         if status == http::StatusCode::OK {
+            // Required with a body (firehose-facts §1.4): a chunked answer is not success.
+            if !content_length && !bytes.is_empty() {
+                return Err(invalid(
+                    "Content-Length is required on a response with a body".into(),
+                ));
+            }
             if content_encoding {
                 return Err(invalid(
                     "Content-Encoding must not be set on the response".into(),

@@ -1,4 +1,5 @@
-//! The `firehose-local` binary: flags and environment in, [`firehose_local::run`] until SIGINT/SIGTERM.
+//! The `firehose-local` binary: flags and environment in, a [`firehose_local::Server`] until
+//! SIGINT/SIGTERM (a second signal ends the grace period at once, a third exits).
 
 use anyhow::Context as _;
 use clap::Parser;

@@ -239,10 +239,18 @@ async fn the_last_wait_is_cut_to_the_retry_duration() {
     );
 }
 
+/// A 200 that breaks the response rules: the wrong request id, or no `Content-Length` (AWS
+/// requires it with a body: firehose-facts §1.4).
 #[tokio::test]
-async fn a_200_with_the_wrong_request_id_is_not_success() {
+async fn a_200_that_breaks_the_response_rules_is_not_success() {
+    for behaviour in [Behaviour::WrongRequestId, Behaviour::Chunked] {
+        a_200_is_refused(behaviour).await;
+    }
+}
+
+async fn a_200_is_refused(behaviour: Behaviour) {
     let dir = tempfile::tempdir().unwrap();
-    let mut ep = Endpoint::start(Behaviour::WrongRequestId).await;
+    let mut ep = Endpoint::start(behaviour).await;
     let mut c = config(dir.path());
     c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 0));
     let fh = spawn_embedded(c).await.unwrap();
@@ -253,8 +261,8 @@ async fn a_200_with_the_wrong_request_id_is_not_success() {
     let recs = error_records(&dir.path().join("backup"));
     assert_eq!(recs.len(), 1);
     assert_eq!(
-        recs[0].error_code,
-        "HttpEndpoint.InvalidResponseFromDestination"
+        recs[0].error_code, "HttpEndpoint.InvalidResponseFromDestination",
+        "{behaviour:?}"
     );
     assert_eq!(recs[0].attempts_made, 1);
 }

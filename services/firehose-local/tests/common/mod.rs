@@ -32,6 +32,8 @@ pub enum Behaviour {
     Fail,
     /// 200 but echoing the wrong request id.
     WrongRequestId,
+    /// 200 with a valid body, sent chunked: no `Content-Length`.
+    Chunked,
     /// Never answers (the request is still recorded in `seen`, so a test knows it is in
     /// progress); the connection stays open until the client gives up.
     Hang,
@@ -63,7 +65,7 @@ async fn handle(
     State(state): State<EndpointState>,
     headers: HeaderMap,
     raw: Bytes,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let at = std::time::Instant::now();
     let gzipped = headers.get("content-encoding").is_some_and(|v| v == "gzip");
     let json = if gzipped { gunzip(&raw) } else { raw.to_vec() };
@@ -78,17 +80,31 @@ async fn handle(
     let behaviour = *state.behaviour.lock().unwrap();
     let json_type = [("content-type", "application/json")];
     match behaviour {
-        Behaviour::Accept => (StatusCode::OK, json_type, spec::success_body(&id, 1)),
+        Behaviour::Accept => {
+            (StatusCode::OK, json_type, spec::success_body(&id, 1)).into_response()
+        }
         Behaviour::Fail => (
             StatusCode::INTERNAL_SERVER_ERROR,
             json_type,
             spec::failure_body(&id, 1, "test endpoint says no"),
-        ),
+        )
+            .into_response(),
         Behaviour::WrongRequestId => (
             StatusCode::OK,
             json_type,
             spec::success_body("not-the-id", 1),
-        ),
+        )
+            .into_response(),
+        Behaviour::Chunked => {
+            let body = spec::success_body(&id, 1);
+            let stream = futures::stream::iter([Ok::<_, std::io::Error>(body)]);
+            (
+                StatusCode::OK,
+                json_type,
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
         Behaviour::Hang => std::future::pending().await,
     }
 }
