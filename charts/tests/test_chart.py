@@ -311,14 +311,14 @@ REFUSED = {
         {"autoscaling": {"enabled": True}},
         "autoscaling.enabled needs resources.requests.cpu"),
     "a memory limit the in-flight cap outgrows": (
-        {"resources": {"limits": {"memory": "1Gi"}}},  # the default cap: 256 MiB x 4 + 64 MiB
-        "resources.limits.memory (1Gi) is below 4 x config.maxInflightBytes + 64 MiB = 1088 MiB"),
+        {"resources": {"limits": {"memory": "512Mi"}}},  # the default cap: 256 MiB x 2 + 64 MiB
+        "resources.limits.memory (512Mi) is below 2 x config.maxInflightBytes + 64 MiB = 576 MiB"),
     "a memory limit in decimal units just short": (
-        {"config": {"maxInflightBytes": 134217728}, "resources": {"limits": {"memory": "603M"}}},
-        "resources.limits.memory (603M) is below 4 x config.maxInflightBytes + 64 MiB = 576 MiB"),
+        {"config": {"maxInflightBytes": 134217728}, "resources": {"limits": {"memory": "335M"}}},
+        "resources.limits.memory (335M) is below 2 x config.maxInflightBytes + 64 MiB = 320 MiB"),
     "a memory limit as a bare number, too small": (
-        {"resources": {"limits": {"memory": 1073741824}}},
-        "resources.limits.memory (1.073741824e+09) is below 4 x config.maxInflightBytes"),
+        {"resources": {"limits": {"memory": 536870912}}},
+        "resources.limits.memory (5.36870912e+08) is below 2 x config.maxInflightBytes"),
     "a memory limit written in a form the check does not read": (
         {"resources": {"limits": {"memory": "1e9"}}},
         'resources.limits.memory "1e9": write it as a number with an optional Ki, Mi, Gi, Ti'),
@@ -758,9 +758,9 @@ def test_alert_thresholds_come_from_values():
     assert rules["IngestFirehoseUnacceptedRatio"]["expr"].rstrip().endswith("> 0.125")
 
 
-@pytest.mark.parametrize("memory", ["1088Mi", "1.0625Gi", "1141M", "1140850688", 1140850688])
+@pytest.mark.parametrize("memory", ["576Mi", "0.5625Gi", "604M", "603979776", 603979776])
 def test_a_memory_limit_that_covers_the_in_flight_cap_renders(memory):
-    # 4 x 256 MiB + 64 MiB = 1088 MiB = 1,140,850,688 bytes, in each unit.
+    # 2 x 256 MiB + 64 MiB = 576 MiB = 603,979,776 bytes, in each unit.
     c.render(_deep_merge(MINIMAL, {"resources": {"limits": {"memory": memory}}}))
 
 

@@ -191,14 +191,14 @@ on a form it does not read (an exponent, `m`).
 {{- fail (printf "config.maxInflightBytes (%d) must be at least config.maxBodyBytes (%d) so one full request fits" (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes)) }}
 {{- end }}
 {{- with (dig "limits" "memory" "" .Values.resources) }}
-{{- /* Measured by scripts/mem-ingest.sh: under overload the peak RSS reaches about 3.5x the
-in-flight cap above an idle 18 MiB (the SDK's copies of calls in flight, per-connection
-buffers and the allocator's retained pages are not counted in the cap). */}}
+{{- /* Measured by scripts/mem-ingest.sh: under overload the peak RSS reaches 1.3-1.7 times the
+in-flight cap above an idle 18 MiB for caps of 128 MiB and more, up to 3 times for a 32 MiB cap
+(per-connection buffers and the allocator's retained pages are not counted in the cap). */}}
 {{- $limit := include "ingest.quantityBytes" . | float64 }}
 {{- $cap := float64 $.Values.config.maxInflightBytes }}
-{{- $needed := addf (mulf 4 $cap) 67108864 }}
+{{- $needed := addf (mulf 2 $cap) 67108864 }}
 {{- if lt $limit $needed }}
-{{- fail (printf "resources.limits.memory (%v) is below 4 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches about 3.5 times its in-flight cap (the AWS SDK's copies of calls in flight are not counted in it; scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes" . (divf $needed 1048576)) }}
+{{- fail (printf "resources.limits.memory (%v) is below 2 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches up to 1.7 times its in-flight cap above 18 MiB (scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes" . (divf $needed 1048576)) }}
 {{- end }}
 {{- end }}
 {{- if and (not .Values.serviceAccount.create) .Values.serviceAccount.roleArn }}

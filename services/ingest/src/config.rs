@@ -100,7 +100,8 @@ pub struct Config {
     pub max_concurrent_calls: usize,
 
     /// Cap on bytes held for requests: bodies as they arrive (and inflate), then their records
-    /// until Firehose answers; past it new requests get 503 at once.
+    /// until Firehose answers, and each call's copies of them in the SDK while it runs; past it
+    /// new requests get 503 at once.
     #[arg(long, env = "INGEST_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
 

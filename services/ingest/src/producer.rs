@@ -78,7 +78,8 @@ pub struct ProducerConfig {
     pub max_backoff: Duration,
     /// Longest wait for one `PutRecordBatch` answer before treating it as a retriable failure.
     pub call_timeout: Duration,
-    /// Cap on bytes submitted and not yet answered; past it submissions are shed.
+    /// Cap on bytes submitted and not yet answered, with the copies each call makes while it
+    /// runs ([`CallCopies`]); past it submissions are shed.
     pub max_inflight_bytes: usize,
     /// `PutRecordBatch` calls in flight at once.
     pub max_concurrent_calls: usize,
@@ -197,6 +198,7 @@ impl Producer {
             sink,
             stream: Arc::from(stream.into()),
             metrics: shared.metrics.clone(),
+            shared: Arc::clone(&shared),
             config,
             queue: Arc::clone(&queue),
         };
@@ -408,6 +410,38 @@ impl Shared {
 
     fn release(&self, bytes: usize) {
         self.inflight.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// A call's copies of its records while it runs, counted against the cap: `aws-sdk-firehose`
+/// copies each record into a `Blob` (1×) and serializes them, in base64, into the JSON body
+/// (≈ 1.37×), together [`CALL_COPY_TENTHS`] tenths of the batch. The records themselves are
+/// already counted (their requests' reservations). Uncounted, these copies let the peak RSS
+/// under overload reach 3-3.5 times the cap (`scripts/mem-ingest.sh`); counted, requests are
+/// shed while calls hold them. Taken whatever the cap (a call that has started must finish)
+/// and let go of when the call ends.
+struct CallCopies {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+/// See [`CallCopies`]: 2.4 bytes per byte of record data.
+const CALL_COPY_TENTHS: usize = 24;
+
+impl CallCopies {
+    fn hold(shared: &Arc<Shared>, record_bytes: usize) -> Self {
+        let bytes = record_bytes.saturating_mul(CALL_COPY_TENTHS) / 10;
+        shared.force(bytes);
+        Self {
+            shared: Arc::clone(shared),
+            bytes,
+        }
+    }
+}
+
+impl Drop for CallCopies {
+    fn drop(&mut self) {
+        self.shared.release(self.bytes);
     }
 }
 
@@ -941,6 +975,7 @@ struct Dispatcher {
     stream: Arc<str>,
     config: Arc<ProducerConfig>,
     metrics: ProducerMetrics,
+    shared: Arc<Shared>,
     queue: Arc<Queue>,
 }
 
@@ -997,6 +1032,7 @@ impl Dispatcher {
             stream: Arc::clone(&self.stream),
             config: Arc::clone(&self.config),
             metrics: self.metrics.clone(),
+            shared: Arc::clone(&self.shared),
         };
         tasks.spawn(async move {
             sender.send(items).await;
@@ -1010,6 +1046,8 @@ struct Sender {
     stream: Arc<str>,
     config: Arc<ProducerConfig>,
     metrics: ProducerMetrics,
+    /// The cap, which also counts each call's copies of its records ([`CallCopies`]).
+    shared: Arc<Shared>,
 }
 
 impl Sender {
@@ -1077,6 +1115,7 @@ impl Sender {
         let bytes: usize = data.iter().map(Bytes::len).sum();
         self.metrics.batch_records.observe(items.len() as f64);
         self.metrics.batch_bytes.observe(bytes as f64);
+        let _copies = CallCopies::hold(&self.shared, bytes);
         let started = Instant::now();
         let result = crate::sink::within(
             self.config.call_timeout,
@@ -1877,8 +1916,12 @@ mod tests {
         assert_eq!(record_ids, vec![None, None, None]);
         assert!(error.contains("not sent"), "{error}");
         assert_eq!(metrics.records_unaccepted.get(), 3);
-        // b's records are still held in the queue, so they still count against the cap.
-        assert_eq!(producer.inflight_bytes(), 16 + 24);
+        // b's records are still held in the queue, so they still count against the cap, as do
+        // a's (16) and the copies of them a's call holds while it runs (2.4 times 16).
+        assert_eq!(
+            producer.inflight_bytes(),
+            16 + 24 + 16 * CALL_COPY_TENTHS / 10
+        );
         gate.add_permits(10);
         assert!(matches!(a.await.unwrap(), SubmitOutcome::Accepted { .. }));
         // b's batch got the slot after a's call: none of it went out.
@@ -1893,7 +1936,10 @@ mod tests {
         // The client of `b` goes away: its future is dropped unpolled, so its own timer never
         // withdraws the records. They are queued all the same.
         drop(producer.submit_until(recs("b", 3), Some(Instant::now() + Duration::from_secs(1))));
-        assert_eq!(producer.inflight_bytes(), 16 + 24);
+        assert_eq!(
+            producer.inflight_bytes(),
+            16 + 24 + 16 * CALL_COPY_TENTHS / 10
+        );
         // The slot frees long after b's deadline.
         tokio::time::sleep(Duration::from_secs(5)).await;
         gate.add_permits(10);
