@@ -79,7 +79,7 @@ pub struct ProducerConfig {
     /// Longest wait for one `PutRecordBatch` answer before treating it as a retriable failure.
     pub call_timeout: Duration,
     /// Cap on bytes submitted and not yet answered, with the copies each call makes while it
-    /// runs ([`CallCopies`]); past it submissions are shed.
+    /// runs (`CallCopies`); past it submissions are shed.
     pub max_inflight_bytes: usize,
     /// `PutRecordBatch` calls in flight at once.
     pub max_concurrent_calls: usize,
