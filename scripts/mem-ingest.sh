@@ -13,10 +13,9 @@
 # shed with 503), which is the point: it shows what memory the cap does not see. It prints the
 # peak RSS (VmHWM) before and after, the ratio (peak - idle) / cap, and what was accepted.
 #
-# INGEST_MAX_INFLIGHT_BYTES counts request bodies and records, not the SDK's copies of a call
-# (each record as a Blob, then the base64 JSON body), per-connection buffers or the allocator's
-# retained pages: services/ingest/README.md ("Sizing") and the chart's memory check use the
-# ratio measured here.
+# INGEST_MAX_INFLIGHT_BYTES counts request bodies, records and each call's copies of them in the
+# SDK, not per-connection buffers or the allocator's retained pages: services/ingest/README.md
+# ("Sizing") and the chart's memory check use the ratio measured here.
 set -euo pipefail
 # shellcheck source=scripts/bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"

@@ -72,27 +72,39 @@ async fn signal(child: &tokio::process::Child, signal: &str) {
     assert!(sent.success());
 }
 
-#[tokio::test]
-async fn sigterm_during_delivery_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ep = Endpoint::start(Behaviour::Fail).await;
-    let config = dir.path().join("firehose.toml");
+/// Writes `dir/firehose.toml`: stream `s` delivering to `endpoint_url` (which refuses) with an
+/// hour of retries, buffering 1 MiB / `interval_secs`, backing up to `dir/backup`, and the
+/// given shutdown grace period.
+fn refused_stream_config(
+    dir: &std::path::Path,
+    endpoint_url: &str,
+    grace_secs: u64,
+    interval_secs: u64,
+) -> std::path::PathBuf {
+    let config = dir.join("firehose.toml");
     std::fs::write(
         &config,
         format!(
             r#"
-shutdown_grace_secs = 1
+shutdown_grace_secs = {grace_secs}
 [[streams]]
 name = "s"
-buffering = {{ size_mb = 1, interval_secs = 900 }}
-http_endpoint = {{ url = "{}", retry_duration_secs = 3600 }}
+buffering = {{ size_mb = 1, interval_secs = {interval_secs} }}
+http_endpoint = {{ url = "{endpoint_url}", retry_duration_secs = 3600 }}
 backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
 "#,
-            ep.url,
-            dir.path().join("backup").display()
+            dir.join("backup").display()
         ),
     )
     .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn sigterm_during_delivery_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Fail).await;
+    let config = refused_stream_config(dir.path(), &ep.url, 1, 900);
     let (child, endpoint, _logs) = start(&config).await;
     let client = firehose_client(&endpoint);
     // 600 KiB fills most of the 1 MiB buffer; the next record overflows it, so that batch is
@@ -150,23 +162,7 @@ backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
 async fn a_second_signal_backs_up_at_once_instead_of_retrying_out_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let mut ep = Endpoint::start(Behaviour::Fail).await;
-    let config = dir.path().join("firehose.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-shutdown_grace_secs = 3600
-[[streams]]
-name = "s"
-buffering = {{ size_mb = 1, interval_secs = 1 }}
-http_endpoint = {{ url = "{}", retry_duration_secs = 3600 }}
-backup = {{ target = {{ kind = "local-dir", dir = "{}" }} }}
-"#,
-            ep.url,
-            dir.path().join("backup").display()
-        ),
-    )
-    .unwrap();
+    let config = refused_stream_config(dir.path(), &ep.url, 3600, 1);
     let (mut child, endpoint, mut logs) = start(&config).await;
     put(&firehose_client(&endpoint), b"refused".to_vec()).await;
     ep.seen.recv().await.expect("the record is being delivered");

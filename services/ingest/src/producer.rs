@@ -418,7 +418,7 @@ impl Shared {
 /// (≈ 1.37×), together [`CALL_COPY_TENTHS`] tenths of the batch. The records themselves are
 /// already counted (their requests' reservations). Uncounted, these copies let the peak RSS
 /// under overload reach 3-3.5 times the cap (`scripts/mem-ingest.sh`); counted, requests are
-/// shed while calls hold them. Taken whatever the cap (a call that has started must finish)
+/// shed while calls hold them, and it stays at 1.3-1.7 times for caps of 128 MiB and more. Taken whatever the cap (a call that has started must finish)
 /// and let go of when the call ends.
 struct CallCopies {
     shared: Arc<Shared>,
