@@ -137,13 +137,21 @@ impl HttpDelivery {
             .map(str::to_owned);
         let content_encoding = resp.headers().contains_key(http::header::CONTENT_ENCODING);
         let content_length = resp.headers().contains_key(http::header::CONTENT_LENGTH);
+        // "Less than 1 MiB including headers" (firehose-facts §1.4): the status line, each
+        // header line with its `: ` and CRLF, and the blank line count with the body.
+        let head_bytes = "HTTP/1.1 200 OK\r\n\r\n".len()
+            + resp
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
             bytes.extend_from_slice(&chunk);
-            if bytes.len() >= spec::MAX_RESPONSE_BYTES {
+            if head_bytes + bytes.len() >= spec::MAX_RESPONSE_BYTES {
                 return Err(AttemptError {
                     code: error_code::RESPONSE_TOO_LARGE,
-                    message: "The response from the endpoint is too large (1 MiB or more).".into(),
+                    message: "The response from the endpoint is too large (1 MiB or more, headers included).".into(),
                     permanent: false,
                 });
             }

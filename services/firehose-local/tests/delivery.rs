@@ -244,11 +244,43 @@ async fn the_last_wait_is_cut_to_the_retry_duration() {
 #[tokio::test]
 async fn a_200_that_breaks_the_response_rules_is_not_success() {
     for behaviour in [Behaviour::WrongRequestId, Behaviour::Chunked] {
-        a_200_is_refused(behaviour).await;
+        a_200_is_refused(behaviour, "HttpEndpoint.InvalidResponseFromDestination").await;
     }
 }
 
-async fn a_200_is_refused(behaviour: Behaviour) {
+/// A response must be under 1 MiB headers included (firehose-facts §1.4); one just under it
+/// is success.
+#[tokio::test]
+async fn a_response_of_1_mib_headers_included_is_too_large() {
+    const MIB: usize = 1024 * 1024;
+    let too_large = "HttpEndpoint.ResponseTooLarge";
+    a_200_is_refused(
+        Behaviour::Padded {
+            body: MIB,
+            header: 0,
+        },
+        too_large,
+    )
+    .await;
+    // The body alone is under the limit; with its headers it is not.
+    let body = MIB - 1024;
+    a_200_is_refused(Behaviour::Padded { body, header: 2048 }, too_large).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::Padded { body, header: 512 }).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 0));
+    let fh = spawn_embedded(c).await.unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"x").await;
+    ep.seen.recv().await.unwrap();
+    fh.shutdown().await.unwrap();
+    assert!(
+        error_records(&dir.path().join("backup")).is_empty(),
+        "delivered"
+    );
+}
+
+async fn a_200_is_refused(behaviour: Behaviour, code: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut ep = Endpoint::start(behaviour).await;
     let mut c = config(dir.path());
@@ -260,10 +292,7 @@ async fn a_200_is_refused(behaviour: Behaviour) {
     assert!(ep.seen.try_recv().is_err(), "retry duration 0: no retries");
     let recs = error_records(&dir.path().join("backup"));
     assert_eq!(recs.len(), 1);
-    assert_eq!(
-        recs[0].error_code, "HttpEndpoint.InvalidResponseFromDestination",
-        "{behaviour:?}"
-    );
+    assert_eq!(recs[0].error_code, code, "{behaviour:?}");
     assert_eq!(recs[0].attempts_made, 1);
 }
 

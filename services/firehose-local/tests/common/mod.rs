@@ -34,6 +34,9 @@ pub enum Behaviour {
     WrongRequestId,
     /// 200 with a valid body, sent chunked: no `Content-Length`.
     Chunked,
+    /// 200 with a valid body padded with spaces to `body` bytes and an `x-padding` header of
+    /// `header` bytes.
+    Padded { body: usize, header: usize },
     /// Never answers (the request is still recorded in `seen`, so a test knows it is in
     /// progress); the connection stays open until the client gives up.
     Hang,
@@ -102,6 +105,19 @@ async fn handle(
                 StatusCode::OK,
                 json_type,
                 axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        Behaviour::Padded { body, header } => {
+            let mut padded = spec::success_body(&id, 1);
+            padded.extend(std::iter::repeat_n(' ', body.saturating_sub(padded.len())));
+            (
+                StatusCode::OK,
+                [
+                    ("content-type", "application/json".to_owned()),
+                    ("x-padding", "p".repeat(header)),
+                ],
+                padded,
             )
                 .into_response()
         }
