@@ -266,21 +266,13 @@ async fn a_response_of_1_mib_headers_included_is_too_large() {
     let body = MIB - 1024;
     a_200_is_refused(Behaviour::Padded { body, header: 2048 }, too_large).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut ep = Endpoint::start(Behaviour::Padded { body, header: 512 }).await;
-    let mut c = config(dir.path());
-    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 0));
-    let fh = spawn_embedded(c).await.unwrap();
-    put(&firehose_client(&fh.endpoint_url()), b"x").await;
-    ep.seen.recv().await.unwrap();
-    fh.shutdown().await.unwrap();
-    assert!(
-        error_records(&dir.path().join("backup")).is_empty(),
-        "delivered"
-    );
+    let delivered = one_delivery(Behaviour::Padded { body, header: 512 }).await;
+    assert!(delivered.is_empty(), "delivered: {delivered:?}");
 }
 
-async fn a_200_is_refused(behaviour: Behaviour, code: &str) {
+/// One record delivered (retry duration 0: one attempt) to an endpoint that answers as
+/// `behaviour` says; the error records it left in the backup.
+async fn one_delivery(behaviour: Behaviour) -> Vec<ErrorRecord> {
     let dir = tempfile::tempdir().unwrap();
     let mut ep = Endpoint::start(behaviour).await;
     let mut c = config(dir.path());
@@ -290,7 +282,11 @@ async fn a_200_is_refused(behaviour: Behaviour, code: &str) {
     ep.seen.recv().await.unwrap();
     fh.shutdown().await.unwrap();
     assert!(ep.seen.try_recv().is_err(), "retry duration 0: no retries");
-    let recs = error_records(&dir.path().join("backup"));
+    error_records(&dir.path().join("backup"))
+}
+
+async fn a_200_is_refused(behaviour: Behaviour, code: &str) {
+    let recs = one_delivery(behaviour).await;
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].error_code, code, "{behaviour:?}");
     assert_eq!(recs[0].attempts_made, 1);
