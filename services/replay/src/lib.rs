@@ -98,12 +98,13 @@ pub async fn run(
             std::path::absolute(dir),
         ) && let Ok(relative) = cp.strip_prefix(&dir)
         {
-            let key = relative.to_string_lossy().replace('\\', "/");
             // Nor is the problems file beside it.
-            selection
-                .exclude_keys
-                .push(format!("{key}.problems.ndjson"));
-            selection.exclude_keys.push(key);
+            let problems = checkpoint::problems_path(relative);
+            for path in [relative, problems.as_path()] {
+                selection
+                    .exclude_keys
+                    .push(path.to_string_lossy().replace('\\', "/"));
+            }
         }
     }
     let options = Options {

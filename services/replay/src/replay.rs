@@ -416,7 +416,19 @@ impl<T: Target> ObjectRun<'_, T> {
         }
         self.summary.items += items.len();
 
-        let fingerprint = items_fingerprint(items.iter().map(|(_, item)| &item[..]));
+        // Hashing up to 1 GiB of items is CPU work too: off the workers, as the reading was.
+        let hashed: Vec<Bytes> = items.iter().map(|(_, item)| item.clone()).collect();
+        let fingerprint = match tokio::task::spawn_blocking(move || {
+            items_fingerprint(hashed.iter().map(|item| &item[..]))
+        })
+        .await
+        {
+            Ok(fingerprint) => fingerprint,
+            Err(e) => {
+                self.object_failed(format!("fingerprinting the object failed: {e}"), false);
+                return Ok(());
+            }
+        };
         let mut done = self.checkpoint.done_items(key, size, &fingerprint);
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
         if todo.len() < items.len() {
