@@ -79,7 +79,7 @@ pub struct ProducerConfig {
     /// Longest wait for one `PutRecordBatch` answer before treating it as a retriable failure.
     pub call_timeout: Duration,
     /// Cap on bytes submitted and not yet answered, with the copies each call makes while it
-    /// runs (`CallCopies`); past it submissions are shed.
+    /// runs (`CALL_COPY_TENTHS`); past it submissions are shed.
     pub max_inflight_bytes: usize,
     /// `PutRecordBatch` calls in flight at once.
     pub max_concurrent_calls: usize,
@@ -413,37 +413,14 @@ impl Shared {
     }
 }
 
-/// A call's copies of its records while it runs, counted against the cap: `aws-sdk-firehose`
-/// copies each record into a `Blob` (1×) and serializes them, in base64, into the JSON body
-/// (≈ 1.37×), together [`CALL_COPY_TENTHS`] tenths of the batch. The records themselves are
-/// already counted (their requests' reservations). Uncounted, these copies let the peak RSS
-/// under overload reach 3-3.5 times the cap (`scripts/mem-ingest.sh`); counted, requests are
-/// shed while calls hold them, and it stays at 1.3-1.7 times for caps of 128 MiB and more. Taken whatever the cap (a call that has started must finish)
-/// and let go of when the call ends.
-struct CallCopies {
-    shared: Arc<Shared>,
-    bytes: usize,
-}
-
-/// See [`CallCopies`]: 2.4 bytes per byte of record data.
+/// What a `PutRecordBatch` call's copies of its records cost while it runs, in tenths of the
+/// batch's bytes: `aws-sdk-firehose` copies each record into a `Blob` (1×) and serializes them,
+/// in base64, into the JSON body (≈ 1.37×). The records themselves are already counted (their
+/// requests' reservations); the copies are held by a [`Reservation::forced`] for the call.
+/// Uncounted, they let the peak RSS under overload reach 3-3.5 times the cap
+/// (`scripts/mem-ingest.sh`); counted, requests are shed while calls hold them, and it stays at
+/// 1.3-1.7 times for caps of 128 MiB and more.
 const CALL_COPY_TENTHS: usize = 24;
-
-impl CallCopies {
-    fn hold(shared: &Arc<Shared>, record_bytes: usize) -> Self {
-        let bytes = record_bytes.saturating_mul(CALL_COPY_TENTHS) / 10;
-        shared.force(bytes);
-        Self {
-            shared: Arc::clone(shared),
-            bytes,
-        }
-    }
-}
-
-impl Drop for CallCopies {
-    fn drop(&mut self) {
-        self.shared.release(self.bytes);
-    }
-}
 
 fn gauge(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -460,6 +437,15 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// Holds `bytes` whatever the cap (what has started must finish).
+    fn forced(shared: &Arc<Shared>, bytes: usize) -> Self {
+        shared.force(bytes);
+        Self {
+            shared: Arc::clone(shared),
+            bytes,
+        }
+    }
+
     /// Bytes held.
     #[must_use]
     pub const fn bytes(&self) -> usize {
@@ -1046,7 +1032,7 @@ struct Sender {
     stream: Arc<str>,
     config: Arc<ProducerConfig>,
     metrics: ProducerMetrics,
-    /// The cap, which also counts each call's copies of its records ([`CallCopies`]).
+    /// The cap, which also counts each call's copies of its records ([`CALL_COPY_TENTHS`]).
     shared: Arc<Shared>,
 }
 
@@ -1115,7 +1101,9 @@ impl Sender {
         let bytes: usize = data.iter().map(Bytes::len).sum();
         self.metrics.batch_records.observe(items.len() as f64);
         self.metrics.batch_bytes.observe(bytes as f64);
-        let _copies = CallCopies::hold(&self.shared, bytes);
+        // Taken whatever the cap (a call that has started finishes), let go of when it ends.
+        let _copies =
+            Reservation::forced(&self.shared, bytes.saturating_mul(CALL_COPY_TENTHS) / 10);
         let started = Instant::now();
         let result = crate::sink::within(
             self.config.call_timeout,
