@@ -566,19 +566,21 @@ impl Config {
                 }
             }
             if let Some(h) = &s.http_endpoint {
-                if !(h.url.starts_with("https://") || h.url.starts_with("http://"))
-                    || h.url.len() > 1000
-                {
-                    return bad(format!(
-                        "streams[{n}].http_endpoint.url must be an http(s):// URL of at most 1000 characters"
-                    ));
-                }
-                // Otherwise every batch would fail to build its request, which reads like a
-                // network failure: retried for the whole retry duration, then backed up.
-                if let Err(e) = reqwest::Url::parse(&h.url) {
-                    return bad(format!(
-                        "streams[{n}].http_endpoint.url is not a valid URL: {e}"
-                    ));
+                // Parsed, not only prefix-checked: otherwise every batch would fail to build its
+                // request, which reads like a network failure (retried for the whole retry
+                // duration, then backed up).
+                match reqwest::Url::parse(&h.url) {
+                    Err(e) => {
+                        return bad(format!(
+                            "streams[{n}].http_endpoint.url is not a valid URL: {e}"
+                        ));
+                    }
+                    Ok(url) if !matches!(url.scheme(), "http" | "https") || h.url.len() > 1000 => {
+                        return bad(format!(
+                            "streams[{n}].http_endpoint.url must be an http(s):// URL of at most 1000 characters"
+                        ));
+                    }
+                    Ok(_) => {}
                 }
                 if h.retry_duration_secs > http_endpoint::MAX_RETRY_DURATION_SECS {
                     return bad(format!(

@@ -173,9 +173,6 @@ impl Server {
             if let config::BackupTarget::LocalDir { dir } = &sc.backup.target {
                 local_dirs.push(dir.clone());
             }
-            if sc.http_endpoint.is_none() && !self.destinations.contains_key(&name) {
-                local_dirs.push(sc.local_destination.dir.clone());
-            }
             metrics.init_stream(&name);
             let arn = config.stream_arn(&name);
             let backup = backup::Backup {
@@ -201,12 +198,15 @@ impl Server {
                             source,
                         })?,
                     ),
-                    (None, None) => Arc::new(destination::LocalDestination {
-                        dir: sc.local_destination.dir.clone(),
-                        stream: name.clone(),
-                        version: STREAM_VERSION,
-                        metrics: metrics.clone(),
-                    }),
+                    (None, None) => {
+                        local_dirs.push(sc.local_destination.dir.clone());
+                        Arc::new(destination::LocalDestination {
+                            dir: sc.local_destination.dir.clone(),
+                            stream: name.clone(),
+                            version: STREAM_VERSION,
+                            metrics: metrics.clone(),
+                        })
+                    }
                 };
             let processor = match &sc.processor {
                 None => None,
