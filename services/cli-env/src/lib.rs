@@ -1,4 +1,6 @@
-//! Clap errors that name the environment variable as well as the flag.
+//! What the binaries here share at the edge of the process: clap errors that name the
+//! environment variable as well as the flag (this module), and how they stop ([`stop`]:
+//! signals, escalation, exit).
 //!
 //! Every binary here (`ingest`, `firehose-local`, `replay`) takes each setting from a flag or
 //! from an environment variable (clap's `env`). In a pod, a Lambda or a CI job it is almost
@@ -11,6 +13,8 @@
 //! parser's own reason repeats the value, the reason is dropped too (the error then says only
 //! that the value was refused). Everything else about the error (kind, exit status 2,
 //! `--help`) is clap's.
+
+pub mod stop;
 
 use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};

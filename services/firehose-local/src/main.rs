@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use cli_env::stop::{Signals, Stage};
 use firehose_local::config::{
     BackupConfig, BackupTarget, BufferingHints, Compression, Config, FaultsConfig,
     HttpEndpointConfig, LocalDestinationConfig, ProcessorConfig, ProcessorMode, Secret,
@@ -152,65 +153,14 @@ impl Cli {
     }
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM, installed once at start so that none is missed between the
-/// first and the second.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    /// The next SIGINT or SIGTERM; the exit status of a process killed by it (128 + its number).
-    async fn next(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.interrupt.recv() => 130,
-            _ = self.terminate.recv() => 143,
-        }
-    }
-}
-
-/// Resolves at the first signal, which starts the graceful shutdown; a second one cancels
-/// `hurry`, ending the grace period at once (what is undelivered is backed up, not dropped); a
-/// third exits at once, as `ingest` does.
-async fn shutdown_signal(mut signals: Signals, hurry: tokio_util::sync::CancellationToken) {
-    signals.next().await;
-    tokio::spawn(async move {
-        signals.next().await;
-        tracing::warn!(
-            "second signal: ending the grace period now; what is undelivered goes to backup \
-             (a third signal exits at once)"
-        );
-        hurry.cancel();
-        let code = signals.next().await;
-        tracing::error!("third signal: exiting now; records not yet backed up are lost");
-        std::process::exit(code);
-    });
-}
-
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(serve());
-    leave_blocking_tasks(runtime);
+    // Without waiting for ever on a blocking task the server stopped waiting for: a backup or
+    // destination write on a hung disk past the shutdown cutoff, an in-process transform past
+    // its timeout (whose retry starts another).
+    cli_env::stop::leave_blocking_tasks(runtime);
     result
-}
-
-/// How long the exit waits for blocking tasks still running once everything awaited is done.
-const LEFTOVER_BLOCKING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Shuts the runtime down without waiting for ever. Dropping it waits for every blocking task,
-/// and the service stops waiting for some: a backup or destination write on a hung disk past
-/// the shutdown cutoff, an in-process transform past its timeout (whose retry starts another).
-/// Those were already given up on and reported; the process must still exit.
-fn leave_blocking_tasks(runtime: tokio::runtime::Runtime) {
-    runtime.shutdown_timeout(LEFTOVER_BLOCKING_WAIT);
 }
 
 async fn serve() -> anyhow::Result<()> {
@@ -232,37 +182,24 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let server = firehose_local::Server::new(config)?;
-    let hurry = server.hurry_handle();
-    server
-        .run(listener, shutdown_signal(signals, hurry))
-        .await?;
+    // The first signal starts the graceful shutdown; a second ends the grace period at once
+    // (what is undelivered is backed up, not dropped); a third exits at once, as `ingest` does.
+    let stop = tokio_util::sync::CancellationToken::new();
+    signals.escalate(
+        vec![
+            Stage {
+                begins: stop.clone(),
+                message: "shutting down: delivering what is buffered (a second signal backs it \
+                          up at once, a third exits at once)",
+            },
+            Stage {
+                begins: server.hurry_handle(),
+                message: "ending the grace period now; what is undelivered goes to backup (a \
+                          third signal exits at once)",
+            },
+        ],
+        "exiting now; records not yet backed up are lost",
+    );
+    server.run(listener, stop.cancelled_owned()).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use super::*;
-
-    /// A blocking task that never ends by itself (a write to a hung disk) does not keep the
-    /// exit waiting: dropping the runtime instead would wait until the task ends.
-    #[test]
-    fn the_exit_leaves_a_blocking_task_it_stopped_waiting_for() {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let (release, hung) = mpsc::channel::<()>();
-        runtime.block_on(async move {
-            drop(tokio::task::spawn_blocking(move || hung.recv()));
-        });
-        let (done, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            leave_blocking_tasks(runtime);
-            let _ = done.send(());
-        });
-        let result = exited.recv_timeout(Duration::from_secs(30));
-        // Let the "hung" task end either way, so a failure does not leave the test hanging.
-        drop(release);
-        assert!(result.is_ok(), "the exit waited for the blocking task");
-    }
 }

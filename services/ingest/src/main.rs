@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use cli_env::stop::{Signals, Stage};
 use ingest::config::Config;
 use ingest::{Drain, Drained, Service, Target};
 use tokio::net::TcpListener;
@@ -25,19 +25,10 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(run_to_exit());
-    leave_blocking_tasks(runtime);
+    // Without waiting for ever on a blocking task the service stopped waiting for (the
+    // embedded Firehose's write to a hung disk, past its cutoff).
+    cli_env::stop::leave_blocking_tasks(runtime);
     code
-}
-
-/// How long the exit waits for blocking tasks still running once everything awaited is done.
-const LEFTOVER_BLOCKING_WAIT: Duration = Duration::from_secs(2);
-
-/// Shuts the runtime down without waiting for ever: dropping it waits for every blocking task,
-/// and one the service stopped waiting for (the embedded Firehose's write to a hung disk, past
-/// its cutoff) would then keep the process from exiting at all. Whatever such a task was doing
-/// was already given up on and reported. (The same as `firehose-local`'s exit, tested there.)
-fn leave_blocking_tasks(runtime: tokio::runtime::Runtime) {
-    runtime.shutdown_timeout(LEFTOVER_BLOCKING_WAIT);
 }
 
 async fn run_to_exit() -> ExitCode {
@@ -167,7 +158,7 @@ async fn start(
 async fn serve(
     config: &Config,
     client: aws_sdk_firehose::Client,
-    mut signals: Signals,
+    signals: Signals,
 ) -> Result<Drained, Failed> {
     let service = Service::build(config, Arc::new(client))?;
     let public = TcpListener::bind(config.listen)
@@ -192,51 +183,26 @@ async fn serve(
     };
     // The first signal starts the drain; a second ends its wait for in-flight requests (the
     // embedded local Firehose still flushes); a third exits at once.
-    let cut_short = drain.cut_short.clone();
-    let shutdown = async move {
-        signals.recv().await;
-        tokio::spawn(async move {
-            signals.recv().await;
-            tracing::warn!(
-                "second signal: no longer waiting for in-flight requests (their clients get no \
-                 answer, so they send again); a third signal exits at once"
-            );
-            cut_short.cancel();
-            let code = signals.recv().await;
-            tracing::error!(
-                "third signal: exiting now; records the local Firehose holds (if any) are lost"
-            );
-            std::process::exit(code);
-        });
-    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    signals.escalate(
+        vec![
+            Stage {
+                begins: stop.clone(),
+                message: "shutting down: draining (a second signal stops waiting for in-flight \
+                          requests, a third exits at once)",
+            },
+            Stage {
+                begins: drain.cut_short.clone(),
+                message: "no longer waiting for in-flight requests (their clients get no \
+                          answer, so they send again); a third signal exits at once",
+            },
+        ],
+        "exiting now; records the local Firehose holds (if any) are lost",
+    );
+    let shutdown = stop.cancelled_owned();
     let served = ingest::run(public, admin, service.state, drain, shutdown).await;
     for task in service.background {
         task.abort();
     }
     served.map_err(|e| Failed::Later(e.into()))
-}
-
-/// SIGTERM (what Kubernetes sends) and SIGINT (Ctrl-C), registered once at start.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The next SIGTERM or SIGINT; the exit status a process killed by it has (128 + its
-    /// number).
-    async fn recv(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.term.recv() => 143,
-            _ = self.int.recv() => 130,
-        }
-    }
 }
