@@ -70,10 +70,7 @@ pub struct Summary {
     /// Items of a partly sent object that an earlier run had delivered.
     pub already_sent: usize,
     /// Why the run stopped early, if it did.
-    pub stopped: Option<String>,
-    /// Whether the stop was a target error (a wrong stream, a refused key): every call would
-    /// fail the same way, so running again as it is cannot get past it.
-    pub stop_needs_fix: bool,
+    pub stopped: Option<Stop>,
     /// Objects among `objects_failed` that cannot be read as they are (ZIP, corrupt GZIP, no
     /// readable line, over the size cap, …): a re-run reads them the same way.
     pub objects_unreadable: usize,
@@ -86,6 +83,16 @@ pub struct Summary {
     /// The checkpoint's problems file, where this run and earlier ones appended every problem
     /// (`checkpoint::problems_path`), when there is one.
     pub problems_file: Option<String>,
+}
+
+/// Why a run stopped before it got through everything selected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stop {
+    /// What stopped it, for the summary and the log.
+    pub reason: String,
+    /// Whether it was a target error (a wrong stream, a refused key) or the checkpoint's own
+    /// files: every call would fail the same way, so running again as it is cannot get past it.
+    pub needs_fix: bool,
 }
 
 impl Summary {
@@ -105,18 +112,23 @@ impl Summary {
     }
 
     /// Records that the run stopped early, and whether running it again as it is would stop the
-    /// same way ([`Self::stop_needs_fix`]).
+    /// same way ([`Stop::needs_fix`]).
     pub fn stop(&mut self, reason: String, needs_fix: bool) {
-        self.stopped = Some(reason);
-        self.stop_needs_fix = needs_fix;
+        self.stopped = Some(Stop { reason, needs_fix });
+    }
+
+    /// What stopped the run early, if something did.
+    #[must_use]
+    pub fn stop_reason(&self) -> Option<&str> {
+        self.stopped.as_ref().map(|stop| stop.reason.as_str())
     }
 
     /// Whether running the same command again, as it is, cannot complete the replay
-    /// ([`Self::stop_needs_fix`] or [`Self::objects_unreadable`]): fix what the summary names
+    /// ([`Stop::needs_fix`] or [`Self::objects_unreadable`]): fix what the summary names
     /// first. A retry loop must stop on it (exit status 3).
     #[must_use]
     pub fn needs_fix(&self) -> bool {
-        (self.stop_needs_fix && self.stopped.is_some()) || self.objects_unreadable > 0
+        self.stopped.as_ref().is_some_and(|stop| stop.needs_fix) || self.objects_unreadable > 0
     }
 
     /// Whether the replay is complete: everything selected was read and delivered.
@@ -186,11 +198,14 @@ impl fmt::Display for Summary {
             )?;
         }
         match &self.stopped {
-            Some(reason) if self.stop_needs_fix => writeln!(
+            Some(Stop {
+                reason,
+                needs_fix: true,
+            }) => writeln!(
                 f,
                 "stopped early: {reason}; fix that, then run the same command again to resume"
             ),
-            Some(reason) => writeln!(
+            Some(Stop { reason, .. }) => writeln!(
                 f,
                 "stopped early: {reason}; run the same command again to resume"
             ),
@@ -216,7 +231,10 @@ mod tests {
             skipped: 1,
             rejected: 1,
             unsent: 2,
-            stopped: Some("target unavailable".into()),
+            stopped: Some(Stop {
+                reason: "target unavailable".into(),
+                needs_fix: false,
+            }),
             ..Summary::default()
         };
         let mut s = s;
@@ -242,12 +260,11 @@ mod tests {
         assert!(!s.complete());
         assert!(Summary::default().complete());
         assert!(!s.needs_fix());
-        s.stop_needs_fix = true;
+        s.stop("target unavailable".into(), true);
         assert!(s.needs_fix());
         assert!(s.to_string().contains("fix that, then run"), "{s}");
         // An unreadable object, then an interruption: each is worded as what it is.
-        s.stop_needs_fix = false;
-        s.stopped = Some("interrupted".into());
+        s.stop("interrupted".into(), false);
         s.objects_unreadable = 1;
         let text = s.to_string();
         assert!(s.needs_fix());

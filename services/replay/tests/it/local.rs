@@ -334,7 +334,7 @@ async fn a_refusal_of_the_whole_request_stops_the_run_and_marks_nothing_done() {
     assert!(!summary.complete(), "{summary}");
     assert_eq!((summary.sent, summary.rejected), (0, 0), "{summary}");
     assert_eq!(door.requests(), 1, "no splitting");
-    let stopped = summary.stopped.clone().unwrap_or_default();
+    let stopped = summary.stop_reason().unwrap_or_default();
     assert!(
         stopped.contains("415") && stopped.contains("as a whole"),
         "{stopped}"
@@ -456,7 +456,7 @@ async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once(
     let stopped = replay::run(&config, &mut Vec::new(), &cancel)
         .await
         .expect("the replay runs");
-    assert_eq!(stopped.stopped.as_deref(), Some("interrupted"));
+    assert_eq!(stopped.stop_reason(), Some("interrupted"));
     assert_eq!(stopped.sent, 0);
     assert_eq!(door.requests(), 0);
 
@@ -479,7 +479,7 @@ async fn events_delivered_before_a_configuration_error_are_not_sent_again() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
     let (first, _) = run_to_http(&url, &cp, &EVERY_KIND).await;
-    let stopped = first.stopped.clone().unwrap_or_default();
+    let stopped = first.stop_reason().unwrap_or_default();
     assert!(stopped.contains("credentials"), "{first}");
     assert_eq!(door.ids(), ["ad-1", "ad-3"]);
     assert_eq!(first.sent, 2, "{first}");
@@ -526,7 +526,7 @@ async fn a_redirect_is_not_followed_and_stops_the_run() {
     let (summary, _) = run_to_http(&url, &cp, &EVERY_KIND).await;
     assert_eq!(summary.sent, 0, "{summary}");
     assert!(!summary.complete(), "{summary}");
-    let stopped = summary.stopped.clone().unwrap_or_default();
+    let stopped = summary.stop_reason().unwrap_or_default();
     assert!(
         stopped.contains("302") && stopped.contains("/welcome") && stopped.contains("redirect"),
         "{summary}"

@@ -205,10 +205,7 @@ async fn a_stream_outage_stops_the_replay_and_the_rerun_delivers_the_rest_once()
     fake.down.store(true, Ordering::SeqCst);
     let first = run_into(&fake, &cp).await;
     assert!(
-        first
-            .stopped
-            .as_deref()
-            .is_some_and(|s| s.contains("Slow down")),
+        first.stop_reason().is_some_and(|s| s.contains("Slow down")),
         "{first}"
     );
     assert_eq!(first.sent, 0);
@@ -227,7 +224,7 @@ async fn a_permanent_error_stops_at_once_and_a_missing_stream_before_anything_is
     fake.access_denied.store(true, Ordering::SeqCst);
     let tmp = tempfile::tempdir().expect("tempdir");
     let summary = run_into(&fake, &tmp.path().join("cp.json")).await;
-    let stopped = summary.stopped.clone().unwrap_or_default();
+    let stopped = summary.stop_reason().unwrap_or_default();
     assert!(stopped.contains("AccessDeniedException"), "{summary}");
     assert_eq!(fake.calls.load(Ordering::SeqCst), 1, "not retried");
 
@@ -266,7 +263,7 @@ async fn records_accepted_before_a_permanent_error_are_not_sent_again() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
     let first = run_into(&fake, &cp).await;
-    let stopped = first.stopped.clone().unwrap_or_default();
+    let stopped = first.stop_reason().unwrap_or_default();
     assert!(stopped.contains("AccessDeniedException"), "{first}");
     assert_eq!(fake.ids(), ["ad-1", "ad-3"]);
     assert_eq!(first.sent, 2, "{first}");
@@ -435,7 +432,7 @@ async fn a_checkpoint_that_cannot_be_saved_stops_the_run_with_its_summary() {
         },
     )
     .await;
-    let stopped = summary.stopped.clone().expect("the run stopped");
+    let stopped = summary.stop_reason().expect("the run stopped");
     assert!(stopped.contains("cp.json"), "{stopped}");
     assert!(stopped.contains("may send them again"), "{stopped}");
     assert!(summary.needs_fix(), "{summary}");
