@@ -197,7 +197,6 @@ impl Producer {
         let dispatcher = Dispatcher {
             sink,
             stream: Arc::from(stream.into()),
-            metrics: shared.metrics.clone(),
             shared: Arc::clone(&shared),
             config,
             queue: Arc::clone(&queue),
@@ -960,7 +959,7 @@ struct Dispatcher {
     sink: Arc<dyn RecordSink>,
     stream: Arc<str>,
     config: Arc<ProducerConfig>,
-    metrics: ProducerMetrics,
+    /// The cap and the metrics.
     shared: Arc<Shared>,
     queue: Arc<Queue>,
 }
@@ -1017,7 +1016,6 @@ impl Dispatcher {
             sink: Arc::clone(&self.sink),
             stream: Arc::clone(&self.stream),
             config: Arc::clone(&self.config),
-            metrics: self.metrics.clone(),
             shared: Arc::clone(&self.shared),
         };
         tasks.spawn(async move {
@@ -1031,8 +1029,8 @@ struct Sender {
     sink: Arc<dyn RecordSink>,
     stream: Arc<str>,
     config: Arc<ProducerConfig>,
-    metrics: ProducerMetrics,
-    /// The cap, which also counts each call's copies of its records ([`CALL_COPY_TENTHS`]).
+    /// The cap, which also counts each call's copies of its records ([`CALL_COPY_TENTHS`]),
+    /// and the metrics.
     shared: Arc<Shared>,
 }
 
@@ -1051,7 +1049,10 @@ impl Sender {
                 return;
             }
             if attempt > 0 {
-                self.metrics.records_retried.inc_by(items.len() as u64);
+                self.shared
+                    .metrics
+                    .records_retried
+                    .inc_by(items.len() as u64);
             }
             // One span per call (exported when trace export is on). A batch mixes records of
             // many requests, so it starts a trace of its own rather than joining one of theirs.
@@ -1099,8 +1100,11 @@ impl Sender {
     async fn attempt(&self, items: Vec<Item>) -> (Vec<Item>, Option<SinkError>) {
         let data: Vec<Bytes> = items.iter().map(|i| i.data.clone()).collect();
         let bytes: usize = data.iter().map(Bytes::len).sum();
-        self.metrics.batch_records.observe(items.len() as f64);
-        self.metrics.batch_bytes.observe(bytes as f64);
+        self.shared
+            .metrics
+            .batch_records
+            .observe(items.len() as f64);
+        self.shared.metrics.batch_bytes.observe(bytes as f64);
         // Taken whatever the cap (a call that has started finishes), let go of when it ends.
         let _copies =
             Reservation::forced(&self.shared, bytes.saturating_mul(CALL_COPY_TENTHS) / 10);
@@ -1110,7 +1114,8 @@ impl Sender {
             self.sink.put_batch(&self.stream, data),
         )
         .await;
-        self.metrics
+        self.shared
+            .metrics
             .put_batch_duration
             .observe(started.elapsed().as_secs_f64());
         match result {
@@ -1125,7 +1130,8 @@ impl Sender {
                             error_code,
                             message,
                         } => {
-                            self.metrics
+                            self.shared
+                                .metrics
                                 .records_failed
                                 .with_label_values(&[label(&error_code)])
                                 .inc();
@@ -1147,7 +1153,8 @@ impl Sender {
                 } else {
                     call_outcome::PARTIAL
                 };
-                self.metrics
+                self.shared
+                    .metrics
                     .put_batch_calls
                     .with_label_values(&[outcome])
                     .inc();
@@ -1174,11 +1181,13 @@ impl Sender {
     }
 
     fn call_failed(&self, items: Vec<Item>, error: SinkError) -> (Vec<Item>, Option<SinkError>) {
-        self.metrics
+        self.shared
+            .metrics
             .put_batch_calls
             .with_label_values(&[call_outcome::ERROR])
             .inc();
-        self.metrics
+        self.shared
+            .metrics
             .records_failed
             .with_label_values(&[label(&error.code)])
             .inc_by(items.len() as u64);
