@@ -189,13 +189,21 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     // checked on the blocking pool, so the async workers keep answering small requests. Up to
     // 1 MiB stays inline (about a millisecond at most without a schema): a pool hand-off
     // would cost a batch of 100 small events more than its check.
+    //
+    // The reservation goes with the work and comes back with it, like the decompressor's: if
+    // the client goes away meanwhile (hyper drops this future), the work still holds the body
+    // until it ends, and the cap must count it until then. Kept here, it was let go at once,
+    // and clients that send large bodies and hang up could hold memory the cap did not see.
     let checked = if body.len() > INLINE_VALIDATION_BYTES {
         let body = body.clone();
         let state = state.clone();
-        on_blocking_pool("could not validate the body", move || {
-            validate::records(&body, framing, state.schema(), state.max_events())
+        let (checked, back) = on_blocking_pool("could not validate the body", move || {
+            let checked = validate::records(&body, framing, state.schema(), state.max_events());
+            (checked, held)
         })
-        .await?
+        .await?;
+        held = back;
+        checked
     } else {
         validate::records(&body, framing, state.schema(), state.max_events())
     };

@@ -1119,3 +1119,44 @@ async fn unknown_paths_are_404_and_admin_paths_are_not_public() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// A body over 1 MiB is validated on the blocking pool. A client that goes away meanwhile
+/// (hyper drops the handler) must not take the body off the in-flight cap while that work
+/// still holds it and its copy: clients that send large bodies and hang up could otherwise hold
+/// memory the cap does not see.
+#[test]
+fn a_body_validated_for_a_client_gone_stays_counted_until_the_work_ends() {
+    // One blocking thread, held by the test: the validation queues behind it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = app();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = tokio::task::spawn_blocking(move || gate.recv());
+        let body: String = (0..25_000)
+            .map(|i| format!("{{\"i\":{i},\"pad\":\"abcdefghijklmnopqrstuvwxyz\"}}\n"))
+            .collect();
+        assert!(body.len() > 1024 * 1024, "{}", body.len());
+        let router = app.router.clone();
+        let request = post("/v1/events", "application/x-ndjson", body.clone());
+        let client = tokio::spawn(async move { send(&router, request).await });
+        // Read in one piece, so the handler has gone on to the pool when this runs again.
+        until_held(&app, body.len()).await;
+        client.abort();
+        assert!(client.await.is_err_and(|e| e.is_cancelled()));
+        assert!(
+            app.state.producer().inflight_bytes() >= body.len(),
+            "the body was let go while the validation still holds it: {} held",
+            app.state.producer().inflight_bytes()
+        );
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        // The pool runs its queue in order: a task queued now ends after the validation.
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+        assert_eq!(app.state.producer().inflight_bytes(), 0);
+        assert!(app.sink.records().is_empty(), "nothing is sent for it");
+    });
+}
