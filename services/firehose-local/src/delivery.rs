@@ -38,6 +38,9 @@ pub mod error_code {
     pub const CONNECTION_FAILED: &str = "HttpEndpoint.ConnectionFailed";
     /// The connection broke mid-request.
     pub const CONNECTION_RESET: &str = "HttpEndpoint.ConnectionReset";
+    /// The TLS handshake failed: a certificate the client does not trust (self-signed, expired,
+    /// for another name), or no TLS at all on an `https://` URL's port.
+    pub const SSL_HANDSHAKE_FAILURE: &str = "HttpEndpoint.SSLHandshakeFailure";
     /// Not a Firehose code (Firehose keeps records for 24 h instead): the shutdown grace period
     /// ended before the batch was sent at all, so it went to backup with `attemptsMade` 0. The
     /// processor stage uses it too, for a batch never sent to the transform function
@@ -210,6 +213,11 @@ fn classify(e: &reqwest::Error) -> AttemptError {
             error_code::REQUEST_TIMEOUT,
             "The endpoint did not respond within the timeout",
         )
+    } else if is_tls_failure(e) {
+        (
+            error_code::SSL_HANDSHAKE_FAILURE,
+            "The TLS handshake with the endpoint failed",
+        )
     } else if e.is_connect() {
         (
             error_code::CONNECTION_FAILED,
@@ -232,6 +240,35 @@ fn classify(e: &reqwest::Error) -> AttemptError {
         message,
         permanent: false,
     }
+}
+
+/// Whether `e` comes from TLS (rustls) rather than the network. The connector reports a
+/// handshake failure as an `io::Error` wrapping an `io::Error` wrapping the `rustls::Error`, and
+/// `io::Error::source` skips the error it wraps, so each source is also looked into. Only a
+/// connection being set up has a handshake, so only connect errors count.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    fn is_rustls(mut error: &(dyn std::error::Error + 'static)) -> bool {
+        loop {
+            if error.is::<rustls::Error>() {
+                return true;
+            }
+            match error
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(inner) => error = inner,
+                None => return false,
+            }
+        }
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if is_rustls(s) {
+            return e.is_connect();
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl Destination for HttpDelivery {

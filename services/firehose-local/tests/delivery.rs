@@ -602,3 +602,40 @@ async fn shutdown_backs_up_transform_batches_at_once_when_the_function_hangs() {
     }
     assert!(files(&dir.path().join("delivered")).is_empty());
 }
+
+/// An `https://` endpoint whose port does not speak TLS (here, a plain HTTP answer to the
+/// ClientHello) fails the handshake: `SSLHandshakeFailure`, as Firehose reports it, not a
+/// connection failure, so the operator looks at the certificate and the URL, not the network.
+#[tokio::test]
+async fn a_failed_tls_handshake_is_an_ssl_handshake_failure() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Retry duration 0: one attempt, one connection.
+    let plain = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 512];
+        let _ = socket.read(&mut hello).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    });
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&format!("https://127.0.0.1:{port}/v1"), 0));
+    let fh = spawn_embedded(c).await.unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"x").await;
+    fh.shutdown().await.unwrap();
+    plain.await.unwrap();
+    let recs = error_records(&dir.path().join("backup"));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        recs[0].error_code, "HttpEndpoint.SSLHandshakeFailure",
+        "{recs:?}"
+    );
+    assert!(
+        recs[0].error_message.contains("TLS handshake"),
+        "{}",
+        recs[0].error_message
+    );
+}
