@@ -687,8 +687,8 @@ AWS_METRICS = {
     # dimensions FunctionName and DeliveryStream).
     "FirehoseTransform": {
         "Records", "Ok", "OkLines", "OkBrokenObject", "Dropped", "Failed",
-        "FailedInvalidBase64", "FailedInvalidUtf8", "FailedGzipCompressed", "FailedOverBudget",
-        "FailedOverRecordLimit", "ResponseBytes",
+        "FailedInvalidBase64", "FailedInvalidUtf8", "FailedGzipCompressed",
+        "UnenrichedOverBudget", "UnenrichedOverRecordLimit", "ResponseBytes",
     },
 }
 

@@ -13,9 +13,13 @@
 //! *whole* batch. Enrichment makes records bigger (tiny records grow by more than the input
 //! leaves free), so the response is budgeted: before writing, the size of the worst case, every
 //! record returned `ProcessingFailed` with its original data, is reserved. Each record may then
-//! use its transformed form only if that still leaves room for the fallback of every record
-//! after it; otherwise it falls back itself. The response therefore never exceeds the budget,
-//! records keep their order, and only the records that do not fit go to the S3 backup.
+//! use its enriched form only if that still leaves room for the fallback of every record after
+//! it; otherwise it falls back itself: returned `Ok` as it came, without our members
+//! ([`UnenrichedReason`]), which is never longer than that reservation. The response therefore
+//! never exceeds the budget, records keep their order, and every record that can be delivered
+//! is: the ones that do not fit enriched reach New Relic without our three members, instead of
+//! the S3 backup. (With the default 1 MB processor buffer, an invocation of 40-byte events
+//! holds ~25,000 records, and enriching all of them would need ~8 MB.)
 
 use std::borrow::Cow;
 
@@ -23,7 +27,7 @@ use base64_simd::STANDARD as BASE64;
 use firehose_formats::limits::LAMBDA_RESPONSE_BUDGET;
 
 use crate::enrich::{Shape, Stamp};
-use crate::record::{FailureReason, Outcome, RecordResult, Scratch};
+use crate::record::{FailureReason, Outcome, RecordResult, Scratch, UnenrichedReason};
 use crate::scan::{self, Cursor};
 use crate::telemetry::{EventSource, FailureSamples};
 
@@ -78,10 +82,12 @@ pub struct InvocationStats {
     pub failed_invalid_utf8: usize,
     /// `ProcessingFailed` because the decoded data was gzip.
     pub failed_gzip_compressed: usize,
-    /// `ProcessingFailed` because the transformed record did not fit the response budget.
-    pub failed_over_budget: usize,
-    /// `ProcessingFailed` because the transformed record was over Firehose's record limit.
-    pub failed_over_record_limit: usize,
+    /// `Ok` records returned as they came, without our members, because the enriched record
+    /// did not fit the response budget.
+    pub unenriched_over_budget: usize,
+    /// `Ok` records returned as they came, without our members, because the enriched record
+    /// was over Firehose's record limit.
+    pub unenriched_over_record_limit: usize,
     /// Size of the event JSON.
     pub event_bytes: usize,
     /// Total decoded size of the records' data that was valid base64.
@@ -105,9 +111,15 @@ impl InvocationStats {
             Some(FailureReason::InvalidBase64) => self.failed_invalid_base64 += 1,
             Some(FailureReason::InvalidUtf8) => self.failed_invalid_utf8 += 1,
             Some(FailureReason::GzipCompressed) => self.failed_gzip_compressed += 1,
-            Some(FailureReason::OverResponseBudget) => self.failed_over_budget += 1,
-            Some(FailureReason::OverRecordLimit) => self.failed_over_record_limit += 1,
             None => {}
+        }
+    }
+
+    fn count_unenriched(&mut self, reason: UnenrichedReason) {
+        self.ok += 1;
+        match reason {
+            UnenrichedReason::OverResponseBudget => self.unenriched_over_budget += 1,
+            UnenrichedReason::OverRecordLimit => self.unenriched_over_record_limit += 1,
         }
     }
 }
@@ -242,7 +254,7 @@ pub fn process_event_with_budget(
         if !matches!(outcome, Outcome::Failed(FailureReason::InvalidBase64)) {
             stats.decoded_bytes += scratch.decoded_len();
         }
-        let outcome = match outcome {
+        let unenriched = match outcome {
             Outcome::Transformed(shape) => {
                 let len = record_len(
                     record.id_json.len(),
@@ -263,28 +275,43 @@ pub fn process_event_with_budget(
                     }
                     continue;
                 }
-                Outcome::Failed(FailureReason::OverResponseBudget)
+                UnenrichedReason::OverResponseBudget
             }
-            other => other,
+            Outcome::Unenriched(reason) => reason,
+            Outcome::Dropped => {
+                // Dropped is shorter than ProcessingFailed with the same data: it fits.
+                write_unchanged(&mut out, record, RecordResult::Dropped, &mut committed);
+                stats.count(RecordResult::Dropped, None);
+                continue;
+            }
+            Outcome::Failed(reason) => {
+                write_unchanged(
+                    &mut out,
+                    record,
+                    RecordResult::ProcessingFailed,
+                    &mut committed,
+                );
+                stats.count(RecordResult::ProcessingFailed, Some(reason));
+                stats.failures.record(|| record.id(), reason);
+                continue;
+            }
         };
-        let (result, failure) = match outcome {
-            Outcome::Dropped => (RecordResult::Dropped, None),
-            Outcome::Failed(reason) => (RecordResult::ProcessingFailed, Some(reason)),
-            // Handled above; kept total without a panic path.
-            Outcome::Transformed(_) => (
-                RecordResult::ProcessingFailed,
-                Some(FailureReason::OverResponseBudget),
-            ),
-        };
-        // Dropped is shorter than ProcessingFailed with the same data, so this always fits.
-        committed += record_len(record.id_json.len(), result, record.data_json.len());
-        write_head(&mut out, record.id_json, result);
-        out.extend_from_slice(record.data_json);
-        out.push(b'}');
-        stats.count(result, failure);
-        if let Some(reason) = failure {
-            stats.failures.record(|| record.id(), reason);
+        // As it came: never longer than the original data, and `Ok` is shorter than
+        // `ProcessingFailed`, so it fits in the reservation it replaces.
+        if scratch.unenrich() {
+            committed += record_len(
+                record.id_json.len(),
+                RecordResult::Ok,
+                base64_len(scratch.payload().len()) + 2,
+            );
+            write_head(&mut out, record.id_json, RecordResult::Ok);
+            out.push(b'"');
+            BASE64.encode_append(scratch.payload(), &mut out);
+            out.extend_from_slice(b"\"}");
+        } else {
+            write_unchanged(&mut out, record, RecordResult::Ok, &mut committed);
         }
+        stats.count_unenriched(unenriched);
     }
     out.extend_from_slice(CLOSE);
     debug_assert_eq!(
@@ -297,6 +324,19 @@ pub fn process_event_with_budget(
 }
 
 /// `{"recordId":<id>,"result":"<result>","data":` — the caller writes the data and `}`.
+/// Writes `record` with `result` and its original `data` literal, and counts its length.
+fn write_unchanged(
+    out: &mut Vec<u8>,
+    record: &EventRecord<'_>,
+    result: RecordResult,
+    committed: &mut usize,
+) {
+    *committed += record_len(record.id_json.len(), result, record.data_json.len());
+    write_head(out, record.id_json, result);
+    out.extend_from_slice(record.data_json);
+    out.push(b'}');
+}
+
 fn write_head(out: &mut Vec<u8>, id_json: &[u8], result: RecordResult) {
     out.extend_from_slice(RECORD_ID);
     out.extend_from_slice(id_json);

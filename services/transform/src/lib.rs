@@ -21,6 +21,9 @@
 //!    Members with one of those three names are removed first, so the output has them once.
 //! 4. Any other JSON value, or text that is not JSON, becomes `{"message":<value or text>}` plus
 //!    the same three members. One trailing line ending is not part of the text.
+//! 5. A record that does not fit enriched (in Lambda's 6 MB response, or in Firehose's record
+//!    limit) comes back `Ok` as it came, without the three members ([`UnenrichedReason`]):
+//!    delivered rather than backed up.
 //!
 //! # Layout
 //!
@@ -42,7 +45,7 @@ mod scan;
 pub mod telemetry;
 
 pub use event::{InvocationError, InvocationStats, process_event, process_event_with_stats};
-pub use record::{FailureReason, RecordOutput, RecordResult, transform_record};
+pub use record::{FailureReason, RecordOutput, RecordResult, UnenrichedReason, transform_record};
 pub use telemetry::{EventSource, FailureSamples};
 
 /// The member names the transform adds to every enriched object, in output order.

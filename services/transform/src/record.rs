@@ -53,17 +53,6 @@ pub enum FailureReason {
          (CloudWatch Logs sources), or send the data uncompressed"
     )]
     GzipCompressed,
-    /// The transformed record did not fit in Lambda's 6 MB response; returned unchanged so that
-    /// Firehose backs it up instead of failing the whole batch.
-    #[error("transformed record does not fit in the Lambda response budget")]
-    OverResponseBudget,
-    /// The transformed record is larger than a Firehose record may be (1,024,000 bytes,
-    /// [`firehose_formats::limits::MAX_RECORD_BYTES`]; an HTTP-endpoint request carries no
-    /// larger record). Enrichment can push a record near the limit over it (escaping text can
-    /// double it), and what Firehose does with such a record is not documented; returned
-    /// unchanged, the record is backed up to S3 instead.
-    #[error("transformed record is larger than Firehose's 1,024,000-byte record limit")]
-    OverRecordLimit,
 }
 
 impl FailureReason {
@@ -74,6 +63,36 @@ impl FailureReason {
             Self::InvalidBase64 => "invalid_base64",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::GzipCompressed => "gzip_compressed",
+        }
+    }
+}
+
+/// Why a record was returned `Ok` as it came, without our members: delivering an event
+/// unenriched is better than sending it to the S3 backup, where it reaches New Relic only if
+/// someone replays it (and a replay through the same stream can meet the same limit again).
+/// "As it came" means its decoded text with a leading byte order mark and one trailing line
+/// ending left out, and, when it is JSON, its line breaks made spaces (the same value, on one
+/// line, as New Relic reads records line by line). It is never longer than the original, so it
+/// fits wherever the original did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum UnenrichedReason {
+    /// The enriched record did not fit in Lambda's 6 MB response (many small records in one
+    /// invocation grow past it: our members add ~130 bytes to each).
+    #[error("the enriched record does not fit in the Lambda response budget")]
+    OverResponseBudget,
+    /// The enriched record is larger than a Firehose record may be (1,024,000 bytes,
+    /// [`firehose_formats::limits::MAX_RECORD_BYTES`]; an HTTP-endpoint request carries no
+    /// larger record): our members push a record near the limit over it, and escaping can
+    /// double text. What Firehose does with an `Ok` record over the limit is not documented.
+    #[error("the enriched record is larger than Firehose's 1,024,000-byte record limit")]
+    OverRecordLimit,
+}
+
+impl UnenrichedReason {
+    /// A stable, machine-friendly name for logs and metrics.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
             Self::OverResponseBudget => "over_response_budget",
             Self::OverRecordLimit => "over_record_limit",
         }
@@ -85,10 +104,13 @@ impl FailureReason {
 pub struct RecordOutput {
     /// The status for Firehose.
     pub result: RecordResult,
-    /// Base64 data: the enriched payload for `Ok`, the input unchanged otherwise.
+    /// Base64 data: the enriched payload for `Ok` (or the record as it came, see
+    /// `unenriched`), the input unchanged otherwise.
     pub data: String,
     /// Set exactly when `result` is `ProcessingFailed`.
     pub failure: Option<FailureReason>,
+    /// Set when `result` is `Ok` but the record is returned as it came, without our members.
+    pub unenriched: Option<UnenrichedReason>,
 }
 
 /// Applies the per-record rules (see the crate docs) to one record.
@@ -101,12 +123,22 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
     let stamp = Stamp::new(now_ms);
     let mut id_json = Vec::with_capacity(record_id.len() + 2);
     json::write_escaped(&mut id_json, record_id);
+    let mut unenriched = None;
     let (result, data, failure) = match scratch.transform(&id_json, data.as_bytes(), &stamp) {
         Outcome::Transformed(_) => (
             RecordResult::Ok,
             BASE64.encode_to_string(scratch.payload()),
             None,
         ),
+        Outcome::Unenriched(reason) => {
+            unenriched = Some(reason);
+            let data = if scratch.unenrich() {
+                BASE64.encode_to_string(scratch.payload())
+            } else {
+                data.to_owned()
+            };
+            (RecordResult::Ok, data, None)
+        }
         Outcome::Dropped => (RecordResult::Dropped, data.to_owned(), None),
         Outcome::Failed(reason) => (
             RecordResult::ProcessingFailed,
@@ -118,6 +150,7 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
         result,
         data,
         failure,
+        unenriched,
     }
 }
 
@@ -126,6 +159,8 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
 pub(crate) enum Outcome {
     /// The enriched payload (not yet base64) is in [`Scratch::payload`]; what the record was.
     Transformed(Shape),
+    /// The record is to be returned as it came ([`Scratch::unenrich`]), and why.
+    Unenriched(UnenrichedReason),
     Dropped,
     Failed(FailureReason),
 }
@@ -136,6 +171,8 @@ pub(crate) struct Scratch {
     decoded: Vec<u8>,
     payload: Vec<u8>,
     scanner: ObjectScan,
+    /// What the last transformed record was (for [`Self::unenrich`]).
+    shape: Option<Shape>,
 }
 
 impl Scratch {
@@ -144,6 +181,7 @@ impl Scratch {
     pub(crate) fn transform(&mut self, id_json: &[u8], data: &[u8], stamp: &Stamp) -> Outcome {
         self.decoded.clear();
         self.payload.clear();
+        self.shape = None;
         if BASE64.decode_append(data, &mut self.decoded).is_err() {
             return Outcome::Failed(FailureReason::InvalidBase64);
         }
@@ -161,10 +199,34 @@ impl Scratch {
             return Outcome::Dropped;
         }
         let shape = enrich::enrich(text, id_json, stamp, &mut self.scanner, &mut self.payload);
+        self.shape = Some(shape);
         if self.payload.len() > MAX_RECORD_BYTES {
-            return Outcome::Failed(FailureReason::OverRecordLimit);
+            return Outcome::Unenriched(UnenrichedReason::OverRecordLimit);
         }
         Outcome::Transformed(shape)
+    }
+
+    /// Puts the last transformed record as it came into [`Self::payload`] (see
+    /// [`UnenrichedReason`]), replacing its enriched form. False when that is the decoded data
+    /// byte for byte: the original `data` literal is then the answer, with no new base64.
+    pub(crate) fn unenrich(&mut self) -> bool {
+        let mut text: &[u8] = &self.decoded;
+        text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+        if let Some(rest) = text.strip_suffix(b"\n") {
+            text = rest.strip_suffix(b"\r").unwrap_or(rest);
+        }
+        let json = matches!(self.shape, Some(Shape::Object | Shape::Value));
+        let changed = text.len() != self.decoded.len()
+            || (json && text.iter().any(|b| matches!(b, b'\n' | b'\r')));
+        if !changed {
+            return false;
+        }
+        self.payload.clear();
+        self.payload.extend_from_slice(text);
+        if json {
+            firehose_formats::json_scan::line_breaks_to_spaces(&mut self.payload);
+        }
+        true
     }
 
     /// Length of the decoded input of the last [`Self::transform`] call.
@@ -216,24 +278,44 @@ mod tests {
     }
 
     #[test]
-    fn a_record_enriched_past_the_record_limit_fails_with_the_data_unchanged() {
-        // An object that fits the limit by itself, and our three members take it over.
-        let object = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_RECORD_BYTES - 10));
-        assert!(object.len() <= MAX_RECORD_BYTES);
-        let data = b64(object.as_bytes());
-        let out = transform_record("rec-1", &data, NOW);
-        assert_eq!(out.result, RecordResult::ProcessingFailed);
-        assert_eq!(out.failure, Some(FailureReason::OverRecordLimit));
-        assert_eq!(out.data, data, "returned unchanged, for the backup");
-        // Text that escaping doubles: 600,000 quotes are 1,200,000 bytes once escaped.
+    fn a_record_enriched_past_the_record_limit_is_delivered_as_it_came() {
+        // An object that fits the limit by itself, and our three members take it over. As
+        // `ingest` sends it: one line, then `\n`, which is left out as from an enriched record.
+        let object = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_RECORD_BYTES - 11));
+        assert_eq!(object.len() + 1, MAX_RECORD_BYTES);
+        let out = transform_record("rec-1", &b64(format!("{object}\n").as_bytes()), NOW);
+        assert_eq!(out.result, RecordResult::Ok);
+        assert_eq!(out.failure, None);
+        assert_eq!(out.unenriched, Some(UnenrichedReason::OverRecordLimit));
+        assert_eq!(decoded(&out), object);
+        // Pretty-printed: delivered on one line, the same value.
+        let pretty = format!(
+            "{{\r\n  \"pad\": \"{}\"\n}}",
+            "x".repeat(MAX_RECORD_BYTES - 40)
+        );
+        let out = transform_record("rec-2", &b64(pretty.as_bytes()), NOW);
+        assert_eq!(out.unenriched, Some(UnenrichedReason::OverRecordLimit));
+        let flat = decoded(&out);
+        assert!(!flat.contains(['\n', '\r']), "one line");
+        assert_eq!(flat.len(), pretty.len());
+        assert_eq!(
+            serde_json::from_str::<Value>(&flat).unwrap(),
+            serde_json::from_str::<Value>(&pretty).unwrap()
+        );
+        // Text that escaping doubles: 600,000 quotes are 1,200,000 bytes once escaped. Text
+        // needs no change: the original `data` comes back as it was.
         let data = b64("\"".repeat(600_000).as_bytes());
-        let out = transform_record("rec-2", &data, NOW);
-        assert_eq!(out.failure, Some(FailureReason::OverRecordLimit));
+        let out = transform_record("rec-3", &data, NOW);
+        assert_eq!(out.result, RecordResult::Ok);
+        assert_eq!(out.unenriched, Some(UnenrichedReason::OverRecordLimit));
+        assert_eq!(out.data, data);
         // The largest record that still fits is enriched.
         let fits = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_RECORD_BYTES - 200));
-        let out = transform_record("rec-3", &b64(fits.as_bytes()), NOW);
+        let out = transform_record("rec-4", &b64(fits.as_bytes()), NOW);
         assert_eq!(out.result, RecordResult::Ok);
+        assert_eq!(out.unenriched, None);
         assert!(decoded(&out).len() <= MAX_RECORD_BYTES);
+        assert!(decoded(&out).contains("\"_record_id\":\"rec-4\""));
     }
 
     #[test]

@@ -107,11 +107,15 @@ impl Emf {
                 "Count",
                 stats.failed_gzip_compressed,
             ),
-            ("FailedOverBudget", "Count", stats.failed_over_budget),
             (
-                "FailedOverRecordLimit",
+                "UnenrichedOverBudget",
                 "Count",
-                stats.failed_over_record_limit,
+                stats.unenriched_over_budget,
+            ),
+            (
+                "UnenrichedOverRecordLimit",
+                "Count",
+                stats.unenriched_over_record_limit,
             ),
             ("ResponseBytes", "Bytes", stats.response_bytes),
         ];
@@ -193,8 +197,8 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
                 failed_invalid_base64 = stats.failed_invalid_base64,
                 failed_invalid_utf8 = stats.failed_invalid_utf8,
                 failed_gzip_compressed = stats.failed_gzip_compressed,
-                failed_over_budget = stats.failed_over_budget,
-                failed_over_record_limit = stats.failed_over_record_limit,
+                unenriched_over_budget = stats.unenriched_over_budget,
+                unenriched_over_record_limit = stats.unenriched_over_record_limit,
                 event_bytes = stats.event_bytes,
                 decoded_bytes = stats.decoded_bytes,
                 response_bytes = stats.response_bytes,
@@ -203,7 +207,9 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
             )
         };
     }
-    if stats.failed > 0 {
+    // Records delivered without our members are a WARN too: nothing is lost, but New Relic
+    // gets them without `_record_id` and the rest.
+    if stats.failed > 0 || stats.unenriched_over_budget + stats.unenriched_over_record_limit > 0 {
         invocation_line!(warn);
     } else {
         invocation_line!(info);
@@ -255,13 +261,13 @@ mod tests {
         };
         let stats = InvocationStats {
             records: 9,
-            ok: 4,
+            ok: 5,
             ok_lines: 1,
             dropped: 1,
-            failed: 4,
+            failed: 3,
             failed_invalid_base64: 2,
             failed_gzip_compressed: 1,
-            failed_over_budget: 1,
+            unenriched_over_budget: 1,
             response_bytes: 1234,
             source: EventSource {
                 invocation_id: None,
@@ -295,16 +301,16 @@ mod tests {
         }
         for (name, value) in [
             ("Records", 9),
-            ("Ok", 4),
+            ("Ok", 5),
             ("OkLines", 1),
             ("OkBrokenObject", 0),
             ("Dropped", 1),
-            ("Failed", 4),
+            ("Failed", 3),
             ("FailedInvalidBase64", 2),
             ("FailedInvalidUtf8", 0),
             ("FailedGzipCompressed", 1),
-            ("FailedOverBudget", 1),
-            ("FailedOverRecordLimit", 0),
+            ("UnenrichedOverBudget", 1),
+            ("UnenrichedOverRecordLimit", 0),
             ("ResponseBytes", 1234),
         ] {
             assert_eq!(doc[name], value, "{name}");
