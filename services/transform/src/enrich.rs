@@ -124,9 +124,13 @@ fn enrich_lines(
         if objects > 0 {
             out.push(b'\n');
         }
+        let from = out.len();
         if !object(line, start, id_json, stamp, scanner, out) {
             return false;
         }
+        // A bare `\r` between tokens (the line was split at `\n` only) becomes a space too,
+        // as in a single object: a reader that breaks lines at `\r` would split the event.
+        one_line(&mut out[from..]);
         objects += 1;
     }
     objects >= 2
@@ -249,6 +253,10 @@ mod tests {
         for line in out.lines() {
             let _: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
         }
+        // A bare `\r` inside a line (between tokens) becomes a space, as in a single object.
+        let (out, shape) = run_shaped("{\"a\":1,\r\"b\":2}\n{\"c\":3}\n");
+        assert_eq!(shape, Shape::Lines);
+        assert_eq!(out, format!("{{\"a\":1, \"b\":2,{OURS}\n{{\"c\":3,{OURS}"));
         // One line that is not an object, or is broken: the record is text, counted as such.
         for broken in [
             "{\"a\":1}\n[2]\n",
