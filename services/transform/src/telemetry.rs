@@ -179,9 +179,11 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
         );
     }
     // One line per invocation, with the counts; terraform/alarms.tf's `transform_failed_records`
-    // metric filter reads its `message` and `failed`. With failures it is a WARN, so a log level
-    // turned down to `warn` (RUST_LOG, or Lambda's AWS_LAMBDA_LOG_LEVEL) does not silence the
-    // one signal that records came back ProcessingFailed (no Firehose metric counts them).
+    // metric filter reads its `message` and `failed`. With failures it is an ERROR (records
+    // went to the S3 backup instead of New Relic), so a log level turned down to `warn` or
+    // `error` (RUST_LOG, or Lambda's AWS_LAMBDA_LOG_LEVEL, where FATAL counts as error) does not
+    // silence the one signal that records came back ProcessingFailed (no Firehose metric counts
+    // them). Records delivered unenriched make it a WARN: nothing was lost.
     macro_rules! invocation_line {
         ($level:ident) => {
             tracing::$level!(
@@ -207,9 +209,9 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
             )
         };
     }
-    // Records delivered without our members are a WARN too: nothing is lost, but New Relic
-    // gets them without `_record_id` and the rest.
-    if stats.failed > 0 || stats.unenriched_over_budget + stats.unenriched_over_record_limit > 0 {
+    if stats.failed > 0 {
+        invocation_line!(error);
+    } else if stats.unenriched_over_budget + stats.unenriched_over_record_limit > 0 {
         invocation_line!(warn);
     } else {
         invocation_line!(info);
