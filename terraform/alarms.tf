@@ -37,26 +37,37 @@ locals {
       log_group = aws_cloudwatch_log_group.firehose.name
       pattern   = "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }"
       value     = "1"
-      text      = "New Relic rejected or timed out requests, or the transform failed (HttpEndpoint.* / Lambda.* in ${local.firehose_log_group_name}). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
+      # Firehose logs every failed attempt, and retries: a 30 s outage of New Relic that the
+      # next attempt gets past loses nothing and must not page. Errors that last
+      # `alarm_evaluation_periods` periods do; a failure that ends in the backup raises
+      # backup_records (and the freshness alarm) whatever this one does.
+      periods = var.alarm_evaluation_periods
+      text    = "New Relic rejected or timed out requests, or the transform failed (HttpEndpoint.* / Lambda.* in ${local.firehose_log_group_name}). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
     }
     backup_error_logs = {
       metric    = "BackupErrors"
       log_group = aws_cloudwatch_log_group.firehose.name
       pattern   = "{ $.errorCode = \"S3.*\" }"
       value     = "1"
-      text      = "Firehose cannot write to the backup bucket (S3.* in ${local.firehose_log_group_name}): check the bucket policy, the role and the KMS key. It retries for up to 24 h, then the data is lost."
+      # The backup is where nothing-lost ends: a failing write pages at once.
+      periods = 1
+      text    = "Firehose cannot write to the backup bucket (S3.* in ${local.firehose_log_group_name}): check the bucket policy, the role and the KMS key. It retries for up to 24 h, then the data is lost."
     }
     transform_failed_records = {
       metric    = "TransformFailedRecords"
       log_group = aws_cloudwatch_log_group.lambda.name
       pattern   = "{ ($.message = \"invocation done\") && ($.failed > 0) }"
       value     = "$.failed"
-      text      = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, gzip-compressed data, or over the size limits; the transform's FirehoseTransform metrics split them by reason): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
+      # Those records already missed New Relic.
+      periods = 1
+      text    = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, gzip-compressed data, or over the size limits; the transform's FirehoseTransform metrics split them by reason): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
     }
   }
 
-  # Single-metric alarms. Ratios must breach `alarm_evaluation_periods` periods in a row (Firehose
-  # retries, so one bad period is not loss); counts alarm on the first period.
+  # Single-metric alarms. Ratios, and counts of errors Firehose retries (delivery error logs,
+  # Lambda errors), must breach `alarm_evaluation_periods` periods in a row (one bad period is
+  # not loss); counts of what already missed New Relic or cannot be retried alarm on the first
+  # period.
   metric_alarms = merge(
     {
       http_endpoint_success = {
@@ -97,8 +108,11 @@ locals {
         statistic   = "Sum"
         operator    = "GreaterThanThreshold"
         threshold   = var.alarm_lambda_errors_threshold
-        periods     = 1
-        dimensions  = local.lambda_dimensions
+        # Firehose retries a failed invocation (processor_number_of_retries): one timeout that
+        # the retry gets past loses nothing. Errors that persist page; whole batches that end in
+        # processing-failed/ raise processing_success and backup_records too.
+        periods    = var.alarm_evaluation_periods
+        dimensions = local.lambda_dimensions
       }
       lambda_throttles = {
         description = "The transform function ${local.function_name} is throttled: check the account's concurrency limit."
@@ -154,7 +168,7 @@ locals {
         statistic   = "Sum"
         operator    = "GreaterThanThreshold"
         threshold   = var.alarm_error_log_events_threshold
-        periods     = 1
+        periods     = f.periods
         dimensions  = {}
       }
     },

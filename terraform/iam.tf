@@ -79,7 +79,7 @@ locals {
         Effect    = "Allow"
         Action    = ["kms:Decrypt"]
         Resource  = [var.newrelic_license_key_secret_kms_key_arn]
-        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${local.region}.amazonaws.com" } }
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${local.region}.${local.dns_suffix}" } }
       },
     ] : [],
     var.backup_kms_key_arn != null ? [
@@ -91,7 +91,7 @@ locals {
         Action   = ["kms:GenerateDataKey", "kms:Decrypt"]
         Resource = [var.backup_kms_key_arn]
         Condition = {
-          StringEquals = { "kms:ViaService" = "s3.${local.region}.amazonaws.com" }
+          StringEquals = { "kms:ViaService" = "s3.${local.region}.${local.dns_suffix}" }
           StringLike   = { "kms:EncryptionContext:aws:s3:arn" = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"] }
         }
       },

@@ -10,8 +10,10 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
-  partition  = data.aws_partition.current.partition
-  region     = data.aws_region.current.name
+  region = data.aws_region.current.name
+  # Service endpoints' domain: `amazonaws.com`, `amazonaws.com.cn` in China. The KMS ViaService
+  # conditions name endpoints, so they must not assume the first (they would never match).
+  dns_suffix = data.aws_partition.current.dns_suffix
   account_id = data.aws_caller_identity.current.account_id
 
   # New Relic's Firehose endpoints for logs, as New Relic documents them. The Log API

@@ -3,7 +3,7 @@
 ##########
 
 variable "name" {
-  description = "Name of the delivery stream. Also the stem of every other name the module creates (`<name>-transform` function, `<name>-firehose` role, `/aws/kinesisfirehose/<name>` log group, ...)."
+  description = "Name of the delivery stream. Also the stem of every other name the module creates (`<name>-transform` function, `<name>-firehose` role, `/aws/kinesisfirehose/<name>` log group, ...). Changing it replaces the stream and the backup bucket: see \"Renaming\" in the README first."
   type        = string
 
   validation {
@@ -288,7 +288,7 @@ variable "backup_error_output_prefix" {
 #####################
 
 variable "lambda_zip_path" {
-  description = "Path of the transform's deployment zip (`bootstrap` at its root), built outside Terraform by `scripts/build-lambda-zip.sh` into `target/lambda/transform/bootstrap.zip`."
+  description = "Path of the transform's deployment zip (`bootstrap` at its root), built outside Terraform by `scripts/build-lambda-zip.sh` into `target/lambda/transform/bootstrap.zip` (x86_64), or by `scripts/build-lambda-zip.sh arm64` into `target/lambda-arm64/transform/bootstrap.zip` (for `lambda_architecture = \"arm64\"`)."
   type        = string
 
   validation {
@@ -400,7 +400,7 @@ variable "stream_encryption_enabled" {
 }
 
 variable "stream_kms_key_arn" {
-  description = "Customer-managed KMS key for the stream's server-side encryption. Null: an AWS-owned key. With a key, producers need `kms:GenerateDataKey` and `kms:Decrypt` on it (AWS rule for streams created from 2026-04-20); the IRSA role gets them."
+  description = "Customer-managed KMS key for the stream's server-side encryption. Null: an AWS-owned key. With a key, producers need `kms:GenerateDataKey` and `kms:Decrypt` on it (AWS rule for streams created from 2026-04-20); the IRSA role gets them. Use a key for this stream alone, whose key policy lets IAM policies grant its use (README)."
   type        = string
   default     = null
 
@@ -520,7 +520,7 @@ variable "alarm_period_seconds" {
 }
 
 variable "alarm_evaluation_periods" {
-  description = "Consecutive breaching periods before a ratio alarm (HTTP success, transform success, S3 write success) fires; count alarms fire on the first, freshness has `alarm_data_freshness_evaluation_periods`."
+  description = "Consecutive breaching periods before a ratio alarm (HTTP success, transform success, S3 write success) or an alarm on errors Firehose retries (delivery error logs, Lambda errors) fires; counts of what already missed New Relic or cannot be retried fire on the first, freshness has `alarm_data_freshness_evaluation_periods`."
   type        = number
   default     = 3
 
@@ -591,7 +591,7 @@ variable "alarm_processing_success_min" {
 }
 
 variable "alarm_lambda_errors_threshold" {
-  description = "Alarm when the transform function reports more errors than this in one period."
+  description = "Alarm when the transform function reports more errors than this in each of `alarm_evaluation_periods` periods in a row (Firehose retries failed invocations)."
   type        = number
   default     = 0
 

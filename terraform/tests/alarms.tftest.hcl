@@ -25,12 +25,12 @@ run "every_alarm_watches_its_metric_with_default_thresholds" {
       http_endpoint_success        = ["AWS/Firehose", "DeliveryToHttpEndpoint.Success", "Average", "LessThanThreshold", 0.95, 3]
       http_endpoint_data_freshness = ["AWS/Firehose", "DeliveryToHttpEndpoint.DataFreshness", "Maximum", "GreaterThanThreshold", 600, 1]
       processing_success           = ["AWS/Firehose", "ExecuteProcessing.Success", "Average", "LessThanThreshold", 0.99, 3]
-      lambda_errors                = ["AWS/Lambda", "Errors", "Sum", "GreaterThanThreshold", 0, 1]
+      lambda_errors                = ["AWS/Lambda", "Errors", "Sum", "GreaterThanThreshold", 0, 3]
       lambda_throttles             = ["AWS/Lambda", "Throttles", "Sum", "GreaterThanThreshold", 0, 1]
       throttled_records            = ["AWS/Firehose", "ThrottledRecords", "Sum", "GreaterThanThreshold", 0, 1]
       s3_delivery_success          = ["AWS/Firehose", "DeliveryToS3.Success", "Minimum", "LessThanThreshold", 1, 3]
       s3_backup_success            = ["AWS/Firehose", "BackupToS3.Success", "Minimum", "LessThanThreshold", 1, 3]
-      delivery_error_logs          = ["FirehoseErrorLogs/events", "DeliveryErrors", "Sum", "GreaterThanThreshold", 0, 1]
+      delivery_error_logs          = ["FirehoseErrorLogs/events", "DeliveryErrors", "Sum", "GreaterThanThreshold", 0, 3]
       backup_error_logs            = ["FirehoseErrorLogs/events", "BackupErrors", "Sum", "GreaterThanThreshold", 0, 1]
       transform_failed_records     = ["FirehoseErrorLogs/events", "TransformFailedRecords", "Sum", "GreaterThanThreshold", 0, 1]
     }
@@ -138,6 +138,10 @@ run "thresholds_are_inputs_and_alarms_notify_the_created_topic" {
       aws_cloudwatch_metric_alarm.this["throttled_records"].threshold == 100 &&
       aws_cloudwatch_metric_alarm.this["s3_delivery_success"].evaluation_periods == 2 &&
       aws_cloudwatch_metric_alarm.this["delivery_error_logs"].threshold == 5 &&
+      aws_cloudwatch_metric_alarm.this["delivery_error_logs"].evaluation_periods == 2 &&
+      aws_cloudwatch_metric_alarm.this["lambda_errors"].evaluation_periods == 2 &&
+      aws_cloudwatch_metric_alarm.this["backup_error_logs"].evaluation_periods == 1 &&
+      aws_cloudwatch_metric_alarm.this["transform_failed_records"].evaluation_periods == 1 &&
       aws_cloudwatch_metric_alarm.this["backup_error_logs"].threshold == 5 &&
       aws_cloudwatch_metric_alarm.backup_records[0].threshold == 10 &&
       alltrue([for a in values(aws_cloudwatch_metric_alarm.quota) : a.threshold == 0.5])

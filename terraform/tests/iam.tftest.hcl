@@ -290,3 +290,38 @@ run "rejects_an_invalid_service_account_name" {
 
   expect_failures = [var.irsa_service_account]
 }
+
+# In China the service endpoints end in amazonaws.com.cn: a ViaService condition naming
+# `s3.<region>.amazonaws.com` would never match there, and KMS would refuse every backup write
+# (helper-64, L5).
+run "kms_conditions_name_the_partitions_own_endpoints" {
+  command = apply
+
+  override_data {
+    target = data.aws_partition.current
+    values = {
+      partition  = "aws-cn"
+      dns_suffix = "amazonaws.com.cn"
+    }
+  }
+
+  override_data {
+    target = data.aws_region.current
+    values = {
+      name = "cn-north-1"
+    }
+  }
+
+  variables {
+    newrelic_license_key_secret_kms_key_arn = "arn:aws-cn:kms:cn-north-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000001"
+    backup_kms_key_arn                      = "arn:aws-cn:kms:cn-north-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000002"
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_role_policy.firehose.policy).Statement : s.Condition.StringEquals["kms:ViaService"]
+      if contains(["DecryptLicenseKey", "EncryptBackups"], s.Sid)
+    ] == ["secretsmanager.cn-north-1.amazonaws.com.cn", "s3.cn-north-1.amazonaws.com.cn"]
+    error_message = "The KMS ViaService conditions must name the partition's endpoints."
+  }
+}

@@ -10,7 +10,8 @@ mock_data "aws_caller_identity" {
 
 mock_data "aws_partition" {
   defaults = {
-    partition = "aws"
+    partition  = "aws"
+    dns_suffix = "amazonaws.com"
   }
 }
 
