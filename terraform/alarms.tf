@@ -25,7 +25,7 @@ locals {
   # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/matching-terms-json-log-events.html
   #
   # The third filter reads the transform's own log: a record the function answers ProcessingFailed
-  # (invalid base64 or UTF-8, gzip data, over the record or response size limits) leaves a successful
+  # (invalid base64 or UTF-8, gzip data) leaves a successful
   # invocation, so neither ExecuteProcessing.Success nor Lambda Errors moves, and Firehose logs no
   # error for it (AWS: log such failures from the function). The function writes one flattened JSON
   # line per invocation, `"message":"invocation done"` with a `failed` count
@@ -37,11 +37,12 @@ locals {
       log_group = aws_cloudwatch_log_group.firehose.name
       pattern   = "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }"
       value     = "1"
-      # Firehose logs every failed attempt, and retries: a 30 s outage of New Relic that the
-      # next attempt gets past loses nothing and must not page. Errors that last
-      # `alarm_evaluation_periods` periods do; a failure that ends in the backup raises
-      # backup_records (and the freshness alarm) whatever this one does.
-      periods = var.alarm_evaluation_periods
+      # Firehose logs every failed attempt, and retries; error counts cannot tell a blip the
+      # next attempt got past from a batch that ran out of retries and went to the backup. This
+      # is the backstop for records that missed New Relic (with AllData, or if the stream emits
+      # no S3 metrics, backup_records sees nothing), so it pages on the first period by default;
+      # `alarm_delivery_error_evaluation_periods` trades that for fewer pages on blips.
+      periods = var.alarm_delivery_error_evaluation_periods
       text    = "New Relic rejected or timed out requests, or the transform failed (HttpEndpoint.* / Lambda.* in ${local.firehose_log_group_name}). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
     }
     backup_error_logs = {
@@ -60,14 +61,15 @@ locals {
       value     = "$.failed"
       # Those records already missed New Relic.
       periods = 1
-      text    = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, gzip-compressed data, or over the size limits; the transform's FirehoseTransform metrics split them by reason): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
+      text    = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, or gzip-compressed data; the transform's FirehoseTransform metrics split them by reason): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
     }
   }
 
-  # Single-metric alarms. Ratios, and counts of errors Firehose retries (delivery error logs,
-  # Lambda errors), must breach `alarm_evaluation_periods` periods in a row (one bad period is
-  # not loss); counts of what already missed New Relic or cannot be retried alarm on the first
-  # period.
+  # Single-metric alarms. Ratios, and the Lambda's own error count (Firehose retries failed
+  # invocations, and a batch that runs out of retries logs Lambda.* errors that
+  # delivery_error_logs counts), must breach `alarm_evaluation_periods` periods in a row (one
+  # bad period is not loss); counts of what already missed New Relic or may have alarm on the
+  # first period.
   metric_alarms = merge(
     {
       http_endpoint_success = {
@@ -109,8 +111,8 @@ locals {
         operator    = "GreaterThanThreshold"
         threshold   = var.alarm_lambda_errors_threshold
         # Firehose retries a failed invocation (processor_number_of_retries): one timeout that
-        # the retry gets past loses nothing. Errors that persist page; whole batches that end in
-        # processing-failed/ raise processing_success and backup_records too.
+        # the retry gets past loses nothing. Errors that persist page; a batch that runs out of
+        # retries also leaves Lambda.* errors in the stream's log (delivery_error_logs).
         periods    = var.alarm_evaluation_periods
         dimensions = local.lambda_dimensions
       }

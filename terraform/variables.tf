@@ -520,13 +520,24 @@ variable "alarm_period_seconds" {
 }
 
 variable "alarm_evaluation_periods" {
-  description = "Consecutive breaching periods before a ratio alarm (HTTP success, transform success, S3 write success) or an alarm on errors Firehose retries (delivery error logs, Lambda errors) fires; counts of what already missed New Relic or cannot be retried fire on the first, freshness has `alarm_data_freshness_evaluation_periods`."
+  description = "Consecutive breaching periods before a ratio alarm (HTTP success, transform success, S3 write success) or the Lambda errors alarm fires; other count alarms fire on the first, the delivery error logs have `alarm_delivery_error_evaluation_periods`, freshness has `alarm_data_freshness_evaluation_periods`."
   type        = number
   default     = 3
 
   validation {
     condition     = floor(var.alarm_evaluation_periods) == var.alarm_evaluation_periods && var.alarm_evaluation_periods >= 1
     error_message = "alarm_evaluation_periods must be a whole number of at least 1."
+  }
+}
+
+variable "alarm_delivery_error_evaluation_periods" {
+  description = "Consecutive periods with `HttpEndpoint.*` or `Lambda.*` errors in the stream's error log before `delivery_error_logs` fires. Firehose logs every failed attempt and retries, and the counts cannot tell a blip the retries got past from a batch that ran out of `retry_duration_seconds` and went to the backup; this alarm is the backstop for such records (with `AllData`, or when the stream emits no S3 metrics, `backup_records` sees nothing). 1 pages on any error period; raise it (e.g. to 3) to page only on errors that last, once `backup_records` is known to work."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = floor(var.alarm_delivery_error_evaluation_periods) == var.alarm_delivery_error_evaluation_periods && var.alarm_delivery_error_evaluation_periods >= 1
+    error_message = "alarm_delivery_error_evaluation_periods must be a whole number of at least 1."
   }
 }
 
@@ -624,7 +635,7 @@ variable "alarm_throttled_records_threshold" {
 }
 
 variable "alarm_error_log_events_threshold" {
-  description = "Alarm when more error events than this reach the stream's error log group in one period: `HttpEndpoint.*` and `Lambda.*` codes (delivery to New Relic, the transform), and `S3.*` codes (writes to the backup bucket). Firehose samples these logs when errors are frequent, so any count is a signal. Also the threshold for records the transform answered ProcessingFailed (`transform_failed_records`, counted from the function's log)."
+  description = "Alarm when more error events than this reach the stream's error log group in a period: `HttpEndpoint.*` and `Lambda.*` codes (delivery to New Relic, the transform; for `alarm_delivery_error_evaluation_periods` periods in a row), and `S3.*` codes (writes to the backup bucket; one period). Firehose samples these logs when errors are frequent, so any count is a signal. Also the threshold for records the transform answered ProcessingFailed (`transform_failed_records`, counted from the function's log)."
   type        = number
   default     = 0
 

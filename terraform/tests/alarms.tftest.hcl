@@ -30,7 +30,7 @@ run "every_alarm_watches_its_metric_with_default_thresholds" {
       throttled_records            = ["AWS/Firehose", "ThrottledRecords", "Sum", "GreaterThanThreshold", 0, 1]
       s3_delivery_success          = ["AWS/Firehose", "DeliveryToS3.Success", "Minimum", "LessThanThreshold", 1, 3]
       s3_backup_success            = ["AWS/Firehose", "BackupToS3.Success", "Minimum", "LessThanThreshold", 1, 3]
-      delivery_error_logs          = ["FirehoseErrorLogs/events", "DeliveryErrors", "Sum", "GreaterThanThreshold", 0, 3]
+      delivery_error_logs          = ["FirehoseErrorLogs/events", "DeliveryErrors", "Sum", "GreaterThanThreshold", 0, 1]
       backup_error_logs            = ["FirehoseErrorLogs/events", "BackupErrors", "Sum", "GreaterThanThreshold", 0, 1]
       transform_failed_records     = ["FirehoseErrorLogs/events", "TransformFailedRecords", "Sum", "GreaterThanThreshold", 0, 1]
     }
@@ -125,6 +125,7 @@ run "thresholds_are_inputs_and_alarms_notify_the_created_topic" {
     alarm_throttled_records_threshold       = 100
     alarm_backup_records_threshold          = 10
     alarm_evaluation_periods                = 2
+    alarm_delivery_error_evaluation_periods = 3
     alarm_error_log_events_threshold        = 5
     alarm_quota_utilization_max             = 0.5
   }
@@ -138,7 +139,7 @@ run "thresholds_are_inputs_and_alarms_notify_the_created_topic" {
       aws_cloudwatch_metric_alarm.this["throttled_records"].threshold == 100 &&
       aws_cloudwatch_metric_alarm.this["s3_delivery_success"].evaluation_periods == 2 &&
       aws_cloudwatch_metric_alarm.this["delivery_error_logs"].threshold == 5 &&
-      aws_cloudwatch_metric_alarm.this["delivery_error_logs"].evaluation_periods == 2 &&
+      aws_cloudwatch_metric_alarm.this["delivery_error_logs"].evaluation_periods == 3 &&
       aws_cloudwatch_metric_alarm.this["lambda_errors"].evaluation_periods == 2 &&
       aws_cloudwatch_metric_alarm.this["backup_error_logs"].evaluation_periods == 1 &&
       aws_cloudwatch_metric_alarm.this["transform_failed_records"].evaluation_periods == 1 &&
