@@ -39,7 +39,9 @@ pub mod error_code {
     /// The connection broke mid-request.
     pub const CONNECTION_RESET: &str = "HttpEndpoint.ConnectionReset";
     /// The TLS handshake failed: a certificate the client does not trust (self-signed, expired,
-    /// for another name), or no TLS at all on an `https://` URL's port.
+    /// for another name), or an `https://` URL's port answering in something else than TLS. (A
+    /// port that closes on the ClientHello without a word is `ConnectionFailed`: nothing of TLS
+    /// went wrong that the client could see.)
     pub const SSL_HANDSHAKE_FAILURE: &str = "HttpEndpoint.SSLHandshakeFailure";
     /// Not a Firehose code (Firehose keeps records for 24 h instead): the shutdown grace period
     /// ended before the batch was sent at all, so it went to backup with `attemptsMade` 0. The

@@ -323,7 +323,6 @@ pub fn process_event_with_budget(
     Ok((out, stats))
 }
 
-/// `{"recordId":<id>,"result":"<result>","data":` — the caller writes the data and `}`.
 /// Writes `record` with `result` and its original `data` literal, and counts its length.
 fn write_unchanged(
     out: &mut Vec<u8>,
@@ -337,6 +336,7 @@ fn write_unchanged(
     out.push(b'}');
 }
 
+/// `{"recordId":<id>,"result":"<result>","data":` — the caller writes the data and `}`.
 fn write_head(out: &mut Vec<u8>, id_json: &[u8], result: RecordResult) {
     out.extend_from_slice(RECORD_ID);
     out.extend_from_slice(id_json);

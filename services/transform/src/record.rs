@@ -215,15 +215,28 @@ impl Scratch {
         if let Some(rest) = text.strip_suffix(b"\n") {
             text = rest.strip_suffix(b"\r").unwrap_or(rest);
         }
-        let json = matches!(self.shape, Some(Shape::Object | Shape::Value));
-        let changed = text.len() != self.decoded.len()
-            || (json && text.iter().any(|b| matches!(b, b'\n' | b'\r')));
+        // JSON on one line: a JSON value's line breaks, and the CRs inside the lines of several
+        // objects one per line (each line is an object, so a CR in it is whitespace), become
+        // spaces, as on the enriched path. Text stays as it came, line breaks included: New
+        // Relic then reads each of its lines as a log line of its own.
+        let (breaks, lines): (&[u8], _) = match self.shape {
+            Some(Shape::Object | Shape::Value) => (b"\n\r", false),
+            Some(Shape::Lines) => (b"\r", true),
+            _ => (b"", false),
+        };
+        let changed = text.len() != self.decoded.len() || text.iter().any(|b| breaks.contains(b));
         if !changed {
             return false;
         }
         self.payload.clear();
         self.payload.extend_from_slice(text);
-        if json {
+        if lines {
+            for b in &mut self.payload {
+                if *b == b'\r' {
+                    *b = b' ';
+                }
+            }
+        } else if !breaks.is_empty() {
             firehose_formats::json_scan::line_breaks_to_spaces(&mut self.payload);
         }
         true

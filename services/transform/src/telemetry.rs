@@ -163,8 +163,9 @@ impl Emf {
 /// one with the number left out), each with the request id, then the one structured line that
 /// summarises it.
 pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Duration) {
+    // ERROR like the invocation line they precede: the alarm's text sends operators to them.
     for (record_id, reason) in &stats.failures.listed {
-        tracing::warn!(
+        tracing::error!(
             request_id,
             record_id,
             reason = reason.code(),
@@ -172,7 +173,7 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
         );
     }
     if stats.failures.unlisted > 0 {
-        tracing::warn!(
+        tracing::error!(
             request_id,
             suppressed = stats.failures.unlisted,
             "more records returned ProcessingFailed; counts by reason are in the invocation line"
@@ -181,9 +182,10 @@ pub fn log_invocation(request_id: &str, stats: &InvocationStats, duration: Durat
     // One line per invocation, with the counts; terraform/alarms.tf's `transform_failed_records`
     // metric filter reads its `message` and `failed`. With failures it is an ERROR (records
     // went to the S3 backup instead of New Relic), so a log level turned down to `warn` or
-    // `error` (RUST_LOG, or Lambda's AWS_LAMBDA_LOG_LEVEL, where FATAL counts as error) does not
-    // silence the one signal that records came back ProcessingFailed (no Firehose metric counts
-    // them). Records delivered unenriched make it a WARN: nothing was lost.
+    // `error` (RUST_LOG, or Lambda's AWS_LAMBDA_LOG_LEVEL) does not silence the one signal that
+    // records came back ProcessingFailed (no Firehose metric counts them). (Lambda's own
+    // filtering at FATAL would drop it: see the README.) Records delivered unenriched make it a
+    // WARN: nothing was lost.
     macro_rules! invocation_line {
         ($level:ident) => {
             tracing::$level!(

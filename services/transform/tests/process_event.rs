@@ -237,6 +237,51 @@ fn records_that_do_not_fit_enriched_are_delivered_as_they_came() {
     assert_eq!(enriched + stats.unenriched_over_budget, 100);
 }
 
+/// What "as it came" is for each kind of record: JSON on one line (a pretty-printed object's
+/// line breaks, the CR inside a line of packed objects, made spaces), text with its own line
+/// breaks, and never a BOM or the one trailing line ending.
+#[test]
+fn unenriched_records_are_json_on_one_line_and_text_as_sent() {
+    let sent = [
+        (
+            "lines",
+            "{\"a\":1,\r\"b\":2}\n{\"c\":3}\n",
+            "{\"a\":1, \"b\":2}\n{\"c\":3}",
+        ),
+        ("pretty", "{\r\n  \"a\": 1\n}\n", "{    \"a\": 1 }"),
+        ("text", "line one\nline two\r\n", "line one\nline two"),
+        ("bom", "\u{feff}{\"x\":1}", "{\"x\":1}"),
+        ("plain", "{\"y\":2}", "{\"y\":2}"),
+    ];
+    let encoded: Vec<(String, String)> = sent
+        .iter()
+        .map(|(id, data, _)| ((*id).to_owned(), STANDARD.encode(data)))
+        .collect();
+    let refs: Vec<(&str, &str)> = encoded
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let event = event(&refs);
+    // The smallest budget there is: every record's fallback and nothing more, so none fits
+    // enriched (our members add ~130 bytes, more than the fallbacks leave over).
+    let Err(InvocationError::ResponseOverBudget { needed, .. }) =
+        process_event_with_budget(&event, NOW, 0)
+    else {
+        panic!("a budget of 0 is too small");
+    };
+    let (response, stats) = process_event_with_budget(&event, NOW, needed).unwrap();
+    assert_eq!(stats.unenriched_over_budget, sent.len(), "{stats:?}");
+    for ((id, result, data), (sent_id, sent_data, expected)) in parse(&response).iter().zip(sent) {
+        assert_eq!((id.as_str(), result.as_str()), (sent_id, "Ok"));
+        let payload = String::from_utf8(STANDARD.decode(data).unwrap()).unwrap();
+        assert_eq!(payload, expected, "{id}");
+        if payload == sent_data {
+            // Unchanged: the original literal, not a new encoding of it.
+            assert_eq!(data, &STANDARD.encode(sent_data));
+        }
+    }
+}
+
 #[test]
 fn an_event_that_cannot_fit_even_unchanged_is_an_error() {
     let event = event(&[("1", "e30="), ("2", "e30=")]);
