@@ -14,9 +14,13 @@
 # No secrets are needed or copied: the build reads only crates.io.
 
 ARG RUST_VERSION=1.95
-# Keep in step with the runtime image (cc-debian12 = bookworm) so the glibc the binary links
-# against is the one it runs with.
-ARG DEBIAN_RELEASE=bookworm
+# The Debian release of both the builder (rust:<version>-slim-<codename>) and the runtime
+# (distroless cc-debian<number>): change the two together, so the glibc the binary links against
+# is the one it runs with. Debian 13 (trixie): distroless stops patching its Debian 12 images a
+# year after Debian 13's release (2025-08-09), and Debian 12's regular security support ended
+# in June 2026.
+ARG DEBIAN_RELEASE=trixie
+ARG DISTROLESS_DEBIAN=debian13
 
 # Build stage, never shipped: the OCI labels live on the runtime stage.
 # hadolint ignore=DL3049
@@ -55,7 +59,7 @@ COPY . .
 RUN cargo build --release --locked --package "${BIN}" --bin "${BIN}" ${CARGO_FEATURE_FLAGS} \
     && install -D -m 0755 "target/release/${BIN}" /out/app
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM gcr.io/distroless/cc-${DISTROLESS_DEBIAN}:nonroot AS runtime
 # No HEALTHCHECK: distroless has no shell or curl to run one, and Kubernetes ignores it anyway;
 # the chart probes GET /healthz and /readyz on the admin port instead.
 # checkov:skip=CKV_DOCKER_2: health is checked by Kubernetes probes on the admin port (see chart)

@@ -43,8 +43,9 @@ if ((${#problems[@]})); then
 fi
 
 # --- Debian packages -------------------------------------------------------------------------
-# time: /usr/bin/time for scripts/bench-transform.sh's peak RSS.
-apt_pkgs=(prometheus shellcheck wrk curl valgrind time)
+# time: /usr/bin/time for scripts/bench-transform.sh's peak RSS. procps: /bin/kill, which the
+# binary tests run to signal the processes they start (slim container images lack it).
+apt_pkgs=(prometheus shellcheck wrk curl valgrind time procps)
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 missing=()
