@@ -47,6 +47,9 @@ pub(crate) enum Shape {
     /// Several JSON objects, one per line (NDJSON in one record), each enriched, still one
     /// per line.
     Lines,
+    /// A JSON array of objects (events batched in one record), each object enriched on a line
+    /// of its own, as for [`Shape::Lines`].
+    Array,
     /// Another JSON value, kept as `message`.
     Value,
     /// Not JSON: the text as `message`.
@@ -83,6 +86,10 @@ pub(crate) fn enrich(
         out.clear();
         Shape::BrokenObject
     } else if let Ok(value) = serde_json::from_str::<&RawValue>(body) {
+        if enrich_array(value.get(), id_json, stamp, scanner, out) {
+            return Shape::Array;
+        }
+        out.clear();
         out.extend_from_slice(b"{\"message\":");
         out.extend_from_slice(value.get().as_bytes());
         out.push(b',');
@@ -134,6 +141,45 @@ fn enrich_lines(
         objects += 1;
     }
     objects >= 2
+}
+
+/// Enriches `value` (valid JSON) as an array of objects: each object with our members, on a
+/// line of its own, as several objects one per line are. New Relic keeps an array in an
+/// attribute as one unparsed string, so `{"message":[…]}` would hide every event in it, where a
+/// front door that splits a JSON array into events (as `ingest` does) would have sent each on
+/// its own. False, with `out` to be cleared, for anything else: another value, an empty array,
+/// an array with an element that is not an object.
+fn enrich_array(
+    value: &str,
+    id_json: &[u8],
+    stamp: &Stamp,
+    scanner: &mut ObjectScan,
+    out: &mut Vec<u8>,
+) -> bool {
+    if !value.starts_with('[') {
+        return false;
+    }
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(value) else {
+        return false;
+    };
+    if items.is_empty() {
+        return false;
+    }
+    for (i, item) in items.iter().enumerate() {
+        let item = item.get();
+        if !item.starts_with('{') {
+            return false;
+        }
+        if i > 0 {
+            out.push(b'\n');
+        }
+        let from = out.len();
+        if !object(item, 0, id_json, stamp, scanner, out) {
+            return false;
+        }
+        one_line(&mut out[from..]);
+    }
+    true
 }
 
 /// Appends the object that opens at `start` of `text` with our members (the record id as the
@@ -273,6 +319,32 @@ mod tests {
     }
 
     const OURS: &str = r#""transformed":true,"_transformed_ts":1770249600123,"_record_id":"id-1"}"#;
+
+    #[test]
+    fn an_array_of_objects_is_enriched_one_object_per_line() {
+        let (out, shape) =
+            run_shaped("[{\"a\":1},\n  {\"b\":{\"c\":[1,2]},\n   \"transformed\":0}]\n");
+        assert_eq!(shape, Shape::Array);
+        assert_eq!(
+            out,
+            format!("{{\"a\":1,{OURS}\n{{\"b\":{{\"c\":[1,2]}},{OURS}")
+        );
+        for line in out.lines() {
+            let _: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        }
+        assert_eq!(run_shaped(" [ {\"a\":1} ] ").0, format!("{{\"a\":1,{OURS}"));
+        // Not an array of objects: the value goes in `message`, as any other.
+        for (value, message) in [
+            ("[]", "[]"),
+            ("[1,2,3]", "[1,2,3]"),
+            ("[{\"a\":1},2]", "[{\"a\":1},2]"),
+            ("[{\"a\":1},[{\"b\":2}]]", "[{\"a\":1},[{\"b\":2}]]"),
+        ] {
+            let (out, shape) = run_shaped(value);
+            assert_eq!(shape, Shape::Value, "{value}");
+            assert_eq!(out, format!("{{\"message\":{message},{OURS}"), "{value}");
+        }
+    }
 
     #[test]
     fn object_members_are_copied_byte_for_byte() {

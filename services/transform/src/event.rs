@@ -67,7 +67,8 @@ pub struct InvocationStats {
     pub records: usize,
     /// Records returned `Ok`.
     pub ok: usize,
-    /// `Ok` records that held several JSON objects, one per line, each enriched.
+    /// `Ok` records that held several JSON objects, one per line or in a JSON array, each
+    /// enriched on a line of its own.
     pub ok_lines: usize,
     /// `Ok` records that started like a JSON object but were not valid JSON (`NaN`, cut off),
     /// so were wrapped whole as the text of `message`.
@@ -269,7 +270,7 @@ pub fn process_event_with_budget(
                     out.extend_from_slice(b"\"}");
                     stats.count(RecordResult::Ok, None);
                     match shape {
-                        Shape::Lines => stats.ok_lines += 1,
+                        Shape::Lines | Shape::Array => stats.ok_lines += 1,
                         Shape::BrokenObject => stats.ok_broken_object += 1,
                         Shape::Object | Shape::Value | Shape::Text => {}
                     }

@@ -19,8 +19,10 @@
 //! 3. A JSON object comes back as the same object, member for member and byte for byte, plus
 //!    `"transformed":true`, `"_transformed_ts":<epoch ms>` and `"_record_id":"<recordId>"`.
 //!    Members with one of those three names are removed first, so the output has them once.
-//! 4. Any other JSON value, or text that is not JSON, becomes `{"message":<value or text>}` plus
-//!    the same three members. One trailing line ending is not part of the text.
+//! 4. Several objects in one record (one per line, or a JSON array of objects) come back one
+//!    per line, each enriched. Any other JSON value, or text that is not JSON, becomes
+//!    `{"message":<value or text>}` plus the same three members. One trailing line ending is
+//!    not part of the text.
 //! 5. A record that does not fit enriched (in Lambda's 6 MB response, or in Firehose's record
 //!    limit) comes back `Ok` as it came, without the three members ([`UnenrichedReason`]):
 //!    delivered rather than backed up.

@@ -220,7 +220,7 @@ impl Scratch {
         // spaces, as on the enriched path. Text stays as it came, line breaks included: New
         // Relic then reads each of its lines as a log line of its own.
         let (breaks, lines): (&[u8], _) = match self.shape {
-            Some(Shape::Object | Shape::Value) => (b"\n\r", false),
+            Some(Shape::Object | Shape::Value | Shape::Array) => (b"\n\r", false),
             Some(Shape::Lines) => (b"\r", true),
             _ => (b"", false),
         };

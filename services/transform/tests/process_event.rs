@@ -249,6 +249,11 @@ fn unenriched_records_are_json_on_one_line_and_text_as_sent() {
             "{\"a\":1, \"b\":2}\n{\"c\":3}",
         ),
         ("pretty", "{\r\n  \"a\": 1\n}\n", "{    \"a\": 1 }"),
+        (
+            "array",
+            "[{\"a\":1},\n {\"b\":2}]\n",
+            "[{\"a\":1},  {\"b\":2}]",
+        ),
         ("text", "line one\nline two\r\n", "line one\nline two"),
         ("bom", "\u{feff}{\"x\":1}", "{\"x\":1}"),
         ("plain", "{\"y\":2}", "{\"y\":2}"),
