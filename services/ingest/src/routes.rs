@@ -17,7 +17,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde::Serialize;
@@ -156,9 +156,11 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     // The body counts against the in-flight cap as it arrives (and as it inflates), so slow
     // or large uploads cannot hold memory the cap does not see.
     let mut held = state.producer().reservation();
-    let raw = tokio::time::timeout_at(send_by, read_body(body, limit, &mut held))
+    let (raw, raw_spare) = tokio::time::timeout_at(send_by, read_body(body, limit, &mut held))
         .await
         .map_err(|_| ApiError::RequestTimeout)??;
+    // What `held` counts beyond the body's bytes (its buffer's spare room), let go of with it.
+    let mut spare = raw_spare;
     let body = if let Some(coding) = coding {
         let raw_len = raw.len();
         // Inflating is CPU work whose size the compressed length does not tell (10 KB can
@@ -178,7 +180,8 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         })
         .await?;
         // The compressed bytes are gone.
-        back.shrink(raw_len);
+        back.shrink(raw_len + spare);
+        spare = 0;
         held = back;
         inflated?
     } else {
@@ -217,8 +220,10 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         }
         invalid.error
     })?;
-    // The records are a copy of the events: the body need not be held while they are sent.
+    // The records are a copy of the events: the body need not be held while they are sent
+    // (what `held` keeps stands for the records, as large as the body).
     drop(body);
+    held.shrink(spare);
     let events = records.len();
     // What each event costs besides its bytes counts too, or a body of tiny events (`{}` lines:
     // 100,000 of them are 300 KB) would hold many times what the cap sees. (So a request can
@@ -267,16 +272,24 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     }
 }
 
-/// Reads the whole body, at most `limit` bytes, holding each piece against the in-flight cap
-/// (in `held`) as it arrives.
+/// Reads the whole body, at most `limit` bytes, holding it against the in-flight cap (in
+/// `held`) as it arrives.
+///
+/// Most bodies arrive in one piece: that one is kept as it came, without a copy. From the
+/// second piece on, each is copied into one buffer as it arrives and let go of, and the
+/// buffer's capacity is what the cap counts. A piece kept as it came is a slice of hyper's read
+/// buffer and keeps that buffer alive, so a body kept as thousands of pieces (trickled a byte per
+/// packet, or sent in 1-byte chunks) held a buffer each, hundreds of times the bytes counted
+/// (helper-68). The copy is the one joining the pieces always took, made as they come.
+///
+/// Returns the body and the spare room of its buffer that `held` counts besides its bytes.
 async fn read_body(
     mut body: Body,
     limit: usize,
     held: &mut Reservation,
-) -> Result<Bytes, ApiError> {
-    // Most bodies arrive in one piece: that one is kept as is, without a copy.
+) -> Result<(Bytes, usize), ApiError> {
     let mut first = Bytes::new();
-    let mut more: Vec<Bytes> = Vec::new();
+    let mut joined: Option<BytesMut> = None;
     let mut total = 0_usize;
     while let Some(frame) = body.frame().await {
         let frame =
@@ -285,28 +298,57 @@ async fn read_body(
         let Ok(piece) = frame.into_data() else {
             continue;
         };
+        if piece.is_empty() {
+            continue;
+        }
         total += piece.len();
         if total > limit {
             return Err(ApiError::BodyTooLarge { limit, after: "" });
         }
-        if !held.grow(piece.len()) {
-            return Err(ApiError::Overloaded);
+        match joined.as_mut() {
+            None if first.is_empty() => {
+                if !held.grow(piece.len()) {
+                    return Err(ApiError::Overloaded);
+                }
+                first = piece;
+            }
+            None => {
+                // The second piece: room for twice what came so far, up to the limit.
+                let capacity = total.saturating_mul(2).min(limit).max(total);
+                if !held.grow(capacity) {
+                    return Err(ApiError::Overloaded);
+                }
+                let mut buffer = BytesMut::with_capacity(capacity);
+                buffer.extend_from_slice(&first);
+                buffer.extend_from_slice(&piece);
+                held.shrink(first.len());
+                first = Bytes::new();
+                joined = Some(buffer);
+            }
+            Some(buffer) => {
+                if buffer.capacity() - buffer.len() < piece.len() {
+                    let before = buffer.capacity();
+                    let wanted = buffer
+                        .capacity()
+                        .saturating_mul(2)
+                        .min(limit)
+                        .max(buffer.len() + piece.len());
+                    buffer.reserve(wanted - buffer.len());
+                    if !held.grow(buffer.capacity() - before) {
+                        return Err(ApiError::Overloaded);
+                    }
+                }
+                buffer.extend_from_slice(&piece);
+            }
         }
-        if first.is_empty() {
-            first = piece;
-        } else {
-            more.push(piece);
+    }
+    Ok(match joined {
+        Some(buffer) => {
+            let spare = buffer.capacity() - buffer.len();
+            (buffer.freeze(), spare)
         }
-    }
-    if more.is_empty() {
-        return Ok(first);
-    }
-    let mut whole = Vec::with_capacity(total);
-    whole.extend_from_slice(&first);
-    for piece in more {
-        whole.extend_from_slice(&piece);
-    }
-    Ok(whole.into())
+        None => (first, 0),
+    })
 }
 
 /// A routing answer: `status` with the `{"error": ...}` body every error has.

@@ -1160,3 +1160,41 @@ fn a_body_validated_for_a_client_gone_stays_counted_until_the_work_ends() {
         assert!(app.sink.records().is_empty(), "nothing is sent for it");
     });
 }
+
+/// A body that arrives in many pieces is copied into one buffer as it comes, and the pieces let
+/// go of: over a real connection each piece is a slice of hyper's read buffer, and a body kept
+/// as thousands of pieces (a byte per packet, 1-byte chunks) held a buffer each, far more than
+/// the cap counted (helper-68).
+#[tokio::test]
+async fn the_pieces_of_a_body_are_not_kept_while_it_arrives() {
+    let app = app();
+    let (request, pieces) = streamed_json();
+    let router = app.router.clone();
+    let answer = tokio::spawn(async move { send(&router, request).await });
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":\"")))
+        .unwrap();
+    // The rest: 1,000 one-byte slices of one buffer, as hyper hands out its read buffer.
+    let shared = Bytes::from(vec![b'x'; 1000]);
+    for i in 0..1000 {
+        pieces.unbounded_send(Ok(shared.slice(i..=i))).unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !shared.is_unique() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the pieces are let go of as they are copied, before the body ends");
+    let held = app.state.producer().inflight_bytes();
+    assert!(held >= 1006, "the bytes received are held: {held}");
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"\"}")))
+        .unwrap();
+    drop(pieces);
+    let a = answer.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let event = format!("{{\"a\":\"{}\"}}\n", "x".repeat(1000));
+    assert_eq!(app.sink.records(), vec![Bytes::from(event)]);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+}
