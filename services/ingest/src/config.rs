@@ -229,6 +229,11 @@ pub enum ConfigError {
     /// A rate that is negative or not a number.
     #[error("INGEST_RATE_LIMIT_RPS must be a number >= 0, got {0}")]
     Rate(String),
+    /// A burst without a rate: rate limiting is off, so the burst would be ignored in silence.
+    #[error(
+        "INGEST_RATE_LIMIT_BURST is {0} but INGEST_RATE_LIMIT_RPS is 0 (rate limiting off): set a rate per key, or leave the burst out"
+    )]
+    BurstWithoutRate(u32),
     /// Readiness checks so frequent that a few idle pods would exhaust the account's
     /// `DescribeDeliveryStream` limit.
     #[error(
@@ -330,6 +335,11 @@ impl Config {
         }
         if !(self.rate_limit_rps >= 0.0 && self.rate_limit_rps.is_finite()) {
             return Err(ConfigError::Rate(self.rate_limit_rps.to_string()));
+        }
+        if let Some(burst) = self.rate_limit_burst
+            && self.rate_limit_rps == 0.0
+        {
+            return Err(ConfigError::BurstWithoutRate(burst));
         }
         Ok(())
     }
@@ -598,6 +608,11 @@ mod tests {
             c.validate(),
             Err(ConfigError::Zero("INGEST_RATE_LIMIT_BURST"))
         );
+        // A burst without a rate would be ignored in silence.
+        let c = parse(&["--rate-limit-burst", "20"]);
+        assert_eq!(c.validate(), Err(ConfigError::BurstWithoutRate(20)));
+        let c = parse(&["--rate-limit-burst", "20", "--rate-limit-rps", "5"]);
+        assert_eq!(c.validate(), Ok(()));
         assert!(
             ConfigError::MissingStream
                 .to_string()

@@ -100,10 +100,14 @@ where
         let started = Instant::now();
         let headers = request.headers_mut();
         let request_id = match headers.get(REQUEST_ID) {
-            // Only visible ASCII is kept: other bytes would be echoed, but the log (which needs
-            // text) would lose the id. An empty one is no id: one is generated.
+            // Only visible ASCII is kept (no spaces or tabs either, which a header value may
+            // hold): other bytes would be echoed, but the log (which needs text) would lose the
+            // id, and a space splits it in any log read as words. An empty one is no id: one is
+            // generated.
             Some(id)
-                if !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES && id.to_str().is_ok() =>
+                if !id.is_empty()
+                    && id.len() <= MAX_REQUEST_ID_BYTES
+                    && id.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b)) =>
             {
                 id.clone()
             }

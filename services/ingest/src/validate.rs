@@ -383,6 +383,7 @@ pub fn unzstd(
         &mut hold,
         not_zstd,
     )?;
+    out.shrink_to_fit();
     Ok(Bytes::from(out))
 }
 
@@ -430,6 +431,7 @@ pub fn inflate(
             rest.len()
         )));
     }
+    out.shrink_to_fit();
     Ok(Bytes::from(out))
 }
 
@@ -540,6 +542,7 @@ pub fn gunzip(
         // A member that read nothing would loop here for ever; the decoder never does that on
         // input it accepts, but the loop must end all the same.
         if after.is_empty() || after.len() == rest.len() {
+            out.shrink_to_fit();
             return Ok(Bytes::from(out));
         }
         rest = after;
