@@ -177,7 +177,25 @@ impl HttpTarget {
         let text = read_capped(response, MAX_ANSWER_BYTES).await;
         let detail = || format!("{status}: {}", truncate(&text, 300));
         match status {
-            s if s.is_success() => Answer::Delivered,
+            // Only the front door's own answer says the events were taken: `{"accepted": N}`
+            // for all N of them. Any other 2xx (a different service at that URL, a gateway stub
+            // answering 200 or 204) would mark every event done and lose it.
+            s if s.is_success() => match accepted_count(&text) {
+                Some(n) if n == items.len() => Answer::Delivered,
+                Some(n) => Answer::Fatal(format!(
+                    "{} answered {status} with \"accepted\": {n} for {} events; the front door \
+                     accepts all of a request or answers 503: nothing of it is marked done",
+                    self.config.url,
+                    items.len()
+                )),
+                None => Answer::Fatal(format!(
+                    "{} answered {} without the front door's answer ({{\"accepted\": N, ...}}), \
+                     so nothing says the events were taken: point --to-http at the front door's \
+                     /v1/events; nothing of it is marked done",
+                    self.config.url,
+                    detail()
+                )),
+            },
             s if s.is_redirection() => Answer::Fatal(format!(
                 "{} answered {status} redirecting to {}; replay does not follow redirects (a POST would \
                  become a GET without the events): point --to-http at the front door's /v1/events itself",
@@ -383,6 +401,12 @@ impl Target for HttpTarget {
             Err(error) => Err(SendError { error, results }),
         }
     }
+}
+
+/// The `accepted` count of a front door's 200 answer; `None` when the body is not one.
+fn accepted_count(text: &str) -> Option<usize> {
+    let answer: serde_json::Value = serde_json::from_str(text).ok()?;
+    usize::try_from(answer.get("accepted")?.as_u64()?).ok()
 }
 
 /// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, read as the time left

@@ -491,6 +491,39 @@ async fn events_delivered_before_a_configuration_error_are_not_sent_again() {
     assert_each_good_record_once(&door.ids());
 }
 
+/// A 2xx that is not the front door's answer (another service at that URL, a gateway stub
+/// answering 200 or 204) says nothing about the events: the run stops and marks nothing done,
+/// rather than count them delivered and lose them (helper-69).
+#[tokio::test]
+async fn a_success_that_is_not_the_front_doors_answer_stops_the_run() {
+    use axum::routing::post;
+    for (status, body) in [
+        (axum::http::StatusCode::NO_CONTENT, ""),
+        (axum::http::StatusCode::OK, "<html>welcome</html>"),
+        (axum::http::StatusCode::OK, "{\"accepted\": 1}"),
+    ] {
+        let app =
+            axum::Router::new().route("/v1/events", post(move || async move { (status, body) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/v1/events", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cp = tmp.path().join("cp.json");
+        let (summary, _) = run_to_http(&url, &cp, &EVERY_KIND).await;
+        assert_eq!(summary.sent, 0, "{status} {body}: {summary}");
+        assert!(!summary.complete(), "{summary}");
+        assert!(
+            summary.needs_fix(),
+            "a wrong URL is fixed, not retried: {summary}"
+        );
+        let stopped = summary.stop_reason().unwrap_or_default();
+        assert!(stopped.contains(status.as_str()), "{summary}");
+        assert!(stopped.contains("accepted"), "{summary}");
+    }
+}
+
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_stops_the_run() {
     // A POST answered 302 must not become a GET that a page answers 200: nothing was delivered.

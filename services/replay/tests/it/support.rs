@@ -158,6 +158,7 @@ async fn intake(
         Ok(events) => events,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
+    let accepted = events.len();
     // Decide under the lock, answer after it is released.
     let (hang, unaccepted) = {
         let mut inner = door.inner.lock().expect("front door lock");
@@ -223,7 +224,7 @@ async fn intake(
     if unaccepted.is_empty() {
         (
             StatusCode::OK,
-            axum::Json(serde_json::json!({"accepted": 1})),
+            axum::Json(serde_json::json!({"accepted": accepted, "recordIds": []})),
         )
             .into_response()
     } else {
