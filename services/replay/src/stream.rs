@@ -49,6 +49,10 @@ pub struct StreamTarget {
     location: StreamLocation,
     producer: ProducerHandle,
     max_batch: usize,
+    /// How long one replay batch may take to get in (the producer's retry budget): a batch
+    /// over 4 MiB goes out in several calls, one after another, and each would get the whole
+    /// budget again.
+    budget: std::time::Duration,
 }
 
 impl StreamTarget {
@@ -74,11 +78,13 @@ impl StreamTarget {
             ))
         })?;
         let max_batch = config.max_batch_records;
+        let budget = config.retry_budget;
         Ok(Self {
             stream: stream.to_owned(),
             location,
             producer: Producer::spawn(sink, stream, config),
             max_batch,
+            budget,
         })
     }
 }
@@ -107,7 +113,11 @@ impl Target for StreamTarget {
 
     async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
         let count = items.len();
-        let outcome = self.producer.submit(items).await;
+        // Records not inside a call when the budget is spent are answered as not accepted (and
+        // sent again by a re-run): a batch takes at most about the budget and one call's
+        // timeout, however many calls it needs, so a stop is as quick as the README says.
+        let send_by = tokio::time::Instant::now() + self.budget;
+        let outcome = self.producer.submit_until(items, Some(send_by)).await;
         match outcome {
             SubmitOutcome::Accepted { .. } => Ok(vec![ItemResult::Accepted; count]),
             SubmitOutcome::Incomplete { record_ids, error } => {

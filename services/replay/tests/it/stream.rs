@@ -444,3 +444,41 @@ async fn a_checkpoint_that_cannot_be_saved_stops_the_run_with_its_summary() {
     assert!(summary.sent > 0, "{summary}");
     assert_eq!(summary.sent, door.ids().len(), "{summary}");
 }
+
+/// A replay batch that needs several `PutRecordBatch` calls (over 4 MiB, or here over 2 records
+/// a call) gets the retry budget once, not once per call: with the stream down, it is answered
+/// after about the budget, so a stop takes what the README says (helper-69).
+#[tokio::test(start_paused = true)]
+async fn a_batch_of_several_calls_gets_the_retry_budget_once() {
+    let fake = Arc::new(FakeFirehose::default());
+    fake.down.store(true, Ordering::SeqCst);
+    let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
+    let budget = Duration::from_millis(300);
+    let config = ProducerConfig {
+        max_batch_records: 2,
+        retry_budget: budget,
+        ..quick_producer()
+    };
+    let target = StreamTarget::start(sink, "events", location(), config)
+        .await
+        .expect("the stream is active");
+    let items: Vec<Bytes> = (0..10)
+        .map(|i| Bytes::from(format!("{{\"id\":\"e{i}\"}}\n")))
+        .collect();
+    let started = tokio::time::Instant::now();
+    let results = target.send(items).await.expect("no permanent error");
+    let took = started.elapsed();
+    assert_eq!(results.len(), 10);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, replay::target::ItemResult::Unaccepted(_))),
+        "{results:?}"
+    );
+    // Five calls' worth of records; one budget (and a call's worth of slack), not five.
+    assert!(
+        took < budget * 2,
+        "the batch took {took:?} for a {budget:?} budget"
+    );
+    assert!(fake.calls.load(Ordering::SeqCst) >= 1);
+}
