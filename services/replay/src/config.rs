@@ -19,7 +19,7 @@ use crate::source::Location;
     name = "replay",
     version,
     about = "Replay the Firehose S3 backup (processing-failed, http-endpoint-failed, AllData) into a delivery stream or a front door",
-    after_help = "Exit status: 0 when every selected record was delivered (unreadable lines are listed, not fatal); 2 when some were not (re-run the same command to resume); 1 on a configuration or I/O error."
+    after_help = "Exit status: 0 when every selected record was delivered (unreadable lines are listed, not fatal); 2 when some were not (re-run the same command to resume); 3 when some were not and running the same command again cannot finish (fix what the summary names first; a retry loop must stop on 3); 130 (143) after a second Ctrl-C (SIGTERM); 1 on a configuration or I/O error before anything was sent."
 )]
 pub struct Config {
     /// Where the backup is: `s3://BUCKET/PREFIX/` or a local directory (keys are the paths

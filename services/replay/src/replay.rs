@@ -370,9 +370,9 @@ impl<T: Target> ObjectRun<'_, T> {
             Ok(body) => body,
             Err(e) => {
                 // Most likely passing (network, throttling): a re-run may fetch it. Not an
-                // object over the size cap: that one stays too large (helper-57, L3).
-                let for_good = matches!(e, crate::source::SourceError::TooLarge { .. });
-                self.object_failed(e.to_string(), for_good);
+                // object over the size cap (helper-57, L3), nor one S3 refuses for a reason a
+                // re-run meets again: no permission, archived (helper-69).
+                self.object_failed(e.to_string(), e.is_for_good());
                 return Ok(());
             }
         };

@@ -49,6 +49,8 @@ pub enum SourceError {
         key: String,
         /// AWS's error, with its code.
         message: String,
+        /// AWS's error code, when S3 answered with one (`AccessDenied`, `InvalidObjectState`).
+        code: Option<String>,
     },
     /// The object is larger than the cap ([`MAX_DECODED_OBJECT_BYTES`]); it was not read whole.
     #[error("{key} is larger than {cap} bytes; refusing to read it")]
@@ -60,7 +62,27 @@ pub enum SourceError {
     },
 }
 
+/// S3 error codes that fetching the same object again cannot get past: a permission (a
+/// bucket policy, or the KMS key of an SSE-KMS bucket the role may not decrypt with), an
+/// account with all access disabled, an object archived by a lifecycle rule (Glacier: restore
+/// it first). A re-run meets them again, so they need a fix (exit status 3), not a re-run.
+const S3_CODES_NEEDING_A_FIX: &[&str] =
+    &["AccessDenied", "AllAccessDisabled", "InvalidObjectState"];
+
 impl SourceError {
+    /// Whether fetching the object again, as it is, cannot succeed: it is over the size cap, or
+    /// S3 refused it for a reason a re-run meets again ([`S3_CODES_NEEDING_A_FIX`]).
+    #[must_use]
+    pub fn is_for_good(&self) -> bool {
+        match self {
+            Self::TooLarge { .. } => true,
+            Self::S3 {
+                code: Some(code), ..
+            } => S3_CODES_NEEDING_A_FIX.contains(&code.as_str()),
+            Self::S3 { code: None, .. } | Self::Io { .. } => false,
+        }
+    }
+
     /// A [`read_at_most`] of `key` that failed: over the cap, or `io` says how reading failed.
     fn capped(key: &str, error: CappedReadError, io: impl FnOnce(std::io::Error) -> Self) -> Self {
         match error {
@@ -181,11 +203,12 @@ impl Source {
         };
         let body = match self {
             Self::S3 { client, bucket, .. } => {
-                let err = |message: String| SourceError::S3 {
+                let err = |message: String, code: Option<String>| SourceError::S3 {
                     operation: "GetObject",
                     bucket: bucket.clone(),
                     key: key.to_owned(),
                     message,
+                    code,
                 };
                 let out = client
                     .get_object()
@@ -193,7 +216,7 @@ impl Source {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| err(sdk_message(&e)))?;
+                    .map_err(|e| err(sdk_message(&e), sdk_code(&e)))?;
                 if out
                     .content_length()
                     .is_some_and(|len| u64::try_from(len).is_ok_and(|len| len > cap))
@@ -204,7 +227,7 @@ impl Source {
                 read_at_most(out.body.into_async_read(), cap)
                     .await
                     .map_err(|e| {
-                        SourceError::capped(key, e, |e| err(format!("reading the body: {e}")))
+                        SourceError::capped(key, e, |e| err(format!("reading the body: {e}"), None))
                     })?
             }
             Self::Dir(root) => {
@@ -225,6 +248,14 @@ impl Source {
         };
         Ok(Bytes::from(body))
     }
+}
+
+/// S3's error code, when S3 answered.
+fn sdk_code<E>(err: &aws_sdk_s3::error::SdkError<E>) -> Option<String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    err.as_service_error()?.code().map(str::to_owned)
 }
 
 fn sdk_message<E>(err: &aws_sdk_s3::error::SdkError<E>) -> String
@@ -259,6 +290,7 @@ async fn list_s3(
             bucket: bucket.to_owned(),
             key: prefix.to_owned(),
             message: sdk_message(&e),
+            code: sdk_code(&e),
         })?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
@@ -345,6 +377,41 @@ fn is_tmp_file(name: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Which fetch failures a re-run cannot get past (exit 3) and which it may (exit 2).
+    #[test]
+    fn permissions_and_archived_objects_are_for_good_the_rest_passing() {
+        let s3 = |code: Option<&str>| SourceError::S3 {
+            operation: "GetObject",
+            bucket: "b".into(),
+            key: "k".into(),
+            message: "m".into(),
+            code: code.map(str::to_owned),
+        };
+        for code in ["AccessDenied", "AllAccessDisabled", "InvalidObjectState"] {
+            assert!(s3(Some(code)).is_for_good(), "{code}");
+        }
+        for code in [
+            Some("SlowDown"),
+            Some("InternalError"),
+            Some("NoSuchKey"),
+            None,
+        ] {
+            assert!(!s3(code).is_for_good(), "{code:?}");
+        }
+        assert!(
+            SourceError::TooLarge {
+                key: "k".into(),
+                cap: 1
+            }
+            .is_for_good()
+        );
+        let io = SourceError::Io {
+            path: PathBuf::from("x"),
+            source: std::io::Error::other("disk"),
+        };
+        assert!(!io.is_for_good());
+    }
 
     #[test]
     fn locations_parse() {

@@ -184,3 +184,52 @@ async fn replays_from_s3_into_a_delivery_stream_byte_for_byte() {
     );
     assert_eq!(ids.len(), GOOD_IDS.len());
 }
+
+/// An object archived by a lifecycle rule (GLACIER, not restored) cannot be fetched by a re-run
+/// either: the replay ends "needs a fix" (exit 3), not "run it again" (2), which a retry loop
+/// would repeat for ever (helper-69). moto answers its GetObject with S3's InvalidObjectState.
+#[tokio::test]
+async fn an_archived_object_needs_a_fix_not_a_rerun() {
+    let Some(moto) = Moto::get().await else {
+        return;
+    };
+    let bucket = unique_bucket("replay-archived");
+    let s3 = moto.s3();
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    let key = "backup/http-endpoint-failed/2026/11/25/09/s-1-2026-11-25-09-30-00-archived";
+    s3.put_object()
+        .bucket(&bucket)
+        .key(key)
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{}\n"))
+        .send()
+        .await
+        .expect("put an archived object");
+    let (_door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let source = format!("s3://{bucket}/backup/");
+    let out = replay(
+        &moto,
+        &[
+            source.as_str(),
+            "--to-http",
+            &url,
+            "--checkpoint",
+            cp.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("InvalidObjectState"), "{stdout}");
+}
