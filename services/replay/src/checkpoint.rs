@@ -281,6 +281,11 @@ struct State {
     /// Version 1's single object in progress; moved into `in_progress` on open, never written.
     #[serde(default, skip_serializing)]
     partial: Option<Partial>,
+    /// When the first run that wrote this checkpoint started (ms since the Unix epoch). Later
+    /// runs leave out objects written after it ([`Checkpoint::first_run`]). Absent in files
+    /// written before it was kept: set by the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_run_ms: Option<u64>,
 }
 
 /// The checkpoint of one replay, backed by a file (or by nothing, for a dry run).
@@ -444,6 +449,31 @@ impl Checkpoint {
             finished: BTreeMap::new(),
             in_progress: BTreeMap::new(),
             partial: None,
+            first_run_ms: None,
+        }
+    }
+
+    /// When the first run of this checkpoint started; `None` before one has written it.
+    ///
+    /// Objects written after it are left out by later runs ([`crate::replay`]): among them are
+    /// this replay's own records, which a stream whose backup is the source backs up again
+    /// (as new `AllData` objects, or error output if they fail again). A re-run that took them
+    /// would send every record the first run delivered a second time (helper-69).
+    #[must_use]
+    pub fn first_run(&self) -> Option<std::time::SystemTime> {
+        self.state
+            .first_run_ms
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    }
+
+    /// Records `started` as the first run's start, unless one is recorded already. Written with
+    /// the next save (before anything is sent: [`Checkpoint::ensure_writable`]).
+    pub fn begin(&mut self, started: std::time::SystemTime) {
+        if self.state.first_run_ms.is_none() {
+            let ms = started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            self.state.first_run_ms = Some(ms);
         }
     }
 

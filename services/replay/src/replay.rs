@@ -219,9 +219,21 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         dry_run: options.dry_run,
         ..Summary::default()
     };
+    // Before listing: nothing this run sends can be in the listing, whatever the clocks.
+    let started = std::time::SystemTime::now();
     let listed = source.list().await?;
+    // Objects written after the checkpoint's first run began are left out: among them may be
+    // this replay's own records, backed up again by the stream (see `Checkpoint::first_run`).
+    let first_run = checkpoint.first_run();
     let mut objects = Vec::with_capacity(listed.len());
     for object in listed {
+        if let (Some(first_run), Some(modified)) = (first_run, object.modified)
+            && modified > first_run
+        {
+            tracing::debug!(key = %object.key, "object written after the checkpoint's first run began: left out");
+            summary.objects_newer += 1;
+            continue;
+        }
         match options.selection.admits(&object.key) {
             Ok(()) => objects.push(object),
             Err(why) => {
@@ -241,8 +253,16 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
         }
     }
+    if summary.objects_newer > 0 {
+        tracing::warn!(
+            objects = summary.objects_newer,
+            "objects written after this checkpoint's first run began are left out (this replay's own records, backed up again by the stream, may be among them): replay them with a new --checkpoint"
+        );
+    }
     if !options.dry_run {
-        // Before the first send: a checkpoint that cannot be written fails the run now.
+        // Before the first send: a checkpoint that cannot be written fails the run now. It
+        // records when its first run started, for the rule above.
+        checkpoint.begin(started);
         checkpoint.ensure_writable()?;
     }
     summary.objects = objects.len();

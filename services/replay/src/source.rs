@@ -25,6 +25,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes as stored (compressed if compressed).
     pub size: u64,
+    /// When it was written (S3's `LastModified`, a file's modification time), when known.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Why listing or fetching failed.
@@ -304,6 +306,9 @@ async fn list_s3(
                     .size()
                     .and_then(|s| u64::try_from(s).ok())
                     .unwrap_or(0),
+                modified: object
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
             });
         }
     }
@@ -359,6 +364,7 @@ fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
                 objects.push(ObjectInfo {
                     key,
                     size: meta.len(),
+                    modified: meta.modified().ok(),
                 });
             }
         }
@@ -377,6 +383,10 @@ fn is_tmp_file(name: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn keys_and_sizes(objects: &[ObjectInfo]) -> Vec<(&str, u64)> {
+        objects.iter().map(|o| (o.key.as_str(), o.size)).collect()
+    }
 
     /// Which fetch failures a re-run cannot get past (exit 3) and which it may (exit 2).
     #[test]
@@ -456,22 +466,15 @@ mod tests {
         let source = Source::Dir(dir.path().to_owned());
         let objects = source.list().await.unwrap();
         assert_eq!(
-            objects,
-            vec![
-                ObjectInfo {
-                    key: "a".into(),
-                    size: 1
-                },
-                ObjectInfo {
-                    key: "b.tmp-x".into(),
-                    size: 3
-                },
-                ObjectInfo {
-                    key: "processing-failed/2026/11/25/09/b".into(),
-                    size: 2
-                },
+            keys_and_sizes(&objects),
+            [
+                ("a", 1),
+                ("b.tmp-x", 3),
+                ("processing-failed/2026/11/25/09/b", 2)
             ]
         );
+        // When each was written, for the first-run cutoff (crate::replay).
+        assert!(objects.iter().all(|o| o.modified.is_some()), "{objects:?}");
         assert_eq!(source.get("a").await.unwrap(), "1");
         assert!(matches!(
             source.get("nope").await,
@@ -496,13 +499,7 @@ mod tests {
         std::os::unix::fs::symlink(&src, src.join("loop")).unwrap();
         let source = Source::Dir(src);
         let objects = source.list().await.unwrap();
-        assert_eq!(
-            objects,
-            vec![ObjectInfo {
-                key: "linked".into(),
-                size: 3
-            }]
-        );
+        assert_eq!(keys_and_sizes(&objects), [("linked", 3)]);
         assert_eq!(source.get("linked").await.unwrap(), "123");
     }
 

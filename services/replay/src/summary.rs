@@ -55,6 +55,9 @@ pub struct Summary {
     pub objects_failed: usize,
     /// Objects listed but left out by the filters.
     pub objects_filtered_out: usize,
+    /// Objects left out because they were written after the checkpoint's first run began
+    /// ([`crate::checkpoint::Checkpoint::first_run`]).
+    pub objects_newer: usize,
     /// Records read from the objects this run opened.
     pub records: usize,
     /// Items made from those records (records, or event lines for `--to-http`).
@@ -166,6 +169,13 @@ impl fmt::Display for Summary {
             self.unsent,
             self.already_sent
         )?;
+        if self.objects_newer > 0 {
+            writeln!(
+                f,
+                "{} objects written after this checkpoint's first run began were left out (among them may be this replay's own records, backed up again by the stream): replay them with a new --checkpoint",
+                self.objects_newer
+            )?;
+        }
         for p in &self.problems {
             let kind = match p.kind {
                 ProblemKind::Unreadable => "unreadable",

@@ -636,3 +636,46 @@ async fn a_rerun_without_error_type_is_refused_though_the_all_data_objects_are_f
         "checkpoint untouched"
     );
 }
+
+/// A re-run with the same checkpoint leaves out objects written after its first run began:
+/// when the stream that takes the replay backs it up into the source (AllData), those are the
+/// replay's own records, and taking them would send everything delivered a second time
+/// (helper-69). A new checkpoint takes them.
+#[tokio::test]
+async fn a_rerun_leaves_out_objects_written_after_the_first_run_began() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    copy_fixtures(&src, &["2026/"]);
+    let cp = tmp.path().join("cp.json");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let (first, _) = run_dir_to_http(&src, &url, &cp, &[]).await;
+    assert!(first.complete(), "{first}");
+    assert_eq!(first.objects_newer, 0, "{first}");
+    let delivered = door.ids().len();
+    assert_eq!(delivered, 3);
+
+    // What the stream backed up of the replay: the same events, in an object written now.
+    let echo = src.join("2026/11/28/07/events-1-2026-11-28-07-00-00-replayed");
+    std::fs::create_dir_all(echo.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &echo,
+        "{\"id\":\"ad-1\",\"message\":\"event ad-1\"}\n{\"id\":\"ad-2\",\"message\":\"event ad-2\"}\n",
+    )
+    .expect("write the echo");
+
+    let (again, _) = run_dir_to_http(&src, &url, &cp, &[]).await;
+    assert!(again.complete(), "{again}");
+    assert_eq!(again.objects_newer, 1, "{again}");
+    assert_eq!(door.ids().len(), delivered, "nothing sent twice: {again}");
+    assert!(
+        again
+            .to_string()
+            .contains("1 objects written after this checkpoint's first run began were left out"),
+        "{again}"
+    );
+
+    // A new checkpoint is a new replay: it takes the object.
+    let (fresh, _) = run_dir_to_http(&src, &url, &tmp.path().join("cp2.json"), &[]).await;
+    assert_eq!(fresh.objects_newer, 0, "{fresh}");
+    assert!(door.ids().len() > delivered, "{fresh}");
+}
