@@ -516,8 +516,14 @@ impl<T: Target> ObjectRun<'_, T> {
                     }
                 }
             }
-            self.checkpoint
-                .record_progress(key, size, &fingerprint, &done)?;
+            // The object's last batch, all taken: `record_finished` below saves that in the
+            // same one write (the checkpoint is rewritten whole each time, so a bucket of
+            // single-batch objects needed two writes each).
+            let finishes = fatal.is_none() && unaccepted.is_none() && remaining == chunk.len();
+            if !finishes {
+                self.checkpoint
+                    .record_progress(key, size, &fingerprint, &done)?;
+            }
             // A target error holds for every call as configured (a wrong stream, a refused
             // key): unlike an outage, running again as it is cannot get past it.
             let (reason, needs_fix) = match (fatal, unaccepted) {
