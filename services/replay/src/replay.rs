@@ -154,6 +154,20 @@ pub enum ReplayError {
     /// The dry-run preview could not be written.
     #[error("cannot write the dry-run preview: {0}")]
     Preview(#[source] std::io::Error),
+    /// Not one of the objects `--key` names is under the source (or the other filters left
+    /// them all out). Nothing was sent.
+    #[error(
+        "no object under {location} has the key --key names ({keys}), or the other filters left \
+         them out: a key is the object's path below the source (e.g. \
+         http-endpoint-failed/2026/11/25/09/<name> for the source s3://bucket/prefix/). Nothing \
+         was sent"
+    )]
+    NoSuchKeys {
+        /// The source, as the log names it.
+        location: String,
+        /// The keys, as given.
+        keys: String,
+    },
     /// No `--error-type` or `--key`, and the selection holds both `AllData` backup objects and
     /// error output ([`Selection::check_kinds`]). Nothing was sent.
     #[error(
@@ -248,10 +262,26 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         .selection
         .check_kinds(&describe(source), objects.iter().map(|o| o.key.as_str()))?;
     warn_if_both_chosen(&options.selection, &objects);
-    for wanted in &options.selection.keys {
-        if !objects.iter().any(|o| &o.key == wanted) {
-            tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
-        }
+    let missing: Vec<&String> = options
+        .selection
+        .keys
+        .iter()
+        .filter(|wanted| !objects.iter().any(|o| &o.key == *wanted))
+        .collect();
+    if !missing.is_empty() && missing.len() == options.selection.keys.len() {
+        // Not one of them: a typo or a key given with the source's prefix. Ending with
+        // "0 selected" and status 0 would pass for a replay done (helper-69).
+        return Err(ReplayError::NoSuchKeys {
+            location: describe(source),
+            keys: missing
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    for wanted in missing {
+        tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
     }
     if summary.objects_newer > 0 {
         tracing::warn!(

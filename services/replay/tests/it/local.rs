@@ -679,3 +679,27 @@ async fn a_rerun_leaves_out_objects_written_after_the_first_run_began() {
     assert_eq!(fresh.objects_newer, 0, "{fresh}");
     assert!(door.ids().len() > delivered, "{fresh}");
 }
+
+/// A --key that names no object (a typo, or a key written with the source's prefix) is an
+/// error before anything is sent, not "0 selected" and status 0, which would pass for a replay
+/// done (helper-69). One of several found: the others are warned about, the found one replayed.
+#[tokio::test]
+async fn a_key_that_names_no_object_is_an_error_not_an_empty_success() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let err = try_run_to_http(&url, &cp, &["--key", "2026/11/25/08/no-such-object"])
+        .await
+        .expect_err("no such key");
+    let text = err.to_string();
+    assert!(
+        text.contains("2026/11/25/08/no-such-object") && text.contains("Nothing was sent"),
+        "{text}"
+    );
+    assert_eq!(door.requests(), 0);
+
+    let real = MALFORMED[0].0;
+    let (summary, _) = run_to_http(&url, &cp, &["--key", real, "--key", "typo"]).await;
+    assert_eq!(summary.objects, 1, "{summary}");
+    assert!(summary.complete(), "{summary}");
+}
