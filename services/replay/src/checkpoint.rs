@@ -281,11 +281,12 @@ struct State {
     /// Version 1's single object in progress; moved into `in_progress` on open, never written.
     #[serde(default, skip_serializing)]
     partial: Option<Partial>,
-    /// When the first run that wrote this checkpoint started (ms since the Unix epoch). Later
-    /// runs leave out objects written after it ([`Checkpoint::first_run`]). Absent in files
-    /// written before it was kept: set by the next run.
+    /// The objects the first run selected and had not finished, less those finished since:
+    /// with `finished` and `in_progress`, every object this replay is about
+    /// ([`Checkpoint::knows`]). Absent in files written before it was kept: set by the next
+    /// run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    first_run_ms: Option<u64>,
+    pending: Option<BTreeSet<String>>,
 }
 
 /// The checkpoint of one replay, backed by a file (or by nothing, for a dry run).
@@ -449,31 +450,41 @@ impl Checkpoint {
             finished: BTreeMap::new(),
             in_progress: BTreeMap::new(),
             partial: None,
-            first_run_ms: None,
+            pending: None,
         }
     }
 
-    /// When the first run of this checkpoint started; `None` before one has written it.
+    /// Whether `key` is one of the objects this replay is about: one its first run selected
+    /// (finished, in progress or still pending). Always true before a first run has recorded
+    /// them, and for a checkpoint written before they were kept.
     ///
-    /// Objects written after it are left out by later runs ([`crate::replay`]): among them are
-    /// this replay's own records, which a stream whose backup is the source backs up again
-    /// (as new `AllData` objects, or error output if they fail again). A re-run that took them
-    /// would send every record the first run delivered a second time (helper-69).
+    /// Later runs leave out the objects it does not know (written since, or selected by a wider
+    /// filter): among them are this replay's own records, which a stream whose backup is the
+    /// source backs up again (as new `AllData` objects, or error output if they fail again). A
+    /// re-run that took them would send every record the first run delivered a second time
+    /// (helper-69). Keys, not times: an object rewritten in place (re-encrypted, restored) is
+    /// still the same object, and no clock is compared with S3's.
     #[must_use]
-    pub fn first_run(&self) -> Option<std::time::SystemTime> {
-        self.state
-            .first_run_ms
-            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    pub fn knows(&self, key: &str) -> bool {
+        self.state.pending.as_ref().is_none_or(|pending| {
+            pending.contains(key)
+                || self.state.finished.contains_key(key)
+                || self.state.in_progress.contains_key(key)
+        })
     }
 
-    /// Records `started` as the first run's start, unless one is recorded already. Written with
-    /// the next save (before anything is sent: [`Checkpoint::ensure_writable`]).
-    pub fn begin(&mut self, started: std::time::SystemTime) {
-        if self.state.first_run_ms.is_none() {
-            let ms = started
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            self.state.first_run_ms = Some(ms);
+    /// Records the objects this run selected as the replay's, unless a first run did already.
+    /// Written with the next save (before anything is sent: [`Checkpoint::ensure_writable`]).
+    pub fn begin<'k>(&mut self, selected: impl IntoIterator<Item = &'k str>) {
+        if self.state.pending.is_none() {
+            let finished = &self.state.finished;
+            self.state.pending = Some(
+                selected
+                    .into_iter()
+                    .filter(|key| !finished.contains_key(*key))
+                    .map(str::to_owned)
+                    .collect(),
+            );
         }
     }
 
@@ -542,6 +553,9 @@ impl Checkpoint {
         self.flush_problems()?;
         self.state.finished.insert(key.to_owned(), size);
         self.state.in_progress.remove(key);
+        if let Some(pending) = self.state.pending.as_mut() {
+            pending.remove(key);
+        }
         self.save()
     }
 

@@ -233,21 +233,9 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         dry_run: options.dry_run,
         ..Summary::default()
     };
-    // Before listing: nothing this run sends can be in the listing, whatever the clocks.
-    let started = std::time::SystemTime::now();
     let listed = source.list().await?;
-    // Objects written after the checkpoint's first run began are left out: among them may be
-    // this replay's own records, backed up again by the stream (see `Checkpoint::first_run`).
-    let first_run = checkpoint.first_run();
     let mut objects = Vec::with_capacity(listed.len());
     for object in listed {
-        if let (Some(first_run), Some(modified)) = (first_run, object.modified)
-            && modified > first_run
-        {
-            tracing::debug!(key = %object.key, "object written after the checkpoint's first run began: left out");
-            summary.objects_newer += 1;
-            continue;
-        }
         match options.selection.admits(&object.key) {
             Ok(()) => objects.push(object),
             Err(why) => {
@@ -256,12 +244,6 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             }
         }
     }
-    // Decided on the whole selection, before the first object is fetched or sent (dry runs
-    // too: they show what a real run would do).
-    options
-        .selection
-        .check_kinds(&describe(source), objects.iter().map(|o| o.key.as_str()))?;
-    warn_if_both_chosen(&options.selection, &objects);
     let missing: Vec<&String> = options
         .selection
         .keys
@@ -283,16 +265,28 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
     for wanted in missing {
         tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
     }
-    if summary.objects_newer > 0 {
+    // Decided on the whole selection, before the first object is fetched or sent (dry runs
+    // too: they show what a real run would do), and before objects the checkpoint does not know
+    // are left out: a re-run decides as the first run would have on what is there now.
+    options
+        .selection
+        .check_kinds(&describe(source), objects.iter().map(|o| o.key.as_str()))?;
+    warn_if_both_chosen(&options.selection, &objects);
+    // Objects the checkpoint's first run did not select are left out: among them may be this
+    // replay's own records, backed up again by the stream (see `Checkpoint::knows`).
+    let selected = objects.len();
+    objects.retain(|object| checkpoint.knows(&object.key));
+    summary.objects_new = selected - objects.len();
+    if summary.objects_new > 0 {
         tracing::warn!(
-            objects = summary.objects_newer,
-            "objects written after this checkpoint's first run began are left out (this replay's own records, backed up again by the stream, may be among them): replay them with a new --checkpoint"
+            objects = summary.objects_new,
+            "objects this checkpoint's first run did not select are left out (written since; this replay's own records, backed up again by the stream, may be among them)"
         );
     }
     if !options.dry_run {
-        // Before the first send: a checkpoint that cannot be written fails the run now. It
-        // records when its first run started, for the rule above.
-        checkpoint.begin(started);
+        // Before the first send: a checkpoint that cannot be written fails the run now. A first
+        // run records what it selected, for the rule above.
+        checkpoint.begin(objects.iter().map(|o| o.key.as_str()));
         checkpoint.ensure_writable()?;
     }
     summary.objects = objects.len();

@@ -25,8 +25,6 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes as stored (compressed if compressed).
     pub size: u64,
-    /// When it was written (S3's `LastModified`, a file's modification time), when known.
-    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Why listing or fetching failed.
@@ -306,9 +304,6 @@ async fn list_s3(
                     .size()
                     .and_then(|s| u64::try_from(s).ok())
                     .unwrap_or(0),
-                modified: object
-                    .last_modified()
-                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
             });
         }
     }
@@ -364,7 +359,6 @@ fn list_dir(root: &Path) -> Result<Vec<ObjectInfo>, SourceError> {
                 objects.push(ObjectInfo {
                     key,
                     size: meta.len(),
-                    modified: meta.modified().ok(),
                 });
             }
         }
@@ -473,8 +467,6 @@ mod tests {
                 ("processing-failed/2026/11/25/09/b", 2)
             ]
         );
-        // When each was written, for the first-run cutoff (crate::replay).
-        assert!(objects.iter().all(|o| o.modified.is_some()), "{objects:?}");
         assert_eq!(source.get("a").await.unwrap(), "1");
         assert!(matches!(
             source.get("nope").await,

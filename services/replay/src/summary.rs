@@ -55,9 +55,9 @@ pub struct Summary {
     pub objects_failed: usize,
     /// Objects listed but left out by the filters.
     pub objects_filtered_out: usize,
-    /// Objects left out because they were written after the checkpoint's first run began
-    /// ([`crate::checkpoint::Checkpoint::first_run`]).
-    pub objects_newer: usize,
+    /// Selected objects left out because the checkpoint's first run did not select them
+    /// ([`crate::checkpoint::Checkpoint::knows`]).
+    pub objects_new: usize,
     /// Records read from the objects this run opened.
     pub records: usize,
     /// Items made from those records (records, or event lines for `--to-http`).
@@ -169,11 +169,11 @@ impl fmt::Display for Summary {
             self.unsent,
             self.already_sent
         )?;
-        if self.objects_newer > 0 {
+        if self.objects_new > 0 {
             writeln!(
                 f,
-                "{} objects written after this checkpoint's first run began were left out (among them may be this replay's own records, backed up again by the stream): replay them with a new --checkpoint",
-                self.objects_newer
+                "{} objects this checkpoint's first run did not select were left out (written since; among them may be this replay's own records, backed up again by the stream): to replay failures that came since, select only them (--since the hour this replay began, an --error-type, --key) with a new --checkpoint",
+                self.objects_new
             )?;
         }
         for p in &self.problems {
