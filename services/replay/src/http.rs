@@ -174,7 +174,7 @@ impl HttpTarget {
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let text = read_capped(response, MAX_ANSWER_BYTES).await;
+        let (text, cut) = read_capped(response, MAX_ANSWER_BYTES).await;
         let detail = || format!("{status}: {}", truncate(&text, 300));
         match status {
             // Only the front door's own answer says the events were taken: `{"accepted": N}`
@@ -182,6 +182,12 @@ impl HttpTarget {
             // answering 200 or 204) would mark every event done and lose it.
             s if s.is_success() => match accepted_count(&text) {
                 Some(n) if n == items.len() => Answer::Delivered,
+                // The answer broke off before its count: the events were most likely taken, but
+                // nothing says so. Sent again, like a batch whose answer never came.
+                None if cut => Answer::Retry(
+                    format!("{status}, but the answer broke off before it said what was accepted"),
+                    None,
+                ),
                 Some(n) => Answer::Fatal(format!(
                     "{} answered {status} with \"accepted\": {n} for {} events; the front door \
                      accepts all of a request or answers 503: nothing of it is marked done",
@@ -404,9 +410,24 @@ impl Target for HttpTarget {
 }
 
 /// The `accepted` count of a front door's 200 answer; `None` when the body is not one.
+///
+/// The answer also lists a record id per event, so for a large batch it can pass
+/// [`MAX_ANSWER_BYTES`] and arrive cut: the front door writes `accepted` first, and a body that
+/// does not parse whole is read for a leading `{"accepted":N`.
 fn accepted_count(text: &str) -> Option<usize> {
-    let answer: serde_json::Value = serde_json::from_str(text).ok()?;
-    usize::try_from(answer.get("accepted")?.as_u64()?).ok()
+    if let Ok(answer) = serde_json::from_str::<serde_json::Value>(text) {
+        return usize::try_from(answer.get("accepted")?.as_u64()?).ok();
+    }
+    let rest = text.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix("\"accepted\"")?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let after = rest[digits..].trim_start();
+    // The number must be whole: followed by the next member or the end of the object.
+    if digits == 0 || !(after.starts_with(',') || after.starts_with('}')) {
+        return None;
+    }
+    rest[..digits].parse().ok()
 }
 
 /// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, read as the time left
@@ -524,18 +545,26 @@ fn unaccepted_indexes(body: &str, len: usize) -> Option<Vec<usize>> {
 
 /// The answer's body as text, reading at most `cap` bytes of it (see [`MAX_ANSWER_BYTES`]); a
 /// body that cannot be read is empty, and only the status counts.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> String {
+///
+/// Also says whether reading failed before the end (the connection broke): the text is then
+/// only what came.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bool) {
     let mut body = Vec::new();
+    let mut cut = false;
     while body.len() < cap {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 let take = chunk.len().min(cap - body.len());
                 body.extend_from_slice(&chunk[..take]);
             }
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            Err(_) => {
+                cut = true;
+                break;
+            }
         }
     }
-    String::from_utf8_lossy(&body).into_owned()
+    (String::from_utf8_lossy(&body).into_owned(), cut)
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -549,6 +578,34 @@ fn truncate(text: &str, max: usize) -> &str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The count is read from a whole answer, and from one cut after it (a large batch's record
+    /// ids pass the answer cap), never from a number that may be cut itself.
+    #[test]
+    fn the_accepted_count_is_read_from_a_whole_or_cut_answer() {
+        assert_eq!(
+            accepted_count(r#"{"accepted":3,"recordIds":["a","b","c"]}"#),
+            Some(3)
+        );
+        assert_eq!(accepted_count(r#"{"recordIds":[],"accepted":2}"#), Some(2));
+        assert_eq!(
+            accepted_count(r#"{"accepted":20000,"recordIds":["4964091282"#),
+            Some(20000)
+        );
+        assert_eq!(
+            accepted_count(r#" { "accepted" : 7 , "recordIds": ["#),
+            Some(7)
+        );
+        for not_one in [
+            r#"{"accepted":20"#,
+            r#"{"accepted":"#,
+            "",
+            "<html>",
+            r#"{"ok":true}"#,
+        ] {
+            assert_eq!(accepted_count(not_one), None, "{not_one}");
+        }
+    }
 
     fn record(data: &'static str) -> Record {
         Record {
