@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use firehose_formats::limits::MAX_RECORD_BYTES;
+use firehose_formats::limits::{MAX_BATCH_RECORDS, MAX_RECORD_BYTES, SAFE_BATCH_BYTES};
 use ingest::producer::{Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
 use ingest::sink::{RecordSink, Retry, classify_error_code};
 
@@ -49,10 +49,12 @@ pub struct StreamTarget {
     location: StreamLocation,
     producer: ProducerHandle,
     max_batch: usize,
-    /// How long one replay batch may take to get in (the producer's retry budget): a batch
-    /// over 4 MiB goes out in several calls, one after another, and each would get the whole
-    /// budget again.
+    /// How long one call's worth of records may take to get in (the producer's retry budget).
     budget: std::time::Duration,
+    /// Records and bytes of one `PutRecordBatch` call (the producer's limits): a replay batch
+    /// is submitted in pieces of this size, one after another ([`Target::send`]).
+    call_records: usize,
+    call_bytes: usize,
 }
 
 impl StreamTarget {
@@ -79,12 +81,16 @@ impl StreamTarget {
         })?;
         let max_batch = config.max_batch_records;
         let budget = config.retry_budget;
+        let call_records = config.max_batch_records.clamp(1, MAX_BATCH_RECORDS);
+        let call_bytes = config.max_batch_bytes.clamp(1, SAFE_BATCH_BYTES);
         Ok(Self {
             stream: stream.to_owned(),
             location,
             producer: Producer::spawn(sink, stream, config),
             max_batch,
             budget,
+            call_records,
+            call_bytes,
         })
     }
 }
@@ -113,47 +119,88 @@ impl Target for StreamTarget {
 
     async fn send(&self, items: Vec<Bytes>) -> Result<Vec<ItemResult>, SendError> {
         let count = items.len();
-        // Records not inside a call when the budget is spent are answered as not accepted (and
-        // sent again by a re-run): a batch takes at most about the budget and one call's
-        // timeout, however many calls it needs, so a stop is as quick as the README says.
-        let send_by = tokio::time::Instant::now() + self.budget;
-        let outcome = self.producer.submit_until(items, Some(send_by)).await;
-        match outcome {
-            SubmitOutcome::Accepted { .. } => Ok(vec![ItemResult::Accepted; count]),
-            SubmitOutcome::Incomplete { record_ids, error } => {
-                let results: Vec<ItemResult> = record_ids
-                    .into_iter()
-                    .map(|id| match id {
+        let mut results = Vec::with_capacity(count);
+        let mut rest = items.into_iter().peekable();
+        while rest.peek().is_some() {
+            // One call's worth at a time, each with the retry budget: a batch over 4 MiB needs
+            // several calls, and one deadline for all of them would withdraw records of a
+            // stream that is slow but taking them; with none, a stream refusing them would hold
+            // the batch for the budget once per call (helper-69, helper-70). Records not inside
+            // the call when its budget is spent are answered as not accepted, and the rest of
+            // the batch is not tried: the run stops, and a re-run sends them.
+            let mut piece = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = rest.peek() {
+                if !piece.is_empty()
+                    && (piece.len() == self.call_records || bytes + next.len() > self.call_bytes)
+                {
+                    break;
+                }
+                bytes += next.len();
+                piece.extend(rest.next());
+            }
+            let sent = piece.len();
+            let send_by = tokio::time::Instant::now() + self.budget;
+            match self.producer.submit_until(piece, Some(send_by)).await {
+                SubmitOutcome::Accepted { .. } => {
+                    results.extend(std::iter::repeat_n(ItemResult::Accepted, sent));
+                }
+                SubmitOutcome::Incomplete { record_ids, error } => {
+                    let error = if error.contains("send deadline") {
+                        format!(
+                            "not inside a PutRecordBatch call within --retry-budget-secs ({:?})",
+                            self.budget
+                        )
+                    } else {
+                        error
+                    };
+                    results.extend(record_ids.into_iter().map(|id| match id {
                         Some(_) => ItemResult::Accepted,
                         None => ItemResult::Unaccepted(error.clone()),
-                    })
-                    .collect();
-                // The producer's error is "<code>: <message>"; a permanent code (no such stream,
-                // no permission) means nothing more will be accepted. The records an earlier
-                // call of the batch got in are still reported, for the checkpoint.
-                let code = error.split(':').next().unwrap_or_default().trim();
-                if classify_error_code(code) == Retry::Permanent {
+                    }));
+                    let untried = count - results.len();
+                    results.extend(std::iter::repeat_n(
+                        ItemResult::Unaccepted(format!("not sent: {error}")),
+                        untried,
+                    ));
+                    // The producer's error is "<code>: <message>"; a permanent code (no such
+                    // stream, no permission) means nothing more will be accepted. The records
+                    // an earlier call of the batch got in are still reported, for the
+                    // checkpoint.
+                    let code = error.split(':').next().unwrap_or_default().trim();
+                    if classify_error_code(code) == Retry::Permanent {
+                        return Err(SendError {
+                            error: TargetError(format!(
+                                "delivery stream {} refused the records: {error}",
+                                self.stream
+                            )),
+                            results,
+                        });
+                    }
+                    return Ok(results);
+                }
+                SubmitOutcome::Overloaded => {
+                    let untried = count - results.len();
+                    results.extend(std::iter::repeat_n(
+                        ItemResult::Unaccepted("the producer is overloaded".to_owned()),
+                        untried,
+                    ));
+                    return Ok(results);
+                }
+                SubmitOutcome::Closed => {
+                    let delivered = results.len();
+                    results.extend(std::iter::repeat_n(
+                        ItemResult::Unaccepted("not sent".to_owned()),
+                        count - delivered,
+                    ));
                     return Err(SendError {
-                        error: TargetError(format!(
-                            "delivery stream {} refused the records: {error}",
-                            self.stream
-                        )),
+                        error: TargetError("the producer has stopped".to_owned()),
                         results,
                     });
                 }
-                Ok(results)
             }
-            SubmitOutcome::Overloaded => Ok(vec![
-                ItemResult::Unaccepted(
-                    "the producer is overloaded".to_owned()
-                );
-                count
-            ]),
-            SubmitOutcome::Closed => Err(SendError::nothing_sent(
-                TargetError("the producer has stopped".to_owned()),
-                count,
-            )),
         }
+        Ok(results)
     }
 }
 

@@ -39,12 +39,16 @@ struct FakeFirehose {
     access_denied: AtomicBool,
     /// Calls from this one (0-based) on fail with a permanent error.
     deny_from_call: Mutex<Option<usize>>,
+    /// How long each call takes to answer (a slow stream).
+    call_time: Mutex<Duration>,
     calls: AtomicUsize,
 }
 
 impl RecordSink for FakeFirehose {
     fn put_batch<'a>(&'a self, _stream: &'a str, records: Vec<Bytes>) -> Answer<'a, BatchOutcome> {
         Box::pin(async move {
+            let call_time = *self.call_time.lock().expect("lock");
+            tokio::time::sleep(call_time).await;
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             let denied = self
                 .deny_from_call
@@ -446,10 +450,10 @@ async fn a_checkpoint_that_cannot_be_saved_stops_the_run_with_its_summary() {
 }
 
 /// A replay batch that needs several `PutRecordBatch` calls (over 4 MiB, or here over 2 records
-/// a call) gets the retry budget once, not once per call: with the stream down, it is answered
-/// after about the budget, so a stop takes what the README says (helper-69).
+/// a call) on a stream that refuses them is answered after about one budget, not one per call:
+/// its first call runs out of budget, and the rest is not tried (helper-69).
 #[tokio::test(start_paused = true)]
-async fn a_batch_of_several_calls_gets_the_retry_budget_once() {
+async fn a_batch_of_several_calls_to_a_refusing_stream_takes_one_budget() {
     let fake = Arc::new(FakeFirehose::default());
     fake.down.store(true, Ordering::SeqCst);
     let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
@@ -481,4 +485,37 @@ async fn a_batch_of_several_calls_gets_the_retry_budget_once() {
         "the batch took {took:?} for a {budget:?} budget"
     );
     assert!(fake.calls.load(Ordering::SeqCst) >= 1);
+}
+
+/// A stream that is slow but takes every record: a batch of several calls gets them all in,
+/// though together they take longer than the budget: the budget is per call, not per batch
+/// (helper-70).
+#[tokio::test(start_paused = true)]
+async fn a_slow_stream_gets_a_batch_of_several_calls_in_whole() {
+    let fake = Arc::new(FakeFirehose::default());
+    *fake.call_time.lock().expect("lock") = Duration::from_millis(200);
+    let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
+    let budget = Duration::from_millis(300);
+    let config = ProducerConfig {
+        max_batch_records: 2,
+        retry_budget: budget,
+        ..quick_producer()
+    };
+    let target = StreamTarget::start(sink, "events", location(), config)
+        .await
+        .expect("the stream is active");
+    let items: Vec<Bytes> = (0..10)
+        .map(|i| Bytes::from(format!("{{\"id\":\"e{i}\"}}\n")))
+        .collect();
+    let started = tokio::time::Instant::now();
+    let results = target.send(items).await.expect("no permanent error");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, replay::target::ItemResult::Accepted)),
+        "{results:?}"
+    );
+    assert!(started.elapsed() > budget, "five calls of 200 ms");
+    assert_eq!(fake.accepted.lock().expect("lock").len(), 10);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 5);
 }
