@@ -289,7 +289,8 @@ async fn read_body(
     held: &mut Reservation,
 ) -> Result<(Bytes, usize), ApiError> {
     let mut first = Bytes::new();
-    let mut joined: Option<BytesMut> = None;
+    // The buffer the pieces are copied into, and the capacity `held` counts for it.
+    let mut joined: Option<(BytesMut, usize)> = None;
     let mut total = 0_usize;
     while let Some(frame) = body.frame().await {
         let frame =
@@ -323,28 +324,31 @@ async fn read_body(
                 buffer.extend_from_slice(&piece);
                 held.shrink(first.len());
                 first = Bytes::new();
-                joined = Some(buffer);
+                joined = Some((buffer, capacity));
             }
-            Some(buffer) => {
-                if buffer.capacity() - buffer.len() < piece.len() {
-                    let before = buffer.capacity();
-                    let wanted = buffer
-                        .capacity()
+            Some((buffer, counted)) => {
+                if *counted - buffer.len() < piece.len() {
+                    // Twice the room, up to the limit: counted before it is allocated, and
+                    // allocated at that size (`reserve` would at least double, past the limit).
+                    let wanted = counted
                         .saturating_mul(2)
                         .min(limit)
                         .max(buffer.len() + piece.len());
-                    buffer.reserve(wanted - buffer.len());
-                    if !held.grow(buffer.capacity() - before) {
+                    if !held.grow(wanted - *counted) {
                         return Err(ApiError::Overloaded);
                     }
+                    let mut bigger = BytesMut::with_capacity(wanted);
+                    bigger.extend_from_slice(buffer);
+                    *buffer = bigger;
+                    *counted = wanted;
                 }
                 buffer.extend_from_slice(&piece);
             }
         }
     }
     Ok(match joined {
-        Some(buffer) => {
-            let spare = buffer.capacity() - buffer.len();
+        Some((buffer, counted)) => {
+            let spare = counted - buffer.len();
             (buffer.freeze(), spare)
         }
         None => (first, 0),

@@ -1200,3 +1200,48 @@ async fn the_pieces_of_a_body_are_not_kept_while_it_arrives() {
     assert_eq!(app.sink.records(), vec![Bytes::from(event)]);
     assert_eq!(app.state.producer().inflight_bytes(), 0);
 }
+
+/// The buffer a body in pieces is copied into grows by doubling but never past the body
+/// limit, so what the cap counts for it stays within the limit (helper-70: `reserve` doubled
+/// past it, and allocated before counting).
+#[tokio::test]
+async fn the_buffer_of_a_body_in_pieces_never_counts_more_than_the_limit() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_body_bytes: 1000,
+            ..Options::default()
+        },
+    );
+    let (request, pieces) = streamed_json();
+    let router = app.router.clone();
+    let answer = tokio::spawn(async move { send(&router, request).await });
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":\"")))
+        .unwrap();
+    let shared = Bytes::from(vec![b'x'; 900]);
+    for i in 0..9 {
+        pieces
+            .unbounded_send(Ok(shared.slice(i * 100..(i + 1) * 100)))
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !shared.is_unique() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every piece copied");
+    let held = app.state.producer().inflight_bytes();
+    assert!(
+        (906..=1000).contains(&held),
+        "held {held} for 906 bytes, limit 1000"
+    );
+    pieces
+        .unbounded_send(Ok(Bytes::from_static(b"\"}")))
+        .unwrap();
+    drop(pieces);
+    let a = answer.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(app.state.producer().inflight_bytes(), 0);
+}
