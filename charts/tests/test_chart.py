@@ -288,6 +288,9 @@ REFUSED = {
         {"config": {"requestTimeout": "21000ms", "retryBudget": "10s", "firehoseCallTimeout": "10s",
                     "shutdownGraceSecs": 30}},
         "config.requestTimeout (21000ms) must be longer than config.retryBudget (10s)"),
+    "a burst without a rate (BurstWithoutRate)": (
+        {"config": {"rateLimitBurst": 400, "rateLimitRps": 0}},
+        "config.rateLimitBurst (400) needs config.rateLimitRps above 0"),
     "linger past the send window (LingerTooLong)": (
         {"config": {"retryBudget": "1s", "linger": "14s"}},
         "config.linger (14s) must be shorter than config.requestTimeout (25s) - "

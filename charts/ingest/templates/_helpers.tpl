@@ -258,4 +258,8 @@ and AWS allows 5 such calls per second per account and region. */}}
 {{- if lt (mulf $c.shutdownGraceSecs 1000) $timeout }}
 {{- fail (printf "config.shutdownGraceSecs (%d) must be at least config.requestTimeout (%s), so requests in flight at shutdown are answered before exit; ingest refuses to start otherwise" (int $c.shutdownGraceSecs) $c.requestTimeout) }}
 {{- end }}
+{{- /* INGEST_RATE_LIMIT_BURST needs INGEST_RATE_LIMIT_RPS > 0 (BurstWithoutRate) */}}
+{{- if and $c.rateLimitBurst (not (gt (float64 $c.rateLimitRps) 0.0)) }}
+{{- fail (printf "config.rateLimitBurst (%v) needs config.rateLimitRps above 0: with no rate, rate limiting is off and the burst would do nothing; ingest refuses to start otherwise" $c.rateLimitBurst) }}
+{{- end }}
 {{- end }}
