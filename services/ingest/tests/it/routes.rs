@@ -1163,23 +1163,26 @@ fn a_body_validated_for_a_client_gone_stays_counted_until_the_work_ends() {
     });
 }
 
-/// A body that arrives in many pieces is copied into one buffer as it comes, and the pieces let
-/// go of: over a real connection each piece is a slice of hyper's read buffer, and a body kept
-/// as thousands of pieces (a byte per packet, 1-byte chunks) held a buffer each, far more than
-/// the cap counted (helper-68).
-#[tokio::test]
-async fn the_pieces_of_a_body_are_not_kept_while_it_arrives() {
-    let app = app();
+/// An upload whose first piece is `{"a":"` and whose next pieces are `shared` cut every
+/// `piece` bytes, as hyper hands out slices of its read buffer; resolves once every piece is
+/// let go of (copied), the body still open. The answer and the sender to end the body with.
+async fn upload_in_pieces(
+    app: &support::TestApp,
+    shared: &Bytes,
+    piece: usize,
+) -> (
+    tokio::task::JoinHandle<support::Answer>,
+    futures::channel::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
+) {
     let (request, pieces) = streamed_json();
     let router = app.router.clone();
     let answer = tokio::spawn(async move { send(&router, request).await });
     pieces
         .unbounded_send(Ok(Bytes::from_static(b"{\"a\":\"")))
         .unwrap();
-    // The rest: 1,000 one-byte slices of one buffer, as hyper hands out its read buffer.
-    let shared = Bytes::from(vec![b'x'; 1000]);
-    for i in 0..1000 {
-        pieces.unbounded_send(Ok(shared.slice(i..=i))).unwrap();
+    for start in (0..shared.len()).step_by(piece) {
+        let end = (start + piece).min(shared.len());
+        pieces.unbounded_send(Ok(shared.slice(start..end))).unwrap();
     }
     tokio::time::timeout(Duration::from_secs(10), async {
         while !shared.is_unique() {
@@ -1188,6 +1191,19 @@ async fn the_pieces_of_a_body_are_not_kept_while_it_arrives() {
     })
     .await
     .expect("the pieces are let go of as they are copied, before the body ends");
+    (answer, pieces)
+}
+
+/// A body that arrives in many pieces is copied into one buffer as it comes, and the pieces let
+/// go of: over a real connection each piece is a slice of hyper's read buffer, and a body kept
+/// as thousands of pieces (a byte per packet, 1-byte chunks) held a buffer each, far more than
+/// the cap counted (helper-68).
+#[tokio::test]
+async fn the_pieces_of_a_body_are_not_kept_while_it_arrives() {
+    let app = app();
+    // 1,000 one-byte pieces.
+    let shared = Bytes::from(vec![b'x'; 1000]);
+    let (answer, pieces) = upload_in_pieces(&app, &shared, 1).await;
     let held = app.state.producer().inflight_bytes();
     assert!(held >= 1006, "the bytes received are held: {held}");
     pieces
@@ -1213,25 +1229,9 @@ async fn the_buffer_of_a_body_in_pieces_never_counts_more_than_the_limit() {
             ..Options::default()
         },
     );
-    let (request, pieces) = streamed_json();
-    let router = app.router.clone();
-    let answer = tokio::spawn(async move { send(&router, request).await });
-    pieces
-        .unbounded_send(Ok(Bytes::from_static(b"{\"a\":\"")))
-        .unwrap();
+    // Nine pieces of 100 bytes.
     let shared = Bytes::from(vec![b'x'; 900]);
-    for i in 0..9 {
-        pieces
-            .unbounded_send(Ok(shared.slice(i * 100..(i + 1) * 100)))
-            .unwrap();
-    }
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !shared.is_unique() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("every piece copied");
+    let (answer, pieces) = upload_in_pieces(&app, &shared, 100).await;
     let held = app.state.producer().inflight_bytes();
     assert!(
         (906..=1000).contains(&held),

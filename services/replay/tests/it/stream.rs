@@ -449,14 +449,10 @@ async fn a_checkpoint_that_cannot_be_saved_stops_the_run_with_its_summary() {
     assert_eq!(summary.sent, door.ids().len(), "{summary}");
 }
 
-/// A replay batch that needs several `PutRecordBatch` calls (over 4 MiB, or here over 2 records
-/// a call) on a stream that refuses them is answered after about one budget, not one per call:
-/// its first call runs out of budget, and the rest is not tried (helper-69).
-#[tokio::test(start_paused = true)]
-async fn a_batch_of_several_calls_to_a_refusing_stream_takes_one_budget() {
-    let fake = Arc::new(FakeFirehose::default());
-    fake.down.store(true, Ordering::SeqCst);
-    let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
+/// A target on `fake` that sends 2 records per call with a 300 ms retry budget, and a batch
+/// of 10 records for it: five calls' worth.
+async fn two_per_call(fake: &Arc<FakeFirehose>) -> (StreamTarget, Duration, Vec<Bytes>) {
+    let sink: Arc<dyn RecordSink> = Arc::clone(fake) as Arc<dyn RecordSink>;
     let budget = Duration::from_millis(300);
     let config = ProducerConfig {
         max_batch_records: 2,
@@ -466,9 +462,20 @@ async fn a_batch_of_several_calls_to_a_refusing_stream_takes_one_budget() {
     let target = StreamTarget::start(sink, "events", location(), config)
         .await
         .expect("the stream is active");
-    let items: Vec<Bytes> = (0..10)
+    let items = (0..10)
         .map(|i| Bytes::from(format!("{{\"id\":\"e{i}\"}}\n")))
         .collect();
+    (target, budget, items)
+}
+
+/// A replay batch that needs several `PutRecordBatch` calls (over 4 MiB, or here over 2 records
+/// a call) on a stream that refuses them is answered after about one budget, not one per call:
+/// its first call runs out of budget, and the rest is not tried (helper-69).
+#[tokio::test(start_paused = true)]
+async fn a_batch_of_several_calls_to_a_refusing_stream_takes_one_budget() {
+    let fake = Arc::new(FakeFirehose::default());
+    fake.down.store(true, Ordering::SeqCst);
+    let (target, budget, items) = two_per_call(&fake).await;
     let started = tokio::time::Instant::now();
     let results = target.send(items).await.expect("no permanent error");
     let took = started.elapsed();
@@ -494,19 +501,7 @@ async fn a_batch_of_several_calls_to_a_refusing_stream_takes_one_budget() {
 async fn a_slow_stream_gets_a_batch_of_several_calls_in_whole() {
     let fake = Arc::new(FakeFirehose::default());
     *fake.call_time.lock().expect("lock") = Duration::from_millis(200);
-    let sink: Arc<dyn RecordSink> = Arc::clone(&fake) as Arc<dyn RecordSink>;
-    let budget = Duration::from_millis(300);
-    let config = ProducerConfig {
-        max_batch_records: 2,
-        retry_budget: budget,
-        ..quick_producer()
-    };
-    let target = StreamTarget::start(sink, "events", location(), config)
-        .await
-        .expect("the stream is active");
-    let items: Vec<Bytes> = (0..10)
-        .map(|i| Bytes::from(format!("{{\"id\":\"e{i}\"}}\n")))
-        .collect();
+    let (target, budget, items) = two_per_call(&fake).await;
     let started = tokio::time::Instant::now();
     let results = target.send(items).await.expect("no permanent error");
     assert!(
