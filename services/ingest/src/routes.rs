@@ -156,11 +156,11 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     // The body counts against the in-flight cap as it arrives (and as it inflates), so slow
     // or large uploads cannot hold memory the cap does not see.
     let mut held = state.producer().reservation();
-    let (raw, raw_spare) = tokio::time::timeout_at(send_by, read_body(body, limit, &mut held))
+    // `spare`: what `held` counts beyond the body's bytes (its buffer's spare room), let go of
+    // with the body.
+    let (raw, mut spare) = tokio::time::timeout_at(send_by, read_body(body, limit, &mut held))
         .await
         .map_err(|_| ApiError::RequestTimeout)??;
-    // What `held` counts beyond the body's bytes (its buffer's spare room), let go of with it.
-    let mut spare = raw_spare;
     let body = if let Some(coding) = coding {
         let raw_len = raw.len();
         // Inflating is CPU work whose size the compressed length does not tell (10 KB can
@@ -315,32 +315,26 @@ async fn read_body(
             }
             None => {
                 // The second piece: room for twice what came so far, up to the limit.
-                let capacity = total.saturating_mul(2).min(limit).max(total);
-                if !held.grow(capacity) {
+                let (buffer, counted) = joined.insert((BytesMut::new(), 0));
+                if !regrow(buffer, counted, total.saturating_mul(2).min(limit), held) {
                     return Err(ApiError::Overloaded);
                 }
-                let mut buffer = BytesMut::with_capacity(capacity);
                 buffer.extend_from_slice(&first);
                 buffer.extend_from_slice(&piece);
                 held.shrink(first.len());
                 first = Bytes::new();
-                joined = Some((buffer, capacity));
             }
             Some((buffer, counted)) => {
-                if *counted - buffer.len() < piece.len() {
-                    // Twice the room, up to the limit: counted before it is allocated, and
-                    // allocated at that size (`reserve` would at least double, past the limit).
-                    let wanted = counted
-                        .saturating_mul(2)
-                        .min(limit)
-                        .max(buffer.len() + piece.len());
-                    if !held.grow(wanted - *counted) {
-                        return Err(ApiError::Overloaded);
-                    }
-                    let mut bigger = BytesMut::with_capacity(wanted);
-                    bigger.extend_from_slice(buffer);
-                    *buffer = bigger;
-                    *counted = wanted;
+                let needed = buffer.len() + piece.len();
+                if *counted < needed
+                    && !regrow(
+                        buffer,
+                        counted,
+                        counted.saturating_mul(2).min(limit).max(needed),
+                        held,
+                    )
+                {
+                    return Err(ApiError::Overloaded);
                 }
                 buffer.extend_from_slice(&piece);
             }
@@ -353,6 +347,27 @@ async fn read_body(
         }
         None => (first, 0),
     })
+}
+
+/// Moves `buffer` into one of exactly `wanted` bytes (at least what it holds), counted in
+/// `held` before it is allocated (`BytesMut::reserve` would at least double, past the body
+/// limit); `counted` is what `held` counts for the buffer. False, with nothing changed, when the
+/// cap refuses the growth.
+fn regrow(
+    buffer: &mut BytesMut,
+    counted: &mut usize,
+    wanted: usize,
+    held: &mut Reservation,
+) -> bool {
+    let wanted = wanted.max(buffer.len());
+    if !held.grow(wanted.saturating_sub(*counted)) {
+        return false;
+    }
+    let mut bigger = BytesMut::with_capacity(wanted);
+    bigger.extend_from_slice(buffer);
+    *buffer = bigger;
+    *counted = wanted;
+    true
 }
 
 /// A routing answer: `status` with the `{"error": ...}` body every error has.
