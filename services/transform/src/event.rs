@@ -255,19 +255,12 @@ pub fn process_event_with_budget(
         if !matches!(outcome, Outcome::Failed(FailureReason::InvalidBase64)) {
             stats.decoded_bytes += scratch.decoded_len();
         }
-        let unenriched = match outcome {
+        let (unenriched, shape) = match outcome {
             Outcome::Transformed(shape) => {
-                let len = record_len(
-                    record.id_json.len(),
-                    RecordResult::Ok,
-                    base64_len(scratch.payload().len()) + 2,
-                );
+                let len = ok_len(record.id_json, scratch.payload());
                 if committed + len + reserved <= budget {
                     committed += len;
-                    write_head(&mut out, record.id_json, RecordResult::Ok);
-                    out.push(b'"');
-                    BASE64.encode_append(scratch.payload(), &mut out);
-                    out.extend_from_slice(b"\"}");
+                    write_ok(&mut out, record.id_json, scratch.payload());
                     stats.count(RecordResult::Ok, None);
                     match shape {
                         Shape::Lines | Shape::Array => stats.ok_lines += 1,
@@ -276,9 +269,9 @@ pub fn process_event_with_budget(
                     }
                     continue;
                 }
-                UnenrichedReason::OverResponseBudget
+                (UnenrichedReason::OverResponseBudget, shape)
             }
-            Outcome::Unenriched(reason) => reason,
+            Outcome::Unenriched(reason, shape) => (reason, shape),
             Outcome::Dropped => {
                 // Dropped is shorter than ProcessingFailed with the same data: it fits.
                 write_unchanged(&mut out, record, RecordResult::Dropped, &mut committed);
@@ -299,16 +292,9 @@ pub fn process_event_with_budget(
         };
         // As it came: never longer than the original data, and `Ok` is shorter than
         // `ProcessingFailed`, so it fits in the reservation it replaces.
-        if scratch.unenrich() {
-            committed += record_len(
-                record.id_json.len(),
-                RecordResult::Ok,
-                base64_len(scratch.payload().len()) + 2,
-            );
-            write_head(&mut out, record.id_json, RecordResult::Ok);
-            out.push(b'"');
-            BASE64.encode_append(scratch.payload(), &mut out);
-            out.extend_from_slice(b"\"}");
+        if scratch.unenrich(shape) {
+            committed += ok_len(record.id_json, scratch.payload());
+            write_ok(&mut out, record.id_json, scratch.payload());
         } else {
             write_unchanged(&mut out, record, RecordResult::Ok, &mut committed);
         }
@@ -322,6 +308,23 @@ pub fn process_event_with_budget(
     );
     stats.response_bytes = out.len();
     Ok((out, stats))
+}
+
+/// Length of a record answered `Ok` with `payload` (base64, quoted) under the id `id_json`.
+fn ok_len(id_json: &[u8], payload: &[u8]) -> usize {
+    record_len(
+        id_json.len(),
+        RecordResult::Ok,
+        base64_len(payload.len()) + 2,
+    )
+}
+
+/// Writes a record answered `Ok` with `payload`, base64-encoded; [`ok_len`] bytes.
+fn write_ok(out: &mut Vec<u8>, id_json: &[u8], payload: &[u8]) {
+    write_head(out, id_json, RecordResult::Ok);
+    out.push(b'"');
+    BASE64.encode_append(payload, out);
+    out.extend_from_slice(b"\"}");
 }
 
 /// Writes `record` with `result` and its original `data` literal, and counts its length.

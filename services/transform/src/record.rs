@@ -130,9 +130,9 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
             BASE64.encode_to_string(scratch.payload()),
             None,
         ),
-        Outcome::Unenriched(reason) => {
+        Outcome::Unenriched(reason, shape) => {
             unenriched = Some(reason);
-            let data = if scratch.unenrich() {
+            let data = if scratch.unenrich(shape) {
                 BASE64.encode_to_string(scratch.payload())
             } else {
                 data.to_owned()
@@ -159,8 +159,8 @@ pub fn transform_record(record_id: &str, data: &str, now_ms: i64) -> RecordOutpu
 pub(crate) enum Outcome {
     /// The enriched payload (not yet base64) is in [`Scratch::payload`]; what the record was.
     Transformed(Shape),
-    /// The record is to be returned as it came ([`Scratch::unenrich`]), and why.
-    Unenriched(UnenrichedReason),
+    /// The record is to be returned as it came ([`Scratch::unenrich`]): why, and what it was.
+    Unenriched(UnenrichedReason, Shape),
     Dropped,
     Failed(FailureReason),
 }
@@ -171,8 +171,6 @@ pub(crate) struct Scratch {
     decoded: Vec<u8>,
     payload: Vec<u8>,
     scanner: ObjectScan,
-    /// What the last transformed record was (for [`Self::unenrich`]).
-    shape: Option<Shape>,
 }
 
 impl Scratch {
@@ -181,7 +179,6 @@ impl Scratch {
     pub(crate) fn transform(&mut self, id_json: &[u8], data: &[u8], stamp: &Stamp) -> Outcome {
         self.decoded.clear();
         self.payload.clear();
-        self.shape = None;
         if BASE64.decode_append(data, &mut self.decoded).is_err() {
             return Outcome::Failed(FailureReason::InvalidBase64);
         }
@@ -199,17 +196,16 @@ impl Scratch {
             return Outcome::Dropped;
         }
         let shape = enrich::enrich(text, id_json, stamp, &mut self.scanner, &mut self.payload);
-        self.shape = Some(shape);
         if self.payload.len() > MAX_RECORD_BYTES {
-            return Outcome::Unenriched(UnenrichedReason::OverRecordLimit);
+            return Outcome::Unenriched(UnenrichedReason::OverRecordLimit, shape);
         }
         Outcome::Transformed(shape)
     }
 
-    /// Puts the last transformed record as it came into [`Self::payload`] (see
-    /// [`UnenrichedReason`]), replacing its enriched form. False when that is the decoded data
-    /// byte for byte: the original `data` literal is then the answer, with no new base64.
-    pub(crate) fn unenrich(&mut self) -> bool {
+    /// Puts the last transformed record, which was `shape`, as it came into [`Self::payload`]
+    /// (see [`UnenrichedReason`]), replacing its enriched form. False when that is the decoded
+    /// data byte for byte: the original `data` literal is then the answer, with no new base64.
+    pub(crate) fn unenrich(&mut self, shape: Shape) -> bool {
         let mut text: &[u8] = &self.decoded;
         text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
         if let Some(rest) = text.strip_suffix(b"\n") {
@@ -219,10 +215,10 @@ impl Scratch {
         // objects one per line (each line is an object, so a CR in it is whitespace), become
         // spaces, as on the enriched path. Text stays as it came, line breaks included: New
         // Relic then reads each of its lines as a log line of its own.
-        let (breaks, lines): (&[u8], _) = match self.shape {
-            Some(Shape::Object | Shape::Value | Shape::Array) => (b"\n\r", false),
-            Some(Shape::Lines) => (b"\r", true),
-            _ => (b"", false),
+        let (breaks, lines): (&[u8], _) = match shape {
+            Shape::Object | Shape::Value | Shape::Array => (b"\n\r", false),
+            Shape::Lines => (b"\r", true),
+            Shape::Text | Shape::BrokenObject => (b"", false),
         };
         let changed = text.len() != self.decoded.len() || text.iter().any(|b| breaks.contains(b));
         if !changed {
