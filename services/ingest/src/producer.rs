@@ -538,8 +538,9 @@ struct PendingState {
     waker: Option<Waker>,
 }
 
-/// Why withdrawn records were not accepted, when no call had failed for them.
-const NOT_SENT_IN_TIME: &str = "not sent before the request's send deadline: the upload and \
+/// Why withdrawn records were not accepted, when no call had failed for them (the error of a
+/// [`SubmitOutcome::Incomplete`] then).
+pub const NOT_SENT_IN_TIME: &str = "not sent before the request's send deadline: the upload and \
                                 validation took up the request's time, or every PutRecordBatch \
                                 slot stayed busy (Firehose slow or throttling)";
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use firehose_formats::limits::{MAX_BATCH_RECORDS, MAX_RECORD_BYTES, SAFE_BATCH_BYTES};
-use ingest::producer::{Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
+use ingest::producer::{NOT_SENT_IN_TIME, Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
 use ingest::sink::{RecordSink, Retry, classify_error_code};
 
 use crate::read::{Record, is_json_object, object_on_one_line};
@@ -146,7 +146,7 @@ impl Target for StreamTarget {
                     results.extend(std::iter::repeat_n(ItemResult::Accepted, sent));
                 }
                 SubmitOutcome::Incomplete { record_ids, error } => {
-                    let error = if error.contains("send deadline") {
+                    let error = if error == NOT_SENT_IN_TIME {
                         format!(
                             "not inside a PutRecordBatch call within --retry-budget-secs ({:?})",
                             self.budget
@@ -158,11 +158,7 @@ impl Target for StreamTarget {
                         Some(_) => ItemResult::Accepted,
                         None => ItemResult::Unaccepted(error.clone()),
                     }));
-                    let untried = count - results.len();
-                    results.extend(std::iter::repeat_n(
-                        ItemResult::Unaccepted(format!("not sent: {error}")),
-                        untried,
-                    ));
+                    results.resize(count, ItemResult::Unaccepted(format!("not sent: {error}")));
                     // The producer's error is "<code>: <message>"; a permanent code (no such
                     // stream, no permission) means nothing more will be accepted. The records
                     // an earlier call of the batch got in are still reported, for the
@@ -180,19 +176,14 @@ impl Target for StreamTarget {
                     return Ok(results);
                 }
                 SubmitOutcome::Overloaded => {
-                    let untried = count - results.len();
-                    results.extend(std::iter::repeat_n(
+                    results.resize(
+                        count,
                         ItemResult::Unaccepted("the producer is overloaded".to_owned()),
-                        untried,
-                    ));
+                    );
                     return Ok(results);
                 }
                 SubmitOutcome::Closed => {
-                    let delivered = results.len();
-                    results.extend(std::iter::repeat_n(
-                        ItemResult::Unaccepted("not sent".to_owned()),
-                        count - delivered,
-                    ));
+                    results.resize(count, ItemResult::Unaccepted("not sent".to_owned()));
                     return Err(SendError {
                         error: TargetError("the producer has stopped".to_owned()),
                         results,
