@@ -240,6 +240,8 @@ mod tests {
     #[derive(Default)]
     struct Taken {
         open: bool,
+        /// Writes that have begun (and, while closed, wait).
+        writes: usize,
         bytes: Vec<u8>,
     }
 
@@ -255,6 +257,17 @@ mod tests {
             self.state.1.notify_all();
         }
 
+        /// Waits until a write has begun (and so, while closed, is stuck).
+        fn wait_for_a_write(&self) {
+            let taken = self.state.0.lock().unwrap();
+            let (_taken, timeout) = self
+                .state
+                .1
+                .wait_timeout_while(taken, Duration::from_secs(30), |t| t.writes == 0)
+                .unwrap();
+            assert!(!timeout.timed_out(), "the log thread never wrote");
+        }
+
         fn lines(&self) -> usize {
             let taken = self.state.0.lock().unwrap();
             taken.bytes.iter().filter(|b| **b == b'\n').count()
@@ -264,6 +277,8 @@ mod tests {
     impl Write for Stalled {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             let mut taken = self.state.0.lock().unwrap();
+            taken.writes += 1;
+            self.state.1.notify_all();
             while !taken.open {
                 taken = self.state.1.wait(taken).unwrap();
             }
@@ -326,14 +341,20 @@ mod tests {
 
     #[test]
     fn finishing_returns_in_time_with_a_stalled_stdout_and_writes_everything_with_a_live_one() {
-        // The log thread holds one line, stuck in `write`, so the guard's shutdown message fits
-        // the queue; the guard then waits 1 s for the thread to end, and gives up (measured:
-        // the drop takes ~1.1 s here). With stdout itself stalled and the queue full, the drop
-        // never returns (the binary test `a_stalled_stdout_does_not_hold_the_exit`); here it is
-        // enough that it outlasts the bound.
+        // The log thread holds one line, stuck in `write`, and two more wait in a queue of 4,
+        // so the guard's shutdown message fits; the guard then waits 1 s for the thread to
+        // end, and gives up (measured: the drop takes ~1.1 s here). With stdout itself stalled
+        // and the queue full, the drop never returns (the binary test
+        // `a_stalled_stdout_does_not_hold_the_exit`); here it is enough that it outlasts the
+        // bound. The first line must be in `write` before the others are logged: with a full
+        // queue the message does not fit, `tracing-appender` gives up after 100 ms (with a
+        // complaint on the test's captured stdout) and the drop returns in time after all,
+        // which CI once saw when the log thread started late.
         let stalled = Stalled::default();
         let (writer, guard) = queue(stalled.clone(), 4, 1, WhenFull::Drop);
-        log_lines(&writer, 100);
+        log_lines(&writer, 1);
+        stalled.wait_for_a_write();
+        log_lines(&writer, 2);
         let started = Instant::now();
         assert!(
             !finish(guard, Duration::from_millis(300)),
