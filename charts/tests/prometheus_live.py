@@ -83,6 +83,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_on_free_ports(count: int, launch: Callable[[list[int]], Proc],
+                        ready: Callable[[Proc, list[int]], None], procs: list[Proc],
+                        attempts: int = 3) -> tuple[Proc, list[int]]:
+    """Starts a process listening on `count` ports from free_port(), and waits with `ready`.
+
+    free_port() only finds a port free; something else may take it before the process binds
+    it. A process that exits saying so is started again on fresh ports."""
+    for attempt in range(1, attempts + 1):
+        ports = [free_port() for _ in range(count)]
+        proc = launch(ports)
+        procs.append(proc)
+        try:
+            ready(proc, ports)
+            return proc, ports
+        except RuntimeError:
+            in_use = "address already in use" in proc.log.read_text(errors="replace").lower()
+            if attempt == attempts or not in_use or proc.proc.poll() is None:
+                raise
+            print(f"{proc.name}: a port was taken before it could bind it; new ports")
+            procs.remove(proc)
+    raise AssertionError("unreachable")
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE_S,
              alive: Callable[[], None] | None = None) -> Any:
     """Polls `probe` until it returns something truthy; bounded, with a clear error."""
@@ -140,6 +163,12 @@ class Relay:
                 client.close()
                 continue
             with self.lock:
+                # Cut while connecting upstream: this connection was not in `conns` for cut()
+                # to shut, and would carry calls through the outage.
+                if not self.open:
+                    for s in (client, up):
+                        s.close()
+                    continue
                 self.conns |= {client, up}
             for a, b in ((client, up), (up, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -158,8 +187,8 @@ class Relay:
                     pass
 
     def cut(self) -> None:
-        self.open = False
         with self.lock:
+            self.open = False
             for s in self.conns:
                 try:
                     s.shutdown(socket.SHUT_RDWR)
@@ -457,7 +486,6 @@ def main() -> int:
         (work / "keys").write_text(f"# test key\n{API_KEY}\n")
         (work / "schema.json").write_text(json.dumps(
             {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}))
-        public, admin = free_port(), free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -467,8 +495,6 @@ def main() -> int:
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{relay.port}",
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
-            "INGEST_LISTEN": f"127.0.0.1:{public}",
-            "INGEST_ADMIN_LISTEN": f"127.0.0.1:{admin}",
             "INGEST_API_KEYS_FILE": str(work / "keys"),
             "INGEST_SCHEMA_FILE": str(work / "schema.json"),
             # Small caps so the load can overrun them: body 2 MiB (an event over Firehose's
@@ -476,18 +502,29 @@ def main() -> int:
             "INGEST_MAX_BODY_BYTES": str(2 * 1024 * 1024),
             "INGEST_MAX_INFLIGHT_BYTES": str(4 * 1024 * 1024),
             "INGEST_LINGER": "100ms",
+            # A short budget, so requests during the outage (whose calls fail at once: the
+            # relay shuts its sockets) get their 503 within about a second; a long call
+            # timeout, so one slow answer from moto (Python, on a busy host) is not a 503.
+            # The request timeout must exceed budget + call timeout + 1 s.
             "INGEST_RETRY_BUDGET": "1s",
-            "INGEST_FIREHOSE_CALL_TIMEOUT": "1s",
-            "INGEST_REQUEST_TIMEOUT": "5s",
+            "INGEST_FIREHOSE_CALL_TIMEOUT": "10s",
+            "INGEST_REQUEST_TIMEOUT": "15s",
             "INGEST_READINESS_INTERVAL": "1s",
         }
-        ingest = Proc("ingest", [ingest_bin], env, work)
-        procs.append(ingest)
-        wait_for("ingest /readyz 200",
-                 lambda: http_get(f"http://127.0.0.1:{admin}/readyz")[0] == 200, alive=ingest.alive)
+
+        def launch_ingest(ports: list[int]) -> Proc:
+            listen = {"INGEST_LISTEN": f"127.0.0.1:{ports[0]}",
+                      "INGEST_ADMIN_LISTEN": f"127.0.0.1:{ports[1]}"}
+            return Proc("ingest", [ingest_bin], env | listen, work)
+
+        def ingest_ready(proc: Proc, ports: list[int]) -> None:
+            wait_for("ingest /readyz 200",
+                     lambda: http_get(f"http://127.0.0.1:{ports[1]}/readyz")[0] == 200,
+                     alive=proc.alive)
+
+        ingest, (public, admin) = start_on_free_ports(2, launch_ingest, ingest_ready, procs)
         checks.check(True, f"ingest ready on 127.0.0.1:{public} (admin {admin})")
 
-        prom_port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(shipped), str(hair)],
@@ -501,14 +538,22 @@ def main() -> int:
         run = subprocess.run(["promtool", "check", "config", str(work / "prometheus.yml")],
                              capture_output=True, text=True, check=False)
         checks.check(run.returncode == 0, "promtool check config", run.stdout + run.stderr)
-        prometheus = Proc("prometheus", [
-            "prometheus", f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--storage.tsdb.retention.time=1h", "--log.level=warn"], dict(os.environ), work)
-        procs.append(prometheus)
+
+        def launch_prometheus(ports: list[int]) -> Proc:
+            return Proc("prometheus", [
+                "prometheus", f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / f'tsdb-{ports[0]}'}",
+                f"--web.listen-address=127.0.0.1:{ports[0]}",
+                "--storage.tsdb.retention.time=1h", "--log.level=warn"], dict(os.environ), work)
+
+        def prometheus_ready(proc: Proc, ports: list[int]) -> None:
+            wait_for("Prometheus ready",
+                     lambda: http_get(f"{Prom(ports[0]).base}/-/ready")[0] == 200,
+                     alive=proc.alive)
+
+        prometheus, (prom_port,) = start_on_free_ports(1, launch_prometheus, prometheus_ready,
+                                                       procs)
         prom = Prom(prom_port)
-        wait_for("Prometheus ready", lambda: http_get(f"{prom.base}/-/ready")[0] == 200,
-                 alive=prometheus.alive)
         wait_for("the ingest target to be up", prom.target_up, alive=prometheus.alive)
         checks.check(True, f"Prometheus on 127.0.0.1:{prom_port} scrapes ingest")
 

@@ -733,8 +733,8 @@ mod tests {
         let env = [("STARTS".to_owned(), starts.display().to_string())].into();
         let p = Arc::new(start_child(child, env, &stop).await);
         // Long enough for `next` to be served first on a busy host (the clock starts when the
-        // invocation is queued).
-        let timeout = Duration::from_secs(1);
+        // invocation is queued, and the client must connect and ask for it first).
+        let timeout = Duration::from_secs(5);
         let (invoker, id) = take_next(&p, timeout).await;
         assert_eq!(invoker.await.unwrap(), Err(InvokeError::TimedOut(timeout)));
         let count = || {

@@ -508,6 +508,8 @@ async fn a_stalled_client_does_not_hold_up_the_flush() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.streams[0].buffering.interval_secs = 900;
+    // Past the wait below: a shutdown that waited out the grace period fails it too.
+    c.shutdown_grace_secs = 60;
     let fh = spawn_embedded(c).await.unwrap();
     let client = firehose_client(&fh.endpoint_url());
     client
@@ -557,9 +559,10 @@ async fn a_stalled_client_does_not_hold_up_the_flush() {
         .expect("shutdown finishes with a stalled client connected")
         .unwrap();
     let took = started.elapsed();
+    // The upper bound leaves a busy host room for the flush (a file synced to disk); without
+    // the drain's cut the wait would never end (the timeout above), and the grace is 60 s.
     assert!(
-        took >= firehose_local::SERVER_DRAIN
-            && took < firehose_local::SERVER_DRAIN + Duration::from_secs(3),
+        took >= firehose_local::SERVER_DRAIN && took < Duration::from_secs(20),
         "shutdown took {took:?}: it waits SERVER_DRAIN for the stalled request, then no longer"
     );
     assert_eq!(

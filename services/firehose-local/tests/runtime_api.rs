@@ -58,6 +58,14 @@ async fn the_transform_binary_runs_under_the_hosted_runtime_api() {
         .send()
         .await
         .unwrap();
+    // The batch is through the (freshly started, debug-built) transform before the shutdown,
+    // whose grace period (5 s) a busy host may not give it.
+    let backup = dir.path().join("backup");
+    common::eventually(60, || {
+        (common::lines_now(&dir.path().join("delivered")) >= 2 && common::lines_now(&backup) >= 1)
+            .then_some(())
+    })
+    .await;
     fh.shutdown().await.unwrap();
     let delivered: Vec<serde_json::Value> = common::lines(&dir.path().join("delivered"))
         .iter()
@@ -69,7 +77,6 @@ async fn the_transform_binary_runs_under_the_hosted_runtime_api() {
         delivered[0].get("_transformed_ts").is_some(),
         "{delivered:?}"
     );
-    let backup = dir.path().join("backup");
     assert!(
         files(&backup)[0]
             .strip_prefix(&backup)

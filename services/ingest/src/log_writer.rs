@@ -272,6 +272,21 @@ mod tests {
             let taken = self.state.0.lock().unwrap();
             taken.bytes.iter().filter(|b| **b == b'\n').count()
         }
+
+        /// Waits (30 s at most) until it holds `n` lines. Before a guard is dropped: the
+        /// guard's shutdown message must fit the queue within 100 ms and the log thread then
+        /// finish within 1 s, which a slow host does not promise for a full queue.
+        fn wait_for_lines(&self, n: usize) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.lines() < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {n} lines written within 30 s",
+                    self.lines()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 
     impl Write for Stalled {
@@ -310,6 +325,8 @@ mod tests {
         let dropped = counter.dropped_lines();
         assert!(dropped >= 1000 - 4 - 2, "dropped {dropped}");
         stdout.open();
+        // The lines that were not dropped are written while the guard still lives.
+        stdout.wait_for_lines(1000 - dropped);
         drop(guard);
         // Every line is either written or counted as dropped.
         assert_eq!(stdout.lines() + dropped, 1000, "written {}", stdout.lines());
@@ -334,6 +351,8 @@ mod tests {
         done.recv_timeout(Duration::from_secs(30))
             .expect("the logger goes on once stdout takes lines");
         logger.join().unwrap();
+        // Up to 4 lines may still be queued: written while the guard still lives.
+        stdout.wait_for_lines(100);
         drop(guard);
         assert_eq!(counter.dropped_lines(), 0);
         assert_eq!(stdout.lines(), 100);
@@ -367,10 +386,15 @@ mod tests {
         );
         stalled.open(); // let the stuck threads end
 
+        // The guard waits 1 s for the log thread to write what is queued: the thread is seen
+        // running (its first write) before the rest is queued, so that second is not spent
+        // waiting for a new thread to be scheduled on a busy host.
         let live = Stalled::default();
         live.open();
         let (writer, guard) = queue(live.clone(), 1024, 1, WhenFull::Drop);
-        log_lines(&writer, 100);
+        log_lines(&writer, 1);
+        live.wait_for_a_write();
+        log_lines(&writer, 99);
         assert!(finish(guard, Duration::from_secs(30)));
         assert_eq!(live.lines(), 100, "everything queued is written");
     }
@@ -420,10 +444,12 @@ mod tests {
     fn a_full_buffer_is_written_through_without_waiting_for_a_flush() {
         let interval = Duration::from_millis(50);
         let mut out = Paced::with_interval(Writes::default(), 8, interval);
+        // Taken before the write-through, which notes its own (later) time for the pacing:
+        // the flush waits an interval from that, so at least an interval from this.
+        let written = Instant::now();
         out.write_all(b"0123456789\n").unwrap();
         assert_eq!(out.inner.get_ref().0, [b"0123456789\n".to_vec()]);
         // That write counts: the next flush waits an interval after it.
-        let written = Instant::now();
         out.write_all(b"ab\n").unwrap();
         out.flush().unwrap();
         assert!(written.elapsed() >= interval, "{:?}", written.elapsed());

@@ -206,6 +206,21 @@ pub fn lines(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// How many lines the files under `dir` hold right now, while firehose-local may be writing
+/// there: a file renamed between the listing and the read (an object's temporary name) counts
+/// as empty, where [`lines`] would panic.
+pub fn lines_now(dir: &Path) -> usize {
+    files(dir)
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        })
+        .sum()
+}
+
 /// An `aws-sdk-firehose` client for `endpoint` with dummy credentials.
 pub fn firehose_client(endpoint: &str) -> aws_sdk_firehose::Client {
     let conf = aws_sdk_firehose::Config::builder()

@@ -161,6 +161,10 @@ async fn a_stalled_stdout_costs_counted_log_lines_not_requests() {
     assert!(dropped > 0, "lines were dropped, and counted");
 
     drop(paused);
+    // Every line not dropped reaches stdout once it takes lines again, with ingest still
+    // running: read them before SIGTERM, so the exit does not hinge on the log thread writing
+    // a full queue through a full pipe within `tracing-appender`'s 100 ms (then 1 s) at exit.
+    ingest.wait_written(access_lines, REQUESTS - dropped).await;
     let access = access_lines(&exit_and_read(&mut ingest).await);
     assert!(access < REQUESTS, "{access} access lines");
     // Every access line is either in the log or counted as dropped (only access lines are
@@ -255,6 +259,8 @@ async fn with_block_a_stalled_stdout_holds_requests_until_it_takes_lines_again()
         .expect("answered once stdout takes lines")
         .expect("the task does not panic");
     assert_all_accepted(&answers);
+    // As above: every line is written while ingest runs, before SIGTERM.
+    ingest.wait_written(access_lines, REQUESTS).await;
     let access = access_lines(&exit_and_read(&mut ingest).await);
     assert_eq!(access, REQUESTS, "no line dropped");
 }

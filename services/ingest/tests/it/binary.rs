@@ -111,19 +111,40 @@ impl Ingest {
             .expect("the request is answered")
     }
 
-    /// Sends SIGTERM.
-    pub(super) fn sigterm(&self) {
+    /// Waits until the lines ingest has written to stdout so far hold at least `want` that
+    /// `count` counts (60 s at most; the reader must not be paused).
+    pub(super) async fn wait_written(&self, count: impl Fn(&[String]) -> usize, want: usize) {
+        let lines = Arc::clone(&self.transcript.as_ref().expect("stdout is read").lines);
+        let counted = || count(&lines.lock().expect("lock"));
+        let reached = tokio::time::timeout(Duration::from_secs(60), async {
+            while counted() < want {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "{} of {want} lines written to stdout within 60 s",
+            counted()
+        );
+    }
+
+    /// Sends SIGTERM. `kill` is awaited, not run blocking: this runtime's one thread also
+    /// reads ingest's stdout, and a log thread stuck on a full pipe at exit has only
+    /// `tracing-appender`'s 100 ms (then 1 s) to write what is queued.
+    pub(super) async fn sigterm(&self) {
         let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
+        let status = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
+            .await
             .expect("kill runs");
         assert!(status.success());
     }
 
     /// Sends SIGTERM and waits for the exit.
     pub(super) async fn terminate(&mut self) -> std::process::ExitStatus {
-        self.sigterm();
+        self.sigterm().await;
         tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("ingest exits after SIGTERM")
@@ -563,7 +584,20 @@ async fn a_stalled_admin_connection_does_not_hold_the_exit() {
 #[tokio::test]
 async fn a_client_that_goes_away_is_logged_and_counted() {
     let (endpoint, fake) = start_fake_firehose().await;
-    let mut ingest = Ingest::start(&endpoint, "gone", &[("INGEST_LINGER", "3s")]).await;
+    // The linger is all that holds the handler pending until the client goes away: long, so a
+    // slow host cannot see the event sent and the request answered first. It must be shorter
+    // than the request timeout - the call timeout (10 s) - 1 s, and the grace at least the
+    // request timeout.
+    let mut ingest = Ingest::start(
+        &endpoint,
+        "gone",
+        &[
+            ("INGEST_LINGER", "20s"),
+            ("INGEST_REQUEST_TIMEOUT", "40s"),
+            ("INGEST_SHUTDOWN_GRACE", "40s"),
+        ],
+    )
+    .await;
     let metrics_url = format!("http://{}/metrics", admin_addr(&ingest));
     let body = r#"{"left":"early"}"#;
     let request = format!(
@@ -573,7 +607,7 @@ async fn a_client_that_goes_away_is_logged_and_counted() {
     );
     let client =
         connect_and_send(ingest.url.trim_start_matches("http://"), request.as_bytes()).await;
-    // The event is with the producer (lingering 3 s) once it holds in-flight bytes.
+    // The event is with the producer (lingering 20 s) once it holds in-flight bytes.
     let http = reqwest::Client::new();
     let scrape = || async {
         http.get(&metrics_url)
@@ -616,7 +650,8 @@ async fn a_client_that_goes_away_is_logged_and_counted() {
         !text.contains("reason=\"client_closed\""),
         "counted as a refusal:\n{text}"
     );
-    tokio::time::timeout(Duration::from_secs(30), async {
+    // Sent when the 20 s linger ends.
+    tokio::time::timeout(Duration::from_secs(60), async {
         while !fake.kept().contains(&format!("{body}\n").into_bytes()) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -668,13 +703,13 @@ async fn a_second_signal_ends_the_grace_period() {
         .await
         .expect("part of the body");
 
-    ingest.sigterm();
+    ingest.sigterm().await;
     wait_log(&mut ingest.logs, |v| {
         v["message"] == "listener closed; finishing in-flight requests"
     })
     .await;
     let started = std::time::Instant::now();
-    ingest.sigterm();
+    ingest.sigterm().await;
     let status = tokio::time::timeout(Duration::from_secs(30), ingest.child.wait())
         .await
         .expect("ingest exits soon after the second signal, not after the 120 s grace")

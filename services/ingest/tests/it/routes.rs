@@ -518,7 +518,9 @@ async fn missing_or_bad_keys_are_401_and_good_ones_pass() {
     );
 }
 
-#[tokio::test]
+/// On the paused clock (the limiter reads `tokio::time::Instant`; the fake sink does no I/O):
+/// on the real one, a host that stalls for a second between the requests refills a token.
+#[tokio::test(start_paused = true)]
 async fn the_rate_limit_answers_429_with_retry_after() {
     let app = app_with(
         FakeSink::ok(),

@@ -21,6 +21,11 @@ use bytes::Bytes;
 use ingest::producer::{Producer, ProducerConfig, SubmitOutcome};
 use ingest::sink::{RecordSink, Retry};
 
+/// A 300 ms retry budget: the tests that use it run on tokio's paused clock
+/// (`start_paused`), which the producer's budget, backoff and linger read, and the mocked
+/// client does no I/O and takes its time from a fixed source, so only the producer's own
+/// waits move the clock: a slow host (or the SDK's one-off set-up in its first call) cannot
+/// spend the budget before a retry.
 fn config() -> ProducerConfig {
     ProducerConfig {
         retry_budget: Duration::from_millis(300),
@@ -63,7 +68,7 @@ fn entries(data: &[Vec<u8>], fail: impl Fn(&[u8]) -> bool, call: usize) -> PutRe
         .expect("output has its required fields")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn partial_failure_retries_only_the_failed_records_through_the_sdk() {
     let seen: Arc<Mutex<Vec<Vec<Vec<u8>>>>> = Arc::default();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -103,7 +108,7 @@ async fn partial_failure_retries_only_the_failed_records_through_the_sdk() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn throttling_past_the_budget_leaves_only_failed_indexes_unaccepted() {
     let calls = Arc::new(AtomicUsize::new(0));
     let rule = {
@@ -166,7 +171,7 @@ async fn a_failing_credential_chain_is_named_as_such() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_throttled_call_is_retriable_and_a_missing_stream_is_not() {
     let unavailable = mock!(Client::put_record_batch).then_error(|| {
         PutRecordBatchError::ServiceUnavailableException(
@@ -235,7 +240,7 @@ async fn readiness_check_uses_describe_delivery_stream() {
 /// AWS's messages can name the account, the role and ARNs; what reaches clients (the error's
 /// `Display`, which 503 bodies carry) is built from the code alone, and the message stays in
 /// `detail` for the log.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn aws_messages_stay_out_of_what_clients_see() {
     use aws_sdk_firehose::error::ErrorMetadata;
     const SECRETS: &str = "User: arn:aws:sts::123456789012:assumed-role/ingest/pod is not \
