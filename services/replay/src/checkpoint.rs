@@ -2,9 +2,17 @@
 //! was sending when it stopped.
 //!
 //! It is what makes a replay safe to re-run: a finished object is never sent again, and an
-//! interrupted object resumes after the last batch the target confirmed. Every change is written
-//! to a temporary file beside the checkpoint, flushed to disk, then renamed over it, so a crash
-//! at any moment leaves either the old or the new checkpoint, never a torn one.
+//! interrupted object resumes after the last batch the target confirmed.
+//!
+//! Each change (a batch confirmed, an object finished) is appended to the checkpoint's journal
+//! ([`crate::journal`], `<checkpoint>.journal`) and synced before the next batch is sent. The
+//! checkpoint itself is written whole (to a temporary file beside it, synced, renamed over it, and
+//! the directory synced, so a crash at any moment leaves either the old or the new checkpoint,
+//! never a torn one) at the start of a run, when the journal has grown past the checkpoint's
+//! size (and [`COMPACT_AT_LEAST`]), and at the end of a run, which then removes the journal.
+//! A save therefore costs the same however many objects are finished: rewriting the whole file
+//! per batch made a replay of `n` objects write O(n²) bytes (see [`crate::journal`]). Reading a
+//! checkpoint applies its journal's changes; a dry run does so without writing either file.
 //!
 //! A checkpoint belongs to one source *and* one target. What it records only means something
 //! for that pair: "finished" means "delivered to this target" (a record the front door cannot
@@ -51,6 +59,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::journal::{self, Journal};
 use crate::summary::Problem;
 
 /// Format version written into the file; a file with another version is refused.
@@ -62,7 +71,16 @@ use crate::summary::Problem;
 /// object in progress, having no fingerprint, is sent again from its start (its indexes may
 /// point into another list of items than this version reads). An older `replay` refuses a
 /// version 3 file, so it never applies these indexes to its own reading either.
-pub const CHECKPOINT_VERSION: u32 = 3;
+///
+/// Version 4 adds the journal ([`crate::journal`]) and the checkpoint's `generation`. A replay
+/// that knows version 3 only would read the checkpoint without its journal, and send again
+/// what the journal records as done: it refuses a version 4 file.
+pub const CHECKPOINT_VERSION: u32 = 4;
+
+/// Smallest journal that is taken into the checkpoint before the run ends (when it has also
+/// grown past the checkpoint): small enough to read at once, large enough that a checkpoint of
+/// few objects is not rewritten every few batches.
+pub const COMPACT_AT_LEAST: u64 = 1 << 20;
 
 /// The older format version still read (see [`CHECKPOINT_VERSION`]).
 const OLDEST_READABLE_VERSION: u32 = 1;
@@ -172,6 +190,16 @@ pub enum CheckpointError {
         lock: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The journal beside the checkpoint cannot be read, or holds a line that is not a change.
+    #[error(
+        "cannot read the checkpoint's journal {path}: {reason}; it holds what the last run confirmed after it last wrote the checkpoint whole. Move it away only to send that again"
+    )]
+    Journal {
+        /// The journal path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// Writing the file failed.
     #[error("cannot write the checkpoint file {path}: {source}")]
@@ -287,6 +315,49 @@ struct State {
     /// run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<BTreeSet<String>>,
+    /// Raised each time the checkpoint takes its journal in: the journal names the generation it
+    /// continues, so one already taken in is not applied again ([`crate::journal`]). 0 in files
+    /// before version 4.
+    #[serde(default)]
+    generation: u64,
+}
+
+/// One change, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Change {
+    /// An object's confirmed items ([`Checkpoint::record_progress`]).
+    Progress {
+        key: String,
+        #[serde(flatten)]
+        progress: InProgress,
+    },
+    /// An object's progress dropped (none of its items confirmed).
+    Cleared { key: String },
+    /// An object finished ([`Checkpoint::record_finished`]).
+    Finished { key: String, size: u64 },
+}
+
+impl State {
+    /// Makes `change`. Each change sets what it names to one value, so a change made twice
+    /// leaves what once did.
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Progress { key, progress } => {
+                self.in_progress.insert(key, progress);
+            }
+            Change::Cleared { key } => {
+                self.in_progress.remove(&key);
+            }
+            Change::Finished { key, size } => {
+                self.in_progress.remove(&key);
+                if let Some(pending) = self.pending.as_mut() {
+                    pending.remove(&key);
+                }
+                self.finished.insert(key, size);
+            }
+        }
+    }
 }
 
 /// The checkpoint of one replay, backed by a file (or by nothing, for a dry run).
@@ -306,6 +377,15 @@ pub struct Checkpoint {
     /// The checkpoint's path, when it has one (a run that writes it, or a dry run that reads
     /// it).
     path: Option<PathBuf>,
+    /// The journal this run appends to, once it has written the checkpoint whole.
+    journal: Option<Journal>,
+    /// Changes made (or read from the journal) since the checkpoint file was last written.
+    unsaved: bool,
+    /// The size of the checkpoint file as last written (or read).
+    saved_bytes: u64,
+    /// The journal is taken in when it passes both `saved_bytes` and this (0: after every
+    /// change, for tests that need the checkpoint itself written after a batch).
+    compact_at_least: u64,
 }
 
 /// The file beside the checkpoint to which every run appends the problems it met, one JSON
@@ -366,8 +446,8 @@ impl Checkpoint {
         source: &str,
         target: &str,
     ) -> Result<Self, CheckpointError> {
-        let state = match read_state(path, source)? {
-            Some(mut state) => {
+        let (state, saved_bytes) = match read_state(path, source)? {
+            Some((mut state, saved_bytes)) => {
                 if !belongs_to(&state.target, target) {
                     return Err(CheckpointError::OtherTarget {
                         path: path.to_owned(),
@@ -381,17 +461,30 @@ impl Checkpoint {
                     state.in_progress.insert(key, progress);
                 }
                 state.version = CHECKPOINT_VERSION;
-                state
+                (state, saved_bytes)
             }
-            None => Self::empty_state(source, target),
+            None => (Self::empty_state(source, target), 0),
         };
-        Ok(Self {
-            file: None,
-            state,
-            pending_problems: Vec::new(),
-            recorded: HashMap::new(),
+        let mut checkpoint = Self {
             path: Some(path.to_owned()),
-        })
+            saved_bytes,
+            ..Self::in_memory_with(state)
+        };
+        // Without a checkpoint file, a journal can only be one the checkpoint of another run
+        // took in before that file was removed: it belongs to nothing, and is not read.
+        if saved_bytes > 0 {
+            let journal = journal::path_of(path);
+            let changes: Vec<Change> = journal::read(&journal, checkpoint.state.generation)
+                .map_err(|e| CheckpointError::Journal {
+                    path: journal.clone(),
+                    reason: e.to_string(),
+                })?;
+            checkpoint.unsaved = !changes.is_empty();
+            for change in changes {
+                checkpoint.state.apply(change);
+            }
+        }
+        Ok(checkpoint)
     }
 
     /// Writes the checkpoint once before anything is sent, so one that cannot be written (no
@@ -400,8 +493,8 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`CheckpointError::Write`].
-    pub fn ensure_writable(&self) -> Result<(), CheckpointError> {
-        self.save()?;
+    pub fn ensure_writable(&mut self) -> Result<(), CheckpointError> {
+        self.compact()?;
         // The problems file too: a refusal found after the first batch must not stop the run
         // after that batch, which the next run would send again. One that does not exist yet
         // is created in the directory the checkpoint was just written to.
@@ -422,7 +515,7 @@ impl Checkpoint {
     /// checkpoint of this source).
     pub fn open_without_target(path: &Path, source: &str) -> Result<Self, CheckpointError> {
         match read_state(path, source)? {
-            Some(state) => Err(CheckpointError::DryRunWithoutTarget {
+            Some((state, _)) => Err(CheckpointError::DryRunWithoutTarget {
                 path: path.to_owned(),
                 found: state.target,
             }),
@@ -433,12 +526,20 @@ impl Checkpoint {
     /// A checkpoint that remembers nothing and writes nothing (for `--dry-run` without a file).
     #[must_use]
     pub fn in_memory(source: &str, target: &str) -> Self {
+        Self::in_memory_with(Self::empty_state(source, target))
+    }
+
+    fn in_memory_with(state: State) -> Self {
         Self {
             file: None,
-            state: Self::empty_state(source, target),
+            state,
             pending_problems: Vec::new(),
             recorded: HashMap::new(),
             path: None,
+            journal: None,
+            unsaved: false,
+            saved_bytes: 0,
+            compact_at_least: COMPACT_AT_LEAST,
         }
     }
 
@@ -451,6 +552,7 @@ impl Checkpoint {
             in_progress: BTreeMap::new(),
             partial: None,
             pending: None,
+            generation: 0,
         }
     }
 
@@ -530,19 +632,19 @@ impl Checkpoint {
         done: &DoneItems,
     ) -> Result<(), CheckpointError> {
         self.flush_problems()?;
-        if done.is_empty() {
-            self.state.in_progress.remove(key);
+        let key = key.to_owned();
+        self.record(if done.is_empty() {
+            Change::Cleared { key }
         } else {
-            self.state.in_progress.insert(
-                key.to_owned(),
-                InProgress {
+            Change::Progress {
+                key,
+                progress: InProgress {
                     size,
                     items: Some(items.to_owned()),
                     done: done.clone(),
                 },
-            );
-        }
-        self.save()
+            }
+        })
     }
 
     /// Records that the object is finished, and saves.
@@ -551,12 +653,104 @@ impl Checkpoint {
     /// The file cannot be written.
     pub fn record_finished(&mut self, key: &str, size: u64) -> Result<(), CheckpointError> {
         self.flush_problems()?;
-        self.state.finished.insert(key.to_owned(), size);
-        self.state.in_progress.remove(key);
-        if let Some(pending) = self.state.pending.as_mut() {
-            pending.remove(key);
+        self.record(Change::Finished {
+            key: key.to_owned(),
+            size,
+        })
+    }
+
+    /// Makes `change` and saves it: appends it to the journal (and takes the journal in once it
+    /// has outgrown the checkpoint), or writes the checkpoint whole if this run has not yet.
+    fn record(&mut self, change: Change) -> Result<(), CheckpointError> {
+        if self.written().is_none() {
+            self.state.apply(change);
+            return Ok(());
         }
-        self.save()
+        let Some(journal) = self.journal.as_mut() else {
+            self.state.apply(change);
+            self.unsaved = true;
+            return self.compact();
+        };
+        if let Err(source) = journal.append(&change) {
+            return Err(CheckpointError::Write {
+                path: self.written().map(journal::path_of).unwrap_or_default(),
+                source,
+            });
+        }
+        let journal_bytes = journal.bytes();
+        self.state.apply(change);
+        self.unsaved = true;
+        if self.compact_at_least == 0 || journal_bytes > self.saved_bytes.max(self.compact_at_least)
+        {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint whole, taking in what the journal holds, and starts the journal
+    /// afresh. Nothing changed since the file was written: it is written again as it was.
+    fn compact(&mut self) -> Result<(), CheckpointError> {
+        let Some(path) = self.written().map(Path::to_owned) else {
+            return Ok(());
+        };
+        if self.unsaved {
+            self.state.generation += 1;
+        }
+        let journal = journal::path_of(&path);
+        if self.saved_bytes == 0 {
+            // A new checkpoint: a journal already there is left from one that was removed, and
+            // may name the same generation. Removed first, so that a crash before the new
+            // journal is started cannot leave it to be read with the new checkpoint.
+            match std::fs::remove_file(&journal) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(CheckpointError::Write {
+                        path: journal,
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.save()?;
+        self.unsaved = false;
+        self.journal = Some(
+            Journal::start(&journal, self.state.generation).map_err(|source| {
+                CheckpointError::Write {
+                    path: journal,
+                    source,
+                }
+            })?,
+        );
+        Ok(())
+    }
+
+    /// Writes the checkpoint whole after every change, as before the journal: only for tests
+    /// that need a save after a batch to fail as a full disk would make it.
+    #[doc(hidden)]
+    pub fn compact_after_every_change(&mut self) {
+        self.compact_at_least = 0;
+    }
+
+    /// Ends the run's writing: takes the journal into the checkpoint and removes it, so that a
+    /// checkpoint at rest is one file. Until then (and if this fails) the journal keeps
+    /// every change, and the next run takes it in.
+    ///
+    /// # Errors
+    /// The checkpoint cannot be written, or the journal removed.
+    pub fn close(&mut self) -> Result<(), CheckpointError> {
+        let Some(path) = self.written().map(Path::to_owned) else {
+            return Ok(());
+        };
+        if self.journal.is_none() && !self.unsaved {
+            return Ok(());
+        }
+        self.compact()?;
+        self.journal = None;
+        let journal = journal::path_of(&path);
+        std::fs::remove_file(&journal).map_err(|source| CheckpointError::Write {
+            path: journal,
+            source,
+        })
     }
 
     /// Notes a problem for [`problems_path`]; it is written with the next save, or by
@@ -631,7 +825,7 @@ impl Checkpoint {
 
     /// Writes the state: temporary file, fsync, rename over the checkpoint, fsync of the
     /// directory (so that the rename itself survives a power loss).
-    fn save(&self) -> Result<(), CheckpointError> {
+    fn save(&mut self) -> Result<(), CheckpointError> {
         let Some(path) = self.written() else {
             return Ok(());
         };
@@ -652,6 +846,7 @@ impl Checkpoint {
         std::fs::File::open(parent_dir(path))
             .and_then(|dir| dir.sync_all())
             .map_err(err)?;
+        self.saved_bytes = bytes.len() as u64;
         Ok(())
     }
 }
@@ -774,9 +969,9 @@ fn lock(path: &Path) -> Result<std::fs::File, CheckpointError> {
     }
 }
 
-/// The state in the file at `path`, checked for its version and `source`; `None` if there is
-/// no file.
-fn read_state(path: &Path, source: &str) -> Result<Option<State>, CheckpointError> {
+/// The state in the file at `path`, checked for its version and `source`, and the file's size;
+/// `None` if there is no file.
+fn read_state(path: &Path, source: &str) -> Result<Option<(State, u64)>, CheckpointError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -804,7 +999,7 @@ fn read_state(path: &Path, source: &str) -> Result<Option<State>, CheckpointErro
             found: state.source,
         });
     }
-    Ok(Some(state))
+    Ok(Some((state, bytes.len() as u64)))
 }
 
 /// Whether a file written for the target named `found` belongs to `target`: the same name, or
@@ -877,7 +1072,7 @@ mod tests {
         let path = dir.path().join("cp.json");
         // A directory where the file should be: refused before anything is sent.
         std::fs::create_dir(problems_path(&path)).unwrap();
-        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
         let err = cp.ensure_writable().unwrap_err();
         assert!(matches!(err, CheckpointError::Problems { .. }), "{err}");
         assert!(err.to_string().contains("problems file"), "{err}");
@@ -930,30 +1125,180 @@ mod tests {
             done.insert(i);
         }
         cp.record_progress("k2", 20, "fp", &done).unwrap();
-        drop(cp); // the run ends, and with it its lock
+        drop(cp); // the run ends without closing (killed), and with it its lock
+        let names = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(), [".cp.json.lock", "cp.json", "cp.json.journal"]);
 
-        let cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
-        assert!(cp.is_finished("k1", 10));
-        assert!(!cp.is_finished("k1", 11), "a replaced object is read again");
-        assert_eq!(cp.done_items("k2", 20, "fp"), done);
-        assert!(cp.done_items("k2", 21, "fp").is_empty());
-        assert!(cp.done_items("k3", 20, "fp").is_empty());
-        // The same object read into other items (another replay version): its indexes would
-        // point at other items, so it starts over (helper-56, L1; helper-57, M1).
-        assert!(cp.done_items("k2", 20, "other").is_empty());
-        // no temporary file is left behind
-        let mut names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            vec![
-                std::ffi::OsString::from(".cp.json.lock"),
-                std::ffi::OsString::from("cp.json")
-            ]
+        for closed in [false, true] {
+            let mut cp = Checkpoint::open(&path, "s3://b/p/", "stream:x").unwrap();
+            assert!(cp.is_finished("k1", 10), "closed before: {closed}");
+            assert!(!cp.is_finished("k1", 11), "a replaced object is read again");
+            assert_eq!(cp.done_items("k2", 20, "fp"), done);
+            assert!(cp.done_items("k2", 21, "fp").is_empty());
+            assert!(cp.done_items("k3", 20, "fp").is_empty());
+            // The same object read into other items (another replay version): its indexes
+            // would point at other items, so it starts over (helper-56, L1; helper-57, M1).
+            assert!(cp.done_items("k2", 20, "other").is_empty());
+            cp.close().unwrap();
+            // No temporary file is left behind, and the journal is in the checkpoint.
+            assert_eq!(names(), [".cp.json.lock", "cp.json"]);
+        }
+    }
+
+    #[test]
+    fn a_journal_the_checkpoint_already_took_in_is_not_applied_again() {
+        // A crash after the checkpoint was written whole and before the journal was started
+        // afresh leaves the old journal beside the new checkpoint.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let journal = journal::path_of(&path);
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        cp.ensure_writable().unwrap();
+        let mut done = DoneItems::default();
+        done.insert(0);
+        cp.record_progress("k", 1, "fp", &done).unwrap();
+        let old_journal = std::fs::read(&journal).unwrap();
+        cp.record_finished("k", 1).unwrap();
+        cp.close().unwrap();
+        drop(cp);
+        std::fs::write(&journal, &old_journal).unwrap();
+
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(cp.is_finished("k", 1));
+        assert!(
+            cp.done_items("k", 1, "fp").is_empty(),
+            "the old journal's progress is not brought back"
         );
+    }
+
+    #[test]
+    fn a_journal_left_from_a_removed_checkpoint_is_not_read_into_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        cp.ensure_writable().unwrap();
+        cp.record_finished("k", 1).unwrap();
+        drop(cp); // killed: the change is in the journal only
+        std::fs::remove_file(&path).unwrap(); // "start over" by removing the checkpoint
+
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(!cp.is_finished("k", 1));
+        cp.ensure_writable().unwrap();
+        drop(cp);
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(!cp.is_finished("k", 1), "the old journal is gone");
+    }
+
+    #[test]
+    fn a_dry_run_reads_the_journal_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let journal = journal::path_of(&path);
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        cp.ensure_writable().unwrap();
+        cp.record_finished("k", 1).unwrap();
+        drop(cp); // killed: the change is in the journal only
+        let files = || {
+            (
+                std::fs::read(&path).unwrap(),
+                std::fs::read(&journal).unwrap(),
+            )
+        };
+        let before = files();
+
+        let mut dry = Checkpoint::open_read_only(&path, "s", "t").unwrap();
+        assert!(dry.is_finished("k", 1));
+        dry.record_finished("k2", 1).unwrap();
+        dry.close().unwrap();
+        assert_eq!(files(), before);
+
+        // A complete line that is not a change: refused, naming the journal.
+        let mut bad = before.1.clone();
+        bad.extend_from_slice(b"{\"finished\":\"k3\"}\n");
+        std::fs::write(&journal, bad).unwrap();
+        let err = Checkpoint::open_read_only(&path, "s", "t").unwrap_err();
+        assert!(matches!(err, CheckpointError::Journal { .. }), "{err}");
+        assert!(err.to_string().contains("cp.json.journal"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_written_stops_the_run_at_the_start_or_after_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let journal = journal::path_of(&path);
+        // A journal that cannot be made when the run starts: found before anything is sent.
+        std::fs::create_dir(&journal).unwrap();
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let err = cp.ensure_writable().unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::Write { path, .. } if *path == journal),
+            "{err}"
+        );
+        drop(cp);
+        std::fs::remove_dir(&journal).unwrap();
+
+        // A full disk after a batch: the change is not taken as saved.
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        cp.ensure_writable().unwrap();
+        cp.journal = Some(Journal::full_disk());
+        let err = cp.record_finished("k", 1).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::Write { path, .. } if *path == journal),
+            "{err}"
+        );
+        assert!(!cp.is_finished("k", 1));
+    }
+
+    #[test]
+    fn a_save_costs_the_same_however_many_objects_are_finished() {
+        // Rewriting the whole file per save wrote O(n²) bytes over a replay of n objects.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        cp.compact_at_least = 1; // taken in as soon as the journal outgrows the checkpoint
+        cp.ensure_writable().unwrap();
+        let journal = journal::path_of(&path);
+        let mut written = 0u64;
+        let mut compactions = 0;
+        let mut last_generation = cp.state.generation;
+        let n = 1000;
+        for i in 0..n {
+            let journal_before = std::fs::metadata(&journal).unwrap().len();
+            cp.record_finished(
+                &format!("2026/11/25/09/stream-1-2026-11-25-09-00-00-{i:08}"),
+                1,
+            )
+            .unwrap();
+            if cp.state.generation == last_generation {
+                written += std::fs::metadata(&journal).unwrap().len() - journal_before;
+            } else {
+                // Taken in: the whole checkpoint, and a new journal's header.
+                compactions += 1;
+                last_generation = cp.state.generation;
+                written += std::fs::metadata(&path).unwrap().len()
+                    + std::fs::metadata(&journal).unwrap().len();
+            }
+        }
+        let checkpoint_bytes = std::fs::metadata(&path).unwrap().len();
+        // Each compaction follows at least as many bytes of journal as the checkpoint had: at
+        // most about twice the journal's bytes in all, whereas a rewrite per save wrote about
+        // n/2 checkpoints' worth (here ~45 MB).
+        let line = 80; // bytes per finished object, journal or checkpoint, about
+        assert!((1..20).contains(&compactions), "{compactions} compactions");
+        assert!(
+            written < 4 * n * line,
+            "{written} bytes written for {n} saves, checkpoint {checkpoint_bytes} bytes"
+        );
+        drop(cp);
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert_eq!(cp.finished_count(), 1000);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - [`layout`]: what a key says (error type, hour), for the filters.
 //! - [`read`]: bytes of an object → records, with unreadable lines reported.
 //! - [`target`]: the [`target::Target`] trait; [`stream`] and [`http`] implement it.
-//! - [`checkpoint`]: finished objects and progress, written atomically.
+//! - [`checkpoint`]: finished objects and progress, written atomically; [`journal`] keeps the
+//!   changes between two such writes.
 //! - [`rate`]: the pacer behind `--rate`.
 //! - [`replay`]: the loop that ties them together; [`summary`] is what it returns.
 //! - [`progress`]: the terminal progress bar.
@@ -25,6 +26,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod journal;
 pub mod layout;
 pub mod progress;
 pub mod rate;
@@ -98,9 +100,10 @@ pub async fn run(
             std::path::absolute(dir),
         ) && let Ok(relative) = cp.strip_prefix(&dir)
         {
-            // Nor is the problems file beside it.
+            // Nor are the problems file and the journal beside it.
             let problems = checkpoint::problems_path(relative);
-            for path in [relative, problems.as_path()] {
+            let journal = journal::path_of(relative);
+            for path in [relative, problems.as_path(), journal.as_path()] {
                 selection
                     .exclude_keys
                     .push(path.to_string_lossy().replace('\\', "/"));

@@ -351,6 +351,11 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             summary.stop(e.to_string(), true);
         }
     }
+    // The journal is taken into the checkpoint, which is then one file again. A failure
+    // loses nothing: the journal keeps every change, and the next run takes it in.
+    if let Err(e) = checkpoint.close() {
+        tracing::warn!(error = %e, "the checkpoint's journal could not be taken into it; the next run will");
+    }
     if let Some(path) = checkpoint.problems_file() {
         summary.problems_file = Some(path.display().to_string());
     }
