@@ -72,7 +72,7 @@ use crate::summary::Problem;
 /// point into another list of items than this version reads). An older `replay` refuses a
 /// version 3 file, so it never applies these indexes to its own reading either.
 ///
-/// Version 4 adds the journal ([`crate::journal`]) and the checkpoint's `generation`. A replay
+/// Version 4 adds the journal ([`crate::journal`]) and the checkpoint's `tag`. A replay
 /// that knows version 3 only would read the checkpoint without its journal, and send again
 /// what the journal records as done: it refuses a version 4 file.
 pub const CHECKPOINT_VERSION: u32 = 4;
@@ -315,11 +315,12 @@ struct State {
     /// run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<BTreeSet<String>>,
-    /// Raised each time the checkpoint takes its journal in: the journal names the generation it
-    /// continues, so one already taken in is not applied again ([`crate::journal`]). 0 in files
-    /// before version 4.
+    /// Drawn anew ([`journal::new_tag`]) each time the checkpoint takes its journal in, and for
+    /// a new checkpoint: the journal names the tag of the checkpoint it continues, so one
+    /// already taken in, or one of another checkpoint, is not applied ([`crate::journal`]).
+    /// Absent (0) in files before version 4, whose journal is never read.
     #[serde(default)]
-    generation: u64,
+    tag: u64,
 }
 
 /// One change, as the journal records it.
@@ -431,7 +432,7 @@ impl Checkpoint {
         let checkpoint = Self::open_read_only(path, source, target)?;
         Ok(Self {
             file: Some(Backing { _lock: lock }),
-            recorded: recorded_problems(&problems_path(path)),
+            recorded: recorded_problems(&problems_path(path), &checkpoint.state.finished),
             ..checkpoint
         })
     }
@@ -446,6 +447,10 @@ impl Checkpoint {
         source: &str,
         target: &str,
     ) -> Result<Self, CheckpointError> {
+        // The file a run writes (through a symlink, another spelling of its directory), and the
+        // journal beside it.
+        let path = &resolve(path);
+        let mut has_journal = false;
         let (state, saved_bytes) = match read_state(path, source)? {
             Some((mut state, saved_bytes)) => {
                 if !belongs_to(&state.target, target) {
@@ -460,6 +465,12 @@ impl Checkpoint {
                 if let Some(Partial { key, progress }) = state.partial.take() {
                     state.in_progress.insert(key, progress);
                 }
+                // A file before version 4 has no journal: a journal beside it is another
+                // checkpoint's (say one moved away when an older `replay` refused it).
+                has_journal = state.version >= 4;
+                if !has_journal {
+                    state.tag = journal::new_tag();
+                }
                 state.version = CHECKPOINT_VERSION;
                 (state, saved_bytes)
             }
@@ -470,14 +481,16 @@ impl Checkpoint {
             saved_bytes,
             ..Self::in_memory_with(state)
         };
-        // Without a checkpoint file, a journal can only be one the checkpoint of another run
-        // took in before that file was removed: it belongs to nothing, and is not read.
-        if saved_bytes > 0 {
+        // Without a checkpoint file, a journal can only be left from a checkpoint that was
+        // removed: it belongs to nothing, and is not read.
+        if has_journal {
             let journal = journal::path_of(path);
-            let changes: Vec<Change> = journal::read(&journal, checkpoint.state.generation)
-                .map_err(|e| CheckpointError::Journal {
-                    path: journal.clone(),
-                    reason: e.to_string(),
+            let changes: Vec<Change> =
+                journal::read(&journal, checkpoint.state.tag).map_err(|e| {
+                    CheckpointError::Journal {
+                        path: journal.clone(),
+                        reason: e.to_string(),
+                    }
                 })?;
             checkpoint.unsaved = !changes.is_empty();
             for change in changes {
@@ -552,7 +565,7 @@ impl Checkpoint {
             in_progress: BTreeMap::new(),
             partial: None,
             pending: None,
-            generation: 0,
+            tag: journal::new_tag(),
         }
     }
 
@@ -672,6 +685,8 @@ impl Checkpoint {
             return self.compact();
         };
         if let Err(source) = journal.append(&change) {
+            // Part of the line may be in the file: nothing more goes after it.
+            self.journal = None;
             return Err(CheckpointError::Write {
                 path: self.written().map(journal::path_of).unwrap_or_default(),
                 source,
@@ -687,40 +702,26 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Writes the checkpoint whole, taking in what the journal holds, and starts the journal
-    /// afresh. Nothing changed since the file was written: it is written again as it was.
+    /// Writes the checkpoint whole, taking in what the journal holds (under a new tag, if it
+    /// holds anything), and starts the journal afresh.
     fn compact(&mut self) -> Result<(), CheckpointError> {
         let Some(path) = self.written().map(Path::to_owned) else {
             return Ok(());
         };
+        // Until the new journal is started, nothing is appended to the old one.
+        self.journal = None;
         if self.unsaved {
-            self.state.generation += 1;
+            self.state.tag = journal::new_tag();
         }
         let journal = journal::path_of(&path);
-        if self.saved_bytes == 0 {
-            // A new checkpoint: a journal already there is left from one that was removed, and
-            // may name the same generation. Removed first, so that a crash before the new
-            // journal is started cannot leave it to be read with the new checkpoint.
-            match std::fs::remove_file(&journal) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(CheckpointError::Write {
-                        path: journal,
-                        source: e,
-                    });
-                }
-                _ => {}
-            }
-        }
         self.save()?;
         self.unsaved = false;
-        self.journal = Some(
-            Journal::start(&journal, self.state.generation).map_err(|source| {
-                CheckpointError::Write {
-                    path: journal,
-                    source,
-                }
-            })?,
-        );
+        self.journal = Some(Journal::start(&journal, self.state.tag).map_err(|source| {
+            CheckpointError::Write {
+                path: journal,
+                source,
+            }
+        })?);
         Ok(())
     }
 
@@ -731,9 +732,10 @@ impl Checkpoint {
         self.compact_at_least = 0;
     }
 
-    /// Ends the run's writing: takes the journal into the checkpoint and removes it, so that a
-    /// checkpoint at rest is one file. Until then (and if this fails) the journal keeps
-    /// every change, and the next run takes it in.
+    /// Ends the run's writing: takes the journal into the checkpoint (if it holds anything) and
+    /// removes it, so that the checkpoint of a run that ended is one file. Until then (and if
+    /// this fails, or the run is killed) the journal keeps every change, and the next run takes
+    /// it in.
     ///
     /// # Errors
     /// The checkpoint cannot be written, or the journal removed.
@@ -744,7 +746,9 @@ impl Checkpoint {
         if self.journal.is_none() && !self.unsaved {
             return Ok(());
         }
-        self.compact()?;
+        if self.unsaved {
+            self.compact()?;
+        }
         self.journal = None;
         let journal = journal::path_of(&path);
         std::fs::remove_file(&journal).map_err(|source| CheckpointError::Write {
@@ -888,21 +892,49 @@ fn problem_identity(kind: &str, key: &str, line: Option<u64>, reason: &str) -> u
 
 /// How many times each problem is in the problems file at `path` (none if there is no file);
 /// a line that is not a problem (torn by a failed write) is passed over.
-fn recorded_problems(path: &Path) -> HashMap<u64, Seen> {
+///
+/// The file only grows (every run appends to it), so it is read a line at a time, and only the
+/// problems of objects not `finished` are counted: a finished object is not read again, so its
+/// problems cannot be met again (one replaced since, under a new size, is a new object, whose
+/// problems are appended anew). Reading the whole file into `Value`s held a file of millions of
+/// lines in memory several times over at every start (helper-74).
+fn recorded_problems(path: &Path, finished: &BTreeMap<String, u64>) -> HashMap<u64, Seen> {
+    use std::borrow::Cow;
+    use std::io::BufRead as _;
+
+    /// A line of the file, borrowed where it has no escapes.
+    #[derive(Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow, default)]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        key: Cow<'a, str>,
+        #[serde(default)]
+        line: Option<u64>,
+        #[serde(borrow, default)]
+        reason: Cow<'a, str>,
+    }
+
     let mut recorded: HashMap<u64, Seen> = HashMap::new();
-    let Ok(text) = std::fs::read(path) else {
+    let Ok(file) = std::fs::File::open(path) else {
         return recorded;
     };
-    for problem in text
-        .split(|&b| b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-    {
-        let identity = problem_identity(
-            problem["kind"].as_str().unwrap_or_default(),
-            problem["key"].as_str().unwrap_or_default(),
-            problem["line"].as_u64(),
-            problem["reason"].as_str().unwrap_or_default(),
-        );
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let Ok(problem) = serde_json::from_slice::<Line<'_>>(text) else {
+            continue;
+        };
+        if finished.contains_key(problem.key.as_ref()) {
+            continue;
+        }
+        let identity = problem_identity(&problem.kind, &problem.key, problem.line, &problem.reason);
         recorded.entry(identity).or_default().in_file += 1;
     }
     recorded
@@ -1067,6 +1099,29 @@ mod tests {
     }
 
     #[test]
+    fn the_problems_of_finished_objects_are_not_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json.problems.ndjson");
+        let lines = [
+            r#"{"at":1,"kind":"unreadable","key":"done","line":3,"reason":"x"}"#,
+            r#"{"at":1,"kind":"unreadable","key":"open","line":3,"reason":"a \"quoted\" reason"}"#,
+            r#"{"at":1,"kind":"unreadable","key":"open","line":3,"reason":"a \"quoted\" reason"}"#,
+            r#"{"at":1,"kind":"unread"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let finished = BTreeMap::from([("done".to_owned(), 1)]);
+        let recorded = recorded_problems(&path, &finished);
+        let open = problem_identity("unreadable", "open", Some(3), "a \"quoted\" reason");
+        assert_eq!(
+            recorded.len(),
+            1,
+            "only the open object's problem, once per identity"
+        );
+        assert_eq!(recorded[&open].in_file, 2);
+        assert_eq!(recorded_problems(&path, &BTreeMap::new()).len(), 2);
+    }
+
+    #[test]
     fn the_problems_file_is_checked_at_start_and_a_torn_line_is_ended() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp.json");
@@ -1219,9 +1274,10 @@ mod tests {
         dry.close().unwrap();
         assert_eq!(files(), before);
 
-        // A complete line that is not a change: refused, naming the journal.
+        // A complete line that is not a change, and not the last (a crash cuts the last only):
+        // refused, naming the journal.
         let mut bad = before.1.clone();
-        bad.extend_from_slice(b"{\"finished\":\"k3\"}\n");
+        bad.extend_from_slice(b"{\"finished\":\"k3\"}\n{\"cleared\":{\"key\":\"k4\"}}\n");
         std::fs::write(&journal, bad).unwrap();
         let err = Checkpoint::open_read_only(&path, "s", "t").unwrap_err();
         assert!(matches!(err, CheckpointError::Journal { .. }), "{err}");
@@ -1267,7 +1323,7 @@ mod tests {
         let journal = journal::path_of(&path);
         let mut written = 0u64;
         let mut compactions = 0;
-        let mut last_generation = cp.state.generation;
+        let mut last_tag = cp.state.tag;
         let n = 1000;
         for i in 0..n {
             let journal_before = std::fs::metadata(&journal).unwrap().len();
@@ -1276,12 +1332,12 @@ mod tests {
                 1,
             )
             .unwrap();
-            if cp.state.generation == last_generation {
+            if cp.state.tag == last_tag {
                 written += std::fs::metadata(&journal).unwrap().len() - journal_before;
             } else {
                 // Taken in: the whole checkpoint, and a new journal's header.
                 compactions += 1;
-                last_generation = cp.state.generation;
+                last_tag = cp.state.tag;
                 written += std::fs::metadata(&path).unwrap().len()
                     + std::fs::metadata(&journal).unwrap().len();
             }

@@ -5,16 +5,20 @@
 //! finished objects, so a replay of `n` objects wrote O(n²) bytes: measured with the release
 //! build, one small object per request to a local front door, 1,000 objects took 0.7 s of CPU,
 //! 4,000 took 4.4 s and 16,000 took 44 s (1.5 MB written 16,000 times, each with two `fsync`s).
-//! The journal takes one line per change and one `fdatasync`; the checkpoint itself is written
-//! whole only when the journal has outgrown it (see [`crate::checkpoint`]).
+//! The journal takes one line per change and one `fdatasync`; during a run the checkpoint itself
+//! is written whole only when the journal has outgrown it (and at the run's start and end: see
+//! [`crate::checkpoint`]).
 //!
-//! The file is lines of JSON. The first line names the *generation* of the checkpoint the
-//! journal continues (`{"journal_of":G}`); the checkpoint stores its own generation, raised each
-//! time it takes the journal in. A journal of another generation is one the checkpoint already
-//! took in, left by a crash between writing the checkpoint and starting the new journal: it is
-//! ignored. A last line without its line end is the write a crash cut short: it is left out (its
-//! batch is sent again, as any batch whose confirmation was not saved). Any other line that does
-//! not read is an error: the file is not what this module wrote.
+//! The file is lines of JSON. The first line names the *tag* of the checkpoint the journal
+//! continues (`{"journal_of":T}`): a random number the checkpoint stores, drawn anew each time
+//! it takes its journal in (and for every new checkpoint). A journal with another tag is one
+//! the checkpoint already took in (left by a crash between writing the checkpoint and starting
+//! the new journal) or one of another checkpoint (a file swapped in beside it): it is ignored.
+//! A last line that does not read is the write a crash cut short (without its line end, or, on
+//! a filesystem that does not keep an append's pages in order, with zeros in it): it is left
+//! out, with a warning when it was complete (its batch is sent again, as any batch whose
+//! confirmation was not saved). Any other line that does not read is an error: the file is not
+//! what this module wrote. So is anything but a regular file at the journal's path.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,8 +37,23 @@ pub fn path_of(checkpoint: &Path) -> PathBuf {
 /// The first line of a journal.
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
-    /// The generation of the checkpoint this journal continues.
+    /// The tag of the checkpoint this journal continues.
     journal_of: u64,
+}
+
+/// A tag for a checkpoint written whole: random, so that no other checkpoint's journal names
+/// it (`RandomState` is seeded from the OS once per process and differs at each call).
+#[must_use]
+pub fn new_tag() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Why a journal could not be read.
@@ -53,13 +72,26 @@ pub enum ReadError {
     },
 }
 
-/// The changes in the journal at `path` that continue the checkpoint of `generation`, in the
-/// order they were made: none when there is no file, when it continues another generation, or
+/// The changes in the journal at `path` that continue the checkpoint tagged `tag`, in the
+/// order they were made: none when there is no file, when it continues another checkpoint, or
 /// when even its header was cut short.
 ///
 /// # Errors
-/// The file cannot be read, or a line other than a torn last one does not read.
-pub fn read<T: DeserializeOwned>(path: &Path, generation: u64) -> Result<Vec<T>, ReadError> {
+/// The file cannot be read or is not a regular file, or a line other than the last does not
+/// read.
+pub fn read<T: DeserializeOwned>(path: &Path, tag: u64) -> Result<Vec<T>, ReadError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        // Read, a FIFO would never end and a device (a link to /dev/zero) never stop.
+        Ok(_) => {
+            return Err(std::io::Error::other(
+                "it is not a regular file (replay writes its journal as one)",
+            )
+            .into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -82,21 +114,32 @@ pub fn read<T: DeserializeOwned>(path: &Path, generation: u64) -> Result<Vec<T>,
             line: 1,
             reason: e.to_string(),
         })?
-        .unwrap_or(Header {
-            journal_of: generation,
-        });
-    if header.journal_of != generation {
+        .unwrap_or(Header { journal_of: tag });
+    if header.journal_of != tag {
         return Ok(Vec::new());
     }
-    lines
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_slice(line).map_err(|e| ReadError::Invalid {
-                line: i + 2,
-                reason: e.to_string(),
-            })
-        })
-        .collect()
+    let lines: Vec<&[u8]> = lines.collect();
+    let mut changes = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_slice(line) {
+            Ok(change) => changes.push(change),
+            Err(e) if i + 1 == lines.len() => {
+                tracing::warn!(
+                    journal = %path.display(),
+                    line = i + 2,
+                    error = %e,
+                    "the journal's last line does not read: taken for a write a crash cut short and left out (its batch is sent again)"
+                );
+            }
+            Err(e) => {
+                return Err(ReadError::Invalid {
+                    line: i + 2,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// A journal being written: open for appending, its length known.
@@ -107,18 +150,24 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the journal at `path` afresh (whatever it held is dropped) for the checkpoint of
-    /// `generation`, which must already be on disk: writes the header, and syncs the file and
-    /// its directory, so the journal's changes are found after a power loss.
+    /// Starts the journal at `path` afresh (whatever was there is removed; a symlink, not what
+    /// it names) for the checkpoint tagged `tag`, which must already be on disk: writes the
+    /// header, and syncs the file and its directory, so the journal's changes are found after a
+    /// power loss.
     ///
     /// # Errors
-    /// The file cannot be created, written or synced.
-    pub fn start(path: &Path, generation: u64) -> std::io::Result<Self> {
-        let mut file = std::fs::File::create(path)?;
-        let mut line = serde_json::to_vec(&Header {
-            journal_of: generation,
-        })
-        .map_err(std::io::Error::other)?;
+    /// The old file cannot be removed, or the new one created, written or synced.
+    pub fn start(path: &Path, tag: u64) -> std::io::Result<Self> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let mut line =
+            serde_json::to_vec(&Header { journal_of: tag }).map_err(std::io::Error::other)?;
         line.push(b'\n');
         file.write_all(&line)?;
         file.sync_all()?;
@@ -173,7 +222,7 @@ mod tests {
     struct Change(u32);
 
     #[test]
-    fn changes_are_read_back_in_order_for_their_generation_only() {
+    fn changes_are_read_back_in_order_for_their_tag_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_of(&dir.path().join("cp.json"));
         assert_eq!(path.file_name().unwrap(), "cp.json.journal");
@@ -218,7 +267,12 @@ mod tests {
         std::fs::write(&path, b"{\"journal_of\":").unwrap();
         assert!(read::<Change>(&path, 0).unwrap().is_empty());
 
-        // A complete line that is not a change is not a crash's doing.
+        // A complete last line that does not read: a crash's doing too (zeros where a page of
+        // the append was lost).
+        std::fs::write(&path, b"{\"journal_of\":0}\n1\n\0\0\n").unwrap();
+        assert_eq!(read::<Change>(&path, 0).unwrap(), [Change(1)]);
+
+        // One before the last is not.
         std::fs::write(&path, b"{\"journal_of\":0}\n[1,2]\n3\n").unwrap();
         let err = read::<Change>(&path, 0).unwrap_err();
         assert!(matches!(err, ReadError::Invalid { line: 2, .. }), "{err:?}");

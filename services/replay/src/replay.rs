@@ -324,6 +324,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             preview: &mut *preview,
             show: options.show,
             shown: &mut shown,
+            warned: 0,
         };
         if let Err(e) = ctx.run(source).await {
             // The checkpoint (or the preview) could not be written. Going on would risk
@@ -407,7 +408,14 @@ struct ObjectRun<'a, T> {
     preview: &'a mut (dyn Write + Send),
     show: usize,
     shown: &'a mut usize,
+    /// Line-level problems of this object logged at WARN so far ([`WARNINGS_PER_OBJECT`]).
+    warned: usize,
 }
+
+/// Line-level problems (an unreadable line, a refused item) logged at WARN per object; the
+/// rest at DEBUG. Every one is still counted, reported in the summary (its first ones) and
+/// written to the problems file: an object of a million bad lines logged a million warnings.
+const WARNINGS_PER_OBJECT: usize = 10;
 
 impl<T: Target> ObjectRun<'_, T> {
     async fn run(&mut self, source: &Source) -> Result<(), ReplayError> {
@@ -441,7 +449,7 @@ impl<T: Target> ObjectRun<'_, T> {
             }
         };
         for bad in &read.unreadable {
-            tracing::warn!(key, line = bad.line, reason = %bad.reason, "skipping a line that cannot be read");
+            self.warn_line(bad.line, &bad.reason, "skipping a line that cannot be read");
             self.summary.skipped += 1;
             self.problem(Problem {
                 kind: ProblemKind::Unreadable,
@@ -458,7 +466,7 @@ impl<T: Target> ObjectRun<'_, T> {
             match self.target.prepare(record) {
                 Ok(prepared) => items.extend(prepared.into_iter().map(|item| (record.line, item))),
                 Err(reason) => {
-                    tracing::warn!(key, line = record.line, %reason, "record cannot go to this target");
+                    self.warn_line(record.line, &reason, "record cannot go to this target");
                     self.reject(key, record.line, reason);
                 }
             }
@@ -535,7 +543,7 @@ impl<T: Target> ObjectRun<'_, T> {
                         done.insert(index);
                     }
                     ItemResult::Rejected(reason) => {
-                        tracing::warn!(key, line = items[index].0, %reason, "the target refused an item");
+                        self.warn_line(items[index].0, &reason, "the target refused an item");
                         self.reject(key, items[index].0, reason);
                         done.insert(index);
                     }
@@ -546,8 +554,7 @@ impl<T: Target> ObjectRun<'_, T> {
                 }
             }
             // The object's last batch, all taken: `record_finished` below saves that in the
-            // same one write (the checkpoint is rewritten whole each time, so a bucket of
-            // single-batch objects needed two writes each).
+            // same one write (a bucket of single-batch objects needed two writes each).
             let finishes = fatal.is_none() && unaccepted.is_none() && remaining == chunk.len();
             if !finishes {
                 self.checkpoint
@@ -598,6 +605,24 @@ impl<T: Target> ObjectRun<'_, T> {
             line: Some(line),
             reason,
         });
+    }
+
+    /// Logs a problem of one line of this object: at WARN up to [`WARNINGS_PER_OBJECT`], then
+    /// once that the rest go to DEBUG.
+    fn warn_line(&mut self, line: usize, reason: &str, what: &str) {
+        let key = self.object.key.as_str();
+        self.warned += 1;
+        if self.warned > WARNINGS_PER_OBJECT {
+            tracing::debug!(key, line, %reason, "{what}");
+            return;
+        }
+        tracing::warn!(key, line, %reason, "{what}");
+        if self.warned == WARNINGS_PER_OBJECT {
+            tracing::warn!(
+                key,
+                "more problems of lines of this object are logged at debug level only; the summary counts them all, and the problems file beside the checkpoint keeps every one"
+            );
+        }
     }
 
     /// Reports a problem in the summary, and notes it for the checkpoint's problems file.

@@ -435,3 +435,47 @@ async fn error_type_all_data_or_an_error_output_replays_a_mixed_source() {
         assert!(stdout.contains("3 filtered out"), "{error_type}: {stdout}");
     }
 }
+
+/// An object of many unreadable lines: the first few are warnings, the rest are counted, kept in
+/// the problems file and logged at debug only (an object of a million bad lines logged a
+/// million warnings).
+#[tokio::test]
+async fn an_object_of_many_bad_lines_logs_a_few_warnings_and_keeps_every_problem() {
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src/2026/11/25/09");
+    std::fs::create_dir_all(&src).expect("source dir");
+    let mut body = String::from("{\"id\":\"good\"}\n");
+    for i in 0..50 {
+        body.push_str(&format!("not json {i}\n"));
+    }
+    std::fs::write(
+        src.join("events-1-2026-11-25-09-00-00-00000000-0000-4000-8000-000000000000"),
+        body,
+    )
+    .expect("object");
+    let cp = tmp.path().join("cp.json");
+    let out = run(&[
+        tmp.path().join("src").to_str().expect("utf-8"),
+        "--to-http",
+        &url,
+        "--checkpoint",
+        cp.to_str().expect("utf-8"),
+    ])
+    .await;
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(door.ids(), ["good"]);
+    assert!(stdout.contains("1 sent"), "{stdout}");
+    assert!(stdout.contains("50 skipped"), "{stdout}");
+    let warned = stderr
+        .lines()
+        .filter(|l| l.contains("skipping a line that cannot be read"))
+        .count();
+    assert_eq!(warned, 10, "{stderr}");
+    assert!(stderr.contains("logged at debug level only"), "{stderr}");
+    let problems =
+        std::fs::read_to_string(replay::checkpoint::problems_path(&cp)).expect("the problems file");
+    assert_eq!(problems.lines().count(), 50, "{problems}");
+}
