@@ -1252,6 +1252,45 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_swapped_in_beside_a_journal_does_not_take_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut a = Checkpoint::open(&path, "s", "t").unwrap();
+        a.ensure_writable().unwrap();
+        a.record_finished("k", 1).unwrap();
+        drop(a); // killed: the change is in the journal only
+
+        // Another checkpoint of the same source and target, written elsewhere, copied in.
+        let other = dir.path().join("other.json");
+        let mut b = Checkpoint::open(&other, "s", "t").unwrap();
+        b.ensure_writable().unwrap();
+        b.close().unwrap();
+        drop(b);
+        std::fs::copy(&other, &path).unwrap();
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(
+            !cp.is_finished("k", 1),
+            "the journal is the other checkpoint's"
+        );
+        drop(cp);
+
+        // A version 3 file (an older replay's; no tag, read as 0) beside a journal naming tag 0:
+        // such a file has no journal, so it is never read.
+        std::fs::write(
+            &path,
+            r#"{"version":3,"source":"s","target":"t","finished":{}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            journal::path_of(&path),
+            "{\"journal_of\":0}\n{\"finished\":{\"key\":\"k\",\"size\":1}}\n",
+        )
+        .unwrap();
+        let cp = Checkpoint::open(&path, "s", "t").unwrap();
+        assert!(!cp.is_finished("k", 1));
+    }
+
+    #[test]
     fn a_dry_run_reads_the_journal_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp.json");
