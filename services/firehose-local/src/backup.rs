@@ -57,7 +57,7 @@ pub enum BackupError {
 /// Somewhere objects can be written.
 pub trait BackupStore: Send + Sync + std::fmt::Debug {
     /// Writes one object.
-    fn put(&self, key: String, body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>>;
+    fn put(&self, key: String, body: bytes::Bytes) -> BoxFuture<'_, Result<(), BackupError>>;
 }
 
 /// Objects as files under a directory.
@@ -75,7 +75,7 @@ impl LocalDirStore {
 }
 
 impl BackupStore for LocalDirStore {
-    fn put(&self, key: String, body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>> {
+    fn put(&self, key: String, body: bytes::Bytes) -> BoxFuture<'_, Result<(), BackupError>> {
         Box::pin(async move {
             let path = self.dir.join(&key);
             let io = |source| BackupError::Io {
@@ -89,7 +89,7 @@ impl BackupStore for LocalDirStore {
                     "the object key would leave the backup directory",
                 )));
             }
-            write_durably(self.dir.clone(), path.clone(), body.into())
+            write_durably(self.dir.clone(), path.clone(), body)
                 .await
                 .map_err(io)
         })
@@ -273,7 +273,7 @@ impl S3Store {
 }
 
 impl BackupStore for S3Store {
-    fn put(&self, key: String, body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>> {
+    fn put(&self, key: String, body: bytes::Bytes) -> BoxFuture<'_, Result<(), BackupError>> {
         Box::pin(async move {
             self.client
                 .put_object()
@@ -447,10 +447,11 @@ impl Backup {
                 return false;
             }
         };
-        let body = match self.config.compression {
+        // Shared: each retry of the write hands the store the same bytes without copying them.
+        let body = bytes::Bytes::from(match self.config.compression {
             Compression::Gzip => gzip(&body),
             Compression::None => body,
-        };
+        });
         let len = body.len() as u64;
         let mut delay = Duration::from_millis(500);
         loop {
@@ -588,12 +589,14 @@ pub(crate) mod tests {
         let dir = root.path().join("backup");
         let store = LocalDirStore::new(dir.clone());
         for key in ["../outside", "/abs", "a/../../outside", "./a"] {
-            let err = store.put(key.to_owned(), b"x".to_vec()).await;
+            let err = store
+                .put(key.to_owned(), bytes::Bytes::from_static(b"x"))
+                .await;
             assert!(err.is_err(), "{key}");
         }
         assert!(!root.path().join("outside").exists());
         store
-            .put("a/b..c/d".to_owned(), b"x".to_vec())
+            .put("a/b..c/d".to_owned(), bytes::Bytes::from_static(b"x"))
             .await
             .unwrap();
         assert_eq!(std::fs::read(dir.join("a/b..c/d")).unwrap(), b"x");
@@ -639,7 +642,7 @@ pub(crate) mod tests {
     struct HangingStore(tokio::sync::mpsc::UnboundedSender<()>);
 
     impl BackupStore for HangingStore {
-        fn put(&self, _key: String, _body: Vec<u8>) -> BoxFuture<'_, Result<(), BackupError>> {
+        fn put(&self, _key: String, _body: bytes::Bytes) -> BoxFuture<'_, Result<(), BackupError>> {
             let _ = self.0.send(());
             Box::pin(std::future::pending())
         }

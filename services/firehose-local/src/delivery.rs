@@ -109,7 +109,9 @@ impl HttpDelivery {
         }
     }
 
-    async fn attempt(&self, request_id: &str, body: Vec<u8>) -> Result<(), AttemptError> {
+    /// One request. `body` is shared: each retry sends the same bytes without copying them
+    /// (a batch's body is up to the buffer size, 64 MiB past the grace period).
+    async fn attempt(&self, request_id: &str, body: bytes::Bytes) -> Result<(), AttemptError> {
         let mut req = self
             .client
             .post(&self.config.url)
@@ -308,6 +310,7 @@ impl Destination for HttpDelivery {
                     .collect(),
             };
             let (body, plain_len) = Self::body(&request, self.config.content_encoding);
+            let body = bytes::Bytes::from(body);
             let data_bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
             let retry_budget = Duration::from_secs(self.config.retry_duration_secs);
             let mut spent = Duration::ZERO;
