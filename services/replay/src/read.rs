@@ -132,10 +132,24 @@ pub enum CappedReadError {
 /// stops with [`CappedReadError::TooLarge`], however much the reader still holds (a size
 /// announced beforehand is trusted by nobody here).
 ///
+/// `expected` (the object's size as the store gave it) only sizes the buffer, up to the cap:
+/// grown by doubling, a 100 MiB object held 128 MiB for as long as its records lived (they are
+/// slices of it), and 192 MiB while it grew.
+///
 /// # Errors
 /// [`CappedReadError::TooLarge`] past the cap, [`CappedReadError::Io`] when reading fails.
-pub async fn read_at_most(reader: impl AsyncRead, cap: u64) -> Result<Vec<u8>, CappedReadError> {
-    let mut out = Vec::new();
+pub async fn read_at_most(
+    reader: impl AsyncRead,
+    cap: u64,
+    expected: Option<u64>,
+) -> Result<Vec<u8>, CappedReadError> {
+    // Room past the expected end for the reads that find it (tokio reserves 32 bytes more,
+    // which doubles a full buffer, when fewer are free).
+    let capacity = expected
+        .map_or(0, |len| len.min(cap).saturating_add(64))
+        .try_into()
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(capacity);
     std::pin::pin!(reader.take(cap.saturating_add(1)))
         .read_to_end(&mut out)
         .await?;
@@ -153,9 +167,14 @@ pub fn read_at_most_blocking(reader: impl Read, cap: u64) -> Result<Vec<u8>, Cap
     within(out, cap)
 }
 
-fn within(bytes: Vec<u8>, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+/// `bytes` if within `cap`, without the spare room a buffer grown by doubling keeps (up to
+/// half of it; the records read from it keep it alive).
+fn within(mut bytes: Vec<u8>, cap: u64) -> Result<Vec<u8>, CappedReadError> {
     if bytes.len() as u64 > cap {
         return Err(CappedReadError::TooLarge { cap });
+    }
+    if bytes.capacity() - bytes.len() > bytes.len() / 8 {
+        bytes.shrink_to_fit();
     }
     Ok(bytes)
 }
@@ -526,14 +545,17 @@ mod tests {
 
     #[tokio::test]
     async fn reading_stops_one_byte_past_the_cap_and_names_it() {
-        assert_eq!(read_at_most(&b"12345"[..], 5).await.unwrap(), b"12345");
-        let err = read_at_most(&b"12345"[..], 4).await.unwrap_err();
+        assert_eq!(
+            read_at_most(&b"12345"[..], 5, None).await.unwrap(),
+            b"12345"
+        );
+        let err = read_at_most(&b"12345"[..], 4, Some(5)).await.unwrap_err();
         assert!(matches!(err, CappedReadError::TooLarge { cap: 4 }), "{err}");
         assert_eq!(err.to_string(), "it is larger than 4 bytes");
         // A reader that never ends is not read to its end.
         let endless = tokio::io::repeat(b'x');
         assert!(matches!(
-            read_at_most(endless, 1000).await,
+            read_at_most(endless, 1000, Some(10)).await,
             Err(CappedReadError::TooLarge { cap: 1000 })
         ));
 
@@ -550,6 +572,25 @@ mod tests {
             read_at_most_blocking(std::io::repeat(b'x'), 1000),
             Err(CappedReadError::TooLarge { cap: 1000 })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_object_read_at_its_announced_size_keeps_no_spare_room() {
+        let body = vec![b'x'; 3 * 1024 * 1024 + 17];
+        for expected in [Some(body.len() as u64), None] {
+            let read = read_at_most(&body[..], 1 << 30, expected).await.unwrap();
+            assert_eq!(read, body);
+            // Grown by doubling, 3 MiB would sit in a 4 MiB buffer (or 6 MiB while growing).
+            assert!(
+                read.capacity() <= body.len() + body.len() / 8,
+                "capacity {} for {} bytes ({expected:?} expected)",
+                read.capacity(),
+                body.len()
+            );
+        }
+        // A wrong announcement only sizes the buffer: the bytes are what was read.
+        let read = read_at_most(&body[..], 1 << 30, Some(10)).await.unwrap();
+        assert_eq!(read.len(), body.len());
     }
 
     #[test]

@@ -217,14 +217,12 @@ impl Source {
                     .send()
                     .await
                     .map_err(|e| err(sdk_message(&e), sdk_code(&e)))?;
-                if out
-                    .content_length()
-                    .is_some_and(|len| u64::try_from(len).is_ok_and(|len| len > cap))
-                {
+                let announced = out.content_length().and_then(|len| u64::try_from(len).ok());
+                if announced.is_some_and(|len| len > cap) {
                     return Err(too_large());
                 }
                 // `Content-Length` is the server's word; the cap holds without it.
-                read_at_most(out.body.into_async_read(), cap)
+                read_at_most(out.body.into_async_read(), cap, announced)
                     .await
                     .map_err(|e| {
                         SourceError::capped(key, e, |e| err(format!("reading the body: {e}"), None))
@@ -237,11 +235,12 @@ impl Source {
                     source,
                 };
                 let file = tokio::fs::File::open(&path).await.map_err(io)?;
-                if file.metadata().await.map_err(io)?.len() > cap {
+                let len = file.metadata().await.map_err(io)?.len();
+                if len > cap {
                     return Err(too_large());
                 }
                 // The file may grow while it is read: the cap holds anyway.
-                read_at_most(file, cap)
+                read_at_most(file, cap, Some(len))
                     .await
                     .map_err(|e| SourceError::capped(key, e, io))?
             }
@@ -506,9 +505,9 @@ mod tests {
 
         // An S3 body is read as it comes and given up on past the cap.
         let body = || aws_sdk_s3::primitives::ByteStream::from(b"12345".to_vec()).into_async_read();
-        assert_eq!(read_at_most(body(), 5).await.unwrap(), b"12345");
+        assert_eq!(read_at_most(body(), 5, Some(5)).await.unwrap(), b"12345");
         assert!(matches!(
-            read_at_most(body(), 4).await,
+            read_at_most(body(), 4, None).await,
             Err(CappedReadError::TooLarge { cap: 4 })
         ));
     }
