@@ -528,7 +528,7 @@ def test_config_env_names_are_ones_ingest_reads():
     for src in sources:
         known |= set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', src.read_text()))
     # Read by aws-config, not clap (the credentials only in firehoseLocal mode).
-    known |= {"AWS_REGION", "AWS_ENDPOINT_URL_FIREHOSE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    known |= {"AWS_ENDPOINT_URL_FIREHOSE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     for values in SCENARIOS.values():
         env = c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
         unknown = sorted(set(env) - known)
@@ -543,10 +543,10 @@ def test_only_firehose_local_mode_gets_dummy_aws_credentials():
     assert dev["firehoseLocal"]["enabled"] is True
     env = c.find(render_objects(dev), "ConfigMap", c.RELEASE)[0]["data"]
     assert env["AWS_ACCESS_KEY_ID"] == "local" and env["AWS_SECRET_ACCESS_KEY"] == "local"
-    assert env["AWS_REGION"] == "us-east-1"
+    assert container_env(render_objects(dev))["AWS_REGION"] == "us-east-1"
     # No region set: firehose-local serves any, but the SDK needs one.
     no_region = _deep_merge(dev, {"config": {"region": ""}})
-    assert c.find(render_objects(no_region), "ConfigMap", c.RELEASE)[0]["data"]["AWS_REGION"] == "us-east-1"
+    assert container_env(render_objects(no_region))["AWS_REGION"] == "us-east-1"
     for name, values in SCENARIOS.items():
         if (values.get("firehoseLocal") or {}).get("enabled"):
             continue
@@ -554,7 +554,31 @@ def test_only_firehose_local_mode_gets_dummy_aws_credentials():
         assert "AWS_ACCESS_KEY_ID" not in text and "AWS_SECRET_ACCESS_KEY" not in text, name
     # Without firehose-local and without a region, no AWS_REGION is invented.
     no_region = _deep_merge(MINIMAL, {"config": {"region": ""}})
+    assert "AWS_REGION" not in container_env(render_objects(no_region))
     assert "AWS_REGION" not in c.find(render_objects(no_region), "ConfigMap", c.RELEASE)[0]["data"]
+
+
+def container_env(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """The ingest container's own `env` (name -> value), which wins over its `envFrom`."""
+    return {e["name"]: e.get("value", "") for e in ingest_container(objs).get("env", [])}
+
+
+def test_the_region_is_in_the_container_env_where_the_eks_webhook_cannot_override_it():
+    # The pod identity webhook adds the cluster's AWS_REGION and AWS_DEFAULT_REGION to env unless
+    # env names them, and env wins over envFrom (aws/amazon-eks-pod-identity-webhook#248): in
+    # the ConfigMap, a stream in another region than the cluster was never found.
+    values = _deep_merge(MINIMAL, {"config": {"region": "eu-west-1"}})
+    objs = render_objects(values)
+    env = container_env(objs)
+    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert "AWS_REGION" not in c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
+    # extraEnv that names one keeps its own value, and the name appears once.
+    extra = [{"name": "AWS_REGION", "value": "us-west-2"}, {"name": "OTHER", "value": "x"}]
+    objs = render_objects(_deep_merge(values, {"extraEnv": extra}))
+    names = [e["name"] for e in ingest_container(objs)["env"]]
+    assert names.count("AWS_REGION") == 1 and "OTHER" in names, names
+    env = container_env(objs)
+    assert env["AWS_REGION"] == "us-west-2" and env["AWS_DEFAULT_REGION"] == "eu-west-1"
 
 
 def test_firehose_local_env_names_are_ones_it_reads():
