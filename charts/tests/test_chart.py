@@ -563,6 +563,14 @@ def container_env(objs: list[dict[str, Any]]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in ingest_container(objs).get("env", [])}
 
 
+def test_an_empty_admin_from_is_refused_not_opened_to_everyone():
+    # `from: []` in a NetworkPolicy rule means every peer (helper-75, M3).
+    with pytest.raises(helm.HelmError, match="networkPolicy.adminFrom is empty"):
+        c.render(_deep_merge(MINIMAL, {"networkPolicy": {"adminFrom": []}}))
+    off = _deep_merge(MINIMAL, {"networkPolicy": {"enabled": False, "adminFrom": []}})
+    assert not c.find(render_objects(off), "NetworkPolicy", c.RELEASE)
+
+
 def test_the_region_is_in_the_container_env_where_the_eks_webhook_cannot_override_it():
     # The pod identity webhook adds the cluster's AWS_REGION and AWS_DEFAULT_REGION to env unless
     # env names them, and env wins over envFrom (aws/amazon-eks-pod-identity-webhook#248): in
