@@ -87,7 +87,7 @@ pub struct ResponseRecord {
     pub record_id: String,
     /// Its result.
     pub result: TransformResult,
-    /// Base64 data (may be empty for `Dropped`).
+    /// Base64 data (may be empty).
     pub data: String,
 }
 
@@ -132,7 +132,13 @@ struct RawRecord {
 
 /// Checks a transform response against the ids sent, in Firehose's order of checks, and returns
 /// the records in the order the ids were sent. Records with ids that were never sent are ignored
-/// (AWS delivers only the original ids). `data` may be missing only on `Dropped` records.
+/// (AWS delivers only the original ids).
+///
+/// `data` is required on every record, `Dropped` ones included: AWS documents `recordId`,
+/// `result` and `data` as required on all of them, and a response without them as a
+/// transformation failure. Many functions leave it out of `Dropped` records, and whether AWS
+/// lets that pass is not confirmed (`firehose-facts.md` §3.2), so the stand-in is the stricter
+/// of the two: a function that passes here passes in AWS.
 ///
 /// # Errors
 /// The first contract break, as [`ContractError`].
@@ -161,12 +167,9 @@ pub fn check_response(
         };
         let data = match rec.data {
             Some(serde_json::Value::String(s)) => s,
-            None | Some(serde_json::Value::Null) if result == TransformResult::Dropped => {
-                String::new()
-            }
             _ => {
                 return Err(ContractError::JsonProcessing(format!(
-                    "record {id:?} has no string data"
+                    "record {id:?} has no string data (required on every record, Dropped ones included)"
                 )));
             }
         };
@@ -204,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_complete_response_comes_back_in_sent_order() {
-        let body = br#"{"records":[{"recordId":"b","result":"Dropped"},{"recordId":"a","result":"Ok","data":"eA==","metadata":{"partitionKeys":{}}},{"recordId":"zz","result":"Ok","data":""}]}"#;
+        let body = br#"{"records":[{"recordId":"b","result":"Dropped","data":""},{"recordId":"a","result":"Ok","data":"eA==","metadata":{"partitionKeys":{}}},{"recordId":"zz","result":"Ok","data":""}]}"#;
         let recs = check_response(&ids(), body).expect("valid");
         assert_eq!(recs.len(), 2, "the unknown id zz is ignored: {recs:?}");
         assert_eq!(
@@ -216,6 +219,16 @@ mod tests {
             }
         );
         assert_eq!(recs[1].result, TransformResult::Dropped);
+
+        // Without data, a Dropped record breaks the contract as documented (helper-76).
+        let err = check_response(
+            &ids(),
+            br#"{"records":[{"recordId":"b","result":"Dropped"},{"recordId":"a","result":"Ok","data":""}]}"#,
+        );
+        assert!(
+            matches!(err, Err(ContractError::JsonProcessing(ref m)) if m.contains("\"b\"")),
+            "{err:?}"
+        );
     }
 
     #[test]
