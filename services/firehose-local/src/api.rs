@@ -236,6 +236,7 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
     }
     let req: Req = parse(body)?;
     let s = stream(state, &req.delivery_stream_name)?;
+    refuse_call_if_faulted(state, &req.delivery_stream_name, 1)?;
     let data = decode(&req.record, "record")?;
     let len = data.len() as u64;
     let name = [req.delivery_stream_name.as_str()];
@@ -273,6 +274,20 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
     Ok(ok(&json!({ "RecordId": id, "Encrypted": false })))
 }
 
+/// The `call_failure_share` fault: the whole call refused with 503 "Slow down.", its `records`
+/// counted as throttled.
+fn refuse_call_if_faulted(state: &ApiState, stream: &str, records: usize) -> Result<(), ApiError> {
+    if !state.faults.fail_call() {
+        return Ok(());
+    }
+    state
+        .metrics
+        .throttled_records
+        .with_label_values(&[stream])
+        .inc_by(records as u64);
+    Err(ApiError::ServiceUnavailable(SLOW_DOWN.into()))
+}
+
 fn shutting_down() -> ApiError {
     ApiError::ServiceUnavailable(
         "The delivery stream is shutting down. Retry against a running instance.".into(),
@@ -288,6 +303,7 @@ fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Response, ApiError>
     }
     let req: Req = parse(body)?;
     let s = stream(state, &req.delivery_stream_name)?;
+    refuse_call_if_faulted(state, &req.delivery_stream_name, req.records.len())?;
     if req.records.is_empty() || req.records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::Validation(format!(
             "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length less than or equal to {MAX_BATCH_RECORDS} and greater than or equal to 1 (got {})",

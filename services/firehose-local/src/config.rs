@@ -327,6 +327,11 @@ pub struct FaultsConfig {
     /// Share (0–1) of transform invocations that fail as a function error.
     #[serde(default)]
     pub transform_failure_share: f64,
+    /// Share (0–1) of `PutRecord`/`PutRecordBatch` calls refused whole: HTTP 503
+    /// `ServiceUnavailableException` "Slow down.", nothing of the call taken (what AWS answers
+    /// when a stream's throughput limit is passed).
+    #[serde(default)]
+    pub call_failure_share: f64,
     /// Seed for the fault dice, for reproducible runs (random when absent).
     #[serde(default)]
     pub seed: Option<u64>,
@@ -496,6 +501,7 @@ impl Config {
                 "faults.transform_failure_share",
                 self.faults.transform_failure_share,
             ),
+            ("faults.call_failure_share", self.faults.call_failure_share),
         ] {
             if !(0.0..=1.0).contains(&share.1) {
                 return bad(format!(

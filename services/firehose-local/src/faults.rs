@@ -1,7 +1,9 @@
 //! Fault injection: the failures a producer and a pipeline must survive, on demand.
 //!
 //! Real Firehose throttles individual records of a `PutRecordBatch` (HTTP 200 with per-record
-//! `ServiceUnavailableException` / "Slow down.") and real transforms fail. Tests and demos need
+//! `ServiceUnavailableException` / "Slow down."), refuses whole calls (HTTP 503
+//! `ServiceUnavailableException`, which a producer whose SDK does not retry sees itself) and
+//! real transforms fail. Tests and demos need
 //! both without waiting for AWS to misbehave, so a share of records or invocations fails here,
 //! decided by a seedable generator so a failing run can be replayed. A slow or failing endpoint
 //! needs no switch: point the stream at a test endpoint that is slow or fails.
@@ -48,6 +50,12 @@ impl Faults {
         self.roll(self.config.throttle_share)
     }
 
+    /// Whether this `PutRecord`/`PutRecordBatch` call is refused whole.
+    #[must_use]
+    pub(crate) fn fail_call(&self) -> bool {
+        self.roll(self.config.call_failure_share)
+    }
+
     /// Whether this transform invocation fails.
     #[must_use]
     pub(crate) fn fail_transform(&self) -> bool {
@@ -64,6 +72,7 @@ mod tests {
         let cfg = FaultsConfig {
             throttle_share: 0.3,
             transform_failure_share: 0.0,
+            call_failure_share: 0.0,
             seed: Some(7),
         };
         let a: Vec<bool> = {
@@ -84,5 +93,14 @@ mod tests {
             ..cfg
         });
         assert!((0..100).all(|_| all.throttle_record()));
+        assert!(
+            (0..100).all(|_| !all.fail_call()),
+            "each fault has its own share"
+        );
+        let calls = Faults::new(&FaultsConfig {
+            call_failure_share: 1.0,
+            ..cfg
+        });
+        assert!((0..100).all(|_| calls.fail_call()));
     }
 }

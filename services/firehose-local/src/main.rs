@@ -74,6 +74,10 @@ struct Cli {
     /// Fault injection: share (0-1) of transform invocations failed; overrides the file.
     #[arg(long, env = "FIREHOSE_LOCAL_TRANSFORM_FAILURE_SHARE")]
     transform_failure_share: Option<f64>,
+    /// Fault injection: share (0-1) of PutRecord/PutRecordBatch calls refused whole (503
+    /// ServiceUnavailableException); overrides the file.
+    #[arg(long, env = "FIREHOSE_LOCAL_CALL_FAILURE_SHARE")]
+    call_failure_share: Option<f64>,
 }
 
 impl Cli {
@@ -139,8 +143,10 @@ impl Cli {
         let FaultsConfig {
             throttle_share,
             transform_failure_share,
+            call_failure_share,
             ..
         } = config.faults;
+        config.faults.call_failure_share = self.call_failure_share.unwrap_or(call_failure_share);
         config.faults.throttle_share = self.throttle_share.unwrap_or(throttle_share);
         config.faults.transform_failure_share = self
             .transform_failure_share

@@ -351,6 +351,72 @@ backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
     );
 }
 
+/// Whole calls refused (503 `ServiceUnavailableException`, nothing taken), through the real SDK
+/// (whose own retries ingest turns off) and HTTP: the producer retries them, and every event is
+/// delivered once. The SDK-mock tests cover the error's classification; this covers the wire.
+#[tokio::test]
+async fn refused_calls_are_retried_until_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("firehose-local.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[faults]
+call_failure_share = 0.5
+seed = 11
+
+[[streams]]
+name = "refusing"
+buffering = {{ size_mb = 1, interval_secs = 1 }}
+processor = {{ mode = "in-process", buffer_interval_secs = 0 }}
+local_destination = {{ dir = "{dir}/delivered" }}
+backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .expect("config written");
+    let config = config.to_string_lossy().into_owned();
+    let mut ingest = start_embedded(
+        dir.path(),
+        &[
+            ("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str()),
+            ("INGEST_RETRY_BUDGET", "20s"),
+            ("INGEST_REQUEST_TIMEOUT", "60s"),
+            ("INGEST_SHUTDOWN_GRACE", "60s"),
+        ],
+    )
+    .await;
+    let mut acknowledged = Vec::new();
+    for _ in 0..5 {
+        acknowledged.extend(post_events(&ingest, 20).await);
+    }
+    let calls = |outcome: &'static str| {
+        let ingest = &ingest;
+        async move {
+            ingest
+                .counter(&format!(
+                    "ingest_firehose_put_batch_calls_total{{outcome=\"{outcome}\"}}"
+                ))
+                .await
+        }
+    };
+    assert!(
+        calls("error").await > 0.0,
+        "the fault injection refused calls"
+    );
+    assert!(calls("ok").await > 0.0);
+    assert!(ingest.terminate().await.success());
+    acknowledged.sort();
+    assert_eq!(acknowledged.len(), 100);
+    assert_eq!(
+        record_ids_under(&dir.path().join("delivered")),
+        acknowledged,
+        "every acknowledged event delivered exactly once"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_endpoint_lands_in_http_endpoint_failed() {
     // A port nobody listens on: every delivery attempt fails to connect.
