@@ -563,6 +563,22 @@ def container_env(objs: list[dict[str, Any]]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in ingest_container(objs).get("env", [])}
 
 
+def test_the_chart_takes_globals_as_a_dependency_gets_them():
+    # Helm adds `global` to a dependency's values; a schema refusing it broke the chart inside
+    # an umbrella chart (helper-75, M5).
+    c.validate_schema(_deep_merge(MINIMAL, {"global": {"imageRegistry": "example.com"}}))
+    render_objects(_deep_merge(MINIMAL, {"global": {"imageRegistry": "example.com"}}))
+
+
+def test_app_version_is_the_workspace_version():
+    # ingest_build_info reports the crate's version; the chart's appVersion (the default image
+    # tag) must name the same release.
+    cargo = (c.REPO / "Cargo.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', cargo, re.M).group(1)
+    chart = yaml.safe_load((c.CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == version
+
+
 def test_an_empty_admin_from_is_refused_not_opened_to_everyone():
     # `from: []` in a NetworkPolicy rule means every peer (helper-75, M3).
     with pytest.raises(helm.HelmError, match="networkPolicy.adminFrom is empty"):
@@ -615,7 +631,10 @@ def test_hpa_pdb_networkpolicy():
         == "IfHealthyBudget"
     assert "unhealthyPodEvictionPolicy" in (c.CHART / "README.md").read_text()
     np_ = c.find(objs, "NetworkPolicy")[0]["spec"]
-    admin_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "admin")
+    # By number: the EKS VPC CNI's controller has had bugs resolving named ports.
+    ports = {p["name"]: p["containerPort"] for p in ingest_container(objs)["ports"]}
+    assert sorted(r["ports"][0]["port"] for r in np_["ingress"]) == sorted(ports.values())
+    admin_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == ports["admin"])
     assert admin_rule["from"], "the admin port must not be open to everyone"
     assert c.find(render_objects(MINIMAL), "HorizontalPodAutoscaler") == []
 
@@ -640,9 +659,16 @@ def test_monitoring_objects_are_off_by_default_and_switched_by_values():
 
 def test_a_long_release_name_keeps_every_name_valid_and_the_alerts_on_the_admin_job():
     release = "r" * 62  # fullname: "<release>-ingest" cut to 63 characters
+    for values in (SCENARIOS["dev-firehose-local-values"],
+                   _deep_merge(PRODUCTION, {"dashboards": {"enabled": True}})):
+        objs = c.objects(c.render(values, name=release))
+        names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+        for kind, name in names:
+            assert len(name) <= 63, (kind, name)
+        # Cut after their suffix, the dashboards' ConfigMaps (and firehose-local's objects)
+        # took one another's names, or the main ones' (helper-75, M4).
+        assert len(names) == len(set(names)), sorted(names)
     objs = c.objects(c.render(PRODUCTION, name=release))
-    for o in objs:
-        assert len(o["metadata"]["name"]) <= 63, (o["kind"], o["metadata"]["name"])
     admin = [s for s in c.find(objs, "Service")
              if s["metadata"]["labels"].get("app.kubernetes.io/component") == "admin"]
     assert len(admin) == 1
@@ -904,8 +930,10 @@ def test_alb_targets_are_health_checked_on_the_admin_port():
             assert ann["alb.ingress.kubernetes.io/healthcheck-port"] == str(admin_port["containerPort"]), name
             assert ann["alb.ingress.kubernetes.io/healthcheck-path"] == "/readyz", name
             np_ = c.find(objs, "NetworkPolicy", c.RELEASE)[0]["spec"]
-            http_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "http")
-            admin_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == "admin")
+            http_port = ingest_container(objs)["ports"][0]["containerPort"]
+            http_rule = next(r for r in np_["ingress"] if r["ports"][0]["port"] == http_port)
+            admin_rule = next(r for r in np_["ingress"]
+                              if r["ports"][0]["port"] == admin_port["containerPort"])
             alb_blocks = [p["ipBlock"] for p in http_rule.get("from", []) if "ipBlock" in p]
             assert alb_blocks, f"{name}: the ALB's addresses are not in networkPolicy.httpFrom"
             for block in alb_blocks:

@@ -86,7 +86,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Name of the in-cluster firehose-local (development only). */}}
 {{- define "ingest.firehoseLocalName" -}}
-{{- printf "%s-firehose-local" (include "ingest.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-firehose-local" (include "ingest.fullname" . | trunc 48 | trimSuffix "-") }}
 {{- end }}
 
 {{/* The delivery stream ingest writes to. */}}
