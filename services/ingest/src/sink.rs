@@ -302,6 +302,24 @@ impl RecordSink for aws_sdk_firehose::Client {
                     format!("{} response entries for {sent} records", responses.len()),
                 ));
             }
+            // `FailedPutCount` must agree with the entries that are not an acceptance (an id
+            // without an error code): an answer that counts a failure none of its entries shows
+            // cannot say which record failed, and taking the ids at their word would answer a
+            // lost record as accepted. Treated as a call without a readable answer (records may
+            // be sent twice, never lost).
+            let not_accepted = responses
+                .iter()
+                .filter(|e| e.error_code().is_some() || e.record_id().is_none())
+                .count();
+            if usize::try_from(out.failed_put_count()).ok() != Some(not_accepted) {
+                return Err(SinkError::new(
+                    "Response",
+                    format!(
+                        "FailedPutCount {} but {not_accepted} of {sent} response entries are not an acceptance",
+                        out.failed_put_count()
+                    ),
+                ));
+            }
             let records = responses
                 .iter()
                 .map(|entry| match (entry.error_code(), entry.record_id()) {

@@ -108,6 +108,50 @@ async fn partial_failure_retries_only_the_failed_records_through_the_sdk() {
     );
 }
 
+/// An answer whose `FailedPutCount` disagrees with its entries (a failure counted that no entry
+/// shows) cannot say which record failed: the whole call is retried, never answered accepted
+/// on the ids' word (helper-77).
+#[tokio::test(start_paused = true)]
+async fn an_answer_whose_failed_count_disagrees_with_its_entries_is_retried_whole() {
+    let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let rule = {
+        let seen = Arc::clone(&seen);
+        mock!(Client::put_record_batch).then_compute_response(move |input| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(input.records().len());
+            let call = seen.len();
+            let data: Vec<Vec<u8>> = input
+                .records()
+                .iter()
+                .map(|r| r.data().as_ref().to_vec())
+                .collect();
+            let mut output = entries(&data, |_| false, call);
+            if call == 1 {
+                // Every entry has an id, yet one failure is counted.
+                output = PutRecordBatchOutput::builder()
+                    .failed_put_count(1)
+                    .set_request_responses(Some(output.request_responses().to_vec()))
+                    .build()
+                    .expect("output has its required fields");
+            }
+            MockResponse::Output(output)
+        })
+    };
+    let client = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&rule], |c| c
+        .retry_config(RetryConfig::disabled()));
+    let producer = Producer::spawn(Arc::new(client), "stream", config());
+    let outcome = producer.submit(records(3)).await;
+    let SubmitOutcome::Accepted { record_ids } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(record_ids, vec!["rid-2-0", "rid-2-1", "rid-2-2"]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![3, 3],
+        "the whole call sent again"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn throttling_past_the_budget_leaves_only_failed_indexes_unaccepted() {
     let calls = Arc::new(AtomicUsize::new(0));
