@@ -1964,6 +1964,44 @@ mod tests {
         assert_eq!(producer.inflight_bytes(), 0);
     }
 
+    /// A record inside a call when its deadline passes gets that call's answer; when the call
+    /// then fails with a retriable error, the record is not retried (its deadline is gone):
+    /// it is answered unaccepted, and no second call is made (helper-77's test gap).
+    #[tokio::test(start_paused = true)]
+    async fn a_record_whose_call_fails_after_its_deadline_is_unaccepted_and_not_retried() {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = Arc::new(FakeSink {
+            calls: StdMutex::new(Vec::new()),
+            rule: Box::new(|_, _| None),
+            call: |n| {
+                if n == 1 {
+                    Call::Fail("ServiceUnavailableException")
+                } else {
+                    Call::Answer
+                }
+            },
+            gate: Some(Arc::clone(&gate)),
+        });
+        let config = ProducerConfig {
+            retry_budget: Duration::from_secs(60),
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let outcome = tokio::spawn(producer.submit_until(recs("a", 2), Some(deadline)));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!outcome.is_finished(), "it waits for the call it is in");
+        gate.add_permits(10);
+        let SubmitOutcome::Incomplete { record_ids, .. } = outcome.await.unwrap() else {
+            panic!("not incomplete")
+        };
+        assert_eq!(record_ids, vec![None, None]);
+        producer.drained().await;
+        assert_eq!(sink.calls().len(), 1, "nothing is sent after the deadline");
+        assert_eq!(metrics.records_unaccepted.get(), 2);
+        assert_eq!(metrics.inflight_bytes.get(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_record_waiting_for_a_retry_is_withdrawn_at_the_deadline_and_not_retried() {
         let sink = FakeSink::new(Box::new(|r, _| {
