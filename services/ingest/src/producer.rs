@@ -314,6 +314,15 @@ impl ProducerHandle {
         // With nothing to submit, `held` (if any) is simply dropped, which releases it.
         let admitted = if records.is_empty() {
             Admission::Empty
+        } else if send_by.is_some_and(|at| at <= Instant::now()) {
+            // Already past its deadline (a long upload or validation): queued, its records
+            // would hold their place in batches and the cap until a sender reached them, only
+            // to be withdrawn. `held` is released with it.
+            self.shared
+                .metrics
+                .records_unaccepted
+                .inc_by(records.len() as u64);
+            Admission::Late(records.len())
         } else if let Some(reserved) = self.reserve(bytes, held) {
             let shared = Arc::clone(&self.shared);
             let pending = Arc::new(Pending::new(records.len(), reserved, send_by, shared));
@@ -333,6 +342,10 @@ impl ProducerHandle {
                 },
                 Admission::Shed => SubmitOutcome::Overloaded,
                 Admission::Closed => SubmitOutcome::Closed,
+                Admission::Late(n) => SubmitOutcome::Incomplete {
+                    record_ids: vec![None; n],
+                    error: NOT_SENT_IN_TIME.to_owned(),
+                },
                 Admission::Queued(mut reply) => {
                     let Some(at) = reply.pending.send_by else {
                         return reply.await;
@@ -367,6 +380,8 @@ enum Admission {
     Empty,
     Shed,
     Closed,
+    /// Past its send deadline already: `n` records, none sent.
+    Late(usize),
     /// Queued: the answer (with the submission, and so its deadline).
     Queued(Reply),
 }
@@ -1962,6 +1977,26 @@ mod tests {
         };
         assert_eq!(record_ids, vec!["c1r0", "c1r1"]);
         assert_eq!(producer.inflight_bytes(), 0);
+    }
+
+    /// A submission already past its deadline is answered at once, every record unaccepted,
+    /// without taking a place in a batch or against the cap (helper-77).
+    #[tokio::test(start_paused = true)]
+    async fn a_submission_past_its_deadline_is_answered_at_once_and_never_queued() {
+        let sink = FakeSink::ok();
+        let (producer, metrics) = spawn(&sink, ProducerConfig::default());
+        let late = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let outcome = producer.submit_until(recs("a", 3), Some(late)).await;
+        let SubmitOutcome::Incomplete { record_ids, error } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(record_ids, vec![None, None, None]);
+        assert_eq!(error, NOT_SENT_IN_TIME);
+        assert_eq!(producer.inflight_bytes(), 0);
+        assert_eq!(metrics.records_unaccepted.get(), 3);
+        producer.drained().await;
+        assert!(sink.calls().is_empty());
     }
 
     /// A record inside a call when its deadline passes gets that call's answer; when the call
