@@ -297,32 +297,32 @@ async fn post_events(ingest: &Ingest, n: usize) -> Vec<String> {
     serde_json::from_value(answer["recordIds"].clone()).expect("ids")
 }
 
-#[tokio::test]
-async fn throttled_records_are_retried_alone_until_accepted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("firehose-local.toml");
+/// ingest on an embedded local Firehose whose one stream (`stream`, delivering under
+/// `<dir>/delivered`) injects `faults` (the lines of a `[faults]` table), with a retry budget
+/// long enough to get through them.
+async fn start_with_faults(dir: &Path, stream: &str, faults: &str) -> Ingest {
+    let config = dir.join("firehose-local.toml");
     std::fs::write(
         &config,
         format!(
             r#"
 [faults]
-throttle_share = 0.5
-seed = 7
+{faults}
 
 [[streams]]
-name = "throttled"
+name = "{stream}"
 buffering = {{ size_mb = 1, interval_secs = 1 }}
 processor = {{ mode = "in-process", buffer_interval_secs = 0 }}
 local_destination = {{ dir = "{dir}/delivered" }}
 backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
 "#,
-            dir = dir.path().display()
+            dir = dir.display()
         ),
     )
     .expect("config written");
     let config = config.to_string_lossy().into_owned();
-    let mut ingest = start_embedded(
-        dir.path(),
+    start_embedded(
+        dir,
         &[
             ("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str()),
             ("INGEST_RETRY_BUDGET", "20s"),
@@ -330,7 +330,14 @@ backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
             ("INGEST_SHUTDOWN_GRACE", "60s"),
         ],
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn throttled_records_are_retried_alone_until_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ingest =
+        start_with_faults(dir.path(), "throttled", "throttle_share = 0.5\nseed = 7").await;
     let mut acknowledged = post_events(&ingest, 100).await;
     // Half of the records were refused at least once, and only those were sent again.
     let failed = ingest.counter("ingest_firehose_records_failed_total").await;
@@ -357,35 +364,10 @@ backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
 #[tokio::test]
 async fn refused_calls_are_retried_until_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("firehose-local.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[faults]
-call_failure_share = 0.5
-seed = 11
-
-[[streams]]
-name = "refusing"
-buffering = {{ size_mb = 1, interval_secs = 1 }}
-processor = {{ mode = "in-process", buffer_interval_secs = 0 }}
-local_destination = {{ dir = "{dir}/delivered" }}
-backup = {{ target = {{ kind = "local-dir", dir = "{dir}/backup" }} }}
-"#,
-            dir = dir.path().display()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_string_lossy().into_owned();
-    let mut ingest = start_embedded(
+    let mut ingest = start_with_faults(
         dir.path(),
-        &[
-            ("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str()),
-            ("INGEST_RETRY_BUDGET", "20s"),
-            ("INGEST_REQUEST_TIMEOUT", "60s"),
-            ("INGEST_SHUTDOWN_GRACE", "60s"),
-        ],
+        "refusing",
+        "call_failure_share = 0.5\nseed = 11",
     )
     .await;
     let mut acknowledged = Vec::new();
