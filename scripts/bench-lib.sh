@@ -49,6 +49,15 @@ ingest_env() {
     AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
 }
 
+# Starts examples/fake-firehose on a free port (set in fake_port), its log in DIR/fake.log, and
+# waits until it answers.
+start_fake_firehose() {
+  fake_port=$(free_port)
+  "$CARGO_TARGET_DIR/release/examples/fake-firehose" "127.0.0.1:$fake_port" >"$1/fake.log" 2>&1 &
+  _server_pids+=("$!")
+  wait_http "http://127.0.0.1:$fake_port/stats" 30
+}
+
 start_stand_ins() {
   local dir=$1 bin="$CARGO_TARGET_DIR/release" load=()
   shift

@@ -39,10 +39,7 @@ for n in map(int, sys.argv[2:]):
             f.write('{"event":"replayed","n":%d}\n' % i)
 PY
 
-fake_port=$(free_port)
-"$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
-_server_pids+=("$!")
-wait_http "http://127.0.0.1:$fake_port/stats" 30
+start_fake_firehose "$work"
 ingest_port=$(free_port)
 admin_port=$(free_port)
 mapfile -t vars < <(ingest_env "$fake_port" "$ingest_port" "$admin_port")

@@ -81,10 +81,7 @@ _server_pids+=("$minimal_pid")
 wait_http "http://127.0.0.1:$port/" 120
 minimal_dump=$(measure minimal "$port" "$minimal_pid")
 
-fake_port=$(free_port)
-"$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
-_server_pids+=("$!")
-wait_http "http://127.0.0.1:$fake_port/stats" 30
+start_fake_firehose "$work"
 port=$(free_port)
 admin_port=$(free_port)
 mapfile -t ingest_vars < <(ingest_env "$fake_port" "$port" "$admin_port")
