@@ -847,9 +847,7 @@ impl Checkpoint {
         file.sync_all().map_err(err)?;
         drop(file);
         std::fs::rename(&tmp, path).map_err(err)?;
-        std::fs::File::open(parent_dir(path))
-            .and_then(|dir| dir.sync_all())
-            .map_err(err)?;
+        sync_parent_dir(path).map_err(err)?;
         self.saved_bytes = bytes.len() as u64;
         Ok(())
     }
@@ -861,6 +859,12 @@ fn parent_dir(path: &Path) -> &Path {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     }
+}
+
+/// Syncs the directory holding `path`, so that a file created or renamed there is found after
+/// a power loss.
+pub(crate) fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(parent_dir(path))?.sync_all()
 }
 
 /// The file `path` names: the target of a symlink, in a canonical directory; `path` itself if

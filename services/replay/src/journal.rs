@@ -171,11 +171,7 @@ impl Journal {
         line.push(b'\n');
         file.write_all(&line)?;
         file.sync_all()?;
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)?.sync_all()?;
+        crate::checkpoint::sync_parent_dir(path)?;
         Ok(Self {
             file,
             len: line.len() as u64,
