@@ -214,9 +214,28 @@ fn decode(record: &RecordIn, path: &str) -> Result<Vec<u8>, ApiError> {
     Ok(data)
 }
 
+/// Firehose's internal id for a new record, shaped like the 56-digit sequence number of AWS's
+/// transform event example (`"recordId": "49546986683135544286507457936321625675700192471156785154"`):
+/// `49`, 24 digits drawn once per process, then a 30-digit counter, so ids grow in arrival
+/// order and two processes do not share them.
+fn internal_record_id() -> String {
+    static PREFIX: std::sync::LazyLock<u128> =
+        std::sync::LazyLock::new(|| rand::random::<u128>() % 10u128.pow(24));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("49{:024}{n:030}", *PREFIX)
+}
+
+/// The `RecordId` answered to the producer. AWS documents it only as an opaque string of at
+/// least one character, and it is not the id the transform sees, so this is a fresh random one:
+/// a producer or test that relates the two would work here and break on AWS.
+fn producer_record_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 fn new_record(data: Vec<u8>, held: Held) -> Record {
     Record {
-        id: uuid::Uuid::new_v4().simple().to_string(),
+        id: internal_record_id(),
         arrival_ms: crate::backup::now_ms(),
         data: data.into(),
         held,
@@ -249,7 +268,6 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
         return Err(ApiError::ServiceUnavailable(SLOW_DOWN.into()));
     };
     let record = new_record(data, held);
-    let id = record.id.clone();
     s.accept(vec![record]).map_err(|_| shutting_down())?;
     state
         .metrics
@@ -271,7 +289,9 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
         .incoming_bytes
         .with_label_values(&name)
         .inc_by(len);
-    Ok(ok(&json!({ "RecordId": id, "Encrypted": false })))
+    Ok(ok(
+        &json!({ "RecordId": producer_record_id(), "Encrypted": false }),
+    ))
 }
 
 /// The `call_failure_share` fault: the whole call refused with 503 "Slow down.", its `records`
@@ -336,7 +356,7 @@ fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Response, ApiError>
         if let Some(held) = held {
             bytes += data.len() as u64;
             let r = new_record(data, held);
-            responses.push(json!({ "RecordId": r.id }));
+            responses.push(json!({ "RecordId": producer_record_id() }));
             accepted.push(r);
         } else {
             failed += 1;

@@ -18,7 +18,10 @@ use tokio::time::Instant;
 /// One record as Firehose holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The id returned to the producer (`RecordId`).
+    /// Firehose's own id for the record: the `recordId` the transform Lambda sees and, with
+    /// `.0` appended, the `dataId` of its delivery-failure record. Not the `RecordId` the
+    /// producer got back, which is a separate opaque string (see `api::producer_record_id`),
+    /// as on AWS, where nothing ties the two together.
     pub id: String,
     /// Epoch ms when the API accepted it (`approximateArrivalTimestamp`).
     pub arrival_ms: i64,

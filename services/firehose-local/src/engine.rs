@@ -343,7 +343,8 @@ fn failed_records(
             attempt_ending_timestamp: ended_ms,
             raw_data: crate::backup::b64(&r.data),
             subsequence_number: Some(0),
-            data_id: Some(r.id.clone()),
+            // AWS's example shows the record's sequence number and `.0`.
+            data_id: Some(format!("{}.0", r.id)),
             ..ErrorRecord::default()
         })
         .collect()
@@ -697,7 +698,7 @@ mod tests {
         assert_eq!(backed_up.len(), 1, "{backed_up:?}");
         assert!(
             backed_up[0].contains("Local.DestinationPanicked")
-                && backed_up[0].contains("\"dataId\":\"1\""),
+                && backed_up[0].contains("\"dataId\":\"1.0\""),
             "the first batch is backed up: {}",
             backed_up[0]
         );

@@ -154,7 +154,7 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed_after_the_retry_durati
     let mut c = config(dir.path());
     c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 1));
     let fh = spawn_embedded(c).await.unwrap();
-    firehose_client(&fh.endpoint_url())
+    let out = firehose_client(&fh.endpoint_url())
         .put_record_batch()
         .delivery_stream_name("s")
         .records(rec(b"one"))
@@ -162,6 +162,11 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed_after_the_retry_durati
         .send()
         .await
         .unwrap();
+    let producer_ids: Vec<String> = out
+        .request_responses()
+        .iter()
+        .map(|r| r.record_id().unwrap().to_owned())
+        .collect();
     let first = ep.seen.recv().await.unwrap();
     let second = ep.seen.recv().await.unwrap();
     assert_eq!(
@@ -198,7 +203,15 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed_after_the_retry_durati
         assert!(r.attempt_ending_timestamp >= r.arrival_timestamp);
         assert_eq!(r.raw_data, b64(data));
         assert_eq!(r.subsequence_number, Some(0));
-        assert!(r.data_id.is_some());
+        let data_id = r.data_id.as_deref().unwrap();
+        let sequence = data_id
+            .strip_suffix(".0")
+            .unwrap_or_else(|| panic!("{data_id}"));
+        assert!(
+            sequence.len() == 56 && sequence.bytes().all(|b| b.is_ascii_digit()),
+            "dataId is a sequence number and .0, as in AWS's example: {data_id}"
+        );
+        assert!(!producer_ids.iter().any(|p| data_id.starts_with(p.as_str())));
     }
     assert!(
         (2..=3).contains(&attempts),
@@ -361,6 +374,31 @@ async fn the_real_transform_delivers_good_records_and_backs_up_rejected_ones() {
     assert!(
         delivered.iter().all(|d| d.get("_transformed_ts").is_some()),
         "records were transformed: {delivered:?}"
+    );
+    // The transform saw Firehose's own record ids, not the RecordIds the producer got: on AWS
+    // nothing ties the two together, so nothing here may either.
+    let lambda_ids: Vec<&str> = delivered
+        .iter()
+        .map(|d| d["_record_id"].as_str().unwrap())
+        .collect();
+    let producer_ids: Vec<&str> = out
+        .request_responses()
+        .iter()
+        .map(|r| r.record_id().unwrap())
+        .collect();
+    assert!(
+        lambda_ids.iter().all(|id| !producer_ids.contains(id)),
+        "{lambda_ids:?} vs {producer_ids:?}"
+    );
+    assert!(
+        lambda_ids
+            .iter()
+            .all(|id| id.len() == 56 && id.bytes().all(|b| b.is_ascii_digit())),
+        "sequence-number-shaped, as in AWS's example event: {lambda_ids:?}"
+    );
+    assert!(
+        lambda_ids[0] < lambda_ids[1],
+        "ids grow in arrival order: {lambda_ids:?}"
     );
     let backup = dir.path().join("backup");
     let key = files(&backup)[0]
