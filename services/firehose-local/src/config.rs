@@ -140,7 +140,9 @@ pub struct ProcessorConfig {
     /// `runtime-api` only: path of the custom-runtime binary (e.g. `target/debug/transform`).
     #[serde(default)]
     pub binary: Option<PathBuf>,
-    /// `runtime-api` only: extra environment for the child.
+    /// `runtime-api` only: the function's environment variables. The child gets these and
+    /// Lambda's own variables, nothing inherited from this process; Lambda's reserved keys
+    /// (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `TZ`, ...) are refused, as on AWS.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// `LambdaArn`, written to `processing-failed` records (default: a `transform` function ARN).
@@ -570,6 +572,15 @@ impl Config {
                         Some(_) => {}
                     }
                 }
+                if let Some(key) = p
+                    .env
+                    .keys()
+                    .find(|k| crate::runtime_api::LAMBDA_RESERVED_ENV.contains(&k.as_str()))
+                {
+                    return bad(format!(
+                        "streams[{n}].processor.env sets {key}, which Lambda reserves and sets itself (a function configured with it is refused on AWS); remove it"
+                    ));
+                }
             }
             if let Some(h) = &s.http_endpoint {
                 // Parsed, not only prefix-checked: otherwise every batch would fail to build its
@@ -899,6 +910,27 @@ streams:
             "super-secret-key"
         );
         assert!(!format!("{c:?}").contains("super-secret-key"));
+    }
+
+    #[test]
+    fn the_function_environment_may_not_set_lambdas_reserved_keys() {
+        let mut c = Config::local_default(Path::new("/tmp/x"));
+        let p = c.streams[0].processor.as_mut().unwrap();
+        p.env.insert("RUST_LOG".into(), "debug".into());
+        p.env.insert("PATH".into(), "/opt/bin".into());
+        c.validate().unwrap();
+        for reserved in ["AWS_REGION", "AWS_SECRET_ACCESS_KEY", "TZ", "_HANDLER"] {
+            let mut c = c.clone();
+            let p = c.streams[0].processor.as_mut().unwrap();
+            p.env.insert(reserved.into(), "x".into());
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!(
+                    "processor.env sets {reserved}, which Lambda reserves"
+                )),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

@@ -61,6 +61,11 @@ struct Cli {
     /// The `transform` binary for `--processor runtime-api`.
     #[arg(long, env = "FIREHOSE_LOCAL_TRANSFORM_BINARY")]
     transform_binary: Option<PathBuf>,
+    /// `--processor runtime-api`: a `KEY=VALUE` of the function's environment (repeatable; the
+    /// env variable takes them comma-separated). The child gets these and Lambda's own
+    /// variables, nothing inherited from this process.
+    #[arg(long = "transform-env", env = "FIREHOSE_LOCAL_TRANSFORM_ENV", value_delimiter = ',', value_parser = key_value)]
+    transform_env: Vec<(String, String)>,
     /// Directory for the local destination and the backup (`<dir>/delivered`, `<dir>/backup`).
     #[arg(long, env = "FIREHOSE_LOCAL_DIR", default_value = "firehose-local")]
     dir: PathBuf,
@@ -78,6 +83,14 @@ struct Cli {
     /// ServiceUnavailableException); overrides the file.
     #[arg(long, env = "FIREHOSE_LOCAL_CALL_FAILURE_SHARE")]
     call_failure_share: Option<f64>,
+}
+
+/// Parses `--transform-env KEY=VALUE`.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 impl Cli {
@@ -98,6 +111,7 @@ impl Cli {
                             binary: Some(self.transform_binary.clone().context(
                                 "--processor runtime-api needs --transform-binary PATH",
                             )?),
+                            env: self.transform_env.iter().cloned().collect(),
                             ..ProcessorConfig::default()
                         }),
                         other => anyhow::bail!(

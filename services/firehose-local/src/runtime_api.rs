@@ -159,6 +159,45 @@ impl RuntimeApiProcessor {
     }
 }
 
+/// The environment every Lambda function on an OS-only runtime (`provided.al2023`) starts with,
+/// apart from the function-specific `AWS_LAMBDA_*` variables, the region and the execution
+/// role's credentials: <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>
+/// (`AWS_EXECUTION_ENV` is not set for OS-only runtimes). `PATH` and `LANG` may be overridden
+/// by the function's own variables, as on Lambda.
+const LAMBDA_BASE_ENV: [(&str, &str); 7] = [
+    ("_HANDLER", "bootstrap"),
+    ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+    ("LAMBDA_TASK_ROOT", "/var/task"),
+    ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+    ("TZ", ":UTC"),
+    ("LANG", "en_US.UTF-8"),
+    ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"),
+];
+
+/// Variables Lambda sets itself and refuses in a function's configuration ("reserved keys"),
+/// same source as [`LAMBDA_BASE_ENV`]. `processor.env` may not set them either.
+pub const LAMBDA_RESERVED_ENV: [&str; 19] = [
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "TZ",
+];
+
 /// What the supervisor starts.
 struct Child {
     binary: PathBuf,
@@ -203,7 +242,12 @@ async fn supervise(
         .to_owned();
     loop {
         let mut cmd = tokio::process::Command::new(&binary);
-        cmd.env("AWS_LAMBDA_RUNTIME_API", &endpoint)
+        // Only what Lambda gives a function, and what the config adds: a child that inherited
+        // this process's environment (its AWS credentials, RUST_LOG, ingest's settings, ...)
+        // could work here only because of a variable it will not have on AWS.
+        cmd.env_clear()
+            .envs(LAMBDA_BASE_ENV)
+            .env("AWS_LAMBDA_RUNTIME_API", &endpoint)
             .env("AWS_LAMBDA_FUNCTION_NAME", &name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -718,6 +762,55 @@ mod tests {
             assert!(m.contains(expected), "{body}: {m}");
             stop.cancel();
         }
+    }
+
+    /// The child sees Lambda's variables and the function's own, and nothing of this
+    /// process's environment (`HOME`, the test runner's `CARGO_*`, any AWS credentials).
+    #[tokio::test]
+    async fn the_child_gets_lambdas_environment_and_nothing_inherited() {
+        let stop = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("env");
+        let child = script(
+            dir.path(),
+            "env > \"$ENV_DUMP.tmp\" && mv \"$ENV_DUMP.tmp\" \"$ENV_DUMP\"\nexec sleep 600",
+        );
+        let env = [("ENV_DUMP".to_owned(), dump.display().to_string())].into();
+        let p = start_child(child, env, &stop).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            if let Ok(text) = std::fs::read_to_string(&dump) {
+                break text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the child never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        stop.cancel();
+        let seen: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let mut expected: BTreeMap<&str, &str> = LAMBDA_BASE_ENV.into_iter().collect();
+        expected.extend([
+            ("AWS_LAMBDA_RUNTIME_API", p.endpoint()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/f"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "firehose-local"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ]);
+        let dump_path = dump.display().to_string();
+        expected.insert("ENV_DUMP", &dump_path);
+        // `sh` exports PWD itself.
+        let without_pwd: BTreeMap<&str, &str> =
+            seen.into_iter().filter(|(k, _)| *k != "PWD").collect();
+        assert_eq!(without_pwd, expected);
+        assert!(
+            std::env::var_os("HOME").is_some(),
+            "the test needs something to inherit"
+        );
     }
 
     /// A runtime that took an invocation and never answers (stuck in the handler) would never

@@ -317,3 +317,36 @@ async fn a_bad_value_in_the_environment_names_the_variable() {
         "{stderr}"
     );
 }
+
+/// The function's environment comes from the flag (or its variable, comma-separated), and a key
+/// Lambda reserves is refused at start, as Lambda refuses such a configuration.
+#[tokio::test]
+async fn the_function_environment_flag_refuses_reserved_keys_and_malformed_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |value: &str| {
+        tokio::process::Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--processor", "runtime-api"])
+            .args(["--transform-binary", BIN, "--dir"])
+            .arg(dir.path())
+            .env("FIREHOSE_LOCAL_TRANSFORM_ENV", value)
+            .kill_on_drop(true)
+            .output()
+    };
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        run("RUST_LOG=debug,AWS_REGION=eu-west-1"),
+    )
+    .await
+    .expect("refused at start, not served")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("processor.env sets AWS_REGION, which Lambda reserves"),
+        "{stderr}"
+    );
+    let out = run("RUST_LOG").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("expected KEY=VALUE"), "{stderr}");
+}
