@@ -233,7 +233,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         dry_run: options.dry_run,
         ..Summary::default()
     };
-    let listed = source.list().await?;
+    let listed = source.objects(&options.selection.keys).await?;
     let mut objects = Vec::with_capacity(listed.len());
     // `--key`s by hash: `admits` scans the list, which for a thousand keys over a million
     // listed objects was 10^9 comparisons; only the objects named reach it.

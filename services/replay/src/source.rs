@@ -41,7 +41,7 @@ pub enum SourceError {
     /// An S3 call failed.
     #[error("S3 {operation} on s3://{bucket}/{key} failed: {message}")]
     S3 {
-        /// `ListObjectsV2` or `GetObject`.
+        /// `ListObjectsV2`, `HeadObject` or `GetObject`.
         operation: &'static str,
         /// The bucket.
         bucket: String,
@@ -187,6 +187,58 @@ impl Source {
         Ok(objects)
     }
 
+    /// The objects a replay reads: every object under the source ([`Source::list`]) when `keys`
+    /// is empty, else only those of `keys` that exist there, sorted by key.
+    ///
+    /// For S3 the named keys are looked up with one `HeadObject` each ([`HEAD_CONCURRENCY`] at
+    /// a time) instead of listing the prefix: replaying one object out of a year of backups
+    /// must not page through millions of keys first. A key outside the prefix, or one naming a
+    /// "folder" placeholder (ending in `/`), is not found, as the listing would not have found
+    /// it. A local directory is listed as usual (its rules for hidden, partial and linked files
+    /// stay in one place), which costs no request.
+    ///
+    /// # Errors
+    /// Listing failed, or a lookup failed for another reason than the key not being there.
+    pub async fn objects(&self, keys: &[String]) -> Result<Vec<ObjectInfo>, SourceError> {
+        let Self::S3 {
+            client,
+            bucket,
+            prefix,
+        } = self
+        else {
+            return self.list().await;
+        };
+        if keys.is_empty() {
+            return self.list().await;
+        }
+        let mut wanted: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with(prefix.as_str()) && !k.ends_with('/'))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut found = Vec::with_capacity(wanted.len());
+        let mut lookups = tokio::task::JoinSet::new();
+        let mut next = wanted.into_iter();
+        loop {
+            while lookups.len() < HEAD_CONCURRENCY {
+                let Some(key) = next.next() else { break };
+                let (client, bucket, key) = (client.clone(), bucket.clone(), key.clone());
+                lookups.spawn(async move { head_s3(&client, &bucket, key).await });
+            }
+            let Some(done) = lookups.join_next().await else {
+                break;
+            };
+            let looked_up = done.map_err(|e| SourceError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })?;
+            found.extend(looked_up?);
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
     /// The bytes of one object.
     ///
     /// # Errors
@@ -309,6 +361,39 @@ async fn list_s3(
     Ok(objects)
 }
 
+/// How many `HeadObject` lookups [`Source::objects`] has in flight.
+pub const HEAD_CONCURRENCY: usize = 16;
+
+/// The object at `key`, or `None` when S3 says there is none (404).
+async fn head_s3(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: String,
+) -> Result<Option<ObjectInfo>, SourceError> {
+    match client.head_object().bucket(bucket).key(&key).send().await {
+        Ok(head) => Ok(Some(ObjectInfo {
+            size: head
+                .content_length()
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
+            key,
+        })),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(aws_sdk_s3::operation::head_object::HeadObjectError::is_not_found) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(SourceError::S3 {
+            operation: "HeadObject",
+            bucket: bucket.to_owned(),
+            message: sdk_message(&e),
+            code: sdk_code(&e),
+            key,
+        }),
+    }
+}
+
 /// Walks `root` recursively. Hidden files (names starting with `.`), `*.partial` files and
 /// `*.tmp-<pid>` files are skipped: they are writers' temporary files (firehose-local writes an
 /// object as `.partial` and renames it when complete; replay writes its checkpoint as
@@ -382,6 +467,80 @@ mod tests {
     }
 
     /// Which fetch failures a re-run cannot get past (exit 3) and which it may (exit 2).
+    /// Named keys are looked up one `HeadObject` each, never by listing the prefix (the mocked
+    /// client has no `ListObjectsV2` rule, so a listing would fail the call): a missing key and
+    /// keys outside the prefix or naming a folder are left out, sizes come from the lookup.
+    #[tokio::test]
+    async fn named_keys_are_looked_up_not_listed() {
+        use aws_sdk_s3::operation::head_object::{HeadObjectError, HeadObjectOutput};
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        let found = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| {
+                r.key()
+                    .is_some_and(|k| k.ends_with("/a") || k.ends_with("/b"))
+            })
+            .then_compute_output(|r| {
+                HeadObjectOutput::builder()
+                    .content_length(if r.key() == Some("backup/x/a") { 3 } else { 5 })
+                    .build()
+            });
+        let missing = mock!(aws_sdk_s3::Client::head_object)
+            .match_requests(|r| r.key() == Some("backup/x/gone"))
+            .then_error(|| {
+                HeadObjectError::NotFound(aws_sdk_s3::types::error::NotFound::builder().build())
+            });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&found, &missing]);
+        let source = Source::S3 {
+            client,
+            bucket: "b".into(),
+            prefix: "backup/".into(),
+        };
+        let keys = [
+            "backup/x/b",
+            "backup/x/gone",
+            "backup/x/a",
+            "other/x/a",
+            "backup/x/",
+            "backup/x/a",
+        ]
+        .map(str::to_owned);
+        let objects = source.objects(&keys).await.unwrap();
+        assert_eq!(
+            keys_and_sizes(&objects),
+            [("backup/x/a", 3), ("backup/x/b", 5)]
+        );
+        assert_eq!(
+            found.num_calls(),
+            2,
+            "one lookup per distinct key in the prefix"
+        );
+        assert_eq!(missing.num_calls(), 1);
+    }
+
+    /// A lookup S3 refuses (not a 404) fails the selection rather than passing for a missing
+    /// key: "no such key" would send the operator looking for a typo.
+    #[tokio::test]
+    async fn a_refused_lookup_is_an_error_not_a_missing_key() {
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        let forbidden = mock!(aws_sdk_s3::Client::head_object).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(403).unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            )
+        });
+        let client = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&forbidden]);
+        let source = Source::S3 {
+            client,
+            bucket: "b".into(),
+            prefix: String::new(),
+        };
+        let err = source.objects(&["k".to_owned()]).await.unwrap_err();
+        assert!(
+            matches!(&err, SourceError::S3 { operation: "HeadObject", key, .. } if key == "k"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn permissions_and_archived_objects_are_for_good_the_rest_passing() {
         let s3 = |code: Option<&str>| SourceError::S3 {

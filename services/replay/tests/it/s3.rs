@@ -233,3 +233,62 @@ async fn an_archived_object_needs_a_fix_not_a_rerun() {
     );
     assert!(stdout.contains("InvalidObjectState"), "{stdout}");
 }
+
+/// `--key` looks the named objects up in S3 (`HeadObject`) instead of listing the prefix: the
+/// real S3 API's answers for a present and a missing key give the same selection a listing did.
+#[tokio::test]
+async fn named_keys_are_found_in_s3_and_a_missing_one_is_an_error() {
+    let Some(moto) = Moto::get().await else {
+        return;
+    };
+    let bucket = unique_bucket("replay-keys");
+    upload_fixtures(&moto.s3(), &bucket, "backup/").await;
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = format!("s3://{bucket}/backup/");
+    let run = |cp: &'static str, keys: &[&str]| {
+        let mut args = vec![
+            source.clone(),
+            "--to-http".to_owned(),
+            url.clone(),
+            "--checkpoint".to_owned(),
+            tmp.path().join(cp).display().to_string(),
+        ];
+        for key in keys {
+            args.extend(["--key".to_owned(), (*key).to_owned()]);
+        }
+        let env = moto.env();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+                .args(&args)
+                .envs(env)
+                .output()
+                .await
+                .expect("the replay binary starts")
+        }
+    };
+    let missing = format!("s3://{bucket}/backup/no/such/object");
+    let missing_key = "backup/no/such/object";
+    let out = run("none.json", &[missing_key]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(missing_key) && stderr.contains("Nothing was sent"),
+        "{stdout}\n{stderr} (looked up as {missing})"
+    );
+    assert_eq!(door.requests(), 0);
+
+    let he = "backup/http-endpoint-failed/2026/11/25/09/events-1-2026-11-25-09-30-00-3c2d8e4f-6a7b-4c9d-8e0f-2a3b4c5d6e7f.gz";
+    let out = run("one.json", &[he, missing_key]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut ids = door.ids();
+    ids.sort();
+    assert_eq!(ids, ["he-1", "he-2", "he-3"], "{stdout}");
+}
