@@ -35,15 +35,19 @@ locals {
     delivery_error_logs = {
       metric    = "DeliveryErrors"
       log_group = aws_cloudwatch_log_group.firehose.name
-      pattern   = "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }"
-      value     = "1"
+      # Every code but the backup's (S3.*, counted below): besides HttpEndpoint.* and Lambda.*,
+      # a license-key secret Firehose cannot read (access denied, deleted, not the documented
+      # JSON, its KMS key) fails every batch under a code of its own, whose spelling AWS does not
+      # document; an allow-list would miss it.
+      pattern = "{ ($.errorCode = \"*\") && ($.errorCode != \"S3.*\") }"
+      value   = "1"
       # Firehose logs every failed attempt, and retries; error counts cannot tell a blip the
       # next attempt got past from a batch that ran out of retries and went to the backup. This
       # is the backstop for records that missed New Relic (with AllData, or if the stream emits
       # no S3 metrics, backup_records sees nothing), so it pages on the first period by default;
       # `alarm_delivery_error_evaluation_periods` trades that for fewer pages on blips.
       periods = var.alarm_delivery_error_evaluation_periods
-      text    = "New Relic rejected or timed out requests, or the transform failed (HttpEndpoint.* / Lambda.* in ${local.firehose_log_group_name}). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
+      text    = "New Relic rejected or timed out requests, the license-key secret could not be read, or the transform failed (any errorCode but S3.* in ${local.firehose_log_group_name}: HttpEndpoint.*, Lambda.*, ...). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
     }
     backup_error_logs = {
       metric    = "BackupErrors"

@@ -75,8 +75,11 @@ variable "newrelic_license_key_secret_arn" {
   default     = null
 
   validation {
-    condition     = var.newrelic_license_key_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", coalesce(var.newrelic_license_key_secret_arn, "-")))
-    error_message = "newrelic_license_key_secret_arn must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)."
+    # The complete ARN, with the six random characters Secrets Manager appends to the name.
+    # Firehose may accept a partial ARN, but the role's grant names this exact ARN, which
+    # then matches no secret: every GetSecretValue would be denied and every batch backed up.
+    condition     = var.newrelic_license_key_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}$", coalesce(var.newrelic_license_key_secret_arn, "-")))
+    error_message = "newrelic_license_key_secret_arn must be the complete ARN of a Secrets Manager secret, with the six random characters after its name (arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf, as `aws secretsmanager describe-secret` prints it)."
   }
 
   validation {
@@ -112,8 +115,10 @@ variable "newrelic_license_key" {
   validation {
     # X-Amz-Firehose-Access-Key: 0-4096 characters.
     # https://docs.aws.amazon.com/firehose/latest/dev/httpdeliveryrequestresponse.html
-    condition     = var.newrelic_license_key == null || length(coalesce(var.newrelic_license_key, "-")) <= 4096
-    error_message = "newrelic_license_key must be at most 4096 characters (Firehose's access-key limit)."
+    # Empty would pass the API and make New Relic answer every request 403.
+    # (`try`: `||` does not short-circuit, and coalesce() would skip an empty string.)
+    condition     = var.newrelic_license_key == null || try(trimspace(var.newrelic_license_key) != "" && length(var.newrelic_license_key) <= 4096, false)
+    error_message = "newrelic_license_key must be a New Relic license key: not empty, at most 4096 characters (Firehose's access-key limit)."
   }
 }
 
@@ -531,7 +536,7 @@ variable "alarm_evaluation_periods" {
 }
 
 variable "alarm_delivery_error_evaluation_periods" {
-  description = "Consecutive periods with `HttpEndpoint.*` or `Lambda.*` errors in the stream's error log before `delivery_error_logs` fires. Firehose logs every failed attempt and retries, and the counts cannot tell a blip the retries got past from a batch that ran out of `retry_duration_seconds` and went to the backup; this alarm is the backstop for such records (with `AllData`, or when the stream emits no S3 metrics, `backup_records` sees nothing). 1 pages on any error period; raise it (e.g. to 3) to page only on errors that last, once `backup_records` is known to work."
+  description = "Consecutive periods with errors other than `S3.*` (`HttpEndpoint.*`, `Lambda.*`, secret access) in the stream's error log before `delivery_error_logs` fires. Firehose logs every failed attempt and retries, and the counts cannot tell a blip the retries got past from a batch that ran out of `retry_duration_seconds` and went to the backup; this alarm is the backstop for such records (with `AllData`, or when the stream emits no S3 metrics, `backup_records` sees nothing). 1 pages on any error period; raise it (e.g. to 3) to page only on errors that last, once `backup_records` is known to work."
   type        = number
   default     = 1
 
@@ -635,7 +640,7 @@ variable "alarm_throttled_records_threshold" {
 }
 
 variable "alarm_error_log_events_threshold" {
-  description = "Alarm when more error events than this reach the stream's error log group in a period: `HttpEndpoint.*` and `Lambda.*` codes (delivery to New Relic, the transform; for `alarm_delivery_error_evaluation_periods` periods in a row), and `S3.*` codes (writes to the backup bucket; one period). Firehose samples these logs when errors are frequent, so any count is a signal. Also the threshold for records the transform answered ProcessingFailed (`transform_failed_records`, counted from the function's log)."
+  description = "Alarm when more error events than this reach the stream's error log group in a period: every code but `S3.*` (delivery to New Relic, the license-key secret, the transform; for `alarm_delivery_error_evaluation_periods` periods in a row), and `S3.*` codes (writes to the backup bucket; one period). Firehose samples these logs when errors are frequent, so any count is a signal. Also the threshold for records the transform answered ProcessingFailed (`transform_failed_records`, counted from the function's log)."
   type        = number
   default     = 0
 

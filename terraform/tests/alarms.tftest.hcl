@@ -205,11 +205,11 @@ run "error_log_filters_feed_their_alarms" {
     condition = {
       for k, f in aws_cloudwatch_log_metric_filter.errors : k => [f.log_group_name, f.pattern, f.metric_transformation[0].namespace, f.metric_transformation[0].name, f.metric_transformation[0].value]
       } == {
-      delivery_error_logs      = ["/aws/kinesisfirehose/events", "{ ($.errorCode = \"HttpEndpoint.*\") || ($.errorCode = \"Lambda.*\") }", "FirehoseErrorLogs/events", "DeliveryErrors", "1"]
+      delivery_error_logs      = ["/aws/kinesisfirehose/events", "{ ($.errorCode = \"*\") && ($.errorCode != \"S3.*\") }", "FirehoseErrorLogs/events", "DeliveryErrors", "1"]
       backup_error_logs        = ["/aws/kinesisfirehose/events", "{ $.errorCode = \"S3.*\" }", "FirehoseErrorLogs/events", "BackupErrors", "1"]
       transform_failed_records = ["/aws/lambda/events-transform", "{ ($.message = \"invocation done\") && ($.failed > 0) }", "FirehoseErrorLogs/events", "TransformFailedRecords", "$.failed"]
     }
-    error_message = "The error log group must be filtered for HttpEndpoint.*/Lambda.* and S3.* error codes, and the transform's log for records it answered ProcessingFailed."
+    error_message = "The error log group must be filtered for every error code but S3.* (delivery, transform, secret) and for S3.* (backup) apart, and the transform's log for records it answered ProcessingFailed."
   }
 
   assert {

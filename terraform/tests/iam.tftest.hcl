@@ -140,6 +140,18 @@ run "no_allow_statement_uses_a_bare_wildcard" {
     error_message = "Every IAM resource must be a named ARN (a trailing wildcard at most)."
   }
 
+  # Actions are named one by one: no "*", no "s3:*", no "kinesis:Put*".
+  assert {
+    condition = alltrue(flatten([
+      for doc in [aws_iam_role_policy.firehose.policy, aws_iam_role_policy.lambda.policy, aws_iam_role_policy.irsa[0].policy] : [
+        for s in jsondecode(doc).Statement : [
+          for a in flatten([s.Action]) : !strcontains(a, "*") && can(regex("^[a-z0-9-]+:[A-Za-z0-9]+$", a))
+        ]
+      ]
+    ]))
+    error_message = "Every IAM action must be named in full (service:Action), without wildcards."
+  }
+
   assert {
     condition = [
       for s in jsondecode(aws_iam_role_policy.firehose.policy).Statement : s if s.Sid == "DecryptLicenseKey"

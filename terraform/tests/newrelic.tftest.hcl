@@ -433,3 +433,36 @@ run "rejects_a_stream_key_without_stream_encryption" {
 
   expect_failures = [var.stream_kms_key_arn]
 }
+
+run "rejects_a_partial_secret_arn" {
+  command = plan
+
+  # Without the six random characters the role's grant would match no secret.
+  variables {
+    newrelic_license_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license"
+  }
+
+  expect_failures = [var.newrelic_license_key_secret_arn]
+}
+
+run "rejects_an_empty_license_key" {
+  command = plan
+
+  variables {
+    newrelic_license_key_secret_arn = null
+    newrelic_license_key            = ""
+  }
+
+  expect_failures = [var.newrelic_license_key]
+}
+
+run "rejects_a_blank_license_key" {
+  command = plan
+
+  variables {
+    newrelic_license_key_secret_arn = null
+    newrelic_license_key            = "   "
+  }
+
+  expect_failures = [var.newrelic_license_key]
+}
