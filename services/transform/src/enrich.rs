@@ -156,7 +156,9 @@ fn enrich_array(
     scanner: &mut ObjectScan,
     out: &mut Vec<u8>,
 ) -> bool {
-    if !value.starts_with('[') {
+    // An array whose first element is not an object is a `message` whatever follows: decided
+    // before the whole array is parsed (a 1 MB array of numbers would be parsed for nothing).
+    if !value.starts_with('[') || !value[1..].trim_start().starts_with('{') {
         return false;
     }
     let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(value) else {

@@ -109,6 +109,14 @@ pub async fn handle(event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, 
         .inspect_err(
             |error| tracing::error!(request_id = %request_id, %error, "invocation failed"),
         )?;
+    // Built before the invocation is logged as done: an answer that cannot be sent is an
+    // invocation that failed, not one whose records went out.
+    let response = String::from_utf8(response)
+        .map_err(|_| internal("response is not UTF-8"))
+        .and_then(|r| RawValue::from_string(r).map_err(|_| internal("response is not valid JSON")))
+        .inspect_err(|error| {
+            tracing::error!(request_id = %request_id, error = %error.error_message, "invocation failed");
+        })?;
     log_invocation(&request_id, &stats, started.elapsed());
     if let Some(emf) = EMF.get_or_init(|| Emf::from_env(|name| std::env::var(name).ok())) {
         // A line of its own on stdout, beside the log's: CloudWatch Logs reads it as metrics.
@@ -120,8 +128,7 @@ pub async fn handle(event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, 
             tracing::warn!(%error, "could not write the metrics line");
         }
     }
-    let response = String::from_utf8(response).map_err(|_| internal("response is not UTF-8"))?;
-    RawValue::from_string(response).map_err(|_| internal("response is not valid JSON"))
+    Ok(response)
 }
 
 /// An error that would be a bug in this crate; reported rather than panicking.

@@ -11,6 +11,7 @@ use firehose_formats::limits::MAX_RECORD_BYTES;
 use crate::enrich::{self, Shape, Stamp};
 use crate::json;
 use crate::scan::ObjectScan;
+use serde_json::value::RawValue;
 
 /// The per-record status Firehose accepts: exactly these three strings.
 ///
@@ -220,6 +221,26 @@ impl Scratch {
             Shape::Lines => (b"\r", true),
             Shape::Text | Shape::BrokenObject => (b"", false),
         };
+        // An array of objects goes out as its objects one per line, the shape it has enriched
+        // (and the one ingest gives such a batch): as one array line it would reach New Relic
+        // as one event or another, depending on how full the invocation was. That drops the
+        // brackets and turns each comma into a line break, so it is never longer.
+        if shape == Shape::Array
+            && let Ok(items) = std::str::from_utf8(text)
+                .map_err(|_| ())
+                .and_then(|t| serde_json::from_str::<Vec<&RawValue>>(t).map_err(|_| ()))
+        {
+            self.payload.clear();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    self.payload.push(b'\n');
+                }
+                let from = self.payload.len();
+                self.payload.extend_from_slice(item.get().as_bytes());
+                firehose_formats::json_scan::line_breaks_to_spaces(&mut self.payload[from..]);
+            }
+            return true;
+        }
         let changed = text.len() != self.decoded.len() || text.iter().any(|b| breaks.contains(b));
         if !changed {
             return false;

@@ -595,6 +595,26 @@ async fn non_firehose_events_are_invocation_errors() {
     let event = fixture("aws-lambda-guide-firehose-event.json");
     assert_contract(&event, &host.invoke_ok(event.clone()).await);
     host.assert_alive();
+    // Each invocation that failed whole logged one ERROR "invocation failed" line and no
+    // "invocation done" line (that is the answered one's); the lines reach the pipe before the
+    // reply, but the reader may lag behind it.
+    let count =
+        |logs: &[Value], message: &str| logs.iter().filter(|l| l["message"] == message).count();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs = host.log_lines();
+        if count(&logs, "invocation done") >= 1 || tokio::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(count(&logs, "invocation done"), 1, "{logs:?}");
+    let failed: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["message"] == "invocation failed")
+        .collect();
+    assert_eq!(failed.len(), 3, "{logs:?}");
+    assert!(failed.iter().all(|l| l["level"] == "ERROR"), "{failed:?}");
 }
 
 #[tokio::test]
