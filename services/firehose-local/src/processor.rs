@@ -226,7 +226,8 @@ impl ProcessorStage {
         }
         // A processor that panics (one given to `Server::with_processor`) fails the invocation
         // like a crashed function, instead of taking the stream's transform stage, and every
-        // batch queued behind it, down with it.
+        // batch queued behind it, down with it. Only where panics unwind (debug builds, tests):
+        // release builds abort (README, "What a crash loses").
         // (The call goes inside the caught future: a panic before it returns a future counts.)
         let body = std::panic::AssertUnwindSafe(async {
             self.processor.invoke(event.to_vec(), self.timeout).await
