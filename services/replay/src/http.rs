@@ -8,13 +8,15 @@
 //! - 503 naming the events Firehose did not accept: only those are sent again.
 //! - 503 without that list, 429, 408, other 5xx, connection errors: the batch is sent again after
 //!   a backoff (honouring `Retry-After`), up to the attempt limit; what is still not delivered
-//!   then comes back [`ItemResult::Unaccepted`].
+//!   then comes back [`ItemResult::Unaccepted`]. But a host name that does not exist and a
+//!   failed TLS handshake stop the replay at once, as below: no attempt gets past them.
 //! - 400, 422 and other 4xx that name events (`details[].index`, as the front door's 400 does):
 //!   those come back [`ItemResult::Rejected`] with their own message, and the others are sent
 //!   again in one request. A 413, or an answer whose indexes do not fit the batch: the batch is
 //!   split in halves and each half sent again, until the refused events stand alone. Either way
 //!   every good event is delivered.
-//! - 401, 403, 404, 405: the configuration is wrong (key, URL); [`TargetError`] stops the replay,
+//! - 401, 403, 404, 405, and the send errors above: the configuration is wrong (key, URL,
+//!   certificate); [`TargetError`] stops the replay,
 //!   with the events the call had already delivered reported as such ([`SendError`]).
 //! - 3xx: redirects are not followed. A client following a 301/302 turns the POST into a GET
 //!   without a body, and a page answering that GET with 200 would count the batch as delivered
@@ -161,7 +163,13 @@ impl HttpTarget {
         }
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return Answer::Retry(format!("POST {} failed: {e}", self.config.url), None),
+            Err(e) => {
+                let failed = format!("POST {} failed: {}", self.config.url, error_chain(&e));
+                return match beyond_retry(&e) {
+                    Some(fix) => Answer::Fatal(format!("{failed}. {fix}")),
+                    None => Answer::Retry(failed, None),
+                };
+            }
         };
         let status = response.status();
         let retry_after = response
@@ -565,6 +573,64 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bo
         }
     }
     (String::from_utf8_lossy(&body).into_owned(), cut)
+}
+
+/// What to fix, when a POST failed in a way no retry gets past: the host name does not exist,
+/// or the TLS handshake failed (a certificate the system does not trust, expired or for another
+/// name; an `https://` URL on a port that does not speak TLS). Retried, each would cost the
+/// whole attempt budget and end "run it again" (exit status 2), which a retry loop repeats for
+/// ever; it needs a fix instead (exit status 3). Everything else a connection can meet (refused,
+/// reset, timed out, a name server that does not answer) may pass, and is retried.
+fn beyond_retry(error: &reqwest::Error) -> Option<&'static str> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return Some(
+                "The TLS handshake failed: check the URL's scheme and port, and that the \
+                 front door's certificate is valid for that name and trusted here",
+            );
+        }
+        let text = e.to_string();
+        // getaddrinfo's EAI_NONAME / EAI_NODATA (glibc, musl, BSD wording): the name server
+        // answered that the name does not exist. EAI_AGAIN (no answer) is retried.
+        if [
+            "Name or service not known",
+            "No address associated with hostname",
+            "Name does not resolve",
+            "nodename nor servname provided",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+        {
+            return Some("The host name does not exist: check the URL");
+        }
+        // `io::Error::source` skips the error an `io::Error` wraps (rustls's comes wrapped
+        // twice): step into it instead.
+        source = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// `error` and its causes, `: `-separated: reqwest's own text ("error sending request for
+/// url") says nothing of why.
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -723,3 +723,67 @@ async fn a_key_that_names_no_object_is_an_error_not_an_empty_success() {
     assert_eq!(summary.objects, 1, "{summary}");
     assert!(summary.complete(), "{summary}");
 }
+
+/// An `https://` URL whose port answers plain HTTP fails the TLS handshake on every attempt:
+/// the run stops after the first one, "needs a fix" (exit status 3), naming TLS, instead of
+/// spending the attempt budget and ending "run it again", which a retry loop repeats for ever.
+#[tokio::test]
+async fn a_failed_tls_handshake_needs_a_fix_not_a_rerun() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}/v1/events", listener.local_addr().expect("addr"));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut hello = [0u8; 512];
+            let _ = socket.read(&mut hello).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (summary, _) = run_to_http(&url, &tmp.path().join("cp.json"), &EVERY_KIND).await;
+    assert!(summary.needs_fix(), "{summary}");
+    assert_eq!(summary.sent, 0, "{summary}");
+    let stopped = summary.stop_reason().unwrap_or_default();
+    assert!(stopped.contains("TLS handshake failed"), "{summary}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one attempt, not the retry budget"
+    );
+}
+
+/// A host name that does not exist (`.invalid` is reserved for that, RFC 2606) needs a fix
+/// too. Where no name server answers at all (EAI_AGAIN), resolution may pass later and is
+/// retried: the test needs a resolver that says "no such name", and is skipped without one.
+#[tokio::test]
+async fn a_host_that_does_not_exist_needs_a_fix_not_a_rerun() {
+    use std::net::ToSocketAddrs as _;
+    match ("no-such-host.invalid", 80).to_socket_addrs() {
+        Err(e) if e.to_string().contains("Name or service not known") => {}
+        other => {
+            eprintln!("skipped: this resolver does not answer \"no such name\": {other:?}");
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (summary, _) = run_to_http(
+        "http://no-such-host.invalid/v1/events",
+        &tmp.path().join("cp.json"),
+        &EVERY_KIND,
+    )
+    .await;
+    assert!(summary.needs_fix(), "{summary}");
+    let stopped = summary.stop_reason().unwrap_or_default();
+    assert!(
+        stopped.contains("host name does not exist")
+            && stopped.contains("Name or service not known"),
+        "{summary}"
+    );
+}
