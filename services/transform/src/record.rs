@@ -520,6 +520,43 @@ mod tests {
             }
         }
 
+        /// Valid UTF-8 (random bytes almost never are, so the test above rarely reaches `Ok`):
+        /// any text, JSON values, and objects packed one per line or in an array. Text is
+        /// delivered (`Ok`; `Dropped` only when blank), as JSON objects one per line, each with
+        /// our members.
+        #[test]
+        fn any_text_is_delivered_as_enriched_json_lines(
+            text in prop_oneof![
+                any::<String>(),
+                json_value(),
+                prop::collection::vec(json_value(), 1..4).prop_map(|v| v.join("\n")),
+                prop::collection::vec(json_value(), 1..4).prop_map(|v| format!("[{}]", v.join(","))),
+            ],
+        ) {
+            let out = transform_record("id", &b64(text.as_bytes()), NOW);
+            match out.result {
+                RecordResult::Ok => {
+                    let decoded = decoded(&out);
+                    for line in decoded.split('\n') {
+                        // Raw members: numbers pass byte for byte, beyond what `Value` holds.
+                        let members: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+                            serde_json::from_str(line).map_err(|e| {
+                                TestCaseError::fail(format!("{e}: {line:?} from {text:?}"))
+                            })?;
+                        prop_assert_eq!(members.get("_record_id").map(|v| v.get()), Some("\"id\""));
+                        prop_assert_eq!(members.get("transformed").map(|v| v.get()), Some("true"));
+                    }
+                }
+                RecordResult::Dropped => {
+                    let rest = text.trim_start_matches('\u{feff}');
+                    prop_assert!(rest.trim().is_empty(), "{text:?} dropped");
+                }
+                RecordResult::ProcessingFailed => {
+                    prop_assert!(false, "valid UTF-8 text failed: {text:?}");
+                }
+            }
+        }
+
         #[test]
         fn any_string_as_data_never_panics(data in any::<String>()) {
             let out = transform_record("id", &data, NOW);
