@@ -238,6 +238,31 @@ async fn errors_have_aws_codes() {
         .unwrap_err();
     let over_batch = over_batch.into_service_error();
     assert!(over_batch.is_invalid_argument_exception(), "{over_batch:?}");
+    // "4 MB" read strictly: 4,000,000 record bytes pass, one more does not (still under 4 MiB).
+    let million = vec![b'x'; 1_000_000];
+    let four_mb: Vec<Record> = (0..4).map(|_| rec(&million)).collect();
+    client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some(four_mb.clone()))
+        .send()
+        .await
+        .expect("4,000,000 bytes is allowed");
+    let mut one_more = four_mb;
+    one_more.push(rec(b"x"));
+    let over = client
+        .put_record_batch()
+        .delivery_stream_name("s")
+        .set_records(Some(one_more))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(over.is_invalid_argument_exception(), "{over:?}");
+    assert!(
+        over.message().is_some_and(|m| m.contains("exceeds 4 MB")),
+        "{over:?}"
+    );
 
     let bad_name = client
         .put_record()
