@@ -40,6 +40,30 @@ pub enum Framing {
     Ndjson,
 }
 
+/// The names newline-delimited JSON goes by: NDJSON's own, and JSON Lines' (`.jsonl`), which
+/// shippers and libraries send under several.
+const NDJSON_TYPES: [&str; 6] = [
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonl",
+    "application/jsonlines",
+    "application/x-jsonlines",
+];
+
+/// `application/<anything>+json`: a JSON document by the structured-syntax suffix (RFC 6839
+/// section 3.1), e.g. `application/cloudevents+json`.
+fn is_json_suffix_type(essence: &str) -> bool {
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && subtype.len() > "+json".len()
+        && subtype
+            .get(subtype.len() - "+json".len()..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+}
+
 /// Reads the framing from `Content-Type`. A `charset` parameter, if any, must say UTF-8 (or
 /// US-ASCII, a subset of it): JSON is UTF-8 (RFC 8259 section 8.1), and a body declared in
 /// another charset would be read as something else than what its sender meant.
@@ -47,10 +71,14 @@ pub enum Framing {
 /// # Errors
 /// [`ApiError::UnsupportedMediaType`] for anything but JSON and NDJSON, or another charset.
 pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    // No `Content-Type` at all is JSON, as API Gateway takes a request without one
+    // (https://docs.aws.amazon.com/apigateway/latest/developerguide/integration-passthrough-behaviors.html):
+    // old clients of its endpoint may never have sent the header. An empty or unreadable one
+    // is refused below.
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Framing::Json);
+    };
+    let value = value.to_str().unwrap_or("");
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or("").trim();
     for parameter in parts {
@@ -66,15 +94,13 @@ pub fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
             )));
         }
     }
-    if essence.eq_ignore_ascii_case("application/json") {
+    if essence.eq_ignore_ascii_case("application/json") || is_json_suffix_type(essence) {
         Ok(Framing::Json)
-    } else if essence.eq_ignore_ascii_case("application/x-ndjson")
-        || essence.eq_ignore_ascii_case("application/ndjson")
-    {
+    } else if NDJSON_TYPES.iter().any(|t| essence.eq_ignore_ascii_case(t)) {
         Ok(Framing::Ndjson)
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {value:?} is not supported: use application/json (an object or an array of objects) or application/x-ndjson (one object per line)"
+            "Content-Type {value:?} is not supported: use application/json (an object or an array of objects; also application/<type>+json) or application/x-ndjson (one object per line; also application/jsonl)"
         )))
     }
 }
@@ -1449,7 +1475,10 @@ mod tests {
     #[test]
     fn content_types() {
         let mut h = HeaderMap::new();
-        assert!(framing(&h).is_err());
+        // No header at all: JSON, as API Gateway reads it.
+        assert_eq!(framing(&h).expect("json"), Framing::Json);
+        h.insert(header::CONTENT_TYPE, "".parse().expect("hv"));
+        assert!(framing(&h).is_err(), "present but empty");
         h.insert(
             header::CONTENT_TYPE,
             "application/json; charset=utf-8".parse().expect("hv"),

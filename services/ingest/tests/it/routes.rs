@@ -385,14 +385,60 @@ async fn schema_violations_name_index_and_path() {
     assert_eq!(a.status, StatusCode::OK);
 }
 
+/// No `Content-Type` at all is JSON (API Gateway's reading, which its old clients may rely
+/// on); `application/<type>+json` is JSON and the JSON Lines names are NDJSON.
+#[tokio::test]
+async fn a_missing_content_type_is_json_and_json_variants_are_taken() {
+    let app = app();
+    let bare = Request::post("/")
+        .body(Body::from(r#"[{"a":1},{"a":2}]"#))
+        .unwrap();
+    let a = send(&app.router, bare).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["accepted"], 2);
+    for (ct, body, events) in [
+        (
+            "application/cloudevents+json",
+            r#"{"specversion":"1.0"}"#,
+            1,
+        ),
+        (
+            "Application/Vnd.Acme.Event+JSON; charset=utf-8",
+            r#"[{"a":1},{"a":2}]"#,
+            2,
+        ),
+        ("application/jsonl", "{\"a\":1}\n{\"a\":2}\n", 2),
+        (
+            "application/x-jsonlines",
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}",
+            3,
+        ),
+    ] {
+        let a = send(&app.router, post("/v1/events", ct, body)).await;
+        assert_eq!(a.status, StatusCode::OK, "{ct}: {}", a.text);
+        assert_eq!(a.body["accepted"], events, "{ct}");
+    }
+    // An NDJSON body sent as JSON is still one document, and fails as one.
+    let a = send(
+        &app.router,
+        post("/v1/events", "application/problem+json", "{}\n{}"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+}
+
 #[tokio::test]
 async fn wrong_content_type_or_encoding_is_415() {
     let app = app();
     for ct in [
         "text/plain",
         "application/xml",
+        // Present but empty: not the same as no header.
         "",
         "application/json; charset=iso-8859-1",
+        "application/+json",
+        "text/x+json",
+        "application/jsonx",
     ] {
         let a = send(&app.router, post("/v1/events", ct, "{}")).await;
         assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
