@@ -349,6 +349,7 @@ def rules_file(path: Path, values: dict[str, Any], group: str | None = None) -> 
 
 HAIR_TRIGGER = {"errorRatio": 0, "minRequestsPerSecond": 0, "latencyP99Seconds": 0,
                 "firehoseFailureRatio": 0, "unacceptedRatio": 0, "shedPerSecond": 0, "logWriteErrors": 0, "logLinesDropped": 0,
+                "apiKeyFileErrors": 0,
                 "minEventsPerSecond": 1e9,
                 "minReadyPods": 2}
 

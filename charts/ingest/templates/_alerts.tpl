@@ -148,6 +148,22 @@ Thresholds come from .Values.prometheusRule.thresholds.
     description: "{{`{{ $value | humanize }}`}} log lines of {{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} were dropped over the last 10 minutes: the log queue was full (stdout stalled or slower than the lines). Requests are still served."
     runbook_url: {{ printf "%s#ingestloglinesdropped" $runbook | quote }}
 {{- end }}
+{{- if not (index $off "IngestApiKeyFileUnusable") }}
+- alert: IngestApiKeyFileUnusable
+  expr: |-
+    sum by (namespace, job) (increase(ingest_api_key_file_errors_total{ {{- $sel }}}[10m]))
+      >= {{ $t.apiKeyFileErrors }}
+  for: 5m
+  labels:
+    severity: warning
+    {{- with $.Values.prometheusRule.alertLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    summary: "ingest cannot use its changed API-key file; the previous keys stay in force."
+    description: "{{`{{ $labels.job }}`}} in {{`{{ $labels.namespace }}`}} looked {{`{{ $value | humanize }}`}} times in the last 10 minutes at a changed API-key file it cannot read or parse: keys being rotated in are refused (401), keys being removed still work."
+    runbook_url: {{ printf "%s#ingestapikeyfileunusable" $runbook | quote }}
+{{- end }}
 {{- if not (index $off "IngestNoTraffic") }}
 - alert: IngestNoTraffic
   expr: |-

@@ -431,8 +431,17 @@ impl KeyStore {
         Ok(true)
     }
 
-    /// Polls the file every `every` until the task is aborted.
-    pub async fn watch(self: Arc<Self>, every: Duration) {
+    /// Polls the file every `every` until the task is aborted, keeping `keys` at the number of
+    /// keys in force and counting in `errors` each look at a changed file that cannot be used
+    /// (every look until it is fixed, so that an alert on the counter lasts as long as the
+    /// problem).
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        keys: prometheus::IntGauge,
+        errors: prometheus::IntCounter,
+    ) {
+        keys.set(i64::try_from(self.current().len()).unwrap_or(i64::MAX));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A broken file is retried every tick; its error is logged once, not every tick.
@@ -442,6 +451,7 @@ impl KeyStore {
             match self.reload_if_changed() {
                 Ok(true) => {
                     reported = None;
+                    keys.set(i64::try_from(self.current().len()).unwrap_or(i64::MAX));
                     tracing::info!(
                         path = %self.path.display(),
                         keys = self.current().len(),
@@ -450,6 +460,7 @@ impl KeyStore {
                 }
                 Ok(false) => {}
                 Err(e) => {
+                    errors.inc();
                     let message = e.to_string();
                     if reported.as_deref() == Some(message.as_str()) {
                         tracing::debug!(error = %message, "API-key file still cannot be used");

@@ -148,10 +148,15 @@ impl Service {
         let auth = match &config.api_keys_file {
             Some(path) => {
                 let store = Arc::new(KeyStore::load(path)?);
+                metrics
+                    .api_keys
+                    .set(i64::try_from(store.current().len()).unwrap_or(i64::MAX));
                 tracing::info!(path = %path.display(), keys = store.current().len(), "API-key authentication on");
-                background.push(tokio::spawn(
-                    Arc::clone(&store).watch(config.api_keys_reload),
-                ));
+                background.push(tokio::spawn(Arc::clone(&store).watch(
+                    config.api_keys_reload,
+                    metrics.api_keys.clone(),
+                    metrics.api_key_file_errors.clone(),
+                )));
                 Auth::Keys(store)
             }
             None => {

@@ -176,6 +176,10 @@ pub struct Metrics {
     pub requests_rejected: IntCounterVec,
     /// `ingest_ready`.
     pub ready: IntGauge,
+    /// `ingest_api_keys`.
+    pub api_keys: IntGauge,
+    /// `ingest_api_key_file_errors_total`.
+    pub api_key_file_errors: IntCounter,
     /// The producer's share.
     pub producer: ProducerMetrics,
     /// Handles of the series almost every request updates.
@@ -374,6 +378,14 @@ impl Metrics {
             &["reason"],
         )?;
         let ready = IntGauge::new("ingest_ready", "1 when /readyz answers 200, else 0")?;
+        let api_keys = IntGauge::new(
+            "ingest_api_keys",
+            "API keys in force (0 with authentication off)",
+        )?;
+        let api_key_file_errors = IntCounter::new(
+            "ingest_api_key_file_errors_total",
+            "Looks at a changed API-key file that could not be used (the previous keys stay in force)",
+        )?;
         let build_info = IntGauge::with_opts(
             Opts::new("ingest_build_info", "Build information (always 1)")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -387,6 +399,8 @@ impl Metrics {
         registry.register(Box::new(event_bytes_rejected.clone()))?;
         registry.register(Box::new(requests_rejected.clone()))?;
         registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(api_keys.clone()))?;
+        registry.register(Box::new(api_key_file_errors.clone()))?;
         registry.register(Box::new(LogCounter {
             shown: IntCounter::new(
                 "ingest_log_write_errors_total",
@@ -415,6 +429,8 @@ impl Metrics {
             event_bytes_rejected,
             requests_rejected,
             ready,
+            api_keys,
+            api_key_file_errors,
             producer,
             hot: Arc::default(),
         })
@@ -493,6 +509,8 @@ mod tests {
         ("ingest_inflight_bytes", "gauge"),
         ("ingest_inflight_bytes_limit", "gauge"),
         ("ingest_ready", "gauge"),
+        ("ingest_api_keys", "gauge"),
+        ("ingest_api_key_file_errors_total", "counter"),
         ("ingest_log_write_errors_total", "counter"),
         ("ingest_log_lines_dropped_total", "counter"),
         ("ingest_build_info", "gauge"),

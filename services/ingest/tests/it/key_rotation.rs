@@ -10,7 +10,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::binary::{Ingest, start_fake_firehose, wait_log};
+use crate::binary::{Ingest, admin_addr, start_fake_firehose, wait_log};
 use crate::support::KeyFile;
 
 const KEY_A: &str = "key-a-before-rotation";
@@ -32,7 +32,7 @@ async fn post_with(http: &reqwest::Client, ingest: &Ingest, key: &str) -> u16 {
 #[tokio::test]
 async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
     let (firehose, _fake) = start_fake_firehose().await;
-    let keys = KeyFile::new(&format!("# before\n{KEY_A}\n"));
+    let keys = KeyFile::new(&format!("# before\n{KEY_A}\nkey-z-never-used\n"));
     let mut ingest = Ingest::start(
         &firehose,
         "keys",
@@ -46,6 +46,17 @@ async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
 
     assert_eq!(post_with(&http, &ingest, KEY_A).await, 200, "key A works");
     assert_eq!(post_with(&http, &ingest, KEY_B).await, 401, "key B not yet");
+    let metrics_url = format!("http://{}/metrics", admin_addr(&ingest));
+    let metric = |name: &'static str| {
+        let (http, url) = (http.clone(), metrics_url.clone());
+        async move {
+            let text = http.get(&url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        }
+    };
+    assert!((metric("ingest_api_keys").await - 2.0).abs() < f64::EPSILON);
 
     // Key B as a digest line: the file need not hold the usable secret.
     let digest = hex::encode(Sha256::digest(KEY_B.as_bytes()));
@@ -73,6 +84,8 @@ async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
     );
     let reloaded = wait_log(&mut ingest.logs, |v| v["message"] == "API keys reloaded").await;
     assert_eq!(reloaded["keys"], 1);
+    assert!((metric("ingest_api_keys").await - 1.0).abs() < f64::EPSILON);
+    assert!(metric("ingest_api_key_file_errors_total").await.abs() < f64::EPSILON);
 
     // A broken edit is reported and changes nothing.
     keys.replace("sha256:not-a-digest\n");
@@ -95,6 +108,9 @@ async fn rotated_key_file_is_picked_up_and_the_removed_key_refused() {
         401,
         "A still refused"
     );
+    // What an alert sees: the failed look counted, the keys in force unchanged.
+    assert!(metric("ingest_api_key_file_errors_total").await >= 1.0);
+    assert!((metric("ingest_api_keys").await - 1.0).abs() < f64::EPSILON);
     let status = ingest.terminate().await;
     assert!(status.success(), "exit status {status}");
 }
