@@ -33,8 +33,9 @@ if [ "${CI:-}" = "true" ]; then
   command -v terraform >/dev/null 2>&1 ||
     problems+=("terraform is not on PATH (CI=true needs it; see the README's set-up)")
   tf_mirror="${TF_PLUGIN_MIRROR:-/opt/tf-plugins}"
-  [ -d "$tf_mirror/registry.terraform.io/hashicorp/aws" ] ||
-    problems+=("no hashicorp/aws provider mirror at $tf_mirror (CI=true needs it; set TF_PLUGIN_MIRROR; see the README's set-up)")
+  # terraform/versions.tf asks for hashicorp/aws ~> 5.59: a 5.x directory must be there.
+  compgen -G "$tf_mirror/registry.terraform.io/hashicorp/aws/5.*" >/dev/null ||
+    problems+=("no hashicorp/aws 5.x provider in the mirror at $tf_mirror (CI=true needs it; set TF_PLUGIN_MIRROR; see the README's set-up)")
 fi
 if ((${#problems[@]})); then
   printf 'setup: cannot go on:\n' >&2
@@ -89,6 +90,14 @@ py_pkgs=(
 )
 constraints="$here/tools-constraints.txt"
 stamp="$TOOLS_VENV/.installed-$({ printf '%s\n' "${py_pkgs[@]}"; cat "$constraints"; } | sha256sum | cut -c1-16)"
+# A virtualenv whose python no longer runs (its base Python was removed or upgraded) or that a
+# failed `python3 -m venv` left without pip is made again, with its stamp: otherwise every run
+# would trip over it, or say "ready" over a broken one.
+if [ -d "$TOOLS_VENV" ] && ! { [ -x "$TOOLS_VENV/bin/pip" ] && "$TOOLS_VENV/bin/python" -c '' 2>/dev/null; }; then
+  log "virtualenv $TOOLS_VENV is broken (no pip, or its python does not run): making it again"
+  rm -f "$TOOLS_VENV"/.installed-*
+  python3 -m venv --clear "$TOOLS_VENV"
+fi
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$TOOLS_VENV/bin/python" ]; then
     log "creating virtualenv $TOOLS_VENV"

@@ -286,8 +286,12 @@ pub fn moto() -> Option<MotoServer> {
             child: None,
         });
     }
-    let venv = std::env::var("HOME")
-        .map(|h| format!("{h}/.cache/firehose-nr/venv/bin/moto_server"))
+    // `TOOLS_VENV` as scripts/setup.sh reads it, else its default.
+    let venv = std::env::var("TOOLS_VENV")
+        .map(|v| format!("{v}/bin/moto_server"))
+        .or_else(|_| {
+            std::env::var("HOME").map(|h| format!("{h}/.cache/firehose-nr/venv/bin/moto_server"))
+        })
         .unwrap_or_default();
     let candidates = [venv.as_str(), "moto_server"];
     for program in candidates {
