@@ -379,6 +379,13 @@ def test_ingress_exact_root_path_is_allowed():
     assert [p["path"] for p in ing[0]["spec"]["rules"][0]["http"]["paths"]] == ["/", "/v1/events"]
 
 
+def test_the_default_ingress_serves_the_old_endpoints_path_too():
+    # Clients of the old API Gateway endpoint (a custom domain moved here) POST to "/".
+    ing = c.find(render_objects(_deep_merge(MINIMAL, {"ingress": {"enabled": True}})), "Ingress")
+    paths = ing[0]["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [("/v1/events", "Exact"), ("/", "Exact")]
+
+
 # ---------------------------------------------------------------- what matters in the objects
 
 

@@ -286,7 +286,12 @@ pub async fn run(
             closed.cancel();
         }
     };
-    let server = axum::serve(public, app(state.clone())).with_graceful_shutdown(signal);
+    // With the peer's address for the access line (`ConnectInfo`).
+    let server = axum::serve(
+        public,
+        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
     let grace_over = async {
         closed.cancelled().await;
         tokio::select! {

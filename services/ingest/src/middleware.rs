@@ -81,6 +81,27 @@ struct Seen {
     length: Option<u64>,
     request_id: HeaderValue,
     traceparent: Option<HeaderValue>,
+    /// The connection's peer (the ingress or load balancer, or the client itself).
+    peer: Option<std::net::IpAddr>,
+    /// Who sent it, as the request says: `X-Forwarded-For` (the client and the proxies on the
+    /// way, which any client can also write itself), `User-Agent`, and the ALB's
+    /// `X-Amzn-Trace-Id` (to join the ALB's access log).
+    forwarded_for: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    amzn_trace_id: Option<HeaderValue>,
+}
+
+/// Longest value of a client-written header (`X-Forwarded-For`, `User-Agent`,
+/// `X-Amzn-Trace-Id`) written into the access line; a longer one is cut there. A client can
+/// send kilobytes, and every byte would be written to the log of every request.
+pub const MAX_LOGGED_HEADER_BYTES: usize = 256;
+
+/// `value` as text for the access line, cut at [`MAX_LOGGED_HEADER_BYTES`]; `None` for a value
+/// that is not visible ASCII (`HeaderValue::to_str`), which a log of text would garble.
+fn logged(value: Option<&HeaderValue>) -> Option<&str> {
+    let text = value?.to_str().ok()?;
+    // Visible ASCII: every byte is a character boundary.
+    Some(text.get(..MAX_LOGGED_HEADER_BYTES).unwrap_or(text))
 }
 
 impl<S> tower::Service<Request> for Track<S>
@@ -124,6 +145,13 @@ where
             length: validate::declared_length(request.headers()),
             request_id,
             traceparent: request.headers().get(TRACEPARENT).cloned(),
+            peer: request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+            forwarded_for: request.headers().get("x-forwarded-for").cloned(),
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+            amzn_trace_id: request.headers().get("x-amzn-trace-id").cloned(),
         };
         let span = telemetry::request_span(&request);
         // Called here, not inside the future, on the service `poll_ready` was just asked about:
@@ -148,6 +176,7 @@ where
                 status: response.status(),
                 reason: response.extensions().get::<RejectReason>().map(|r| r.0),
                 key_id: response.extensions().get::<KeyId>().map(KeyId::as_str),
+                events: response.extensions().get::<EventCount>().map(|n| n.0),
             };
             record(&tracked.state, &tracked.span, &tracked.seen, &answer);
             Ok(response)
@@ -180,6 +209,7 @@ impl Drop for Tracked {
                 status: CLIENT_CLOSED,
                 reason: Some(CLIENT_CLOSED_REASON),
                 key_id: None,
+                events: None,
             };
             record(&self.state, &self.span, &self.seen, &answer);
         }
@@ -193,7 +223,14 @@ struct Answer<'a> {
     reason: Option<&'static str>,
     /// The caller's key id, once the key was accepted.
     key_id: Option<&'a str>,
+    /// The events Firehose accepted ([`EventCount`]).
+    events: Option<usize>,
 }
+
+/// The number of events a request's answer accepted, carried to the access line as a response
+/// extension (like [`KeyId`]): with `key_id`, what a key sent can be counted from the log.
+#[derive(Debug, Clone, Copy)]
+pub struct EventCount(pub usize);
 
 /// Longest client `x-request-id` kept. A longer one is replaced by a fresh id (in the request
 /// as the handler sees it and in the answer): it would be echoed and written into every log
@@ -233,6 +270,11 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, answer: &Answer<'
         .and_then(telemetry::traceparent_trace_id);
     let key_id = answer.key_id;
     let length = seen.length;
+    let events = answer.events;
+    let client = seen.peer.map(tracing::field::display);
+    let forwarded_for = logged(seen.forwarded_for.as_ref());
+    let user_agent = logged(seen.user_agent.as_ref());
+    let amzn_trace_id = logged(seen.amzn_trace_id.as_ref());
     // One callsite per level (a callsite's level is fixed): the same fields at WARN or INFO.
     macro_rules! access_line {
         ($level:expr) => {
@@ -248,9 +290,14 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, answer: &Answer<'
                 reason,
                 duration_ms = ms,
                 request_bytes = length,
+                events,
                 request_id,
                 trace_id,
+                amzn_trace_id,
                 key_id,
+                client,
+                forwarded_for,
+                user_agent,
             )
         };
     }

@@ -58,8 +58,14 @@ pub async fn ingest(State(state): State<AppState>, request: Request) -> Response
         Ok(head) => accept(&state, head, body).await,
         Err(refusal) => Err(refusal),
     };
+    let events = answer.as_ref().ok().map(|accepted| accepted.accepted);
     let mut response = answer.into_response();
     response.extensions_mut().insert(key);
+    if let Some(events) = events {
+        response
+            .extensions_mut()
+            .insert(crate::middleware::EventCount(events));
+    }
     response
 }
 

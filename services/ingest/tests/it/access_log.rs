@@ -55,6 +55,12 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
         .header("content-type", "application/json")
         .header("x-request-id", "req-accepted")
         .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+        .header("user-agent", "fluent-bit/3.2")
+        .header("x-forwarded-for", "203.0.113.7, 10.0.0.3")
+        .header(
+            "x-amzn-trace-id",
+            "Root=1-67891233-abcdef012345678912345678",
+        )
         .body(body)
         .send()
         .await
@@ -75,6 +81,15 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     let key_id = &hex::encode(Sha256::digest(KEY.as_bytes()))[..8];
     assert_eq!(line["key_id"], key_id, "{line}");
     assert!(line.get("reason").is_none_or(Value::is_null), "{line}");
+    // Who sent it: the peer, and what the request says about itself.
+    assert_eq!(line["events"], 1, "{line}");
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert_eq!(line["user_agent"], "fluent-bit/3.2", "{line}");
+    assert_eq!(line["forwarded_for"], "203.0.113.7, 10.0.0.3", "{line}");
+    assert_eq!(
+        line["amzn_trace_id"], "Root=1-67891233-abcdef012345678912345678",
+        "{line}"
+    );
     // At INFO with trace export off, no request span is created, so none is in the line.
     assert!(line.get("span").is_none(), "{line}");
 
@@ -96,6 +111,10 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     let line = access_line(&mut ingest, &generated).await;
     assert_eq!(line["status"], 401, "{line}");
     assert_eq!(line["reason"], "unauthorized", "{line}");
+    // Nothing accepted: no count. reqwest sends no User-Agent of its own.
+    assert!(line.get("events").is_none_or(Value::is_null), "{line}");
+    assert!(line.get("user_agent").is_none_or(Value::is_null), "{line}");
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
     assert!(line.get("key_id").is_none_or(Value::is_null), "{line}");
     assert!(line.get("trace_id").is_none_or(Value::is_null), "{line}");
 
@@ -105,6 +124,8 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
         .header("x-api-key", KEY)
         .header("content-type", "application/json")
         .header("x-request-id", "req-invalid")
+        // Cut at 256 bytes in the line.
+        .header("user-agent", "u".repeat(300))
         .body("[1]")
         .send()
         .await
@@ -113,6 +134,7 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     let line = access_line(&mut ingest, "req-invalid").await;
     assert_eq!(line["status"], 400, "{line}");
     assert_eq!(line["key_id"], key_id, "{line}");
+    assert_eq!(line["user_agent"], "u".repeat(256), "{line}");
 
     // Nothing written, start to end, holds the key: every line, including the access lines
     // of the requests that carried it.
