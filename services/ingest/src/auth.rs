@@ -2,7 +2,9 @@
 //!
 //! Keys live in a file (a mounted Kubernetes Secret, typically), one per line: the key itself or
 //! `sha256:<hex>` of it (prefix in any case, or `sha-256:`), so the file need not hold usable
-//! secrets. In memory only SHA-256 digests are kept, by [`KeyId`]: the first 4 bytes of the
+//! secrets, optionally followed by the key's own rate limit, `rps=<requests per second>` (0:
+//! never limited) and `burst=<requests>`, in place of `INGEST_RATE_LIMIT_RPS`/`_BURST` (API
+//! Gateway's usage plans give keys rates of their own). In memory only SHA-256 digests are kept, by [`KeyId`]: the first 4 bytes of the
 //! digest, which no two keys of a set share (the file is refused otherwise). A presented key is
 //! hashed, its id finds the one digest it can match, and the two are compared with
 //! [`subtle::ConstantTimeEq`] (a key whose id is not in the set is compared with a fixed digest,
@@ -22,14 +24,42 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A non-secret name for a key: the first 8 hex digits of its SHA-256. Used for rate limits and
-/// logs.
+use crate::ratelimit::{KeyLimit, RateLimit};
+
+/// A non-secret name for a key: the first 8 hex digits of its SHA-256, with the key's own rate
+/// limit from the key file. Used for rate limits and logs; two ids are equal when their names
+/// are (a rotation that changes a key's limit keeps its bucket).
 /// Shared, so that handing it to a request, the rate limiter and the access log copies no text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyId(Arc<str>);
+#[derive(Debug, Clone)]
+pub struct KeyId(Arc<Named>);
+
+#[derive(Debug)]
+struct Named {
+    name: Box<str>,
+    limit: KeyLimit,
+}
+
+impl PartialEq for KeyId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for KeyId {}
+
+impl std::hash::Hash for KeyId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
 
 /// [`KeyId::anonymous`], made once.
-static ANONYMOUS: LazyLock<KeyId> = LazyLock::new(|| KeyId(Arc::from("anonymous")));
+static ANONYMOUS: LazyLock<KeyId> = LazyLock::new(|| {
+    KeyId(Arc::new(Named {
+        name: "anonymous".into(),
+        limit: KeyLimit::Default,
+    }))
+});
 
 impl KeyId {
     /// The id used when authentication is off: everyone shares it.
@@ -38,21 +68,30 @@ impl KeyId {
         ANONYMOUS.clone()
     }
 
-    /// The id of the key whose SHA-256 is `digest`.
-    fn of(digest: &[u8; 32]) -> Self {
-        Self(Arc::from(hex::encode(key_id_bytes(digest))))
+    /// The id of the key whose SHA-256 is `digest`, limited as `limit` says.
+    fn of(digest: &[u8; 32], limit: KeyLimit) -> Self {
+        Self(Arc::new(Named {
+            name: hex::encode(key_id_bytes(digest)).into(),
+            limit,
+        }))
     }
 
     /// The id as text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.name
+    }
+
+    /// The key's own rate limit, if its line in the key file gives one.
+    #[must_use]
+    pub fn limit(&self) -> KeyLimit {
+        self.0.limit
     }
 }
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.name)
     }
 }
 
@@ -173,6 +212,44 @@ fn unusable_key(line: &str) -> Option<&'static str> {
     None
 }
 
+/// What a key line says after the key: `rps=<requests per second>` (0: never limited) and
+/// `burst=<requests>` (with `rps=`; default one second's worth), separated by spaces or tabs.
+/// Nothing is echoed back: a line that is not this may hold a secret.
+fn key_limit(attributes: &str) -> Result<KeyLimit, &'static str> {
+    const WHAT: &str = "after a key only rps=<requests per second> and burst=<requests> may follow; a key holds no spaces or tabs (for a digest from `sha256sum`, write `sha256:<digest>` without the file name; comments go on lines of their own)";
+    let mut rps = None;
+    let mut burst = None;
+    for attribute in attributes.split_ascii_whitespace() {
+        match attribute.split_once('=') {
+            Some(("rps", value)) if rps.is_none() => {
+                let value: f64 = value.parse().map_err(|_| WHAT)?;
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(
+                        "rps= must be a number of requests per second, 0 or more (0: never limited)",
+                    );
+                }
+                rps = Some(value);
+            }
+            Some(("burst", value)) if burst.is_none() => {
+                let value: u32 = value
+                    .parse()
+                    .ok()
+                    .filter(|&b| b >= 1)
+                    .ok_or("burst= must be a whole number of requests, 1 or more")?;
+                burst = Some(value);
+            }
+            _ => return Err(WHAT),
+        }
+    }
+    match (rps, burst) {
+        (None, None) => Ok(KeyLimit::Default),
+        (None, Some(_)) => Err("burst= needs rps= on the same line"),
+        // Checked to be 0 or more above.
+        (Some(rps), _) if rps <= 0.0 => Ok(KeyLimit::Unlimited),
+        (Some(rps), burst) => Ok(KeyLimit::Own(RateLimit::new(rps, burst))),
+    }
+}
+
 /// The bytes of a key's SHA-256 that name it ([`KeyId`] is their hex).
 fn key_id_bytes(digest: &[u8; 32]) -> [u8; 4] {
     [digest[0], digest[1], digest[2], digest[3]]
@@ -184,8 +261,8 @@ impl KeySet {
     /// # Errors
     /// A malformed `sha256:` line, two different keys with the same [`KeyId`], or no key at all.
     pub fn parse(path: &Path, text: &str) -> Result<Self, KeyFileError> {
-        // id -> (line, digest) of the first key with that id.
-        let mut ids: HashMap<[u8; 4], (usize, [u8; 32])> = HashMap::new();
+        // id -> (line, digest, limit) of the first key with that id.
+        let mut ids: HashMap<[u8; 4], (usize, [u8; 32], KeyLimit)> = HashMap::new();
         // A file saved by an editor that writes a byte-order mark: not part of the first key.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, line) in text.lines().enumerate() {
@@ -193,6 +270,16 @@ impl KeySet {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            let bad_key = |why| KeyFileError::BadKey {
+                path: path.to_owned(),
+                line: n + 1,
+                why,
+            };
+            // The key, then its own limit, if any (`rps=`, `burst=`).
+            let (line, attributes) = line
+                .split_once(|c: char| c.is_ascii_whitespace())
+                .map_or((line, ""), |(key, rest)| (key, rest));
+            let limit = key_limit(attributes).map_err(bad_key)?;
             let digest: [u8; 32] = if let Some(hex_digest) = digest_part(line) {
                 let mut digest = [0u8; 32];
                 hex::decode_to_slice(hex_digest.trim(), &mut digest).map_err(|_| {
@@ -221,9 +308,15 @@ impl KeySet {
             };
             let id = key_id_bytes(&digest);
             match ids.get(&id) {
-                // The same key twice (say as itself and as its digest) is still one caller.
-                Some(&(_, known)) if known == digest => {}
-                Some(&(first, _)) => {
+                // The same key twice (say as itself and as its digest) is still one caller,
+                // with one limit.
+                Some(&(_, known, known_limit)) if known == digest && known_limit == limit => {}
+                Some(&(_, known, _)) if known == digest => {
+                    return Err(bad_key(
+                        "this key is on an earlier line with another rps=/burst=: give it one line, or the same limit",
+                    ));
+                }
+                Some(&(first, _, _)) => {
                     return Err(KeyFileError::SharedId {
                         path: path.to_owned(),
                         first,
@@ -232,7 +325,7 @@ impl KeySet {
                     });
                 }
                 None => {
-                    ids.insert(id, (n + 1, digest));
+                    ids.insert(id, (n + 1, digest, limit));
                 }
             }
         }
@@ -243,10 +336,10 @@ impl KeySet {
         }
         let by_id = ids
             .into_iter()
-            .map(|(id, (_, digest))| {
+            .map(|(id, (_, digest, limit))| {
                 let known = Known {
                     digest,
-                    id: KeyId::of(&digest),
+                    id: KeyId::of(&digest, limit),
                 };
                 (id, known)
             })
@@ -528,6 +621,61 @@ mod tests {
         assert!(set.check(b"hashed-key").is_some());
         assert!(set.check(b"other").is_none());
         assert!(set.check(b"").is_none());
+    }
+
+    #[test]
+    fn a_key_may_carry_a_rate_limit_of_its_own() {
+        use crate::ratelimit::{KeyLimit, RateLimit};
+        let digest = hex::encode(Sha256::digest(b"hashed-key"));
+        let text = format!(
+            "plain\ngold rps=5 burst=20\nsilver\trps=0.5\ninternal rps=0\nsha256:{digest} burst=3 rps=2\n"
+        );
+        let set = KeySet::parse(Path::new("keys"), &text).expect("parses");
+        let limit = |key: &[u8]| set.check(key).expect("a key of the set").limit();
+        assert_eq!(limit(b"plain"), KeyLimit::Default);
+        assert_eq!(
+            limit(b"gold"),
+            KeyLimit::Own(RateLimit {
+                per_second: 5.0,
+                burst: 20.0
+            })
+        );
+        // No burst: one second's worth, at least 1.
+        assert_eq!(limit(b"silver"), KeyLimit::Own(RateLimit::new(0.5, None)));
+        assert_eq!(
+            limit(b"silver"),
+            KeyLimit::Own(RateLimit {
+                per_second: 0.5,
+                burst: 1.0
+            })
+        );
+        assert_eq!(limit(b"internal"), KeyLimit::Unlimited);
+        assert_eq!(
+            limit(b"hashed-key"),
+            KeyLimit::Own(RateLimit {
+                per_second: 2.0,
+                burst: 3.0
+            })
+        );
+        // The same key twice with the same limit is one caller; with another, refused.
+        assert!(KeySet::parse(Path::new("keys"), "k rps=1\nk rps=1\n").is_ok());
+        for (text, says) in [
+            ("k rps=1\nk rps=2\n", "another rps="),
+            ("k burst=3\n", "needs rps="),
+            ("k rps=-1\n", "0 or more"),
+            ("k rps=inf\n", "0 or more"),
+            ("k rps=1 burst=0\n", "1 or more"),
+            ("k rps=fast\n", "only rps="),
+            ("k rps=1 rps=2\n", "only rps="),
+            ("k limit=1\n", "only rps="),
+        ] {
+            let err = KeySet::parse(Path::new("keys"), text).expect_err(text);
+            let msg = err.to_string();
+            assert!(
+                matches!(err, KeyFileError::BadKey { .. }) && msg.contains(says),
+                "{text}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Per-key request rate limits: one token bucket per API key.
+//! Per-key request rate limits: one token bucket per API key, at the key's own rate when the
+//! key file gives it one (`rps=`/`burst=`, [`KeyLimit`]), else at `INGEST_RATE_LIMIT_RPS`.
 //!
 //! A hand-written bucket rather than `governor`: it is twenty lines, reads time from
 //! `tokio::time::Instant` (so tests drive it with `tokio::time::pause` instead of sleeping), and
@@ -16,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::auth::KeyId;
 
-/// Rate and burst of every key's bucket.
-#[derive(Debug, Clone, Copy)]
+/// Rate and burst of a key's bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
     /// Tokens added per second.
     pub per_second: f64,
@@ -25,17 +26,43 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
+impl RateLimit {
+    /// `per_second` with `burst` requests back to back (default: one second's worth, at least
+    /// 1).
+    #[must_use]
+    pub fn new(per_second: f64, burst: Option<u32>) -> Self {
+        Self {
+            per_second,
+            burst: burst.map_or(per_second.ceil().max(1.0), |b| f64::from(b.max(1))),
+        }
+    }
+}
+
+/// A key's own limit, from its line in the key file.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum KeyLimit {
+    /// No `rps=`: the service's rate (`INGEST_RATE_LIMIT_RPS`), or none.
+    #[default]
+    Default,
+    /// `rps=0`: never limited, whatever the service's rate.
+    Unlimited,
+    /// `rps=` (and `burst=`): this rate instead of the service's.
+    Own(RateLimit),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// The limit it fills to: a key's limit may change when the key file is rotated.
+    limit: RateLimit,
 }
 
 impl Bucket {
     /// The tokens at `now`.
-    fn refilled(&self, limit: RateLimit, now: Instant) -> f64 {
+    fn refilled(&self, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        (self.tokens + elapsed * limit.per_second).min(limit.burst)
+        (self.tokens + elapsed * self.limit.per_second).min(self.limit.burst)
     }
 }
 
@@ -49,7 +76,7 @@ struct Buckets {
     sweep_at: usize,
 }
 
-/// The buckets; `None` limit means unlimited.
+/// The buckets; `None` limit means unlimited (for keys without a limit of their own).
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: Option<RateLimit>,
@@ -61,10 +88,7 @@ impl RateLimiter {
     /// at least 1). A rate of 0 turns limiting off.
     #[must_use]
     pub fn new(per_second: f64, burst: Option<u32>) -> Self {
-        let limit = (per_second > 0.0).then(|| RateLimit {
-            per_second,
-            burst: burst.map_or(per_second.ceil().max(1.0), |b| f64::from(b.max(1))),
-        });
+        let limit = (per_second > 0.0).then(|| RateLimit::new(per_second, burst));
         Self {
             limit,
             buckets: Mutex::new(Buckets {
@@ -74,13 +98,19 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `key`. `Err(wait)` says how long until a token is available.
+    /// Takes one token for `key`, at its own limit ([`KeyId::limit`]) or the service's.
+    /// `Err(wait)` says how long until a token is available.
     ///
     /// # Errors
     /// The key's bucket is empty; the error is the time until the next token.
     pub fn check(&self, key: &KeyId) -> Result<(), Duration> {
-        let Some(limit) = self.limit else {
-            return Ok(());
+        let limit = match key.limit() {
+            KeyLimit::Unlimited => return Ok(()),
+            KeyLimit::Own(own) => own,
+            KeyLimit::Default => match self.limit {
+                Some(service) => service,
+                None => return Ok(()),
+            },
         };
         let now = Instant::now();
         let mut buckets = self
@@ -90,14 +120,18 @@ impl RateLimiter {
         if buckets.map.len() >= buckets.sweep_at {
             buckets
                 .map
-                .retain(|_, bucket| bucket.refilled(limit, now) < limit.burst);
+                .retain(|_, bucket| bucket.refilled(now) < bucket.limit.burst);
             buckets.sweep_at = (buckets.map.len() * 2).max(FIRST_SWEEP_AT);
         }
         let bucket = buckets.map.entry(key.clone()).or_insert(Bucket {
             tokens: limit.burst,
             updated: now,
+            limit,
         });
-        bucket.tokens = bucket.refilled(limit, now);
+        // At the key's current limit: a rotation that changed it counts from the key's previous
+        // request (the limiter learns of it only now).
+        bucket.limit = limit;
+        bucket.tokens = bucket.refilled(now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -152,6 +186,36 @@ mod tests {
         let off = RateLimiter::new(0.0, None);
         for _ in 0..1000 {
             assert!(off.check(&a).is_ok());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keys_own_limit_replaces_the_services_and_follows_a_rotation() {
+        let parse = |text: &str| {
+            crate::auth::KeySet::parse(std::path::Path::new("k"), text).expect("parses")
+        };
+        // No service rate: only the key with its own is limited.
+        let limiter = RateLimiter::new(0.0, None);
+        let keys = parse("own rps=1 burst=1\nplain\n");
+        let own = keys.check(b"own").expect("known");
+        let plain = keys.check(b"plain").expect("known");
+        assert!(limiter.check(&own).is_ok());
+        assert_eq!(limiter.check(&own), Err(Duration::from_secs(1)));
+        for _ in 0..100 {
+            assert!(limiter.check(&plain).is_ok());
+        }
+        // A rotation that raises its burst: the same bucket, filling to the new size.
+        let own = parse("own rps=1 burst=3\n").check(b"own").expect("known");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for _ in 0..3 {
+            assert!(limiter.check(&own).is_ok());
+        }
+        assert!(limiter.check(&own).is_err());
+        // rps=0: never limited, whatever the service's rate.
+        let strict = RateLimiter::new(1.0, Some(1));
+        let free = parse("free rps=0\n").check(b"free").expect("known");
+        for _ in 0..100 {
+            assert!(strict.check(&free).is_ok());
         }
     }
 

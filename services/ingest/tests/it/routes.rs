@@ -583,6 +583,55 @@ async fn the_rate_limit_answers_429_with_retry_after() {
     assert_eq!(app.sink.records().len(), 2);
 }
 
+/// A key's own `rps=`/`burst=` in the key file replace the service's rate for that key alone;
+/// `rps=0` is never limited; other keys keep the service's rate.
+#[tokio::test(start_paused = true)]
+async fn keys_with_rates_of_their_own_are_limited_at_those() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            keys: Some(
+                "tier-default\ntier-gold rps=5 burst=4\nsha256:c9b2c5bd2bd61f0d8bda8ecd2d7e0b2cd1fe2d1d6d6f5c4e5b2a0a9f6c2d3e4f\ntier-internal\trps=0\n",
+            ),
+            rate: (1.0, Some(2)),
+            ..Options::default()
+        },
+    );
+    let post = |key: &'static str| {
+        let router = app.router.clone();
+        async move {
+            let mut r = json("{}");
+            r.headers_mut()
+                .insert("x-api-key", key.parse().expect("header"));
+            send(&router, r).await.status
+        }
+    };
+    // The service's burst of 2.
+    for _ in 0..2 {
+        assert_eq!(post("tier-default").await, StatusCode::OK);
+    }
+    assert_eq!(post("tier-default").await, StatusCode::TOO_MANY_REQUESTS);
+    // Its own burst of 4.
+    for _ in 0..4 {
+        assert_eq!(post("tier-gold").await, StatusCode::OK);
+    }
+    let a = {
+        let mut r = json("{}");
+        r.headers_mut()
+            .insert("x-api-key", "tier-gold".parse().expect("header"));
+        send(&app.router, r).await
+    };
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    // 1 token at 5 per second: 200 ms, rounded up to whole seconds.
+    assert_eq!(a.headers["retry-after"], "1");
+    tokio::time::advance(std::time::Duration::from_millis(200)).await;
+    assert_eq!(post("tier-gold").await, StatusCode::OK);
+    // Never limited.
+    for _ in 0..50 {
+        assert_eq!(post("tier-internal").await, StatusCode::OK);
+    }
+}
+
 #[tokio::test]
 async fn a_vanishingly_small_rate_limit_answers_429_and_does_not_panic() {
     // The wait overflows a `Duration`, and rounding it up to whole seconds overflowed a u64.
