@@ -522,6 +522,27 @@ struct Pending {
     bytes: usize,
     /// Records not let go of yet.
     held: AtomicUsize,
+    /// The submitter's span, when it is exported: each call span carrying its records links
+    /// to it, so a trace of a slow request leads to the calls it waited for.
+    link: Option<opentelemetry::trace::SpanContext>,
+}
+
+/// Most span links a `PutRecordBatch` call span carries (one per submission of its records; a
+/// call of 500 single-event requests would otherwise carry 500).
+pub const MAX_CALL_SPAN_LINKS: usize = 128;
+
+/// The current span's context, when it is exported (an invalid context, or a disabled span
+/// when nothing records spans, links nothing).
+fn exported_span() -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let link = cx.span().span_context().clone();
+    link.is_valid().then_some(link)
 }
 
 /// Where one record of a submission is.
@@ -565,6 +586,7 @@ const STOPPED: &str = "the producer stopped before the record was sent";
 impl Pending {
     fn new(records: usize, bytes: usize, send_by: Option<Instant>, shared: Arc<Shared>) -> Self {
         Self {
+            link: exported_span(),
             send_by,
             state: Mutex::new(PendingState {
                 slots: std::iter::repeat_with(|| Slot::Waiting)
@@ -1084,6 +1106,24 @@ impl Sender {
                 failed = tracing::field::Empty,
                 error = tracing::field::Empty,
             );
+            if !span.is_disabled() {
+                use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+                let mut linked: Vec<&Arc<Pending>> = Vec::new();
+                for item in &items {
+                    if linked.len() == MAX_CALL_SPAN_LINKS {
+                        break;
+                    }
+                    // One link per submission, however many of its records the call holds.
+                    if item.pending.link.is_some()
+                        && !linked.iter().any(|p| Arc::ptr_eq(p, &item.pending))
+                    {
+                        linked.push(&item.pending);
+                        if let Some(link) = &item.pending.link {
+                            span.add_link(link.clone());
+                        }
+                    }
+                }
+            }
             let (failed, error) = self.attempt(items).instrument(span.clone()).await;
             span.record("failed", gauge(failed.len()));
             if let Some(error) = &error {

@@ -208,6 +208,12 @@ async fn spans_continue_the_callers_trace_and_are_flushed_at_sigterm() {
         call.attributes
     );
     assert_eq!(int_attribute(&call.attributes, "failed"), Some(0));
+    // The call starts a trace of its own (it carries many requests' records) and links to the
+    // span of each request whose records it carried.
+    assert_ne!(call.trace_id, request.trace_id);
+    assert_eq!(call.links.len(), 1, "{:?}", call.links);
+    assert_eq!(call.links[0].trace_id, request.trace_id);
+    assert_eq!(call.links[0].span_id, request.span_id);
 }
 
 #[tokio::test]
