@@ -271,7 +271,7 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, answer: &Answer<'
     let key_id = answer.key_id;
     let length = seen.length;
     let events = answer.events;
-    let client = seen.peer.map(tracing::field::display);
+    let peer = seen.peer.map(tracing::field::display);
     let forwarded_for = logged(seen.forwarded_for.as_ref());
     let user_agent = logged(seen.user_agent.as_ref());
     let amzn_trace_id = logged(seen.amzn_trace_id.as_ref());
@@ -295,7 +295,7 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, answer: &Answer<'
                 trace_id,
                 amzn_trace_id,
                 key_id,
-                client,
+                peer,
                 forwarded_for,
                 user_agent,
             )

@@ -19,13 +19,11 @@ variable "newrelic_region" {
 variable "newrelic_license_key_secret_arn" {
   description = "Secrets Manager secret holding {\"api_key\": \"<New Relic license key>\"}."
   type        = string
-  default     = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:newrelic/license-key-AbCdEf"
 }
 
 variable "eks_oidc_provider_arn" {
   description = "IAM OIDC provider of the EKS cluster the front door runs in."
   type        = string
-  default     = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
 }
 
 variable "lambda_zip_path" {

@@ -83,7 +83,7 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     assert!(line.get("reason").is_none_or(Value::is_null), "{line}");
     // Who sent it: the peer, and what the request says about itself.
     assert_eq!(line["events"], 1, "{line}");
-    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert_eq!(line["peer"], "127.0.0.1", "{line}");
     assert_eq!(line["user_agent"], "fluent-bit/3.2", "{line}");
     assert_eq!(line["forwarded_for"], "203.0.113.7, 10.0.0.3", "{line}");
     assert_eq!(
@@ -114,7 +114,7 @@ async fn every_request_gets_one_access_line_with_its_ids_and_no_key() {
     // Nothing accepted: no count. reqwest sends no User-Agent of its own.
     assert!(line.get("events").is_none_or(Value::is_null), "{line}");
     assert!(line.get("user_agent").is_none_or(Value::is_null), "{line}");
-    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert_eq!(line["peer"], "127.0.0.1", "{line}");
     assert!(line.get("key_id").is_none_or(Value::is_null), "{line}");
     assert!(line.get("trace_id").is_none_or(Value::is_null), "{line}");
 
