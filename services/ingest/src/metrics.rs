@@ -59,6 +59,21 @@ pub mod call_outcome {
     pub const ERROR: &str = "error";
 }
 
+/// The `reason` label of `ingest_firehose_records_unaccepted_total`: why records were answered
+/// as not accepted. Each points at another thing to fix.
+pub mod unaccepted_reason {
+    /// Still failing (throttled, unavailable, no answer) when the retry budget ran out: Firehose.
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// Withdrawn at the request's send deadline, never sent or waiting for a retry: every call
+    /// slot stayed busy, or the upload took the request's time.
+    pub const DEADLINE: &str = "deadline";
+    /// Refused for good: an error code no retry gets past (permissions, a missing stream, a
+    /// record over 1,000 KiB).
+    pub const PERMANENT: &str = "permanent";
+    /// Left when the producer stopped (the runtime shutting down).
+    pub const STOPPED: &str = "stopped";
+}
+
 /// The metrics the producer updates.
 #[derive(Debug, Clone)]
 pub struct ProducerMetrics {
@@ -74,8 +89,8 @@ pub struct ProducerMetrics {
     pub records_failed: IntCounterVec,
     /// `ingest_firehose_records_retried_total`.
     pub records_retried: IntCounter,
-    /// `ingest_firehose_records_unaccepted_total`.
-    pub records_unaccepted: IntCounter,
+    /// `ingest_firehose_records_unaccepted_total{reason}` ([`unaccepted_reason`]).
+    pub records_unaccepted: IntCounterVec,
     /// `ingest_inflight_bytes`.
     pub inflight_bytes: InflightBytes,
     /// `ingest_inflight_bytes_limit`.
@@ -271,12 +286,23 @@ impl ProducerMetrics {
             "ingest_firehose_records_retried_total",
             "Records sent again after a failure",
         )?;
-        let records_unaccepted = IntCounter::new(
-            "ingest_firehose_records_unaccepted_total",
-            "Records answered as not accepted (the client is told to send them again): the retry \
-             budget ran out, the send deadline passed, Firehose refused them for good, or the \
-             producer stopped",
+        let records_unaccepted = IntCounterVec::new(
+            Opts::new(
+                "ingest_firehose_records_unaccepted_total",
+                "Records answered as not accepted (the client is told to send them again), by \
+                 reason: retries_exhausted, deadline, permanent, stopped",
+            ),
+            &["reason"],
         )?;
+        // Every reason from the start, at 0: an alert on one of them needs its series.
+        for reason in [
+            unaccepted_reason::RETRIES_EXHAUSTED,
+            unaccepted_reason::DEADLINE,
+            unaccepted_reason::PERMANENT,
+            unaccepted_reason::STOPPED,
+        ] {
+            records_unaccepted.with_label_values(&[reason]);
+        }
         let inflight_bytes = InflightBytes {
             shown: IntGauge::new(
                 "ingest_inflight_bytes",

@@ -61,7 +61,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::metrics::{ProducerMetrics, call_outcome};
+use crate::metrics::{ProducerMetrics, call_outcome, unaccepted_reason};
 use crate::sink::{RecordOutcome, RecordSink, Retry, SinkError};
 
 /// Tuning of a [`Producer`]. [`Default`] gives the service's defaults.
@@ -321,6 +321,7 @@ impl ProducerHandle {
             self.shared
                 .metrics
                 .records_unaccepted
+                .with_label_values(&[unaccepted_reason::DEADLINE])
                 .inc_by(records.len() as u64);
             Admission::Late(records.len())
         } else if let Some(reserved) = self.reserve(bytes, held) {
@@ -580,6 +581,20 @@ pub const NOT_SENT_IN_TIME: &str = "not sent before the request's send deadline:
                                 validation took up the request's time, or every PutRecordBatch \
                                 slot stayed busy (Firehose slow or throttling)";
 
+/// A record answered as not accepted: why (a [`unaccepted_reason`] label) and the message the
+/// submitter's answer carries.
+#[derive(Debug)]
+struct Refusal {
+    reason: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    const fn new(reason: &'static str, message: String) -> Self {
+        Self { reason, message }
+    }
+}
+
 /// Why records were not accepted when the producer's task was torn down (runtime shutdown).
 const STOPPED: &str = "the producer stopped before the record was sent";
 
@@ -620,7 +635,7 @@ impl Pending {
 
     /// Records the answer for record `index` (a second answer for it is ignored); the last
     /// answer replies to the submitter.
-    fn resolve(&self, index: usize, answer: Result<String, String>) {
+    fn resolve(&self, index: usize, answer: Result<String, Refusal>) {
         let mut state = self.lock();
         let Some(slot) = state.slots.get_mut(index) else {
             return;
@@ -630,10 +645,14 @@ impl Pending {
         }
         match answer {
             Ok(id) => *slot = Slot::Accepted(id),
-            Err(e) => {
+            Err(Refusal { reason, message }) => {
                 *slot = Slot::Refused;
-                state.error = Some(e);
-                self.shared.metrics.records_unaccepted.inc();
+                state.error = Some(message);
+                self.shared
+                    .metrics
+                    .records_unaccepted
+                    .with_label_values(&[reason])
+                    .inc();
             }
         }
         state.remaining = state.remaining.saturating_sub(1);
@@ -680,7 +699,11 @@ impl Pending {
         *slot = Slot::Refused;
         state.error = Some(error.to_owned());
         state.remaining = state.remaining.saturating_sub(1);
-        self.shared.metrics.records_unaccepted.inc();
+        self.shared
+            .metrics
+            .records_unaccepted
+            .with_label_values(&[unaccepted_reason::DEADLINE])
+            .inc();
         Self::reply_if_done(state);
         false
     }
@@ -710,6 +733,7 @@ impl Pending {
         self.shared
             .metrics
             .records_unaccepted
+            .with_label_values(&[unaccepted_reason::DEADLINE])
             .inc_by(withdrawn as u64);
         Self::reply_if_done(state);
     }
@@ -882,8 +906,9 @@ impl Queue {
                 .with_label_values(&["RecordTooLarge"])
                 .inc();
             let size = item.data.len();
-            item.answer(Err(format!(
-                "RecordTooLarge: {size} bytes, Firehose takes at most {MAX_RECORD_BYTES}"
+            item.answer(Err(Refusal::new(
+                unaccepted_reason::PERMANENT,
+                format!("RecordTooLarge: {size} bytes, Firehose takes at most {MAX_RECORD_BYTES}"),
             )));
         }
         true
@@ -919,7 +944,10 @@ impl Drop for StopOnDrop {
             (open, std::mem::take(&mut queue.closed))
         };
         for item in open.into_iter().chain(closed.into_iter().flatten()) {
-            item.answer(Err(STOPPED.to_owned()));
+            item.answer(Err(Refusal::new(
+                unaccepted_reason::STOPPED,
+                STOPPED.to_owned(),
+            )));
         }
     }
 }
@@ -951,7 +979,7 @@ impl Item {
 
     /// Answers the record, letting go of it first (so a submitter that sees its answer also
     /// sees its bytes released).
-    fn answer(mut self, answer: Result<String, String>) {
+    fn answer(mut self, answer: Result<String, Refusal>) {
         self.release();
         self.answered = true;
         self.pending.resolve(self.index, answer);
@@ -985,8 +1013,14 @@ impl Drop for Item {
     fn drop(&mut self) {
         self.release();
         if !self.answered {
-            self.pending
-                .resolve(self.index, Err("internal error: record dropped".to_owned()));
+            // Only when the task carrying it is torn down (the runtime stopping).
+            self.pending.resolve(
+                self.index,
+                Err(Refusal::new(
+                    unaccepted_reason::STOPPED,
+                    "internal error: record dropped".to_owned(),
+                )),
+            );
         }
     }
 }
@@ -1136,8 +1170,13 @@ impl Sender {
             let backoff = self.backoff(attempt);
             let message = error.to_string();
             if error.retry == Retry::Permanent || Instant::now() + backoff >= budget_ends {
+                let reason = if error.retry == Retry::Permanent {
+                    unaccepted_reason::PERMANENT
+                } else {
+                    unaccepted_reason::RETRIES_EXHAUSTED
+                };
                 for item in failed {
-                    item.answer(Err(message.clone()));
+                    item.answer(Err(Refusal::new(reason, message.clone())));
                 }
                 return;
             }
@@ -1196,7 +1235,10 @@ impl Sender {
                             // answered now, whatever the others' errors say.
                             let error = SinkError::new(error_code, message);
                             if error.retry == Retry::Permanent {
-                                item.answer(Err(error.to_string()));
+                                item.answer(Err(Refusal::new(
+                                    unaccepted_reason::PERMANENT,
+                                    error.to_string(),
+                                )));
                             } else {
                                 last = Some(error);
                                 failed.push(item);
@@ -1297,6 +1339,14 @@ mod tests {
 
     use super::*;
     use crate::sink::BatchOutcome;
+
+    /// Records answered as not accepted for `reason`.
+    fn unaccepted(metrics: &ProducerMetrics, reason: &str) -> u64 {
+        metrics
+            .records_unaccepted
+            .with_label_values(&[reason])
+            .get()
+    }
 
     type Rule = Box<dyn Fn(&[u8], usize) -> Option<&'static str> + Send + Sync>;
 
@@ -1547,7 +1597,10 @@ mod tests {
         );
         // Accepted records were never sent again.
         assert!(calls[1..].iter().all(|c| c.len() == 1));
-        assert_eq!(metrics.records_unaccepted.get(), 1);
+        assert_eq!(
+            unaccepted(&metrics, unaccepted_reason::RETRIES_EXHAUSTED),
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1594,7 +1647,7 @@ mod tests {
             "only the throttled record is sent again"
         );
         assert_eq!(metrics.records_retried.get(), 1);
-        assert_eq!(metrics.records_unaccepted.get(), 1);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::PERMANENT), 1);
         assert_eq!(producer.inflight_bytes(), 0);
     }
 
@@ -1821,7 +1874,7 @@ mod tests {
         assert_eq!(outcome.unaccepted(2), vec![0]);
         assert_eq!(sink.calls().iter().map(Vec::len).sum::<usize>(), 1);
         // Every record answered as not accepted is counted, whatever the reason.
-        assert_eq!(metrics.records_unaccepted.get(), 1);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::PERMANENT), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1921,7 +1974,7 @@ mod tests {
         };
         assert_eq!(record_ids, vec![None, None]);
         assert_eq!(error, STOPPED);
-        assert_eq!(metrics.records_unaccepted.get(), 2);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::STOPPED), 2);
         assert_eq!(producer.inflight_bytes(), 0);
         assert_eq!(
             producer.submit(recs("b", 1)).now_or_never(),
@@ -1968,7 +2021,7 @@ mod tests {
         };
         assert_eq!(record_ids, vec![None, None, None]);
         assert!(error.contains("not sent"), "{error}");
-        assert_eq!(metrics.records_unaccepted.get(), 3);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::DEADLINE), 3);
         // b's records are still held in the queue, so they still count against the cap, as do
         // a's (16) and the copies of them a's call holds while it runs (2.4 times 16).
         assert_eq!(
@@ -1999,7 +2052,7 @@ mod tests {
         assert!(matches!(a.await.unwrap(), SubmitOutcome::Accepted { .. }));
         producer.drained().await;
         assert_eq!(sink.calls(), vec![recs("a", 2)], "b was never sent");
-        assert_eq!(metrics.records_unaccepted.get(), 3);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::DEADLINE), 3);
         assert_eq!(metrics.inflight_bytes.get(), 0);
     }
 
@@ -2034,7 +2087,7 @@ mod tests {
         assert_eq!(record_ids, vec![None, None, None]);
         assert_eq!(error, NOT_SENT_IN_TIME);
         assert_eq!(producer.inflight_bytes(), 0);
-        assert_eq!(metrics.records_unaccepted.get(), 3);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::DEADLINE), 3);
         producer.drained().await;
         assert!(sink.calls().is_empty());
     }
@@ -2073,7 +2126,7 @@ mod tests {
         assert_eq!(record_ids, vec![None, None]);
         producer.drained().await;
         assert_eq!(sink.calls().len(), 1, "nothing is sent after the deadline");
-        assert_eq!(metrics.records_unaccepted.get(), 2);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::DEADLINE), 2);
         assert_eq!(metrics.inflight_bytes.get(), 0);
     }
 
@@ -2107,7 +2160,7 @@ mod tests {
         assert!(waited < Duration::from_secs(2), "{waited:?}");
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(sink.calls().len(), 1, "the withdrawn record is not retried");
-        assert_eq!(metrics.records_unaccepted.get(), 1);
+        assert_eq!(unaccepted(&metrics, unaccepted_reason::DEADLINE), 1);
         assert_eq!(metrics.records_retried.get(), 0);
         assert_eq!(producer.inflight_bytes(), 0);
     }

@@ -686,7 +686,10 @@ async fn firehose_failures_past_the_budget_are_503_with_the_unaccepted_indexes()
         1.0
     );
     assert_eq!(
-        metric(&app, "ingest_firehose_records_unaccepted_total "),
+        metric(
+            &app,
+            "ingest_firehose_records_unaccepted_total{reason=\"retries_exhausted\"}"
+        ),
         2.0
     );
     assert_eq!(metric(&app, "ingest_events_accepted_total "), 3.0);
@@ -970,8 +973,18 @@ async fn events_not_sent_by_the_deadline_are_answered_503_and_never_sent() {
         a.body
     );
     assert_eq!(
-        metric(&app, "ingest_firehose_records_unaccepted_total "),
+        metric(
+            &app,
+            "ingest_firehose_records_unaccepted_total{reason=\"deadline\"}"
+        ),
         2.0
+    );
+    assert_eq!(
+        metric(
+            &app,
+            "ingest_firehose_records_unaccepted_total{reason=\"retries_exhausted\"}"
+        ),
+        0.0
     );
     // Withdrawn, but still in the open batch: the request's body and the two events'
     // bookkeeping count against the cap until they are dropped.
