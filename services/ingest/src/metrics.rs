@@ -95,6 +95,10 @@ pub struct ProducerMetrics {
     pub inflight_bytes: InflightBytes,
     /// `ingest_inflight_bytes_limit`.
     pub inflight_bytes_limit: IntGauge,
+    /// `ingest_firehose_calls_in_flight`.
+    pub calls_in_flight: IntGauge,
+    /// `ingest_firehose_calls_limit`.
+    pub calls_limit: IntGauge,
 }
 
 /// `ingest_inflight_bytes`, read from the producer's own counter when scraped.
@@ -315,6 +319,14 @@ impl ProducerMetrics {
             "ingest_inflight_bytes_limit",
             "The configured cap on ingest_inflight_bytes",
         )?;
+        let calls_in_flight = IntGauge::new(
+            "ingest_firehose_calls_in_flight",
+            "PutRecordBatch calls running (a call holds its slot through its retries' backoff)",
+        )?;
+        let calls_limit = IntGauge::new(
+            "ingest_firehose_calls_limit",
+            "The configured most PutRecordBatch calls at a time (INGEST_MAX_CONCURRENT_CALLS)",
+        )?;
         registry.register(Box::new(put_batch_calls.clone()))?;
         registry.register(Box::new(put_batch_duration.clone()))?;
         registry.register(Box::new(batch_records.clone()))?;
@@ -324,6 +336,8 @@ impl ProducerMetrics {
         registry.register(Box::new(records_unaccepted.clone()))?;
         registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(inflight_bytes_limit.clone()))?;
+        registry.register(Box::new(calls_in_flight.clone()))?;
+        registry.register(Box::new(calls_limit.clone()))?;
         Ok(Self {
             put_batch_calls,
             put_batch_duration,
@@ -334,6 +348,8 @@ impl ProducerMetrics {
             records_unaccepted,
             inflight_bytes,
             inflight_bytes_limit,
+            calls_in_flight,
+            calls_limit,
         })
     }
 
@@ -534,6 +550,8 @@ mod tests {
         ("ingest_firehose_records_unaccepted_total", "counter"),
         ("ingest_inflight_bytes", "gauge"),
         ("ingest_inflight_bytes_limit", "gauge"),
+        ("ingest_firehose_calls_in_flight", "gauge"),
+        ("ingest_firehose_calls_limit", "gauge"),
         ("ingest_ready", "gauge"),
         ("ingest_api_keys", "gauge"),
         ("ingest_api_key_file_errors_total", "counter"),

@@ -171,6 +171,9 @@ impl Producer {
         config.max_batch_bytes = config.max_batch_bytes.clamp(1, SAFE_BATCH_BYTES);
         config.max_concurrent_calls = config.max_concurrent_calls.max(1);
         metrics
+            .calls_limit
+            .set(i64::try_from(config.max_concurrent_calls).unwrap_or(i64::MAX));
+        metrics
             .inflight_bytes_limit
             .set(i64::try_from(config.max_inflight_bytes).unwrap_or(i64::MAX));
         let inflight = Arc::new(AtomicUsize::new(0));
@@ -1090,10 +1093,24 @@ impl Dispatcher {
             config: Arc::clone(&self.config),
             shared: Arc::clone(&self.shared),
         };
+        // Counted per call (not per record): while it sits at the limit, calls wait for a slot.
+        let in_flight = self.shared.metrics.calls_in_flight.clone();
+        in_flight.inc();
         tasks.spawn(async move {
+            // Given back however the task ends (a torn-down task included).
+            let _slot = GaugeSlot(in_flight);
             sender.send(items).await;
             drop(permit);
         });
+    }
+}
+
+/// Decrements `gauge` when dropped.
+struct GaugeSlot(prometheus::IntGauge);
+
+impl Drop for GaugeSlot {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -1769,6 +1786,29 @@ mod tests {
             producer.submit(recs("b", 2)).await,
             SubmitOutcome::Accepted { .. }
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_flight_are_counted_against_their_limit() {
+        let (sink, gate) = gated();
+        let config = ProducerConfig {
+            max_concurrent_calls: 2,
+            max_batch_records: 1,
+            ..ProducerConfig::default()
+        };
+        let (producer, metrics) = spawn(&sink, config);
+        assert_eq!(metrics.calls_limit.get(), 2);
+        let outcome = tokio::spawn(producer.submit(recs("a", 3)));
+        // Three one-record batches: two calls hold the slots, the third waits for one.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(metrics.calls_in_flight.get(), 2);
+        gate.add_permits(10);
+        assert!(matches!(
+            outcome.await.unwrap(),
+            SubmitOutcome::Accepted { .. }
+        ));
+        assert_eq!(sink.calls().len(), 3);
+        assert_eq!(metrics.calls_in_flight.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]
