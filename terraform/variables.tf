@@ -3,7 +3,7 @@
 ##########
 
 variable "name" {
-  description = "Name of the delivery stream. Also the stem of every other name the module creates (`<name>-transform` function, `<name>-firehose` role, `/aws/kinesisfirehose/<name>` log group, ...). Changing it replaces the stream and the backup bucket: see \"Renaming\" in the README first."
+  description = "Name of the delivery stream. Also the stem of every other name the module creates (`<name>-transform` function, `<name>-firehose` role, `/aws/kinesisfirehose/<name>` log group, ...). Changing it replaces the stream and the backup bucket: see \"Renaming\" in the README first. IAM role names are global to the account, not per region: the same `name` in two regions of one account collides at apply (EntityAlreadyExists); give each region its own (e.g. `events-euw1`)."
   type        = string
 
   validation {
