@@ -524,17 +524,21 @@ impl KeyStore {
         Ok(true)
     }
 
+    /// Sets `gauge` to the number of keys in force.
+    pub fn show_count(&self, gauge: &prometheus::IntGauge) {
+        gauge.set(i64::try_from(self.current().len()).unwrap_or(i64::MAX));
+    }
+
     /// Polls the file every `every` until the task is aborted, keeping `keys` at the number of
-    /// keys in force and counting in `errors` each look at a changed file that cannot be used
-    /// (every look until it is fixed, so that an alert on the counter lasts as long as the
-    /// problem).
+    /// keys in force after each reload (the loader shows the first count, [`Self::show_count`])
+    /// and counting in `errors` each look at a changed file that cannot be used (every look
+    /// until it is fixed, so that an alert on the counter lasts as long as the problem).
     pub async fn watch(
         self: Arc<Self>,
         every: Duration,
         keys: prometheus::IntGauge,
         errors: prometheus::IntCounter,
     ) {
-        keys.set(i64::try_from(self.current().len()).unwrap_or(i64::MAX));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A broken file is retried every tick; its error is logged once, not every tick.
@@ -544,7 +548,7 @@ impl KeyStore {
             match self.reload_if_changed() {
                 Ok(true) => {
                     reported = None;
-                    keys.set(i64::try_from(self.current().len()).unwrap_or(i64::MAX));
+                    self.show_count(&keys);
                     tracing::info!(
                         path = %self.path.display(),
                         keys = self.current().len(),

@@ -148,9 +148,7 @@ impl Service {
         let auth = match &config.api_keys_file {
             Some(path) => {
                 let store = Arc::new(KeyStore::load(path)?);
-                metrics
-                    .api_keys
-                    .set(i64::try_from(store.current().len()).unwrap_or(i64::MAX));
+                store.show_count(&metrics.api_keys);
                 tracing::info!(path = %path.display(), keys = store.current().len(), "API-key authentication on");
                 background.push(tokio::spawn(Arc::clone(&store).watch(
                     config.api_keys_reload,

@@ -230,6 +230,13 @@ fn status_class(status: http::StatusCode) -> &'static str {
 }
 
 impl ProducerMetrics {
+    /// Counts `records` answered as not accepted for `reason` ([`unaccepted_reason`]).
+    pub fn unaccepted(&self, reason: &str, records: u64) {
+        self.records_unaccepted
+            .with_label_values(&[reason])
+            .inc_by(records);
+    }
+
     /// Creates the producer metrics and registers them in `registry`.
     ///
     /// # Errors

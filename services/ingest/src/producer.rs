@@ -323,9 +323,7 @@ impl ProducerHandle {
             // to be withdrawn. `held` is released with it.
             self.shared
                 .metrics
-                .records_unaccepted
-                .with_label_values(&[unaccepted_reason::DEADLINE])
-                .inc_by(records.len() as u64);
+                .unaccepted(unaccepted_reason::DEADLINE, records.len() as u64);
             Admission::Late(records.len())
         } else if let Some(reserved) = self.reserve(bytes, held) {
             let shared = Arc::clone(&self.shared);
@@ -651,11 +649,7 @@ impl Pending {
             Err(Refusal { reason, message }) => {
                 *slot = Slot::Refused;
                 state.error = Some(message);
-                self.shared
-                    .metrics
-                    .records_unaccepted
-                    .with_label_values(&[reason])
-                    .inc();
+                self.shared.metrics.unaccepted(reason, 1);
             }
         }
         state.remaining = state.remaining.saturating_sub(1);
@@ -704,9 +698,7 @@ impl Pending {
         state.remaining = state.remaining.saturating_sub(1);
         self.shared
             .metrics
-            .records_unaccepted
-            .with_label_values(&[unaccepted_reason::DEADLINE])
-            .inc();
+            .unaccepted(unaccepted_reason::DEADLINE, 1);
         Self::reply_if_done(state);
         false
     }
@@ -735,9 +727,7 @@ impl Pending {
         }
         self.shared
             .metrics
-            .records_unaccepted
-            .with_label_values(&[unaccepted_reason::DEADLINE])
-            .inc_by(withdrawn as u64);
+            .unaccepted(unaccepted_reason::DEADLINE, withdrawn as u64);
         Self::reply_if_done(state);
     }
 
@@ -1165,13 +1155,11 @@ impl Sender {
                         break;
                     }
                     // One link per submission, however many of its records the call holds.
-                    if item.pending.link.is_some()
+                    if let Some(link) = &item.pending.link
                         && !linked.iter().any(|p| Arc::ptr_eq(p, &item.pending))
                     {
                         linked.push(&item.pending);
-                        if let Some(link) = &item.pending.link {
-                            span.add_link(link.clone());
-                        }
+                        span.add_link(link.clone());
                     }
                 }
             }

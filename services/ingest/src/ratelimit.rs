@@ -104,13 +104,10 @@ impl RateLimiter {
     /// # Errors
     /// The key's bucket is empty; the error is the time until the next token.
     pub fn check(&self, key: &KeyId) -> Result<(), Duration> {
-        let limit = match key.limit() {
-            KeyLimit::Unlimited => return Ok(()),
-            KeyLimit::Own(own) => own,
-            KeyLimit::Default => match self.limit {
-                Some(service) => service,
-                None => return Ok(()),
-            },
+        let limit = match (key.limit(), self.limit) {
+            (KeyLimit::Own(own), _) => own,
+            (KeyLimit::Default, Some(service)) => service,
+            (KeyLimit::Unlimited, _) | (KeyLimit::Default, None) => return Ok(()),
         };
         let now = Instant::now();
         let mut buckets = self
