@@ -582,8 +582,7 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bo
 /// ever; it needs a fix instead (exit status 3). Everything else a connection can meet (refused,
 /// reset, timed out, a name server that does not answer) may pass, and is retried.
 fn beyond_retry(error: &reqwest::Error) -> Option<&'static str> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
+    for e in causes(error) {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return Some(
                 "The TLS handshake failed: check the URL's scheme and port, and that the \
@@ -604,31 +603,38 @@ fn beyond_retry(error: &reqwest::Error) -> Option<&'static str> {
         {
             return Some("The host name does not exist: check the URL");
         }
-        // `io::Error::source` skips the error an `io::Error` wraps (rustls's comes wrapped
-        // twice): step into it instead.
-        source = match e
+    }
+    None
+}
+
+/// `error`, then each error it wraps. `io::Error::source` skips the error an `io::Error` wraps
+/// (rustls's comes wrapped twice), so the walk steps into it instead.
+fn causes(error: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(
+        Some(error as &(dyn std::error::Error + 'static)),
+        |e| match e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
-        };
-    }
-    None
+        },
+    )
 }
 
 /// `error` and its causes, `: `-separated: reqwest's own text ("error sending request for
-/// url") says nothing of why.
+/// url") says nothing of why. A cause whose text is already there (an `io::Error` shows the
+/// error it wraps) is not repeated.
 fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
+    let mut text = String::new();
+    for e in causes(error) {
         let part = e.to_string();
         if !text.contains(&part) {
-            text.push_str(": ");
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
             text.push_str(&part);
         }
-        source = e.source();
     }
     text
 }

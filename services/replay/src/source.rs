@@ -83,6 +83,15 @@ impl SourceError {
         }
     }
 
+    /// A task of the source's (a directory walk, an S3 lookup) that did not finish: only when
+    /// the runtime shuts down.
+    fn task(error: tokio::task::JoinError) -> Self {
+        Self::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(error),
+        }
+    }
+
     /// A [`read_at_most`] of `key` that failed: over the cap, or `io` says how reading failed.
     fn capped(key: &str, error: CappedReadError, io: impl FnOnce(std::io::Error) -> Self) -> Self {
         match error {
@@ -177,10 +186,7 @@ impl Source {
                 let root = root.clone();
                 tokio::task::spawn_blocking(move || list_dir(&root))
                     .await
-                    .map_err(|e| SourceError::Io {
-                        path: PathBuf::new(),
-                        source: std::io::Error::other(e),
-                    })??
+                    .map_err(SourceError::task)??
             }
         };
         objects.sort_by(|a, b| a.key.cmp(&b.key));
@@ -229,11 +235,7 @@ impl Source {
             let Some(done) = lookups.join_next().await else {
                 break;
             };
-            let looked_up = done.map_err(|e| SourceError::Io {
-                path: PathBuf::new(),
-                source: std::io::Error::other(e),
-            })?;
-            found.extend(looked_up?);
+            found.extend(done.map_err(SourceError::task)??);
         }
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
