@@ -271,7 +271,8 @@ fn record(state: &AppState, span: &tracing::Span, seen: &Seen, answer: &Answer<'
     let key_id = answer.key_id;
     let length = seen.length;
     let events = answer.events;
-    let peer = seen.peer.map(tracing::field::display);
+    let peer_text = seen.peer.map(crate::access_log::IpText::new);
+    let peer = peer_text.as_ref().map(crate::access_log::IpText::as_str);
     let forwarded_for = logged(seen.forwarded_for.as_ref());
     let user_agent = logged(seen.user_agent.as_ref());
     let amzn_trace_id = logged(seen.amzn_trace_id.as_ref());
