@@ -122,7 +122,7 @@ impl Target for StreamTarget {
         let mut results = Vec::with_capacity(count);
         let mut rest = items.into_iter().peekable();
         while rest.peek().is_some() {
-            // One call's worth at a time, each with the retry budget: a batch over 4 MiB needs
+            // One call's worth at a time, each with the retry budget: a batch over one call's 4,000,000 bytes needs
             // several calls, and one deadline for all of them would withdraw records of a
             // stream that is slow but taking them; with none, a stream refusing them would hold
             // the batch for the budget once per call (helper-69, helper-70). Records not inside
