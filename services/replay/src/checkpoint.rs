@@ -60,6 +60,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{self, Journal};
+use crate::layout::UtcHour;
 use crate::summary::Problem;
 
 /// Format version written into the file; a file with another version is refused.
@@ -81,6 +82,11 @@ pub const CHECKPOINT_VERSION: u32 = 4;
 /// grown past the checkpoint): small enough to read at once, large enough that a checkpoint of
 /// few objects is not rewritten every few batches.
 pub const COMPACT_AT_LEAST: u64 = 1 << 20;
+
+/// How far the clock of the host that ran a replay's first run may be ahead of AWS's, for
+/// [`Checkpoint::filed_before_first_run`]: an object is known to predate the replay only if it
+/// is filed under an hour that ended this long before the first run began.
+pub const CLOCK_MARGIN_SECS: i64 = 15 * 60;
 
 /// The older format version still read (see [`CHECKPOINT_VERSION`]).
 const OLDEST_READABLE_VERSION: u32 = 1;
@@ -147,6 +153,20 @@ pub enum CheckpointError {
         /// The target this replay sends to.
         expected: String,
         /// The target the file was written for.
+        found: String,
+    },
+    /// The file records a replay with other filters.
+    #[error(
+        "the checkpoint {path} belongs to a replay of the objects selected by `{found}`, not `{expected}`: \
+         to resume that replay, run it again with those filters; for another selection, pass another --checkpoint file \
+         (a new file starts from nothing: narrow the selection so that it leaves out what that replay delivered)"
+    )]
+    OtherSelection {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// This run's filters.
+        expected: String,
+        /// The first run's filters.
         found: String,
     },
     /// A dry run without a target found a file: what it records is done only for its target.
@@ -315,6 +335,16 @@ struct State {
     /// run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<BTreeSet<String>>,
+    /// When the first run recorded `pending` (Unix seconds, this host's clock): objects written
+    /// since into an hour well before it cannot hold this replay's records
+    /// ([`Checkpoint::filed_before_first_run`]). Absent in files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    began: Option<i64>,
+    /// The first run's filters ([`crate::replay::Selection::describe`]): a run with other
+    /// filters is another replay and is refused ([`Checkpoint::check_selection`]). Absent in
+    /// files written before it was kept: set by the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    selection: Option<String>,
     /// Drawn anew ([`journal::new_tag`]) each time the checkpoint takes its journal in, and for
     /// a new checkpoint: the journal names the tag of the checkpoint it continues, so one
     /// already taken in, or one of another checkpoint, is not applied ([`crate::journal`]).
@@ -565,6 +595,8 @@ impl Checkpoint {
             in_progress: BTreeMap::new(),
             partial: None,
             pending: None,
+            began: None,
+            selection: None,
             tag: journal::new_tag(),
         }
     }
@@ -588,9 +620,53 @@ impl Checkpoint {
         })
     }
 
-    /// Records the objects this run selected as the replay's, unless a first run did already.
-    /// Written with the next save (before anything is sent: [`Checkpoint::ensure_writable`]).
-    pub fn begin<'k>(&mut self, selected: impl IntoIterator<Item = &'k str>) {
+    /// Whether `key`, which the first run did not select ([`Checkpoint::knows`]), is filed
+    /// under an hour that ended more than [`CLOCK_MARGIN_SECS`] before the first run began.
+    /// Such an object cannot hold this replay's own records, and is taken by a re-run: a
+    /// failure of the replayed hours that Firehose wrote late (it retries a failing
+    /// destination for up to two hours, and files what it gives up on under the hour the
+    /// records arrived in). Firehose files an object under the arrival hour of its oldest
+    /// record (and names it with a time no earlier), and a record the replay sent arrived after
+    /// the first run began. False when the first run's start is not known (an older file) or
+    /// the key has no hour.
+    #[must_use]
+    pub fn filed_before_first_run(&self, key: &str) -> bool {
+        let Some(began) = self.state.began.filter(|_| self.state.pending.is_some()) else {
+            return false;
+        };
+        let Some(cutoff) = UtcHour::of_unix(began.saturating_sub(CLOCK_MARGIN_SECS)) else {
+            return false;
+        };
+        UtcHour::of_key(key).is_some_and(|hour| hour < cutoff)
+    }
+
+    /// Refuses a run whose filters differ from the first run's: with other filters it is
+    /// another replay, and this checkpoint would leave out whatever its first run did not select
+    /// (or the first run's record of what it did would not apply). A file that does not say
+    /// (an older one, or no first run yet) takes any.
+    ///
+    /// # Errors
+    /// [`CheckpointError::OtherSelection`].
+    pub fn check_selection(&self, selection: &str) -> Result<(), CheckpointError> {
+        match &self.state.selection {
+            Some(first) if first != selection => Err(CheckpointError::OtherSelection {
+                path: self.path.clone().unwrap_or_default(),
+                expected: selection.to_owned(),
+                found: first.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the objects this run selected as the replay's, with its filters (`selection`)
+    /// and its start (`now`, Unix seconds), unless a first run did already. Written with the
+    /// next save (before anything is sent: [`Checkpoint::ensure_writable`]).
+    pub fn begin<'k>(
+        &mut self,
+        selected: impl IntoIterator<Item = &'k str>,
+        selection: &str,
+        now: i64,
+    ) {
         if self.state.pending.is_none() {
             let finished = &self.state.finished;
             self.state.pending = Some(
@@ -600,6 +676,10 @@ impl Checkpoint {
                     .map(str::to_owned)
                     .collect(),
             );
+            self.state.began = Some(now);
+        }
+        if self.state.selection.is_none() {
+            self.state.selection = Some(selection.to_owned());
         }
     }
 
@@ -1123,6 +1203,39 @@ mod tests {
         );
         assert_eq!(recorded[&open].in_file, 2);
         assert_eq!(recorded_problems(&path, &BTreeMap::new()).len(), 2);
+    }
+
+    #[test]
+    fn only_objects_filed_well_before_the_first_run_are_taken_as_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        let mut cp = Checkpoint::open(&path, "s", "t").unwrap();
+        let key = |hour: &str| format!("http-endpoint-failed/2026/11/25/{hour}/s-1-x");
+        assert!(
+            !cp.filed_before_first_run(&key("08")),
+            "no first run: nothing is known to predate it"
+        );
+        // 2026-11-25T10:10:00Z: with the 15-minute margin, only hours before 09 are safe.
+        cp.begin(["selected"], "everything", 1_795_601_400);
+        assert!(cp.filed_before_first_run(&key("08")));
+        assert!(!cp.filed_before_first_run(&key("09")), "inside the margin");
+        assert!(
+            !cp.filed_before_first_run(&key("10")),
+            "the first run's hour"
+        );
+        assert!(!cp.filed_before_first_run(&key("11")));
+        assert!(!cp.filed_before_first_run("no-hour-in-this-key"));
+        // The start and the filters are the first run's: a later begin changes neither.
+        cp.begin(["other"], "--since 2026-11-26T00", 1_895_601_400);
+        assert!(cp.filed_before_first_run(&key("08")));
+        assert!(!cp.filed_before_first_run("2026/11/27/00/s-1-x"));
+        assert!(cp.check_selection("everything").is_ok());
+        let err = cp.check_selection("--since 2026-11-26T00").unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::OtherSelection { expected, found, .. }
+                if expected == "--since 2026-11-26T00" && found == "everything"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -128,6 +128,18 @@ impl UtcHour {
         from_dirs.or_else(|| Self::of_file_name(file))
     }
 
+    /// The UTC hour that holds the Unix time `secs` (`None` outside years 0–9999).
+    #[must_use]
+    pub fn of_unix(secs: i64) -> Option<Self> {
+        let t = time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
+        Self::new(
+            u16::try_from(t.year()).ok()?,
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+        )
+    }
+
     /// Finds `-dddd-dd-dd-dd-dd-dd-` in a Firehose object name.
     fn of_file_name(file: &str) -> Option<Self> {
         // "-2026-11-25-09-15-02-": 21 bytes, dashes at 0, 5, 8, 11, 14, 17, 20.
@@ -303,6 +315,18 @@ mod tests {
             ObjectKind::of_key("fh/err-processing-failed-out/2026/11/25/09/f"),
             ObjectKind::ProcessingFailed
         );
+    }
+
+    #[test]
+    fn the_hour_of_a_unix_time() {
+        let hour = |y, m, d, h| Some(UtcHour::new(y, m, d, h).unwrap());
+        assert_eq!(UtcHour::of_unix(0), hour(1970, 1, 1, 0));
+        // 2026-11-25T10:10:00Z and the second before 11:00.
+        assert_eq!(UtcHour::of_unix(1_795_601_400), hour(2026, 11, 25, 10));
+        assert_eq!(UtcHour::of_unix(1_795_604_399), hour(2026, 11, 25, 10));
+        assert_eq!(UtcHour::of_unix(1_795_604_400), hour(2026, 11, 25, 11));
+        assert_eq!(UtcHour::of_unix(-1), hour(1969, 12, 31, 23));
+        assert_eq!(UtcHour::of_unix(i64::MAX), None);
     }
 
     #[test]

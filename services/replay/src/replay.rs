@@ -32,6 +32,17 @@ use crate::source::{ObjectInfo, Source, SourceError};
 use crate::summary::{Problem, ProblemKind, Summary};
 use crate::target::{ItemResult, Target};
 
+/// Keys of left-out objects named in the log at `warn` and in the summary; the rest are
+/// logged at `debug`.
+pub const MAX_LISTED_LEFT_OUT: usize = 10;
+
+/// Seconds since the Unix epoch (0 for a clock before it).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Which objects to replay.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -50,6 +61,48 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The filters, as the checkpoint keeps them ([`Checkpoint::check_selection`]): the flags
+    /// that set them, `--error-type`s sorted, `--key`s by count and digest (a thousand keys
+    /// would make the message unreadable). `everything` without filters.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut parts = Vec::new();
+        if !self.error_types.is_empty() {
+            let mut names: Vec<&str> = self.error_types.iter().map(ObjectKind::name).collect();
+            names.sort_unstable();
+            names.dedup();
+            parts.push(format!("--error-type {}", names.join(",")));
+        }
+        if let Some(since) = self.since {
+            parts.push(format!("--since {since}"));
+        }
+        if let Some(until) = self.until {
+            parts.push(format!("--until {until}"));
+        }
+        if !self.keys.is_empty() {
+            let mut keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut hasher = Sha256::new();
+            for key in &keys {
+                hasher.update(key.as_bytes());
+                hasher.update(b"\n");
+            }
+            let digest = hasher.finalize();
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            match keys.as_slice() {
+                [one] => parts.push(format!("--key {one}")),
+                _ => parts.push(format!("{} --keys (sha256:{hex})", keys.len())),
+            }
+        }
+        if parts.is_empty() {
+            "everything".to_owned()
+        } else {
+            parts.join(" ")
+        }
+    }
+
     /// Whether the object is selected, or why not.
     fn admits(&self, key: &str) -> Result<(), &'static str> {
         if self.exclude_keys.iter().any(|k| k == key) {
@@ -233,6 +286,9 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         dry_run: options.dry_run,
         ..Summary::default()
     };
+    // Before the listing, which for a year of backups takes a while.
+    let selection = options.selection.describe();
+    checkpoint.check_selection(&selection)?;
     let listed = source.objects(&options.selection.keys).await?;
     let mut objects = Vec::with_capacity(listed.len());
     // `--key`s by hash: `admits` scans the list, which for a thousand keys over a million
@@ -284,20 +340,41 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         .check_kinds(&describe(source), objects.iter().map(|o| o.key.as_str()))?;
     warn_if_both_chosen(&options.selection, &objects);
     // Objects the checkpoint's first run did not select are left out: among them may be this
-    // replay's own records, backed up again by the stream (see `Checkpoint::knows`).
-    let selected = objects.len();
-    objects.retain(|object| checkpoint.knows(&object.key));
-    summary.objects_new = selected - objects.len();
+    // replay's own records, backed up again by the stream (see `Checkpoint::knows`). Those
+    // filed under an hour well before the first run began cannot be, and are taken: late
+    // failures of the replayed hours (`Checkpoint::filed_before_first_run`).
+    objects.retain(|object| {
+        if checkpoint.knows(&object.key) {
+            return true;
+        }
+        if checkpoint.filed_before_first_run(&object.key) {
+            summary.objects_late += 1;
+            tracing::info!(key = %object.key, "taken although this checkpoint's first run did not select it: it was written since into an hour before that run began, so it cannot hold this replay's records");
+            return true;
+        }
+        if summary.objects_new < MAX_LISTED_LEFT_OUT {
+            tracing::warn!(key = %object.key, "left out: this checkpoint's first run did not select it, and it was written since into an hour that may hold this replay's own records");
+            summary.left_out.push(object.key.clone());
+        } else {
+            tracing::debug!(key = %object.key, "left out: not selected by this checkpoint's first run");
+        }
+        summary.objects_new += 1;
+        false
+    });
     if summary.objects_new > 0 {
         tracing::warn!(
             objects = summary.objects_new,
-            "objects this checkpoint's first run did not select are left out (written since; this replay's own records, backed up again by the stream, may be among them)"
+            "objects this checkpoint's first run did not select are left out (written since into an hour at or after that run's start; this replay's own records, backed up again by the stream, may be among them)"
         );
     }
     if !options.dry_run {
         // Before the first send: a checkpoint that cannot be written fails the run now. A first
-        // run records what it selected, for the rule above.
-        checkpoint.begin(objects.iter().map(|o| o.key.as_str()));
+        // run records what it selected, with its filters and its start, for the rules above.
+        checkpoint.begin(
+            objects.iter().map(|o| o.key.as_str()),
+            &selection,
+            unix_now(),
+        );
         checkpoint.ensure_writable()?;
     }
     summary.objects = objects.len();

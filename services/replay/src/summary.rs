@@ -58,6 +58,12 @@ pub struct Summary {
     /// Selected objects left out because the checkpoint's first run did not select them
     /// ([`crate::checkpoint::Checkpoint::knows`]).
     pub objects_new: usize,
+    /// The keys of the first [`crate::replay::MAX_LISTED_LEFT_OUT`] of those.
+    pub left_out: Vec<String>,
+    /// Objects the checkpoint's first run did not select but taken anyway: filed under an hour
+    /// before that run began, so not this replay's records
+    /// ([`crate::checkpoint::Checkpoint::filed_before_first_run`]).
+    pub objects_late: usize,
     /// Records read from the objects this run opened.
     pub records: usize,
     /// Items made from those records (records, or event lines for `--to-http`).
@@ -169,12 +175,30 @@ impl fmt::Display for Summary {
             self.unsent,
             self.already_sent
         )?;
+        if self.objects_late > 0 {
+            writeln!(
+                f,
+                "{} objects this checkpoint's first run did not select were taken: written since, into an hour before that run began (late failures of the replayed hours, not this replay's records)",
+                self.objects_late
+            )?;
+        }
         if self.objects_new > 0 {
             writeln!(
                 f,
-                "{} objects this checkpoint's first run did not select were left out (written since; among them may be this replay's own records, backed up again by the stream): to replay failures that came since, select only them (--since the hour this replay began, an --error-type, --key) with a new --checkpoint",
+                "{} objects this checkpoint's first run did not select were left out (written since, into an hour at or after that run began: among them may be this replay's own records, backed up again by the stream). \
+                 If they are failures to replay, select them with a new --checkpoint (--key, or --since the hour of the first key below):",
                 self.objects_new
             )?;
+            for key in &self.left_out {
+                writeln!(f, "  left out: {key}")?;
+            }
+            if self.objects_new > self.left_out.len() {
+                writeln!(
+                    f,
+                    "  … and {} more (RUST_LOG=replay=debug names them)",
+                    self.objects_new - self.left_out.len()
+                )?;
+            }
         }
         for p in &self.problems {
             let kind = match p.kind {

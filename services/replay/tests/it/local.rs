@@ -1,6 +1,7 @@
 //! The library end to end: fixtures in a local directory, replayed into a recording front door.
 
 use clap::Parser as _;
+use replay::checkpoint::CheckpointError;
 use replay::config::Config;
 use replay::error::AppError;
 use replay::replay::ReplayError;
@@ -613,6 +614,30 @@ async fn a_rerun_without_error_type_is_refused_though_the_all_data_objects_are_f
     assert!(first.complete(), "{first}");
     assert_eq!(first.objects_finished, 1);
     let requests = door.requests();
+    // This checkpoint records its filters: other ones are another replay, refused as such.
+    let err = try_run_to_http(&url, &cp, &[])
+        .await
+        .expect_err("other filters are refused");
+    assert!(
+        matches!(
+            err,
+            AppError::Replay(ReplayError::Checkpoint(
+                CheckpointError::OtherSelection { .. }
+            ))
+        ),
+        "{err}"
+    );
+    // A checkpoint written before the filters were recorded takes any: the rule on kinds is
+    // what refuses this one.
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cp).expect("the checkpoint is written"))
+            .expect("JSON");
+    assert!(state["selection"].is_string(), "{state}");
+    state
+        .as_object_mut()
+        .expect("an object")
+        .remove("selection");
+    std::fs::write(&cp, serde_json::to_vec_pretty(&state).expect("JSON")).expect("write");
     let before = std::fs::read(&cp).expect("the checkpoint is written");
 
     let err = try_run_to_http(&url, &cp, &[])
@@ -637,11 +662,14 @@ async fn a_rerun_without_error_type_is_refused_though_the_all_data_objects_are_f
     );
 }
 
-/// A re-run with the same checkpoint leaves out objects its first run did not select: when
-/// the stream that takes the replay backs it up into the source (AllData), those are the
-/// replay's own records, and taking them would send everything delivered a second time
-/// (helper-69). An object the first run selected but did not finish is still taken, however
-/// recently it was written (rewritten in place, restored). A new checkpoint takes everything.
+/// A re-run with the same checkpoint leaves out objects its first run did not select, filed
+/// under an hour at or after that run began: when the stream that takes the replay backs it up
+/// into the source (AllData), those are the replay's own records, and taking them would send
+/// everything delivered a second time (helper-69). They are named in the summary. An object
+/// the first run selected but did not finish is still taken, however recently it was written
+/// (rewritten in place, restored). One written since into an hour well before the first run
+/// began cannot hold the replay's records, and is taken (helper-82: Firehose files failures it
+/// gives up on late under the hour the records arrived in). A new checkpoint takes everything.
 #[tokio::test]
 async fn a_rerun_leaves_out_objects_its_first_run_did_not_select() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -660,44 +688,109 @@ async fn a_rerun_leaves_out_objects_its_first_run_did_not_select() {
     assert_eq!(door.ids().len(), 0);
     door.set(Behaviour::default());
 
-    // The fixture object, rewritten in place, and what the stream backed up of a replay: the
-    // same events in an object written since.
+    // The fixture object, rewritten in place; what the stream backed up of a replay: the same
+    // events in an object written since, filed under the hour they arrived in (now); and a
+    // late failure of the replayed day, filed under its hour, three days before.
     let fixture = src.join(MALFORMED[0].0);
     let content = std::fs::read(&fixture).expect("read the fixture");
     std::fs::write(&fixture, &content).expect("rewrite the fixture in place");
-    let echo = src.join("2026/11/28/07/events-1-2026-11-28-07-00-00-replayed");
+    let now = time::OffsetDateTime::now_utc();
+    let hour = format!(
+        "{:04}/{:02}/{:02}/{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour()
+    );
+    let echo_key = format!("{hour}/events-1-replayed");
+    let echo = src.join(&echo_key);
     std::fs::create_dir_all(echo.parent().expect("parent")).expect("mkdir");
     std::fs::write(
         &echo,
         "{\"id\":\"ad-1\",\"message\":\"event ad-1\"}\n{\"id\":\"ad-2\",\"message\":\"event ad-2\"}\n",
     )
     .expect("write the echo");
+    let late = src.join("2026/11/25/09/events-1-2026-11-25-09-59-00-late");
+    std::fs::create_dir_all(late.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&late, "{\"id\":\"late-1\",\"message\":\"written late\"}\n")
+        .expect("write the late object");
 
     let (again, _) = run_dir_to_http(&src, &url, &cp, &[]).await;
     assert!(again.complete(), "{again}");
     assert_eq!(again.objects_new, 1, "{again}");
+    assert_eq!(again.objects_late, 1, "{again}");
+    assert_eq!(again.left_out, std::slice::from_ref(&echo_key), "{again}");
     let mut ids = door.ids();
     ids.sort();
     assert_eq!(
         ids,
-        ["ad-1", "ad-2", "ad-3"],
-        "the fixture once, not the echo: {again}"
+        ["ad-1", "ad-2", "ad-3", "late-1"],
+        "the fixture once and the late object, not the echo: {again}"
     );
+    let text = again.to_string();
     assert!(
-        again
-            .to_string()
-            .contains("1 objects this checkpoint's first run did not select were left out"),
-        "{again}"
+        text.contains("1 objects this checkpoint's first run did not select were left out")
+            && text.contains(&format!("  left out: {echo_key}"))
+            && text.contains("1 objects this checkpoint's first run did not select were taken"),
+        "{text}"
     );
-    // Later runs still leave it out.
+    // Later runs still leave the echo out, and do not send the late object again.
     let (third, _) = run_dir_to_http(&src, &url, &cp, &[]).await;
     assert_eq!(third.objects_new, 1, "{third}");
-    assert_eq!(door.ids().len(), 3);
+    assert_eq!(door.ids().len(), 4);
 
     // A new checkpoint is a new replay: it takes the echo too.
     let (fresh, _) = run_dir_to_http(&src, &url, &tmp.path().join("cp2.json"), &[]).await;
     assert_eq!(fresh.objects_new, 0, "{fresh}");
-    assert_eq!(door.ids().len(), 3 + 3 + 2, "{fresh}");
+    assert_eq!(door.ids().len(), 4 + 4 + 2, "{fresh}");
+}
+
+/// A checkpoint belongs to one selection: a run with other filters is another replay, and
+/// is refused before anything is listed or sent (helper-82: reused with another --since, the
+/// checkpoint left out every object of the new window and the run ended with status 0). The
+/// same filters resume it; a file without a recorded selection takes any.
+#[tokio::test]
+async fn a_checkpoint_refuses_a_run_with_other_filters() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let window = ["--since", "2026-11-25T08", "--until", "2026-11-25T08"];
+    let (first, _) = try_run_dir_to_http(&fixture_dir(), &url, &cp, &window)
+        .await
+        .expect("the first run");
+    assert!(first.complete(), "{first}");
+    let sent = door.requests();
+    assert!(sent > 0, "{first}");
+
+    let err = try_run_dir_to_http(&fixture_dir(), &url, &cp, &["--since", "2026-11-25T09"])
+        .await
+        .expect_err("other filters are refused");
+    assert!(
+        matches!(
+            &err,
+            AppError::Replay(ReplayError::Checkpoint(CheckpointError::OtherSelection { expected, found, .. }))
+                if expected == "--since 2026-11-25T09"
+                    && found == "--since 2026-11-25T08 --until 2026-11-25T08"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("pass another --checkpoint"),
+        "{err}"
+    );
+    assert_eq!(door.requests(), sent, "nothing sent");
+
+    // The same filters, spelt another way, resume it (nothing left to send).
+    let (again, _) = try_run_dir_to_http(
+        &fixture_dir(),
+        &url,
+        &cp,
+        &["--until", "2026-11-25T08:00Z", "--since", "2026/11/25/08"],
+    )
+    .await
+    .expect("the same filters");
+    assert!(again.complete(), "{again}");
+    assert_eq!(door.requests(), sent, "{again}");
 }
 
 /// A --key that names no object (a typo, or a key written with the source's prefix) is an
