@@ -56,8 +56,9 @@ pub struct Config {
 
     /// Only the object with this key (repeat for several), as the summary and the log print it,
     /// e.g. an object whose records the front door refused, to replay it with `--to-stream`
-    /// (and another `--checkpoint` file). On S3 each named key is looked up (`HeadObject`)
-    /// instead of listing the prefix.
+    /// (and another `--checkpoint` file). On S3 the whole key or the path below the source's
+    /// prefix; each named key is looked up (`HeadObject`) instead of listing the prefix. A key
+    /// with no object stops the run before anything is sent.
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<String>,
 

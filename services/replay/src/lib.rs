@@ -93,6 +93,15 @@ pub async fn run(
         keys: config.keys.clone(),
         exclude_keys: Vec::new(),
     };
+    if let Location::S3 { prefix, .. } = &location {
+        // A `--key` may be the object's key as the summary prints it, or its path below the
+        // source, as for a directory (the summary of a directory source prints those).
+        for key in &mut selection.keys {
+            if !key.starts_with(prefix.as_str()) {
+                key.insert_str(0, prefix);
+            }
+        }
+    }
     if let Location::Dir(dir) = &location {
         // A checkpoint kept inside the source directory is not a backup object.
         if let (Ok(cp), Ok(dir)) = (

@@ -32,6 +32,9 @@ use crate::source::{ObjectInfo, Source, SourceError};
 use crate::summary::{Problem, ProblemKind, Summary};
 use crate::target::{ItemResult, Target};
 
+/// `--key`s with no object named in [`ReplayError::NoSuchKeys`].
+pub const MAX_NAMED_MISSING_KEYS: usize = 10;
+
 /// Keys of left-out objects named in the log at `warn` and in the summary; the rest are
 /// logged at `debug`.
 pub const MAX_LISTED_LEFT_OUT: usize = 10;
@@ -207,18 +210,22 @@ pub enum ReplayError {
     /// The dry-run preview could not be written.
     #[error("cannot write the dry-run preview: {0}")]
     Preview(#[source] std::io::Error),
-    /// Not one of the objects `--key` names is under the source (or the other filters left
-    /// them all out). Nothing was sent.
+    /// Some of the objects `--key` names are not under the source (or the other filters left
+    /// them out). Nothing was sent.
     #[error(
-        "no object under {location} has the key --key names ({keys}), or the other filters left \
-         them out: a key is the object's path below the source (e.g. \
-         http-endpoint-failed/2026/11/25/09/<name> for the source s3://bucket/prefix/). Nothing \
-         was sent"
+        "{missing} of the {given} keys --key names have no object under {location}, or the other \
+         filters left them out: {keys}. A key is the object's key as the summary and the log print \
+         it, or its path below the source (e.g. http-endpoint-failed/2026/11/25/09/<name> for the \
+         source s3://bucket/prefix/). Nothing was sent: drop or correct those keys"
     )]
     NoSuchKeys {
         /// The source, as the log names it.
         location: String,
-        /// The keys, as given.
+        /// How many of the keys have no object.
+        missing: usize,
+        /// How many keys were given.
+        given: usize,
+        /// The first [`MAX_NAMED_MISSING_KEYS`] keys with no object, as given.
         keys: String,
     },
     /// No `--error-type` or `--key`, and the selection holds both `AllData` backup objects and
@@ -317,20 +324,29 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         .iter()
         .filter(|wanted| !selected.contains(wanted.as_str()))
         .collect();
-    if !missing.is_empty() && missing.len() == options.selection.keys.len() {
-        // Not one of them: a typo or a key given with the source's prefix. Ending with
-        // "0 selected" and status 0 would pass for a replay done (helper-69).
+    if !missing.is_empty() {
+        // A typo, or an object deleted since (a lifecycle rule). Ending with "0 selected" and
+        // status 0 would pass for a replay done (helper-69); replaying the others and ending
+        // with status 0 would pass for all of them done (helper-82). Nothing is sent until the
+        // list names only objects that are there.
+        let mut keys = missing
+            .iter()
+            .take(MAX_NAMED_MISSING_KEYS)
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if missing.len() > MAX_NAMED_MISSING_KEYS {
+            keys.push_str(&format!(
+                " and {} more",
+                missing.len() - MAX_NAMED_MISSING_KEYS
+            ));
+        }
         return Err(ReplayError::NoSuchKeys {
             location: describe(source),
-            keys: missing
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            missing: missing.len(),
+            given: options.selection.keys.len(),
+            keys,
         });
-    }
-    for wanted in missing {
-        tracing::warn!(key = %wanted, "--key names no object under the source (or one left out by the other filters)");
     }
     // Decided on the whole selection, before the first object is fetched or sent (dry runs
     // too: they show what a real run would do), and before objects the checkpoint does not know

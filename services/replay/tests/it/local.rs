@@ -795,7 +795,9 @@ async fn a_checkpoint_refuses_a_run_with_other_filters() {
 
 /// A --key that names no object (a typo, or a key written with the source's prefix) is an
 /// error before anything is sent, not "0 selected" and status 0, which would pass for a replay
-/// done (helper-69). One of several found: the others are warned about, the found one replayed.
+/// done (helper-69). One of several not found is an error too, naming only it, with nothing
+/// sent: replaying the others and ending with status 0 would pass for all of them done
+/// (helper-82).
 #[tokio::test]
 async fn a_key_that_names_no_object_is_an_error_not_an_empty_success() {
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
@@ -812,7 +814,17 @@ async fn a_key_that_names_no_object_is_an_error_not_an_empty_success() {
     assert_eq!(door.requests(), 0);
 
     let real = MALFORMED[0].0;
-    let (summary, _) = run_to_http(&url, &cp, &["--key", real, "--key", "typo"]).await;
+    let err = try_run_to_http(&url, &cp, &["--key", real, "--key", "typo"])
+        .await
+        .expect_err("one key of two has no object");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("1 of the 2 keys") && text.contains(": typo.") && !text.contains(real),
+        "{text}"
+    );
+    assert_eq!(door.requests(), 0);
+
+    let (summary, _) = run_to_http(&url, &cp, &["--key", real]).await;
     assert_eq!(summary.objects, 1, "{summary}");
     assert!(summary.complete(), "{summary}");
 }

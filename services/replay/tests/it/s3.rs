@@ -277,7 +277,18 @@ async fn named_keys_are_found_in_s3_and_a_missing_one_is_an_error() {
     assert_eq!(door.requests(), 0);
 
     let he = "backup/http-endpoint-failed/2026/11/25/09/events-1-2026-11-25-09-30-00-3c2d8e4f-6a7b-4c9d-8e0f-2a3b4c5d6e7f.gz";
-    let out = run("one.json", &[he, missing_key]).await;
+    // One key of two missing: an error naming it, nothing sent.
+    let out = run("mixed.json", &[he, missing_key]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 of the 2 keys") && stderr.contains(missing_key),
+        "{stderr}"
+    );
+    assert_eq!(door.requests(), 0);
+    // The key below the source (as a directory source's summary prints it) is the same object.
+    let below = he.strip_prefix("backup/").expect("under the prefix");
+    let out = run("one.json", &[below]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
