@@ -33,6 +33,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 
 use crate::read::{Record, object_on_one_line};
 use crate::target::{ItemResult, SendError, Target, TargetError};
@@ -92,6 +93,9 @@ impl HttpTargetConfig {
 pub struct HttpTarget {
     client: reqwest::Client,
     config: HttpTargetConfig,
+    /// The run's stop (Ctrl-C, SIGTERM): it ends a wait before a retry, and the batch's
+    /// unconfirmed events are left to the next run ([`HttpTarget::with_cancel`]).
+    cancel: CancellationToken,
 }
 
 /// How one POST went, for the retry loop.
@@ -138,7 +142,30 @@ impl HttpTarget {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| TargetError(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// Stops waiting to retry once `cancel` fires: a batch that would wait out its retries
+    /// (8 attempts with backoffs up to 20 s) ends at once with its unconfirmed events
+    /// unaccepted, so a stopped run ends within one request's timeout rather than the whole
+    /// retry schedule (a Kubernetes Job has 30 s between SIGTERM and SIGKILL by default). A
+    /// request in flight is still waited for: its answer says what it delivered.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Waits `pause` before a retry; `false` when the run is stopped first.
+    async fn pause(&self, pause: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => true,
+            () = self.cancel.cancelled() => false,
+        }
     }
 
     /// The URL events go to.
@@ -285,6 +312,10 @@ impl HttpTarget {
         // Work list of index groups; a refused group is split in two and both halves queued.
         let mut groups = vec![indexes];
         while let Some(mut group) = groups.pop() {
+            // Stopped: the groups not posted yet stay "not sent", for the next run.
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
             let mut attempt = 0u32;
             loop {
                 attempt += 1;
@@ -348,7 +379,9 @@ impl HttpTarget {
                             unaccepted = still.len(),
                             "front door accepted part of the batch; re-sending the rest"
                         );
-                        tokio::time::sleep(self.backoff(attempt, None)).await;
+                        if !self.pause(self.backoff(attempt, None)).await {
+                            return Ok(());
+                        }
                         group = still;
                     }
                     Answer::Retry(message, hint) => {
@@ -359,7 +392,14 @@ impl HttpTarget {
                             break;
                         }
                         tracing::warn!(attempt, error = %message, "front door did not take the batch; retrying");
-                        tokio::time::sleep(self.backoff(attempt, hint)).await;
+                        if !self.pause(self.backoff(attempt, hint)).await {
+                            for &i in &group {
+                                results[i] = ItemResult::Unaccepted(format!(
+                                    "stopped before a retry: {message}"
+                                ));
+                            }
+                            return Ok(());
+                        }
                     }
                 }
             }

@@ -163,7 +163,9 @@ pub async fn run(
                 max_concurrent_calls: 1,
                 ..ingest::producer::ProducerConfig::default()
             };
-            let target = StreamTarget::start(Arc::new(client), &stream, location, producer).await?;
+            let target = StreamTarget::start(Arc::new(client), &stream, location, producer)
+                .await?
+                .with_cancel(cancel.clone());
             let checkpoint = open(&target.describe())?;
             drive(&source, &target, checkpoint, &options, preview, cancel).await
         }
@@ -172,7 +174,7 @@ pub async fn run(
             http.api_key.clone_from(&config.http_api_key);
             http.max_attempts = config.http_max_attempts;
             http.events_per_request = config.http_batch;
-            let target = HttpTarget::new(http)?;
+            let target = HttpTarget::new(http)?.with_cancel(cancel.clone());
             let checkpoint = open(&target.describe())?;
             drive(&source, &target, checkpoint, &options, preview, cancel).await
         }

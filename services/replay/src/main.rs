@@ -31,7 +31,8 @@ async fn main() -> ExitCode {
     // One listener for both stops, registered before the first: a second signal right after
     // the first is never missed. SIGTERM (a Kubernetes Job, systemd, `kill`) is Ctrl-C's twin:
     // without it the process died mid-batch, and that batch, perhaps delivered, was sent again
-    // by the next run. The batch in flight can take up to the retry budget; a second signal
+    // by the next run. The request or call in flight is waited for (a retry wait is not: the
+    // targets end it, see `HttpTarget::with_cancel`, `StreamTarget::with_cancel`); a second signal
     // stops at once (exit status 130 or 143): the checkpoint has everything up to the last
     // batch, and that batch's records may have reached the target, so the next run may send
     // them again.

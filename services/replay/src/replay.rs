@@ -668,6 +668,8 @@ impl<T: Target> ObjectRun<'_, T> {
             // key): unlike an outage, running again as it is cannot get past it.
             let (reason, needs_fix) = match (fatal, unaccepted) {
                 (Some(error), _) => (error.to_string(), true),
+                // The target gave up waiting to retry because the run was stopped.
+                (None, Some(_)) if self.cancel.is_cancelled() => ("interrupted".to_owned(), false),
                 (None, Some(reason)) => (format!("the target stayed unavailable: {reason}"), false),
                 (None, None) => continue,
             };

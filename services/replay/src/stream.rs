@@ -18,6 +18,7 @@ use bytes::Bytes;
 use firehose_formats::limits::{MAX_BATCH_RECORDS, MAX_RECORD_BYTES, SAFE_BATCH_BYTES};
 use ingest::producer::{NOT_SENT_IN_TIME, Producer, ProducerConfig, ProducerHandle, SubmitOutcome};
 use ingest::sink::{RecordSink, Retry, classify_error_code};
+use tokio_util::sync::CancellationToken;
 
 use crate::read::{Record, is_json_object, object_on_one_line};
 use crate::target::{ItemResult, SendError, Target, TargetError};
@@ -55,6 +56,9 @@ pub struct StreamTarget {
     /// is submitted in pieces of this size, one after another ([`Target::send`]).
     call_records: usize,
     call_bytes: usize,
+    /// The run's stop (Ctrl-C, SIGTERM): a batch of several calls ends before the next one
+    /// ([`StreamTarget::with_cancel`]).
+    cancel: CancellationToken,
 }
 
 impl StreamTarget {
@@ -91,7 +95,17 @@ impl StreamTarget {
             budget,
             call_records,
             call_bytes,
+            cancel: CancellationToken::new(),
         })
+    }
+
+    /// Ends a batch of several calls before its next call once `cancel` fires: a stopped run
+    /// waits for one call (at most `--retry-budget-secs`), not one budget per call of the
+    /// batch. What the calls made got in is reported, as always.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 }
 
@@ -122,6 +136,14 @@ impl Target for StreamTarget {
         let mut results = Vec::with_capacity(count);
         let mut rest = items.into_iter().peekable();
         while rest.peek().is_some() {
+            // Stopped: what the earlier calls got in is reported, the rest left to the next run.
+            if !results.is_empty() && self.cancel.is_cancelled() {
+                results.resize(
+                    count,
+                    ItemResult::Unaccepted("stopped before the next call".to_owned()),
+                );
+                return Ok(results);
+            }
             // One call's worth at a time, each with the retry budget: a batch over one call's 4,000,000 bytes needs
             // several calls, and one deadline for all of them would withdraw records of a
             // stream that is slow but taking them; with none, a stream refusing them would hold

@@ -466,6 +466,60 @@ async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once(
     assert_each_good_record_once(&door.ids());
 }
 
+/// Ctrl-C or SIGTERM while the front door keeps answering 503: the wait before the next retry
+/// ends at once, instead of the rest of the schedule (8 attempts, ~25 s of backoff), which
+/// outlasts a Kubernetes Job's 30 s grace period once the requests themselves take time
+/// (helper-82). Nothing of the batch is counted as done; a re-run sends every record once.
+#[tokio::test]
+async fn a_stop_during_retries_ends_the_wait_and_a_rerun_sends_everything_once() {
+    let (door, url) = FrontDoor::start(Behaviour {
+        accept_limit: Some(0),
+        ..Behaviour::default()
+    })
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let args = [
+        dir(),
+        "--to-http".into(),
+        url,
+        "--checkpoint".into(),
+        cp.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
+    let config = Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
+        .expect("valid arguments");
+    let cancel = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let mut preview = Vec::new();
+    let replaying = replay::run(&config, &mut preview, &cancel);
+    let stop = async {
+        // The first 503 is in: the run is now waiting to retry.
+        while door.requests() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+    };
+    let (stopped, ()) = tokio::join!(replaying, stop);
+    let stopped = stopped.expect("the replay runs");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the stop waited out the retries: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stopped.stop_reason(), Some("interrupted"), "{stopped}");
+    assert!(!stopped.complete(), "{stopped}");
+    assert_eq!(stopped.sent, 0, "{stopped}");
+    assert!(stopped.unsent > 0, "{stopped}");
+    assert!(door.requests() <= 2, "{}", door.requests());
+    assert!(door.ids().is_empty());
+
+    door.set(Behaviour::default());
+    let (summary, _) = run(&args).await;
+    assert!(summary.complete(), "{summary}");
+    assert_each_good_record_once(&door.ids());
+}
+
 #[tokio::test]
 async fn events_delivered_before_a_configuration_error_are_not_sent_again() {
     // The first POST (the AllData object's 3 events) is answered 503 naming event 1, so ad-1

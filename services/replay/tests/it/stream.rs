@@ -518,3 +518,37 @@ async fn a_slow_stream_gets_a_batch_of_several_calls_in_whole() {
     assert_eq!(fake.accepted.lock().expect("lock").len(), 10);
     assert_eq!(fake.calls.load(Ordering::SeqCst), 5);
 }
+
+/// A stop (Ctrl-C, SIGTERM) while a batch of several calls is on its way: the call in flight
+/// finishes and its records are reported delivered, the next calls are not made, and their
+/// records are left to the next run: a stopped run waits for one call, not one per call.
+#[tokio::test(start_paused = true)]
+async fn a_stop_ends_a_batch_of_several_calls_after_the_call_in_flight() {
+    let fake = Arc::new(FakeFirehose::default());
+    *fake.call_time.lock().expect("lock") = Duration::from_millis(200);
+    let (target, _, items) = two_per_call(&fake).await;
+    let cancel = CancellationToken::new();
+    let target = target.with_cancel(cancel.clone());
+    let stop = async {
+        // During the first call.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    };
+    let (results, ()) = tokio::join!(target.send(items), stop);
+    let results = results.expect("no permanent error");
+    assert_eq!(results.len(), 10);
+    assert!(
+        results[..2]
+            .iter()
+            .all(|r| matches!(r, replay::target::ItemResult::Accepted)),
+        "{results:?}"
+    );
+    assert!(
+        results[2..].iter().all(
+            |r| matches!(r, replay::target::ItemResult::Unaccepted(why) if why.contains("stopped"))
+        ),
+        "{results:?}"
+    );
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.ids(), ["e0", "e1"]);
+}
