@@ -52,6 +52,21 @@ pub enum SourceError {
         /// AWS's error code, when S3 answered with one (`AccessDenied`, `InvalidObjectState`).
         code: Option<String>,
     },
+    /// The source's prefix does not end in `/` and matches both a folder of that name and
+    /// keys beside it (`firehose` matching `firehose/…` and `firehose-staging/…`): replaying
+    /// them all would send another stream's backups.
+    #[error(
+        "s3://{bucket}/{prefix} matches the folder {prefix}/ and also keys beside it, e.g. {sibling}: \
+         write s3://{bucket}/{prefix}/ for the folder (or the longer prefix you mean). Nothing was sent"
+    )]
+    AmbiguousPrefix {
+        /// The bucket.
+        bucket: String,
+        /// The prefix, as given.
+        prefix: String,
+        /// A key that is not in the folder.
+        sibling: String,
+    },
     /// The object is larger than the cap ([`MAX_DECODED_OBJECT_BYTES`]); it was not read whole.
     #[error("{key} is larger than {cap} bytes; refusing to read it")]
     TooLarge {
@@ -79,7 +94,7 @@ impl SourceError {
             Self::S3 {
                 code: Some(code), ..
             } => S3_CODES_NEEDING_A_FIX.contains(&code.as_str()),
-            Self::S3 { code: None, .. } | Self::Io { .. } => false,
+            Self::S3 { code: None, .. } | Self::Io { .. } | Self::AmbiguousPrefix { .. } => false,
         }
     }
 
@@ -181,7 +196,11 @@ impl Source {
                 client,
                 bucket,
                 prefix,
-            } => list_s3(client, bucket, prefix).await?,
+            } => {
+                let objects = list_s3(client, bucket, prefix).await?;
+                check_prefix(bucket, prefix, &objects)?;
+                objects
+            }
             Self::Dir(root) => {
                 let root = root.clone();
                 tokio::task::spawn_blocking(move || list_dir(&root))
@@ -363,6 +382,28 @@ async fn list_s3(
     Ok(objects)
 }
 
+/// Refuses a prefix without a final `/` that names a folder and also matches keys beside
+/// it ([`SourceError::AmbiguousPrefix`]). One that matches no folder is taken as it is:
+/// Firehose joins its prefix and the `YYYY/MM/dd/HH/` part as they are, so a stream with the
+/// prefix `logs` writes `logs2026/11/25/09/…`.
+fn check_prefix(bucket: &str, prefix: &str, objects: &[ObjectInfo]) -> Result<(), SourceError> {
+    if prefix.is_empty() || prefix.ends_with('/') {
+        return Ok(());
+    }
+    let in_folder = |key: &str| key.as_bytes().get(prefix.len()) == Some(&b'/');
+    if !objects.iter().any(|o| in_folder(&o.key)) {
+        return Ok(());
+    }
+    match objects.iter().find(|o| !in_folder(&o.key)) {
+        Some(sibling) => Err(SourceError::AmbiguousPrefix {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            sibling: sibling.key.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// How many `HeadObject` lookups [`Source::objects`] has in flight.
 pub const HEAD_CONCURRENCY: usize = 16;
 
@@ -466,6 +507,34 @@ mod tests {
 
     fn keys_and_sizes(objects: &[ObjectInfo]) -> Vec<(&str, u64)> {
         objects.iter().map(|o| (o.key.as_str(), o.size)).collect()
+    }
+
+    #[test]
+    fn a_prefix_naming_a_folder_and_keys_beside_it_is_refused() {
+        let listed = |keys: &[&str]| -> Vec<ObjectInfo> {
+            keys.iter()
+                .map(|k| ObjectInfo {
+                    key: (*k).to_owned(),
+                    size: 1,
+                })
+                .collect()
+        };
+        let both = listed(&[
+            "firehose-staging/2026/11/25/09/a",
+            "firehose/2026/11/25/09/b",
+        ]);
+        let err = check_prefix("b", "firehose", &both).unwrap_err();
+        assert!(
+            matches!(&err, SourceError::AmbiguousPrefix { sibling, .. } if sibling == "firehose-staging/2026/11/25/09/a"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("s3://b/firehose/"), "{err}");
+        // With the `/`, or with no folder of that name (Firehose's own joined prefix), or only
+        // the folder: taken.
+        assert!(check_prefix("b", "firehose/", &both).is_ok());
+        assert!(check_prefix("b", "logs", &listed(&["logs2026/11/25/09/a", "logs-x/a"])).is_ok());
+        assert!(check_prefix("b", "firehose", &listed(&["firehose/a", "firehose/b"])).is_ok());
+        assert!(check_prefix("b", "", &both).is_ok());
     }
 
     /// Which fetch failures a re-run cannot get past (exit 3) and which it may (exit 2).

@@ -300,3 +300,51 @@ async fn named_keys_are_found_in_s3_and_a_missing_one_is_an_error() {
     ids.sort();
     assert_eq!(ids, ["he-1", "he-2", "he-3"], "{stdout}");
 }
+
+/// A source prefix without its final `/` lists, on real S3, the folder and every key beside
+/// it (`backup-staging/…` under `backup`): another stream's backups. Refused before anything
+/// is sent (helper-82); with the `/` the same bucket replays the folder alone.
+#[tokio::test]
+async fn a_prefix_that_also_matches_keys_beside_its_folder_is_refused() {
+    let Some(moto) = Moto::get().await else {
+        return;
+    };
+    let bucket = unique_bucket("replay-sibling");
+    let s3 = moto.s3();
+    upload_fixtures(&s3, &bucket, "backup/").await;
+    let sibling = "backup-staging/2026/11/25/08/events-1-2026-11-25-08-00-00-staging";
+    s3.put_object()
+        .bucket(&bucket)
+        .key(sibling)
+        .body(b"{\"id\":\"staging-1\"}\n".to_vec().into())
+        .send()
+        .await
+        .expect("upload to moto");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cp = tmp.path().join("cp.json");
+    let run = |source: String| {
+        let (moto, url, cp) = (&moto, url.clone(), cp.display().to_string());
+        async move {
+            let args = [source.as_str(), "--to-http", &url, "--checkpoint", &cp];
+            replay(moto, &args).await
+        }
+    };
+    let out = run(format!("s3://{bucket}/backup")).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(sibling) && stderr.contains(&format!("write s3://{bucket}/backup/")),
+        "{stderr}"
+    );
+    assert_eq!(door.requests(), 0);
+
+    let out = run(format!("s3://{bucket}/backup/")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_each_good_record_once(&door.ids());
+}
