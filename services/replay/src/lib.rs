@@ -18,10 +18,12 @@
 //! - [`checkpoint`]: finished objects and progress, written atomically; [`journal`] keeps the
 //!   changes between two such writes.
 //! - [`rate`]: the pacer behind `--rate`.
+//! - [`age`]: events New Relic will drop for their `timestamp`'s age, counted.
 //! - [`replay`]: the loop that ties them together; [`summary`] is what it returns.
 //! - [`progress`]: the terminal progress bar.
 //! - [`error`]: what stops a replay before it starts.
 
+pub mod age;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -23,6 +23,7 @@ use std::io::Write;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::age;
 use crate::checkpoint::{Checkpoint, CheckpointError, items_fingerprint};
 use crate::layout::{ObjectKind, UtcHour};
 use crate::progress::Progress;
@@ -577,14 +578,23 @@ impl<T: Target> ObjectRun<'_, T> {
         }
         self.summary.items += items.len();
 
-        // Hashing up to 1 GiB of items is CPU work too: off the workers, as the reading was.
+        // Hashing up to 1 GiB of items is CPU work too: off the workers, as the reading was;
+        // so is looking for events New Relic will drop for their age (`crate::age`).
         let hashed: Vec<Bytes> = items.iter().map(|(_, item)| item.clone()).collect();
-        let fingerprint = match tokio::task::spawn_blocking(move || {
-            items_fingerprint(hashed.iter().map(|item| &item[..]))
+        let now_ms = age::now_ms();
+        let (fingerprint, too_old) = match tokio::task::spawn_blocking(move || {
+            let too_old: Vec<bool> = hashed
+                .iter()
+                .map(|item| age::too_old_for_new_relic(item, now_ms))
+                .collect();
+            (
+                items_fingerprint(hashed.iter().map(|item| &item[..])),
+                too_old,
+            )
         })
         .await
         {
-            Ok(fingerprint) => fingerprint,
+            Ok(done) => done,
             Err(e) => {
                 self.object_failed(format!("fingerprinting the object failed: {e}"), false);
                 return Ok(());
@@ -592,6 +602,15 @@ impl<T: Target> ObjectRun<'_, T> {
         };
         let mut done = self.checkpoint.done_items(key, size, &fingerprint);
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
+        let old_events = todo.iter().filter(|&&i| too_old[i]).count();
+        if old_events > 0 {
+            tracing::debug!(
+                key,
+                items = old_events,
+                "items hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records"
+            );
+        }
+        self.summary.too_old_for_new_relic += old_events;
         if todo.len() < items.len() {
             tracing::info!(
                 key,

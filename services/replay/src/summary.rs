@@ -78,6 +78,9 @@ pub struct Summary {
     pub unsent: usize,
     /// Items of a partly sent object that an earlier run had delivered.
     pub already_sent: usize,
+    /// Items this run sent (or would send, in a dry run) holding an event whose `timestamp`
+    /// is more than 48 hours old: New Relic drops those ([`crate::age`]).
+    pub too_old_for_new_relic: usize,
     /// Why the run stopped early, if it did.
     pub stopped: Option<Stop>,
     /// Objects among `objects_failed` that cannot be read as they are (ZIP, corrupt GZIP, no
@@ -175,6 +178,19 @@ impl fmt::Display for Summary {
             self.unsent,
             self.already_sent
         )?;
+        if self.too_old_for_new_relic > 0 {
+            let (items, were) = if self.dry_run {
+                ("items to send", "would be")
+            } else {
+                ("items sent", "were")
+            };
+            writeln!(
+                f,
+                "{} {items} hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records \
+                 (https://docs.newrelic.com/docs/logs/ui-data/timestamp-support/), so they {were} delivered here but will not show up there",
+                self.too_old_for_new_relic
+            )?;
+        }
         if self.objects_late > 0 {
             writeln!(
                 f,

@@ -799,6 +799,59 @@ async fn a_rerun_leaves_out_objects_its_first_run_did_not_select() {
     assert_eq!(door.ids().len(), 4 + 4 + 2, "{fresh}");
 }
 
+/// New Relic drops log records whose `timestamp` is more than 48 hours old; the front door
+/// and Firehose take them. A replay of old failures counts the events it sends that New Relic
+/// will drop, in a dry run before anything is sent too, and says so in the summary.
+#[tokio::test]
+async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let object = src.join("2026/11/25/08/events-1-2026-11-25-08-00-00-timestamps");
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("mkdir");
+    let now = time::OffsetDateTime::now_utc();
+    let ms = |t: time::OffsetDateTime| t.unix_timestamp() * 1000;
+    let lines = [
+        format!(
+            r#"{{"id":"old-ms","timestamp":{}}}"#,
+            ms(now - time::Duration::hours(49))
+        ),
+        format!(
+            r#"{{"id":"old-text","timestamp":"{}"}}"#,
+            (now - time::Duration::days(6))
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339")
+        ),
+        format!(
+            r#"{{"id":"recent","timestamp":{}}}"#,
+            ms(now - time::Duration::hours(47))
+        ),
+        r#"{"id":"no-time"}"#.to_owned(),
+    ];
+    std::fs::write(&object, lines.join("\n") + "\n").expect("write the object");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+
+    let (dry, _) = run_dir_to_http(&src, &url, &tmp.path().join("dry.json"), &["--dry-run"]).await;
+    assert_eq!(dry.too_old_for_new_relic, 2, "{dry}");
+    assert!(
+        dry.to_string()
+            .contains("2 items to send hold an event whose `timestamp` is more than 48 hours old"),
+        "{dry}"
+    );
+    assert_eq!(door.requests(), 0);
+
+    let (sent, _) = run_dir_to_http(&src, &url, &tmp.path().join("cp.json"), &[]).await;
+    assert!(sent.complete(), "{sent}");
+    assert_eq!(sent.sent, 4, "{sent}");
+    assert_eq!(sent.too_old_for_new_relic, 2, "{sent}");
+    assert!(
+        sent.to_string().contains("2 items sent hold an event")
+            && sent
+                .to_string()
+                .contains("New Relic drops such log records"),
+        "{sent}"
+    );
+}
+
 /// A checkpoint belongs to one selection: a run with other filters is another replay, and
 /// is refused before anything is listed or sent (helper-82: reused with another --since, the
 /// checkpoint left out every object of the new window and the run ended with status 0). The

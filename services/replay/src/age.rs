@@ -1,0 +1,160 @@
+//! Events New Relic will drop for their age.
+//!
+//! New Relic takes a JSON log record's `timestamp` attribute as the record's time, in place of
+//! the time it arrives, and drops records whose timestamp is more than 48 hours old
+//! (<https://docs.newrelic.com/docs/logs/ui-data/timestamp-support/>: "a payload with
+//! timestamps older than 48 hours are dropped"). A replay of failures older than that
+//! delivers such events to the front door or the stream, which take them, and New Relic then
+//! drops them without a word: the replay would report them sent. So the replay counts them
+//! (dry runs too, before anything is sent) and says so in its summary.
+//!
+//! Recognised here, as New Relic reads them: a top-level `timestamp` that is a number or a
+//! string of digits (Unix time in milliseconds, or in seconds when below 10^11, i.e. before
+//! the year 5138 in seconds, 1973 in milliseconds), or an RFC 3339 string. Anything else New
+//! Relic ignores (it uses the arrival time), and so does this.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// How old a record's `timestamp` may be before New Relic drops it.
+pub const NEW_RELIC_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
+
+/// Below this, a numeric timestamp is read as seconds, at or above it as milliseconds.
+const SECONDS_BELOW: f64 = 1e11;
+
+/// The byte pattern an item must hold to be parsed at all: most events have no `timestamp`,
+/// and a substring search is far cheaper than parsing them.
+const KEY: &[u8] = b"\"timestamp\"";
+
+/// The top-level `timestamp` of one JSON object, as Unix milliseconds; `None` when the line is
+/// not a JSON object, has none, or has one New Relic would not read as a time.
+#[must_use]
+pub fn timestamp_ms(line: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        timestamp: Option<serde_json::Value>,
+    }
+    let value = serde_json::from_slice::<Probe>(line).ok()?.timestamp?;
+    let number = match &value {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<f64>().ok()?
+        }
+        serde_json::Value::String(s) => {
+            let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+            return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
+        }
+        _ => return None,
+    };
+    if !number.is_finite() {
+        return None;
+    }
+    let ms = if number.abs() < SECONDS_BELOW {
+        number * 1000.0
+    } else {
+        number
+    };
+    // In range for any date New Relic takes; out of range saturates, which is still "old" or
+    // "new" as it should be.
+    #[allow(clippy::cast_possible_truncation)]
+    Some(ms as i64)
+}
+
+/// Whether `item` (one event, or a record of JSON lines) holds an event whose `timestamp` is
+/// more than [`NEW_RELIC_MAX_AGE`] before `now_ms`.
+#[must_use]
+pub fn too_old_for_new_relic(item: &[u8], now_ms: i64) -> bool {
+    if memchr::memmem::find(item, KEY).is_none() {
+        return false;
+    }
+    let oldest_kept = now_ms.saturating_sub(duration_ms(NEW_RELIC_MAX_AGE));
+    item.split(|b| *b == b'\n')
+        .filter_map(timestamp_ms)
+        .any(|ms| ms < oldest_kept)
+}
+
+/// The current time as Unix milliseconds.
+#[must_use]
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-28T12:00:00Z.
+    const NOW_MS: i64 = 1_795_867_200_000;
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn timestamps_are_read_as_new_relic_reads_them() {
+        assert_eq!(
+            timestamp_ms(br#"{"timestamp":1795867200000}"#),
+            Some(NOW_MS)
+        );
+        assert_eq!(timestamp_ms(br#"{"timestamp":1795867200}"#), Some(NOW_MS));
+        assert_eq!(
+            timestamp_ms(br#"{"timestamp":1795867200.5}"#),
+            Some(NOW_MS + 500)
+        );
+        assert_eq!(
+            timestamp_ms(br#"{"timestamp":"1795867200000"}"#),
+            Some(NOW_MS)
+        );
+        assert_eq!(
+            timestamp_ms(br#"{"a":{"timestamp":1},"timestamp":"2026-11-28T12:00:00Z"}"#),
+            Some(NOW_MS)
+        );
+        assert_eq!(
+            timestamp_ms(br#"{"timestamp":"2026-11-28T13:00:00.250+01:00"}"#),
+            Some(NOW_MS + 250)
+        );
+        for not_a_time in [
+            &br#"{"message":"no timestamp"}"#[..],
+            br#"{"timestamp":"yesterday"}"#,
+            br#"{"timestamp":null}"#,
+            br#"{"timestamp":[1]}"#,
+            br#"{"timestamp":""}"#,
+            br#"[{"timestamp":1}]"#,
+            b"not json",
+        ] {
+            assert_eq!(
+                timestamp_ms(not_a_time),
+                None,
+                "{}",
+                String::from_utf8_lossy(not_a_time)
+            );
+        }
+    }
+
+    #[test]
+    fn only_events_more_than_48_hours_old_are_too_old() {
+        let at = |ms: i64| format!(r#"{{"id":1,"timestamp":{ms}}}"#);
+        assert!(too_old_for_new_relic(
+            at(NOW_MS - 49 * HOUR_MS).as_bytes(),
+            NOW_MS
+        ));
+        assert!(!too_old_for_new_relic(
+            at(NOW_MS - 47 * HOUR_MS).as_bytes(),
+            NOW_MS
+        ));
+        assert!(!too_old_for_new_relic(at(NOW_MS).as_bytes(), NOW_MS));
+        assert!(!too_old_for_new_relic(br#"{"id":1}"#, NOW_MS));
+        // A record of several lines: any one of them.
+        let record = format!(
+            "{}\n{}\n",
+            at(NOW_MS),
+            r#"{"timestamp":"2026-11-20T00:00:00Z"}"#
+        );
+        assert!(too_old_for_new_relic(record.as_bytes(), NOW_MS));
+    }
+}
