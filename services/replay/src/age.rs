@@ -75,6 +75,83 @@ pub fn too_old_for_new_relic(item: &[u8], now_ms: i64) -> bool {
         .any(|ms| ms < oldest_kept)
 }
 
+/// What `--restamp` renames an old event's `timestamp` to.
+pub const RENAMED_TO: &str = "original_timestamp";
+
+/// `item` with the top-level `timestamp` of each of its JSON lines that is more than
+/// [`NEW_RELIC_MAX_AGE`] before `now_ms` renamed to [`RENAMED_TO`] (`--restamp`): New Relic then
+/// keeps the event, at its arrival time, and the original time stays in the event. Only the
+/// member's name changes; every other byte is kept. A line that already has a member named
+/// [`RENAMED_TO`] is left as it is (two members of one name would lose one of them), and so are
+/// lines whose timestamp is not too old. Returns `None` when nothing was renamed.
+#[must_use]
+pub fn restamp(item: &[u8], now_ms: i64) -> Option<Vec<u8>> {
+    memchr::memmem::find(item, KEY)?;
+    let oldest_kept = now_ms.saturating_sub(duration_ms(NEW_RELIC_MAX_AGE));
+    let mut out: Option<Vec<u8>> = None;
+    let mut line_start = 0;
+    for line in item.split(|b| *b == b'\n') {
+        let start = line_start;
+        line_start += line.len() + 1;
+        if timestamp_ms(line).is_none_or(|ms| ms >= oldest_kept) {
+            continue;
+        }
+        let Some((name_start, name_end)) = top_level_names(line)
+            .filter(|names| {
+                !names
+                    .iter()
+                    .any(|&(_, _, name)| name == RENAMED_TO.as_bytes())
+            })
+            .and_then(|names| {
+                names
+                    .into_iter()
+                    .find(|&(_, _, name)| name == b"timestamp")
+                    .map(|(s, e, _)| (s, e))
+            })
+        else {
+            continue;
+        };
+        // The renamed copy so far: every byte up to this line as it was (or as renamed before).
+        let buf = out.get_or_insert_with(|| item.to_vec());
+        let shift = buf.len() - item.len();
+        let (from, to) = (start + name_start + shift, start + name_end + shift);
+        buf.splice(from..to, format!("\"{RENAMED_TO}\"").into_bytes());
+    }
+    out
+}
+
+/// The top-level member names of one JSON object: each name's quoted span in `line` (start,
+/// end) and its text as written (names with escapes are compared as written, so an escaped
+/// `timestamp` is not renamed). `None` when the line is not one object.
+fn top_level_names(line: &[u8]) -> Option<Vec<(usize, usize, &[u8])>> {
+    use firehose_formats::json_scan::Cursor;
+    let mut c = Cursor::new(line, 0);
+    let mut stack = Vec::new();
+    let mut names = Vec::new();
+    if c.next_non_ws()? != b'{' {
+        return None;
+    }
+    if c.next_non_ws()? == b'}' {
+        return c.at_end().then_some(names);
+    }
+    loop {
+        let (start, end, _) = c.string_literal().ok()?;
+        names.push((start, end, line.get(start + 1..end - 1)?));
+        c.skip_ws();
+        c.expect(b':').ok()?;
+        c.skip_value(&mut stack).ok()?;
+        match c.next_non_ws()? {
+            b',' => {
+                if c.next_non_ws()? != b'"' {
+                    return None;
+                }
+            }
+            b'}' => return c.at_end().then_some(names),
+            _ => return None,
+        }
+    }
+}
+
 /// The current time as Unix milliseconds.
 #[must_use]
 pub fn now_ms() -> i64 {
@@ -134,6 +211,46 @@ mod tests {
                 String::from_utf8_lossy(not_a_time)
             );
         }
+    }
+
+    #[test]
+    fn restamping_renames_only_an_old_top_level_timestamp() {
+        let old = NOW_MS - 72 * HOUR_MS;
+        let text = |item: &str| {
+            restamp(item.as_bytes(), NOW_MS).map(|v| String::from_utf8(v).expect("UTF-8"))
+        };
+        assert_eq!(
+            text(&format!(
+                r#"{{"id":1, "timestamp" : {old},"n":{{"timestamp":1}}}}"#
+            )),
+            Some(format!(
+                r#"{{"id":1, "original_timestamp" : {old},"n":{{"timestamp":1}}}}"#
+            ))
+        );
+        // Several lines (a record for a stream): each old one, the others byte for byte.
+        let record = format!(
+            "{{\"timestamp\":{old}}}\n{{\"timestamp\":{NOW_MS}}}\n{{\"a\":\"\\\"timestamp\\\"\",\"timestamp\":\"2026-11-20T00:00:00Z\"}}\n"
+        );
+        assert_eq!(
+            text(&record),
+            Some(format!(
+                "{{\"original_timestamp\":{old}}}\n{{\"timestamp\":{NOW_MS}}}\n{{\"a\":\"\\\"timestamp\\\"\",\"original_timestamp\":\"2026-11-20T00:00:00Z\"}}\n"
+            ))
+        );
+        // Recent, absent, or the new name taken: nothing to do.
+        assert_eq!(text(&format!(r#"{{"timestamp":{NOW_MS}}}"#)), None);
+        assert_eq!(text(r#"{"id":1}"#), None);
+        assert_eq!(
+            text(&format!(r#"{{"original_timestamp":1,"timestamp":{old}}}"#)),
+            None
+        );
+        // Two members of that name: not read as a time (as `serde_json` refuses it), left.
+        assert_eq!(
+            text(&format!(r#"{{"timestamp":1,"timestamp":{old}}}"#)),
+            None
+        );
+        let renamed = text(&format!(r#"{{"id":1,"timestamp":{old}}}"#)).expect("renamed");
+        assert!(!too_old_for_new_relic(renamed.as_bytes(), NOW_MS));
     }
 
     #[test]

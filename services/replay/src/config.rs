@@ -71,6 +71,13 @@ pub struct Config {
     #[arg(long, value_name = "HOUR")]
     pub until: Option<HourBound>,
 
+    /// Send events whose `timestamp` is more than 48 hours old with that member renamed
+    /// `original_timestamp`: New Relic drops log records with such a timestamp, and keeps
+    /// these, at their arrival time. Without it they are counted in the summary, and sent as
+    /// they are.
+    #[arg(long, env = "REPLAY_RESTAMP")]
+    pub restamp: bool,
+
     /// Read and count everything, print the first `--show` items, send nothing, leave the
     /// checkpoint unchanged. Needs no target; without one, an existing checkpoint file is
     /// refused (naming its target, to pass for what a re-run would still send).

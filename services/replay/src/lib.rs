@@ -126,6 +126,7 @@ pub async fn run(
         dry_run: config.dry_run,
         show: config.show,
         rate: config.rate,
+        restamp: config.restamp,
     };
     let source_name = match &source {
         Source::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),

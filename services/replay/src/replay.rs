@@ -197,6 +197,9 @@ pub struct Options {
     pub show: usize,
     /// Items per second; `None` for no limit.
     pub rate: Option<u32>,
+    /// Send events whose `timestamp` New Relic would drop for its age with that member renamed
+    /// ([`age::restamp`]).
+    pub restamp: bool,
 }
 
 /// Why a replay could not run at all (as opposed to problems it counts and reports).
@@ -426,6 +429,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
             batch_size,
             cancel,
             dry_run: options.dry_run,
+            restamp: options.restamp,
             preview: &mut *preview,
             show: options.show,
             shown: &mut shown,
@@ -510,6 +514,8 @@ struct ObjectRun<'a, T> {
     batch_size: usize,
     cancel: &'a CancellationToken,
     dry_run: bool,
+    /// `--restamp` ([`Options::restamp`]).
+    restamp: bool,
     preview: &'a mut (dyn Write + Send),
     show: usize,
     shown: &'a mut usize,
@@ -582,15 +588,26 @@ impl<T: Target> ObjectRun<'_, T> {
         // so is looking for events New Relic will drop for their age (`crate::age`).
         let hashed: Vec<Bytes> = items.iter().map(|(_, item)| item.clone()).collect();
         let now_ms = age::now_ms();
-        let (fingerprint, too_old) = match tokio::task::spawn_blocking(move || {
-            let too_old: Vec<bool> = hashed
+        let restamp = self.restamp;
+        let (fingerprint, aged) = match tokio::task::spawn_blocking(move || {
+            // Per item: its `--restamp`ed form, if any of its events were renamed, and whether
+            // it still holds an event New Relic will drop (the item as it will be sent).
+            let aged: Vec<(Option<Bytes>, bool)> = hashed
                 .iter()
-                .map(|item| age::too_old_for_new_relic(item, now_ms))
+                .map(|item| {
+                    if !age::too_old_for_new_relic(item, now_ms) {
+                        return (None, false);
+                    }
+                    let renamed = restamp
+                        .then(|| age::restamp(item, now_ms))
+                        .flatten()
+                        .map(Bytes::from);
+                    let sent = renamed.as_ref().unwrap_or(item);
+                    let still_old = age::too_old_for_new_relic(sent, now_ms);
+                    (renamed, still_old)
+                })
                 .collect();
-            (
-                items_fingerprint(hashed.iter().map(|item| &item[..])),
-                too_old,
-            )
+            (items_fingerprint(hashed.iter().map(|item| &item[..])), aged)
         })
         .await
         {
@@ -602,15 +619,17 @@ impl<T: Target> ObjectRun<'_, T> {
         };
         let mut done = self.checkpoint.done_items(key, size, &fingerprint);
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
-        let old_events = todo.iter().filter(|&&i| too_old[i]).count();
-        if old_events > 0 {
+        let still_old = todo.iter().filter(|&&i| aged[i].1).count();
+        let restamped = todo.iter().filter(|&&i| aged[i].0.is_some()).count();
+        if still_old > 0 {
             tracing::debug!(
                 key,
-                items = old_events,
+                items = still_old,
                 "items hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records"
             );
         }
-        self.summary.too_old_for_new_relic += old_events;
+        self.summary.too_old_for_new_relic += still_old;
+        self.summary.restamped += restamped;
         if todo.len() < items.len() {
             tracing::info!(
                 key,
@@ -641,7 +660,12 @@ impl<T: Target> ObjectRun<'_, T> {
                 self.stop("interrupted".to_owned(), remaining, false);
                 return Ok(());
             }
-            let batch: Vec<Bytes> = chunk.iter().map(|&i| items[i].1.clone()).collect();
+            // `--restamp`: renamed as they leave, so the checkpoint's fingerprint, taken of the
+            // items as read, is the same with and without it.
+            let batch: Vec<Bytes> = chunk
+                .iter()
+                .map(|&i| aged[i].0.clone().unwrap_or_else(|| items[i].1.clone()))
+                .collect();
             // A target error still says what the batch delivered before it: that is recorded
             // like any answer, then the run stops, so a re-run does not send it again.
             let (results, fatal) = match self.target.send(batch).await {

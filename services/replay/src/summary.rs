@@ -79,8 +79,11 @@ pub struct Summary {
     /// Items of a partly sent object that an earlier run had delivered.
     pub already_sent: usize,
     /// Items this run sent (or would send, in a dry run) holding an event whose `timestamp`
-    /// is more than 48 hours old: New Relic drops those ([`crate::age`]).
+    /// is more than 48 hours old, as sent: New Relic drops those ([`crate::age`]).
     pub too_old_for_new_relic: usize,
+    /// Items sent (or to send) with an event's old `timestamp` renamed (`--restamp`,
+    /// [`crate::age::restamp`]).
+    pub restamped: usize,
     /// Why the run stopped early, if it did.
     pub stopped: Option<Stop>,
     /// Objects among `objects_failed` that cannot be read as they are (ZIP, corrupt GZIP, no
@@ -187,8 +190,23 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "{} {items} hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records \
-                 (https://docs.newrelic.com/docs/logs/ui-data/timestamp-support/), so they {were} delivered here but will not show up there",
-                self.too_old_for_new_relic
+                 (https://docs.newrelic.com/docs/logs/ui-data/timestamp-support/), so they {were} delivered here but will not show up there \
+                 (--restamp renames such a `timestamp` `{}`: New Relic then keeps the event, at its arrival time)",
+                self.too_old_for_new_relic,
+                crate::age::RENAMED_TO
+            )?;
+        }
+        if self.restamped > 0 {
+            let (items, were) = if self.dry_run {
+                ("items to send", "would be")
+            } else {
+                ("items sent", "were")
+            };
+            writeln!(
+                f,
+                "{} {items} {were} restamped (--restamp): their events' `timestamp` older than 48 hours renamed `{}`, so New Relic keeps them at their arrival time",
+                self.restamped,
+                crate::age::RENAMED_TO
             )?;
         }
         if self.objects_late > 0 {

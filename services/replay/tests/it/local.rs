@@ -850,6 +850,43 @@ async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summa
                 .contains("New Relic drops such log records"),
         "{sent}"
     );
+    let by_id = |events: &[serde_json::Value], id: &str| {
+        events
+            .iter()
+            .find(|e| e["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} delivered"))
+    };
+    assert!(by_id(&door.events(), "old-ms")["timestamp"].is_number());
+
+    // --restamp: the old ones go out with the member renamed, the others as they were (a new
+    // checkpoint: the same items, another replay).
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let (restamped, _) = run_dir_to_http(
+        &src,
+        &url,
+        &tmp.path().join("restamped.json"),
+        &["--restamp"],
+    )
+    .await;
+    assert!(restamped.complete(), "{restamped}");
+    assert_eq!(restamped.restamped, 2, "{restamped}");
+    assert_eq!(restamped.too_old_for_new_relic, 0, "{restamped}");
+    assert!(
+        restamped
+            .to_string()
+            .contains("2 items sent were restamped"),
+        "{restamped}"
+    );
+    let events = door.events();
+    for id in ["old-ms", "old-text"] {
+        let event = by_id(&events, id);
+        assert!(event.get("timestamp").is_none(), "{event}");
+        assert!(!event["original_timestamp"].is_null(), "{event}");
+    }
+    assert!(by_id(&events, "recent")["timestamp"].is_number());
+    assert!(by_id(&events, "recent").get("original_timestamp").is_none());
+    assert_eq!(events.len(), 4);
 }
 
 /// A checkpoint belongs to one selection: a run with other filters is another replay, and
