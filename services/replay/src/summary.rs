@@ -155,10 +155,10 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (sent, finished) = if self.dry_run {
-            ("would send", "read")
+        let (sent, finished, items, were) = if self.dry_run {
+            ("would send", "read", "items to send", "would be")
         } else {
-            ("sent", "finished")
+            ("sent", "finished", "items sent", "were")
         };
         writeln!(
             f,
@@ -182,11 +182,6 @@ impl fmt::Display for Summary {
             self.already_sent
         )?;
         if self.too_old_for_new_relic > 0 {
-            let (items, were) = if self.dry_run {
-                ("items to send", "would be")
-            } else {
-                ("items sent", "were")
-            };
             writeln!(
                 f,
                 "{} {items} hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records \
@@ -197,11 +192,6 @@ impl fmt::Display for Summary {
             )?;
         }
         if self.restamped > 0 {
-            let (items, were) = if self.dry_run {
-                ("items to send", "would be")
-            } else {
-                ("items sent", "were")
-            };
             writeln!(
                 f,
                 "{} {items} {were} restamped (--restamp): their events' `timestamp` older than 48 hours renamed `{}`, so New Relic keeps them at their arrival time",

@@ -41,6 +41,23 @@ async fn try_run_to_http(
     try_run_dir_to_http(&fixture_dir(), url, cp, extra).await
 }
 
+/// The configuration [`run_to_http`] runs with: every kind of fixture object to `url`.
+fn to_http_config(url: &str, cp: &std::path::Path) -> Config {
+    let args = [
+        dir(),
+        "--to-http".into(),
+        url.to_owned(),
+        "--checkpoint".into(),
+        cp.display().to_string(),
+    ];
+    Config::try_parse_from(
+        std::iter::once("replay")
+            .chain(args.iter().map(String::as_str))
+            .chain(EVERY_KIND),
+    )
+    .expect("valid arguments")
+}
+
 /// [`run_to_http`] for the objects under `src`.
 async fn run_dir_to_http(
     src: &std::path::Path,
@@ -441,16 +458,7 @@ async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once(
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let args = [
-        dir(),
-        "--to-http".into(),
-        url,
-        "--checkpoint".into(),
-        cp.display().to_string(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
-    let config = Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
-        .expect("valid arguments");
+    let config = to_http_config(&url, &cp);
     // Ctrl-C before the first batch: the run stops with everything unsent.
     let cancel = CancellationToken::new();
     cancel.cancel();
@@ -461,7 +469,9 @@ async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once(
     assert_eq!(stopped.sent, 0);
     assert_eq!(door.requests(), 0);
 
-    let (summary, _) = run(&args).await;
+    let summary = replay::run(&config, &mut Vec::new(), &CancellationToken::new())
+        .await
+        .expect("the replay runs");
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
 }
@@ -479,16 +489,7 @@ async fn a_stop_during_retries_ends_the_wait_and_a_rerun_sends_everything_once()
     .await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let cp = tmp.path().join("cp.json");
-    let args = [
-        dir(),
-        "--to-http".into(),
-        url,
-        "--checkpoint".into(),
-        cp.display().to_string(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).chain(EVERY_KIND).collect();
-    let config = Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
-        .expect("valid arguments");
+    let config = to_http_config(&url, &cp);
     let cancel = CancellationToken::new();
     let started = std::time::Instant::now();
     let mut preview = Vec::new();
@@ -515,7 +516,9 @@ async fn a_stop_during_retries_ends_the_wait_and_a_rerun_sends_everything_once()
     assert!(door.ids().is_empty());
 
     door.set(Behaviour::default());
-    let (summary, _) = run(&args).await;
+    let summary = replay::run(&config, &mut Vec::new(), &CancellationToken::new())
+        .await
+        .expect("the replay runs");
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
 }
