@@ -8,11 +8,17 @@
 //! drops them without a word: the replay would report them sent. So the replay counts them
 //! (dry runs too, before anything is sent) and says so in its summary.
 //!
-//! Recognised here, as New Relic reads them: a top-level `timestamp` that is a number or a
+//! An event counts as too old from 47 hours ([`COUNTED_AGE`]): what the replay sends reaches New
+//! Relic after Firehose's buffers (up to 15 minutes each) and any retries, so one 47 h 50 min
+//! old when sent would arrive too old.
+//!
+//! Recognised here, as New Relic reads them: a top-level `timestamp` (spelt without escapes)
+//! that is a number or a
 //! string of digits (Unix time in milliseconds, or in seconds when below 10^11, i.e. before
 //! the year 5138 in seconds, 1973 in milliseconds), or an RFC 3339 string. Anything else New
 //! Relic ignores (it uses the arrival time), and so does this.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
@@ -20,6 +26,11 @@ use time::format_description::well_known::Rfc3339;
 
 /// How old a record's `timestamp` may be before New Relic drops it.
 pub const NEW_RELIC_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
+
+/// The age from which an event sent now is counted (and `--restamp`ed) as too old: New
+/// Relic's limit ([`NEW_RELIC_MAX_AGE`]) less an hour for the way through Firehose (module
+/// docs).
+pub const COUNTED_AGE: Duration = Duration::from_secs(47 * 3600);
 
 /// Below this, a numeric timestamp is read as seconds, at or above it as milliseconds.
 const SECONDS_BELOW: f64 = 1e11;
@@ -35,6 +46,10 @@ pub fn timestamp_ms(line: &[u8]) -> Option<i64> {
     #[derive(serde::Deserialize)]
     struct Probe {
         timestamp: Option<serde_json::Value>,
+    }
+    // `Probe` would also be read from an array (`[1600000000000]`): objects only.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
     }
     let value = serde_json::from_slice::<Probe>(line).ok()?.timestamp?;
     let number = match &value {
@@ -63,13 +78,13 @@ pub fn timestamp_ms(line: &[u8]) -> Option<i64> {
 }
 
 /// Whether `item` (one event, or a record of JSON lines) holds an event whose `timestamp` is
-/// more than [`NEW_RELIC_MAX_AGE`] before `now_ms`.
+/// more than [`COUNTED_AGE`] before `now_ms`.
 #[must_use]
 pub fn too_old_for_new_relic(item: &[u8], now_ms: i64) -> bool {
     if memchr::memmem::find(item, KEY).is_none() {
         return false;
     }
-    let oldest_kept = now_ms.saturating_sub(duration_ms(NEW_RELIC_MAX_AGE));
+    let oldest_kept = now_ms.saturating_sub(duration_ms(COUNTED_AGE));
     item.split(|b| *b == b'\n')
         .filter_map(timestamp_ms)
         .any(|ms| ms < oldest_kept)
@@ -79,7 +94,7 @@ pub fn too_old_for_new_relic(item: &[u8], now_ms: i64) -> bool {
 pub const RENAMED_TO: &str = "original_timestamp";
 
 /// `item` with the top-level `timestamp` of each of its JSON lines that is more than
-/// [`NEW_RELIC_MAX_AGE`] before `now_ms` renamed to [`RENAMED_TO`] (`--restamp`): New Relic then
+/// [`COUNTED_AGE`] before `now_ms` renamed to [`RENAMED_TO`] (`--restamp`): New Relic then
 /// keeps the event, at its arrival time, and the original time stays in the event. Only the
 /// member's name changes; every other byte is kept. A line that already has a member named
 /// [`RENAMED_TO`] is left as it is (two members of one name would lose one of them), and so are
@@ -87,7 +102,7 @@ pub const RENAMED_TO: &str = "original_timestamp";
 #[must_use]
 pub fn restamp(item: &[u8], now_ms: i64) -> Option<Vec<u8>> {
     memchr::memmem::find(item, KEY)?;
-    let oldest_kept = now_ms.saturating_sub(duration_ms(NEW_RELIC_MAX_AGE));
+    let oldest_kept = now_ms.saturating_sub(duration_ms(COUNTED_AGE));
     let mut out: Option<Vec<u8>> = None;
     let mut line_start = 0;
     for line in item.split(|b| *b == b'\n') {
@@ -100,12 +115,12 @@ pub fn restamp(item: &[u8], now_ms: i64) -> Option<Vec<u8>> {
             .filter(|names| {
                 !names
                     .iter()
-                    .any(|&(_, _, name)| name == RENAMED_TO.as_bytes())
+                    .any(|(_, _, name)| name.as_ref() == RENAMED_TO.as_bytes())
             })
             .and_then(|names| {
                 names
                     .into_iter()
-                    .find(|&(_, _, name)| name == b"timestamp")
+                    .find(|(_, _, name)| name.as_ref() == b"timestamp")
                     .map(|(s, e, _)| (s, e))
             })
         else {
@@ -120,10 +135,13 @@ pub fn restamp(item: &[u8], now_ms: i64) -> Option<Vec<u8>> {
     out
 }
 
+/// A member name's quoted span (start, end) in its line, and its decoded text.
+type MemberName<'l> = (usize, usize, Cow<'l, [u8]>);
+
 /// The top-level member names of one JSON object: each name's quoted span in `line` (start,
-/// end) and its text as written (names with escapes are compared as written, so an escaped
-/// `timestamp` is not renamed). `None` when the line is not one object.
-fn top_level_names(line: &[u8]) -> Option<Vec<(usize, usize, &[u8])>> {
+/// end) and its text, escapes decoded (`"timest\u0061mp"` is `timestamp`, as `serde_json`
+/// reads it). `None` when the line is not one object.
+fn top_level_names(line: &[u8]) -> Option<Vec<MemberName<'_>>> {
     use firehose_formats::json_scan::Cursor;
     let mut c = Cursor::new(line, 0);
     let mut stack = Vec::new();
@@ -135,8 +153,18 @@ fn top_level_names(line: &[u8]) -> Option<Vec<(usize, usize, &[u8])>> {
         return c.at_end().then_some(names);
     }
     loop {
-        let (start, end, _) = c.string_literal().ok()?;
-        names.push((start, end, line.get(start + 1..end - 1)?));
+        let (start, end, escaped) = c.string_literal().ok()?;
+        let quoted = line.get(start..end)?;
+        let name = if escaped {
+            Cow::Owned(
+                firehose_formats::json_scan::unescape(quoted)
+                    .ok()?
+                    .into_bytes(),
+            )
+        } else {
+            Cow::Borrowed(quoted.get(1..quoted.len().checked_sub(1)?)?)
+        };
+        names.push((start, end, name));
         c.skip_ws();
         c.expect(b':').ok()?;
         c.skip_value(&mut stack).ok()?;
@@ -202,6 +230,7 @@ mod tests {
             br#"{"timestamp":[1]}"#,
             br#"{"timestamp":""}"#,
             br#"[{"timestamp":1}]"#,
+            b"[1600000000000]",
             b"not json",
         ] {
             assert_eq!(
@@ -237,6 +266,16 @@ mod tests {
                 "{{\"original_timestamp\":{old}}}\n{{\"timestamp\":{NOW_MS}}}\n{{\"a\":\"\\\"timestamp\\\"\",\"original_timestamp\":\"2026-11-20T00:00:00Z\"}}\n"
             ))
         );
+        // A name spelt with escapes is the name it decodes to: an `original_timestamp` so
+        // spelt is taken. (A `timestamp` so spelt is not looked for: only items holding the
+        // plain `"timestamp"` are parsed.)
+        assert_eq!(text(&format!(r#"{{"timest\u0061mp":{old}}}"#)), None);
+        assert_eq!(
+            text(&format!(
+                r#"{{"original_timestam\u0070":1,"timestamp":{old}}}"#
+            )),
+            None
+        );
         // Recent, absent, or the new name taken: nothing to do.
         assert_eq!(text(&format!(r#"{{"timestamp":{NOW_MS}}}"#)), None);
         assert_eq!(text(r#"{"id":1}"#), None);
@@ -254,16 +293,16 @@ mod tests {
     }
 
     #[test]
-    fn only_events_more_than_48_hours_old_are_too_old() {
+    fn events_are_too_old_from_47_hours() {
+        let old = |ms: i64| {
+            too_old_for_new_relic(format!(r#"{{"id":1,"timestamp":{ms}}}"#).as_bytes(), NOW_MS)
+        };
         let at = |ms: i64| format!(r#"{{"id":1,"timestamp":{ms}}}"#);
-        assert!(too_old_for_new_relic(
-            at(NOW_MS - 49 * HOUR_MS).as_bytes(),
-            NOW_MS
-        ));
-        assert!(!too_old_for_new_relic(
-            at(NOW_MS - 47 * HOUR_MS).as_bytes(),
-            NOW_MS
-        ));
+        assert!(old(NOW_MS - 49 * HOUR_MS));
+        // From 47 hours (an hour for the way through Firehose), not from 48.
+        assert!(old(NOW_MS - 47 * HOUR_MS - 1));
+        assert!(!old(NOW_MS - 47 * HOUR_MS));
+        assert!(!old(NOW_MS - 46 * HOUR_MS));
         assert!(!too_old_for_new_relic(at(NOW_MS).as_bytes(), NOW_MS));
         assert!(!too_old_for_new_relic(br#"{"id":1}"#, NOW_MS));
         // A record of several lines: any one of them.

@@ -83,10 +83,13 @@ pub const CHECKPOINT_VERSION: u32 = 4;
 /// few objects is not rewritten every few batches.
 pub const COMPACT_AT_LEAST: u64 = 1 << 20;
 
-/// How far the clock of the host that ran a replay's first run may be ahead of AWS's, for
-/// [`Checkpoint::filed_before_first_run`]: an object is known to predate the replay only if it
-/// is filed under an hour that ended this long before the first run began.
-pub const CLOCK_MARGIN_SECS: i64 = 15 * 60;
+/// How long before a replay's first run began an object must be filed for
+/// [`Checkpoint::filed_before_first_run`] to know it holds none of the replay's records: one
+/// object can hold records that arrived up to two buffer intervals apart (the transform's
+/// buffer, then the destination's or the backup's: at most 900 s each), and the clock of the
+/// host that ran the first run may be ahead of AWS's. An hour covers both with room to spare
+/// (helper-84: 15 minutes did not cover the buffers).
+pub const LATE_MARGIN_SECS: i64 = 60 * 60;
 
 /// The older format version still read (see [`CHECKPOINT_VERSION`]).
 const OLDEST_READABLE_VERSION: u32 = 1;
@@ -621,20 +624,22 @@ impl Checkpoint {
     }
 
     /// Whether `key`, which the first run did not select ([`Checkpoint::knows`]), is filed
-    /// under an hour that ended more than [`CLOCK_MARGIN_SECS`] before the first run began.
+    /// under an hour that ended more than [`LATE_MARGIN_SECS`] before the first run began.
     /// Such an object cannot hold this replay's own records, and is taken by a re-run: a
     /// failure of the replayed hours that Firehose wrote late (it retries a failing
     /// destination for up to two hours, and files what it gives up on under the hour the
     /// records arrived in). Firehose files an object under the arrival hour of its oldest
     /// record (and names it with a time no earlier), and a record the replay sent arrived after
     /// the first run began. False when the first run's start is not known (an older file) or
-    /// the key has no hour.
+    /// the key has no hour. Keys are read as UTC, Firehose's default: a stream that files its
+    /// objects in a time zone west of UTC (`CustomTimeZone`) makes the replay's own objects
+    /// look earlier; the README says what to do.
     #[must_use]
     pub fn filed_before_first_run(&self, key: &str) -> bool {
         let Some(began) = self.state.began.filter(|_| self.state.pending.is_some()) else {
             return false;
         };
-        let Some(cutoff) = UtcHour::of_unix(began.saturating_sub(CLOCK_MARGIN_SECS)) else {
+        let Some(cutoff) = UtcHour::of_unix(began.saturating_sub(LATE_MARGIN_SECS)) else {
             return false;
         };
         UtcHour::of_key(key).is_some_and(|hour| hour < cutoff)
@@ -705,6 +710,12 @@ impl Checkpoint {
             }
             _ => DoneItems::default(),
         }
+    }
+
+    /// Whether an earlier run finished the object at `key`, whatever its size now.
+    #[must_use]
+    pub fn has_finished(&self, key: &str) -> bool {
+        self.state.finished.contains_key(key)
     }
 
     /// Number of finished objects.
@@ -1215,7 +1226,7 @@ mod tests {
             !cp.filed_before_first_run(&key("08")),
             "no first run: nothing is known to predate it"
         );
-        // 2026-11-25T10:10:00Z: with the 15-minute margin, only hours before 09 are safe.
+        // 2026-11-25T10:10:00Z: with the hour's margin, only hours before 09 are safe.
         cp.begin(["selected"], "everything", 1_795_601_400);
         assert!(cp.filed_before_first_run(&key("08")));
         assert!(!cp.filed_before_first_run(&key("09")), "inside the margin");
@@ -1225,6 +1236,13 @@ mod tests {
         );
         assert!(!cp.filed_before_first_run(&key("11")));
         assert!(!cp.filed_before_first_run("no-hour-in-this-key"));
+        // At 10:50 the object of 09:xx may hold records that arrived with the replay's own
+        // (buffered together): still not taken (a 15-minute margin took it).
+        let other = dir.path().join("cp2.json");
+        let mut late = Checkpoint::open(&other, "s", "t").unwrap();
+        late.begin(["selected"], "everything", 1_795_601_400 + 40 * 60);
+        assert!(!late.filed_before_first_run(&key("09")));
+        assert!(late.filed_before_first_run(&key("08")));
         // The start and the filters are the first run's: a later begin changes neither.
         cp.begin(["other"], "--since 2026-11-26T00", 1_895_601_400);
         assert!(cp.filed_before_first_run(&key("08")));

@@ -21,6 +21,7 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use firehose_formats::limits::MAX_RECORD_BYTES;
 use tokio_util::sync::CancellationToken;
 
 use crate::age;
@@ -227,9 +228,10 @@ pub enum ReplayError {
         location: String,
         /// How many of the keys have no object.
         missing: usize,
-        /// How many keys were given.
+        /// How many different keys were given.
         given: usize,
-        /// The first [`MAX_NAMED_MISSING_KEYS`] keys with no object, as given.
+        /// The first [`MAX_NAMED_MISSING_KEYS`] keys with no object, as looked up (an S3 key with
+        /// the source's prefix), in key order.
         keys: String,
     },
     /// No `--error-type` or `--key`, and the selection holds both `AllData` backup objects and
@@ -322,12 +324,22 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
     }
     let selected: std::collections::HashSet<&str> =
         objects.iter().map(|o| o.key.as_str()).collect();
-    let missing: Vec<&String> = options
-        .selection
-        .keys
+    let wanted_keys: std::collections::BTreeSet<&str> =
+        options.selection.keys.iter().map(String::as_str).collect();
+    let (gone, missing): (Vec<&str>, Vec<&str>) = wanted_keys
         .iter()
-        .filter(|wanted| !selected.contains(wanted.as_str()))
-        .collect();
+        .copied()
+        .filter(|wanted| !selected.contains(wanted))
+        .partition(|wanted| checkpoint.has_finished(wanted));
+    for key in gone {
+        // Finished by an earlier run of this replay, deleted since (a lifecycle rule): done,
+        // not missing, or a replay stopped after it could never be resumed (helper-84).
+        tracing::info!(
+            key,
+            "--key names an object this checkpoint finished, no longer under the source: nothing to do for it"
+        );
+        summary.objects_already_done += 1;
+    }
     if !missing.is_empty() {
         // A typo, or an object deleted since (a lifecycle rule). Ending with "0 selected" and
         // status 0 would pass for a replay done (helper-69); replaying the others and ending
@@ -336,7 +348,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         let mut keys = missing
             .iter()
             .take(MAX_NAMED_MISSING_KEYS)
-            .map(|k| k.as_str())
+            .copied()
             .collect::<Vec<_>>()
             .join(", ");
         if missing.len() > MAX_NAMED_MISSING_KEYS {
@@ -348,7 +360,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         return Err(ReplayError::NoSuchKeys {
             location: describe(source),
             missing: missing.len(),
-            given: options.selection.keys.len(),
+            given: wanted_keys.len(),
             keys,
         });
     }
@@ -598,9 +610,12 @@ impl<T: Target> ObjectRun<'_, T> {
                     if !age::too_old_for_new_relic(item, now_ms) {
                         return (None, false);
                     }
+                    // Renaming adds 9 bytes an event: one that would no longer fit a record
+                    // (or the front door's event) is sent as it was (helper-84).
                     let renamed = restamp
                         .then(|| age::restamp(item, now_ms))
                         .flatten()
+                        .filter(|renamed| renamed.len() < MAX_RECORD_BYTES)
                         .map(Bytes::from);
                     let sent = renamed.as_ref().unwrap_or(item);
                     let still_old = age::too_old_for_new_relic(sent, now_ms);
@@ -619,17 +634,12 @@ impl<T: Target> ObjectRun<'_, T> {
         };
         let mut done = self.checkpoint.done_items(key, size, &fingerprint);
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
-        let still_old = todo.iter().filter(|&&i| aged[i].1).count();
-        let restamped = todo.iter().filter(|&&i| aged[i].0.is_some()).count();
-        if still_old > 0 {
-            tracing::debug!(
-                key,
-                items = still_old,
-                "items hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records"
-            );
-        }
-        self.summary.too_old_for_new_relic += still_old;
-        self.summary.restamped += restamped;
+        // Counted as items are delivered (or shown, in a dry run), so a run that stops part way
+        // counts what it sent.
+        let count_aged = |summary: &mut Summary, i: usize| {
+            summary.too_old_for_new_relic += usize::from(aged[i].1);
+            summary.restamped += usize::from(aged[i].0.is_some());
+        };
         if todo.len() < items.len() {
             tracing::info!(
                 key,
@@ -647,8 +657,21 @@ impl<T: Target> ObjectRun<'_, T> {
             }
             // A dry run sends nothing, so `--rate` does not hold it back.
             if self.dry_run {
-                self.show_items(key, chunk.iter().map(|&i| &items[i]))?;
+                // As they would leave (`--restamp`).
+                let shown: Vec<(usize, Bytes)> = chunk
+                    .iter()
+                    .map(|&i| {
+                        (
+                            items[i].0,
+                            aged[i].0.clone().unwrap_or_else(|| items[i].1.clone()),
+                        )
+                    })
+                    .collect();
+                self.show_items(key, shown.iter())?;
                 self.summary.sent += chunk.len();
+                for &i in chunk {
+                    count_aged(self.summary, i);
+                }
                 continue;
             }
             let cancel = self.cancel;
@@ -687,6 +710,7 @@ impl<T: Target> ObjectRun<'_, T> {
                 match result {
                     ItemResult::Accepted => {
                         self.summary.sent += 1;
+                        count_aged(self.summary, index);
                         done.insert(index);
                     }
                     ItemResult::Rejected(reason) => {

@@ -826,7 +826,7 @@ async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summa
         ),
         format!(
             r#"{{"id":"recent","timestamp":{}}}"#,
-            ms(now - time::Duration::hours(47))
+            ms(now - time::Duration::hours(46))
         ),
         r#"{"id":"no-time"}"#.to_owned(),
     ];
@@ -974,6 +974,64 @@ async fn a_key_that_names_no_object_is_an_error_not_an_empty_success() {
     let (summary, _) = run_to_http(&url, &cp, &["--key", real]).await;
     assert_eq!(summary.objects, 1, "{summary}");
     assert!(summary.complete(), "{summary}");
+}
+
+/// A `--key` this checkpoint already finished is done, not missing, once the object is gone
+/// (a lifecycle rule deleted it): otherwise a replay stopped after it could never be resumed,
+/// since dropping the key changes the filters the checkpoint was written for (helper-84).
+#[tokio::test]
+async fn a_finished_key_whose_object_is_gone_is_done_not_missing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    copy_fixtures(&src, &["2026/", "processing-failed/"]);
+    let cp = tmp.path().join("cp.json");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let (first_key, second_key) = (MALFORMED[0].0, MALFORMED[1].0);
+    let keys = ["--key", first_key, "--key", second_key];
+    let (first, _) = run_dir_to_http(&src, &url, &cp, &keys).await;
+    assert!(first.complete(), "{first}");
+    assert_eq!(first.objects_finished, 2, "{first}");
+    let sent = door.requests();
+
+    std::fs::remove_file(src.join(first_key)).expect("delete the first object");
+    let (again, _) = run_dir_to_http(&src, &url, &cp, &keys).await;
+    assert!(again.complete(), "{again}");
+    assert_eq!(again.objects_already_done, 2, "{again}");
+    assert_eq!(door.requests(), sent, "nothing sent again");
+
+    // A key this checkpoint never finished is still an error when its object is gone.
+    std::fs::remove_file(src.join(second_key)).expect("delete the second object");
+    let err = try_run_dir_to_http(&src, &url, &tmp.path().join("other.json"), &keys)
+        .await
+        .expect_err("not finished by that checkpoint");
+    assert!(err.to_string().starts_with("2 of the 2 keys"), "{err}");
+}
+
+/// `--restamp` adds 9 bytes to each renamed event: an event that would then no longer fit a
+/// record is sent as it was (and counted as too old), not refused for good (helper-84).
+#[tokio::test]
+async fn restamping_never_pushes_an_event_over_the_record_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let object = src.join("2026/11/25/08/events-1-2026-11-25-08-00-00-big");
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("mkdir");
+    let old_ms =
+        (time::OffsetDateTime::now_utc() - time::Duration::days(3)).unix_timestamp() * 1000;
+    let head = format!(r#"{{"id":"big","timestamp":{old_ms},"pad":""#);
+    // 1,023,995 bytes: within the front door's 1,023,999, over it once renamed.
+    let pad = "x".repeat(1_023_995 - head.len() - 2);
+    let event = format!("{head}{pad}\"}}");
+    assert_eq!(event.len(), 1_023_995);
+    std::fs::write(&object, format!("{event}\n")).expect("write the object");
+    let (door, url) = FrontDoor::start(Behaviour::default()).await;
+    let (summary, _) =
+        run_dir_to_http(&src, &url, &tmp.path().join("cp.json"), &["--restamp"]).await;
+    assert!(summary.complete(), "{summary}");
+    assert_eq!(summary.restamped, 0, "{summary}");
+    assert_eq!(summary.too_old_for_new_relic, 1, "{summary}");
+    let events = door.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["timestamp"], old_ms);
 }
 
 /// An `https://` URL whose port answers plain HTTP fails the TLS handshake on every attempt:
