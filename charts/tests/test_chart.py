@@ -400,6 +400,10 @@ def test_probes_hit_the_admin_port(scenario):
         get = ct[probe]["httpGet"]
         assert get["port"] == "admin", f"{probe} must use the admin port, not {get['port']}"
         assert get["path"] == path
+    # The admin listener shares the runtime with intake: readiness must not be tighter than
+    # liveness, or saturated pods leave the Service in turn (helper-85).
+    assert ct["readinessProbe"]["timeoutSeconds"] >= ct["livenessProbe"]["timeoutSeconds"]
+    assert ct["readinessProbe"]["failureThreshold"] >= 3
     env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
     assert env["INGEST_ADMIN_LISTEN"].endswith(":9090")
     assert env["INGEST_LISTEN"].endswith(":8080")
@@ -441,7 +445,8 @@ def test_termination_grace_exceeds_prestop_and_drain():
         pause = ingest_container(objs)["lifecycle"]["preStop"]["sleep"]["seconds"]
         drain = merged_values["config"]["shutdownDelaySecs"] + merged_values["config"]["shutdownGraceSecs"]
         assert pause == merged_values["preStopSleepSeconds"] and pause > 0
-        assert spec["terminationGracePeriodSeconds"] > pause + drain
+        # The chart refuses a set value not above this (2 s for the admin listener).
+        assert spec["terminationGracePeriodSeconds"] > pause + drain + 2
         if not merged_values["terminationGracePeriodSeconds"]:
             assert spec["terminationGracePeriodSeconds"] == pause + drain + GRACE_MARGIN
         env = c.find(objs, "ConfigMap", c.RELEASE)[0]["data"]
@@ -451,8 +456,9 @@ def test_termination_grace_exceeds_prestop_and_drain():
 def test_derived_grace_margin_outlasts_the_telemetry_flush():
     spec = deployment(render_objects(MINIMAL))["spec"]["template"]["spec"]
     # Defaults: preStop 5 + shutdownDelaySecs 0 + shutdownGraceSecs 25 + margin 15.
-    assert spec["terminationGracePeriodSeconds"] == 5 + 0 + 25 + GRACE_MARGIN
-    assert GRACE_MARGIN > 2 + 5  # admin drain + the SDK's wait for the final export
+    margin = spec["terminationGracePeriodSeconds"] - (5 + 0 + 25)
+    assert margin == GRACE_MARGIN
+    assert margin > 2 + 5  # admin drain + the SDK's wait for the final export
     readme = (c.CHART / "README.md").read_text()
     assert f"sum plus {GRACE_MARGIN} s" in readme
 
@@ -584,6 +590,19 @@ def test_app_version_is_the_workspace_version():
     version = re.search(r'^version = "([^"]+)"', cargo, re.M).group(1)
     chart = yaml.safe_load((c.CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == version
+
+
+def test_values_the_cluster_would_refuse_or_crash_on_are_refused_at_render():
+    # helper-85: one port for both listeners crash-loops the pod; min above max replicas is
+    # refused by the API server after the rest of the release was applied.
+    with pytest.raises(helm.HelmError, match="ports.http and ports.admin are both 9090"):
+        c.render(_deep_merge(MINIMAL, {"ports": {"http": 9090}}))
+    cpu = {"resources": {"requests": {"cpu": "500m"}}}
+    too_few = {**cpu, "autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}
+    with pytest.raises(helm.HelmError, match=r"minReplicas \(5\) is above autoscaling.maxReplicas \(3\)"):
+        c.render(_deep_merge(MINIMAL, too_few))
+    equal = {**cpu, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 3}}
+    assert c.find(render_objects(_deep_merge(MINIMAL, equal)), "HorizontalPodAutoscaler")
 
 
 def test_an_empty_admin_from_is_refused_not_opened_to_everyone():
@@ -720,6 +739,22 @@ def test_notes_tell_how_to_send_the_first_event():
     assert "curl" in notes and "/v1/events" in notes and "Authorization: Bearer" in notes
     notes = c.render(PRODUCTION)["ingest/templates/NOTES.txt"]
     assert "https://events.example.com/v1/events" in notes
+
+
+def test_notes_warn_when_the_events_port_is_open_to_the_cluster():
+    # ingest relies on the ingress for client timeouts (its README): an events port every pod
+    # can reach, or one exposed without the ingress, is said at install (helper-85).
+    open_port = "WARNING: every pod in the cluster can reach the events port"
+    no_ingress = "exposes the events port without the ingress"
+    notes = c.render(MINIMAL)["ingest/templates/NOTES.txt"]
+    assert open_port in notes and "networkPolicy.httpFrom is empty" in notes
+    assert no_ingress not in notes
+    notes = c.render(PRODUCTION)["ingest/templates/NOTES.txt"]
+    assert open_port not in notes and no_ingress not in notes
+    off = _deep_merge(PRODUCTION, {"networkPolicy": {"enabled": False}})
+    assert "networkPolicy.enabled=false" in c.render(off)["ingest/templates/NOTES.txt"]
+    lb = _deep_merge(PRODUCTION, {"service": {"type": "LoadBalancer"}})
+    assert "service.type=LoadBalancer " + no_ingress in c.render(lb)["ingest/templates/NOTES.txt"]
 
 
 # ---------------------------------------------------------------- dashboards and alerts (static)
@@ -899,12 +934,15 @@ def test_skaffold_deploys_the_chart_with_the_built_images():
             templates = release.get("setValueTemplates", {})
             for key in list(templates) + list(release.get("setValues", {})):
                 assert _schema_has(key), f"profile {name}: {key} is not a chart value"
-            used = set(re.findall(r"IMAGE_(?:REPO|TAG)_(\w+)", " ".join(templates.values())))
+            used = set(re.findall(r"IMAGE_(?:REPO|TAG|DIGEST)_(\w+)", " ".join(templates.values())))
             assert used == images, f"profile {name}: templates use {used}, artifacts are {images}"
             assert templates["image.repository"] == "{{.IMAGE_REPO_ingest}}"
-            # A digest from a values file would deploy that image instead of the one built.
+            # The image built, by digest: a digest from a values file would deploy that image
+            # instead, and a tag alone can name an older build of the same tag on a node.
             if name == "default":
-                assert release["setValues"]["image.digest"] == "", "skaffold must clear image.digest"
+                assert "image.digest" not in release.get("setValues", {})
+                assert templates["image.digest"] == \
+                    "{{if .IMAGE_DIGEST_ingest}}{{.IMAGE_DIGEST_ingest}}{{end}}"
     dev = next(p for p in cfg["profiles"] if p["name"] == "dev")
     release = dev["deploy"]["helm"]["releases"][0]
     # Dev deploys exactly the chart's dev scenario (what the README says and these tests render).

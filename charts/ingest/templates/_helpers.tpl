@@ -187,6 +187,12 @@ on a form it does not read (an exponent, `m`).
 {{- if and .Values.apiKeys.enabled (not .Values.apiKeys.existingSecret) (not .Values.apiKeys.keys) }}
 {{- fail "apiKeys: set apiKeys.existingSecret (recommended) or apiKeys.keys, or set apiKeys.enabled=false to accept requests without a key" }}
 {{- end }}
+{{- if eq (int .Values.ports.http) (int .Values.ports.admin) }}
+{{- fail (printf "ports.http and ports.admin are both %d: the second listener could not bind and the pod would crash-loop; give them different ports" (int .Values.ports.http)) }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling.minReplicas (%d) is above autoscaling.maxReplicas (%d): the API server refuses such a HorizontalPodAutoscaler" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- end }}
 {{- if lt (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes) }}
 {{- fail (printf "config.maxInflightBytes (%d) must be at least config.maxBodyBytes (%d) so one full request fits" (int64 .Values.config.maxInflightBytes) (int64 .Values.config.maxBodyBytes)) }}
 {{- end }}
