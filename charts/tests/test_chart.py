@@ -603,6 +603,11 @@ def test_values_the_cluster_would_refuse_or_crash_on_are_refused_at_render():
         c.render(_deep_merge(MINIMAL, too_few))
     equal = {**cpu, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 3}}
     assert c.find(render_objects(_deep_merge(MINIMAL, equal)), "HorizontalPodAutoscaler")
+    # ingest refuses any duration over 7 days (MAX_DURATION): the pod would crash-loop.
+    with pytest.raises(helm.HelmError, match=r"config.apiKeysReload \(10081m\) is longer than 7 days"):
+        c.render(_deep_merge(MINIMAL, {"config": {"apiKeysReload": "10081m"}}))
+    week = _deep_merge(MINIMAL, {"config": {"apiKeysReload": "10080m"}})
+    assert c.find(render_objects(week), "Deployment")
 
 
 def test_an_empty_admin_from_is_refused_not_opened_to_everyone():

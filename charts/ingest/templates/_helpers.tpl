@@ -244,6 +244,12 @@ crash-looping the pods. Same order and the same comparisons as ingest. */}}
 {{- fail (printf "config.%s (%s) must be greater than 0" $key (index $c $key)) }}
 {{- end }}
 {{- end }}
+{{- /* ingest's MAX_DURATION (services/ingest/src/config.rs): every duration is at most 7 days. */}}
+{{- range $key := list "linger" "retryBudget" "firehoseCallTimeout" "requestTimeout" "apiKeysReload" "readinessInterval" }}
+{{- if gt (include "ingest.durationMs" (index $c $key) | float64) (float64 604800000) }}
+{{- fail (printf "config.%s (%s) is longer than 7 days (10080m), the longest duration ingest takes; ingest refuses to start otherwise" $key (index $c $key)) }}
+{{- end }}
+{{- end }}
 {{- /* INGEST_READINESS_INTERVAL >= 1 s: each pod calls DescribeDeliveryStream once per interval,
 and AWS allows 5 such calls per second per account and region. */}}
 {{- if lt (include "ingest.durationMs" $c.readinessInterval | float64) (float64 1000) }}
