@@ -195,14 +195,10 @@ fn looks_like_a_digest(line: &str) -> bool {
     line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Why `line` (not a `sha256:` line) cannot be a key, if it cannot.
+/// Why `line` (not a `sha256:` line, and cut at its first ASCII whitespace: what follows is
+/// [`key_limit`]'s, whose refusal says that a key holds no spaces or tabs) cannot be a key, if
+/// it cannot.
 fn unusable_key(line: &str) -> Option<&'static str> {
-    if line.bytes().any(|b| b.is_ascii_whitespace()) {
-        return Some(
-            "a key holds no spaces or tabs (for a digest from `sha256sum`, write \
-             `sha256:<digest>` without the file name; comments go on lines of their own)",
-        );
-    }
     if !line.bytes().all(|b| b.is_ascii_graphic()) {
         return Some(
             "a key must be visible ASCII, as an HTTP header carries it; other characters could \
@@ -291,11 +287,7 @@ impl KeySet {
                 digest
             } else {
                 if let Some(why) = unusable_key(line) {
-                    return Err(KeyFileError::BadKey {
-                        path: path.to_owned(),
-                        line: n + 1,
-                        why,
-                    });
+                    return Err(bad_key(why));
                 }
                 if looks_like_a_digest(line) {
                     tracing::warn!(
@@ -526,7 +518,7 @@ impl KeyStore {
 
     /// Sets `gauge` to the number of keys in force.
     pub fn show_count(&self, gauge: &prometheus::IntGauge) {
-        gauge.set(i64::try_from(self.current().len()).unwrap_or(i64::MAX));
+        gauge.set(crate::metrics::gauge_value(self.current().len()));
     }
 
     /// Polls the file every `every` until the task is aborted, keeping `keys` at the number of

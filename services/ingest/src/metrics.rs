@@ -15,6 +15,12 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// A count as a gauge's value (`i64`), saturating: counts of keys, calls, bytes and records
+/// never come near `i64::MAX`, but a cast would wrap silently if one did.
+pub(crate) fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Reasons for `ingest_events_rejected_total`.
 pub mod event_reason {
     /// Not valid JSON (or not UTF-8).
@@ -132,7 +138,7 @@ impl InflightBytes {
             .source
             .get()
             .map_or(0, |counter| counter.load(Ordering::Acquire));
-        i64::try_from(bytes).unwrap_or(i64::MAX)
+        gauge_value(bytes)
     }
 }
 

@@ -61,7 +61,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::metrics::{ProducerMetrics, call_outcome, unaccepted_reason};
+use crate::metrics::{ProducerMetrics, call_outcome, gauge_value, unaccepted_reason};
 use crate::sink::{RecordOutcome, RecordSink, Retry, SinkError};
 
 /// Tuning of a [`Producer`]. [`Default`] gives the service's defaults.
@@ -172,10 +172,10 @@ impl Producer {
         config.max_concurrent_calls = config.max_concurrent_calls.max(1);
         metrics
             .calls_limit
-            .set(i64::try_from(config.max_concurrent_calls).unwrap_or(i64::MAX));
+            .set(gauge_value(config.max_concurrent_calls));
         metrics
             .inflight_bytes_limit
-            .set(i64::try_from(config.max_inflight_bytes).unwrap_or(i64::MAX));
+            .set(gauge_value(config.max_inflight_bytes));
         let inflight = Arc::new(AtomicUsize::new(0));
         metrics.inflight_bytes.watch(Arc::clone(&inflight));
         let shared = Arc::new(Shared {
@@ -437,10 +437,6 @@ impl Shared {
 /// (`scripts/mem-ingest.sh`); counted, requests are shed while calls hold them, and it stays at
 /// 1.3-1.7 times for caps of 128 MiB and more.
 const CALL_COPY_TENTHS: usize = 24;
-
-fn gauge(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 /// Bytes counted against a producer's in-flight cap on behalf of something not yet submitted,
 /// such as a request body being received: the cap bounds what the whole service holds, not
@@ -1142,7 +1138,7 @@ impl Sender {
                 otel.status_code = tracing::field::Empty,
                 stream = %self.stream,
                 // i64: tracing-opentelemetry exports unsigned fields as strings.
-                records = gauge(items.len()),
+                records = gauge_value(items.len()),
                 retry = i64::from(attempt),
                 failed = tracing::field::Empty,
                 error = tracing::field::Empty,
@@ -1164,7 +1160,7 @@ impl Sender {
                 }
             }
             let (failed, error) = self.attempt(items).instrument(span.clone()).await;
-            span.record("failed", gauge(failed.len()));
+            span.record("failed", gauge_value(failed.len()));
             if let Some(error) = &error {
                 span.record("otel.status_code", "error");
                 span.record("error", tracing::field::display(error));
