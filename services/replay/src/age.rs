@@ -153,18 +153,10 @@ fn top_level_names(line: &[u8]) -> Option<Vec<MemberName<'_>>> {
         return c.at_end().then_some(names);
     }
     loop {
-        let (start, end, escaped) = c.string_literal().ok()?;
-        let quoted = line.get(start..end)?;
-        let name = if escaped {
-            Cow::Owned(
-                firehose_formats::json_scan::unescape(quoted)
-                    .ok()?
-                    .into_bytes(),
-            )
-        } else {
-            Cow::Borrowed(quoted.get(1..quoted.len().checked_sub(1)?)?)
-        };
-        names.push((start, end, name));
+        // Its opening quote was just consumed.
+        let start = c.pos.checked_sub(1)?;
+        let name = c.member_name().ok()?;
+        names.push((start, c.pos, name));
         c.skip_ws();
         c.expect(b':').ok()?;
         c.skip_value(&mut stack).ok()?;

@@ -636,7 +636,8 @@ impl Checkpoint {
     /// look earlier; the README says what to do.
     #[must_use]
     pub fn filed_before_first_run(&self, key: &str) -> bool {
-        let Some(began) = self.state.began.filter(|_| self.state.pending.is_some()) else {
+        // Set by the first run's `begin`, with `pending`.
+        let Some(began) = self.state.began else {
             return false;
         };
         let Some(cutoff) = UtcHour::of_unix(began.saturating_sub(LATE_MARGIN_SECS)) else {

@@ -41,13 +41,6 @@ pub const MAX_NAMED_MISSING_KEYS: usize = 10;
 /// logged at `debug`.
 pub const MAX_LISTED_LEFT_OUT: usize = 10;
 
-/// Seconds since the Unix epoch (0 for a clock before it).
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Which objects to replay.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -71,7 +64,6 @@ impl Selection {
     /// would make the message unreadable). `everything` without filters.
     #[must_use]
     pub fn describe(&self) -> String {
-        use sha2::{Digest, Sha256};
         let mut parts = Vec::new();
         if !self.error_types.is_empty() {
             let mut names: Vec<&str> = self.error_types.iter().map(ObjectKind::name).collect();
@@ -89,16 +81,13 @@ impl Selection {
             let mut keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
             keys.sort_unstable();
             keys.dedup();
-            let mut hasher = Sha256::new();
-            for key in &keys {
-                hasher.update(key.as_bytes());
-                hasher.update(b"\n");
-            }
-            let digest = hasher.finalize();
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
             match keys.as_slice() {
                 [one] => parts.push(format!("--key {one}")),
-                _ => parts.push(format!("{} --keys (sha256:{hex})", keys.len())),
+                _ => parts.push(format!(
+                    "{} --keys ({})",
+                    keys.len(),
+                    items_fingerprint(keys.iter().map(|k| k.as_bytes()))
+                )),
             }
         }
         if parts.is_empty() {
@@ -324,13 +313,12 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
     }
     let selected: std::collections::HashSet<&str> =
         objects.iter().map(|o| o.key.as_str()).collect();
-    let wanted_keys: std::collections::BTreeSet<&str> =
-        options.selection.keys.iter().map(String::as_str).collect();
-    let (gone, missing): (Vec<&str>, Vec<&str>) = wanted_keys
+    let (gone, mut missing): (Vec<&str>, Vec<&str>) = wanted
         .iter()
         .copied()
         .filter(|wanted| !selected.contains(wanted))
         .partition(|wanted| checkpoint.has_finished(wanted));
+    missing.sort_unstable();
     for key in gone {
         // Finished by an earlier run of this replay, deleted since (a lifecycle rule): done,
         // not missing, or a replay stopped after it could never be resumed (helper-84).
@@ -360,7 +348,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         return Err(ReplayError::NoSuchKeys {
             location: describe(source),
             missing: missing.len(),
-            given: wanted_keys.len(),
+            given: wanted.len(),
             keys,
         });
     }
@@ -405,7 +393,7 @@ pub async fn replay<T: Target>(run: Run<'_, T>, options: &Options) -> Result<Sum
         checkpoint.begin(
             objects.iter().map(|o| o.key.as_str()),
             &selection,
-            unix_now(),
+            age::now_ms() / 1000,
         );
         checkpoint.ensure_writable()?;
     }
@@ -617,8 +605,10 @@ impl<T: Target> ObjectRun<'_, T> {
                         .flatten()
                         .filter(|renamed| renamed.len() < MAX_RECORD_BYTES)
                         .map(Bytes::from);
-                    let sent = renamed.as_ref().unwrap_or(item);
-                    let still_old = age::too_old_for_new_relic(sent, now_ms);
+                    // Not renamed: the item as it is, found too old just above.
+                    let still_old = renamed
+                        .as_ref()
+                        .is_none_or(|sent| age::too_old_for_new_relic(sent, now_ms));
                     (renamed, still_old)
                 })
                 .collect();
@@ -636,6 +626,9 @@ impl<T: Target> ObjectRun<'_, T> {
         let todo: Vec<usize> = (0..items.len()).filter(|&i| !done.contains(i)).collect();
         // Counted as items are delivered (or shown, in a dry run), so a run that stops part way
         // counts what it sent.
+        // An item as it leaves: `--restamp`ed when it was, so the checkpoint's fingerprint,
+        // taken of the items as read, is the same with and without the flag.
+        let outgoing = |i: usize| aged[i].0.clone().unwrap_or_else(|| items[i].1.clone());
         let count_aged = |summary: &mut Summary, i: usize| {
             summary.too_old_for_new_relic += usize::from(aged[i].1);
             summary.restamped += usize::from(aged[i].0.is_some());
@@ -658,15 +651,8 @@ impl<T: Target> ObjectRun<'_, T> {
             // A dry run sends nothing, so `--rate` does not hold it back.
             if self.dry_run {
                 // As they would leave (`--restamp`).
-                let shown: Vec<(usize, Bytes)> = chunk
-                    .iter()
-                    .map(|&i| {
-                        (
-                            items[i].0,
-                            aged[i].0.clone().unwrap_or_else(|| items[i].1.clone()),
-                        )
-                    })
-                    .collect();
+                let shown: Vec<(usize, Bytes)> =
+                    chunk.iter().map(|&i| (items[i].0, outgoing(i))).collect();
                 self.show_items(key, shown.iter())?;
                 self.summary.sent += chunk.len();
                 for &i in chunk {
@@ -683,12 +669,7 @@ impl<T: Target> ObjectRun<'_, T> {
                 self.stop("interrupted".to_owned(), remaining, false);
                 return Ok(());
             }
-            // `--restamp`: renamed as they leave, so the checkpoint's fingerprint, taken of the
-            // items as read, is the same with and without it.
-            let batch: Vec<Bytes> = chunk
-                .iter()
-                .map(|&i| aged[i].0.clone().unwrap_or_else(|| items[i].1.clone()))
-                .collect();
+            let batch: Vec<Bytes> = chunk.iter().map(|&i| outgoing(i)).collect();
             // A target error still says what the batch delivered before it: that is recorded
             // like any answer, then the run stops, so a re-run does not send it again.
             let (results, fatal) = match self.target.send(batch).await {

@@ -217,7 +217,8 @@ impl Source {
     ///
     /// For S3 the named keys are looked up with one `HeadObject` each ([`HEAD_CONCURRENCY`] at
     /// a time) instead of listing the prefix: replaying one object out of a year of backups
-    /// must not page through millions of keys first. A key outside the prefix, or one naming a
+    /// must not page through millions of keys first. Keys are whole S3 keys (`crate::run` adds
+    /// the source's prefix to a `--key` given below it). A key outside the prefix, or one naming a
     /// "folder" placeholder (ending in `/`), is not found, as the listing would not have found
     /// it. A local directory is listed as usual (its rules for hidden, partial and linked files
     /// stay in one place), which costs no request.

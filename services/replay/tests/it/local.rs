@@ -18,10 +18,17 @@ async fn run(args: &[&str]) -> (Summary, String) {
 }
 
 async fn try_run(args: &[&str]) -> Result<(Summary, String), AppError> {
-    let config = Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
-        .expect("valid arguments");
+    try_run_config(&config_of(args)).await
+}
+
+fn config_of(args: &[&str]) -> Config {
+    Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied()))
+        .expect("valid arguments")
+}
+
+async fn try_run_config(config: &Config) -> Result<(Summary, String), AppError> {
     let mut preview = Vec::new();
-    let summary = replay::run(&config, &mut preview, &CancellationToken::new()).await?;
+    let summary = replay::run(config, &mut preview, &CancellationToken::new()).await?;
     Ok((summary, String::from_utf8(preview).expect("utf-8 preview")))
 }
 
@@ -41,21 +48,21 @@ async fn try_run_to_http(
     try_run_dir_to_http(&fixture_dir(), url, cp, extra).await
 }
 
-/// The configuration [`run_to_http`] runs with: every kind of fixture object to `url`.
+/// Every kind of fixture object to `url`, checkpointing in `cp`.
 fn to_http_config(url: &str, cp: &std::path::Path) -> Config {
-    let args = [
-        dir(),
-        "--to-http".into(),
-        url.to_owned(),
-        "--checkpoint".into(),
-        cp.display().to_string(),
-    ];
-    Config::try_parse_from(
-        std::iter::once("replay")
-            .chain(args.iter().map(String::as_str))
-            .chain(EVERY_KIND),
-    )
-    .expect("valid arguments")
+    dir_to_http_config(&fixture_dir(), url, cp, &EVERY_KIND)
+}
+
+/// The objects under `src` to `url`, checkpointing in `cp`, with `extra` flags.
+fn dir_to_http_config(
+    src: &std::path::Path,
+    url: &str,
+    cp: &std::path::Path,
+    extra: &[&str],
+) -> Config {
+    let (src, cp) = (src.to_str().expect("utf-8"), cp.to_str().expect("utf-8"));
+    let args = [src, "--to-http", url, "--checkpoint", cp];
+    config_of(&[&args[..], extra].concat())
 }
 
 /// [`run_to_http`] for the objects under `src`.
@@ -76,13 +83,7 @@ async fn try_run_dir_to_http(
     cp: &std::path::Path,
     extra: &[&str],
 ) -> Result<(Summary, String), AppError> {
-    let cp = cp.to_str().expect("utf-8");
-    let src = src.to_str().expect("utf-8").to_owned();
-    let mut args = vec![src, "--to-http".to_owned(), url.to_owned()];
-    args.extend(["--checkpoint".to_owned(), cp.to_owned()]);
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    try_run(&args).await
+    try_run_config(&dir_to_http_config(src, url, cp, extra)).await
 }
 
 fn dir() -> String {
@@ -469,9 +470,7 @@ async fn a_cancelled_run_stops_before_sending_and_a_rerun_sends_everything_once(
     assert_eq!(stopped.sent, 0);
     assert_eq!(door.requests(), 0);
 
-    let summary = replay::run(&config, &mut Vec::new(), &CancellationToken::new())
-        .await
-        .expect("the replay runs");
+    let (summary, _) = try_run_config(&config).await.expect("the replay runs");
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
 }
@@ -516,9 +515,7 @@ async fn a_stop_during_retries_ends_the_wait_and_a_rerun_sends_everything_once()
     assert!(door.ids().is_empty());
 
     door.set(Behaviour::default());
-    let summary = replay::run(&config, &mut Vec::new(), &CancellationToken::new())
-        .await
-        .expect("the replay runs");
+    let (summary, _) = try_run_config(&config).await.expect("the replay runs");
     assert!(summary.complete(), "{summary}");
     assert_each_good_record_once(&door.ids());
 }
@@ -752,13 +749,7 @@ async fn a_rerun_leaves_out_objects_its_first_run_did_not_select() {
     let content = std::fs::read(&fixture).expect("read the fixture");
     std::fs::write(&fixture, &content).expect("rewrite the fixture in place");
     let now = time::OffsetDateTime::now_utc();
-    let hour = format!(
-        "{:04}/{:02}/{:02}/{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour()
-    );
+    let hour = firehose_formats::backup::format_timestamp("yyyy/MM/dd/HH", now).expect("pattern");
     let echo_key = format!("{hour}/events-1-replayed");
     let echo = src.join(&echo_key);
     std::fs::create_dir_all(echo.parent().expect("parent")).expect("mkdir");
