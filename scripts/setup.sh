@@ -95,8 +95,7 @@ stamp="$TOOLS_VENV/.installed-$({ printf '%s\n' "${py_pkgs[@]}"; cat "$constrain
 # would trip over it, or say "ready" over a broken one.
 if [ -d "$TOOLS_VENV" ] && ! { [ -x "$TOOLS_VENV/bin/pip" ] && "$TOOLS_VENV/bin/python" -c '' 2>/dev/null; }; then
   log "virtualenv $TOOLS_VENV is broken (no pip, or its python does not run): making it again"
-  rm -f "$TOOLS_VENV"/.installed-*
-  python3 -m venv --clear "$TOOLS_VENV"
+  python3 -m venv --clear "$TOOLS_VENV"   # --clear empties the directory, stamps included
 fi
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$TOOLS_VENV/bin/python" ]; then

@@ -274,11 +274,16 @@ def wrk(url: str, body: str, seconds: int, connections: int, work: Path) -> str:
     return f"wrk -c{connections} {seconds}s: " + " | ".join(lines[-3:])
 
 
-def inflight_bytes(admin: int) -> float:
+def scrape(admin: int) -> str:
+    """ingest's /metrics text; an error unless it answers 200."""
     status, text = http_get(f"http://127.0.0.1:{admin}/metrics")
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
-    for line in text.splitlines():
+    return text
+
+
+def inflight_bytes(admin: int) -> float:
+    for line in scrape(admin).splitlines():
         if line.startswith("ingest_inflight_bytes "):
             return float(line.split()[1])
     raise RuntimeError("ingest_inflight_bytes is not exported")
@@ -391,10 +396,7 @@ def promtool_static(work: Path, checks: Checks) -> Path:
 
 
 def exported_families(admin: int) -> set[str]:
-    status, text = http_get(f"http://127.0.0.1:{admin}/metrics")
-    if status != 200:
-        raise RuntimeError(f"/metrics answered {status}")
-    return set(re.findall(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) ", text, flags=re.M))
+    return set(re.findall(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) ", scrape(admin), flags=re.M))
 
 
 def evaluate(prom: Prom, admin: int, shipped_groups: str, checks: Checks) -> None:

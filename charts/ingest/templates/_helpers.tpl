@@ -239,14 +239,14 @@ crash-looping the pods. Same order and the same comparisons as ingest. */}}
 {{- $call := include "ingest.durationMs" $c.firehoseCallTimeout | float64 }}
 {{- $timeout := include "ingest.durationMs" $c.requestTimeout | float64 }}
 {{- $zero := float64 0 }}
-{{- range $key := list "firehoseCallTimeout" "requestTimeout" "apiKeysReload" "readinessInterval" }}
-{{- if le (include "ingest.durationMs" (index $c $key) | float64) $zero }}
+{{- /* Every duration at most 7 days (ingest's MAX_DURATION, services/ingest/src/config.rs);
+all but linger and retryBudget also above 0. */}}
+{{- range $key := list "linger" "retryBudget" "firehoseCallTimeout" "requestTimeout" "apiKeysReload" "readinessInterval" }}
+{{- $ms := include "ingest.durationMs" (index $c $key) | float64 }}
+{{- if and (le $ms $zero) (not (has $key (list "linger" "retryBudget"))) }}
 {{- fail (printf "config.%s (%s) must be greater than 0" $key (index $c $key)) }}
 {{- end }}
-{{- end }}
-{{- /* ingest's MAX_DURATION (services/ingest/src/config.rs): every duration is at most 7 days. */}}
-{{- range $key := list "linger" "retryBudget" "firehoseCallTimeout" "requestTimeout" "apiKeysReload" "readinessInterval" }}
-{{- if gt (include "ingest.durationMs" (index $c $key) | float64) (float64 604800000) }}
+{{- if gt $ms (float64 604800000) }}
 {{- fail (printf "config.%s (%s) is longer than 7 days (10080m), the longest duration ingest takes; ingest refuses to start otherwise" $key (index $c $key)) }}
 {{- end }}
 {{- end }}
