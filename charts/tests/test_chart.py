@@ -331,6 +331,18 @@ REFUSED = {
     "alerts without the ServiceMonitor whose job they select": (
         {"prometheusRule": {"enabled": True}},
         "prometheusRule.enabled needs serviceMonitor.enabled"),
+    # prometheus-operator skips it: "scrapeTimeout greater than scrapeInterval".
+    "a scrape timeout longer than the interval": (
+        {"serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "1m"}},
+        "serviceMonitor.scrapeTimeout (1m) is longer than serviceMonitor.interval (15s)"),
+    "a scrape timeout longer than the interval by a millisecond": (
+        {"serviceMonitor": {"enabled": True, "interval": "1m30s", "scrapeTimeout": "1m30s1ms"}},
+        "serviceMonitor.scrapeTimeout (1m30s1ms) is longer than serviceMonitor.interval (1m30s)"),
+    # rate()[5m] with a scrape every 2 m: one missed scrape and the alerts see nothing.
+    "alerts with scrapes too far apart for their 5-minute windows": (
+        {"serviceMonitor": {"enabled": True, "interval": "2m", "scrapeTimeout": "10s"},
+         "prometheusRule": {"enabled": True}},
+        "serviceMonitor.interval (2m) is longer than 75s while prometheusRule.enabled"),
     "role ARN without a ServiceAccount to put it on": (
         {"serviceAccount": {"create": False, "roleArn": "arn:aws:iam::123456789012:role/ingest"}},
         "serviceAccount.roleArn (arn:aws:iam::123456789012:role/ingest) is set but "
@@ -608,6 +620,16 @@ def test_values_the_cluster_would_refuse_or_crash_on_are_refused_at_render():
         c.render(_deep_merge(MINIMAL, {"config": {"apiKeysReload": "10081m"}}))
     week = _deep_merge(MINIMAL, {"config": {"apiKeysReload": "10080m"}})
     assert c.find(render_objects(week), "Deployment")
+    # A timeout equal to the interval, and alerts with a scrape every 75 s (1m15s), render.
+    edge = {"serviceMonitor": {"enabled": True, "interval": "1m15s", "scrapeTimeout": "75000ms"},
+            "prometheusRule": {"enabled": True}}
+    objects = render_objects(_deep_merge(MINIMAL, edge))
+    endpoint = c.find(objects, "ServiceMonitor")[0]["spec"]["endpoints"][0]
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("1m15s", "75000ms")
+    assert c.find(objects, "PrometheusRule")
+    # Without the alerts a long interval is the user's choice.
+    slow = {"serviceMonitor": {"enabled": True, "interval": "5m", "scrapeTimeout": "10s"}}
+    assert c.find(render_objects(_deep_merge(MINIMAL, slow)), "ServiceMonitor")
 
 
 def test_an_empty_admin_from_is_refused_not_opened_to_everyone():

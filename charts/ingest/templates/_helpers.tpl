@@ -159,6 +159,22 @@ in float64. */}}
 {{- end }}
 {{- end }}
 
+{{/* A Prometheus duration (`30s`, `1m30s`, `250ms`: the form values.schema.json allows for the
+ServiceMonitor's interval and timeout) in milliseconds, as text: wrap the include in float64. */}}
+{{- define "ingest.promDurationMs" -}}
+{{- $text := toString . | trim }}
+{{- if not (regexMatch "^([0-9]+(ms|s|m|h|d|w|y))+$" $text) }}
+{{- fail (printf "%q is not a Prometheus duration: use e.g. 30s, 1m or 1m30s" $text) }}
+{{- end }}
+{{- $scale := dict "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0 "d" 86400000.0 "w" 604800000.0 "y" 31536000000.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" $text -1 }}
+{{- $number := regexFind "^[0-9]+" . }}
+{{- $total = addf $total (mulf (float64 $number) (get $scale (trimPrefix $number .))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
 {{/*
 A Kubernetes memory quantity (`512Mi`, `1Gi`, `1.5G`, `268435456`) in bytes, as a float; fails
 on a form it does not read (an exponent, `m`).
@@ -216,6 +232,18 @@ in-flight cap above an idle 18 MiB for caps of 128 MiB and more, up to 3 times f
 {{- end }}
 {{- if and .Values.prometheusRule.enabled (not .Values.serviceMonitor.enabled) }}
 {{- fail (printf "prometheusRule.enabled needs serviceMonitor.enabled: the alerts select job=\"%s\", the job name the chart's ServiceMonitor gives the scrape; without it IngestPodsDown fires forever and no other alert can fire" (include "ingest.adminServiceName" .)) }}
+{{- end }}
+{{- if .Values.serviceMonitor.enabled }}
+{{- $interval := include "ingest.promDurationMs" .Values.serviceMonitor.interval | float64 }}
+{{- if gt (include "ingest.promDurationMs" .Values.serviceMonitor.scrapeTimeout | float64) $interval }}
+{{- fail (printf "serviceMonitor.scrapeTimeout (%s) is longer than serviceMonitor.interval (%s): prometheus-operator skips such a ServiceMonitor (\"scrapeTimeout greater than scrapeInterval\"), so nothing would be scraped; shorten the timeout" .Values.serviceMonitor.scrapeTimeout .Values.serviceMonitor.interval) }}
+{{- end }}
+{{- /* The alerts take rate() and increase() over 5-minute windows. Those need two samples in the
+window; with a scrape every 5 m / 4 or less, one failed or late scrape still leaves them (the
+usual rule of a range at least 4 x the scrape interval). */}}
+{{- if and .Values.prometheusRule.enabled (gt $interval (float64 75000)) }}
+{{- fail (printf "serviceMonitor.interval (%s) is longer than 75s while prometheusRule.enabled: the alerts compute rates over 5-minute windows, which need a scrape at least every 75s (a quarter of the window) so that one missed scrape does not leave a window with a single sample and the alerts silent; scrape more often" .Values.serviceMonitor.interval) }}
+{{- end }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
 {{- fail "ingress.enabled needs at least one host in ingress.hosts: an Ingress without rules or a default backend is refused by the API server" }}
