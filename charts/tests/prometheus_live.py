@@ -41,7 +41,6 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,6 +70,12 @@ class Checks:
             self.failed.append(what)
             print(f"FAIL  {what}{': ' + detail if detail else ''}")
         return ok
+
+    @staticmethod
+    def step(what: str) -> None:
+        """A stage reached: printed, not counted (it cannot fail; a stage that is not reached
+        raises, which fails the run as "test harness")."""
+        print(f"..    {what}")
 
     def summary(self) -> int:
         print(f"\n{self.passed} passed, {len(self.failed)} failed")
@@ -356,12 +361,12 @@ class Prom:
         return any(t["labels"].get("job") == JOB and t["health"] == "up" for t in targets)
 
     def last_scrape_after(self, when: float) -> bool:
-        for t in self.api("targets")["data"]["activeTargets"]:
-            if t["labels"].get("job") == JOB and t["health"] == "up":
-                # RFC 3339 in UTC with nanoseconds; whole seconds are precise enough here.
-                stamp = datetime.strptime(t["lastScrape"][:19], "%Y-%m-%dT%H:%M:%S")
-                return stamp.replace(tzinfo=timezone.utc).timestamp() > when + 1
-        return False
+        # The time of the newest successful scrape, as Unix seconds from PromQL. Not the targets
+        # API's `lastScrape`: Prometheus writes that in the server's local time zone (with its
+        # offset), so reading it as UTC failed west of UTC and passed too early east of it
+        # (helper-89, M1).
+        result = self.query(f'timestamp(up{{job="{JOB}"}} == 1)')["data"]["result"]
+        return any(float(r["value"][1]) > when + 1 for r in result)
 
 
 def rules_file(path: Path, values: dict[str, Any], group: str | None = None) -> Path:
@@ -467,7 +472,12 @@ def evaluate(prom: Prom, admin: int, shipped_groups: str, checks: Checks) -> Non
     for name, r in states.get("hair-trigger", {}).items():
         checks.check(r["state"] in ("pending", "firing"), f"alert {name} (hair-trigger): active",
                      f"state {r['state']}, health {r['health']}, {r.get('lastError', '')}")
-    for name, r in states.get(shipped_groups, {}).items():
+    shipped = states.get(shipped_groups, {})
+    want = {r["alert"] for r in c.alerts(c.monitoring_values())}
+    checks.check(bool(want) and want <= set(shipped),
+                 f"rule group {shipped_groups} holds all {len(want)} shipped alerts",
+                 f"missing {sorted(want - set(shipped))}; groups {sorted(states)}")
+    for name, r in shipped.items():
         checks.check(r["health"] == "ok", f"alert {name} (shipped thresholds): rule health ok",
                      r.get("lastError", ""))
 
@@ -547,7 +557,7 @@ def main() -> int:
                      alive=proc.alive)
 
         ingest, (public, admin) = start_on_free_ports(2, launch_ingest, ingest_ready, procs)
-        checks.check(True, f"ingest ready on 127.0.0.1:{public} (admin {admin})")
+        checks.step(f"ingest ready on 127.0.0.1:{public} (admin {admin})")
 
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -579,7 +589,7 @@ def main() -> int:
                                                        procs)
         prom = Prom(prom_port)
         wait_for("the ingest target to be up", prom.target_up, alive=prometheus.alive)
-        checks.check(True, f"Prometheus on 127.0.0.1:{prom_port} scrapes ingest")
+        checks.step(f"Prometheus on 127.0.0.1:{prom_port} scrapes ingest")
 
         synthetic_load(public, admin, relay, work, checks)
         ingest.alive()

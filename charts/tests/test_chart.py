@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -470,7 +471,12 @@ def test_derived_grace_margin_outlasts_the_telemetry_flush():
     # Defaults: preStop 5 + shutdownDelaySecs 0 + shutdownGraceSecs 25 + margin 15.
     margin = spec["terminationGracePeriodSeconds"] - (5 + 0 + 25)
     assert margin == GRACE_MARGIN
-    assert margin > 2 + 5  # admin drain + the SDK's wait for the final export
+    # ingest's own admin drain, read from its source (a longer one must grow the margin), plus
+    # the 5 s the OpenTelemetry SDK's batch processor waits for its final export.
+    lib = (c.REPO / "services/ingest/src/lib.rs").read_text()
+    admin_drain = int(re.search(
+        r"pub const ADMIN_DRAIN: Duration = Duration::from_secs\((\d+)\);", lib).group(1))
+    assert margin > admin_drain + 5
     readme = (c.CHART / "README.md").read_text()
     assert f"sum plus {GRACE_MARGIN} s" in readme
 
@@ -1063,10 +1069,31 @@ def test_dockerfile_builds_ingest_without_the_embedded_firehose():
     assert "[features]" not in (c.REPO / "services" / "firehose-local" / "Cargo.toml").read_text()
 
 
-def test_prometheus_stage_always_rebuilds_ingest():
-    text = (c.REPO / "scripts" / "test-prometheus.sh").read_text()
-    assert "cargo build -p ingest --locked" in text
-    assert not re.search(r'if \[ ! -x "\$bin" \]', text), "a stale binary would be tested"
+def test_prometheus_stage_alone_builds_ingest_before_testing_it(tmp_path):
+    # Run the script with stub tools: alone (no INGEST_BIN) it must call `cargo build` even
+    # though a binary exists already in the target dir (a stale binary would be tested
+    # otherwise); the stub cargo fails, which must stop the stage there. With INGEST_BIN it
+    # must not build, and a path that is not an executable is refused.
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    calls = tmp_path / "cargo-calls"
+    (stubs / "cargo").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 3\n')
+    for tool in ("prometheus", "promtool", "wrk"):
+        (stubs / tool).write_text("#!/bin/sh\nexit 0\n")
+    for f in stubs.iterdir():
+        f.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("INGEST_BIN", "CI", "MOTO_ENDPOINT")}
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    env.setdefault("TOOLS_VENV", sys.prefix)
+    script = str(c.REPO / "scripts" / "test-prometheus.sh")
+    alone = subprocess.run(["bash", script], env=env, capture_output=True, text=True, check=False)
+    assert alone.returncode == 3, alone.stdout + alone.stderr
+    assert calls.read_text().splitlines() == ["build -p ingest --locked"]
+    calls.unlink()
+    given = subprocess.run(["bash", script], env={**env, "INGEST_BIN": str(tmp_path / "none")},
+                           capture_output=True, text=True, check=False)
+    assert given.returncode == 1 and "is not an executable" in given.stderr, given.stderr
+    assert not calls.exists()
 
 
 def test_aws_dashboard_plots_bytes_per_second_against_the_limit():
