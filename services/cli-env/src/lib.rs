@@ -43,6 +43,25 @@ pub fn parse_or_exit<P: Parser>(status: i32) -> P {
     })
 }
 
+/// Parses `args` (the program name first) into `P` as if no environment variable were set:
+/// every `env` binding is removed first. For tests of the flags, which would otherwise read
+/// whatever the developer's shell exports (`INGEST_LINGER`, `REPLAY_TO_STREAM`, …) and pass or
+/// fail with it.
+///
+/// # Errors
+/// clap's error for arguments that do not parse.
+pub fn parse_args_only<P, I, T>(args: I) -> Result<P, clap::Error>
+where
+    P: Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = P::command()
+        .mut_args(|arg| arg.env(None::<&'static str>))
+        .try_get_matches_from(args)?;
+    P::from_arg_matches(&matches)
+}
+
 /// Adds the environment variable to each flag that `error` names, when `C` gives that flag
 /// one, and hides the value of a flag declared `hide_env_values`. Errors that name no flag with
 /// a variable are returned unchanged.
@@ -302,6 +321,32 @@ mod tests {
             message.contains("'[COUNT] or TEST_CLI_ENV_COUNT'"),
             "{message}"
         );
+    }
+
+    /// Bound to a variable every test process has.
+    #[derive(Debug, Parser)]
+    struct FromPath {
+        #[arg(long, env = "PATH")]
+        search: Option<String>,
+        #[arg(long, env = "PATH", default_value = "fallback")]
+        with_default: String,
+    }
+
+    #[test]
+    fn parsing_the_arguments_only_ignores_the_environment() {
+        assert!(
+            std::env::var_os("PATH").is_some(),
+            "the test needs PATH set"
+        );
+        let read = FromPath::try_parse_from(["t"]).expect("parses");
+        assert!(read.search.is_some(), "clap itself reads PATH: {read:?}");
+        let only = parse_args_only::<FromPath, _, _>(["t"]).expect("parses");
+        assert_eq!(only.search, None);
+        assert_eq!(only.with_default, "fallback");
+        let given = parse_args_only::<FromPath, _, _>(["t", "--search", "x"]).expect("parses");
+        assert_eq!(given.search.as_deref(), Some("x"));
+        let error = parse_args_only::<FromPath, _, _>(["t", "--nope"]).expect_err("unknown flag");
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[test]

@@ -13,6 +13,18 @@ use tokio::io::AsyncBufReadExt as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_firehose-local");
 
+/// The binary, without the `FIREHOSE_LOCAL_*` variables of the shell that runs the tests (each
+/// is a setting, and would change what a test sees).
+fn command() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FIREHOSE_LOCAL_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// Starts the binary and returns it with the address from its "listening" log line.
 async fn start(
     config: &std::path::Path,
@@ -21,7 +33,7 @@ async fn start(
     String,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
-    let mut child = tokio::process::Command::new(BIN)
+    let mut child = command()
         .args(["--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
@@ -245,7 +257,7 @@ async fn refused_at_start(name: &str, config: &str) -> String {
         config.replace("{dir}", &dir.path().display().to_string()),
     )
     .unwrap();
-    let run = tokio::process::Command::new(BIN)
+    let run = command()
         .args(["--listen", "127.0.0.1:0", "--config"])
         .arg(&path)
         .kill_on_drop(true)
@@ -304,7 +316,7 @@ async fn put(client: &aws_sdk_firehose::Client, data: Vec<u8>) {
 
 #[tokio::test]
 async fn a_bad_value_in_the_environment_names_the_variable() {
-    let out = tokio::process::Command::new(BIN)
+    let out = command()
         .env("FIREHOSE_LOCAL_RETRY_DURATION_SECS", "forever")
         .output()
         .await
@@ -324,7 +336,7 @@ async fn a_bad_value_in_the_environment_names_the_variable() {
 async fn the_function_environment_flag_refuses_reserved_keys_and_malformed_pairs() {
     let dir = tempfile::tempdir().unwrap();
     let run = |value: &str| {
-        tokio::process::Command::new(BIN)
+        command()
             .args(["--listen", "127.0.0.1:0", "--processor", "runtime-api"])
             .args(["--transform-binary", BIN, "--dir"])
             .arg(dir.path())

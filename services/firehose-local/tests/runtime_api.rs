@@ -13,23 +13,67 @@ use firehose_local::config::{ProcessorConfig, ProcessorMode};
 use firehose_local::spawn_embedded;
 use std::path::PathBuf;
 
-/// `<target>/debug/transform`, next to this test's own `<target>/debug/deps/…` executable.
-fn transform_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
+/// `<target>/debug/transform`, next to this test's own `<target>/debug/deps/…` executable, if it
+/// is there and newer than every source it is built from (else a test run for this package
+/// alone would drive an old build and prove nothing about the current code).
+fn transform_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .ok_or("no target directory")?;
     let candidate = profile_dir.join("transform");
-    candidate.is_file().then_some(candidate)
+    let built = std::fs::metadata(&candidate)
+        .and_then(|m| m.modified())
+        .map_err(|_| format!("{} is not built", candidate.display()))?;
+    let services = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for crate_dir in ["transform", "firehose-formats"] {
+        if let Some(newer) = newest_source(&services.join(crate_dir)).filter(|(t, _)| *t > built) {
+            return Err(format!(
+                "{} is older than {}",
+                candidate.display(),
+                newer.1.display()
+            ));
+        }
+    }
+    Ok(candidate)
+}
+
+/// The most recently modified file under `dir`'s `src/` and its `Cargo.toml`.
+fn newest_source(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut pending = vec![dir.join("src")];
+    let mut newest = std::fs::metadata(dir.join("Cargo.toml"))
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| (t, dir.join("Cargo.toml")));
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).ok()?.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if let Ok(t) = meta.modified()
+                && newest.as_ref().is_none_or(|(n, _)| t > *n)
+            {
+                newest = Some((t, path));
+            }
+        }
+    }
+    newest
 }
 
 #[tokio::test]
 async fn the_transform_binary_runs_under_the_hosted_runtime_api() {
-    let Some(binary) = transform_binary() else {
-        assert!(
-            !common::in_ci(),
-            "target/debug/transform is missing under CI: `cargo nextest run --workspace` should have built it"
-        );
-        eprintln!("skipped: target/debug/transform not built (run `cargo build -p transform`)");
-        return;
+    let binary = match transform_binary() {
+        Ok(binary) => binary,
+        Err(why) => {
+            assert!(
+                !common::in_ci(),
+                "{why} under CI: `cargo nextest run --workspace` should have built it"
+            );
+            eprintln!("skipped: {why} (run `cargo build -p transform`)");
+            return;
+        }
     };
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());

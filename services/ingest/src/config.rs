@@ -443,7 +443,7 @@ mod tests {
     fn parse(args: &[&str]) -> Config {
         let mut argv = vec!["ingest"];
         argv.extend_from_slice(args);
-        Config::try_parse_from(argv).expect("arguments parse")
+        cli_env::parse_args_only(argv).expect("arguments parse")
     }
 
     #[test]

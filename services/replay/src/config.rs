@@ -282,7 +282,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(std::iter::once("replay").chain(args.iter().copied())).unwrap()
+        cli_env::parse_args_only(std::iter::once("replay").chain(args.iter().copied())).unwrap()
     }
 
     #[test]

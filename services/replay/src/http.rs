@@ -629,22 +629,25 @@ fn beyond_retry(error: &reqwest::Error) -> Option<&'static str> {
                  front door's certificate is valid for that name and trusted here",
             );
         }
-        let text = e.to_string();
-        // getaddrinfo's EAI_NONAME / EAI_NODATA (glibc, musl, BSD wording): the name server
-        // answered that the name does not exist. EAI_AGAIN (no answer) is retried.
-        if [
-            "Name or service not known",
-            "No address associated with hostname",
-            "Name does not resolve",
-            "nodename nor servname provided",
-        ]
-        .iter()
-        .any(|m| text.contains(m))
-        {
+        if says_no_such_host(&e.to_string()) {
             return Some("The host name does not exist: check the URL");
         }
     }
     None
+}
+
+/// Whether a resolver's error text is getaddrinfo's EAI_NONAME or EAI_NODATA, in glibc's, musl's
+/// or BSD's wording: the name server answered that the name does not exist. EAI_AGAIN (no
+/// answer, "Temporary failure in name resolution") is not: it may pass later.
+fn says_no_such_host(text: &str) -> bool {
+    [
+        "Name or service not known",
+        "No address associated with hostname",
+        "Name does not resolve",
+        "nodename nor servname provided",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 /// `error`, then each error it wraps. `io::Error::source` skips the error an `io::Error` wraps
@@ -863,6 +866,25 @@ mod tests {
         let err = sent.unwrap_err();
         assert!(err.to_string().contains("404"), "{err}");
         assert_eq!(err.results, vec![ItemResult::Unaccepted("not sent".into())]);
+    }
+
+    #[test]
+    fn every_libc_wording_of_no_such_host_needs_a_fix_and_no_answer_is_retried() {
+        for text in [
+            "failed to lookup address information: Name or service not known", // glibc
+            "failed to lookup address information: No address associated with hostname",
+            "failed to lookup address information: Name does not resolve", // musl
+            "failed to lookup address information: nodename nor servname provided, or not known",
+        ] {
+            assert!(says_no_such_host(text), "{text}");
+        }
+        for text in [
+            "failed to lookup address information: Temporary failure in name resolution",
+            "Connection refused (os error 111)",
+            "",
+        ] {
+            assert!(!says_no_such_host(text), "{text}");
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::support::{self, FakeSink, Options, app, app_with, encoded, gzip, json
 
 /// The value of the first sample whose line starts with `line_start`; 0 for a labelled series
 /// not created yet (a counter with labels appears at its first increment), but the metric
-/// itself must be there: a renamed metric fails instead of reading as 0.
+/// itself must be there: a renamed metric fails instead of reading as 0, and so does a missing
+/// sample of a metric without labels (which is always exported).
 fn metric(app: &support::TestApp, line_start: &str) -> f64 {
     let text = app.state.metrics().render();
     let family = line_start
@@ -28,8 +29,12 @@ fn metric(app: &support::TestApp, line_start: &str) -> f64 {
         text.contains(&format!("# TYPE {family} ")),
         "no metric {family} in:\n{text}"
     );
-    text.lines()
-        .find(|l| l.starts_with(line_start))
+    let sample = text.lines().find(|l| l.starts_with(line_start));
+    assert!(
+        sample.is_some() || line_start.contains('{'),
+        "no sample {line_start:?} in:\n{text}"
+    );
+    sample
         .and_then(|l| l.rsplit(' ').next())
         .map_or(0.0, |v| v.parse().expect("a sample value"))
 }

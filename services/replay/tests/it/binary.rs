@@ -4,14 +4,12 @@ use std::process::Output;
 
 use crate::support::{
     Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, MALFORMED, assert_each_good_record_once, counts,
-    fixture_dir,
+    fixture_dir, replay_command,
 };
 
 fn replay() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
-    cmd.env("RUST_LOG", "info")
-        .env_remove("REPLAY_RATE")
-        .env_remove("REPLAY_SOURCE");
+    let mut cmd = replay_command();
+    cmd.env("RUST_LOG", "info");
     cmd
 }
 

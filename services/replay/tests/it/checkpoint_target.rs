@@ -9,7 +9,7 @@ use crate::support::{Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, fixture_dir};
 /// Runs the binary on the fixture directory (every kind of object in it) with `args`, AWS
 /// settings for a local Firehose at `endpoint` (if any) and `region`.
 async fn replay(cp: &Path, endpoint: Option<&str>, region: &str, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
+    let mut cmd = crate::support::replay_command();
     cmd.arg(fixture_dir())
         .arg("--checkpoint")
         .arg(cp)
@@ -17,8 +17,6 @@ async fn replay(cp: &Path, endpoint: Option<&str>, region: &str, args: &[&str]) 
         .args(EVERY_KIND)
         .args(args)
         .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("REPLAY_TO_STREAM")
-        .env_remove("REPLAY_TO_HTTP")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_EC2_METADATA_DISABLED", "true");

@@ -180,7 +180,7 @@ async fn events_backed_up_while_the_endpoint_was_down_are_delivered_once_by_repl
 
     // The endpoint is back; replay the backup into the stream with the binary.
     *endpoint.up.lock().expect("lock") = true;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+    let out = crate::support::replay_command()
         .arg(&backup_dir)
         .args([
             "--to-stream",

@@ -13,7 +13,7 @@ use crate::support::{
 
 /// Runs the binary with `args` and every kind of object selected (the fixtures hold all three).
 async fn replay(moto: &Moto, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+    crate::support::replay_command()
         .args(args)
         .args(EVERY_KIND)
         .envs(moto.env())

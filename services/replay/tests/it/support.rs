@@ -426,3 +426,15 @@ pub(crate) fn fixture_files() -> Vec<(PathBuf, String)> {
     }
     files
 }
+
+/// The `replay` binary, without the `REPLAY_*` variables of the shell that runs the tests (each
+/// is a setting, and would change what a test sees).
+pub(crate) fn replay_command() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("REPLAY_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
