@@ -38,8 +38,11 @@ pub const MAX_RECORD_BYTES: usize = 1_024_000;
 /// <https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html>
 pub const LAMBDA_MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
-/// The byte budget a transform response must stay under: 6,000,000 bytes, the decimal reading
-/// of "6 MB", so the response fits whichever reading Lambda applies.
+/// The byte budget a transform's enrichment keeps its response under: 6,000,000 bytes, the
+/// decimal reading of "6 MB", so an enriched response fits whichever reading Lambda applies.
+/// Records returned as they came may take the response up to [`LAMBDA_MAX_PAYLOAD_BYTES`]:
+/// Lambda's Runtime API refuses a response only above 6,291,556 bytes ("Exceeded maximum
+/// allowed payload size (6291556 bytes)").
 ///
 /// <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>
 pub const LAMBDA_RESPONSE_BUDGET: usize = 6_000_000;

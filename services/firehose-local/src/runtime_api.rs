@@ -44,7 +44,7 @@ type Reply = oneshot::Sender<Result<Vec<u8>, InvokeError>>;
 /// The largest body the runtime may post: Lambda's 6 MB payload limit for a synchronous
 /// invocation's response (`firehose_formats::limits::LAMBDA_MAX_PAYLOAD_BYTES`,
 /// <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>). axum's default
-/// (2 MiB) would refuse legal transform responses, which may be up to 6,000,000 bytes.
+/// (2 MiB) would refuse legal transform responses, which may be up to 6 MiB.
 ///
 /// Over it, the answer is what AWS's own Runtime Interface Emulator gives (the Runtime API page
 /// and the facts doc do not say): 413 with `{"errorMessage": "Exceeded maximum allowed payload

@@ -24,7 +24,7 @@
 use std::borrow::Cow;
 
 use base64_simd::STANDARD as BASE64;
-use firehose_formats::limits::LAMBDA_RESPONSE_BUDGET;
+use firehose_formats::limits::{LAMBDA_MAX_PAYLOAD_BYTES, LAMBDA_RESPONSE_BUDGET};
 
 use crate::enrich::{Shape, Stamp};
 use crate::record::{FailureReason, Outcome, RecordResult, Scratch, UnenrichedReason};
@@ -44,11 +44,11 @@ pub enum InvocationError {
         /// What the parser found wrong, and where.
         detail: String,
     },
-    /// Even returning every record unchanged would exceed the response limit; only possible
-    /// when the request itself is near 6 MB and has no per-record metadata.
+    /// Even returning every record unchanged would exceed the response limit (6 MiB); only
+    /// possible when the request itself is near 6 MiB and has no per-record metadata.
     #[error(
         "the event's {records} records need {needed} bytes even when returned unchanged, over \
-         the {budget}-byte Lambda response budget; lower the Firehose processor's BufferSizeInMBs"
+         the {budget}-byte Lambda response limit; lower the Firehose processor's BufferSizeInMBs"
     )]
     ResponseOverBudget {
         /// Records in the event.
@@ -175,8 +175,9 @@ const fn base64_len(n: usize) -> usize {
 /// Transforms a Firehose→Lambda event (raw JSON) into the response (raw JSON).
 ///
 /// `now_ms` is stamped into every enriched record's `_transformed_ts`. The response has one
-/// record per input record, same `recordId`, same order, and is at most
-/// [`LAMBDA_RESPONSE_BUDGET`] bytes.
+/// record per input record, same `recordId`, same order. Records are enriched while it stays
+/// within [`LAMBDA_RESPONSE_BUDGET`] bytes; returned as they came it may reach
+/// [`LAMBDA_MAX_PAYLOAD_BYTES`] ([`process_event_with_limits`]).
 ///
 /// # Errors
 ///
@@ -194,11 +195,17 @@ pub fn process_event_with_stats(
     event_json: &[u8],
     now_ms: i64,
 ) -> Result<(Vec<u8>, InvocationStats), InvocationError> {
-    process_event_with_budget(event_json, now_ms, LAMBDA_RESPONSE_BUDGET)
+    process_event_with_limits(
+        event_json,
+        now_ms,
+        LAMBDA_RESPONSE_BUDGET,
+        LAMBDA_MAX_PAYLOAD_BYTES,
+    )
 }
 
 /// [`process_event_with_stats`] with an explicit response budget in bytes, for tests and for
-/// emulators that model a different limit.
+/// emulators that model a different limit: records are enriched while the response stays
+/// within `budget`, and an event whose all-unchanged response exceeds it is refused.
 ///
 /// # Errors
 ///
@@ -209,6 +216,28 @@ pub fn process_event_with_budget(
     now_ms: i64,
     budget: usize,
 ) -> Result<(Vec<u8>, InvocationStats), InvocationError> {
+    process_event_with_limits(event_json, now_ms, budget, budget)
+}
+
+/// The transform with two limits: records are enriched only while the response stays within
+/// `budget`; the invocation is refused only when returning every record unchanged would exceed
+/// `ceiling` (at least `budget`). [`process_event`] uses the safe reading of Lambda's "6 MB"
+/// (6,000,000) as the budget and 6 MiB as the ceiling: a response between the two carries no
+/// enrichment but is sent, since refusing would fail the whole batch for certain, while Lambda
+/// takes responses up to 6 MiB (and the 6 MiB event Firehose may send with a 3 MB processor
+/// buffer of small records has an all-unchanged response about as large).
+///
+/// # Errors
+///
+/// As [`process_event`], plus [`InvocationError::ResponseOverBudget`] when even the
+/// all-unchanged response exceeds `ceiling`.
+pub fn process_event_with_limits(
+    event_json: &[u8],
+    now_ms: i64,
+    budget: usize,
+    ceiling: usize,
+) -> Result<(Vec<u8>, InvocationStats), InvocationError> {
+    let ceiling = ceiling.max(budget);
     let Event { records, source } = parse_event(event_json)?;
 
     // Worst case first: every record returned unchanged as ProcessingFailed.
@@ -221,11 +250,11 @@ pub fn process_event_with_budget(
     };
     let mut committed = OPEN.len() + CLOSE.len() + records.len().saturating_sub(1);
     let mut reserved: usize = records.iter().map(fallback_len).sum();
-    if committed + reserved > budget {
+    if committed + reserved > ceiling {
         return Err(InvocationError::ResponseOverBudget {
             records: records.len(),
             needed: committed + reserved,
-            budget,
+            budget: ceiling,
         });
     }
 
@@ -238,7 +267,7 @@ pub fn process_event_with_budget(
     let stamp = Stamp::new(now_ms);
     let mut scratch = Scratch::default();
     // The response is never larger than the budget, and rarely smaller than the event.
-    let mut out = Vec::with_capacity(budget.min(event_json.len() + event_json.len() / 4 + 64));
+    let mut out = Vec::with_capacity(ceiling.min(event_json.len() + event_json.len() / 4 + 64));
     out.extend_from_slice(OPEN);
 
     for (i, record) in records.iter().enumerate() {

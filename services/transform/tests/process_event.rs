@@ -290,6 +290,49 @@ fn unenriched_records_are_json_on_one_line_and_text_as_sent() {
     }
 }
 
+/// A 3 MB processor buffer of ~190-byte events makes a Firehose event just under 6 MiB whose
+/// worst-case response (every record `ProcessingFailed`) is over the 6,000,000-byte enrichment
+/// budget (helper-88: the whole batch went to processing-failed). That fits Lambda's 6 MiB, so
+/// the records go out unenriched instead of the invocation being refused.
+#[test]
+fn an_event_near_six_mib_of_small_records_is_answered_unenriched_not_refused() {
+    use firehose_formats::limits::{LAMBDA_MAX_PAYLOAD_BYTES, LAMBDA_RESPONSE_BUDGET};
+    let data = STANDARD.encode(format!(r#"{{"message":"{}"}}"#, "x".repeat(177)));
+    assert_eq!(STANDARD.decode(&data).unwrap().len(), 191);
+    let ids: Vec<String> = (0..16_450).map(|i| format!("{i:056}")).collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), data.as_str())).collect();
+    let event = event(&refs);
+    assert!(event.len() <= LAMBDA_MAX_PAYLOAD_BYTES, "{}", event.len());
+    // The regime: refused under the budget alone.
+    assert!(matches!(
+        process_event_with_budget(&event, NOW, LAMBDA_RESPONSE_BUDGET),
+        Err(InvocationError::ResponseOverBudget { .. })
+    ));
+    let (response, stats) = process_event_with_stats(&event, NOW).unwrap();
+    // The refusal reserved every record's worst case (`ProcessingFailed`); answered `Ok` as
+    // they came, they take 14 bytes less each, here even under the budget.
+    assert!(
+        response.len() <= LAMBDA_MAX_PAYLOAD_BYTES,
+        "{}",
+        response.len()
+    );
+    // As the reservation frees up, the last records are enriched; the rest go as they came.
+    assert!(stats.unenriched_over_budget > 0, "{stats:?}");
+    let out = parse(&response);
+    assert_eq!(out.len(), ids.len());
+    let mut unchanged = 0;
+    for ((id, result, sent), want) in out.iter().zip(&ids) {
+        assert_eq!((id, result.as_str()), (want, "Ok"));
+        if sent == &data {
+            unchanged += 1;
+        } else {
+            let enriched: Value = serde_json::from_slice(&STANDARD.decode(sent).unwrap()).unwrap();
+            assert_eq!(enriched["message"], "x".repeat(177), "{enriched}");
+        }
+    }
+    assert_eq!(unchanged, stats.unenriched_over_budget);
+}
+
 #[test]
 fn an_event_that_cannot_fit_even_unchanged_is_an_error() {
     let event = event(&[("1", "e30="), ("2", "e30=")]);
