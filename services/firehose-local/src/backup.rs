@@ -4,10 +4,12 @@
 //! error output is NDJSON [`ErrorRecord`] lines. Two stores sit behind [`BackupStore`]: a local
 //! directory (the default: keys become relative paths) and an S3 bucket through `aws-sdk-s3`.
 //! A failed write is retried with backoff, as Firehose keeps retrying S3. Only a shutdown stops
-//! that: [`SHUTDOWN_BACKUP_WINDOW`] after its grace period (the window the backups of deliveries
-//! and transforms cut off by the grace period need), a write that has not landed, even one still
-//! waiting for a hanging store, is abandoned and its loss logged with the record count, so a
-//! graceful stop takes at most `shutdown_grace_secs` plus that window.
+//! that: once its grace period is over, the backups of the deliveries and transforms it cut off
+//! are written while the store keeps taking objects; when [`SHUTDOWN_BACKUP_WINDOW`] passes
+//! without a write landing, a write that has not landed, even one still waiting for a hanging
+//! store, is abandoned and its loss logged with the record count. So a store that fails or hangs
+//! holds a graceful stop up for `shutdown_grace_secs` plus that window, and a healthy one for as
+//! long as the backlog takes to write.
 
 use crate::config::{BackupConfig, BackupTarget, Compression};
 use crate::metrics::Metrics;
@@ -23,10 +25,52 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-/// How long after a shutdown's grace period backup writes may still take: the batches cut off by
-/// the grace period are written then. Past it, a write that has not landed is abandoned and its
-/// records are logged as lost (README, "What a crash loses").
+/// How long, once a shutdown's grace period is over, the backup may go without a write landing
+/// before the writes still waiting are abandoned and their records logged as lost (README, "What
+/// a crash loses"). Measured from the end of the grace period and then from each write that
+/// lands: a store that keeps taking objects drains the whole backlog however long that takes
+/// (at 64 MiB per object, 256 MiB held is four objects), and one that hangs or fails holds the
+/// stop up by this much only.
 pub const SHUTDOWN_BACKUP_WINDOW: Duration = Duration::from_secs(10);
+
+/// When a shutdown stops waiting for backup writes: shared by every stream's [`Backup`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cutoff {
+    token: CancellationToken,
+    landed: Arc<tokio::sync::Notify>,
+}
+
+impl Cutoff {
+    /// Abandons the writes that have not landed.
+    pub(crate) fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// A write landed: the store is taking objects.
+    fn landed(&self) {
+        self.landed.notify_one();
+    }
+
+    /// Cancels once no write has landed for `window` (counted from now, then from each
+    /// landing), and returns.
+    pub(crate) async fn when_quiet_for(&self, window: Duration) {
+        // A landing from before the call (a permit `notify_one` kept) ends the first wait at
+        // once, so the window still runs from the call.
+        while tokio::time::timeout(window, self.landed.notified())
+            .await
+            .is_ok()
+        {}
+        self.cancel();
+    }
+}
 
 /// Why one object write failed.
 #[derive(Debug, thiserror::Error)]
@@ -312,8 +356,9 @@ pub(crate) struct Backup {
     pub(crate) version: u64,
     pub(crate) config: BackupConfig,
     pub(crate) metrics: Metrics,
-    /// Cancelled [`SHUTDOWN_BACKUP_WINDOW`] after a shutdown's grace period: abandon writes.
-    pub(crate) cutoff: CancellationToken,
+    /// Cancelled once the backup has gone [`SHUTDOWN_BACKUP_WINDOW`] without a write landing
+    /// after a shutdown's grace period: abandon writes.
+    pub(crate) cutoff: Cutoff,
 }
 
 fn random_string() -> String {
@@ -448,8 +493,12 @@ impl Backup {
             }
         };
         // Shared: each retry of the write hands the store the same bytes without copying them.
+        // Compressed on the blocking pool: 64 MiB take seconds, which on the runtime would stall
+        // the other streams' tasks (and, at shutdown, the other backup writes).
         let body = bytes::Bytes::from(match self.config.compression {
-            Compression::Gzip => gzip(&body),
+            Compression::Gzip => tokio::task::spawn_blocking(move || gzip(&body))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
             Compression::None => body,
         });
         let len = body.len() as u64;
@@ -471,6 +520,7 @@ impl Backup {
             };
             match put {
                 Ok(()) => {
+                    self.cutoff.landed();
                     self.metrics
                         .backup_success
                         .with_label_values(&[stream])
@@ -501,6 +551,7 @@ impl Backup {
                     // Cut short by the cutoff, after which the next attempt ends the loop.
                     let _ = self
                         .cutoff
+                        .token
                         .run_until_cancelled(tokio::time::sleep(delay))
                         .await;
                     delay = (delay * 2).min(Duration::from_secs(30));
@@ -533,7 +584,7 @@ pub(crate) mod tests {
                 ..BackupConfig::default()
             },
             metrics: Metrics::new().unwrap(),
-            cutoff: CancellationToken::new(),
+            cutoff: Cutoff::default(),
         }
     }
 
@@ -654,7 +705,7 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_to_a_hanging_store_is_abandoned_at_the_shutdown_cutoff() {
         let (tx, mut started) = tokio::sync::mpsc::unbounded_channel();
-        let cutoff = CancellationToken::new();
+        let cutoff = Cutoff::default();
         let b = Backup {
             store: Arc::new(HangingStore(tx)),
             cutoff: cutoff.clone(),
@@ -699,6 +750,86 @@ pub(crate) mod tests {
             0,
             "abandoned records are not counted as written"
         );
+    }
+
+    /// A store that takes each object after `delay` (a healthy store, slow for large objects).
+    #[derive(Debug)]
+    struct SlowStore {
+        delay: Duration,
+        taken: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl BackupStore for SlowStore {
+        fn put(&self, key: String, _body: bytes::Bytes) -> BoxFuture<'_, Result<(), BackupError>> {
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                self.taken.lock().unwrap().push(key);
+                Ok(())
+            })
+        }
+    }
+
+    /// helper-88: at shutdown, a backlog of several large objects to a healthy store took longer
+    /// than the fixed 10 s window, and the objects not written by then were abandoned as lost.
+    /// Now the window runs from each write that lands: five writes of 4 s each (20 s) all land,
+    /// and the cutoff comes one window after the last.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_that_keeps_landing_is_written_whole_however_long_it_takes() {
+        let store = Arc::new(SlowStore {
+            delay: Duration::from_secs(4),
+            taken: std::sync::Mutex::default(),
+        });
+        let b = Backup {
+            store: store.clone(),
+            ..backup(std::path::Path::new("/nonexistent"), Compression::None)
+        };
+        let start = tokio::time::Instant::now();
+        let cut = {
+            let cutoff = b.cutoff.clone();
+            tokio::spawn(async move {
+                cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
+                tokio::time::Instant::now()
+            })
+        };
+        let rec = ErrorRecord {
+            raw_data: b64(b"hi"),
+            ..ErrorRecord::default()
+        };
+        for _ in 0..5 {
+            b.write_errors(
+                ErrorOutputType::HttpEndpointFailed,
+                std::slice::from_ref(&rec),
+            )
+            .await;
+        }
+        assert_eq!(store.taken.lock().unwrap().len(), 5, "every object landed");
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+        assert!(!b.cutoff.is_cancelled());
+        let cut_at = cut.await.unwrap();
+        assert_eq!(
+            cut_at - start,
+            Duration::from_secs(20) + SHUTDOWN_BACKUP_WINDOW
+        );
+        assert!(b.cutoff.is_cancelled());
+        assert_eq!(
+            b.metrics
+                .error_output_records
+                .with_label_values(&["events", "http-endpoint-failed"])
+                .get(),
+            5
+        );
+    }
+
+    /// With nothing landing (a store that hangs or fails), the cutoff comes one window after the
+    /// call; a landing from before the call does not extend it.
+    #[tokio::test(start_paused = true)]
+    async fn with_nothing_landing_the_cutoff_comes_one_window_after_the_grace_period() {
+        let cutoff = Cutoff::default();
+        cutoff.landed(); // during the grace period
+        let start = tokio::time::Instant::now();
+        cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
+        assert_eq!(start.elapsed(), SHUTDOWN_BACKUP_WINDOW);
+        assert!(cutoff.is_cancelled());
     }
 
     #[tokio::test]

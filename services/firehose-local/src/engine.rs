@@ -16,8 +16,8 @@
 //! intake; each stage then flushes what it holds and ends when the stage before it has ended, so
 //! everything accepted flows through in order. Once the grace period is over, transforms and
 //! deliveries are cut off and their batches backed up. Nothing accepted is dropped without being
-//! delivered or written to backup, or, when the backup store has still not taken it as
-//! shutdown's backup window ends, logged as lost with its count. Until then records exist only in
+//! delivered or written to backup, or, when the backup store has taken nothing for shutdown's
+//! backup window, logged as lost with its count. Until then records exist only in
 //! memory (channels and buffers, nothing on disk), so a process killed without a graceful
 //! shutdown loses records already acknowledged (README, "What a crash loses").
 
@@ -300,7 +300,7 @@ const MAX_GATHERED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Past the shutdown grace period nothing more is attempted, so every batch still queued for a
 /// stage goes straight to backup. Written one object per batch, a long queue (an endpoint down
-/// for an hour holds hundreds) could outlast the backup window and be logged as lost; so once
+/// for an hour holds hundreds) would take one store round trip each; so once
 /// `give_up` is cancelled, `batch` takes every batch already queued behind it, up to
 /// [`MAX_GATHERED_BYTES`], and they are backed up together.
 fn gather_queued(
@@ -448,7 +448,7 @@ mod tests {
                 version: 1,
                 config: config.backup.clone(),
                 metrics: Metrics::new().unwrap(),
-                cutoff: CancellationToken::new(),
+                cutoff: crate::backup::Cutoff::default(),
             },
             config,
             stop_intake: stop.clone(),

@@ -146,8 +146,9 @@ impl Server {
 
     /// Serves the API on `listener` until `shutdown` completes, then stops intake, flushes every
     /// buffer and waits for delivery; failed deliveries and transform invocations keep retrying
-    /// for the configured grace period and are then backed up, and backup writes that have not
-    /// landed [`backup::SHUTDOWN_BACKUP_WINDOW`] later are abandoned (their loss logged).
+    /// for the configured grace period and are then backed up; once no backup write has landed
+    /// for [`backup::SHUTDOWN_BACKUP_WINDOW`], those still waiting are abandoned (their loss
+    /// logged).
     /// Connections still open once everything is flushed get [`SERVER_DRAIN`]; then `run`
     /// returns without them (their tasks end with the runtime; their puts are refused).
     ///
@@ -163,7 +164,7 @@ impl Server {
         let faults = faults::Faults::new(&config.faults);
         let stop_intake = CancellationToken::new();
         let give_up = CancellationToken::new();
-        let backup_cutoff = CancellationToken::new();
+        let backup_cutoff = backup::Cutoff::default();
         let stop_children = CancellationToken::new();
         let mut streams = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -311,11 +312,13 @@ impl Server {
                     ),
                 }
                 give_up.cancel();
-                tokio::time::sleep(backup::SHUTDOWN_BACKUP_WINDOW).await;
+                backup_cutoff
+                    .when_quiet_for(backup::SHUTDOWN_BACKUP_WINDOW)
+                    .await;
                 tracing::error!(
-                    "shutdown backup window over: abandoning backup writes that have not landed"
+                    window = ?backup::SHUTDOWN_BACKUP_WINDOW,
+                    "no backup write has landed for the shutdown backup window: abandoning backup writes that have not landed"
                 );
-                backup_cutoff.cancel();
             })
         };
         for task in tasks {
