@@ -386,7 +386,7 @@ impl Destination for HttpDelivery {
                     request_id,
                     attempts,
                     code = err.code,
-                    message = err.message,
+                    error_message = err.message,
                     "HTTP endpoint delivery attempt failed"
                 );
                 let out_of_time = spent >= retry_budget || retry_budget.is_zero();

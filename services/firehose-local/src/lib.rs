@@ -371,6 +371,7 @@ pub struct EmbeddedHandle {
     addr: SocketAddr,
     streams: Vec<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    hurry: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), Error>>,
 }
 
@@ -391,6 +392,14 @@ impl EmbeddedHandle {
     #[must_use]
     pub fn stream_names(&self) -> &[String] {
         &self.streams
+    }
+
+    /// Cancelled during [`EmbeddedHandle::shutdown`], ends its grace period at once: what is
+    /// not delivered yet is backed up now instead of being retried until the grace period is
+    /// over (the standalone binary's second signal; [`Server::hurry_handle`]).
+    #[must_use]
+    pub fn hurry_handle(&self) -> CancellationToken {
+        self.hurry.clone()
     }
 
     /// Stops intake, flushes every buffer and waits until everything accepted is delivered or
@@ -439,6 +448,7 @@ pub async fn spawn_server(server: Server) -> Result<EmbeddedHandle, Error> {
         .iter()
         .map(|s| s.name.clone())
         .collect();
+    let hurry = server.hurry_handle();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(listener, async move {
         let _ = rx.await;
@@ -447,6 +457,7 @@ pub async fn spawn_server(server: Server) -> Result<EmbeddedHandle, Error> {
         addr,
         streams,
         shutdown: Some(tx),
+        hurry,
         task,
     })
 }

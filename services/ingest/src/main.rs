@@ -135,7 +135,13 @@ async fn start(
             embedded.client
         }
     };
-    let served = serve(&config, client, signals).await;
+    #[cfg(feature = "embedded")]
+    let local_hurry = local
+        .as_ref()
+        .map(firehose_local::EmbeddedHandle::hurry_handle);
+    #[cfg(not(feature = "embedded"))]
+    let local_hurry = None;
+    let served = serve(&config, client, signals, local_hurry).await;
     // Whatever ended the front door (a drained shutdown or an error), everything it
     // acknowledged is in the local Firehose, which now flushes (delivers or backs up) before
     // we exit. Dropping the handle instead would leave the flush to a task that the runtime
@@ -154,11 +160,14 @@ async fn start(
     served
 }
 
-/// Binds both listeners and serves until the first signal and the drain are over.
+/// Binds both listeners and serves until the first signal and the drain are over. With the
+/// embedded local Firehose, `local_hurry` is its [`firehose_local::Server::hurry_handle`]: the
+/// second signal also ends its grace period, as it does for the standalone binary.
 async fn serve(
     config: &Config,
     client: aws_sdk_firehose::Client,
     signals: Signals,
+    local_hurry: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<Drained, Failed> {
     let service = Service::build(config, Arc::new(client))?;
     let public = TcpListener::bind(config.listen)
@@ -181,9 +190,23 @@ async fn serve(
         grace: config.shutdown_grace,
         cut_short: tokio_util::sync::CancellationToken::new(),
     };
-    // The first signal starts the drain; a second ends its wait for in-flight requests (the
-    // embedded local Firehose still flushes); a third exits at once.
+    // The first signal starts the drain; a second ends its wait for in-flight requests and the
+    // embedded local Firehose's grace period (what it has not delivered is backed up now); a
+    // third exits at once.
     let stop = tokio_util::sync::CancellationToken::new();
+    let second = if let Some(hurry) = local_hurry {
+        let cut_short = drain.cut_short.clone();
+        tokio::spawn(async move {
+            cut_short.cancelled().await;
+            hurry.cancel();
+        });
+        "no longer waiting for in-flight requests (their clients get no answer, so they send \
+         again) nor for the local Firehose's endpoint (what it has not delivered is backed up \
+         now); a third signal exits at once"
+    } else {
+        "no longer waiting for in-flight requests (their clients get no answer, so they send \
+         again); a third signal exits at once"
+    };
     signals.escalate(
         vec![
             Stage {
@@ -193,8 +216,7 @@ async fn serve(
             },
             Stage {
                 begins: drain.cut_short.clone(),
-                message: "no longer waiting for in-flight requests (their clients get no \
-                          answer, so they send again); a third signal exits at once",
+                message: second,
             },
         ],
         "exiting now; records the local Firehose holds (if any) are lost",

@@ -332,7 +332,7 @@ impl RecordSink for aws_sdk_firehose::Client {
                             tracing::warn!(
                                 stream,
                                 code,
-                                message = entry.error_message().unwrap_or(""),
+                                error_message = entry.error_message().unwrap_or(""),
                                 "Firehose refused a record"
                             );
                         }

@@ -28,6 +28,8 @@ struct Ingest {
     child: Child,
     url: String,
     admin: String,
+    /// Its log lines after start-up.
+    logs: tokio::sync::mpsc::UnboundedReceiver<Value>,
 }
 
 /// Starts `ingest` with no delivery stream, in `dir`, with `extra` settings, and waits until
@@ -60,7 +62,12 @@ async fn start_embedded(dir: &Path, extra: &[(&str, &str)]) -> Ingest {
     let (listening, _) = wait_started(&mut logs).await;
     let url = format!("http://{}", listening["listen"].as_str().expect("listen"));
     let admin = format!("http://{}", listening["admin"].as_str().expect("admin"));
-    Ingest { child, url, admin }
+    Ingest {
+        child,
+        url,
+        admin,
+        logs,
+    }
 }
 
 impl Ingest {
@@ -93,7 +100,7 @@ impl Ingest {
             .sum()
     }
 
-    async fn terminate(&mut self) -> std::process::ExitStatus {
+    fn sigterm(&self) {
         let pid = self.child.id().expect("running").to_string();
         assert!(
             std::process::Command::new("kill")
@@ -102,6 +109,10 @@ impl Ingest {
                 .expect("kill runs")
                 .success()
         );
+    }
+
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.sigterm();
         tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("ingest exits after SIGTERM")
@@ -402,6 +413,65 @@ async fn refused_calls_are_retried_until_accepted() {
     );
 }
 
+/// As with the standalone firehose-local, a second signal ends the embedded Firehose's grace
+/// period: what it could not deliver is backed up at once instead of being retried for the rest
+/// of the grace period (helper-88: it kept retrying until a third signal, which loses it).
+#[tokio::test]
+async fn a_second_signal_backs_up_at_once_what_the_local_firehose_could_not_deliver() {
+    // Bound and never listening: every delivery attempt is refused.
+    let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+    closed
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let closed = closed.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("firehose-local.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+shutdown_grace_secs: 600
+streams:
+  - name: events
+    buffering: {{ size_mb: 1, interval_secs: 60 }}
+    processor: {{ mode: in-process, buffer_interval_secs: 0 }}
+    http_endpoint: {{ url: "http://{closed}/firehose/v1", retry_duration_secs: 3600 }}
+    backup: {{ target: {{ kind: local-dir, dir: "{dir}/backup" }} }}
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .expect("config written");
+    let config = config.to_string_lossy().into_owned();
+    let mut ingest = start_embedded(
+        dir.path(),
+        &[("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str())],
+    )
+    .await;
+    let mut acknowledged = post_events(&ingest, "h", 3).await;
+    ingest.sigterm();
+    // The local Firehose is flushing and retrying the refused endpoint.
+    wait_log(&mut ingest.logs, |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("delivery attempt failed"))
+    })
+    .await;
+    ingest.sigterm();
+    let status = tokio::time::timeout(Duration::from_secs(60), ingest.child.wait())
+        .await
+        .expect("ingest exits soon after the second signal, not after the 600 s grace")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    let mut backed_up = backed_up_event_ids(&dir.path().join("backup"));
+    acknowledged.sort();
+    backed_up.sort();
+    assert_eq!(
+        backed_up, acknowledged,
+        "every acknowledged event backed up once"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_endpoint_lands_in_http_endpoint_failed() {
     // A port nobody listens on: every delivery attempt fails to connect.
@@ -436,8 +506,20 @@ streams:
     // The shutdown flushes the buffers; with no retry duration left, the batch is backed up.
     assert!(ingest.terminate().await.success());
 
+    let mut backed_up = backed_up_event_ids(&dir.path().join("backup"));
+    acknowledged.sort();
+    backed_up.sort();
+    assert_eq!(
+        backed_up, acknowledged,
+        "every acknowledged event is in the backup"
+    );
+}
+
+/// The `id` of every event in the error-output objects under `backup`, which must all be
+/// `http-endpoint-failed/` records with an `HttpEndpoint.*` error code.
+fn backed_up_event_ids(backup: &Path) -> Vec<String> {
     let mut backed_up = Vec::new();
-    let mut stack = vec![dir.path().join("backup")];
+    let mut stack = vec![backup.to_owned()];
     while let Some(path) = stack.pop() {
         for entry in std::fs::read_dir(&path).expect("backup dir") {
             let path = entry.expect("entry").path();
@@ -475,10 +557,5 @@ streams:
             }
         }
     }
-    acknowledged.sort();
-    backed_up.sort();
-    assert_eq!(
-        backed_up, acknowledged,
-        "every acknowledged event is in the backup"
-    );
+    backed_up
 }
