@@ -5,11 +5,13 @@
 //! directory (the default: keys become relative paths) and an S3 bucket through `aws-sdk-s3`.
 //! A failed write is retried with backoff, as Firehose keeps retrying S3. Only a shutdown stops
 //! that: once its grace period is over, the backups of the deliveries and transforms it cut off
-//! are written while the store keeps taking objects; when [`SHUTDOWN_BACKUP_WINDOW`] passes
-//! without a write landing, a write that has not landed, even one still waiting for a hanging
-//! store, is abandoned and its loss logged with the record count. So a store that fails or hangs
-//! holds a graceful stop up for `shutdown_grace_secs` plus that window, and a healthy one for as
-//! long as the backlog takes to write.
+//! are written while the store keeps taking objects; when the backup has made no progress for
+//! [`SHUTDOWN_BACKUP_WINDOW`] (no write landed or started; a started write also gets its size at
+//! [`MIN_BACKUP_BYTES_PER_SEC`]), a write that has not landed, even one still waiting for a
+//! hanging store, is abandoned and its loss logged with the record count. So a store that fails
+//! or hangs holds a graceful stop up for `shutdown_grace_secs` plus that window (and the
+//! allowance of the writes started), and one that takes objects at 1 MiB/s or more for as long
+//! as the backlog takes to write.
 
 use crate::config::{BackupConfig, BackupTarget, Compression};
 use crate::metrics::Metrics;
@@ -25,19 +27,27 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-/// How long, once a shutdown's grace period is over, the backup may go without a write landing
-/// before the writes still waiting are abandoned and their records logged as lost (README, "What
-/// a crash loses"). Measured from the end of the grace period and then from each write that
-/// lands: a store that keeps taking objects drains the whole backlog however long that takes
-/// (at 64 MiB per object, 256 MiB held is four objects), and one that hangs or fails holds the
-/// stop up by this much only.
+/// How long, once a shutdown's grace period is over, the backup may go without progress before
+/// the writes still waiting are abandoned and their records logged as lost (README, "What a
+/// crash loses"). Counted from the end of the grace period, from each write that lands, and from
+/// each write that starts, which also gets its size at [`MIN_BACKUP_BYTES_PER_SEC`]: a store that
+/// keeps taking objects at that pace drains the whole backlog however long that takes (at
+/// 64 MiB per object, 256 MiB held is four objects), and one that hangs or keeps failing holds
+/// the stop up by this much (plus the allowance of the writes started) only.
 pub const SHUTDOWN_BACKUP_WINDOW: Duration = Duration::from_secs(10);
+
+/// The slowest pace at which a backup store still counts as taking objects during a shutdown:
+/// 1 MiB/s (8 Mbit/s), so a 90 MiB object gets 90 s on top of [`SHUTDOWN_BACKUP_WINDOW`]. Only
+/// a write's first attempt gets it: retries of a store that keeps failing do not extend the
+/// wait.
+pub const MIN_BACKUP_BYTES_PER_SEC: u64 = 1024 * 1024;
 
 /// When a shutdown stops waiting for backup writes: shared by every stream's [`Backup`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cutoff {
     token: CancellationToken,
-    landed: Arc<tokio::sync::Notify>,
+    /// The backup has made progress: writes still waiting are not abandoned before this.
+    wait_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Cutoff {
@@ -54,20 +64,46 @@ impl Cutoff {
         self.token.cancelled().await;
     }
 
-    /// A write landed: the store is taking objects.
-    fn landed(&self) {
-        self.landed.notify_one();
+    /// Progress: no cutoff before `by` from now.
+    fn extend(&self, by: Duration) {
+        let until = tokio::time::Instant::now() + by;
+        let mut wait_until = self
+            .wait_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if wait_until.is_none_or(|t| t < until) {
+            *wait_until = Some(until);
+        }
     }
 
-    /// Cancels once no write has landed for `window` (counted from now, then from each
-    /// landing), and returns.
+    fn wait_until(&self) -> Option<tokio::time::Instant> {
+        *self
+            .wait_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A write landed: the store is taking objects.
+    fn landed(&self) {
+        self.extend(SHUTDOWN_BACKUP_WINDOW);
+    }
+
+    /// A write of `bytes` starts (compression and its first attempt).
+    fn starting(&self, bytes: usize) {
+        let allowance = Duration::from_secs_f64(bytes as f64 / MIN_BACKUP_BYTES_PER_SEC as f64);
+        self.extend(SHUTDOWN_BACKUP_WINDOW + allowance);
+    }
+
+    /// Cancels once the backup has made no progress for `window` (from now, from each write
+    /// that lands, from each write that starts plus its allowance), and returns.
     pub(crate) async fn when_quiet_for(&self, window: Duration) {
-        // A landing from before the call (a permit `notify_one` kept) ends the first wait at
-        // once, so the window still runs from the call.
-        while tokio::time::timeout(window, self.landed.notified())
-            .await
-            .is_ok()
-        {}
+        self.extend(window);
+        while let Some(until) = self.wait_until() {
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep_until(until).await;
+        }
         self.cancel();
     }
 }
@@ -492,13 +528,35 @@ impl Backup {
                 return false;
             }
         };
+        let abandoned = |stage: &str| {
+            tracing::error!(
+                stream,
+                key,
+                records = count,
+                "backup write abandoned {stage}: the backup had made no progress for shutdown's backup window; records LOST"
+            );
+        };
+        if self.cutoff.is_cancelled() {
+            abandoned("before it started");
+            return false;
+        }
+        self.cutoff.starting(body.len());
         // Shared: each retry of the write hands the store the same bytes without copying them.
         // Compressed on the blocking pool: 64 MiB take seconds, which on the runtime would stall
         // the other streams' tasks (and, at shutdown, the other backup writes).
         let body = bytes::Bytes::from(match self.config.compression {
-            Compression::Gzip => tokio::task::spawn_blocking(move || gzip(&body))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            Compression::Gzip => {
+                let compressing = tokio::task::spawn_blocking(move || gzip(&body));
+                tokio::select! {
+                    biased;
+                    () = self.cutoff.cancelled() => {
+                        abandoned("while it was compressed");
+                        return false;
+                    }
+                    done = compressing => done
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+                }
+            }
             Compression::None => body,
         });
         let len = body.len() as u64;
@@ -510,13 +568,15 @@ impl Backup {
                 .inc();
             // Past the cutoff a write in progress is abandoned: a hanging store must not hold
             // shutdown up for as long as it hangs.
+            // Checked first, so that no put starts after the cutoff (a local write would still
+            // land, on the blocking pool, while its records are logged as lost).
             let put = tokio::select! {
                 biased;
-                r = self.store.put(key.clone(), body.clone()) => r,
                 () = self.cutoff.cancelled() => {
-                    tracing::error!(stream, key, records = count, "backup write abandoned: the store had not answered when shutdown's backup window ended; records LOST");
+                    abandoned("while the store had not answered");
                     return false;
                 }
+                r = self.store.put(key.clone(), body.clone()) => r,
             };
             match put {
                 Ok(()) => {
@@ -817,6 +877,96 @@ pub(crate) mod tests {
                 .with_label_values(&["events", "http-endpoint-failed"])
                 .get(),
             5
+        );
+    }
+
+    /// helper-90: a single large object to a slow but working store (a thin link to S3) took
+    /// longer than the window by itself. A write gets its size at `MIN_BACKUP_BYTES_PER_SEC` on
+    /// top: 30 MiB get 30 s more, so an upload of 25 s lands; a store that hangs is cut off
+    /// once that allowance is spent too.
+    #[tokio::test(start_paused = true)]
+    async fn a_large_write_gets_time_for_its_size_and_no_more() {
+        let body = vec![b'x'; 30 * 1024 * 1024];
+        let allowance = Duration::from_secs(30);
+        for (delay, lands) in [
+            (Duration::from_secs(25), true),
+            (Duration::from_secs(3600), false),
+        ] {
+            let store = Arc::new(SlowStore {
+                delay,
+                taken: std::sync::Mutex::default(),
+            });
+            let b = Backup {
+                store: store.clone(),
+                ..backup(std::path::Path::new("/nonexistent"), Compression::None)
+            };
+            let start = tokio::time::Instant::now();
+            let cut = {
+                let cutoff = b.cutoff.clone();
+                tokio::spawn(async move {
+                    cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
+                    tokio::time::Instant::now()
+                })
+            };
+            let landed = b
+                .write(&b.config.prefix.clone(), None, 0, body.clone(), 1)
+                .await;
+            assert_eq!(landed, lands, "{delay:?}");
+            assert_eq!(store.taken.lock().unwrap().len(), usize::from(lands));
+            let cut_at = cut.await.unwrap() - start;
+            // The allowance given at the start stands even once the write has landed (here it
+            // is later than one window after the landing).
+            assert_eq!(cut_at, SHUTDOWN_BACKUP_WINDOW + allowance);
+            if lands {
+                assert!(delay + SHUTDOWN_BACKUP_WINDOW < cut_at);
+            }
+        }
+    }
+
+    /// A store that keeps failing: its retries do not extend the wait, so the cutoff comes one
+    /// window (plus the write's allowance) after the write started.
+    #[tokio::test(start_paused = true)]
+    async fn retries_of_a_failing_store_do_not_hold_the_stop_up() {
+        #[derive(Debug)]
+        struct Failing;
+        impl BackupStore for Failing {
+            fn put(&self, key: String, _: bytes::Bytes) -> BoxFuture<'_, Result<(), BackupError>> {
+                Box::pin(async move {
+                    Err(BackupError::S3 {
+                        bucket: "b".into(),
+                        key,
+                        message: "SlowDown".into(),
+                    })
+                })
+            }
+        }
+        let b = Backup {
+            store: Arc::new(Failing),
+            ..backup(std::path::Path::new("/nonexistent"), Compression::None)
+        };
+        let start = tokio::time::Instant::now();
+        let cut = {
+            let cutoff = b.cutoff.clone();
+            tokio::spawn(async move { cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await })
+        };
+        let landed = b
+            .write(&b.config.prefix.clone(), None, 0, b"x".to_vec(), 1)
+            .await;
+        assert!(!landed);
+        cut.await.unwrap();
+        // 1 byte: an allowance of about a microsecond (the paused clock steps by 1 ms).
+        let took = start.elapsed();
+        assert!(
+            took >= SHUTDOWN_BACKUP_WINDOW
+                && took < SHUTDOWN_BACKUP_WINDOW + Duration::from_millis(10),
+            "{took:?}"
+        );
+        assert!(
+            b.metrics
+                .backup_attempts
+                .with_label_values(&["events"])
+                .get()
+                > 3
         );
     }
 

@@ -58,7 +58,7 @@ pub struct Config {
     pub account_id: String,
     /// Seconds a graceful shutdown keeps retrying failed deliveries and transform invocations
     /// before backing the rest up (30); backup writes then go on while the store takes them,
-    /// until none has landed for [`crate::backup::SHUTDOWN_BACKUP_WINDOW`]. With 0, nothing is attempted after the signal: what is buffered is backed up.
+    /// until the backup has made no progress for [`crate::backup::SHUTDOWN_BACKUP_WINDOW`]. With 0, nothing is attempted after the signal: what is buffered is backed up.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
     /// Most record data, in MiB as received, held in memory across every stream: accepted but

@@ -16,7 +16,7 @@
 //! intake; each stage then flushes what it holds and ends when the stage before it has ended, so
 //! everything accepted flows through in order. Once the grace period is over, transforms and
 //! deliveries are cut off and their batches backed up. Nothing accepted is dropped without being
-//! delivered or written to backup, or, when the backup store has taken nothing for shutdown's
+//! delivered or written to backup, or, when the backup has made no progress for shutdown's
 //! backup window, logged as lost with its count. Until then records exist only in
 //! memory (channels and buffers, nothing on disk), so a process killed without a graceful
 //! shutdown loses records already acknowledged (README, "What a crash loses").

@@ -146,9 +146,9 @@ impl Server {
 
     /// Serves the API on `listener` until `shutdown` completes, then stops intake, flushes every
     /// buffer and waits for delivery; failed deliveries and transform invocations keep retrying
-    /// for the configured grace period and are then backed up; once no backup write has landed
-    /// for [`backup::SHUTDOWN_BACKUP_WINDOW`], those still waiting are abandoned (their loss
-    /// logged).
+    /// for the configured grace period and are then backed up; once the backup has made no
+    /// progress for [`backup::SHUTDOWN_BACKUP_WINDOW`] (see there), the writes still waiting are
+    /// abandoned (their loss logged).
     /// Connections still open once everything is flushed get [`SERVER_DRAIN`]; then `run`
     /// returns without them (their tasks end with the runtime; their puts are refused).
     ///
@@ -317,7 +317,7 @@ impl Server {
                     .await;
                 tracing::error!(
                     window = ?backup::SHUTDOWN_BACKUP_WINDOW,
-                    "no backup write has landed for the shutdown backup window: abandoning backup writes that have not landed"
+                    "the backup has made no progress for the shutdown backup window: abandoning backup writes that have not landed"
                 );
             })
         };
