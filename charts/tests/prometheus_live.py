@@ -365,7 +365,10 @@ class Prom:
         # API's `lastScrape`: Prometheus writes that in the server's local time zone (with its
         # offset), so reading it as UTC failed west of UTC and passed too early east of it
         # (helper-89, M1).
-        result = self.query(f'timestamp(up{{job="{JOB}"}} == 1)')["data"]["result"]
+        # timestamp() gives the sample's own time only for a bare selector (for any other
+        # expression, the evaluation time): filter to successful scrapes with `and`.
+        up = f'up{{job="{JOB}"}}'
+        result = self.query(f"timestamp({up}) and on() ({up} == 1)")["data"]["result"]
         return any(float(r["value"][1]) > when + 1 for r in result)
 
 

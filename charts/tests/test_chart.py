@@ -1071,7 +1071,7 @@ def test_dockerfile_builds_ingest_without_the_embedded_firehose():
 
 def test_prometheus_stage_alone_builds_ingest_before_testing_it(tmp_path):
     # Run the script with stub tools: alone (no INGEST_BIN) it must call `cargo build` even
-    # though a binary exists already in the target dir (a stale binary would be tested
+    # though a binary exists already in its target dir (a stale binary would be tested
     # otherwise); the stub cargo fails, which must stop the stage there. With INGEST_BIN it
     # must not build, and a path that is not an executable is refused.
     stubs = tmp_path / "bin"
@@ -1082,9 +1082,15 @@ def test_prometheus_stage_alone_builds_ingest_before_testing_it(tmp_path):
         (stubs / tool).write_text("#!/bin/sh\nexit 0\n")
     for f in stubs.iterdir():
         f.chmod(0o755)
+    target = tmp_path / "target"
+    (target / "debug").mkdir(parents=True)
+    (target / "debug" / "ingest").write_text("#!/bin/sh\nexit 0\n")
+    (target / "debug" / "ingest").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("INGEST_BIN", "CI", "MOTO_ENDPOINT")}
-    env["PATH"] = f"{stubs}:{env['PATH']}"
     env.setdefault("TOOLS_VENV", sys.prefix)
+    # The venv's bin already on PATH (after the stubs), so env.sh does not put it in front.
+    env["PATH"] = f"{stubs}:{env['TOOLS_VENV']}/bin:{env['PATH']}"
+    env["CARGO_TARGET_DIR"] = str(target)
     script = str(c.REPO / "scripts" / "test-prometheus.sh")
     alone = subprocess.run(["bash", script], env=env, capture_output=True, text=True, check=False)
     assert alone.returncode == 3, alone.stdout + alone.stderr

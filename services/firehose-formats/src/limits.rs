@@ -32,7 +32,8 @@ pub const MAX_RECORD_BYTES: usize = 1_024_000;
 
 /// Lambda's synchronous invocation payload limit, for the request and for the response alike:
 /// 6 MB. AWS states it as 6 MB; we read it as 6,291,456 bytes (6 MiB) for requests we accept
-/// and budget responses against the smaller 6,000,000 ([`LAMBDA_RESPONSE_BUDGET`]).
+/// and as the most a response may take with every record returned unchanged, and keep the
+/// enrichment of a response within the smaller 6,000,000 ([`LAMBDA_RESPONSE_BUDGET`]).
 ///
 /// <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>
 /// <https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html>

@@ -266,7 +266,7 @@ pub fn process_event_with_limits(
     };
     let stamp = Stamp::new(now_ms);
     let mut scratch = Scratch::default();
-    // The response is never larger than the budget, and rarely smaller than the event.
+    // The response is never larger than the ceiling, and rarely smaller than the event.
     let mut out = Vec::with_capacity(ceiling.min(event_json.len() + event_json.len() / 4 + 64));
     out.extend_from_slice(OPEN);
 

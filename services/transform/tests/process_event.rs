@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use transform::event::process_event_with_budget;
+use transform::event::{process_event_with_budget, process_event_with_limits};
 use transform::{InvocationError, process_event, process_event_with_stats};
 
 const NOW: i64 = 1_770_249_600_000;
@@ -485,6 +485,52 @@ proptest! {
                 prop_assert_eq!(stats.ok + stats.dropped + stats.failed, payloads.len());
             }
             Err(InvocationError::ResponseOverBudget { needed, .. }) => prop_assert!(needed > budget),
+            Err(other) => prop_assert!(false, "unexpected error {}", other),
+        }
+    }
+
+    /// With a ceiling above the budget (process_event's 6,000,000 and 6 MiB, scaled down): the
+    /// response never exceeds the ceiling, stays within the budget whenever the budget alone
+    /// would have taken the event, and the invocation is refused only when even the worst case
+    /// would pass the ceiling.
+    #[test]
+    fn the_ceiling_and_the_budget_hold_for_any_batch(
+        payloads in prop::collection::vec(
+            prop_oneof![
+                "[ -~]{0,300}".prop_map(|s| STANDARD.encode(s)),
+                "\\{\"[a-z]{1,8}\":[0-9]{1,30}\\}".prop_map(|s| STANDARD.encode(s)),
+            ],
+            0..60,
+        ),
+        budget_fraction in 0.2f64..1.2,
+        headroom in 1.0f64..1.5,
+    ) {
+        let ids: Vec<String> = (0..payloads.len()).map(|i| format!("r{i}")).collect();
+        let refs: Vec<(&str, &str)> = ids.iter().map(String::as_str).zip(payloads.iter().map(String::as_str)).collect();
+        let event = event(&refs);
+        let (full, _) = process_event_with_stats(&event, NOW).unwrap();
+        let budget = ((full.len() as f64) * budget_fraction) as usize;
+        let ceiling = ((budget as f64) * headroom) as usize;
+        let refused_at_budget = process_event_with_budget(&event, NOW, budget).is_err();
+        match process_event_with_limits(&event, NOW, budget, ceiling) {
+            Ok((response, stats)) => {
+                prop_assert!(response.len() <= ceiling);
+                // Within the budget whenever the budget alone would have taken the event.
+                if !refused_at_budget {
+                    prop_assert!(response.len() <= budget);
+                }
+                prop_assert_eq!(stats.ok + stats.dropped + stats.failed, payloads.len());
+                let out = parse(&response);
+                prop_assert_eq!(out.len(), payloads.len());
+                for (i, (id, _, _)) in out.iter().enumerate() {
+                    prop_assert_eq!(id, &ids[i]);
+                }
+            }
+            Err(InvocationError::ResponseOverBudget { needed, budget: limit, .. }) => {
+                prop_assert_eq!(limit, ceiling);
+                prop_assert!(needed > ceiling);
+                prop_assert!(refused_at_budget);
+            }
             Err(other) => prop_assert!(false, "unexpected error {}", other),
         }
     }
