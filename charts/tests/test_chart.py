@@ -343,7 +343,13 @@ REFUSED = {
     "alerts with scrapes too far apart for their 5-minute windows": (
         {"serviceMonitor": {"enabled": True, "interval": "2m", "scrapeTimeout": "10s"},
          "prometheusRule": {"enabled": True}},
-        "serviceMonitor.interval (2m) is longer than 75s while prometheusRule.enabled"),
+        "serviceMonitor.interval (2m) is longer than a quarter of the alerts' shortest rate "
+        "window, 5-minute windows, while prometheusRule.enabled"),
+    # IngestNoTraffic's window set below 5 m: the limit follows it.
+    "no-traffic window too short for the scrape interval": (
+        {"serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "10s"},
+         "prometheusRule": {"enabled": True, "thresholds": {"noTrafficFor": "1m"}}},
+        "IngestNoTraffic's window (prometheusRule.thresholds.noTrafficFor = 1m)"),
     "role ARN without a ServiceAccount to put it on": (
         {"serviceAccount": {"create": False, "roleArn": "arn:aws:iam::123456789012:role/ingest"}},
         "serviceAccount.roleArn (arn:aws:iam::123456789012:role/ingest) is set but "
@@ -633,6 +639,11 @@ def test_values_the_cluster_would_refuse_or_crash_on_are_refused_at_render():
     endpoint = c.find(objects, "ServiceMonitor")[0]["spec"]["endpoints"][0]
     assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("1m15s", "75000ms")
     assert c.find(objects, "PrometheusRule")
+    # The short no-traffic window does not count when that alert is off.
+    quiet = {"serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "10s"},
+             "prometheusRule": {"enabled": True, "thresholds": {"noTrafficFor": "1m"},
+                                "disabled": {"IngestNoTraffic": True}}}
+    assert c.find(render_objects(_deep_merge(MINIMAL, quiet)), "PrometheusRule")
     # Without the alerts a long interval is the user's choice.
     slow = {"serviceMonitor": {"enabled": True, "interval": "5m", "scrapeTimeout": "10s"}}
     assert c.find(render_objects(_deep_merge(MINIMAL, slow)), "ServiceMonitor")

@@ -238,11 +238,25 @@ in-flight cap above an idle 18 MiB for caps of 128 MiB and more, up to 3 times f
 {{- if gt (include "ingest.promDurationMs" .Values.serviceMonitor.scrapeTimeout | float64) $interval }}
 {{- fail (printf "serviceMonitor.scrapeTimeout (%s) is longer than serviceMonitor.interval (%s): prometheus-operator skips such a ServiceMonitor (\"scrapeTimeout greater than scrapeInterval\"), so nothing would be scraped; shorten the timeout" .Values.serviceMonitor.scrapeTimeout .Values.serviceMonitor.interval) }}
 {{- end }}
-{{- /* The alerts take rate() and increase() over 5-minute windows. Those need two samples in the
-window; with a scrape every 5 m / 4 or less, one failed or late scrape still leaves them (the
-usual rule of a range at least 4 x the scrape interval). */}}
-{{- if and .Values.prometheusRule.enabled (gt $interval (float64 75000)) }}
-{{- fail (printf "serviceMonitor.interval (%s) is longer than 75s while prometheusRule.enabled: the alerts compute rates over 5-minute windows, which need a scrape at least every 75s (a quarter of the window) so that one missed scrape does not leave a window with a single sample and the alerts silent; scrape more often" .Values.serviceMonitor.interval) }}
+{{- /* The alerts take rate() and increase() over 5-minute windows, and IngestNoTraffic over
+thresholds.noTrafficFor. Those need two samples in the window; with a scrape every quarter of
+the window or more often, one failed or late scrape still leaves them (the usual rule of a
+range at least 4 x the scrape interval). */}}
+{{- if .Values.prometheusRule.enabled }}
+{{- $window := float64 300000 }}
+{{- $windowName := "5-minute windows" }}
+{{- $noTraffic := dig "thresholds" "noTrafficFor" "" .Values.prometheusRule }}
+{{- $off := .Values.prometheusRule.disabled | default dict }}
+{{- if and $noTraffic (not (index $off "IngestNoTraffic")) }}
+{{- $ms := include "ingest.promDurationMs" $noTraffic | float64 }}
+{{- if lt $ms $window }}
+{{- $window = $ms }}
+{{- $windowName = printf "IngestNoTraffic's window (prometheusRule.thresholds.noTrafficFor = %s)" $noTraffic }}
+{{- end }}
+{{- end }}
+{{- if gt (mulf $interval 4) $window }}
+{{- fail (printf "serviceMonitor.interval (%s) is longer than a quarter of the alerts' shortest rate window, %s, while prometheusRule.enabled: one missed scrape would leave a window with a single sample and the alert silent; scrape more often (at most %.0fs)" .Values.serviceMonitor.interval $windowName (divf $window 4000)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts) }}
