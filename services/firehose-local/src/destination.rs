@@ -91,9 +91,11 @@ impl Destination for LocalDestination {
             let mut delay = Duration::from_millis(500);
             loop {
                 attempts += 1;
-                let result =
-                    crate::backup::write_durably(self.dir.clone(), path.clone(), body.clone())
-                        .await;
+                let result = unless_hung(
+                    crate::backup::write_durably(self.dir.clone(), path.clone(), body.clone()),
+                    give_up,
+                )
+                .await;
                 match result {
                     Ok(()) => {
                         self.metrics
@@ -126,10 +128,64 @@ impl Destination for LocalDestination {
     }
 }
 
+/// `write`, unless a shutdown's grace period is over (`give_up`) and it has still not finished
+/// [`crate::backup::SHUTDOWN_BACKUP_WINDOW`] later: a disk that hangs must not hold the stop up
+/// for ever. Such a write counts as failed, so its batch goes to the backup; should it finish
+/// after all (it runs on the blocking pool), the batch is both delivered and backed up: a
+/// duplicate, never a loss.
+async fn unless_hung(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+    give_up: &CancellationToken,
+) -> std::io::Result<()> {
+    tokio::select! {
+        biased;
+        done = write => done,
+        () = async {
+            give_up.cancelled().await;
+            tokio::time::sleep(crate::backup::SHUTDOWN_BACKUP_WINDOW).await;
+        } => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the write had not finished 10 s after the shutdown grace period (a disk that hangs?)",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::SHUTDOWN_BACKUP_WINDOW;
     use bytes::Bytes;
+
+    /// helper-88: a destination write to a disk that hangs held the shutdown for ever. Now,
+    /// once the grace period is over, it gets one backup window more and then fails (its batch
+    /// goes to the backup); a slow write that finishes within it is delivered; without a
+    /// shutdown a write is waited for however long it takes.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_write_fails_one_window_after_the_grace_period() {
+        let give_up = CancellationToken::new();
+        give_up.cancel();
+        let start = tokio::time::Instant::now();
+        let hung = unless_hung(std::future::pending(), &give_up).await;
+        assert_eq!(
+            hung.expect_err("given up on").kind(),
+            std::io::ErrorKind::TimedOut
+        );
+        assert_eq!(start.elapsed(), SHUTDOWN_BACKUP_WINDOW);
+
+        let slow = async {
+            tokio::time::sleep(SHUTDOWN_BACKUP_WINDOW / 2).await;
+            Ok(())
+        };
+        assert!(unless_hung(slow, &give_up).await.is_ok());
+
+        let running = CancellationToken::new();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(3600),
+            unless_hung(std::future::pending(), &running),
+        )
+        .await;
+        assert!(waited.is_err(), "no shutdown: the write is not given up on");
+    }
 
     #[test]
     fn one_record_per_line_without_doubling_newlines() {
