@@ -829,28 +829,39 @@ pub(crate) mod tests {
         }
     }
 
-    /// helper-88: at shutdown, a backlog of several large objects to a healthy store took longer
-    /// than the fixed 10 s window, and the objects not written by then were abandoned as lost.
-    /// Now the window runs from each write that lands: five writes of 4 s each (20 s) all land,
-    /// and the cutoff comes one window after the last.
-    #[tokio::test(start_paused = true)]
-    async fn a_backlog_that_keeps_landing_is_written_whole_however_long_it_takes() {
+    /// A backup to a [`SlowStore`] taking `delay` per object, its grace period over now: the
+    /// backup, the store, the start, and the task that returns when the cutoff comes.
+    fn shutting_down_with(
+        delay: Duration,
+    ) -> (
+        Backup,
+        Arc<SlowStore>,
+        tokio::time::Instant,
+        tokio::task::JoinHandle<tokio::time::Instant>,
+    ) {
         let store = Arc::new(SlowStore {
-            delay: Duration::from_secs(4),
+            delay,
             taken: std::sync::Mutex::default(),
         });
         let b = Backup {
             store: store.clone(),
             ..backup(std::path::Path::new("/nonexistent"), Compression::None)
         };
-        let start = tokio::time::Instant::now();
-        let cut = {
-            let cutoff = b.cutoff.clone();
-            tokio::spawn(async move {
-                cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
-                tokio::time::Instant::now()
-            })
-        };
+        let cutoff = b.cutoff.clone();
+        let cut = tokio::spawn(async move {
+            cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
+            tokio::time::Instant::now()
+        });
+        (b, store, tokio::time::Instant::now(), cut)
+    }
+
+    /// helper-88: at shutdown, a backlog of several large objects to a healthy store took longer
+    /// than the fixed 10 s window, and the objects not written by then were abandoned as lost.
+    /// Now the window runs from each write that lands: five writes of 4 s each (20 s) all land,
+    /// and the cutoff comes one window after the last.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_that_keeps_landing_is_written_whole_however_long_it_takes() {
+        let (b, store, start, cut) = shutting_down_with(Duration::from_secs(4));
         let rec = ErrorRecord {
             raw_data: b64(b"hi"),
             ..ErrorRecord::default()
@@ -892,22 +903,7 @@ pub(crate) mod tests {
             (Duration::from_secs(25), true),
             (Duration::from_secs(3600), false),
         ] {
-            let store = Arc::new(SlowStore {
-                delay,
-                taken: std::sync::Mutex::default(),
-            });
-            let b = Backup {
-                store: store.clone(),
-                ..backup(std::path::Path::new("/nonexistent"), Compression::None)
-            };
-            let start = tokio::time::Instant::now();
-            let cut = {
-                let cutoff = b.cutoff.clone();
-                tokio::spawn(async move {
-                    cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
-                    tokio::time::Instant::now()
-                })
-            };
+            let (b, store, start, cut) = shutting_down_with(delay);
             let landed = b
                 .write(&b.config.prefix.clone(), None, 0, body.clone(), 1)
                 .await;

@@ -425,27 +425,12 @@ async fn a_second_signal_backs_up_at_once_what_the_local_firehose_could_not_deli
         .expect("bind");
     let closed = closed.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("firehose-local.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-shutdown_grace_secs: 600
-streams:
-  - name: events
-    buffering: {{ size_mb: 1, interval_secs: 60 }}
-    processor: {{ mode: in-process, buffer_interval_secs: 0 }}
-    http_endpoint: {{ url: "http://{closed}/firehose/v1", retry_duration_secs: 3600 }}
-    backup: {{ target: {{ kind: local-dir, dir: "{dir}/backup" }} }}
-"#,
-            dir = dir.path().display()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_string_lossy().into_owned();
-    let mut ingest = start_embedded(
+    let mut ingest = start_with_endpoint(
         dir.path(),
-        &[("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str())],
+        "shutdown_grace_secs: 600",
+        &format!("http://{closed}/firehose/v1"),
+        60,
+        3600,
     )
     .await;
     let mut acknowledged = post_events(&ingest, "h", 3).await;
@@ -480,26 +465,12 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed() {
         l.local_addr().expect("addr")
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("firehose-local.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-streams:
-  - name: events
-    buffering: {{ size_mb: 1, interval_secs: 1 }}
-    processor: {{ mode: in-process, buffer_interval_secs: 0 }}
-    http_endpoint: {{ url: "http://{closed}/firehose/v1", retry_duration_secs: 0 }}
-    backup: {{ target: {{ kind: local-dir, dir: "{dir}/backup" }} }}
-"#,
-            dir = dir.path().display()
-        ),
-    )
-    .expect("config written");
-    let config = config.to_string_lossy().into_owned();
-    let mut ingest = start_embedded(
+    let mut ingest = start_with_endpoint(
         dir.path(),
-        &[("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str())],
+        "",
+        &format!("http://{closed}/firehose/v1"),
+        1,
+        0,
     )
     .await;
     let mut acknowledged = post_events(&ingest, "f", 3).await;
@@ -558,4 +529,35 @@ fn backed_up_event_ids(backup: &Path) -> Vec<String> {
         }
     }
     backed_up
+}
+
+/// [`start_embedded`] with a local Firehose config of one stream `events` (the in-process
+/// transform, a local-dir backup under `dir`) delivering to `url`, with the destination buffer's
+/// interval and the endpoint's retry duration in seconds, and `top` (top-level settings) first.
+async fn start_with_endpoint(
+    dir: &Path,
+    top: &str,
+    url: &str,
+    interval_secs: u64,
+    retry_secs: u64,
+) -> Ingest {
+    let config = dir.join("firehose-local.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+{top}
+streams:
+  - name: events
+    buffering: {{ size_mb: 1, interval_secs: {interval_secs} }}
+    processor: {{ mode: in-process, buffer_interval_secs: 0 }}
+    http_endpoint: {{ url: "{url}", retry_duration_secs: {retry_secs} }}
+    backup: {{ target: {{ kind: local-dir, dir: "{dir}/backup" }} }}
+"#,
+            dir = dir.display()
+        ),
+    )
+    .expect("config written");
+    let config = config.to_string_lossy().into_owned();
+    start_embedded(dir, &[("INGEST_LOCAL_FIREHOSE_CONFIG", config.as_str())]).await
 }
