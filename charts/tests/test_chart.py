@@ -339,6 +339,14 @@ REFUSED = {
     "a scrape timeout longer than the interval by a millisecond": (
         {"serviceMonitor": {"enabled": True, "interval": "1m30s", "scrapeTimeout": "1m30s1ms"}},
         "serviceMonitor.scrapeTimeout (1m30s1ms) is longer than serviceMonitor.interval (1m30s)"),
+    # Prometheus refuses units out of order or repeated; the schema's pattern lets them by.
+    "a scrape interval Prometheus cannot read": (
+        {"serviceMonitor": {"enabled": True, "interval": "1s1m"}},
+        '"1s1m" is not a Prometheus duration'),
+    "a no-traffic window with a unit twice": (
+        {"serviceMonitor": {"enabled": True},
+         "prometheusRule": {"enabled": True, "thresholds": {"noTrafficFor": "1m1m"}}},
+        '"1m1m" is not a Prometheus duration'),
     # rate()[5m] with a scrape every 2 m: one missed scrape and the alerts see nothing.
     "alerts with scrapes too far apart for their 5-minute windows": (
         {"serviceMonitor": {"enabled": True, "interval": "2m", "scrapeTimeout": "10s"},
