@@ -64,6 +64,11 @@ impl Cutoff {
         self.token.cancelled().await;
     }
 
+    /// `wait`, cut short by the cutoff.
+    async fn or_cut_short(&self, wait: impl std::future::Future<Output = ()>) {
+        let _ = self.token.run_until_cancelled(wait).await;
+    }
+
     /// Progress: no cutoff before `by` from now.
     fn extend(&self, by: Duration) {
         let until = tokio::time::Instant::now() + by;
@@ -94,10 +99,10 @@ impl Cutoff {
         self.extend(SHUTDOWN_BACKUP_WINDOW + allowance);
     }
 
-    /// Cancels once the backup has made no progress for `window` (from now, from each write
-    /// that lands, from each write that starts plus its allowance), and returns.
-    pub(crate) async fn when_quiet_for(&self, window: Duration) {
-        self.extend(window);
+    /// Cancels once the backup has made no progress for [`SHUTDOWN_BACKUP_WINDOW`] (from now,
+    /// from each write that lands, from each write that starts plus its allowance), and returns.
+    pub(crate) async fn when_quiet(&self) {
+        self.extend(SHUTDOWN_BACKUP_WINDOW);
         while let Some(until) = self.wait_until() {
             if tokio::time::Instant::now() >= until {
                 break;
@@ -392,8 +397,8 @@ pub(crate) struct Backup {
     pub(crate) version: u64,
     pub(crate) config: BackupConfig,
     pub(crate) metrics: Metrics,
-    /// Cancelled once the backup has gone [`SHUTDOWN_BACKUP_WINDOW`] without a write landing
-    /// after a shutdown's grace period: abandon writes.
+    /// Cancelled once the backup has made no progress for [`SHUTDOWN_BACKUP_WINDOW`] after a
+    /// shutdown's grace period ([`Cutoff::when_quiet`]): abandon writes.
     pub(crate) cutoff: Cutoff,
 }
 
@@ -609,11 +614,7 @@ impl Backup {
                 Err(e) => {
                     tracing::warn!(stream, key, error = %e, retry_in_ms = delay.as_millis(), "backup write failed; retrying");
                     // Cut short by the cutoff, after which the next attempt ends the loop.
-                    let _ = self
-                        .cutoff
-                        .token
-                        .run_until_cancelled(tokio::time::sleep(delay))
-                        .await;
+                    self.cutoff.or_cut_short(tokio::time::sleep(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
@@ -849,7 +850,7 @@ pub(crate) mod tests {
         };
         let cutoff = b.cutoff.clone();
         let cut = tokio::spawn(async move {
-            cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
+            cutoff.when_quiet().await;
             tokio::time::Instant::now()
         });
         (b, store, tokio::time::Instant::now(), cut)
@@ -943,7 +944,7 @@ pub(crate) mod tests {
         let start = tokio::time::Instant::now();
         let cut = {
             let cutoff = b.cutoff.clone();
-            tokio::spawn(async move { cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await })
+            tokio::spawn(async move { cutoff.when_quiet().await })
         };
         let landed = b
             .write(&b.config.prefix.clone(), None, 0, b"x".to_vec(), 1)
@@ -973,7 +974,7 @@ pub(crate) mod tests {
         let cutoff = Cutoff::default();
         cutoff.landed(); // during the grace period
         let start = tokio::time::Instant::now();
-        cutoff.when_quiet_for(SHUTDOWN_BACKUP_WINDOW).await;
+        cutoff.when_quiet().await;
         assert_eq!(start.elapsed(), SHUTDOWN_BACKUP_WINDOW);
         assert!(cutoff.is_cancelled());
     }

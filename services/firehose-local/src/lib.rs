@@ -312,9 +312,7 @@ impl Server {
                     ),
                 }
                 give_up.cancel();
-                backup_cutoff
-                    .when_quiet_for(backup::SHUTDOWN_BACKUP_WINDOW)
-                    .await;
+                backup_cutoff.when_quiet().await;
                 tracing::error!(
                     window = ?backup::SHUTDOWN_BACKUP_WINDOW,
                     "the backup has made no progress for the shutdown backup window: abandoning backup writes that have not landed"
