@@ -163,8 +163,9 @@ in float64. */}}
 ServiceMonitor's interval and timeout) in milliseconds, as text: wrap the include in float64. */}}
 {{- define "ingest.promDurationMs" -}}
 {{- $text := toString . | trim }}
-{{- /* Prometheus takes each unit at most once, largest first (model.ParseDuration). */}}
-{{- if not (and (regexMatch "^([0-9]+(ms|s|m|h|d|w|y))+$" $text) (regexMatch "^([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$" $text)) }}
+{{- /* Prometheus takes each unit at most once, largest first (model.ParseDuration); every part
+is optional, so the empty text is refused on its own. */}}
+{{- if not (and $text (regexMatch "^([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$" $text)) }}
 {{- fail (printf "%q is not a Prometheus duration: use e.g. 30s, 1m or 1m30s (each unit at most once, largest first)" $text) }}
 {{- end }}
 {{- $scale := dict "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0 "d" 86400000.0 "w" 604800000.0 "y" 31536000000.0 }}
