@@ -41,25 +41,11 @@ fn transform_binary() -> Result<PathBuf, String> {
 
 /// The most recently modified file under `dir`'s `src/` and its `Cargo.toml`.
 fn newest_source(dir: &std::path::Path) -> Option<(std::time::SystemTime, PathBuf)> {
-    let mut pending = vec![dir.join("src")];
-    let mut newest = std::fs::metadata(dir.join("Cargo.toml"))
-        .and_then(|m| m.modified())
-        .ok()
-        .map(|t| (t, dir.join("Cargo.toml")));
-    while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).ok()?.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                pending.push(path);
-            } else if let Ok(t) = meta.modified()
-                && newest.as_ref().is_none_or(|(n, _)| t > *n)
-            {
-                newest = Some((t, path));
-            }
-        }
-    }
-    newest
+    files(&dir.join("src"))
+        .into_iter()
+        .chain([dir.join("Cargo.toml")])
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max_by_key(|(modified, _)| *modified)
 }
 
 #[tokio::test]

@@ -425,6 +425,20 @@ fn malformed_events_are_refused_with_what_and_where() {
     }
 }
 
+/// An event of `payloads` under the ids `r0`, `r1`, …: the ids, the event, and the length of its
+/// response without a limit in the way.
+fn numbered_event(payloads: &[String]) -> (Vec<String>, Vec<u8>, usize) {
+    let ids: Vec<String> = (0..payloads.len()).map(|i| format!("r{i}")).collect();
+    let refs: Vec<(&str, &str)> = ids
+        .iter()
+        .map(String::as_str)
+        .zip(payloads.iter().map(String::as_str))
+        .collect();
+    let event = event(&refs);
+    let (full, _) = process_event_with_stats(&event, NOW).unwrap();
+    (ids, event, full.len())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -466,11 +480,8 @@ proptest! {
         ),
         budget_fraction in 0.3f64..1.5,
     ) {
-        let ids: Vec<String> = (0..payloads.len()).map(|i| format!("r{i}")).collect();
-        let refs: Vec<(&str, &str)> = ids.iter().map(String::as_str).zip(payloads.iter().map(String::as_str)).collect();
-        let event = event(&refs);
-        let (full, _) = process_event_with_stats(&event, NOW).unwrap();
-        let budget = ((full.len() as f64) * budget_fraction) as usize;
+        let (ids, event, full) = numbered_event(&payloads);
+        let budget = ((full as f64) * budget_fraction) as usize;
         match process_event_with_budget(&event, NOW, budget) {
             Ok((response, stats)) => {
                 prop_assert!(response.len() <= budget);
@@ -505,11 +516,8 @@ proptest! {
         budget_fraction in 0.2f64..1.2,
         headroom in 1.0f64..1.5,
     ) {
-        let ids: Vec<String> = (0..payloads.len()).map(|i| format!("r{i}")).collect();
-        let refs: Vec<(&str, &str)> = ids.iter().map(String::as_str).zip(payloads.iter().map(String::as_str)).collect();
-        let event = event(&refs);
-        let (full, _) = process_event_with_stats(&event, NOW).unwrap();
-        let budget = ((full.len() as f64) * budget_fraction) as usize;
+        let (ids, event, full) = numbered_event(&payloads);
+        let budget = ((full as f64) * budget_fraction) as usize;
         let ceiling = ((budget as f64) * headroom) as usize;
         let refused_at_budget = process_event_with_budget(&event, NOW, budget).is_err();
         match process_event_with_limits(&event, NOW, budget, ceiling) {

@@ -276,6 +276,23 @@ async fn sigterm_right_after_the_acknowledgements_loses_nothing() {
 /// `RecordId`s ingest answered with.
 fn event_ids_under(dir: &Path) -> Vec<String> {
     let mut ids = Vec::new();
+    for path in files_under(dir) {
+        if path.to_string_lossy().ends_with(".partial") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_str(line).expect("JSON line");
+            ids.push(v["id"].as_str().expect("id").to_owned());
+        }
+    }
+    ids.sort();
+    ids
+}
+
+/// Every file under `dir`, recursively (none when it does not exist).
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&path) else {
@@ -285,17 +302,12 @@ fn event_ids_under(dir: &Path) -> Vec<String> {
             let entry = entry.expect("entry");
             if entry.file_type().expect("type").is_dir() {
                 stack.push(entry.path());
-            } else if !entry.path().to_string_lossy().ends_with(".partial") {
-                let text = std::fs::read_to_string(entry.path()).expect("read");
-                for line in text.lines().filter(|l| !l.is_empty()) {
-                    let v: Value = serde_json::from_str(line).expect("JSON line");
-                    ids.push(v["id"].as_str().expect("id").to_owned());
-                }
+            } else {
+                files.push(entry.path());
             }
         }
     }
-    ids.sort();
-    ids
+    files
 }
 
 /// Posts `n` events (`{"id":"<prefix>-<i>"}`) in one NDJSON request, checks that all were
@@ -418,12 +430,8 @@ async fn refused_calls_are_retried_until_accepted() {
 /// of the grace period (helper-88: it kept retrying until a third signal, which loses it).
 #[tokio::test]
 async fn a_second_signal_backs_up_at_once_what_the_local_firehose_could_not_deliver() {
-    // Bound and never listening: every delivery attempt is refused.
-    let closed = tokio::net::TcpSocket::new_v4().expect("socket");
-    closed
-        .bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let closed = closed.local_addr().expect("addr");
+    // Every delivery attempt is refused.
+    let (_reserved, closed) = refusing_address();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut ingest = start_with_endpoint(
         dir.path(),
@@ -448,22 +456,18 @@ async fn a_second_signal_backs_up_at_once_what_the_local_firehose_could_not_deli
         .expect("ingest exits soon after the second signal, not after the 600 s grace")
         .expect("wait");
     assert!(status.success(), "{status}");
-    let mut backed_up = backed_up_event_ids(&dir.path().join("backup"));
     acknowledged.sort();
-    backed_up.sort();
     assert_eq!(
-        backed_up, acknowledged,
+        backed_up_event_ids(&dir.path().join("backup")),
+        acknowledged,
         "every acknowledged event backed up once"
     );
 }
 
 #[tokio::test]
 async fn a_failing_endpoint_lands_in_http_endpoint_failed() {
-    // A port nobody listens on: every delivery attempt fails to connect.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    // Every delivery attempt fails to connect.
+    let (_reserved, closed) = refusing_address();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut ingest = start_with_endpoint(
         dir.path(),
@@ -477,58 +481,62 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed() {
     // The shutdown flushes the buffers; with no retry duration left, the batch is backed up.
     assert!(ingest.terminate().await.success());
 
-    let mut backed_up = backed_up_event_ids(&dir.path().join("backup"));
     acknowledged.sort();
-    backed_up.sort();
     assert_eq!(
-        backed_up, acknowledged,
+        backed_up_event_ids(&dir.path().join("backup")),
+        acknowledged,
         "every acknowledged event is in the backup"
     );
 }
 
-/// The `id` of every event in the error-output objects under `backup`, which must all be
+/// The `id` of every event in the error-output objects under `backup`, sorted; they must all be
 /// `http-endpoint-failed/` records with an `HttpEndpoint.*` error code.
 fn backed_up_event_ids(backup: &Path) -> Vec<String> {
     let mut backed_up = Vec::new();
-    let mut stack = vec![backup.to_owned()];
-    while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).expect("backup dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
+    for path in files_under(backup) {
+        assert!(
+            path.to_string_lossy().contains("http-endpoint-failed/"),
+            "{}",
+            path.display()
+        );
+        let mut text = String::new();
+        let bytes = std::fs::read(&path).expect("read");
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .expect("gzip");
+        } else {
+            text = String::from_utf8(bytes).expect("utf-8");
+        }
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let record: Value = serde_json::from_str(line).expect("error record");
             assert!(
-                path.to_string_lossy().contains("http-endpoint-failed/"),
-                "{}",
-                path.display()
+                record["errorCode"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("HttpEndpoint.")),
+                "{record}"
             );
-            let mut text = String::new();
-            let bytes = std::fs::read(&path).expect("read");
-            if bytes.starts_with(&[0x1f, 0x8b]) {
-                flate2::read::GzDecoder::new(&bytes[..])
-                    .read_to_string(&mut text)
-                    .expect("gzip");
-            } else {
-                text = String::from_utf8(bytes).expect("utf-8");
-            }
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let record: Value = serde_json::from_str(line).expect("error record");
-                assert!(
-                    record["errorCode"]
-                        .as_str()
-                        .is_some_and(|c| c.starts_with("HttpEndpoint.")),
-                    "{record}"
-                );
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(record["rawData"].as_str().expect("rawData"))
-                    .expect("base64");
-                let event: Value = serde_json::from_slice(&raw).expect("transformed event");
-                backed_up.push(event["id"].as_str().expect("id").to_owned());
-            }
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(record["rawData"].as_str().expect("rawData"))
+                .expect("base64");
+            let event: Value = serde_json::from_slice(&raw).expect("transformed event");
+            backed_up.push(event["id"].as_str().expect("id").to_owned());
         }
     }
+    backed_up.sort();
     backed_up
+}
+
+/// An address that refuses connections: a socket bound and never listening. The port stays
+/// taken while the socket lives, so a listener of a test running beside this one cannot get it
+/// (bind-then-drop could hand it one).
+fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    (socket, addr)
 }
 
 /// [`start_embedded`] with a local Firehose config of one stream `events` (the in-process

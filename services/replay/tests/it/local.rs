@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     Behaviour, EVERY_KIND, FrontDoor, GOOD_IDS, MALFORMED, assert_each_good_record_once, counts,
-    fixture_dir, fixture_files,
+    fixture_dir, fixture_files, write_object,
 };
 
 async fn run(args: &[&str]) -> (Summary, String) {
@@ -756,17 +756,16 @@ async fn a_rerun_leaves_out_objects_its_first_run_did_not_select() {
     let now = time::OffsetDateTime::now_utc();
     let hour = firehose_formats::backup::format_timestamp("yyyy/MM/dd/HH", now).expect("pattern");
     let echo_key = format!("{hour}/events-1-replayed");
-    let echo = src.join(&echo_key);
-    std::fs::create_dir_all(echo.parent().expect("parent")).expect("mkdir");
-    std::fs::write(
-        &echo,
+    write_object(
+        &src,
+        &echo_key,
         "{\"id\":\"ad-1\",\"message\":\"event ad-1\"}\n{\"id\":\"ad-2\",\"message\":\"event ad-2\"}\n",
-    )
-    .expect("write the echo");
-    let late = src.join("2026/11/25/09/events-1-2026-11-25-09-59-00-late");
-    std::fs::create_dir_all(late.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&late, "{\"id\":\"late-1\",\"message\":\"written late\"}\n")
-        .expect("write the late object");
+    );
+    write_object(
+        &src,
+        "2026/11/25/09/events-1-2026-11-25-09-59-00-late",
+        "{\"id\":\"late-1\",\"message\":\"written late\"}\n",
+    );
 
     let (again, _) = run_dir_to_http(&src, &url, &cp, &[]).await;
     assert!(again.complete(), "{again}");
@@ -805,8 +804,6 @@ async fn a_rerun_leaves_out_objects_its_first_run_did_not_select() {
 async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summary() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
-    let object = src.join("2026/11/25/08/events-1-2026-11-25-08-00-00-timestamps");
-    std::fs::create_dir_all(object.parent().expect("parent")).expect("mkdir");
     let now = time::OffsetDateTime::now_utc();
     let ms = |t: time::OffsetDateTime| t.unix_timestamp() * 1000;
     let lines = [
@@ -826,7 +823,11 @@ async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summa
         ),
         r#"{"id":"no-time"}"#.to_owned(),
     ];
-    std::fs::write(&object, lines.join("\n") + "\n").expect("write the object");
+    write_object(
+        &src,
+        "2026/11/25/08/events-1-2026-11-25-08-00-00-timestamps",
+        lines.join("\n") + "\n",
+    );
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
 
     let (dry, _) = run_dir_to_http(&src, &url, &tmp.path().join("dry.json"), &["--dry-run"]).await;
@@ -1009,8 +1010,6 @@ async fn a_finished_key_whose_object_is_gone_is_done_not_missing() {
 async fn restamping_never_pushes_an_event_over_the_record_limit() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
-    let object = src.join("2026/11/25/08/events-1-2026-11-25-08-00-00-big");
-    std::fs::create_dir_all(object.parent().expect("parent")).expect("mkdir");
     let old_ms =
         (time::OffsetDateTime::now_utc() - time::Duration::days(3)).unix_timestamp() * 1000;
     let head = format!(r#"{{"id":"big","timestamp":{old_ms},"pad":""#);
@@ -1018,7 +1017,11 @@ async fn restamping_never_pushes_an_event_over_the_record_limit() {
     let pad = "x".repeat(1_023_995 - head.len() - 2);
     let event = format!("{head}{pad}\"}}");
     assert_eq!(event.len(), 1_023_995);
-    std::fs::write(&object, format!("{event}\n")).expect("write the object");
+    write_object(
+        &src,
+        "2026/11/25/08/events-1-2026-11-25-08-00-00-big",
+        format!("{event}\n"),
+    );
     let (door, url) = FrontDoor::start(Behaviour::default()).await;
     let (summary, _) =
         run_dir_to_http(&src, &url, &tmp.path().join("cp.json"), &["--restamp"]).await;

@@ -23,7 +23,9 @@ use replay::summary::{ProblemKind, Summary};
 use replay::target::Target;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Behaviour, FrontDoor, GOOD_IDS, assert_each_good_record_once, fixture_dir};
+use crate::support::{
+    Behaviour, FrontDoor, GOOD_IDS, assert_each_good_record_once, fixture_dir, write_object,
+};
 
 type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, SinkError>> + Send + 'a>>;
 
@@ -314,15 +316,13 @@ async fn a_record_the_front_door_cannot_take_reaches_the_stream_with_its_own_che
     let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = "processing-failed/2026/11/25/09/events-1-2026-11-25-09-10-00-0b1a2c3d";
-    let path = tmp.path().join("src").join(key);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     let body = format!(
         "{{\"rawData\":\"{}\"}}\n{{\"rawData\":\"{}\"}}\n{{\"rawData\":\"{}\"}}\n",
         b64(br#"{"id":"x-1"}"#),
         b64(binary),
         b64(br#"{"id":"x-3"}"#)
     );
-    std::fs::write(&path, body).expect("write object");
+    write_object(&tmp.path().join("src"), key, body);
     let source = Source::Dir(tmp.path().join("src"));
     let cp = tmp.path().join("cp.json");
 

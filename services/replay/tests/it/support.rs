@@ -438,3 +438,16 @@ pub(crate) fn replay_command() -> tokio::process::Command {
     }
     cmd
 }
+
+/// Writes `body` as the object `key` under the directory source `root`, with its folders; its
+/// path.
+pub(crate) fn write_object(
+    root: &std::path::Path,
+    key: &str,
+    body: impl AsRef<[u8]>,
+) -> std::path::PathBuf {
+    let path = root.join(key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, body).expect("write the object");
+    path
+}
