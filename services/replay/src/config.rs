@@ -71,9 +71,10 @@ pub struct Config {
     #[arg(long, value_name = "HOUR")]
     pub until: Option<HourBound>,
 
-    /// Send events whose `timestamp` is more than 48 hours old with that member renamed
-    /// `original_timestamp`: New Relic drops log records with such a timestamp, and keeps
-    /// these, at their arrival time. Without it they are counted in the summary, and sent as
+    /// Send events whose `timestamp` is more than 47 hours old with that member renamed
+    /// `original_timestamp`: New Relic drops log records whose timestamp is more than 48 hours
+    /// old (an hour is left for the way through Firehose), and keeps these, at their arrival
+    /// time. Without it they are counted in the summary, and sent as
     /// they are.
     #[arg(long, env = "REPLAY_RESTAMP")]
     pub restamp: bool,

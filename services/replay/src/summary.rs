@@ -79,7 +79,8 @@ pub struct Summary {
     /// Items of a partly sent object that an earlier run had delivered.
     pub already_sent: usize,
     /// Items this run sent (or would send, in a dry run) holding an event whose `timestamp`
-    /// is more than 48 hours old, as sent: New Relic drops those ([`crate::age`]).
+    /// is more than 47 hours old, as sent: New Relic drops those once 48 hours old
+    /// ([`crate::age`]).
     pub too_old_for_new_relic: usize,
     /// Items sent (or to send) with an event's old `timestamp` renamed (`--restamp`,
     /// [`crate::age::restamp`]).
@@ -184,8 +185,8 @@ impl fmt::Display for Summary {
         if self.too_old_for_new_relic > 0 {
             writeln!(
                 f,
-                "{} {items} hold an event whose `timestamp` is more than 48 hours old: New Relic drops such log records \
-                 (https://docs.newrelic.com/docs/logs/ui-data/timestamp-support/), so they {were} delivered here but will not show up there \
+                "{} {items} hold an event whose `timestamp` is more than 47 hours old: New Relic drops log records more than 48 hours old \
+                 (https://docs.newrelic.com/docs/logs/ui-data/timestamp-support/) and the way through Firehose takes time, so they {were} delivered here but will not show up there \
                  (--restamp renames such a `timestamp` `{}`: New Relic then keeps the event, at its arrival time)",
                 self.too_old_for_new_relic,
                 crate::age::RENAMED_TO
@@ -194,7 +195,7 @@ impl fmt::Display for Summary {
         if self.restamped > 0 {
             writeln!(
                 f,
-                "{} {items} {were} restamped (--restamp): their events' `timestamp` older than 48 hours renamed `{}`, so New Relic keeps them at their arrival time",
+                "{} {items} {were} restamped (--restamp): their events' `timestamp` older than 47 hours renamed `{}`, so New Relic keeps them at their arrival time",
                 self.restamped,
                 crate::age::RENAMED_TO
             )?;

@@ -834,7 +834,7 @@ async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summa
     assert_eq!(dry.too_old_for_new_relic, 2, "{dry}");
     assert!(
         dry.to_string()
-            .contains("2 items to send hold an event whose `timestamp` is more than 48 hours old"),
+            .contains("2 items to send hold an event whose `timestamp` is more than 47 hours old"),
         "{dry}"
     );
     assert_eq!(door.requests(), 0);
@@ -847,7 +847,7 @@ async fn events_new_relic_drops_for_their_age_are_counted_and_named_in_the_summa
         sent.to_string().contains("2 items sent hold an event")
             && sent
                 .to_string()
-                .contains("New Relic drops such log records"),
+                .contains("New Relic drops log records more than 48 hours old"),
         "{sent}"
     );
     let by_id = |events: &[serde_json::Value], id: &str| {
