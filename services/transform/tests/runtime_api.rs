@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What the binary posted back for one invocation.
 #[derive(Debug)]
@@ -48,6 +48,8 @@ struct Harness {
     replies: mpsc::UnboundedReceiver<(String, Reply)>,
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Changes with each line added to `logs`.
+    lines_read: watch::Receiver<usize>,
     /// Spawn → first `GET /next`.
     startup: Duration,
     next_id: u32,
@@ -165,9 +167,11 @@ impl Harness {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let sink = Arc::clone(&logs);
+        let (read_tx, lines_read) = watch::channel(0);
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 sink.lock().unwrap().push(line);
+                read_tx.send_modify(|n| *n += 1);
             }
         });
         let first_next = tokio::time::timeout(Duration::from_secs(30), first_rx)
@@ -181,15 +185,21 @@ impl Harness {
             replies: replies_rx,
             child,
             logs,
+            lines_read,
             startup,
             next_id: 0,
         }
     }
 
+    /// The request id of the invocation [`Self::invoke`] sent last.
+    fn last_request_id(&self) -> String {
+        format!("8476a536-e9f4-11e8-9739-{:012}", self.next_id)
+    }
+
     /// Queues one event and waits for the binary's reply to it.
     async fn invoke(&mut self, body: impl Into<Vec<u8>>) -> Reply {
         self.next_id += 1;
-        let id = format!("8476a536-e9f4-11e8-9739-{:012}", self.next_id);
+        let id = self.last_request_id();
         self.events.send((id.clone(), body.into())).unwrap();
         let (reply_id, reply) = tokio::time::timeout(Duration::from_secs(60), self.replies.recv())
             .await
@@ -217,16 +227,48 @@ impl Harness {
         );
     }
 
-    fn log_lines(&self) -> Vec<Value> {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
-            })
-            .collect()
+    /// Every log line of the invocations so far, parsed. The binary writes an invocation's lines
+    /// before it replies, but this test's reader of its stdout may lag behind the reply. So one
+    /// more invocation is sent, with a record that fails (its summary line is written at every
+    /// level short of `off`), and lines are read until that summary: everything the binary
+    /// wrote before it has been read by then, lines written after a reply included. The
+    /// barrier's own lines, from the first that names its request id, are left out.
+    async fn settled_logs(&mut self) -> Vec<Value> {
+        let barrier =
+            r#"{"invocationId":"log-barrier","records":[{"recordId":"barrier","data":"*"}]}"#;
+        self.invoke_ok(barrier).await;
+        let id = self.last_request_id();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            self.lines_read.borrow_and_update();
+            {
+                let logs = self.logs.lock().unwrap();
+                let named = |l: &&String| l.contains(id.as_str());
+                if logs
+                    .iter()
+                    .filter(named)
+                    .any(|l| l.contains(r#""invocation done""#))
+                {
+                    return logs
+                        .iter()
+                        .take_while(|l| !named(l))
+                        .map(|l| {
+                            serde_json::from_str(l)
+                                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+                        })
+                        .collect();
+                }
+            }
+            tokio::time::timeout_at(deadline, self.lines_read.changed())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no summary line for the barrier invocation {id} within 30 s: {:?}",
+                        self.logs.lock().unwrap()
+                    )
+                })
+                .expect("the binary's stdout is still open");
+        }
     }
 }
 
@@ -333,7 +375,7 @@ async fn realistic_event_round_trips() {
     // One JSON log line for the invocation, with the counts. terraform/alarms.tf's
     // transform_failed_records metric filter reads `message` and `failed` from this line, at the
     // top level: keep them there.
-    let logs = host.log_lines();
+    let logs = host.settled_logs().await;
     let summaries: Vec<&Value> = logs
         .iter()
         .filter(|l| l["message"] == "invocation done")
@@ -363,7 +405,7 @@ async fn at_error_the_invocation_line_is_still_written_when_records_failed() {
         "records": [{"recordId": "r1", "approximateArrivalTimestamp": 1, "data": "eyJhIjoxfQ=="}]
     });
     host.invoke_ok(serde_json::to_vec(&clean).unwrap()).await;
-    let logs = host.log_lines();
+    let logs = host.settled_logs().await;
     let summaries: Vec<&Value> = logs
         .iter()
         .filter(|l| l["message"] == "invocation done")
@@ -434,7 +476,7 @@ async fn edge_cases_follow_the_per_record_rules() {
     assert_eq!(quoted["_record_id"], r#"id with "quotes" and \ backslash"#);
 
     // Failure reasons are logged by record id and reason, never with the payload.
-    let logs = host.log_lines();
+    let logs = host.settled_logs().await;
     let failures: Vec<&Value> = logs
         .iter()
         .filter(|l| l["level"] == "ERROR" && l["reason"].is_string())
@@ -495,7 +537,7 @@ async fn payloads_stay_out_of_the_log_at_trace_level() {
     );
     let response = host.invoke_ok(event.clone()).await;
     assert_eq!(records(&response)[0]["result"], "Ok");
-    let logs = host.log_lines();
+    let logs = host.settled_logs().await;
     assert!(
         logs.iter()
             .any(|l| l["level"] == "DEBUG" || l["level"] == "TRACE"),
@@ -516,7 +558,7 @@ async fn emf_metrics_can_be_turned_off() {
     let event = r#"{"invocationId":"t","records":[{"recordId":"r1","data":"e30="}]}"#;
     let response = host.invoke_ok(event.to_owned()).await;
     assert_eq!(records(&response)[0]["result"], "Ok");
-    let logs = host.log_lines();
+    let logs = host.settled_logs().await;
     assert!(
         logs.iter().any(|l| l["message"] == "invocation done"),
         "{logs:?}"
@@ -596,18 +638,10 @@ async fn non_firehose_events_are_invocation_errors() {
     assert_contract(&event, &host.invoke_ok(event.clone()).await);
     host.assert_alive();
     // Each invocation that failed whole logged one ERROR "invocation failed" line and no
-    // "invocation done" line (that is the answered one's); the lines reach the pipe before the
-    // reply, but the reader may lag behind it.
+    // "invocation done" line (that is the answered one's).
     let count =
         |logs: &[Value], message: &str| logs.iter().filter(|l| l["message"] == message).count();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let logs = loop {
-        let logs = host.log_lines();
-        if count(&logs, "invocation done") >= 1 || tokio::time::Instant::now() > deadline {
-            break logs;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let logs = host.settled_logs().await;
     assert_eq!(count(&logs, "invocation done"), 1, "{logs:?}");
     let failed: Vec<&Value> = logs
         .iter()
