@@ -1,6 +1,6 @@
 //! Backup to S3 through `aws-sdk-s3`, against a real `moto_server` (`MOTO_ENDPOINT`, exported by
-//! scripts/test.sh; started here when `moto_server` is on PATH; otherwise skipped, or failed
-//! under CI).
+//! scripts/test.sh; else started here by [`test_support::moto::Moto`] when it is installed;
+//! otherwise skipped, or failed under CI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,54 +12,6 @@ use firehose_formats::backup::ErrorRecord;
 use firehose_local::config::{BackupTarget, Compression, HttpEndpointConfig, S3BackupMode};
 use firehose_local::spawn_embedded;
 use std::io::Read as _;
-
-/// A moto server: the one scripts/test.sh started, or our own child (killed on drop).
-struct Moto {
-    url: String,
-    child: Option<std::process::Child>,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-async fn moto() -> Option<Moto> {
-    if let Ok(url) = std::env::var("MOTO_ENDPOINT") {
-        return Some(Moto { url, child: None });
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let moto = Moto {
-        url: format!("http://127.0.0.1:{port}"),
-        child: Some(child),
-    };
-    // Wait for it to answer (a readiness probe, not a fixed sleep). One that started and never
-    // answers is a broken install, not a missing one: that fails.
-    for _ in 0..300 {
-        if reqwest::get(format!("{}/moto-api/", moto.url))
-            .await
-            .is_ok()
-        {
-            return Some(moto);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("moto_server started but did not answer within 30 s");
-}
 
 fn s3(url: &str) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
@@ -76,16 +28,14 @@ fn s3(url: &str) -> aws_sdk_s3::Client {
 
 #[tokio::test]
 async fn failed_deliveries_are_written_to_an_s3_bucket() {
-    let Some(moto) = moto().await else {
-        assert!(
-            !common::in_ci(),
-            "MOTO_ENDPOINT is unset and moto_server is not on PATH under CI"
-        );
-        eprintln!("skipped: no MOTO_ENDPOINT and no moto_server on PATH (source scripts/env.sh)");
+    let Some(moto) = tokio::task::spawn_blocking(test_support::moto::Moto::get)
+        .await
+        .unwrap()
+    else {
         return;
     };
     let bucket = format!("fh-local-{}", uuid::Uuid::new_v4().simple());
-    let client = s3(&moto.url);
+    let client = s3(&moto.endpoint);
     client.create_bucket().bucket(&bucket).send().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -103,7 +53,7 @@ async fn failed_deliveries_are_written_to_an_s3_bucket() {
     });
     c.streams[0].backup.target = BackupTarget::S3 {
         bucket: bucket.clone(),
-        endpoint_url: Some(moto.url.clone()),
+        endpoint_url: Some(moto.endpoint.clone()),
         region: Some("us-east-1".into()),
     };
     c.streams[0].backup.error_output_prefix =

@@ -14,7 +14,6 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use crate::fake_firehose::FakeFirehose;
-use crate::support;
 
 /// A running `ingest` and its log lines.
 pub(super) struct Ingest {
@@ -235,7 +234,12 @@ fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 
 #[tokio::test]
 async fn events_arrive_in_s3_byte_for_byte_through_moto() {
-    let Some(moto) = support::moto() else { return };
+    let Some(moto) = tokio::task::spawn_blocking(test_support::moto::Moto::get)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let bucket = format!("ingest-e2e-{}", &id[..12]);
     let stream = format!("ingest-e2e-{}", &id[..12]);

@@ -3,9 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -255,69 +253,26 @@ pub(crate) fn assert_each_good_record_once(ids: &[String]) {
     assert_eq!(counts(ids), expected, "every good record exactly once");
 }
 
-/// moto_server for the S3 and Firehose tests: `MOTO_ENDPOINT` (set by scripts/test.sh), or one
-/// started here if `moto_server` is installed; `None` (after printing why) when neither, which
-/// fails the test under `CI=true`.
+/// moto_server for the S3 and Firehose tests ([`test_support::moto::Moto`]: `MOTO_ENDPOINT`'s,
+/// or one started for the test), with the clients and the `replay` environment that talk to it.
 pub(crate) struct Moto {
     /// Base URL.
     pub(crate) endpoint: String,
-    child: Option<Child>,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    /// Stops a moto started for this test when dropped.
+    _server: test_support::moto::Moto,
 }
 
 impl Moto {
-    /// See the type docs.
+    /// See the type docs; `None` (after printing why) without moto, which fails under `CI=true`.
     pub(crate) async fn get() -> Option<Self> {
-        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
-            return Some(Self {
-                endpoint,
-                child: None,
-            });
-        }
-        let Some(binary) = find_moto() else {
-            let message = "skipped: MOTO_ENDPOINT is unset and moto_server is not installed (run scripts/setup.sh, then `source scripts/env.sh`)";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-            eprintln!("{message}");
-            return None;
-        };
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child: Some(child),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if client
-                .get(format!("{}/moto-api/", moto.endpoint))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Some(moto);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "moto_server did not answer on {} within 30 s",
-            moto.endpoint
-        );
+        // Starting one waits for its start-up line: off the runtime's thread.
+        let server = tokio::task::spawn_blocking(test_support::moto::Moto::get)
+            .await
+            .expect("starting moto_server")?;
+        Some(Self {
+            endpoint: server.endpoint.clone(),
+            _server: server,
+        })
     }
 
     /// The SDK configuration tests use against moto: dummy credentials, us-east-1.
@@ -351,26 +306,6 @@ impl Moto {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ]
     }
-}
-
-fn find_moto() -> Option<PathBuf> {
-    let venv = std::env::var("TOOLS_VENV")
-        .map(PathBuf::from)
-        .ok()
-        .or_else(|| {
-            std::env::var("HOME")
-                .ok()
-                .map(|h| PathBuf::from(h).join(".cache/firehose-nr/venv"))
-        });
-    let mut candidates: Vec<PathBuf> = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join("moto_server"))
-        .collect();
-    if let Some(venv) = venv {
-        candidates.push(venv.join("bin/moto_server"));
-    }
-    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// A bucket name no other test uses.
