@@ -55,28 +55,78 @@ resource "aws_s3_bucket_versioning" "backup" {
   }
 }
 
+locals {
+  # S3 lifecycle filters match a literal key prefix: the part of each prefix before its first
+  # `!{...}` expression (`source/`, `failed/` by default). backup_prefix's validation keeps the
+  # first from covering the second.
+  backup_prefix_fixed              = split("!{", var.backup_prefix)[0]
+  backup_error_output_prefix_fixed = split("!{", var.backup_error_output_prefix)[0]
+}
+
+# What expires, and when:
+# * the AllData copies of source records (under backup_prefix) after backup_expiration_days: they
+#   are copies of records New Relic took;
+# * records that did not reach New Relic (under the error prefix) never by default, as the seed's
+#   design keeps them ("Retention: Permanent"): they are the only copy, and one that expired before
+#   anyone replayed it would be lost with no alarm left to say so. failed_records_expiration_days
+#   sets a limit for those who replay on a schedule.
 # On a versioned bucket, expiration does not delete: it adds a delete marker and makes the object a
 # noncurrent version, which noncurrent_version_expiration deletes `noncurrent_days` later. So an
 # object lives backup_expiration_days + backup_noncurrent_expiration_days (default 30 + 1), not
-# 2 x backup_expiration_days. The second rule removes the delete markers left once no version
+# 2 x backup_expiration_days. The last rule removes the delete markers left once no version
 # remains (ExpiredObjectDeleteMarker cannot share an expiration with Days, hence its own rule).
 # https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html
 # https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleExpiration.html
 resource "aws_s3_bucket_lifecycle_configuration" "backup" {
   bucket = aws_s3_bucket.backup.id
 
+  # Every object: versions replaced or deleted (by expiry or by hand) go for good
+  # backup_noncurrent_expiration_days later, and uploads Firehose never completed are cleaned up.
   rule {
-    id     = "expire-backups"
+    id     = "noncurrent-versions-and-uploads"
     status = "Enabled"
 
     filter {}
 
+    noncurrent_version_expiration {
+      noncurrent_days = var.backup_noncurrent_expiration_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  rule {
+    id     = "expire-source-copies"
+    status = "Enabled"
+
+    filter {
+      prefix = local.backup_prefix_fixed
+    }
+
     expiration {
       days = var.backup_expiration_days
     }
+  }
 
-    noncurrent_version_expiration {
-      noncurrent_days = var.backup_noncurrent_expiration_days
+  # Only with failed_records_expiration_days; the rule is there either way (a `dynamic "rule"`
+  # hides every rule from checkov's CKV_AWS_300), and a rule needs an action, so it also aborts
+  # uploads left incomplete under the prefix, as the rule for every object does.
+  rule {
+    id     = "expire-failed-records"
+    status = "Enabled"
+
+    filter {
+      prefix = local.backup_error_output_prefix_fixed
+    }
+
+    dynamic "expiration" {
+      for_each = var.failed_records_expiration_days == null ? [] : [var.failed_records_expiration_days]
+
+      content {
+        days = expiration.value
+      }
     }
 
     abort_incomplete_multipart_upload {

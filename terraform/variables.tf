@@ -232,7 +232,7 @@ variable "backup_force_destroy" {
 }
 
 variable "backup_expiration_days" {
-  description = "Days after which backup objects expire (become noncurrent versions, which `backup_noncurrent_expiration_days` later are deleted for good). Leave enough time to replay failed records."
+  description = "Days after which the `AllData` copies of source records (under `backup_prefix`) expire: they become noncurrent versions, which `backup_noncurrent_expiration_days` later are deleted for good. Records that did not reach New Relic are kept by `failed_records_expiration_days` instead."
   type        = number
   default     = 30
 
@@ -242,8 +242,19 @@ variable "backup_expiration_days" {
   }
 }
 
+variable "failed_records_expiration_days" {
+  description = "Days after which records that did not reach New Relic (under the fixed start of `backup_error_output_prefix`, `failed/` by default) expire. Null (the default): never. They are the only copy of those records, and one that expires before it was replayed is lost without any alarm; set a number only with a replay routine that runs well within it."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.failed_records_expiration_days == null || try(floor(var.failed_records_expiration_days) == var.failed_records_expiration_days && var.failed_records_expiration_days >= 1, false)
+    error_message = "failed_records_expiration_days must be null (never) or a whole number of at least 1."
+  }
+}
+
 variable "backup_noncurrent_expiration_days" {
-  description = "Days a noncurrent object version (an expired or deleted backup object) is kept before S3 deletes it for good. Backups therefore live about `backup_expiration_days` + this; it is also how long an accidentally deleted object can be restored."
+  description = "Days a noncurrent object version (an expired or deleted backup object) is kept before S3 deletes it for good. AllData copies therefore live about `backup_expiration_days` + this; it is also how long an object deleted by hand, failed records included, can be restored."
   type        = number
   default     = 1
 
@@ -273,6 +284,16 @@ variable "backup_prefix" {
     # https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
     condition     = !strcontains(var.backup_prefix, "!{firehose:error-output-type}") && endswith(var.backup_prefix, "/") && length(var.backup_prefix) <= 1024
     error_message = "backup_prefix must end with '/', be at most 1024 characters and must not contain !{firehose:error-output-type} (only the error prefix may)."
+  }
+
+  # The AllData copies expire by a lifecycle rule on this prefix's fixed start (S3 filters by
+  # literal prefix). It must be a folder of its own, or the rule would expire failed records too.
+  validation {
+    condition = (
+      split("!{", var.backup_prefix)[0] != "" &&
+      !startswith(split("!{", var.backup_error_output_prefix)[0], split("!{", var.backup_prefix)[0])
+    )
+    error_message = "backup_prefix must start with a fixed folder (such as the default \"source/\") that the fixed start of backup_error_output_prefix does not also start with: the AllData copies expire by that literal prefix, and failed records under it would expire with them."
   }
 }
 

@@ -1,5 +1,5 @@
-# The backup bucket keeps what did not reach New Relic: private, encrypted, TLS-only, expiring,
-# with failed records under !{firehose:error-output-type}.
+# The backup bucket keeps what did not reach New Relic: private, encrypted, TLS-only, with failed
+# records under !{firehose:error-output-type}, kept until deleted by default; AllData copies expire.
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -79,20 +79,35 @@ run "failed_data_only_by_default_gzip_under_error_type_prefix" {
   }
 
   # Versioned bucket: expiry turns an object into a noncurrent version, which is deleted
-  # noncurrent_days later. 30 + 1 days, not 30 + 30.
+  # noncurrent_days later. 30 + 1 days, not 30 + 30; and only for the AllData copies under
+  # source/: failed records are the only copy and do not expire by default.
   assert {
     condition = (
-      aws_s3_bucket_lifecycle_configuration.backup.rule[0].status == "Enabled" &&
-      aws_s3_bucket_lifecycle_configuration.backup.rule[0].expiration[0].days == 30 &&
-      aws_s3_bucket_lifecycle_configuration.backup.rule[0].noncurrent_version_expiration[0].noncurrent_days == 1
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-source-copies"]).status == "Enabled" &&
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-source-copies"]).filter[0].prefix == "source/" &&
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-source-copies"]).expiration[0].days == 30 &&
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "noncurrent-versions-and-uploads"]).noncurrent_version_expiration[0].noncurrent_days == 1
     )
-    error_message = "Backups must expire after 30 days and their noncurrent versions 1 day later by default."
+    error_message = "AllData copies (source/) must expire after 30 days and noncurrent versions 1 day later by default."
+  }
+
+  # No rule with a day count may reach failed/: neither an empty filter nor a prefix of it.
+  assert {
+    condition = alltrue([
+      for r in aws_s3_bucket_lifecycle_configuration.backup.rule :
+      # (HCL does not short-circuit ||: hence try() on every index.)
+      coalesce(try(r.expiration[0].days, null), 0) == 0 || (
+        coalesce(try(r.filter[0].prefix, null), "") != "" &&
+        !startswith("failed/", coalesce(try(r.filter[0].prefix, null), "-"))
+      )
+    ])
+    error_message = "Failed records must not expire by default: no expiring rule may cover failed/."
   }
 
   assert {
     condition = anytrue([
       for r in aws_s3_bucket_lifecycle_configuration.backup.rule :
-      r.status == "Enabled" && length(r.expiration) == 1 && r.expiration[0].expired_object_delete_marker == true
+      r.status == "Enabled" && try(r.expiration[0].expired_object_delete_marker, false) == true
     ])
     error_message = "A lifecycle rule must remove expired object delete markers."
   }
@@ -146,11 +161,65 @@ run "all_data_kms_and_custom_expiry" {
 
   assert {
     condition = (
-      aws_s3_bucket_lifecycle_configuration.backup.rule[0].expiration[0].days == 90 &&
-      aws_s3_bucket_lifecycle_configuration.backup.rule[0].noncurrent_version_expiration[0].noncurrent_days == 7
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-source-copies"]).expiration[0].days == 90 &&
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "noncurrent-versions-and-uploads"]).noncurrent_version_expiration[0].noncurrent_days == 7
     )
     error_message = "backup_expiration_days and backup_noncurrent_expiration_days must set the expiry."
   }
+}
+
+run "failed_records_expire_only_when_asked" {
+  command = apply
+
+  variables {
+    failed_records_expiration_days = 400
+    backup_prefix                  = "copies/!{timestamp:yyyy/MM/dd}/"
+    backup_error_output_prefix     = "undelivered/!{firehose:error-output-type}/"
+  }
+
+  assert {
+    condition = (
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-failed-records"]).filter[0].prefix == "undelivered/" &&
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-failed-records"]).expiration[0].days == 400
+    )
+    error_message = "failed_records_expiration_days must expire the fixed start of the error prefix."
+  }
+
+  assert {
+    condition     = one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-source-copies"]).filter[0].prefix == "copies/"
+    error_message = "The AllData copies must expire by the fixed start of backup_prefix."
+  }
+}
+
+run "rejects_a_data_prefix_whose_expiry_would_reach_failed_records" {
+  command = plan
+
+  variables {
+    backup_prefix              = "events/"
+    backup_error_output_prefix = "events/failed/!{firehose:error-output-type}/"
+  }
+
+  expect_failures = [var.backup_prefix]
+}
+
+run "rejects_a_data_prefix_without_a_fixed_folder" {
+  command = plan
+
+  variables {
+    backup_prefix = "!{timestamp:yyyy}/"
+  }
+
+  expect_failures = [var.backup_prefix]
+}
+
+run "rejects_a_fractional_failed_record_expiry" {
+  command = plan
+
+  variables {
+    failed_records_expiration_days = 0.5
+  }
+
+  expect_failures = [var.failed_records_expiration_days]
 }
 
 run "rejects_an_unknown_backup_mode" {
