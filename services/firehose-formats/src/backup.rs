@@ -220,7 +220,8 @@ pub fn object_name(
 
 /// One line of an error-output object, for either error type.
 ///
-/// Writers emit the documented fields in the documented order; `lambda_arn` is written for
+/// Writers emit the documented fields in the documented order (the ARN's key as real records
+/// spell it now, see `lambda_arn`); `lambda_arn` is written for
 /// `processing-failed`, `subsequence_number`/`data_id` for `http-endpoint-failed`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -238,8 +239,10 @@ pub struct ErrorRecord {
     /// Base64 of the record: the untransformed input for `processing-failed`, the data as sent for
     /// `http-endpoint-failed`.
     pub raw_data: String,
-    /// The function ARN (`processing-failed` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The function ARN (`processing-failed` only). Written `lambdaARN`, as real records have it
+    /// since 2025; AWS's template and older records say `lambdaArn` (firehose-facts §2.3), so a
+    /// reader must match keys case-insensitively, as [`ErrorRecord::parse_tolerant`] does.
+    #[serde(rename = "lambdaARN", skip_serializing_if = "Option::is_none")]
     pub lambda_arn: Option<String>,
     /// Sub-sequence number (`http-endpoint-failed` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -454,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn writer_emits_documented_fields_in_order() {
+    fn writer_emits_documented_fields_in_order_and_the_current_arn_key() {
         let rec = ErrorRecord {
             attempts_made: 4,
             arrival_timestamp: 1,
@@ -467,7 +470,13 @@ mod tests {
         };
         assert_eq!(
             rec.to_ndjson_line(),
-            "{\"attemptsMade\":4,\"arrivalTimestamp\":1,\"errorCode\":\"Lambda.FunctionError\",\"errorMessage\":\"m\",\"attemptEndingTimestamp\":2,\"rawData\":\"cg==\",\"lambdaArn\":\"arn:x\"}\n"
+            "{\"attemptsMade\":4,\"arrivalTimestamp\":1,\"errorCode\":\"Lambda.FunctionError\",\"errorMessage\":\"m\",\"attemptEndingTimestamp\":2,\"rawData\":\"cg==\",\"lambdaARN\":\"arn:x\"}\n"
+        );
+        // And what is written reads back.
+        let line = rec.to_ndjson_line();
+        assert_eq!(
+            ErrorRecord::parse_tolerant(line.trim_end().as_bytes()).expect("parses"),
+            rec
         );
     }
 
