@@ -4,13 +4,16 @@
 #
 #   scripts/mem-ingest.sh                          # the chart's default cap and the production example's
 #   CAPS="33554432 134217728" CALLS=64 DELAY_MS=2000 scripts/mem-ingest.sh
+#   CODING=gzip scripts/mem-ingest.sh              # 10 MB bodies sent gzip-compressed (or deflate, zstd)
 #
 # For each cap in CAPS (bytes) it starts the release ingest with INGEST_MAX_INFLIGHT_BYTES set
 # to it and INGEST_MAX_CONCURRENT_CALLS=CALLS, against examples/fake-firehose answering each
 # PutRecordBatch after DELAY_MS (a slow Firehose keeps calls, and their SDK copies, in flight),
 # and loads it with wrk: CONNECTIONS connections (default: one per MiB of cap), each posting a
 # 1 MiB JSON array of 128 events of 8 KB, for DURATION. That overruns the cap (most requests are
-# shed with 503), which is the point: it shows what memory the cap does not see. It prints the
+# shed with 503), which is the point: it shows what memory the cap does not see. With CODING set,
+# each body is a 10 MB array of 1,250 such events, sent compressed (about 40 KB): what it
+# inflates to must be counted too. It prints the
 # peak RSS (VmHWM) before and after, the ratio (peak - idle) / cap, and what was accepted.
 #
 # INGEST_MAX_INFLIGHT_BYTES counts request bodies, records and each call's copies of them in the
@@ -30,18 +33,30 @@ bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 trap '_stop_servers; rm -rf "$work"' EXIT
 
-python3 - "$work/big.json" <<'PY'
-import json, sys
+CODING="${CODING:-}"
+python3 - "$work/big.json" "$CODING" <<'PY'
+import json, sys, zlib
+path, coding = sys.argv[1], sys.argv[2]
 pad = "x" * 8000
-open(sys.argv[1], "w").write(json.dumps([{"i": i, "message": pad} for i in range(128)]))
+body = json.dumps([{"i": i, "message": pad} for i in range(1250 if coding else 128)]).encode()
+if coding == "gzip":
+    c = zlib.compressobj(6, zlib.DEFLATED, 31); body = c.compress(body) + c.flush()
+elif coding == "deflate":
+    body = zlib.compress(body, 6)
+elif coding == "zstd":
+    import subprocess; body = subprocess.run(["zstd", "-q", "-c"], input=body, check=True, capture_output=True).stdout
+elif coding:
+    sys.exit(f"CODING={coding}: gzip, deflate or zstd")
+open(path, "wb").write(body)
 PY
 wrk_post_script "$work"
+[[ -z "$CODING" ]] || echo "wrk.headers[\"Content-Encoding\"] = \"$CODING\"" >>"$work/post.lua"
 fake_port=$(free_port)
 FAKE_FIREHOSE_DELAY_MS=$DELAY_MS "$bin/examples/fake-firehose" "127.0.0.1:$fake_port" >"$work/fake.log" 2>&1 &
 _server_pids+=("$!")
 wait_http "http://127.0.0.1:$fake_port/stats" 30
 
-echo "== 1 MiB bodies (128 x 8 KB events), $DURATION per cap, $CALLS concurrent calls, Firehose answering after ${DELAY_MS} ms"
+echo "== ${CODING:+$CODING-compressed }$([[ -n "$CODING" ]] && echo "10 MB bodies (1,250" || echo "1 MiB bodies (128") x 8 KB events), $DURATION per cap, $CALLS concurrent calls, Firehose answering after ${DELAY_MS} ms"
 for cap in $CAPS; do
   mib=$((cap / 1048576))
   conns="${CONNECTIONS:-$mib}"

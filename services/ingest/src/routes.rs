@@ -188,8 +188,12 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         // The compressed bytes are gone.
         back.shrink(raw_len + spare);
         spare = 0;
+        let inflated = inflated?;
+        // What is left counts the output's capacity as it grew; the output was cut to its
+        // length since.
+        back.shrink(back.bytes().saturating_sub(inflated.len()));
         held = back;
-        inflated?
+        inflated
     } else {
         raw
     };
