@@ -530,17 +530,28 @@ struct Pending {
 pub const MAX_CALL_SPAN_LINKS: usize = 128;
 
 /// The current span's context, when it is exported (an invalid context, or a disabled span
-/// when nothing records spans, links nothing).
+/// when nothing records spans, links nothing), without its `tracestate`: that comes from the
+/// caller's header (up to 32 entries of 512 bytes), and a call carries up to
+/// [`MAX_CALL_SPAN_LINKS`] links, held while its records wait and then exported (helper-91).
+/// A link needs the trace and span ids only.
 fn exported_span() -> Option<opentelemetry::trace::SpanContext> {
-    use opentelemetry::trace::TraceContextExt as _;
+    use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     let span = tracing::Span::current();
     if span.is_disabled() {
         return None;
     }
     let cx = span.context();
-    let link = cx.span().span_context().clone();
-    link.is_valid().then_some(link)
+    let current = cx.span().span_context().clone();
+    current.is_valid().then(|| {
+        SpanContext::new(
+            current.trace_id(),
+            current.span_id(),
+            current.trace_flags(),
+            current.is_remote(),
+            TraceState::default(),
+        )
+    })
 }
 
 /// Where one record of a submission is.

@@ -118,6 +118,7 @@ async fn spans_continue_the_callers_trace_and_are_flushed_at_sigterm() {
         .post(format!("{}/v1/events", ingest.url))
         .header("content-type", "application/json")
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .header("tracestate", "vendor=caller-chosen-value")
         .body(r#"{"traced":true}"#)
         .send()
         .await
@@ -214,6 +215,10 @@ async fn spans_continue_the_callers_trace_and_are_flushed_at_sigterm() {
     assert_eq!(call.links.len(), 1, "{:?}", call.links);
     assert_eq!(call.links[0].trace_id, request.trace_id);
     assert_eq!(call.links[0].span_id, request.span_id);
+    // The caller's `tracestate` stays on its own trace's spans; the links do not copy it (up to
+    // 32 entries of the caller's choosing, on each of up to 128 links per call).
+    assert_eq!(request.trace_state, "vendor=caller-chosen-value");
+    assert_eq!(call.links[0].trace_state, "", "{:?}", call.links[0]);
 }
 
 #[tokio::test]
