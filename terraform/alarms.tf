@@ -47,7 +47,7 @@ locals {
       # no S3 metrics, backup_records sees nothing), so it pages on the first period by default;
       # `alarm_delivery_error_evaluation_periods` trades that for fewer pages on blips.
       periods = var.alarm_delivery_error_evaluation_periods
-      text    = "New Relic rejected or timed out requests, the license-key secret could not be read, or the transform failed (any errorCode but S3.* in ${local.firehose_log_group_name}: HttpEndpoint.*, Lambda.*, ...). Retried for ${var.retry_duration_seconds} s, then backed up to ${var.backup_error_output_prefix}."
+      text    = "New Relic rejected or timed out requests, the license-key secret could not be read, or the transform failed (any errorCode but S3.* in ${local.firehose_log_group_name}: HttpEndpoint.*, Lambda.*, ...). Retried for ${var.retry_duration_seconds} s, then backed up to s3://${aws_s3_bucket.backup.id}/${local.backup_error_output_prefix_fixed} (except a 413, which AWS's 2023 spec says is not backed up: see the module README); replay from there."
     }
     backup_error_logs = {
       metric    = "BackupErrors"
@@ -65,7 +65,7 @@ locals {
       value     = "$.failed"
       # Those records already missed New Relic.
       periods = 1
-      text    = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, or gzip-compressed data; the transform's FirehoseTransform metrics split them by reason): they went to the backup bucket under ${var.backup_error_output_prefix} (processing-failed) without reaching New Relic. ${local.lambda_log_group_name} names record ids and reasons."
+      text    = "The transform answered ProcessingFailed for records (invalid base64 or UTF-8, or gzip-compressed data; the transform's FirehoseTransform metrics split them by reason): they went to s3://${aws_s3_bucket.backup.id}/${local.backup_error_output_prefix_fixed} (processing-failed) without reaching New Relic; replay them with --error-type processing-failed once the cause is fixed. ${local.lambda_log_group_name} names record ids and reasons."
     }
   }
 
@@ -259,7 +259,7 @@ resource "aws_cloudwatch_metric_alarm" "backup_records" {
   count = var.create_alarms && var.s3_backup_mode == "FailedDataOnly" ? 1 : 0
 
   alarm_name          = "${var.name}-backup-records"
-  alarm_description   = "More than ${var.alarm_backup_records_threshold} records went to the backup bucket in ${var.alarm_period_seconds} s: they did not reach New Relic. Replay them from ${var.backup_error_output_prefix}."
+  alarm_description   = "More than ${var.alarm_backup_records_threshold} records went to the backup bucket in ${var.alarm_period_seconds} s: they did not reach New Relic. Replay them: replay s3://${aws_s3_bucket.backup.id}/${local.backup_error_output_prefix_fixed} --error-type http-endpoint-failed (or processing-failed) --to-stream ${aws_kinesis_firehose_delivery_stream.this.name} --checkpoint <file> (services/replay)."
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.alarm_backup_records_threshold
   evaluation_periods  = 1

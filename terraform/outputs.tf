@@ -47,6 +47,11 @@ output "backup_bucket_arn" {
   value       = aws_s3_bucket.backup.arn
 }
 
+output "replay_source" {
+  description = "Where the replay tool reads failed records: `s3://<bucket>/<fixed start of backup_error_output_prefix>`, e.g. `replay <this> --error-type http-endpoint-failed --to-stream <delivery_stream_name> --checkpoint <file>` (services/replay)."
+  value       = "s3://${aws_s3_bucket.backup.id}/${local.backup_error_output_prefix_fixed}"
+}
+
 output "backup_error_output_prefix" {
   description = "Key prefix of failed records in the backup bucket (`!{firehose:error-output-type}` becomes `http-endpoint-failed` or `processing-failed`): where the replay tool reads."
   value       = var.backup_error_output_prefix

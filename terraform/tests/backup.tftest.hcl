@@ -78,6 +78,11 @@ run "failed_data_only_by_default_gzip_under_error_type_prefix" {
     error_message = "The bucket must be versioned."
   }
 
+  assert {
+    condition     = output.replay_source == "s3://events-backup-20261125/failed/"
+    error_message = "replay_source must name the bucket and the fixed start of the error prefix."
+  }
+
   # Versioned bucket: expiry turns an object into a noncurrent version, which is deleted
   # noncurrent_days later. 30 + 1 days, not 30 + 30; and only for the AllData copies under
   # source/: failed records are the only copy and do not expire by default.
