@@ -224,6 +224,8 @@ BAD_VALUES = {
     "bad stream name": {"config": {"deliveryStream": "has space"}},
     "duration without unit form": {"config": {"linger": "ten ms"}},
     "zero body cap": {"config": {"maxBodyBytes": 0}},
+    "event cap under the smallest event": {"config": {"maxEventBytes": 1}},
+    "event cap over a Firehose record": {"config": {"maxEventBytes": 1024000}},
     "bad role arn": {"serviceAccount": {"roleArn": "my-role"}},
     "bad service type": {"service": {"type": "ExternalName"}},
     "ingress path without slash": {"ingress": {"paths": [{"path": "v1", "pathType": "Exact"}]}},
@@ -578,6 +580,14 @@ def test_config_env_names_are_ones_ingest_reads():
         env = c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
         unknown = sorted(set(env) - known)
         assert not unknown, f"ConfigMap sets variables ingest does not read: {unknown}"
+
+
+def test_the_event_size_cap_reaches_ingest():
+    def env(values):
+        return c.find(render_objects(values), "ConfigMap", c.RELEASE)[0]["data"]
+    assert env(MINIMAL)["INGEST_MAX_EVENT_BYTES"] == "1023999"
+    lowered = _deep_merge(MINIMAL, {"config": {"maxEventBytes": 131072}})
+    assert env(lowered)["INGEST_MAX_EVENT_BYTES"] == "131072"
 
 
 def test_only_firehose_local_mode_gets_dummy_aws_credentials():

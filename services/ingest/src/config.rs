@@ -83,6 +83,13 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_EVENTS", default_value_t = 100_000)]
     pub max_events: usize,
 
+    /// Largest event, in bytes (2 to 1,023,999, Firehose's record limit less the newline);
+    /// larger: 400, nothing sent. Lower it to keep events New Relic takes whole: it keeps at most
+    /// 128 KB of an attribute value, and one record near the Firehose limit that does not
+    /// compress makes a request over New Relic's 1 MB (413).
+    #[arg(long, env = "INGEST_MAX_EVENT_BYTES", default_value_t = crate::validate::MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+
     /// How long a Firehose batch waits for more records after its first one.
     #[arg(long, env = "INGEST_LINGER", default_value = "10ms", value_parser = parse_duration)]
     pub linger: Duration,
@@ -181,6 +188,11 @@ pub enum ConfigError {
     /// A number that must be positive is zero.
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
+    /// The event size limit is outside what an event can be.
+    #[error(
+        "INGEST_MAX_EVENT_BYTES ({0}) must be from 2 (the smallest event, {{}}) to 1023999 (a Firehose record of 1,024,000 bytes less its newline)"
+    )]
+    EventBytes(usize),
     /// The in-flight cap is smaller than one request body.
     #[error(
         "INGEST_MAX_INFLIGHT_BYTES ({inflight}) must be at least INGEST_MAX_BODY_BYTES ({body}) so one full request fits"
@@ -287,6 +299,9 @@ impl Config {
         }
         if self.max_events == 0 {
             return Err(ConfigError::Zero("INGEST_MAX_EVENTS"));
+        }
+        if !(2..=crate::validate::MAX_EVENT_BYTES).contains(&self.max_event_bytes) {
+            return Err(ConfigError::EventBytes(self.max_event_bytes));
         }
         if self.max_inflight_bytes < self.max_body_bytes {
             return Err(ConfigError::InflightBelowBody {
@@ -576,6 +591,19 @@ mod tests {
             Err(ConfigError::Zero("INGEST_MAX_EVENTS"))
         );
         assert_eq!(parse(&[]).max_events, 100_000);
+        assert_eq!(parse(&[]).max_event_bytes, 1_023_999);
+        for bad in ["0", "1", "1024000"] {
+            assert_eq!(
+                parse(&["--max-event-bytes", bad]).validate(),
+                Err(ConfigError::EventBytes(bad.parse().expect("a number"))),
+                "{bad}"
+            );
+        }
+        for good in ["2", "131072", "1023999"] {
+            parse(&["--max-event-bytes", good])
+                .validate()
+                .expect("within an event's sizes");
+        }
         assert_eq!(
             parse(&["--max-concurrent-calls", "0"]).validate(),
             Err(ConfigError::Zero("INGEST_MAX_CONCURRENT_CALLS"))

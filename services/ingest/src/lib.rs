@@ -181,6 +181,7 @@ impl Service {
             schema,
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events,
+            max_event_bytes: config.max_event_bytes,
             send_window: config.send_window(),
         };
         let state = AppState::new(producer, settings, metrics);

@@ -211,14 +211,26 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
         let body = body.clone();
         let state = state.clone();
         let (checked, back) = on_blocking_pool("could not validate the body", move || {
-            let checked = validate::records(&body, framing, state.schema(), state.max_events());
+            let checked = validate::records(
+                &body,
+                framing,
+                state.schema(),
+                state.max_events(),
+                state.max_event_bytes(),
+            );
             (checked, held)
         })
         .await?;
         held = back;
         checked
     } else {
-        validate::records(&body, framing, state.schema(), state.max_events())
+        validate::records(
+            &body,
+            framing,
+            state.schema(),
+            state.max_events(),
+            state.max_event_bytes(),
+        )
     };
     let records = checked.map_err(|invalid| {
         for &(reason, size) in &invalid.rejected {

@@ -39,6 +39,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Most events in one request.
     pub max_events: usize,
+    /// Largest event (`INGEST_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
     /// How long after a request starts its body must be in and its events inside a
     /// `PutRecordBatch` call ([`crate::config::Config::send_window`]).
     pub send_window: Duration,
@@ -107,6 +109,12 @@ impl AppState {
     #[must_use]
     pub fn max_events(&self) -> usize {
         self.inner.settings.max_events
+    }
+
+    /// Largest event, in bytes.
+    #[must_use]
+    pub fn max_event_bytes(&self) -> usize {
+        self.inner.settings.max_event_bytes
     }
 
     /// See [`HttpSettings::send_window`].

@@ -731,7 +731,8 @@ impl Schema {
 
 /// Parses `body` into records (see the module docs), refusing a body of more than
 /// `max_events` events ([`ApiError::TooManyEvents`]) before checking any of them: it is split
-/// no further than the event over the limit (an NDJSON line, a JSON array's element).
+/// no further than the event over the limit (an NDJSON line, a JSON array's element). An event
+/// over `max_event_bytes` (at most [`MAX_EVENT_BYTES`]) is invalid.
 ///
 /// # Errors
 /// [`Invalid`] listing every problem found; nothing is returned for sending then.
@@ -740,6 +741,7 @@ pub fn records(
     framing: Framing,
     schema: Option<&Schema>,
     max_events: usize,
+    max_event_bytes: usize,
 ) -> Result<Vec<Bytes>, Invalid> {
     // RFC 8259 section 8.1: a parser may ignore a leading byte order mark (some Windows tools
     // write one); it is never part of an event.
@@ -842,7 +844,7 @@ pub fn records(
     let mut ends = Vec::with_capacity(events.len());
     for (index, (event, position)) in events.iter().enumerate() {
         let room = MAX_DETAILS.saturating_sub(details.len());
-        let problems = check_event(event, *position, framing, schema, room);
+        let problems = check_event(event, *position, framing, schema, max_event_bytes, room);
         if let Some((reason, mut found)) = problems {
             invalid_events += 1;
             rejected.push((reason, event.len()));
@@ -956,6 +958,7 @@ fn check_event(
     position: Option<Position>,
     framing: Framing,
     schema: Option<&Schema>,
+    max_event_bytes: usize,
     room: usize,
 ) -> Option<(&'static str, Vec<Detail>)> {
     let line = position.map(|(line, _)| line);
@@ -1005,14 +1008,19 @@ fn check_event(
             }],
         ));
     }
-    if event.len() > MAX_EVENT_BYTES {
-        return Some((
-            event_reason::TOO_LARGE,
-            vec![at(format!(
+    if event.len() > max_event_bytes.min(MAX_EVENT_BYTES) {
+        let message = if max_event_bytes < MAX_EVENT_BYTES {
+            format!(
+                "event is {} bytes; this service takes events of at most {max_event_bytes} bytes (INGEST_MAX_EVENT_BYTES)",
+                event.len()
+            )
+        } else {
+            format!(
                 "event is {} bytes; Firehose records hold at most {MAX_EVENT_BYTES} bytes of event plus a newline",
                 event.len()
-            ))],
-        ));
+            )
+        };
+        return Some((event_reason::TOO_LARGE, vec![at(message)]));
     }
     let schema = schema?;
     // The scanner accepted the event; serde_json refuses a few more (a number out of f64's
@@ -1127,7 +1135,7 @@ mod tests {
         framing: Framing,
         schema: Option<&Schema>,
     ) -> Result<Vec<Bytes>, Invalid> {
-        super::records(body, framing, schema, usize::MAX)
+        super::records(body, framing, schema, usize::MAX, MAX_EVENT_BYTES)
     }
 
     fn ok(body: &str, framing: Framing) -> Vec<String> {
@@ -1298,19 +1306,26 @@ mod tests {
             (&b"[{},{},{}]"[..], Framing::Json),
             (&b"{}\n{}\n\n{}\n"[..], Framing::Ndjson),
         ] {
-            let all = super::records(body, framing, None, 3).map_err(|i| i.error);
+            let all = super::records(body, framing, None, 3, MAX_EVENT_BYTES).map_err(|i| i.error);
             assert_eq!(all.map(|r| r.len()), Ok(3));
-            let refused = super::records(body, framing, None, 2).expect_err("over the limit");
+            let refused = super::records(body, framing, None, 2, MAX_EVENT_BYTES)
+                .expect_err("over the limit");
             assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
             assert!(refused.rejected.is_empty(), "no event was judged");
         }
         // A JSON array is not scanned past the element over the limit (the rest may be anything).
-        let refused = super::records(b"[{},{},{},garbage", Framing::Json, None, 2)
-            .expect_err("over the limit");
+        let refused = super::records(
+            b"[{},{},{},garbage",
+            Framing::Json,
+            None,
+            2,
+            MAX_EVENT_BYTES,
+        )
+        .expect_err("over the limit");
         assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
         // Counted before validation: an invalid event past the limit does not matter.
-        let refused =
-            super::records(b"{}\n{}\n42\n", Framing::Ndjson, None, 2).expect_err("over the limit");
+        let refused = super::records(b"{}\n{}\n42\n", Framing::Ndjson, None, 2, MAX_EVENT_BYTES)
+            .expect_err("over the limit");
         assert_eq!(refused.error, ApiError::TooManyEvents { limit: 2 });
     }
 

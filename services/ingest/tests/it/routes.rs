@@ -751,6 +751,41 @@ async fn more_events_than_the_limit_are_413_and_nothing_is_sent() {
     assert_eq!(app.sink.records().len(), 2);
 }
 
+/// `INGEST_MAX_EVENT_BYTES` below Firehose's limit: a larger event is a 400 naming the setting,
+/// nothing of the request is sent, and an event at the limit goes.
+#[tokio::test]
+async fn an_event_over_the_configured_size_is_400_and_nothing_is_sent() {
+    let app = app_with(
+        FakeSink::ok(),
+        Options {
+            max_event_bytes: 20,
+            ..Options::default()
+        },
+    );
+    // 20 and 21 bytes.
+    let (at, over) = (r#"{"m":"0123456789ab"}"#, r#"{"m":"0123456789abc"}"#);
+    assert_eq!((at.len(), over.len()), (20, 21));
+    let a = send(&app.router, json(&format!("[{at},{over}]"))).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert_eq!(a.body["details"][0]["index"], 1, "{}", a.text);
+    assert!(
+        a.body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 20 bytes (INGEST_MAX_EVENT_BYTES)"),
+        "{}",
+        a.text
+    );
+    assert!(app.sink.records().is_empty());
+    assert_eq!(
+        metric(&app, "ingest_events_rejected_total{reason=\"too_large\"}"),
+        1.0
+    );
+    let a = send(&app.router, json(at)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(app.sink.records().len(), 1);
+}
+
 #[tokio::test]
 async fn over_the_inflight_cap_requests_are_shed_with_503() {
     // A linger of an hour keeps the first request's bytes in flight.

@@ -117,6 +117,7 @@ pub struct Options {
     pub schema: Option<Value>,
     pub max_body_bytes: usize,
     pub max_events: usize,
+    pub max_event_bytes: usize,
     pub producer: ProducerConfig,
     /// The send window (`INGEST_REQUEST_TIMEOUT` - call timeout - 1 s in the service).
     pub send_window: Duration,
@@ -130,6 +131,7 @@ impl Default for Options {
             schema: None,
             max_body_bytes: 10 * 1024 * 1024,
             max_events: 100_000,
+            max_event_bytes: ingest::validate::MAX_EVENT_BYTES,
             producer: ProducerConfig {
                 retry_budget: Duration::from_millis(300),
                 initial_backoff: Duration::from_millis(5),
@@ -198,6 +200,7 @@ pub fn app_with(sink: Arc<FakeSink>, options: Options) -> TestApp {
         schema,
         max_body_bytes: options.max_body_bytes,
         max_events: options.max_events,
+        max_event_bytes: options.max_event_bytes,
         send_window: options.send_window,
     };
     let state = AppState::new(producer, settings, metrics);
