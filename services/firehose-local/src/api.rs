@@ -254,9 +254,10 @@ fn put_record(state: &ApiState, body: &[u8]) -> Result<Response, ApiError> {
         record: RecordIn,
     }
     let req: Req = parse(body)?;
+    // The API model's constraints first, as AWS checks them before it looks for the stream.
+    let data = decode(&req.record, "record")?;
     let s = stream(state, &req.delivery_stream_name)?;
     refuse_call_if_faulted(state, &req.delivery_stream_name, 1)?;
-    let data = decode(&req.record, "record")?;
     let len = data.len() as u64;
     let name = [req.delivery_stream_name.as_str()];
     let Some(held) = state.holding.hold_record(data.len()) else {
@@ -322,8 +323,8 @@ fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Response, ApiError>
         records: Vec<RecordIn>,
     }
     let req: Req = parse(body)?;
-    let s = stream(state, &req.delivery_stream_name)?;
-    refuse_call_if_faulted(state, &req.delivery_stream_name, req.records.len())?;
+    // The API model's constraints (records 1-500, each at most 1,000 KiB) first: AWS answers a
+    // malformed request ValidationException before it looks for the stream (helper-93).
     if req.records.is_empty() || req.records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::Validation(format!(
             "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length less than or equal to {MAX_BATCH_RECORDS} and greater than or equal to 1 (got {})",
@@ -336,6 +337,8 @@ fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Response, ApiError>
         .enumerate()
         .map(|(i, r)| decode(r, &format!("records.{}.member", i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
+    let s = stream(state, &req.delivery_stream_name)?;
+    refuse_call_if_faulted(state, &req.delivery_stream_name, req.records.len())?;
     let total: usize = datas.iter().map(Vec::len).sum();
     // AWS's "4 MB" read strictly: 4,000,000 record bytes, not 4 MiB. Its accounting is not
     // documented and users have been refused below 4 MiB, so a producer that passes here

@@ -164,6 +164,33 @@ async fn errors_have_aws_codes() {
         .unwrap_err();
     let missing = missing.into_service_error();
     assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    // A request the API model refuses is refused as such, stream or no stream (501 records).
+    let too_many = client
+        .put_record_batch()
+        .delivery_stream_name("nope")
+        .set_records(Some((0..501).map(|_| rec(b"x")).collect()))
+        .send()
+        .await
+        .unwrap_err();
+    let too_many = too_many.into_service_error();
+    assert_eq!(
+        too_many.meta().code(),
+        Some("ValidationException"),
+        "{too_many:?}"
+    );
+    let oversized = client
+        .put_record()
+        .delivery_stream_name("nope")
+        .record(rec(&vec![b'x'; 1_024_001]))
+        .send()
+        .await
+        .unwrap_err();
+    let oversized = oversized.into_service_error();
+    assert_eq!(
+        oversized.meta().code(),
+        Some("ValidationException"),
+        "{oversized:?}"
+    );
     assert_eq!(
         missing.message(),
         Some("Firehose nope under account 000000000000 not found.")
