@@ -98,15 +98,16 @@ pub struct StreamConfig {
     pub backup: BackupConfig,
 }
 
-/// `BufferingHints` for the destination: flush at whichever comes first.
+/// `BufferingHints` for the destination: flush at whichever comes first. Both or neither: AWS
+/// refuses one without the other ("If you specify a value for one of them, you must also
+/// provide a value for the other", `HttpEndpointBufferingHints`), so a config that gives one
+/// is refused here too rather than run with the other's default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferingHints {
     /// `SizeInMBs`, 1–64 (AWS default 5; New Relic recommends 1). Counted before compression.
-    #[serde(default = "default_size_mb")]
     pub size_mb: u32,
     /// `IntervalInSeconds`, 0–900 (AWS default 300).
-    #[serde(default = "default_interval_secs")]
     pub interval_secs: u64,
 }
 
@@ -632,11 +633,12 @@ impl Config {
                 }
                 if h.common_attributes.len() > http_endpoint::MAX_COMMON_ATTRIBUTES
                     || h.common_attributes.iter().any(|(k, v)| {
-                        k.is_empty() || k.chars().count() > 256 || v.chars().count() > 1024
+                        // AWS's pattern for a name, ^(?!\s*$).+: not empty, not only whitespace.
+                        k.trim().is_empty() || k.chars().count() > 256 || v.chars().count() > 1024
                     })
                 {
                     return bad(format!(
-                        "streams[{n}].http_endpoint.common_attributes: at most 50, names 1-256 and values 0-1024 characters"
+                        "streams[{n}].http_endpoint.common_attributes: at most 50, names 1-256 characters and not only whitespace, values 0-1024 characters"
                     ));
                 }
             }
@@ -864,6 +866,35 @@ streams:
     http_endpoint: { url: "http://127.0.0.1:9/v1", access_key: k, content_encoding: GZIP, retry_duration_secs: 10, s3_backup_mode: AllData }
     backup: { target: { kind: local-dir, dir: /tmp/b }, error_output_prefix: "err/!{firehose:error-output-type}/" }
 "#;
+
+    /// AWS refuses buffering hints with one of the two values, and an attribute name of only
+    /// whitespace; so does the config.
+    #[test]
+    fn what_aws_refuses_at_stream_creation_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (broken, says) in [
+            (
+                TOML.replace("size_mb = 1, interval_secs = 60", "size_mb = 1"),
+                "interval_secs",
+            ),
+            (
+                TOML.replace("size_mb = 1, interval_secs = 60", "interval_secs = 60"),
+                "size_mb",
+            ),
+            (
+                TOML.replace(
+                    "access_key = \"k\",",
+                    "access_key = \"k\", common_attributes = { \"  \" = \"v\" },",
+                ),
+                "not only whitespace",
+            ),
+        ] {
+            std::fs::write(&p, &broken).unwrap();
+            let text = Config::from_file(&p).unwrap_err().to_string();
+            assert!(text.contains(says), "{says}: {text}");
+        }
+    }
 
     #[test]
     fn toml_and_yaml_load_the_same_config() {
