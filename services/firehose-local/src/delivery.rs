@@ -55,8 +55,10 @@ pub mod error_code {
 struct AttemptError {
     code: &'static str,
     message: String,
-    /// 413: Firehose does not retry it.
+    /// Not retried: a 413, or an attempt abandoned at the end of the grace period.
     permanent: bool,
+    /// The endpoint answered 413 (AWS's 2023 spec: not retried, and not backed up either).
+    too_large: bool,
 }
 
 /// Delivers batches to one HTTP endpoint.
@@ -160,6 +162,7 @@ impl HttpDelivery {
                     code: error_code::RESPONSE_TOO_LARGE,
                     message: "The response from the endpoint is too large (1 MiB or more, headers included).".into(),
                     permanent: false,
+                    too_large: false,
                 });
             }
         }
@@ -167,6 +170,7 @@ impl HttpDelivery {
             code: error_code::INVALID_RESPONSE,
             message: format!("The response received from the endpoint is invalid: {why}"),
             permanent: false,
+            too_large: false,
         };
         if status == http::StatusCode::OK {
             // Required with a body (firehose-facts §1.4): a chunked answer is not success.
@@ -207,6 +211,7 @@ impl HttpDelivery {
                 status.as_u16()
             ),
             permanent: status == http::StatusCode::PAYLOAD_TOO_LARGE,
+            too_large: status == http::StatusCode::PAYLOAD_TOO_LARGE,
         })
     }
 }
@@ -243,6 +248,7 @@ fn classify(e: &reqwest::Error) -> AttemptError {
         code,
         message,
         permanent: false,
+        too_large: false,
     }
 }
 
@@ -346,6 +352,7 @@ impl Destination for HttpDelivery {
                                   endpoint may have received it"
                             .into(),
                         permanent: true,
+                        too_large: false,
                     }),
                 };
                 let err = match outcome {
@@ -405,6 +412,18 @@ impl Destination for HttpDelivery {
                     {
                         spent += delay;
                     }
+                }
+                if err.too_large {
+                    tracing::error!(
+                        stream = self.stream,
+                        request_id,
+                        records = batch.len(),
+                        bytes = plain_len,
+                        "the HTTP endpoint answered 413 (request too large): not retried; backed \
+                         up here, but AWS's 2023 spec says Firehose does not back such a batch up, \
+                         so in AWS these records would most likely be lost: lower the buffer size \
+                         (New Relic: 1 MiB with GZIP) or the largest record"
+                    );
                 }
                 // Retries left, and the grace period not over (before, while or just after
                 // waiting to retry): try again. Otherwise back up with this attempt's error.

@@ -219,6 +219,43 @@ async fn a_failing_endpoint_lands_in_http_endpoint_failed_after_the_retry_durati
     );
 }
 
+/// A 413 is not retried, however long the retry duration: the batch goes to the backup after
+/// one attempt (AWS's 2023 spec: permanent, and not even backed up; here it is backed up).
+#[tokio::test]
+async fn a_413_is_backed_up_after_one_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ep = Endpoint::start(Behaviour::TooLarge).await;
+    let mut c = config(dir.path());
+    c.streams[0].http_endpoint = Some(endpoint_config(&ep.url, 600));
+    let fh = spawn_embedded(c).await.unwrap();
+    put(&firehose_client(&fh.endpoint_url()), b"big").await;
+    ep.seen.recv().await.unwrap();
+    // Backed up while the 600 s retry duration has hardly begun: not retried. (A retryable
+    // failure would wait 1 s and try again, for 600 s, before any backup.)
+    let backup = dir.path().join("backup");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while files(&backup).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backup 30 s after the 413"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ep.seen.try_recv().is_err(), "a 413 is not retried");
+    fh.shutdown().await.unwrap();
+    assert!(ep.seen.try_recv().is_err(), "nor sent again at shutdown");
+    let recs = error_records(&backup);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].error_code, "HttpEndpoint.DestinationException");
+    assert_eq!(recs[0].attempts_made, 1);
+    assert!(
+        recs[0].error_message.contains("413"),
+        "{}",
+        recs[0].error_message
+    );
+    assert_eq!(recs[0].raw_data, b64(b"big"));
+}
+
 /// Backoff is 1 s, 2 s, then 4 s (±15 %): with a 4 s retry duration the first two waits
 /// (2.55–3.45 s) leave 0.55–1.45 s, and the third wait is cut to that, so the fourth and last
 /// request goes out 4 s after the first; uncut, the third wait alone would be 3.4–4.6 s. (With

@@ -30,6 +30,8 @@ pub enum Behaviour {
     Accept,
     /// 500 with a spec failure body.
     Fail,
+    /// 413 with a spec failure body: the request was too large.
+    TooLarge,
     /// 200 but echoing the wrong request id.
     WrongRequestId,
     /// 200 with a valid body, sent chunked: no `Content-Length`.
@@ -90,6 +92,12 @@ async fn handle(
             StatusCode::INTERNAL_SERVER_ERROR,
             json_type,
             spec::failure_body(&id, 1, "test endpoint says no"),
+        )
+            .into_response(),
+        Behaviour::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json_type,
+            spec::failure_body(&id, 1, "payload too large"),
         )
             .into_response(),
         Behaviour::WrongRequestId => (
