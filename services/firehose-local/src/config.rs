@@ -98,6 +98,10 @@ pub struct StreamConfig {
     pub backup: BackupConfig,
 }
 
+/// New Relic's Firehose endpoints (US and EU), whose 1 MB request limit [`Config::validate`]
+/// holds a stream to: a 1 MiB buffer with GZIP.
+const NEW_RELIC_FIREHOSE_HOSTS: [&str; 2] = ["aws-api.newrelic.com", "aws-api.eu.newrelic.com"];
+
 /// `BufferingHints` for the destination: flush at whichever comes first. Both or neither: AWS
 /// refuses one without the other ("If you specify a value for one of them, you must also
 /// provide a value for the other", `HttpEndpointBufferingHints`), so a config that gives one
@@ -598,6 +602,19 @@ impl Config {
                             "streams[{n}].http_endpoint.url must be an http(s):// URL of at most 1000 characters"
                         ));
                     }
+                    // New Relic takes at most 1 MB per request and answers 413 above it, which
+                    // Firehose does not retry (and by AWS's 2023 spec does not back up): the
+                    // Terraform module refuses other settings for its URLs, and so does this.
+                    Ok(url)
+                        if NEW_RELIC_FIREHOSE_HOSTS
+                            .contains(&url.host_str().unwrap_or_default())
+                            && (s.buffering.size_mb != 1
+                                || h.content_encoding != Compression::Gzip) =>
+                    {
+                        return bad(format!(
+                            "streams[{n}] sends to New Relic, which takes at most 1 MB per request: set buffering.size_mb = 1 and http_endpoint.content_encoding = \"GZIP\" (New Relic's advice; larger requests get 413 and are not retried); from the command line: --buffer-size-mb 1 --gzip"
+                        ));
+                    }
                     Ok(_) => {}
                 }
                 if h.retry_duration_secs > http_endpoint::MAX_RETRY_DURATION_SECS {
@@ -1045,7 +1062,7 @@ streams:
                 name: None,
                 access_key: Some(Secret::new(key)),
                 common_attributes: BTreeMap::new(),
-                content_encoding: Compression::default(),
+                content_encoding: Compression::Gzip,
                 retry_duration_secs: 60,
                 s3_backup_mode: S3BackupMode::default(),
                 request_timeout_secs: 10,
@@ -1067,6 +1084,46 @@ streams:
             "{err}"
         );
         assert!(!err.contains("secret-key"), "the key is not quoted: {err}");
+    }
+
+    /// New Relic takes at most 1 MB per request: a stream sending there needs the 1 MiB buffer
+    /// and GZIP, as the Terraform module requires; other endpoints may use any.
+    #[test]
+    fn a_new_relic_endpoint_needs_a_1_mib_buffer_and_gzip() {
+        let with = |url: &str, size_mb: u32, encoding: Compression| {
+            let mut c = Config::local_default(Path::new("/tmp/x"));
+            c.streams[0].buffering.size_mb = size_mb;
+            c.streams[0].http_endpoint = Some(HttpEndpointConfig {
+                url: url.to_owned(),
+                name: None,
+                access_key: Some(Secret::new("key")),
+                common_attributes: BTreeMap::new(),
+                content_encoding: encoding,
+                retry_duration_secs: 60,
+                s3_backup_mode: S3BackupMode::default(),
+                request_timeout_secs: 10,
+            });
+            c.validate().map_err(|e| e.to_string())
+        };
+        for url in [
+            "https://aws-api.newrelic.com/firehose/v1",
+            "https://aws-api.eu.newrelic.com/firehose/v1",
+        ] {
+            assert_eq!(with(url, 1, Compression::Gzip), Ok(()));
+            for (size_mb, encoding) in [(5, Compression::Gzip), (1, Compression::None)] {
+                let err = with(url, size_mb, encoding).unwrap_err();
+                assert!(
+                    err.contains(
+                        "set buffering.size_mb = 1 and http_endpoint.content_encoding = \"GZIP\""
+                    ),
+                    "{url} {size_mb} {encoding:?}: {err}"
+                );
+            }
+        }
+        assert_eq!(
+            with("https://logs.example.com/firehose", 5, Compression::None),
+            Ok(())
+        );
     }
 
     /// A prefix that cannot be evaluated would make every backup write fail at run time (the
