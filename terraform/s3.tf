@@ -4,10 +4,11 @@
 
 # Where Firehose writes what it could not deliver (http-endpoint-failed/), what the transform
 # failed (processing-failed/), and with AllData every source record. These objects are the only
-# copy of those records: private, owner-enforced, encrypted, TLS-only, versioned, expiring.
+# copy of those records: private, owner-enforced, encrypted, TLS-only, versioned; the AllData
+# copies expire, failed records only when failed_records_expiration_days says so.
 resource "aws_s3_bucket" "backup" {
   #checkov:skip=CKV_AWS_18:Access logging needs a second, log-target bucket this module would have to own; enable it in the account's logging baseline if required.
-  #checkov:skip=CKV_AWS_144:Cross-region replication doubles cost for a bucket of failed records that already expire after backup_expiration_days; replay, not replication, is the recovery path.
+  #checkov:skip=CKV_AWS_144:Cross-region replication doubles the cost of a bucket of failed records and AllData copies; replay, not replication, is the recovery path, and the bucket is versioned against deletion by hand.
   #checkov:skip=CKV2_AWS_62:Nothing consumes bucket events; the backup-records alarm signals new failed data.
   bucket        = var.backup_bucket_name
   bucket_prefix = var.backup_bucket_name == null ? local.bucket_prefix : null

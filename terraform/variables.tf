@@ -307,6 +307,14 @@ variable "backup_error_output_prefix" {
     condition     = strcontains(var.backup_error_output_prefix, "!{firehose:error-output-type}") && endswith(var.backup_error_output_prefix, "/") && length(var.backup_error_output_prefix) <= 1024
     error_message = "backup_error_output_prefix must contain !{firehose:error-output-type}, end with '/' and be at most 1024 characters."
   }
+
+  # Failed records are kept (or expired) by a lifecycle rule on this prefix's fixed start, and
+  # the AllData copies' rule must not cover it: with no fixed start, any data prefix could
+  # (`http-endpoint-failed/`, `2027/`).
+  validation {
+    condition     = split("!{", var.backup_error_output_prefix)[0] != ""
+    error_message = "backup_error_output_prefix must start with a fixed folder (such as the default \"failed/\"), not an expression: the lifecycle rules tell failed records from the AllData copies by that literal prefix."
+  }
 }
 
 #####################

@@ -96,17 +96,24 @@ run "failed_data_only_by_default_gzip_under_error_type_prefix" {
     error_message = "AllData copies (source/) must expire after 30 days and noncurrent versions 1 day later by default."
   }
 
-  # No rule with a day count may reach failed/: neither an empty filter nor a prefix of it.
+  # Failed records do not expire by default: the only rule with a day count is the one for the
+  # AllData copies (checked above to filter on source/), and the failed-records rule has no
+  # expiration. (By rule id: a filter's prefix is computed, and the mock provider fills one left
+  # unset with a random string, which a check of the prefixes alone would take as fine.)
   assert {
-    condition = alltrue([
-      for r in aws_s3_bucket_lifecycle_configuration.backup.rule :
-      # (HCL does not short-circuit ||: hence try() on every index.)
-      coalesce(try(r.expiration[0].days, null), 0) == 0 || (
-        coalesce(try(r.filter[0].prefix, null), "") != "" &&
-        !startswith("failed/", coalesce(try(r.filter[0].prefix, null), "-"))
-      )
-    ])
-    error_message = "Failed records must not expire by default: no expiring rule may cover failed/."
+    condition = [
+      for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r.id
+      if coalesce(try(r.expiration[0].days, null), 0) > 0
+    ] == ["expire-source-copies"]
+    error_message = "Failed records must not expire by default: only expire-source-copies may have a day count."
+  }
+
+  assert {
+    condition = (
+      length(one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-failed-records"]).expiration) == 0 &&
+      one([for r in aws_s3_bucket_lifecycle_configuration.backup.rule : r if r.id == "expire-failed-records"]).filter[0].prefix == "failed/"
+    )
+    error_message = "By default the failed-records rule (failed/) must not expire anything."
   }
 
   assert {
@@ -205,6 +212,16 @@ run "rejects_a_data_prefix_whose_expiry_would_reach_failed_records" {
   }
 
   expect_failures = [var.backup_prefix]
+}
+
+run "rejects_an_error_prefix_without_a_fixed_folder" {
+  command = plan
+
+  variables {
+    backup_error_output_prefix = "!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd/HH}/"
+  }
+
+  expect_failures = [var.backup_error_output_prefix]
 }
 
 run "rejects_a_data_prefix_without_a_fixed_folder" {
