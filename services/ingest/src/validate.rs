@@ -409,7 +409,7 @@ pub fn unzstd(
     read_pieces(
         &mut decoder,
         &mut out,
-        declared.unwrap_or_else(|| four_times(body)),
+        first_size(declared, body, MAX_ZSTD_RATIO),
         limit,
         Coding::Zstd,
         &mut hold,
@@ -523,6 +523,24 @@ fn four_times(body: &[u8]) -> usize {
     body.len().saturating_mul(4)
 }
 
+/// deflate's largest expansion, about 1032:1 (zlib's technical details: 258 bytes from each
+/// 2-bit code at best). What a gzip body declares is believed up to that much of its size.
+const MAX_DEFLATE_RATIO: usize = 1032;
+
+/// zstd's largest expansion, 32768:1: an RLE block (RFC 8878 §3.1.1.2) turns its 3-byte
+/// header and 1 byte into up to 128 KiB. What a zstd body declares is believed up to that.
+const MAX_ZSTD_RATIO: usize = 32_768;
+
+/// The output's first size: what `body` declares it inflates to, at most `max_ratio` times its
+/// size (a tiny body declaring 4 GB takes no more of the in-flight cap than a real bomb of its
+/// size), else [`four_times`] its size.
+fn first_size(declared: Option<usize>, body: &[u8], max_ratio: usize) -> usize {
+    declared.map_or_else(
+        || four_times(body),
+        |size| size.min(body.len().saturating_mul(max_ratio)),
+    )
+}
+
 /// What a gzip `body` declares it inflates to: the ISIZE of its last member (RFC 1952 §2.3.1,
 /// the size modulo 2^32 in its last 4 bytes), which is the whole output for the usual single
 /// member. Only a first size for the output: a wrong one (several members, a lie) costs a
@@ -584,9 +602,9 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Decompresses a gzip body, stopping as soon as it passes `limit` bytes (a gzip bomb costs at
-/// most `limit` + 64 KiB of memory). Before it keeps each piece of output it asks `hold` for
-/// that many bytes (the in-flight cap, [`crate::producer::Reservation::grow`]), so what a
-/// body inflates to is counted as it grows, not after.
+/// most `limit` + 64 KiB of memory). Before the output grows it asks `hold` for the capacity
+/// it adds (the in-flight cap, [`crate::producer::Reservation::grow`]; see [`read_pieces`]),
+/// so what a body inflates to is counted before it is allocated.
 ///
 /// Several gzip members one after the other are one body (RFC 1952 §2.2, as `gzip -d` reads
 /// them), up to [`MAX_GZIP_MEMBERS`]. Bytes after a member that are not a valid member are an
@@ -627,7 +645,7 @@ pub fn gunzip(
         read_pieces(
             &mut decoder,
             &mut out,
-            gzip_size(body).unwrap_or_else(|| four_times(body)),
+            first_size(gzip_size(body), body, MAX_DEFLATE_RATIO),
             limit,
             Coding::Gzip,
             &mut hold,
@@ -1562,7 +1580,20 @@ mod tests {
             assert_eq!(asked, [data.len() + 65_536], "{coding:?}");
         }
         assert_eq!(gzip_size(b"short"), None);
-        // Refused room stops it before the output grows.
+        // A declared size is believed only up to deflate's largest ratio: 18 bytes that say
+        // 4 GB ask for 18 x 1032 bytes (and a piece), not the limit.
+        let mut liar = body[..10].to_vec();
+        liar.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0]);
+        liar.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(liar.len(), 22);
+        assert_eq!(gzip_size(&liar), Some(u32::MAX as usize));
+        let mut asked = Vec::new();
+        let _ = gunzip(&liar, 10 << 20, |n| {
+            asked.push(n);
+            true
+        });
+        assert_eq!(asked.first(), Some(&(22 * 1032 + 65_536)));
+        // Refused room is a 503.
         let mut asked = 0;
         assert!(matches!(
             gunzip(&body, 10 << 20, |n| {

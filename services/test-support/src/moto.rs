@@ -84,15 +84,24 @@ impl Moto {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             let mut seen = Vec::new();
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            // Bytes, not `lines()`: a line that is not UTF-8 must not end the reading.
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw);
+                let line = line.trim_end();
                 if let Some(sender) = tx.take() {
-                    match announced_endpoint(&line) {
+                    match announced_endpoint(line) {
                         Some(endpoint) => {
                             let _ = sender.send(Ok(endpoint));
                         }
                         None => {
-                            seen.push(line);
+                            seen.push(line.to_owned());
                             tx = Some(sender);
                         }
                     }
