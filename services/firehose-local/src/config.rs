@@ -107,12 +107,40 @@ const NEW_RELIC_FIREHOSE_HOSTS: [&str; 2] = ["aws-api.newrelic.com", "aws-api.eu
 /// provide a value for the other", `HttpEndpointBufferingHints`), so a config that gives one
 /// is refused here too rather than run with the other's default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "GivenBufferingHints")]
 pub struct BufferingHints {
     /// `SizeInMBs`, 1–64 (AWS default 5; New Relic recommends 1). Counted before compression.
     pub size_mb: u32,
     /// `IntervalInSeconds`, 0–900 (AWS default 300).
     pub interval_secs: u64,
+}
+
+/// [`BufferingHints`] as a config file gives them, before the both-or-neither rule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GivenBufferingHints {
+    size_mb: Option<u32>,
+    interval_secs: Option<u64>,
+}
+
+impl TryFrom<GivenBufferingHints> for BufferingHints {
+    type Error = &'static str;
+
+    fn try_from(given: GivenBufferingHints) -> Result<Self, Self::Error> {
+        match (given.size_mb, given.interval_secs) {
+            (Some(size_mb), Some(interval_secs)) => Ok(Self {
+                size_mb,
+                interval_secs,
+            }),
+            (None, None) => Ok(Self::default()),
+            (Some(_), None) => Err(
+                "buffering: size_mb without interval_secs; AWS takes both or neither: add interval_secs (its default is 300)",
+            ),
+            (None, Some(_)) => Err(
+                "buffering: interval_secs without size_mb; AWS takes both or neither: add size_mb (its default is 5)",
+            ),
+        }
+    }
 }
 
 impl Default for BufferingHints {
@@ -890,6 +918,15 @@ streams:
     fn what_aws_refuses_at_stream_creation_is_refused_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
+        // Neither is AWS's defaults.
+        std::fs::write(
+            &p,
+            TOML.replace("size_mb = 1, interval_secs = 60", "")
+                .replace("buffering = {  }", "buffering = {}"),
+        )
+        .unwrap();
+        let neither = Config::from_file(&p).unwrap();
+        assert_eq!(neither.streams[0].buffering, BufferingHints::default());
         for (broken, says) in [
             (
                 TOML.replace("size_mb = 1, interval_secs = 60", "size_mb = 1"),
