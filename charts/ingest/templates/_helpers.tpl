@@ -222,7 +222,7 @@ in-flight cap above an idle 18 MiB for caps of 128 MiB and more, up to 3 times f
 {{- $cap := float64 $.Values.config.maxInflightBytes }}
 {{- $needed := addf (mulf 2 $cap) 67108864 }}
 {{- if lt $limit $needed }}
-{{- fail (printf "resources.limits.memory (%v) is below 2 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches up to 1.7 times its in-flight cap above 18 MiB (scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes" . (divf $needed 1048576)) }}
+{{- fail (printf "resources.limits.memory (%v) is below 2 x config.maxInflightBytes + 64 MiB = %.0f MiB: under overload ingest's memory reaches up to 1.7 times its in-flight cap above 18 MiB (scripts/mem-ingest.sh), so the pod would be OOM-killed instead of shedding load; raise the limit or lower config.maxInflightBytes (clients that send large compressed bodies need up to 4 x the cap + 64 MiB: services/ingest/README.md, Sizing)" . (divf $needed 1048576)) }}
 {{- end }}
 {{- end }}
 {{- if and (not .Values.serviceAccount.create) .Values.serviceAccount.roleArn }}
