@@ -154,6 +154,10 @@ where
             amzn_trace_id: request.headers().get("x-amzn-trace-id").cloned(),
         };
         let span = telemetry::request_span(&request);
+        let progress = std::sync::Arc::new(Progress::default());
+        request
+            .extensions_mut()
+            .insert(std::sync::Arc::clone(&progress));
         // Called here, not inside the future, on the service `poll_ready` was just asked about:
         // the tower contract holds without cloning the inner service for every request.
         let handler = self.inner.call(request);
@@ -161,6 +165,7 @@ where
             state: self.state.clone(),
             span,
             seen,
+            progress,
             answered: false,
         };
         Box::pin(async move {
@@ -194,22 +199,52 @@ pub const CLIENT_CLOSED: http::StatusCode = match http::StatusCode::from_u16(499
 /// The access line's `reason` for [`CLIENT_CLOSED`].
 pub const CLIENT_CLOSED_REASON: &str = "client_closed";
 
+/// How far the handler got, for the line of a request whose client goes away before the
+/// answer ([`CLIENT_CLOSED`]): whose key it was, and how many events it handed to the producer,
+/// which sends them as if the client had waited. [`Track`] puts it in the request's extensions
+/// (an `Arc<Progress>`); the handler ([`crate::routes`]) fills it in. Without it such a line
+/// had no `key_id` and no `events`, and what a key sent could not be counted from the log
+/// (helper-91).
+#[derive(Debug, Default)]
+pub struct Progress {
+    key_id: std::sync::OnceLock<KeyId>,
+    submitted: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    /// The request's key was accepted.
+    pub fn key_accepted(&self, key: &KeyId) {
+        let _ = self.key_id.set(key.clone());
+    }
+
+    /// `events` events were handed to the producer.
+    pub fn submitted(&self, events: usize) {
+        self.submitted
+            .store(events, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// One request on its way: records it as [`CLIENT_CLOSED`] if dropped before it was answered.
 struct Tracked {
     state: AppState,
     span: tracing::Span,
     seen: Seen,
+    progress: std::sync::Arc<Progress>,
     answered: bool,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
         if !self.answered {
+            let submitted = self
+                .progress
+                .submitted
+                .load(std::sync::atomic::Ordering::Relaxed);
             let answer = Answer {
                 status: CLIENT_CLOSED,
                 reason: Some(CLIENT_CLOSED_REASON),
-                key_id: None,
-                events: None,
+                key_id: self.progress.key_id.get().map(KeyId::as_str),
+                events: (submitted > 0).then_some(submitted),
             };
             record(&self.state, &self.span, &self.seen, &answer);
         }
@@ -223,7 +258,8 @@ struct Answer<'a> {
     reason: Option<&'static str>,
     /// The caller's key id, once the key was accepted.
     key_id: Option<&'a str>,
-    /// The events Firehose accepted ([`EventCount`]).
+    /// The events Firehose accepted ([`EventCount`]); for [`CLIENT_CLOSED`], the events handed
+    /// to the producer ([`Progress`]).
     events: Option<usize>,
 }
 

@@ -47,15 +47,22 @@ pub struct Accepted {
 /// dropped then: a request waits a linger or more for Firehose, and with a thousand requests
 /// in flight its headers would be out of cache by the time they were freed after the answer.
 pub async fn ingest(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let key = match authenticate(&state, &parts.headers) {
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
+    // For the access line, should the client go away before the answer.
+    let progress = parts
+        .extensions
+        .remove::<std::sync::Arc<crate::middleware::Progress>>();
+    if let Some(progress) = &progress {
+        progress.key_accepted(&key);
+    }
     let head = read_head(&state, &parts.headers, &key);
     drop(parts);
     let answer = match head {
-        Ok(head) => accept(&state, head, body).await,
+        Ok(head) => accept(&state, head, body, progress.as_deref()).await,
         Err(refusal) => Err(refusal),
     };
     let events = answer.as_ref().ok().map(|accepted| accepted.accepted);
@@ -152,7 +159,12 @@ async fn on_blocking_pool<T: Send + 'static>(
 }
 
 /// Everything after the head: the body, its events, the producer.
-async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepted>, ApiError> {
+async fn accept(
+    state: &AppState,
+    head: Head,
+    body: Body,
+    progress: Option<&crate::middleware::Progress>,
+) -> Result<Json<Accepted>, ApiError> {
     let Head {
         framing,
         coding,
@@ -258,6 +270,9 @@ async fn accept(state: &AppState, head: Head, body: Body) -> Result<Json<Accepte
     }
     let bytes: usize = records.iter().map(bytes::Bytes::len).sum();
     let sizes: Vec<usize> = records.iter().map(bytes::Bytes::len).collect();
+    if let Some(progress) = progress {
+        progress.submitted(events);
+    }
     match state
         .producer()
         .submit_reserved(records, Some(send_by), held)

@@ -641,6 +641,9 @@ async fn a_client_that_goes_away_is_logged_and_counted() {
     assert_eq!(line["status"], 499, "{line}");
     assert_eq!(line["reason"], "client_closed", "{line}");
     assert_eq!(line["route"], "/v1/events", "{line}");
+    // Whose it was and what it handed to the producer, as an answered line says.
+    assert_eq!(line["key_id"], "anonymous", "{line}");
+    assert_eq!(line["events"], 1, "{line}");
     let text = scrape().await;
     assert!(
         text.lines()
