@@ -143,3 +143,49 @@ locals {
     }]
   })
 }
+
+################
+# IAM: replay
+################
+
+# What the replay tool (services/replay) needs to put failed records back into the stream: read
+# the backup bucket, decrypt its objects (with a KMS key), and what the front door may do on the
+# stream. An output, not a role: replay runs wherever an operator runs it (a laptop, a Job, a
+# CI runner), each with its own way to assume a role; attach this to that one.
+locals {
+  replay_statements = concat(
+    [
+      {
+        Sid      = "ListBackups"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket", "s3:GetBucketLocation"]
+        Resource = [aws_s3_bucket.backup.arn]
+      },
+      {
+        Sid      = "ReadBackups"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject"]
+        Resource = ["${aws_s3_bucket.backup.arn}/*"]
+      },
+    ],
+    var.backup_kms_key_arn != null ? [
+      {
+        Sid      = "DecryptBackups"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = [var.backup_kms_key_arn]
+        Condition = {
+          StringEquals = { "kms:ViaService" = "s3.${local.region}.${local.dns_suffix}" }
+          StringLike   = { "kms:EncryptionContext:aws:s3:arn" = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"] }
+        }
+      },
+    ] : [],
+    # --to-stream: the front door's permissions on the stream (irsa.tf), key included.
+    local.irsa_statements,
+  )
+
+  replay_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = local.replay_statements
+  })
+}

@@ -52,6 +52,11 @@ output "replay_source" {
   value       = "s3://${aws_s3_bucket.backup.id}/${local.backup_error_output_prefix_fixed}"
 }
 
+output "replay_policy_json" {
+  description = "IAM policy (JSON) for whoever runs the replay tool: list and read the backup bucket (and decrypt it with `backup_kms_key_arn`), and put records into the stream as the front door does. Attach it to the role replay runs as."
+  value       = local.replay_policy
+}
+
 output "backup_error_output_prefix" {
   description = "Key prefix of failed records in the backup bucket (`!{firehose:error-output-type}` becomes `http-endpoint-failed` or `processing-failed`): where the replay tool reads."
   value       = var.backup_error_output_prefix

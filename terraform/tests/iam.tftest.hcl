@@ -131,7 +131,7 @@ run "no_allow_statement_uses_a_bare_wildcard" {
   # Never "*" alone, never in the service, region or account field.
   assert {
     condition = alltrue(flatten([
-      for doc in [aws_iam_role_policy.firehose.policy, aws_iam_role_policy.lambda.policy, aws_iam_role_policy.irsa[0].policy] : [
+      for doc in [aws_iam_role_policy.firehose.policy, aws_iam_role_policy.lambda.policy, aws_iam_role_policy.irsa[0].policy, output.replay_policy_json] : [
         for s in jsondecode(doc).Statement : [
           for r in s.Resource : r != "*" && can(regex("^arn:aws:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^*]+", r)) && length(split("*", r)) <= 2
         ]
@@ -266,6 +266,50 @@ run "irsa_role_gets_the_stream_key_for_sse_cmk_streams" {
         Resource = ["arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000003"]
     }]
     error_message = "Producers of an SSE-CMK stream need kms:GenerateDataKey and kms:Decrypt on its key."
+  }
+}
+
+# Replay reads the backup (and decrypts it with the bucket's key) and puts records as the front
+# door does; it may not write, delete or list anything else.
+run "replay_policy_reads_the_backup_and_puts_into_the_stream" {
+  command = apply
+
+  variables {
+    backup_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000002"
+  }
+
+  assert {
+    condition = [for s in jsondecode(output.replay_policy_json).Statement : s.Sid] == [
+      "ListBackups", "ReadBackups", "DecryptBackups", "PutRecords",
+    ]
+    error_message = "The replay policy must list and read the backup, decrypt it, and put records: nothing else."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(output.replay_policy_json).Statement : s if s.Sid == "ReadBackups"
+      ] == [{
+        Sid      = "ReadBackups"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject"]
+        Resource = ["${aws_s3_bucket.backup.arn}/*"]
+    }]
+    error_message = "Replay reads objects of the backup bucket only, and only reads them."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(output.replay_policy_json).Statement : s.Resource if s.Sid == "PutRecords"
+    ] == [[aws_kinesis_firehose_delivery_stream.this.arn]]
+    error_message = "Replay puts records into this stream only."
+  }
+
+  assert {
+    condition = alltrue([
+      for s in jsondecode(output.replay_policy_json).Statement :
+      alltrue([for a in s.Action : !can(regex("^s3:(Put|Delete)", a))])
+    ])
+    error_message = "Replay must not write or delete in the backup bucket."
   }
 }
 
