@@ -32,6 +32,14 @@ locals {
     }]
   })
 
+  # The backup key, used through S3 for this bucket only, as the Firehose guide grants it for S3
+  # destinations (the bucket ARN itself covers S3 Bucket Keys, whose context is the bucket): the
+  # condition of Firehose's writes and of replay's reads alike.
+  backup_key_through_s3 = {
+    StringEquals = { "kms:ViaService" = "s3.${local.region}.${local.dns_suffix}" }
+    StringLike   = { "kms:EncryptionContext:aws:s3:arn" = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"] }
+  }
+
   firehose_statements = concat(
     [
       {
@@ -84,16 +92,11 @@ locals {
     ] : [],
     var.backup_kms_key_arn != null ? [
       {
-        # As the Firehose guide grants it for S3 destinations: through S3, for this bucket only
-        # (the bucket ARN itself covers S3 Bucket Keys, whose context is the bucket).
-        Sid      = "EncryptBackups"
-        Effect   = "Allow"
-        Action   = ["kms:GenerateDataKey", "kms:Decrypt"]
-        Resource = [var.backup_kms_key_arn]
-        Condition = {
-          StringEquals = { "kms:ViaService" = "s3.${local.region}.${local.dns_suffix}" }
-          StringLike   = { "kms:EncryptionContext:aws:s3:arn" = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"] }
-        }
+        Sid       = "EncryptBackups"
+        Effect    = "Allow"
+        Action    = ["kms:GenerateDataKey", "kms:Decrypt"]
+        Resource  = [var.backup_kms_key_arn]
+        Condition = local.backup_key_through_s3
       },
     ] : [],
   )
@@ -170,14 +173,11 @@ locals {
     ],
     var.backup_kms_key_arn != null ? [
       {
-        Sid      = "DecryptBackups"
-        Effect   = "Allow"
-        Action   = ["kms:Decrypt"]
-        Resource = [var.backup_kms_key_arn]
-        Condition = {
-          StringEquals = { "kms:ViaService" = "s3.${local.region}.${local.dns_suffix}" }
-          StringLike   = { "kms:EncryptionContext:aws:s3:arn" = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"] }
-        }
+        Sid       = "DecryptBackups"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.backup_kms_key_arn]
+        Condition = local.backup_key_through_s3
       },
     ] : [],
     # --to-stream: the front door's permissions on the stream (irsa.tf), key included.
