@@ -191,22 +191,16 @@ async fn serve(
         cut_short: tokio_util::sync::CancellationToken::new(),
     };
     // The first signal starts the drain; a second ends its wait for in-flight requests and the
-    // embedded local Firehose's grace period (what it has not delivered is backed up now); a
-    // third exits at once.
+    // embedded local Firehose's grace period (what it has not delivered is backed up now; it
+    // logs "shutdown grace period cut short" itself); a third exits at once.
     let stop = tokio_util::sync::CancellationToken::new();
-    let second = if let Some(hurry) = local_hurry {
+    if let Some(hurry) = local_hurry {
         let cut_short = drain.cut_short.clone();
         tokio::spawn(async move {
             cut_short.cancelled().await;
             hurry.cancel();
         });
-        "no longer waiting for in-flight requests (their clients get no answer, so they send \
-         again) nor for the local Firehose's endpoint (what it has not delivered is backed up \
-         now); a third signal exits at once"
-    } else {
-        "no longer waiting for in-flight requests (their clients get no answer, so they send \
-         again); a third signal exits at once"
-    };
+    }
     signals.escalate(
         vec![
             Stage {
@@ -216,7 +210,8 @@ async fn serve(
             },
             Stage {
                 begins: drain.cut_short.clone(),
-                message: second,
+                message: "no longer waiting for in-flight requests (their clients get no answer, \
+                          so they send again); a third signal exits at once",
             },
         ],
         "exiting now; records the local Firehose holds (if any) are lost",

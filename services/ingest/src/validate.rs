@@ -580,9 +580,9 @@ fn room_for_a_piece(
         .saturating_add(capacity / 2)
         // With a first size that is exact, the read that finds the end still has its room.
         .max(first.saturating_add(piece))
-        .max(len + piece)
         .min(limit.saturating_add(piece))
-        // `len` is at most `limit` (the caller stops past it): this keeps a piece of room.
+        // At least a piece of room, whatever the cap above (`len` is at most `limit`: the
+        // caller stops past it).
         .max(len + piece);
     if !hold(wanted - capacity) {
         return Err(ApiError::Overloaded);
