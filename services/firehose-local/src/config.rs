@@ -124,7 +124,7 @@ struct GivenBufferingHints {
 }
 
 impl TryFrom<GivenBufferingHints> for BufferingHints {
-    type Error = &'static str;
+    type Error = String;
 
     fn try_from(given: GivenBufferingHints) -> Result<Self, Self::Error> {
         match (given.size_mb, given.interval_secs) {
@@ -133,12 +133,14 @@ impl TryFrom<GivenBufferingHints> for BufferingHints {
                 interval_secs,
             }),
             (None, None) => Ok(Self::default()),
-            (Some(_), None) => Err(
-                "buffering: size_mb without interval_secs; AWS takes both or neither: add interval_secs (its default is 300)",
-            ),
-            (None, Some(_)) => Err(
-                "buffering: interval_secs without size_mb; AWS takes both or neither: add size_mb (its default is 5)",
-            ),
+            (Some(_), None) => Err(format!(
+                "buffering: size_mb without interval_secs; AWS takes both or neither: add interval_secs (its default is {})",
+                default_interval_secs()
+            )),
+            (None, Some(_)) => Err(format!(
+                "buffering: interval_secs without size_mb; AWS takes both or neither: add size_mb (its default is {})",
+                default_size_mb()
+            )),
         }
     }
 }
@@ -919,12 +921,7 @@ streams:
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         // Neither is AWS's defaults.
-        std::fs::write(
-            &p,
-            TOML.replace("size_mb = 1, interval_secs = 60", "")
-                .replace("buffering = {  }", "buffering = {}"),
-        )
-        .unwrap();
+        std::fs::write(&p, TOML.replace("size_mb = 1, interval_secs = 60", "")).unwrap();
         let neither = Config::from_file(&p).unwrap();
         assert_eq!(neither.streams[0].buffering, BufferingHints::default());
         for (broken, says) in [

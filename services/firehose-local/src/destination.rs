@@ -145,7 +145,10 @@ async fn unless_hung(
             tokio::time::sleep(crate::backup::SHUTDOWN_BACKUP_WINDOW).await;
         } => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            "the write had not finished 10 s after the shutdown grace period (a disk that hangs?)",
+            format!(
+                "the write had not finished {:?} after the shutdown grace period (a disk that hangs?)",
+                crate::backup::SHUTDOWN_BACKUP_WINDOW
+            ),
         )),
     }
 }
