@@ -830,8 +830,28 @@ pub(crate) mod tests {
         }
     }
 
-    /// A backup to a [`SlowStore`] taking `delay` per object, its grace period over now: the
-    /// backup, the store, the start, and the task that returns when the cutoff comes.
+    /// A backup to `store`, its grace period over now: the backup, the start, and the task that
+    /// returns when the cutoff comes.
+    fn shutting_down(
+        store: Arc<dyn BackupStore>,
+    ) -> (
+        Backup,
+        tokio::time::Instant,
+        tokio::task::JoinHandle<tokio::time::Instant>,
+    ) {
+        let b = Backup {
+            store,
+            ..backup(std::path::Path::new("/nonexistent"), Compression::None)
+        };
+        let cutoff = b.cutoff.clone();
+        let cut = tokio::spawn(async move {
+            cutoff.when_quiet().await;
+            tokio::time::Instant::now()
+        });
+        (b, tokio::time::Instant::now(), cut)
+    }
+
+    /// [`shutting_down`] with a [`SlowStore`] taking `delay` per object, and that store.
     fn shutting_down_with(
         delay: Duration,
     ) -> (
@@ -844,16 +864,8 @@ pub(crate) mod tests {
             delay,
             taken: std::sync::Mutex::default(),
         });
-        let b = Backup {
-            store: store.clone(),
-            ..backup(std::path::Path::new("/nonexistent"), Compression::None)
-        };
-        let cutoff = b.cutoff.clone();
-        let cut = tokio::spawn(async move {
-            cutoff.when_quiet().await;
-            tokio::time::Instant::now()
-        });
-        (b, store, tokio::time::Instant::now(), cut)
+        let (b, start, cut) = shutting_down(store.clone());
+        (b, store, start, cut)
     }
 
     /// helper-88: at shutdown, a backlog of several large objects to a healthy store took longer
@@ -937,22 +949,13 @@ pub(crate) mod tests {
                 })
             }
         }
-        let b = Backup {
-            store: Arc::new(Failing),
-            ..backup(std::path::Path::new("/nonexistent"), Compression::None)
-        };
-        let start = tokio::time::Instant::now();
-        let cut = {
-            let cutoff = b.cutoff.clone();
-            tokio::spawn(async move { cutoff.when_quiet().await })
-        };
+        let (b, start, cut) = shutting_down(Arc::new(Failing));
         let landed = b
             .write(&b.config.prefix.clone(), None, 0, b"x".to_vec(), 1)
             .await;
         assert!(!landed);
-        cut.await.unwrap();
         // 1 byte: an allowance of about a microsecond (the paused clock steps by 1 ms).
-        let took = start.elapsed();
+        let took = cut.await.unwrap() - start;
         assert!(
             took >= SHUTDOWN_BACKUP_WINDOW
                 && took < SHUTDOWN_BACKUP_WINDOW + Duration::from_millis(10),
