@@ -356,14 +356,9 @@ async fn a_200_is_refused(behaviour: Behaviour, code: &str) {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_a_connection_failure() {
     let dir = tempfile::tempdir().unwrap();
-    // A socket bound but never listening: connections to it are refused, and the port stays
-    // taken, so a listener of a test running beside this one cannot get it (bind-then-drop
-    // could hand the port to one).
-    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
-    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = reserved.local_addr().unwrap().port();
+    let (reserved, closed) = test_support::refusing_address();
     let mut c = config(dir.path());
-    c.streams[0].http_endpoint = Some(endpoint_config(&format!("http://127.0.0.1:{port}/v1"), 0));
+    c.streams[0].http_endpoint = Some(endpoint_config(&format!("http://{closed}/v1"), 0));
     let fh = spawn_embedded(c).await.unwrap();
     put(&firehose_client(&fh.endpoint_url()), b"x").await;
     fh.shutdown().await.unwrap();

@@ -9,7 +9,7 @@ use firehose_formats::http_endpoint::{self as spec, DeliveryRequest};
 use firehose_local::config::{
     BackupConfig, BackupTarget, BufferingHints, Config, LocalDestinationConfig, StreamConfig,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -180,25 +180,7 @@ pub fn config(dir: &Path) -> Config {
 }
 
 /// Every file under `dir`, recursively, sorted.
-pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p)
-            } else {
-                out.push(p)
-            }
-        }
-    }
-    out.sort();
-    out
-}
+pub use test_support::files_under as files;
 
 /// Lines of every file under `dir`.
 pub fn lines(dir: &Path) -> Vec<String> {

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use test_support::{files_under, refusing_address};
+
 use crate::binary::{spawn_logged, wait_log, wait_started};
 
 struct Ingest {
@@ -290,26 +292,6 @@ fn event_ids_under(dir: &Path) -> Vec<String> {
     ids
 }
 
-/// Every file under `dir`, recursively (none when it does not exist).
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_dir() {
-                stack.push(entry.path());
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    files
-}
-
 /// Posts `n` events (`{"id":"<prefix>-<i>"}`) in one NDJSON request, checks that all were
 /// acknowledged, and returns their `id`s.
 async fn post_events(ingest: &Ingest, prefix: &str, n: usize) -> Vec<String> {
@@ -525,18 +507,6 @@ fn backed_up_event_ids(backup: &Path) -> Vec<String> {
     }
     backed_up.sort();
     backed_up
-}
-
-/// An address that refuses connections: a socket bound and never listening. The port stays
-/// taken while the socket lives, so a listener of a test running beside this one cannot get it
-/// (bind-then-drop could hand it one).
-fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    (socket, addr)
 }
 
 /// [`start_embedded`] with a local Firehose config of one stream `events` (the in-process

@@ -342,24 +342,19 @@ pub(crate) async fn upload_fixtures(s3: &aws_sdk_s3::Client, bucket: &str, prefi
 /// Every fixture object: its path, and its key (the path under the fixture directory, with `/`).
 pub(crate) fn fixture_files() -> Vec<(PathBuf, String)> {
     let root = fixture_dir();
-    let mut files = Vec::new();
-    let mut pending = vec![root.clone()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read fixtures") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                pending.push(path);
-                continue;
-            }
+    let files = test_support::files_under(&root);
+    assert!(!files.is_empty(), "no fixtures under {}", root.display());
+    files
+        .into_iter()
+        .map(|path| {
             let key = path
                 .strip_prefix(&root)
                 .expect("under root")
                 .to_string_lossy()
                 .replace('\\', "/");
-            files.push((path, key));
-        }
-    }
-    files
+            (path, key)
+        })
+        .collect()
 }
 
 /// The `replay` binary, without the `REPLAY_*` variables of the shell that runs the tests (each
